@@ -1,0 +1,201 @@
+package mvcc
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The key space in a checkpoint:
+//
+//	uvarint format | uvarint rev | uvarint compactRev+1 |
+//	cold section | hot section
+//
+// A section is a run of length-prefixed records ended by a zero length
+// byte, in the slab format, so that a loaded checkpoint's memory serves as
+// slabs without a copy. The cold section holds, in key order, each key's
+// newest record at or below the compaction point unless it is a tombstone;
+// the hot section every record above the compaction point in revision
+// order. The content depends only on the logical state, never on how far
+// physical compaction has got.
+
+const checkpointFormat = 1
+
+// ErrBadCheckpoint is returned for checkpoint content that does not decode.
+var ErrBadCheckpoint = errors.New("mvcc: malformed checkpoint")
+
+// WriteTo writes the view's key space. The view must come from Snapshot.
+// It runs off the loop: it only reads the immutable view.
+func (v *View) WriteTo(w io.Writer) (int64, error) {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	cw := &countWriter{w: bw}
+	var hdr []byte
+	hdr = binary.AppendUvarint(hdr, checkpointFormat)
+	hdr = binary.AppendUvarint(hdr, uint64(v.rev))
+	hdr = binary.AppendUvarint(hdr, uint64(v.compactRev+1))
+	cw.Write(hdr)
+	var lp [binary.MaxVarintLen64]byte
+	put := func(r record) {
+		n := binary.PutUvarint(lp[:], uint64(len(r)))
+		cw.Write(lp[:n])
+		io.WriteString(cw, r)
+	}
+	v.tree.Ascend(func(it item) bool {
+		if s, ok := it.at(v.compactRev); ok {
+			put(s)
+		}
+		return cw.err == nil
+	})
+	cw.Write([]byte{0})
+	v.scanHot(v.compactRev, func(r record) bool {
+		if recMod(r) > v.rev {
+			return false
+		}
+		put(r)
+		return cw.err == nil
+	})
+	cw.Write([]byte{0})
+	if cw.err != nil {
+		return cw.n, cw.err
+	}
+	return cw.n, bw.Flush()
+}
+
+type countWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.err = err
+	return n, err
+}
+
+// Load rebuilds a store from checkpoint content written by WriteTo. The
+// store's slabs alias data, which the caller must not change afterwards.
+// It returns how many bytes of data the key space took.
+func Load(data []byte) (*Store, int, error) {
+	p := 0
+	next := func() (uint64, error) {
+		v, w := binary.Uvarint(data[p:])
+		if w <= 0 {
+			return 0, fmt.Errorf("%w: bad varint at offset %d", ErrBadCheckpoint, p)
+		}
+		p += w
+		return v, nil
+	}
+	format, err := next()
+	if err != nil {
+		return nil, 0, err
+	}
+	if format != checkpointFormat {
+		return nil, 0, fmt.Errorf("%w: unknown format %d", ErrBadCheckpoint, format)
+	}
+	rev, err := next()
+	if err != nil {
+		return nil, 0, err
+	}
+	c1, err := next()
+	if err != nil {
+		return nil, 0, err
+	}
+	s := New()
+	s.rev, s.compactRev = Revision(rev), Revision(c1)-1
+	s.physRev = s.compactRev
+	coldStart := p
+	coldEnd, err := checkSection(data, p, func(r record) error {
+		if recMod(r) > s.compactRev || recTombstone(r) {
+			return fmt.Errorf("%w: cold record at revision %d", ErrBadCheckpoint, recMod(r))
+		}
+		if _, dup := s.tree.ReplaceOrInsert(item{rec: r}); dup {
+			return fmt.Errorf("%w: key twice in cold section", ErrBadCheckpoint)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	hotStart := coldEnd + 1
+	last := s.compactRev
+	hotEnd, err := checkSection(data, hotStart, func(r record) error {
+		m := recMod(r)
+		if m <= s.compactRev || m > s.rev || m < last {
+			return fmt.Errorf("%w: hot record at revision %d out of order", ErrBadCheckpoint, m)
+		}
+		last = m
+		if it, ok := s.tree.Get(probe(recKey(r))); ok {
+			s.tree.ReplaceOrInsert(it.pushed(r))
+		} else {
+			s.tree.ReplaceOrInsert(item{rec: r})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	s.cold.adopt(data[coldStart:coldEnd], 0)
+	s.coldLive = int64(coldEnd - coldStart)
+	if hotEnd > hotStart {
+		first := recMod(firstRecord(data[hotStart:hotEnd]))
+		s.hot.adopt(data[hotStart:hotEnd], first)
+	}
+	return s, hotEnd + 1, nil
+}
+
+func firstRecord(buf []byte) record {
+	var r record
+	slabRecords(buf, 0, func(x record, _ int) bool { r = x; return false })
+	return r
+}
+
+// checkSection validates the records of a section starting at off, calls
+// fn on each, and returns the offset of the section's end marker.
+func checkSection(data []byte, off int, fn func(r record) error) (int, error) {
+	for {
+		if off >= len(data) {
+			return 0, fmt.Errorf("%w: section runs past the end", ErrBadCheckpoint)
+		}
+		n, w := binary.Uvarint(data[off:])
+		if w <= 0 || off+w+int(n) > len(data) {
+			return 0, fmt.Errorf("%w: bad record length at offset %d", ErrBadCheckpoint, off)
+		}
+		if n == 0 {
+			return off, nil
+		}
+		start := off + w
+		b := data[start : start+int(n)]
+		if !validRecord(b) {
+			return 0, fmt.Errorf("%w: bad record at offset %d", ErrBadCheckpoint, start)
+		}
+		if err := fn(asRecord(b)); err != nil {
+			return 0, err
+		}
+		off = start + int(n)
+	}
+}
+
+// validRecord checks that a record decodes within its bounds, so that the
+// decoding helpers, which trust records, never run off the end.
+func validRecord(b []byte) bool {
+	kl, w := binary.Uvarint(b)
+	if w <= 0 || kl == 0 || uint64(len(b)-w) < kl+1 {
+		return false
+	}
+	p := w + int(kl) + 1
+	for range 5 {
+		_, w = binary.Uvarint(b[p:])
+		if w <= 0 {
+			return false
+		}
+		p += w
+	}
+	return true
+}

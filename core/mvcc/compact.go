@@ -1,0 +1,253 @@
+package mvcc
+
+// Compaction has a logical and a physical part. Compact moves the
+// compaction point at once (reads below it fail from then on) and queues a
+// job; Step does the physical work a budget at a time, so the loop never
+// stalls on a large key space. Physical progress never changes what a read
+// returns, which is what keeps members' hashes equal whatever their
+// progress.
+
+type jobKind uint8
+
+const (
+	jobCompact jobKind = iota + 1
+	jobRewriteCold
+)
+
+type job struct {
+	kind   jobKind
+	target Revision
+	// slab and off are a compaction's cursor in the hot log.
+	slab, off int
+	// cursor is the next key a cold rewrite visits.
+	cursor  string
+	started bool
+	// next is the cold series a rewrite fills.
+	next slabSeries
+	// done is called when the job finishes.
+	waiters []func()
+}
+
+// jobQueue holds physical work in the order it was asked for.
+type jobQueue struct{ q []*job }
+
+func (jq *jobQueue) push(j *job) { jq.q = append(jq.q, j) }
+func (jq *jobQueue) head() *job {
+	if len(jq.q) == 0 {
+		return nil
+	}
+	return jq.q[0]
+}
+func (jq *jobQueue) pop() {
+	jq.q[0] = nil
+	jq.q = jq.q[1:]
+}
+
+// coldRewriteSlackBytes keeps small stores from rewriting cold slabs over a
+// few dead records.
+const coldRewriteSlackBytes = 4 * SlabBytes
+
+// Compact moves the compaction point to rev. Reads below rev fail from now
+// on; the memory is returned by later Steps. onDone, if not nil, runs when
+// the physical work for this compaction is finished.
+func (s *Store) Compact(rev Revision, onDone func()) error {
+	if rev <= s.compactRev {
+		return ErrCompacted
+	}
+	if rev > s.rev {
+		return ErrFutureRev
+	}
+	s.compactRev = rev
+	j := &job{kind: jobCompact, target: rev}
+	if onDone != nil {
+		j.waiters = append(j.waiters, onDone)
+	}
+	s.jobs.push(j)
+	s.changed()
+	return nil
+}
+
+// Pending reports whether physical work is waiting for Step.
+func (s *Store) Pending() bool { return s.jobs.head() != nil }
+
+// Step does up to budget units of physical work (a unit is a record or a
+// key visited) and reports whether work remains.
+func (s *Store) Step(budget int) bool {
+	for budget > 0 {
+		j := s.jobs.head()
+		if j == nil {
+			return false
+		}
+		var done bool
+		switch j.kind {
+		case jobCompact:
+			budget, done = s.stepCompact(j, budget)
+		case jobRewriteCold:
+			budget, done = s.stepRewrite(j, budget)
+		}
+		if done {
+			s.jobs.pop()
+			for _, w := range j.waiters {
+				w()
+			}
+		}
+	}
+	return s.Pending()
+}
+
+// Defragment queues a rewrite of the cold slabs, returning their garbage,
+// and calls onDone when it is finished.
+func (s *Store) Defragment(onDone func()) {
+	j := &job{kind: jobRewriteCold}
+	if onDone != nil {
+		j.waiters = append(j.waiters, onDone)
+	}
+	s.jobs.push(j)
+}
+
+func (s *Store) stepCompact(j *job, budget int) (int, bool) {
+	for budget > 0 {
+		if j.slab >= len(s.hot.slabs) {
+			return budget, s.finishCompact(j)
+		}
+		buf := s.hot.slabs[j.slab].buf
+		if j.off >= len(buf) {
+			if j.slab == len(s.hot.slabs)-1 {
+				return budget, s.finishCompact(j)
+			}
+			j.slab, j.off = j.slab+1, 0
+			continue
+		}
+		past := false
+		j.off = slabRecords(buf, j.off, func(r record, _ int) bool {
+			if budget <= 0 {
+				return false
+			}
+			m := recMod(r)
+			if m > j.target {
+				past = true
+				return false
+			}
+			budget--
+			if m > s.physRev {
+				s.compactRecord(r, j.target)
+			}
+			return true
+		})
+		if past {
+			return budget, s.finishCompact(j)
+		}
+	}
+	return budget, false
+}
+
+// compactRecord handles one record at or below the compaction target: if
+// it is the newest such record of its key, the key's history below it is
+// dropped and the record itself moves to the cold slabs (or, a tombstone,
+// goes away).
+func (s *Store) compactRecord(r record, target Revision) {
+	it, ok := s.tree.Get(probe(recKey(r)))
+	if !ok {
+		panic("mvcc: compaction found a record whose key is not indexed")
+	}
+	recs := it.records()
+	i := 0
+	for i < len(recs) && recMod(recs[i]) > target {
+		i++
+	}
+	if i == len(recs) || !sameRecord(recs[i], r) {
+		return // superseded below the target: dies with its slab
+	}
+	for _, old := range recs[i+1:] {
+		if recMod(old) <= s.physRev {
+			s.coldLive -= recordFootprint(old)
+		}
+	}
+	if recTombstone(r) {
+		if i == 0 {
+			s.tree.Delete(it)
+			return
+		}
+		s.tree.ReplaceOrInsert(itemOf(recs[:i]))
+		return
+	}
+	recs[i] = s.appendCold(r)
+	s.tree.ReplaceOrInsert(itemOf(recs[:i+1]))
+}
+
+func (s *Store) finishCompact(j *job) bool {
+	// Every slab before the cursor's holds only records at or below the
+	// target, all handled: drop them.
+	s.hot.dropFront(j.slab)
+	s.physRev = j.target
+	if s.cold.bytes > 2*s.coldLive+coldRewriteSlackBytes && !s.rewriteQueued() {
+		s.jobs.push(&job{kind: jobRewriteCold})
+	}
+	return true
+}
+
+func (s *Store) rewriteQueued() bool {
+	for _, j := range s.jobs.q {
+		if j.kind == jobRewriteCold {
+			return true
+		}
+	}
+	return false
+}
+
+// stepRewrite copies every cold record still in use into fresh slabs, in
+// key order, so that the old cold slabs can be dropped.
+func (s *Store) stepRewrite(j *job, budget int) (int, bool) {
+	var batch []item
+	stopped := false
+	s.tree.AscendGreaterOrEqual(probe(j.cursor), func(it item) bool {
+		if len(batch) >= budget {
+			stopped = true
+			return false
+		}
+		batch = append(batch, it)
+		return true
+	})
+	if !j.started {
+		j.started = true
+	}
+	for _, it := range batch {
+		recs := it.records()
+		last := len(recs) - 1
+		if recMod(recs[last]) <= s.physRev {
+			recs[last] = copyRecord(&j.next, recs[last])
+			s.tree.ReplaceOrInsert(itemOf(recs))
+		}
+	}
+	budget -= len(batch)
+	if len(batch) > 0 {
+		j.cursor = batch[len(batch)-1].key() + "\x00"
+	}
+	if stopped {
+		return 0, false
+	}
+	s.cold = j.next
+	s.coldLive = 0
+	for _, sl := range s.cold.slabs {
+		s.coldLive += int64(len(sl.buf))
+	}
+	return budget, true
+}
+
+// appendCold copies a record into the cold slabs.
+func (s *Store) appendCold(r record) record {
+	c := copyRecord(&s.cold, r)
+	s.coldLive += recordFootprint(c)
+	return c
+}
+
+func copyRecord(ss *slabSeries, r record) record {
+	dst := ss.append(len(r), 0)
+	copy(dst, r)
+	return asRecord(dst)
+}
+
+// recordFootprint is the slab space a record takes, length prefix included.
+func recordFootprint(r record) int64 {
+	return int64(uvarintLen(uint64(len(r))) + len(r))
+}

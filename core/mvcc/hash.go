@@ -1,0 +1,100 @@
+package mvcc
+
+import (
+	"cmp"
+	"encoding/binary"
+	"hash/crc32"
+	"slices"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// KVHash is the answer to HashKV.
+type KVHash struct {
+	Hash       uint32
+	CompactRev Revision
+	Rev        Revision
+}
+
+// HashKV hashes the key space at revision rev (0: the view's revision) the
+// way etcd 3.7 does, so that a detcd member and an etcd member holding the
+// same history report the same hash: CRC32C over etcd's bucket name, then,
+// in revision order, each revision's etcd backend key and its encoded
+// KeyValue, for every revision above the compaction point and for the
+// revisions at or below it that compaction keeps and that are still the
+// key's newest at rev. The view must come from Snapshot.
+func (v *View) HashKV(rev Revision) (KVHash, error) {
+	if rev > 0 && rev < v.compactRev {
+		return KVHash{}, ErrCompacted
+	}
+	if rev > v.rev {
+		return KVHash{}, ErrFutureRev
+	}
+	if rev <= 0 {
+		rev = v.rev
+	}
+	c := v.compactRev
+	// Below the compaction point etcd keeps each key's newest revision
+	// unless it is a tombstone, and hashes it only while it is still the
+	// key's newest at rev, except that when no key is live at rev it
+	// hashes every kept revision.
+	var kept, current []record
+	anyLive := false
+	v.tree.Ascend(func(it item) bool {
+		r, live := it.at(rev)
+		anyLive = anyLive || live
+		if s, ok := it.at(c); ok {
+			kept = append(kept, s)
+			if live && recMod(r) == recMod(s) {
+				current = append(current, s)
+			}
+		}
+		return true
+	})
+	if anyLive {
+		kept = current
+	}
+	slices.SortFunc(kept, func(a, b record) int {
+		ha, _, _ := decodeRecord(a)
+		hb, _, _ := decodeRecord(b)
+		return cmp.Or(cmp.Compare(ha.mod, hb.mod), cmp.Compare(ha.sub, hb.sub))
+	})
+	h := crc32.New(castagnoli)
+	h.Write([]byte("key"))
+	var kb [18]byte
+	write := func(r record) {
+		hdr, key, value := decodeRecord(r)
+		binary.BigEndian.PutUint64(kb[0:8], uint64(hdr.mod))
+		kb[8] = '_'
+		binary.BigEndian.PutUint64(kb[9:17], uint64(hdr.sub))
+		n := 17
+		kv := &mvccpb.KeyValue{Key: bytesOf(key)}
+		if hdr.tombstone {
+			kb[17] = 't'
+			n = 18
+		} else {
+			kv.CreateRevision, kv.ModRevision, kv.Version = int64(hdr.create), int64(hdr.mod), hdr.version
+			kv.Value, kv.Lease = bytesOf(value), int64(hdr.lease)
+		}
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(kv)
+		if err != nil {
+			panic("mvcc: marshal KeyValue: " + err.Error())
+		}
+		h.Write(kb[:n])
+		h.Write(b)
+	}
+	for _, r := range kept {
+		write(r)
+	}
+	v.scanHot(max(c, 0), func(r record) bool {
+		if recMod(r) > rev {
+			return false
+		}
+		write(r)
+		return true
+	})
+	return KVHash{Hash: h.Sum32(), CompactRev: c, Rev: rev}, nil
+}

@@ -1,0 +1,100 @@
+package mvcc
+
+// Txn is a write transaction: every change it makes shares one new main
+// revision. Reads through it see its own changes. There is one Txn per
+// store, reused; it is open between Write and End.
+type Txn struct {
+	s       *Store
+	begin   Revision
+	changes []record
+	open    bool
+}
+
+// Write opens the store's write transaction.
+func (s *Store) Write() *Txn {
+	t := &s.txn
+	if t.open {
+		panic("mvcc: write transaction already open")
+	}
+	t.open, t.begin, t.changes = true, s.rev, t.changes[:0]
+	return t
+}
+
+// Rev is the revision reads in the transaction see: the new revision once
+// something changed.
+func (t *Txn) Rev() Revision {
+	if len(t.changes) > 0 {
+		return t.begin + 1
+	}
+	return t.begin
+}
+
+// Changes are the records the transaction wrote so far, in order. They
+// alias slab memory and stay valid after End.
+func (t *Txn) Changes() []record { return t.changes }
+
+// Range reads the key space as the transaction sees it.
+func (t *Txn) Range(key, end []byte, ro RangeOptions) (*RangeResult, error) {
+	return t.s.reader(t.Rev()).rangeKeys(key, end, ro)
+}
+
+// Put writes key=value attached to lease at the transaction's revision.
+func (t *Txn) Put(key, value []byte, lease LeaseID) {
+	s := t.s
+	old, found := s.get(key)
+	h := recHeader{mod: t.begin + 1, sub: int64(len(t.changes)), lease: lease}
+	if found && old.live() {
+		oh, _, _ := decodeRecord(old.rec)
+		h.create, h.version = oh.create, oh.version+1
+	} else {
+		h.create, h.version = h.mod, 1
+	}
+	r := s.appendHot(&h, key, value)
+	if found {
+		s.tree.ReplaceOrInsert(old.pushed(r))
+	} else {
+		s.tree.ReplaceOrInsert(item{rec: r})
+	}
+	t.changes = append(t.changes, r)
+}
+
+// DeleteRange tombstones every key that exists in [key, end) (see Range for
+// what end means) and returns how many there were.
+func (t *Txn) DeleteRange(key, end []byte) int64 {
+	s := t.s
+	var doomed []item
+	visit(s.tree, key, end, func(it item) bool {
+		if it.live() {
+			doomed = append(doomed, it)
+		}
+		return true
+	})
+	for _, it := range doomed {
+		h := recHeader{tombstone: true, mod: t.begin + 1, sub: int64(len(t.changes))}
+		r := s.appendHot(&h, bytesOf(it.key()), nil)
+		s.tree.ReplaceOrInsert(it.pushed(r))
+		t.changes = append(t.changes, r)
+	}
+	return int64(len(doomed))
+}
+
+// End closes the transaction and returns the store's revision after it.
+func (t *Txn) End() Revision {
+	if !t.open {
+		panic("mvcc: End without Write")
+	}
+	t.open = false
+	if len(t.changes) > 0 {
+		t.s.rev = t.begin + 1
+		t.s.changed()
+	}
+	return t.s.rev
+}
+
+// appendHot writes a record at the end of the hot log.
+func (s *Store) appendHot(h *recHeader, key, value []byte) record {
+	n := recordSize(h, len(key), len(value))
+	dst := s.hot.append(n, h.mod)
+	encodeRecord(dst, h, key, value)
+	return asRecord(dst)
+}
