@@ -1,0 +1,300 @@
+package wal
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+const (
+	// CheckpointChunkBytes is how much content each trailer crc covers, so
+	// that damage is located to a chunk.
+	CheckpointChunkBytes = 1 << 20
+	// CheckpointBytesMax caps a checkpoint's content: it is read whole into
+	// memory, and the key space it holds lives in memory anyway.
+	CheckpointBytesMax = 32 << 30
+	// CheckpointBufferBytesMax is the write buffer in front of the file.
+	CheckpointBufferBytesMax = 1 << 20
+
+	checkpointMagic       = "detcdckp"
+	checkpointFooterMagic = "detcdend"
+	checkpointVersion     = 1
+	checkpointSuffix      = ".ckpt"
+	// Header: magic, u64 index, u32 version, u32 crc32c of the 20 bytes
+	// before it. 24 bytes keeps the content 8-byte aligned in the buffer.
+	checkpointHeaderBytes = 8 + 8 + 4 + 4
+	// Footer: u64 content length, u64 chunk count, u32 reserved zero, u32
+	// crc32c of the chunk crcs and the 20 footer bytes before it, magic.
+	checkpointFooterBytes = 8 + 8 + 4 + 4 + 8
+)
+
+func checkpointName(dir string, index uint64) string {
+	return path.Join(dir, fmt.Sprintf("%016x%s", index, checkpointSuffix))
+}
+
+func parseCheckpointName(name string) (uint64, bool) {
+	hex, ok := strings.CutSuffix(name, checkpointSuffix)
+	if !ok || len(hex) != 16 {
+		return 0, false
+	}
+	index, err := strconv.ParseUint(hex, 16, 64)
+	if err != nil || fmt.Sprintf("%016x", index) != hex {
+		return 0, false
+	}
+	return index, true
+}
+
+// WriteCheckpoint writes the content that write produces as the checkpoint
+// of index in dir, durably: under a temporary name, synced, renamed, and the
+// directory synced. It replaces an existing checkpoint of the same index. On
+// any error the temporary file is removed, and so is the renamed file when
+// only the final directory sync failed, so that a listed checkpoint is
+// always a durable one.
+func WriteCheckpoint(fsys FS, dir string, index uint64, write func(w io.Writer) error) (err error) {
+	final := checkpointName(dir, index)
+	tmp := final + tmpSuffix
+	if err := mkdirAllDurable(fsys, dir); err != nil {
+		return fmt.Errorf("wal: checkpoint dir %s: %w", dir, err)
+	}
+	f, err := fsys.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("wal: create checkpoint %s: %w", tmp, err)
+	}
+	renamed := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		if f != nil {
+			f.Close()
+		}
+		if renamed {
+			fsys.Remove(final)
+		} else {
+			fsys.Remove(tmp)
+		}
+	}()
+
+	cw := &chunkWriter{w: bufio.NewWriterSize(f, CheckpointBufferBytesMax)}
+	var head [checkpointHeaderBytes]byte
+	copy(head[:], checkpointMagic)
+	binary.LittleEndian.PutUint64(head[8:], index)
+	binary.LittleEndian.PutUint32(head[16:], checkpointVersion)
+	binary.LittleEndian.PutUint32(head[20:], crc32.Checksum(head[:20], castagnoli))
+	if _, err := cw.w.Write(head[:]); err != nil {
+		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
+	}
+	if err := write(cw); err != nil {
+		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
+	}
+	if cw.err != nil {
+		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, cw.err)
+	}
+	if _, err := cw.w.Write(cw.trailer()); err != nil {
+		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
+	}
+	if err := cw.w.Flush(); err != nil {
+		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("wal: sync checkpoint %s: %w", tmp, err)
+	}
+	err = f.Close()
+	f = nil
+	if err != nil {
+		return fmt.Errorf("wal: close checkpoint %s: %w", tmp, err)
+	}
+	if err := fsys.Rename(tmp, final); err != nil {
+		return fmt.Errorf("wal: rename checkpoint %s: %w", tmp, err)
+	}
+	renamed = true
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("wal: sync dir of checkpoint %s: %w", final, err)
+	}
+	return nil
+}
+
+// chunkWriter passes content through and keeps a crc per chunk of it.
+type chunkWriter struct {
+	w    *bufio.Writer
+	n    int64
+	crcs []uint32
+	err  error
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.n+int64(len(p)) > CheckpointBytesMax {
+		c.err = fmt.Errorf("checkpoint content exceeds CheckpointBytesMax %d", int64(CheckpointBytesMax))
+		return 0, c.err
+	}
+	for rest := p; len(rest) > 0; {
+		inChunk := int(c.n % CheckpointChunkBytes)
+		if inChunk == 0 {
+			c.crcs = append(c.crcs, 0)
+		}
+		k := min(len(rest), CheckpointChunkBytes-inChunk)
+		c.crcs[len(c.crcs)-1] = crc32.Update(c.crcs[len(c.crcs)-1], castagnoli, rest[:k])
+		c.n += int64(k)
+		rest = rest[k:]
+	}
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+func (c *chunkWriter) trailer() []byte {
+	t := make([]byte, 0, 4*len(c.crcs)+checkpointFooterBytes)
+	for _, crc := range c.crcs {
+		t = binary.LittleEndian.AppendUint32(t, crc)
+	}
+	t = binary.LittleEndian.AppendUint64(t, uint64(c.n))
+	t = binary.LittleEndian.AppendUint64(t, uint64(len(c.crcs)))
+	t = binary.LittleEndian.AppendUint32(t, 0)
+	t = binary.LittleEndian.AppendUint32(t, crc32.Checksum(t, castagnoli))
+	return append(t, checkpointFooterMagic...)
+}
+
+// ListCheckpoints returns the indexes of the checkpoints in dir, ascending;
+// a missing dir has none. Temporary files are skipped, not removed: a writer
+// off the loop may be producing one right now (RemoveCheckpointTemps clears
+// leftovers at startup).
+func ListCheckpoints(fsys FS, dir string) ([]uint64, error) {
+	names, err := fsys.List(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wal: list checkpoints in %s: %w", dir, err)
+	}
+	var idx []uint64
+	for _, n := range names {
+		if i, ok := parseCheckpointName(n); ok {
+			idx = append(idx, i)
+		}
+	}
+	sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
+	return idx, nil
+}
+
+// RemoveCheckpointTemps removes temporary files of checkpoint writes that
+// never finished. Call it before any checkpoint writer starts.
+func RemoveCheckpointTemps(fsys FS, dir string) error {
+	names, err := fsys.List(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wal: list checkpoints in %s: %w", dir, err)
+	}
+	for _, n := range names {
+		base, ok := strings.CutSuffix(n, tmpSuffix)
+		if _, isCkpt := parseCheckpointName(base); ok && isCkpt {
+			if err := fsys.Remove(path.Join(dir, n)); err != nil {
+				return fmt.Errorf("wal: remove checkpoint leftover %s: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
+// RemoveCheckpoint removes the checkpoint of index, durably.
+func RemoveCheckpoint(fsys FS, dir string, index uint64) error {
+	name := checkpointName(dir, index)
+	if err := fsys.Remove(name); err != nil {
+		return fmt.Errorf("wal: remove checkpoint %s: %w", name, err)
+	}
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("wal: remove checkpoint %s: %w", name, err)
+	}
+	return nil
+}
+
+// ReadCheckpoint reads and verifies the checkpoint of index and returns its
+// content: one slice of the file's buffer, so the caller may keep using it
+// as memory without a copy. Damage, a short file included, fails with an
+// error wrapping ErrCorrupt that names the file and the offset.
+func ReadCheckpoint(fsys FS, dir string, index uint64) ([]byte, error) {
+	name := checkpointName(dir, index)
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open checkpoint %s: %w", name, err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("wal: size of checkpoint %s: %w", name, err)
+	}
+	const overhead = checkpointHeaderBytes + checkpointFooterBytes
+	maxSize := int64(overhead + CheckpointBytesMax + 4*(CheckpointBytesMax/CheckpointChunkBytes))
+	switch {
+	case size < overhead:
+		return nil, corruptf(name, 0, "checkpoint of %d bytes is shorter than its header and footer", size)
+	case size > maxSize:
+		return nil, corruptf(name, 0, "checkpoint of %d bytes exceeds the largest possible (%d)", size, maxSize)
+	}
+	b := make([]byte, size)
+	if n, err := f.ReadAt(b, 0); n < len(b) {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("wal: read checkpoint %s: %w", name, err)
+	}
+	return verifyCheckpoint(name, index, b)
+}
+
+func verifyCheckpoint(name string, index uint64, b []byte) ([]byte, error) {
+	size := int64(len(b))
+	footOff := size - checkpointFooterBytes
+	foot := b[footOff:]
+	if string(foot[24:]) != checkpointFooterMagic {
+		return nil, corruptf(name, footOff, "no checkpoint footer (file cut short?)")
+	}
+	contentLen := binary.LittleEndian.Uint64(foot[0:])
+	chunks := binary.LittleEndian.Uint64(foot[8:])
+	if contentLen > CheckpointBytesMax || chunks != (contentLen+CheckpointChunkBytes-1)/CheckpointChunkBytes {
+		return nil, corruptf(name, footOff, "footer has content length %d and %d chunks", contentLen, chunks)
+	}
+	trailerOff := footOff - 4*int64(chunks)
+	if trailerOff != checkpointHeaderBytes+int64(contentLen) {
+		return nil, corruptf(name, footOff, "footer says %d content bytes, file size %d disagrees", contentLen, size)
+	}
+	if crc32.Checksum(b[trailerOff:footOff+20], castagnoli) != binary.LittleEndian.Uint32(foot[20:]) ||
+		binary.LittleEndian.Uint32(foot[16:]) != 0 {
+		return nil, corruptf(name, trailerOff, "checkpoint trailer checksum mismatch")
+	}
+	head := b[:checkpointHeaderBytes]
+	if !bytes.Equal(head[:8], []byte(checkpointMagic)) ||
+		crc32.Checksum(head[:20], castagnoli) != binary.LittleEndian.Uint32(head[20:]) {
+		return nil, corruptf(name, 0, "bad checkpoint header")
+	}
+	if v := binary.LittleEndian.Uint32(head[16:]); v != checkpointVersion {
+		return nil, corruptf(name, 0, "unsupported checkpoint format version %d", v)
+	}
+	if got := binary.LittleEndian.Uint64(head[8:]); got != index {
+		return nil, corruptf(name, 0, "checkpoint header says index %d", got)
+	}
+	content := b[checkpointHeaderBytes:trailerOff:trailerOff]
+	crcs := b[trailerOff:footOff]
+	for i := range int(chunks) {
+		lo := i * CheckpointChunkBytes
+		chunk := content[lo:min(lo+CheckpointChunkBytes, len(content))]
+		if crc32.Checksum(chunk, castagnoli) != binary.LittleEndian.Uint32(crcs[4*i:]) {
+			return nil, corruptf(name, checkpointHeaderBytes+int64(lo), "checkpoint chunk %d checksum mismatch", i)
+		}
+	}
+	return content, nil
+}

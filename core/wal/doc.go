@@ -1,0 +1,48 @@
+// Package wal owns detcd's files on disk: the raft log and hard state in a
+// write-ahead log of segment files, and sealed full-state checkpoint files.
+// Every file access goes through the FS interface, so the same code, recovery
+// included, runs over the os-backed FS (package diskfs) and the simulator's
+// in-memory one (package memfs).
+//
+// Record format. A WAL segment is a run of records:
+//
+//	u32 le payload length | u32 le crc32c(length bytes) | u32 le crc32c(type + payload) | u8 type | payload
+//
+// Types: segment header (magic "detcdwal", version, sequence, first index,
+// meta), entry (uvarint term, uvarint index, u8 entry type, data), hard state
+// (uvarint term, vote, commit). CRC32C is the Castagnoli polynomial. Segment
+// files are named %016x-%016x.wal (sequence, first index) and are
+// preallocated, so a segment may end in zeros; an all-zero record header
+// ends the written data.
+//
+// Invariants:
+//   - Nothing is durable until Sync returns nil; after any failed write or
+//     sync the WAL refuses further work, because a failed fsync may have
+//     dropped dirty pages and a retry would falsely report them durable.
+//   - Every segment starts with its header and a copy of the latest hard
+//     state, both synced before the segment's name appears (it is written
+//     under a .tmp name and renamed), so releasing old segments never loses
+//     the hard state and a visible segment always has a valid start.
+//   - Only the last segment is ever written to. A finished segment is
+//     truncated to its exact length and synced before the next one is
+//     created, so any defect in a non-last segment is corruption.
+//   - Entries are written before the hard state of the same Save, so a torn
+//     tail that keeps a hard state keeps the entries its commit index needs.
+//   - Recovery cuts a torn tail only in the last segment and only when the
+//     damage is at the very end of the written data; anything else is
+//     refused with an error wrapping ErrCorrupt that names the file and the
+//     byte offset.
+//
+// Checkpoint format. dir/%016x.ckpt (the index) holds a 24-byte header
+// (magic "detcdckp", u64 index, u32 version, u32 crc32c of those), the
+// content bytes unframed, a u32 crc32c per CheckpointChunkBytes of content,
+// and a 32-byte footer (u64 content length, u64 chunk count, u32 zero, u32
+// crc32c of the crc table and the footer fields before it, magic
+// "detcdend"), all little-endian. It is written under a .tmp name, synced
+// and renamed, so a visible checkpoint is complete and any defect in it,
+// a short file included, is corruption.
+//
+// The package is pure: no goroutines, locks, clocks or os access. A WAL is
+// used from one goroutine; the checkpoint functions touch only their own
+// files and may run on another goroutine over an FS that allows it.
+package wal

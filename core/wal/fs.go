@@ -1,0 +1,44 @@
+package wal
+
+import "io"
+
+// FS is every file operation the WAL and checkpoints need. Names are
+// slash-separated paths relative to the FS root, valid in the sense of
+// io/fs.ValidPath.
+type FS interface {
+	// Create creates or truncates name for reading and writing, with the
+	// offset at 0.
+	Create(name string) (File, error)
+	// Open opens an existing file read only.
+	Open(name string) (File, error)
+	// OpenAppend opens an existing file for reading and writing with the
+	// offset at its size at open time. It is not O_APPEND: Preallocate may
+	// then grow the size with zeros that later writes must overwrite.
+	OpenAppend(name string) (File, error)
+	Remove(name string) error
+	// Rename replaces newname if it exists.
+	Rename(oldname, newname string) error
+	// List returns the base names in dir, sorted. A missing dir is an error
+	// wrapping io/fs.ErrNotExist.
+	List(dir string) ([]string, error)
+	MkdirAll(dir string) error
+	// SyncDir makes the creations, renames and removals in dir durable.
+	SyncDir(dir string) error
+}
+
+// File is an open file. Read and Write share one offset, as with os.File;
+// ReadAt ignores it; Truncate and Preallocate do not move it.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	Size() (int64, error)
+	// Sync makes the file's data and size durable (fdatasync is enough).
+	Sync() error
+	Truncate(size int64) error
+	// Preallocate reserves space up to size. It may grow the size, filling
+	// with zeros, or do nothing; readers treat zeros after the written data
+	// as unwritten.
+	Preallocate(size int64) error
+	Close() error
+}

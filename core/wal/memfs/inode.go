@@ -1,0 +1,129 @@
+package memfs
+
+// inode is one file's content: data, then zeros up to size. Keeping the
+// zeros implicit makes preallocating a 64 MiB segment cost nothing until it
+// is written. The synced content is kept the same way. data and synced
+// never share memory.
+type inode struct {
+	data       []byte
+	size       int
+	synced     []byte
+	syncedSize int
+	// dirty says the content differs from the synced content somewhere in
+	// [lo, hi) or in size; lo is where a torn write would start.
+	dirty  bool
+	lo, hi int
+}
+
+func (n *inode) mark(lo, hi int) {
+	if !n.dirty {
+		n.dirty, n.lo, n.hi = true, lo, hi
+		return
+	}
+	n.lo, n.hi = min(n.lo, lo), max(n.hi, hi)
+}
+
+// materialize makes data explicit up to end, which is at most size.
+func materialize(b []byte, end int) []byte {
+	if end > len(b) {
+		// append copies zeros over whatever stale bytes the backing array
+		// holds from before a shrink.
+		b = append(b, make([]byte, end-len(b))...)
+	}
+	return b
+}
+
+func (n *inode) readAt(p []byte, off int) int {
+	if off >= n.size {
+		return 0
+	}
+	k := min(len(p), n.size-off)
+	c := 0
+	if off < len(n.data) {
+		c = copy(p[:k], n.data[off:])
+	}
+	clear(p[c:k])
+	return k
+}
+
+func (n *inode) writeAt(p []byte, off int) {
+	end := off + len(p)
+	n.size = max(n.size, end)
+	n.data = materialize(n.data, end)
+	copy(n.data[off:], p)
+	n.mark(off, end)
+}
+
+func (n *inode) truncate(size int) {
+	old := n.size
+	if size == old {
+		return
+	}
+	if size < len(n.data) {
+		n.data = n.data[:size]
+	}
+	n.size = size
+	n.mark(min(old, size), max(old, size))
+}
+
+// sync copies only what changed, so syncing a large file after a small
+// write stays cheap.
+func (n *inode) sync() {
+	if !n.dirty {
+		return
+	}
+	old := len(n.synced)
+	if len(n.data) > old {
+		n.synced = append(n.synced, n.data[old:]...)
+	} else {
+		n.synced = n.synced[:len(n.data)]
+	}
+	if hi := min(n.hi, old, len(n.data)); n.lo < hi {
+		copy(n.synced[n.lo:hi], n.data[n.lo:hi])
+	}
+	n.syncedSize = n.size
+	n.dirty = false
+}
+
+// crash rolls back to the synced content, keeping the prefix of the
+// unsynced bytes from lo on that tear asks for.
+func (n *inode) crash(name string, tear func(string, int) int) {
+	if !n.dirty {
+		return
+	}
+	result, size := append([]byte{}, n.synced...), n.syncedSize
+	if unsynced := n.size - n.lo; unsynced > 0 && tear != nil {
+		end := n.lo + min(max(tear(name, unsynced), 0), unsynced)
+		explicit := min(end, len(n.data))
+		result = materialize(result, explicit)
+		if n.lo < explicit {
+			copy(result[n.lo:explicit], n.data[n.lo:explicit])
+		}
+		// Kept bytes past data are zeros; only the explicit part of the
+		// result needs clearing.
+		if zlo, zhi := max(n.lo, explicit), min(end, len(result)); zlo < zhi {
+			clear(result[zlo:zhi])
+		}
+		size = max(size, end)
+	}
+	n.data, n.size = result, size
+	n.synced, n.syncedSize = append([]byte{}, result...), size
+	n.dirty = false
+}
+
+// flipBit flips a bit of the synced content and, if it reaches off, of the
+// current content.
+func (n *inode) flipBit(off int, bit uint) {
+	n.synced = materialize(n.synced, off+1)
+	n.synced[off] ^= 1 << bit
+	if off < n.size {
+		n.data = materialize(n.data, off+1)
+		n.data[off] ^= 1 << bit
+	}
+}
+
+func (n *inode) content() []byte {
+	b := make([]byte, n.size)
+	copy(b, n.data)
+	return b
+}

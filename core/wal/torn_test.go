@@ -1,0 +1,269 @@
+package wal_test
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"testing"
+
+	"github.com/detcd/detcd/core/wal"
+	"github.com/detcd/detcd/core/wal/memfs"
+)
+
+// tornScenario writes synced batches, each with a hard state, then a final
+// batch whose Sync fails, so its bytes are in the file but not durable.
+type tornScenario struct {
+	segBytes int64
+	synced   [][]wal.Entry
+	final    []wal.Entry
+}
+
+var errSyncFail = errors.New("injected sync failure")
+
+var finalHS = wal.HardState{Term: 9, Vote: 2, Commit: 99}
+
+// run plays the scenario on m and returns the segment the final batch went
+// to and where in it the batch starts.
+func (sc tornScenario) run(t *testing.T, m *memfs.FS) (string, int64) {
+	t.Helper()
+	w := create(t, m, sc.segBytes)
+	for _, b := range sc.synced {
+		save(t, w, hardState(1, b[len(b)-1].Index), b)
+	}
+	names := w.SegmentNames()
+	seg, start := names[len(names)-1], w.WrittenBytes()
+	m.SyncErr = func(string) error { return errSyncFail }
+	must(t, w.Save(&finalHS, sc.final))
+	if err := w.Sync(); !errors.Is(err, errSyncFail) {
+		t.Fatalf("Sync = %v, want the injected failure", err)
+	}
+	m.SyncErr = nil
+	return seg, start
+}
+
+func batches(n int) [][]wal.Entry {
+	var out [][]wal.Entry
+	for i := range n {
+		lo := uint64(i*4 + 1)
+		out = append(out, entries(1, lo, lo+3))
+	}
+	return out
+}
+
+// probeEnds returns, for the scenario written into one large segment, the
+// offset after each synced batch.
+func probeEnds(t *testing.T, synced [][]wal.Entry) []int64 {
+	m := memfs.New()
+	w := create(t, m, 1<<20)
+	var ends []int64
+	for _, b := range synced {
+		save(t, w, hardState(1, b[len(b)-1].Index), b)
+		ends = append(ends, w.WrittenBytes())
+	}
+	return ends
+}
+
+func TestTornTail(t *testing.T) {
+	synced := batches(4)
+	final := entries(2, 17, 21)
+	ends := probeEnds(t, synced)
+	finalEnd := func() int64 { // where the final batch ends in one big segment
+		m := memfs.New()
+		tornScenario{1 << 20, synced, final}.run(t, m)
+		b, err := m.ReadFile(path.Join(dir, segments(t, m)[0]))
+		must(t, err)
+		offs := wal.RecordOffsets(b)
+		return offs[len(offs)-1]
+	}()
+	tests := []struct {
+		name     string
+		segBytes int64
+		// wantSeq is the segment the final batch must land in; pastEnd
+		// says the batch must run past the preallocated size.
+		wantSeq uint64
+		pastEnd bool
+	}{
+		{"into preallocated zeros", 4096, 0, false},
+		{"past the preallocated end", (ends[len(ends)-1] + finalEnd) / 2, 0, true},
+		{"first batch of a fresh segment", ends[len(ends)-2] + 1, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc := tornScenario{tt.segBytes, synced, final}
+			m := memfs.New()
+			seg, start := sc.run(t, m)
+			content := readFile(t, m, seg)
+			if seq, _, _ := wal.ParseSegmentName(seg); seq != tt.wantSeq {
+				t.Fatalf("final batch went to segment %d, want %d", seq, tt.wantSeq)
+			}
+			if pastEnd := int64(len(content)) > tt.segBytes; pastEnd != tt.pastEnd {
+				t.Fatalf("segment of %d bytes for SegmentBytes %d: past the end %v, want %v", len(content), tt.segBytes, pastEnd, tt.pastEnd)
+			}
+			var bounds []int64 // record ends within the final batch, relative to start
+			for _, off := range wal.RecordOffsets(content) {
+				if off > start {
+					bounds = append(bounds, off-start)
+				}
+			}
+			if len(bounds) != len(final)+1 {
+				t.Fatalf("final batch has %d records, want %d", len(bounds), len(final)+1)
+			}
+			var model logModel
+			for _, b := range synced {
+				model.add(b)
+			}
+			syncedHS := *hardState(1, synced[len(synced)-1][3].Index)
+
+			for keep := 0; keep <= int(bounds[len(bounds)-1])+3; keep++ {
+				m := memfs.New()
+				sc.run(t, m)
+				m.Crash(func(name string, n int) int {
+					if name != path.Join(dir, seg) {
+						t.Fatalf("crash tears %s too", name)
+					}
+					return keep
+				})
+				w, rec, err := wal.Open(m, opts(tt.segBytes), 0)
+				if err != nil {
+					t.Fatalf("keep %d: Open: %v", keep, err)
+				}
+				kept, cut := 0, int64(0)
+				for kept < len(bounds) && bounds[kept] <= int64(keep) {
+					cut = bounds[kept]
+					kept++
+				}
+				want := append([]wal.Entry{}, model.ents...)
+				want = append(want, final[:min(kept, len(final))]...)
+				checkEntries(t, rec.Entries, want)
+				wantHS := syncedHS
+				if kept == len(final)+1 {
+					wantHS = finalHS
+				}
+				if rec.HardState != wantHS {
+					t.Fatalf("keep %d: hard state %+v, want %+v", keep, rec.HardState, wantHS)
+				}
+				torn := kept < len(bounds) && int64(keep) > cut
+				if got := rec.TornTail != ""; got != torn {
+					t.Fatalf("keep %d: torn tail %q, want torn %v", keep, rec.TornTail, torn)
+				}
+				// The report counts the torn bytes up to the last non-zero one.
+				written := strings.TrimRight(string(content[start+cut:min(start+int64(keep), int64(len(content)))]), "\x00")
+				if torn && rec.TornTail != fmt.Sprintf("file %s: cut %d bytes at offset %d", path.Join(dir, seg), len(written), start+cut) {
+					t.Fatalf("keep %d: torn tail report %q", keep, rec.TornTail)
+				}
+
+				// The log goes on where recovery left it, and a reopen
+				// finds no tail to cut.
+				next := want[len(want)-1].Index + 1
+				more := entries(3, next, next+1)
+				save(t, w, hardState(3, next), more)
+				must(t, w.Close())
+				_, rec = open(t, m, tt.segBytes, 0)
+				checkEntries(t, rec.Entries, append(want, more...))
+				if rec.TornTail != "" {
+					t.Fatalf("keep %d: second open cut %q", keep, rec.TornTail)
+				}
+			}
+		})
+	}
+}
+
+// A crash losing all unsynced bytes leaves the preallocated zeros, which are
+// the end of the data, not a torn tail.
+func TestZeroTailIsNotTorn(t *testing.T) {
+	m := memfs.New()
+	w := create(t, m, 4096)
+	save(t, w, hardState(1, 3), entries(1, 1, 3))
+	seg := w.SegmentNames()[0]
+	m.Crash(nil)
+	if n := len(readFile(t, m, seg)); n != 4096 {
+		t.Fatalf("segment size %d, want it preallocated to 4096", n)
+	}
+	_, rec := open(t, m, 4096, 0)
+	if rec.TornTail != "" {
+		t.Fatalf("torn tail %q", rec.TornTail)
+	}
+	checkEntries(t, rec.Entries, entries(1, 1, 3))
+}
+
+// Damage to the final record of the last segment is indistinguishable from
+// a torn write: it is cut and reported, not refused.
+func TestBitFlipInFinalRecordIsCut(t *testing.T) {
+	m := memfs.New()
+	w := create(t, m, 4096)
+	save(t, w, hardState(1, 3), entries(1, 1, 3))
+	save(t, w, hardState(1, 5), entries(1, 4, 5))
+	must(t, w.Close())
+	seg := segments(t, m)[0]
+	offs := wal.RecordOffsets(readFile(t, m, seg))
+	final := offs[len(offs)-2]
+	must(t, m.FlipBit(path.Join(dir, seg), final+recordBodyOffset, 1))
+	_, rec := open(t, m, 4096, 0)
+	if !strings.Contains(rec.TornTail, fmt.Sprintf("at offset %d", final)) {
+		t.Fatalf("torn tail %q, want a cut at %d", rec.TornTail, final)
+	}
+	checkEntries(t, rec.Entries, entries(1, 1, 5))
+	if rec.HardState != *hardState(1, 3) {
+		t.Fatalf("hard state %+v", rec.HardState)
+	}
+}
+
+// recordBodyOffset is where a record's type byte is, after its header.
+const recordBodyOffset = 12
+
+// A failure at any sync of a segment cut, then a crash keeping all or none
+// of what was not synced, recovers the synced log and can go on.
+func TestCrashDuringCut(t *testing.T) {
+	const segBytes = 512
+	// The cut syncs the old segment, the new one and the directory; after
+	// it nothing is left for Sync's own fsync to do.
+	for failAt := 1; failAt <= 3; failAt++ {
+		for _, keepAll := range []bool{false, true} {
+			t.Run(fmt.Sprintf("fail sync %d keep all %v", failAt, keepAll), func(t *testing.T) {
+				m := memfs.New()
+				w := create(t, m, segBytes)
+				var model logModel
+				next := uint64(1)
+				// Fill the first segment to just under a cut.
+				for w.WrittenBytes()+200 < segBytes {
+					ents := entries(1, next, next+1)
+					save(t, w, hardState(1, next), ents)
+					model.add(ents)
+					next += 2
+				}
+				synced := append([]wal.Entry{}, model.ents...)
+				calls := 0
+				m.SyncErr = func(string) error {
+					if calls++; calls == failAt {
+						return errSyncFail
+					}
+					return nil
+				}
+				final := entries(2, next, next+6)
+				must(t, w.Save(hardState(2, next), final))
+				if err := w.Sync(); !errors.Is(err, errSyncFail) {
+					t.Fatalf("Sync = %v, want the injected failure (after %d sync calls)", err, calls)
+				}
+				m.SyncErr = nil
+				m.Crash(func(string, int) int {
+					if keepAll {
+						return 1 << 30
+					}
+					return 0
+				})
+				w, rec := open(t, m, segBytes, 0)
+				got := rec.Entries
+				if len(got) < len(synced) {
+					t.Fatalf("lost synced entries: recovered %s, synced %s", span(got), span(synced))
+				}
+				checkEntries(t, got, append(synced, final...)[:len(got)])
+				more := entries(3, got[len(got)-1].Index+1, got[len(got)-1].Index+40)
+				save(t, w, hardState(3, 1), more)
+				must(t, w.Close())
+				_, rec = open(t, m, segBytes, 0)
+				checkEntries(t, rec.Entries, append(got, more...))
+			})
+		}
+	}
+}
