@@ -11,7 +11,7 @@ import (
 
 // modelKV is one key's state in the naive model.
 type modelKV struct {
-	value                  string
+	value                   string
 	create, mod, ver, lease int64
 }
 

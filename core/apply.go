@@ -1,0 +1,130 @@
+package core
+
+import (
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// apply applies committed, locally durable entries in order.
+func (n *Node) apply(ents []*raftpb.Entry) {
+	for _, e := range ents {
+		if n.failed != nil {
+			return
+		}
+		if e.GetIndex() <= n.st.index {
+			continue // already in the state we restarted from
+		}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if len(e.GetData()) > 0 {
+				n.applyNormal(e)
+			}
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				n.fail(fmt.Errorf("%w: conf change at index %d: %v", ErrCorrupt, e.GetIndex(), err))
+				return
+			}
+			n.applyConfChange(cc.AsV2())
+		case raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				n.fail(fmt.Errorf("%w: conf change at index %d: %v", ErrCorrupt, e.GetIndex(), err))
+				return
+			}
+			n.applyConfChange(&cc)
+		}
+		n.st.index, n.st.term = e.GetIndex(), e.GetTerm()
+		n.ckpt.logBytes += int64(len(e.GetData()))
+	}
+	n.compactRaftLog()
+}
+
+func (n *Node) applyNormal(e *raftpb.Entry) {
+	var r pb.InternalRaftRequest
+	if err := proto.Unmarshal(e.GetData(), &r); err != nil {
+		n.fail(fmt.Errorf("%w: entry %d does not decode: %v", ErrCorrupt, e.GetIndex(), err))
+		return
+	}
+	msg, err := n.applyRequest(&r)
+	if h := r.GetHeader(); h != nil {
+		n.props.finish(n, h.GetID(), msg, err)
+	}
+}
+
+// applyRequest applies one request from the log. Its result is the same
+// on every member; only the proposer answers a client with it.
+func (n *Node) applyRequest(r *pb.InternalRaftRequest) (proto.Message, error) {
+	switch {
+	case r.Put != nil:
+		return n.applyPut(r.Put)
+	case r.DeleteRange != nil:
+		return n.applyDelete(r.DeleteRange)
+	case r.Txn != nil:
+		resp, err := n.applyTxn(r.Txn, true)
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
+	case r.Compaction != nil:
+		return n.applyCompaction(r)
+	case r.Alarm != nil:
+		return n.applyAlarm(r.Alarm), nil
+	}
+	return nil, nil
+}
+
+func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) {
+	n.st.confState = n.rn.ApplyConfChange(cc)
+	for _, c := range cc.GetChanges() {
+		switch c.GetType() {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+			m, ok := n.cfg.memberByID(c.GetNodeId())
+			if ok && c.GetType() == raftpb.ConfChangeAddLearnerNode {
+				m.IsLearner = true
+			}
+			if !ok {
+				m = Member{ID: c.GetNodeId()}
+			}
+			n.st.members.add(m)
+		case raftpb.ConfChangeRemoveNode:
+			n.st.members.remove(c.GetNodeId())
+		}
+	}
+}
+
+// compactRaftLog keeps etcd's --snapshot-count entries of raft log in
+// memory, the last SnapshotCatchUpEntries of them for slow followers.
+func (n *Node) compactRaftLog() {
+	first, _ := n.storage.FirstIndex()
+	if n.st.index < first+n.cfg.SnapshotCount+n.cfg.SnapshotCatchUpEntries {
+		return
+	}
+	if _, err := n.storage.CreateSnapshot(n.st.index, n.st.confState, nil); err != nil {
+		n.log.Warn("raft log snapshot", "err", err)
+		return
+	}
+	if err := n.storage.Compact(n.st.index - n.cfg.SnapshotCatchUpEntries); err != nil {
+		n.log.Warn("raft log compaction", "err", err)
+	}
+}
+
+func (c *Config) memberByID(id uint64) (Member, bool) {
+	for _, m := range c.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// header is the response header etcd's gRPC layer fills in.
+func (n *Node) header(rev int64) *pb.ResponseHeader {
+	if rev == 0 {
+		rev = int64(n.kv.Rev())
+	}
+	return &pb.ResponseHeader{ClusterId: n.cfg.ClusterID, MemberId: n.cfg.ID, Revision: rev, RaftTerm: n.term}
+}

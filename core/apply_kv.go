@@ -1,0 +1,139 @@
+package core
+
+import (
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/detcd/detcd/core/mvcc"
+)
+
+// kvReader is what reads inside and outside a write transaction share.
+type kvReader interface {
+	Range(key, end []byte, ro mvcc.RangeOptions) (*mvcc.RangeResult, error)
+}
+
+// rangeEnd turns a request's range_end into the key space's: none means
+// one key, "\x00" means every key from key on.
+func rangeEnd(end []byte) []byte {
+	switch {
+	case len(end) == 0:
+		return nil
+	case len(end) == 1 && end[0] == 0:
+		return []byte{}
+	}
+	return end
+}
+
+func (n *Node) applyPut(p *pb.PutRequest) (*pb.PutResponse, error) {
+	if n.st.alarms.noSpace() {
+		return nil, ErrNoSpace
+	}
+	if err := n.checkLease(p.Lease); err != nil {
+		return nil, err
+	}
+	tx := n.kv.Write()
+	resp, err := n.txnPut(tx, p)
+	rev := tx.End()
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = n.header(int64(rev))
+	return resp, nil
+}
+
+// checkLease refuses a lease the member does not know. Until the lessor
+// exists no lease is known, so only lease 0 is accepted.
+func (n *Node) checkLease(id int64) error {
+	if id != 0 {
+		return ErrLeaseNotFound
+	}
+	return nil
+}
+
+// prevKV reads a put's key before the put when the request needs it.
+func prevKV(rd kvReader, p *pb.PutRequest) (*mvccpb.KeyValue, error) {
+	if !p.IgnoreValue && !p.IgnoreLease && !p.PrevKv {
+		return nil, nil
+	}
+	rr, err := rd.Range(p.Key, nil, mvcc.RangeOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var prev *mvccpb.KeyValue
+	if len(rr.KVs) > 0 {
+		prev = rr.KVs[0]
+	}
+	if (p.IgnoreValue || p.IgnoreLease) && prev == nil {
+		return nil, ErrKeyNotFound
+	}
+	return prev, nil
+}
+
+func (n *Node) txnPut(tx *mvcc.Txn, p *pb.PutRequest) (*pb.PutResponse, error) {
+	prev, err := prevKV(tx, p)
+	if err != nil {
+		return nil, err
+	}
+	value, lease := p.Value, p.Lease
+	if p.IgnoreValue {
+		value = prev.Value
+	}
+	if p.IgnoreLease {
+		lease = prev.Lease
+	}
+	tx.Put(p.Key, value, mvcc.LeaseID(lease))
+	resp := &pb.PutResponse{}
+	if p.PrevKv && prev != nil {
+		resp.PrevKv = prev
+	}
+	return resp, nil
+}
+
+func (n *Node) applyDelete(d *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	tx := n.kv.Write()
+	resp, err := txnDelete(tx, d)
+	rev := tx.End()
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = n.header(int64(rev))
+	return resp, nil
+}
+
+func txnDelete(tx *mvcc.Txn, d *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	end := rangeEnd(d.RangeEnd)
+	resp := &pb.DeleteRangeResponse{}
+	if d.PrevKv {
+		rr, err := tx.Range(d.Key, end, mvcc.RangeOptions{})
+		if err != nil {
+			return nil, err
+		}
+		resp.PrevKvs = rr.KVs
+	}
+	resp.Deleted = tx.DeleteRange(d.Key, end)
+	return resp, nil
+}
+
+func (n *Node) applyCompaction(r *pb.InternalRaftRequest) (*pb.CompactionResponse, error) {
+	c := r.Compaction
+	id := r.GetHeader().GetID()
+	resp := &pb.CompactionResponse{}
+	p := n.props.byID[id]
+	var onDone func()
+	if c.Physical && p != nil {
+		onDone = func() {
+			resp.Header = n.header(0)
+			n.respond(p.req, resp, nil)
+		}
+	}
+	if err := n.kv.Compact(mvcc.Revision(c.Revision), onDone); err != nil {
+		return nil, err
+	}
+	if onDone != nil {
+		// Answer when the physical work is done, as etcd does.
+		delete(n.props.byID, id)
+		p.done = true
+	}
+	resp.Header = n.header(0)
+	return resp, nil
+}

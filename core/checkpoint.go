@@ -1,0 +1,201 @@
+package core
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core/mvcc"
+)
+
+// checkpointer decides when to write a full-state checkpoint. A checkpoint
+// dumps the whole state, so it is written only when the log since the
+// last one is big enough to be worth replacing: at least
+// CheckpointMinBytes and at least as big as the last checkpoint. That keeps
+// both the write amplification and the replay at restart bounded.
+type checkpointer struct {
+	// logBytes is the entry data applied since the last checkpoint began.
+	logBytes  int64
+	lastIndex uint64
+	lastSize  int64
+	inflight  bool
+}
+
+func (c *checkpointer) maybeStart(n *Node) {
+	if c.inflight || n.failed != nil || n.st.index <= c.lastIndex {
+		return
+	}
+	if c.logBytes < max(n.cfg.CheckpointMinBytes, c.lastSize) {
+		return
+	}
+	n.out.Checkpoint = n.checkpointNow()
+}
+
+// checkpointNow captures the state for a checkpoint: a small header encoded
+// now, and an immutable view of the key space written later, off the loop.
+func (n *Node) checkpointNow() *Checkpoint {
+	c := &n.ckpt
+	c.inflight = true
+	c.logBytes = 0
+	meta := n.encodeMeta()
+	view := n.kv.Snapshot()
+	return &Checkpoint{
+		Index: n.st.index,
+		Write: func(w io.Writer) error {
+			if _, err := w.Write(meta); err != nil {
+				return err
+			}
+			_, err := view.WriteTo(w)
+			return err
+		},
+	}
+}
+
+// CheckpointDone tells the node a checkpoint is durable (err nil) or
+// failed. size is its content's size.
+func (n *Node) CheckpointDone(index uint64, size int64, err error) {
+	c := &n.ckpt
+	c.inflight = false
+	if err != nil {
+		n.log.Error("checkpoint failed", "index", index, "err", err)
+		// Try again once as much log has piled up again.
+		return
+	}
+	c.lastIndex, c.lastSize = index, size
+	n.log.Info("checkpoint written", "index", index, "bytes", size)
+	// The checkpoint replaces the log up to its index. Restart raises a
+	// persisted commit index below a checkpoint's index to it, so the log
+	// may go even if the hard state has not caught up yet.
+	n.out.Release = &Release{WALBefore: index + 1, CheckpointsBefore: index}
+}
+
+// ForceCheckpoint asks for a checkpoint in the next Ready, whatever the
+// log size: for tests and for a clean shutdown.
+func (n *Node) ForceCheckpoint() {
+	if !n.ckpt.inflight && n.st.index > n.ckpt.lastIndex {
+		n.out.Checkpoint = n.checkpointNow()
+	}
+}
+
+// The state besides the key space, at the head of a checkpoint:
+//
+//	uvarint format | uvarint index | uvarint term |
+//	bytes confState | bytes members (JSON) | uvarint count, removed ids |
+//	uvarint count, (uvarint member, uvarint type) alarms
+//
+// where bytes is a uvarint length and the bytes. The key space follows.
+const metaFormat = 1
+
+type checkpointMembers struct {
+	Members []Member `json:"members"`
+}
+
+func (n *Node) encodeMeta() []byte {
+	var b []byte
+	b = binary.AppendUvarint(b, metaFormat)
+	b = binary.AppendUvarint(b, n.st.index)
+	b = binary.AppendUvarint(b, n.st.term)
+	cs, err := proto.MarshalOptions{Deterministic: true}.Marshal(n.st.confState)
+	if err != nil {
+		panic("core: marshal conf state: " + err.Error())
+	}
+	b = appendBytes(b, cs)
+	ms, err := json.Marshal(checkpointMembers{Members: n.st.members.list})
+	if err != nil {
+		panic("core: marshal members: " + err.Error())
+	}
+	b = appendBytes(b, ms)
+	b = binary.AppendUvarint(b, uint64(len(n.st.members.removed)))
+	for _, id := range n.st.members.removed {
+		b = binary.AppendUvarint(b, id)
+	}
+	b = binary.AppendUvarint(b, uint64(len(n.st.alarms.list)))
+	for _, a := range n.st.alarms.list {
+		b = binary.AppendUvarint(b, a.MemberID)
+		b = binary.AppendUvarint(b, uint64(a.Alarm))
+	}
+	return b
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// metaDecoder reads the checkpoint header, remembering the first error.
+type metaDecoder struct {
+	b   []byte
+	p   int
+	err error
+}
+
+func (d *metaDecoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, w := binary.Uvarint(d.b[d.p:])
+	if w <= 0 {
+		d.err = fmt.Errorf("%w: checkpoint header: bad varint at offset %d", ErrCorrupt, d.p)
+		return 0
+	}
+	d.p += w
+	return v
+}
+
+func (d *metaDecoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if uint64(len(d.b)-d.p) < n {
+		d.err = fmt.Errorf("%w: checkpoint header: field runs past the end at offset %d", ErrCorrupt, d.p)
+		return nil
+	}
+	v := d.b[d.p : d.p+int(n)]
+	d.p += int(n)
+	return v
+}
+
+// loadCheckpoint restores the state a checkpoint holds. The key space
+// aliases data.
+func loadCheckpoint(data []byte) (applied, *mvcc.Store, error) {
+	var st applied
+	d := &metaDecoder{b: data}
+	if f := d.uvarint(); d.err == nil && f != metaFormat {
+		return st, nil, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, f)
+	}
+	st.index = d.uvarint()
+	st.term = d.uvarint()
+	cs := d.bytes()
+	ms := d.bytes()
+	removed := d.uvarint()
+	for i := uint64(0); i < removed && d.err == nil; i++ {
+		st.members.removed = append(st.members.removed, d.uvarint())
+	}
+	nAlarms := d.uvarint()
+	for i := uint64(0); i < nAlarms && d.err == nil; i++ {
+		st.alarms.activate(d.uvarint(), pb.AlarmType(d.uvarint()))
+	}
+	if d.err != nil {
+		return st, nil, d.err
+	}
+	st.confState = &raftpb.ConfState{}
+	if err := proto.Unmarshal(cs, st.confState); err != nil {
+		return st, nil, fmt.Errorf("%w: checkpoint conf state: %v", ErrCorrupt, err)
+	}
+	var cm checkpointMembers
+	if err := json.Unmarshal(ms, &cm); err != nil {
+		return st, nil, fmt.Errorf("%w: checkpoint members: %v", ErrCorrupt, err)
+	}
+	st.members.list = cm.Members
+	kv, _, err := mvcc.Load(data[d.p:])
+	if err != nil {
+		return st, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return st, kv, nil
+}

@@ -1,0 +1,155 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Defaults follow etcd 3.7 where etcd has the setting.
+const (
+	DefaultElectionTicks          = 10
+	DefaultHeartbeatTicks         = 1
+	DefaultMaxRequestBytes        = 1536 * 1024
+	DefaultMaxTxnOps              = 128
+	DefaultQuotaBackendBytes      = 2 << 30
+	DefaultSnapshotCount          = 10000
+	DefaultSnapshotCatchUpEntries = 5000
+	// DefaultCheckpointMinBytes is how much log must pile up after a
+	// checkpoint before the next one: checkpoints dump the whole key space,
+	// so they are written only when the log since the last one is at least
+	// this big and at least as big as that checkpoint.
+	DefaultCheckpointMinBytes = 64 << 20
+	// DefaultRequestTimeoutTicks is etcd's 5 s request timeout at 100 ms
+	// ticks; drivers set it from their tick length.
+	DefaultRequestTimeoutTicks = 50
+	// CompactionBudget is how many records physical compaction visits per
+	// Ready, so a large compaction never stalls the loop.
+	CompactionBudget = 20000
+)
+
+// Config is one member's configuration: everything that decides its
+// behaviour, printable and storable in a seed file.
+type Config struct {
+	// ID is this member's id; ClusterID the cluster's.
+	ID        uint64
+	ClusterID uint64
+	// Members are the cluster's members at bootstrap.
+	Members []Member
+
+	ElectionTicks  int
+	HeartbeatTicks int
+	// RequestTimeoutTicks bounds how long a proposal or read may wait.
+	RequestTimeoutTicks int
+
+	MaxRequestBytes        int
+	MaxTxnOps              int
+	QuotaBackendBytes      int64
+	SnapshotCount          uint64
+	SnapshotCatchUpEntries uint64
+	CheckpointMinBytes     int64
+
+	AutoCompaction AutoCompaction
+
+	// ProposalEpoch makes this run's proposal ids differ from any earlier
+	// run's, so an entry proposed before a restart never completes a
+	// request made after it. Drivers draw it from their randomness.
+	ProposalEpoch uint64
+
+	// Logger receives core's log records; nil discards them.
+	Logger *slog.Logger `json:"-"`
+}
+
+// AutoCompaction is etcd's --auto-compaction-mode and retention, in ticks
+// for the periodic mode.
+type AutoCompaction struct {
+	// Mode is "", "periodic" or "revision".
+	Mode string
+	// RetentionTicks is the periodic mode's retention.
+	RetentionTicks int64
+	// RetentionRevisions is the revision mode's retention.
+	RetentionRevisions int64
+	// IntervalTicks is how often the revision mode checks (etcd: 5 min).
+	IntervalTicks int64
+	// HourTicks is an hour in ticks: the periodic mode compacts at least
+	// hourly once it has started.
+	HourTicks int64
+}
+
+// WithDefaults fills zero fields with defaults.
+func (c Config) WithDefaults() Config {
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = DefaultElectionTicks
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = DefaultHeartbeatTicks
+	}
+	if c.RequestTimeoutTicks == 0 {
+		c.RequestTimeoutTicks = DefaultRequestTimeoutTicks + 2*c.ElectionTicks
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if c.QuotaBackendBytes == 0 {
+		c.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
+	}
+	if c.CheckpointMinBytes == 0 {
+		c.CheckpointMinBytes = DefaultCheckpointMinBytes
+	}
+	return c
+}
+
+// Validate reports the first problem with the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.ID == 0:
+		return errors.New("core: member id must not be 0")
+	case len(c.Members) == 0:
+		return errors.New("core: no members")
+	case c.HeartbeatTicks <= 0 || c.ElectionTicks <= c.HeartbeatTicks:
+		return fmt.Errorf("core: election ticks (%d) must exceed heartbeat ticks (%d) > 0", c.ElectionTicks, c.HeartbeatTicks)
+	case c.MaxRequestBytes <= 0:
+		return errors.New("core: max request bytes must be positive")
+	case c.MaxTxnOps <= 0:
+		return errors.New("core: max txn ops must be positive")
+	case c.QuotaBackendBytes < 0:
+		return errors.New("core: quota must not be negative")
+	case c.RequestTimeoutTicks <= 0:
+		return errors.New("core: request timeout must be positive")
+	}
+	found := false
+	seen := map[uint64]bool{}
+	for _, m := range c.Members {
+		if seen[m.ID] {
+			return fmt.Errorf("core: member %x listed twice", m.ID)
+		}
+		seen[m.ID] = true
+		found = found || m.ID == c.ID
+	}
+	if !found {
+		return fmt.Errorf("core: member %x is not among the members", c.ID)
+	}
+	switch c.AutoCompaction.Mode {
+	case "":
+	case "periodic":
+		if c.AutoCompaction.RetentionTicks <= 0 {
+			return errors.New("core: periodic auto compaction needs a positive retention")
+		}
+	case "revision":
+		if c.AutoCompaction.RetentionRevisions <= 0 || c.AutoCompaction.IntervalTicks <= 0 {
+			return errors.New("core: revision auto compaction needs a positive retention and interval")
+		}
+	default:
+		return fmt.Errorf("core: unknown auto compaction mode %q", c.AutoCompaction.Mode)
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package core
+
+import (
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/detcd/detcd/core/wal"
+)
+
+// pendingIO tracks log writes handed to the driver and not yet durable.
+// Raft's AsyncStorageWrites attaches to each write the messages that must
+// wait for it; they stay here until the driver reports the write durable.
+type pendingIO struct {
+	nextID uint64
+	ops    []ioOp
+	// last is the hard state most recently handed out, to tell whether a
+	// new one needs an fsync (a new term or vote does, a commit does not).
+	last wal.HardState
+	// persistedCommit is the commit index of the newest durable hard state.
+	persistedCommit uint64
+}
+
+type ioOp struct {
+	id        uint64
+	responses []*raftpb.Message
+	commit    uint64
+}
+
+// append turns a MsgStorageAppend into (part of) the Ready's Persist.
+func (p *pendingIO) append(n *Node, m *raftpb.Message) {
+	if snap := m.GetSnapshot(); snap != nil && !raft.IsEmptySnap(snap) {
+		n.fail(fmt.Errorf("core: installing a snapshot from the leader is not supported yet (index %d)", snap.GetMetadata().GetIndex()))
+		return
+	}
+	ents := m.GetEntries()
+	if len(ents) > 0 {
+		if err := n.storage.Append(ents); err != nil {
+			n.fail(fmt.Errorf("core: append to raft storage: %w", err))
+			return
+		}
+	}
+	per := n.out.Persist
+	if per == nil {
+		per = &Persist{}
+		n.out.Persist = per
+	}
+	for _, e := range ents {
+		per.Entries = append(per.Entries, wal.Entry{Term: e.GetTerm(), Index: e.GetIndex(), Type: uint8(e.GetType()), Data: e.GetData()})
+	}
+	op := ioOp{responses: m.GetResponses()}
+	if m.Term != nil {
+		hs := wal.HardState{Term: m.GetTerm(), Vote: m.GetVote(), Commit: m.GetCommit()}
+		if hs.Term != p.last.Term || hs.Vote != p.last.Vote {
+			per.Sync = true
+		}
+		p.last = hs
+		per.HardState = &hs
+		op.commit = hs.Commit
+		n.storage.SetHardState(&raftpb.HardState{Term: &hs.Term, Vote: &hs.Vote, Commit: &hs.Commit})
+	}
+	if len(ents) > 0 {
+		per.Sync = true
+	}
+	p.nextID++
+	op.id = p.nextID
+	per.ID = op.id
+	p.ops = append(p.ops, op)
+}
+
+// persisted releases everything that waited for writes up to id.
+func (p *pendingIO) persisted(n *Node, id uint64) {
+	k := 0
+	for k < len(p.ops) && p.ops[k].id <= id {
+		op := p.ops[k]
+		if op.commit > p.persistedCommit {
+			p.persistedCommit = op.commit
+		}
+		n.stepLocal(op.responses)
+		k++
+	}
+	if k == 0 && id != 0 {
+		n.fail(fmt.Errorf("core: persisted write %d was not pending", id))
+		return
+	}
+	clear(p.ops[:k])
+	p.ops = p.ops[k:]
+}

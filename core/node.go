@@ -1,0 +1,278 @@
+package core
+
+import (
+	"fmt"
+	"log/slog"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core/mvcc"
+)
+
+// Node is one member. See the package documentation for the contract.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	rn      *raft.RawNode
+	storage *raft.MemoryStorage
+	kv      *mvcc.Store
+	st      applied
+
+	// lead and term are what raft last reported.
+	lead, term uint64
+	// ticks is logical time: every deadline is in ticks.
+	ticks int64
+
+	props proposals
+	reads reads
+	io    pendingIO
+	ckpt  checkpointer
+	auto  autoCompactor
+
+	out Ready
+	// failed is set when the node cannot go on (its state would be wrong);
+	// every later request gets it.
+	failed error
+}
+
+// applied is the state apply builds besides the key space.
+type applied struct {
+	index, term uint64
+	confState   *raftpb.ConfState
+	members     members
+	alarms      alarms
+}
+
+// New bootstraps a member of a new cluster with empty storage.
+func New(cfg Config) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := newNode(cfg, mvcc.New(), raft.NewMemoryStorage())
+	if err := n.startRaft(0); err != nil {
+		return nil, err
+	}
+	peers := make([]raft.Peer, 0, len(cfg.Members))
+	for _, m := range cfg.Members {
+		if m.IsLearner {
+			continue
+		}
+		peers = append(peers, raft.Peer{ID: m.ID, Context: memberContext(m)})
+	}
+	if err := n.rn.Bootstrap(peers); err != nil {
+		return nil, fmt.Errorf("core: bootstrap: %w", err)
+	}
+	for _, p := range peers {
+		n.st.confState.Voters = append(n.st.confState.Voters, p.ID)
+	}
+	n.campaignIfAlone()
+	return n, nil
+}
+
+func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: log, kv: kv, storage: storage}
+	n.props.init(cfg)
+	n.st.confState = &raftpb.ConfState{}
+	return n
+}
+
+func (n *Node) startRaft(appliedIndex uint64) error {
+	rc := &raft.Config{
+		ID:                        n.cfg.ID,
+		ElectionTick:              n.cfg.ElectionTicks,
+		HeartbeatTick:             n.cfg.HeartbeatTicks,
+		Storage:                   n.storage,
+		Applied:                   appliedIndex,
+		AsyncStorageWrites:        true,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  64 << 20,
+		MaxUncommittedEntriesSize: 1 << 30,
+		MaxInflightMsgs:           512,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    raftLogger{n.log},
+	}
+	var err error
+	n.rn, err = raft.NewRawNode(rc)
+	if err != nil {
+		return fmt.Errorf("core: start raft: %w", err)
+	}
+	return nil
+}
+
+// ID is this member's id.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// Tick advances logical time by one tick.
+func (n *Node) Tick() {
+	n.ticks++
+	n.rn.Tick()
+	n.props.expire(n)
+	n.reads.expire(n)
+	n.auto.tick(n)
+}
+
+// Step hands the node a raft message from a peer.
+func (n *Node) Step(m *raftpb.Message) error {
+	if raft.IsLocalMsg(m.GetType()) {
+		return fmt.Errorf("core: refusing local message %s from a peer", m.GetType())
+	}
+	err := n.rn.Step(m)
+	if err == raft.ErrStepPeerNotFound || err == raft.ErrStepLocalMsg {
+		return nil // a stale or misdirected message: raft drops these too
+	}
+	return err
+}
+
+// Request hands the node a client request. The response comes in a later
+// Ready (or this one).
+func (n *Node) Request(r Request) {
+	if n.failed != nil {
+		n.respond(r.ID, nil, n.failed)
+		return
+	}
+	if err := n.validate(&r); err != nil {
+		n.respond(r.ID, nil, err)
+		return
+	}
+	switch {
+	case r.Range != nil:
+		n.readRange(r)
+	case r.Txn != nil && isTxnReadonly(r.Txn):
+		n.readTxn(r)
+	case r.Put != nil, r.DeleteRange != nil, r.Txn != nil, r.Compaction != nil, r.Alarm != nil:
+		n.propose(r)
+	case r.Status:
+		n.respond(r.ID, n.status(), nil)
+	case r.Defragment:
+		id := r.ID
+		n.kv.Defragment(func() { n.respond(id, &pb.DefragmentResponse{Header: n.header(0)}, nil) })
+	case r.MemberList:
+		n.respond(r.ID, n.memberList(), nil)
+	case r.Snapshot:
+		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.Snapshot(), Header: n.header(0)})
+	case r.ReadIndex:
+		n.reads.add(n, r)
+	default:
+		n.respond(r.ID, nil, ErrUnknownRequest)
+	}
+}
+
+// Ready collects everything the driver must do now.
+func (n *Node) Ready() Ready {
+	if n.kv.Pending() {
+		n.kv.Step(CompactionBudget)
+	}
+	n.props.retry(n)
+	n.processRaft()
+	n.reads.start(n)
+	n.processRaft()
+	n.reads.serve(n)
+	n.ckpt.maybeStart(n)
+	n.out.More = n.kv.Pending()
+	rd := n.out
+	n.out = Ready{}
+	return rd
+}
+
+// processRaft drains raft's Readys into the node's output.
+func (n *Node) processRaft() {
+	for n.rn.HasReady() {
+		rd := n.rn.Ready()
+		if rd.SoftState != nil {
+			n.softState(rd.SoftState)
+		}
+		if hs := rd.HardState; hs != nil && hs.GetTerm() != 0 {
+			n.term = hs.GetTerm()
+		}
+		for _, rs := range rd.ReadStates {
+			n.reads.gotIndex(rs.RequestCtx, rs.Index)
+		}
+		for _, m := range rd.Messages {
+			switch m.GetTo() {
+			case raft.LocalAppendThread:
+				n.io.append(n, m)
+			case raft.LocalApplyThread:
+				n.apply(m.GetEntries())
+				n.stepLocal(m.GetResponses())
+			default:
+				n.out.Messages = append(n.out.Messages, m)
+			}
+		}
+	}
+}
+
+func (n *Node) softState(ss *raft.SoftState) {
+	changed := ss.Lead != n.lead
+	n.lead = ss.Lead
+	if changed {
+		n.log.Info("leader changed", "member", fmt.Sprintf("%x", n.cfg.ID), "leader", fmt.Sprintf("%x", ss.Lead), "state", ss.RaftState.String())
+		n.props.leaderChanged(n)
+		n.reads.leaderChanged(n)
+	}
+}
+
+// stepLocal delivers responses from the local append and apply "threads"
+// back into raft.
+func (n *Node) stepLocal(ms []*raftpb.Message) {
+	for _, m := range ms {
+		if m.GetTo() != n.cfg.ID {
+			n.out.Messages = append(n.out.Messages, m)
+			continue
+		}
+		if err := n.rn.Step(m); err != nil {
+			n.fail(fmt.Errorf("core: step local %s: %w", m.GetType(), err))
+		}
+	}
+}
+
+// Persisted tells the node that the write with this id (and every earlier
+// one) is durable.
+func (n *Node) Persisted(id uint64) { n.io.persisted(n, id) }
+
+// fail stops the node: from now on every request gets err.
+func (n *Node) fail(err error) {
+	if n.failed == nil {
+		n.failed = err
+		n.log.Error("member failed", "err", err)
+	}
+}
+
+// Err reports why the node stopped, if it did.
+func (n *Node) Err() error { return n.failed }
+
+func (n *Node) respond(id RequestID, msg proto.Message, err error) {
+	n.out.Responses = append(n.out.Responses, Response{ID: id, Msg: msg, Err: err})
+}
+
+// raftLogger sends raft's logging to slog instead of its default, which
+// writes timestamps to stderr.
+type raftLogger struct{ l *slog.Logger }
+
+func (r raftLogger) Debug(v ...any)                 { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Debugf(format string, v ...any) { r.l.Debug(fmt.Sprintf(format, v...)) }
+func (r raftLogger) Error(v ...any)                 { r.l.Error(fmt.Sprint(v...)) }
+func (r raftLogger) Errorf(format string, v ...any) { r.l.Error(fmt.Sprintf(format, v...)) }
+func (r raftLogger) Info(v ...any)                  { r.l.Debug(fmt.Sprint(v...)) }
+func (r raftLogger) Infof(format string, v ...any)  { r.l.Debug(fmt.Sprintf(format, v...)) }
+func (r raftLogger) Warning(v ...any)               { r.l.Warn(fmt.Sprint(v...)) }
+func (r raftLogger) Warningf(format string, v ...any) {
+	r.l.Warn(fmt.Sprintf(format, v...))
+}
+func (r raftLogger) Fatal(v ...any) { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Fatalf(format string, v ...any) {
+	panic(fmt.Sprintf(format, v...))
+}
+func (r raftLogger) Panic(v ...any) { panic(fmt.Sprint(v...)) }
+func (r raftLogger) Panicf(format string, v ...any) {
+	panic(fmt.Sprintf(format, v...))
+}

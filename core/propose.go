@@ -1,0 +1,171 @@
+package core
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// proposals are client writes on their way through raft.
+type proposals struct {
+	epoch, next uint64
+	timeout     int64
+	// byID finds a proposal when its entry is applied.
+	byID map[uint64]*proposal
+	// fifo orders proposals by deadline (they all get the same timeout),
+	// so expiry is deterministic and cheap.
+	fifo []*proposal
+	// queued were dropped by raft (no leader) and wait to be proposed again.
+	queued []*proposal
+}
+
+type proposal struct {
+	req      RequestID
+	id       uint64
+	data     []byte
+	deadline int64
+	done     bool
+}
+
+func (ps *proposals) init(cfg Config) {
+	ps.epoch = cfg.ProposalEpoch
+	ps.timeout = int64(cfg.RequestTimeoutTicks)
+	ps.byID = map[uint64]*proposal{}
+}
+
+// propose encodes a write and hands it to raft.
+func (n *Node) propose(r Request) {
+	if cost := quotaCost(&r); cost > 0 && n.kv.Size()+cost > n.cfg.QuotaBackendBytes {
+		n.raiseNoSpace()
+		n.respond(r.ID, nil, ErrNoSpace)
+		return
+	}
+	ps := &n.props
+	ps.next++
+	id := ps.epoch + ps.next
+	ir := &pb.InternalRaftRequest{
+		Header:      &pb.RequestHeader{ID: id},
+		Put:         r.Put,
+		DeleteRange: r.DeleteRange,
+		Txn:         r.Txn,
+		Compaction:  r.Compaction,
+		Alarm:       r.Alarm,
+	}
+	data, err := proto.Marshal(ir)
+	if err != nil {
+		n.respond(r.ID, nil, fmt.Errorf("core: encode request: %w", err))
+		return
+	}
+	if len(data) > n.cfg.MaxRequestBytes {
+		n.respond(r.ID, nil, ErrRequestTooLarge)
+		return
+	}
+	p := &proposal{req: r.ID, id: id, data: data, deadline: n.ticks + ps.timeout}
+	ps.byID[id] = p
+	ps.fifo = append(ps.fifo, p)
+	n.proposeData(p)
+}
+
+func (n *Node) proposeData(p *proposal) {
+	err := n.rn.Propose(p.data)
+	switch {
+	case err == raft.ErrProposalDropped:
+		n.props.queued = append(n.props.queued, p)
+	case err != nil:
+		n.props.finish(n, p.id, nil, err)
+	}
+}
+
+// finish answers a proposal, if this member is waiting for it.
+func (ps *proposals) finish(n *Node, id uint64, msg proto.Message, err error) bool {
+	p := ps.byID[id]
+	if p == nil {
+		return false
+	}
+	delete(ps.byID, id)
+	p.done = true
+	n.respond(p.req, msg, err)
+	return true
+}
+
+// retry proposes again what raft dropped, once there is a leader.
+func (ps *proposals) retry(n *Node) {
+	if n.lead == raft.None || len(ps.queued) == 0 {
+		return
+	}
+	q := ps.queued
+	ps.queued = nil
+	for _, p := range q {
+		if !p.done {
+			n.proposeData(p)
+		}
+	}
+}
+
+func (ps *proposals) leaderChanged(n *Node) { ps.retry(n) }
+
+// expire fails proposals past their deadline with etcd's timeout error.
+func (ps *proposals) expire(n *Node) {
+	k := 0
+	for k < len(ps.fifo) && (ps.fifo[k].done || ps.fifo[k].deadline <= n.ticks) {
+		if p := ps.fifo[k]; !p.done {
+			err := ErrTimeout
+			if n.lead == raft.None {
+				err = ErrNoLeader
+			}
+			ps.finish(n, p.id, nil, err)
+		}
+		k++
+	}
+	clear(ps.fifo[:k])
+	ps.fifo = ps.fifo[k:]
+}
+
+// quotaCost is etcd's estimate of what a write adds to the database, for
+// the space quota; requests that add nothing cost nothing.
+func quotaCost(r *Request) int64 {
+	const kvOverhead = 256
+	switch {
+	case r.Put != nil:
+		return kvOverhead + int64(len(r.Put.Key)+len(r.Put.Value))
+	case r.Txn != nil:
+		return txnCost(r.Txn)
+	}
+	return 0
+}
+
+func txnCost(t *pb.TxnRequest) int64 {
+	branch := func(ops []*pb.RequestOp) int64 {
+		var c int64
+		for _, u := range ops {
+			if p := u.GetRequestPut(); p != nil {
+				c += 256 + int64(len(p.Key)+len(p.Value))
+			} else if nt := u.GetRequestTxn(); nt != nil {
+				c += txnCost(nt)
+			}
+		}
+		return c
+	}
+	return max(branch(t.Success), branch(t.Failure))
+}
+
+// raiseNoSpace proposes the NOSPACE alarm for this member, as etcd's quota
+// check does, unless it is already raised.
+func (n *Node) raiseNoSpace() {
+	if n.st.alarms.has(n.cfg.ID, pb.AlarmType_NOSPACE) {
+		return
+	}
+	ir := &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: n.cfg.ID, Alarm: pb.AlarmType_NOSPACE}}
+	n.props.next++
+	ir.Header = &pb.RequestHeader{ID: n.props.epoch + n.props.next}
+	data, err := proto.Marshal(ir)
+	if err == nil {
+		_ = n.rn.Propose(data)
+	}
+}
+
+// readCtx encodes a read round's id as raft's request context.
+func readCtx(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }

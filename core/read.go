@@ -1,0 +1,134 @@
+package core
+
+import (
+	"encoding/binary"
+
+	"go.etcd.io/raft/v3"
+)
+
+// reads are linearizable reads waiting for raft's ReadIndex and then for
+// apply to reach the index. All reads that arrive while a round is out are
+// batched into the next round, as etcd does.
+type reads struct {
+	waiting []pendingRead
+	// round is out to raft, its index not known yet.
+	round *readRound
+	// indexed rounds wait for apply to reach their index, in order.
+	indexed []*readRound
+	nextCtx uint64
+}
+
+type pendingRead struct {
+	req      Request
+	deadline int64
+}
+
+type readRound struct {
+	ctx     uint64
+	index   uint64
+	started int64
+	reads   []pendingRead
+}
+
+func (rs *reads) add(n *Node, r Request) {
+	rs.waiting = append(rs.waiting, pendingRead{req: r, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks)})
+}
+
+// start sends a ReadIndex for the waiting reads. A member asks only once
+// it has applied an entry of the current term: before that its commit
+// index may lag writes that were acknowledged before a restart or an
+// election (raft's single-member ReadIndex path does not check this).
+func (rs *reads) start(n *Node) {
+	if rs.round != nil || len(rs.waiting) == 0 || n.lead == raft.None || n.st.term != n.term {
+		return
+	}
+	rs.nextCtx++
+	rs.round = &readRound{ctx: rs.nextCtx, started: n.ticks, reads: rs.waiting}
+	rs.waiting = nil
+	n.rn.ReadIndex(readCtx(rs.round.ctx))
+}
+
+// gotIndex records raft's answer to a round.
+func (rs *reads) gotIndex(ctx []byte, index uint64) {
+	if rs.round == nil || len(ctx) != 8 || binary.BigEndian.Uint64(ctx) != rs.round.ctx {
+		return
+	}
+	rs.round.index = index
+	rs.indexed = append(rs.indexed, rs.round)
+	rs.round = nil
+}
+
+// serve answers the rounds whose index has been applied.
+func (rs *reads) serve(n *Node) {
+	k := 0
+	for k < len(rs.indexed) && rs.indexed[k].index <= n.st.index {
+		for _, pr := range rs.indexed[k].reads {
+			n.serveRead(pr.req)
+		}
+		k++
+	}
+	clear(rs.indexed[:k])
+	rs.indexed = rs.indexed[k:]
+}
+
+// leaderChanged requeues a round in flight: raft forgets pending read
+// index requests when leadership changes.
+func (rs *reads) leaderChanged(n *Node) { rs.requeue() }
+
+func (rs *reads) requeue() {
+	if rs.round == nil {
+		return
+	}
+	rs.waiting = append(rs.round.reads, rs.waiting...)
+	rs.round = nil
+}
+
+// expire retries a round raft may have dropped and fails reads past their
+// deadline.
+func (rs *reads) expire(n *Node) {
+	if rs.round != nil && n.ticks-rs.round.started >= int64(max(n.cfg.ElectionTicks/2, 1)) {
+		rs.requeue()
+	}
+	keep := rs.waiting[:0]
+	for _, pr := range rs.waiting {
+		if pr.deadline <= n.ticks {
+			n.respond(pr.req.ID, nil, ErrTimeout)
+			continue
+		}
+		keep = append(keep, pr)
+	}
+	clear(rs.waiting[len(keep):])
+	rs.waiting = keep
+}
+
+// serveRead answers a linearizable read now that it is safe.
+func (n *Node) serveRead(r Request) {
+	switch {
+	case r.Range != nil:
+		resp, err := executeRange(n.kv, r.Range)
+		n.respondRead(r.ID, resp, err)
+	case r.Txn != nil:
+		resp, err := n.applyTxn(r.Txn, false)
+		n.respondTxn(r.ID, resp, err)
+	case r.ReadIndex:
+		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.View(), Header: n.header(int64(n.kv.Rev()))})
+	}
+}
+
+// readRange serves a range: at once if serializable, else after a read
+// index round.
+func (n *Node) readRange(r Request) {
+	if r.Range.Serializable {
+		n.serveRead(r)
+		return
+	}
+	n.reads.add(n, r)
+}
+
+func (n *Node) readTxn(r Request) {
+	if isTxnSerializable(r.Txn) {
+		n.serveRead(r)
+		return
+	}
+	n.reads.add(n, r)
+}

@@ -1,0 +1,64 @@
+package core
+
+import (
+	"io"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/detcd/detcd/core/wal"
+)
+
+// Ready is everything a driver must carry out after feeding the node. The
+// driver may carry out its parts in any order: whatever must wait for a
+// write is held back inside the node until the driver reports the write
+// durable.
+type Ready struct {
+	// Persist is a write to the log. The driver writes it after every
+	// earlier Persist, fsyncs if Sync is set, and then calls
+	// Node.Persisted(Persist.ID).
+	Persist *Persist
+	// Messages go to peers now.
+	Messages []*raftpb.Message
+	// Responses go to clients now.
+	Responses []Response
+	// Checkpoint is a full-state checkpoint to write off the loop; the
+	// driver calls Node.CheckpointDone when it is durable (or failed).
+	Checkpoint *Checkpoint
+	// Release lists files made redundant by a durable checkpoint.
+	Release *Release
+	// More reports background work (physical compaction): the driver should
+	// call Ready again soon even if nothing else happens.
+	More bool
+}
+
+// Persist is one write to the log, in the WAL's terms.
+type Persist struct {
+	ID        uint64
+	HardState *wal.HardState
+	Entries   []wal.Entry
+	// Sync is set when the write must be fsynced before Persisted:
+	// entries, or a new term or vote.
+	Sync bool
+}
+
+// Checkpoint is a full-state checkpoint at Index.
+type Checkpoint struct {
+	Index uint64
+	// Write writes the checkpoint content. It reads only immutable state,
+	// so it may run on any goroutine.
+	Write func(w io.Writer) error
+}
+
+// Release names what a durable checkpoint makes redundant.
+type Release struct {
+	// WALBefore: log segments whose entries are all below this index may go.
+	WALBefore uint64
+	// CheckpointsBefore: checkpoints at lower indexes may go.
+	CheckpointsBefore uint64
+}
+
+// IsEmpty reports whether the Ready holds nothing to do.
+func (rd *Ready) IsEmpty() bool {
+	return rd.Persist == nil && len(rd.Messages) == 0 && len(rd.Responses) == 0 &&
+		rd.Checkpoint == nil && rd.Release == nil && !rd.More
+}

@@ -1,0 +1,53 @@
+package core
+
+import (
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core/mvcc"
+)
+
+// RequestID is chosen by the driver and ties a response to its request.
+type RequestID uint64
+
+// Request is a client request to one member. Exactly one field beside ID
+// is set.
+type Request struct {
+	ID RequestID
+
+	Range       *pb.RangeRequest
+	Put         *pb.PutRequest
+	DeleteRange *pb.DeleteRangeRequest
+	Txn         *pb.TxnRequest
+	Compaction  *pb.CompactionRequest
+	Alarm       *pb.AlarmRequest
+	// Status asks for the member's status (Maintenance.Status).
+	Status bool
+	// MemberList asks for the applied membership.
+	MemberList bool
+	// Defragment returns the key space's garbage memory; it answers when
+	// done, with a DefragmentResponse.
+	Defragment bool
+	// Snapshot asks for a view that can be hashed or dumped
+	// (Maintenance.Hash, HashKV): served at once, not linearizable, as etcd
+	// serves them.
+	Snapshot bool
+	// ReadIndex asks to be told when a linearizable read may be served,
+	// with a view at least that fresh: drivers that read from views use it
+	// instead of sending ranges through the loop.
+	ReadIndex bool
+}
+
+// Response answers the request with the same ID.
+type Response struct {
+	ID  RequestID
+	Err error
+	// Msg is the etcdserverpb response (RangeResponse, PutResponse, ...)
+	// with its header filled in.
+	Msg proto.Message
+	// View is set for ReadIndex and Snapshot requests.
+	View *mvcc.View
+	// Header is set for ReadIndex and Snapshot requests: what to put in the
+	// response the driver builds from View.
+	Header *pb.ResponseHeader
+}

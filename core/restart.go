@@ -1,0 +1,109 @@
+package core
+
+import (
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/core/wal"
+)
+
+// Disk is what a member's disk holds at restart.
+type Disk struct {
+	// Checkpoint is the newest checkpoint's content, nil if there is none.
+	// The restored key space aliases it.
+	Checkpoint []byte
+	// HardState and Entries are the log after the checkpoint.
+	HardState wal.HardState
+	Entries   []wal.Entry
+}
+
+// Restart rebuilds a member from its disk. Committed entries after the
+// checkpoint are applied here directly (up to the first membership change,
+// which raft must see), so a restart costs one pass over the log and keeps
+// only etcd's catch-up window of entries in memory.
+func Restart(cfg Config, d Disk) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	st := applied{confState: &raftpb.ConfState{}}
+	kv := mvcc.New()
+	if d.Checkpoint != nil {
+		var err error
+		if st, kv, err = loadCheckpoint(d.Checkpoint); err != nil {
+			return nil, err
+		}
+	}
+	n := newNode(cfg, kv, raft.NewMemoryStorage())
+	n.st = st
+	ckptIndex, ckptTerm := st.index, st.term
+	hs := d.HardState
+	// A checkpoint proves its entries committed even if the hard state
+	// written with them was lost: raft refuses an applied index past commit.
+	hs.Commit = max(hs.Commit, ckptIndex)
+	ents := d.Entries
+	if len(ents) > 0 && ents[0].Index != ckptIndex+1 {
+		return nil, fmt.Errorf("%w: log starts at %d, checkpoint is at %d", ErrCorrupt, ents[0].Index, ckptIndex)
+	}
+	for _, e := range ents {
+		if e.Index > hs.Commit || raftpb.EntryType(e.Type) != raftpb.EntryNormal {
+			break
+		}
+		if len(e.Data) > 0 {
+			n.applyNormal(&raftpb.Entry{Index: &e.Index, Term: &e.Term, Data: e.Data})
+			if n.failed != nil {
+				return nil, n.failed
+			}
+		}
+		n.st.index, n.st.term = e.Index, e.Term
+		n.ckpt.logBytes += int64(len(e.Data))
+	}
+	// Keep the catch-up window (and everything not yet applied) for raft.
+	snapIndex, snapTerm := ckptIndex, ckptTerm
+	if n.st.index > ckptIndex+cfg.SnapshotCatchUpEntries {
+		snapIndex = n.st.index - cfg.SnapshotCatchUpEntries
+		snapTerm = ents[snapIndex-ckptIndex-1].Term
+	}
+	if snapIndex > 0 {
+		snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: &snapIndex, Term: &snapTerm, ConfState: n.st.confState}}
+		if err := n.storage.ApplySnapshot(snap); err != nil {
+			return nil, fmt.Errorf("core: restore raft log: %w", err)
+		}
+	}
+	keep := make([]*raftpb.Entry, 0, len(ents))
+	for i := range ents {
+		if e := ents[i]; e.Index > snapIndex {
+			t := raftpb.EntryType(e.Type)
+			keep = append(keep, &raftpb.Entry{Term: &ents[i].Term, Index: &ents[i].Index, Type: &t, Data: e.Data})
+		}
+	}
+	if err := n.storage.Append(keep); err != nil {
+		return nil, fmt.Errorf("core: restore raft log: %w", err)
+	}
+	if err := n.storage.SetHardState(&raftpb.HardState{Term: &hs.Term, Vote: &hs.Vote, Commit: &hs.Commit}); err != nil {
+		return nil, fmt.Errorf("core: restore hard state: %w", err)
+	}
+	if err := n.startRaft(n.st.index); err != nil {
+		return nil, err
+	}
+	n.io.last, n.io.persistedCommit = hs, hs.Commit
+	n.term = hs.Term
+	n.ckpt.lastIndex, n.ckpt.lastSize = ckptIndex, int64(len(d.Checkpoint))
+	n.campaignIfAlone()
+	return n, nil
+}
+
+// campaignIfAlone starts an election at once when this member is the only
+// voter: nobody else can win, so waiting out an election timeout would
+// only delay the first request after a start.
+func (n *Node) campaignIfAlone() {
+	voters := n.st.confState.GetVoters()
+	if len(voters) == 1 && voters[0] == n.cfg.ID {
+		if err := n.rn.Campaign(); err != nil {
+			n.log.Warn("campaign", "err", err)
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package disk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/wal"
+)
+
+// Disk is a member's open data directory.
+type Disk struct {
+	fs      wal.FS
+	walDir  string
+	snapDir string
+	w       *wal.WAL
+	log     *slog.Logger
+}
+
+// meta is what the log records about whose log it is.
+type meta struct {
+	MemberID  uint64 `json:"memberID"`
+	ClusterID uint64 `json:"clusterID"`
+}
+
+// Options tune a data directory.
+type Options struct {
+	// SegmentBytes is the WAL segment size; zero means the default.
+	SegmentBytes int64
+	Logger       *slog.Logger
+}
+
+// Open starts the member whose data lives in dir: a new member of a new
+// cluster if dir holds no log, else the member the log names, restarted
+// from its newest checkpoint and the log after it. It returns what
+// recovery cut from a torn log tail, if anything, in the log.
+func Open(fsys wal.FS, dir string, cfg core.Config, opts Options) (*core.Node, *Disk, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Disk{fs: fsys, walDir: path.Join(dir, "member", "wal"), snapDir: path.Join(dir, "member", "snap"), log: log}
+	wopts := wal.Options{Dir: d.walDir, SegmentBytes: opts.SegmentBytes}
+	exists, err := wal.Exists(fsys, d.walDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("disk: %w", err)
+	}
+	if !exists {
+		n, err := d.bootstrap(cfg, wopts)
+		return n, d, err
+	}
+	n, err := d.restart(cfg, wopts)
+	return n, d, err
+}
+
+func (d *Disk) bootstrap(cfg core.Config, wopts wal.Options) (*core.Node, error) {
+	n, err := core.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.fs.MkdirAll(d.snapDir); err != nil {
+		return nil, fmt.Errorf("disk: create %s: %w", d.snapDir, err)
+	}
+	m, _ := json.Marshal(meta{MemberID: cfg.ID, ClusterID: cfg.ClusterID})
+	if d.w, err = wal.Create(d.fs, wopts, m); err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	d.log.Info("bootstrapped a new member", "member", fmt.Sprintf("%x", cfg.ID), "cluster", fmt.Sprintf("%x", cfg.ClusterID), "wal", d.walDir)
+	return n, nil
+}
+
+func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
+	if err := d.fs.MkdirAll(d.snapDir); err != nil {
+		return nil, fmt.Errorf("disk: create %s: %w", d.snapDir, err)
+	}
+	if err := wal.RemoveCheckpointTemps(d.fs, d.snapDir); err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	idxs, err := wal.ListCheckpoints(d.fs, d.snapDir)
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	var disk core.Disk
+	var after uint64
+	if len(idxs) > 0 {
+		after = idxs[len(idxs)-1]
+		if disk.Checkpoint, err = wal.ReadCheckpoint(d.fs, d.snapDir, after); err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
+	}
+	w, rec, err := wal.Open(d.fs, wopts, after)
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	d.w = w
+	if rec.TornTail != "" {
+		d.log.Warn("cut a torn tail from the log", "detail", rec.TornTail)
+	}
+	var m meta
+	if err := json.Unmarshal(rec.Meta, &m); err != nil {
+		return nil, fmt.Errorf("disk: %s: log metadata: %w", d.walDir, err)
+	}
+	if m.MemberID != cfg.ID || m.ClusterID != cfg.ClusterID {
+		d.log.Info("the data directory names the member", "member", fmt.Sprintf("%x", m.MemberID), "cluster", fmt.Sprintf("%x", m.ClusterID))
+		cfg.ID, cfg.ClusterID = m.MemberID, m.ClusterID
+		if !hasMember(cfg.Members, m.MemberID) {
+			cfg.Members = append(cfg.Members, core.Member{ID: m.MemberID})
+		}
+	}
+	disk.HardState, disk.Entries = rec.HardState, rec.Entries
+	n, err := core.Restart(cfg, disk)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("restarted member", "member", fmt.Sprintf("%x", m.MemberID), "checkpoint", after, "log-entries", len(rec.Entries))
+	return n, nil
+}
+
+func hasMember(ms []core.Member, id uint64) bool {
+	for _, m := range ms {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Persist writes a log write and syncs it if asked. Only when it returns
+// nil may the driver call Node.Persisted.
+func (d *Disk) Persist(p *core.Persist) error {
+	if err := d.w.Save(p.HardState, p.Entries); err != nil {
+		return err
+	}
+	if p.Sync {
+		return d.w.Sync()
+	}
+	return nil
+}
+
+// Flush makes every written record durable.
+func (d *Disk) Flush() error { return d.w.Sync() }
+
+// WriteCheckpoint writes a checkpoint durably and returns its size. It may
+// run on its own goroutine.
+func (d *Disk) WriteCheckpoint(c *core.Checkpoint) (int64, error) {
+	var size int64
+	err := wal.WriteCheckpoint(d.fs, d.snapDir, c.Index, func(w io.Writer) error {
+		cw := &counter{w: w}
+		err := c.Write(cw)
+		size = cw.n
+		return err
+	})
+	return size, err
+}
+
+// Release removes what a durable checkpoint made redundant.
+func (d *Disk) Release(r *core.Release) error {
+	var errs []error
+	if err := d.w.ReleaseTo(r.WALBefore); err != nil {
+		errs = append(errs, err)
+	}
+	idxs, err := wal.ListCheckpoints(d.fs, d.snapDir)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, i := range idxs {
+		if i < r.CheckpointsBefore {
+			if err := wal.RemoveCheckpoint(d.fs, d.snapDir, i); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes the log.
+func (d *Disk) Close() error { return d.w.Close() }
+
+type counter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,26 @@
+package grpcsvc
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
+)
+
+// Backend is what the services need from a member's driver.
+type Backend interface {
+	// Do sends a request through the member's loop and waits for the
+	// response or for ctx to end.
+	Do(ctx context.Context, r core.Request) (core.Response, error)
+	// SerializableView returns a view that holds every write this member
+	// has acknowledged, and the header to answer with.
+	SerializableView(ctx context.Context) (*mvcc.View, *pb.ResponseHeader, error)
+	// MaxTxnOps is --max-txn-ops.
+	MaxTxnOps() int
+	// MaxRequestBytes is --max-request-bytes.
+	MaxRequestBytes() int
+	// Version is the etcd version detcd answers as.
+	Version() string
+}

@@ -1,0 +1,54 @@
+package grpcsvc
+
+import (
+	"context"
+	"errors"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/detcd/detcd/core"
+)
+
+// errorMap pairs each of core's errors with the error etcd returns for it.
+var errorMap = []struct {
+	core error
+	grpc error
+}{
+	{core.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey},
+	{core.ErrValueProvided, rpctypes.ErrGRPCValueProvided},
+	{core.ErrLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
+	{core.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+	{core.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
+	{core.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
+	{core.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{core.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+	{core.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{core.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{core.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{core.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{core.ErrStopped, rpctypes.ErrGRPCStopped},
+	{core.ErrCompacted, rpctypes.ErrGRPCCompacted},
+	{core.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+	{core.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
+}
+
+// toGRPC maps an error from core or the driver to what etcd would send.
+func toGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, e := range errorMap {
+		if errors.Is(err, e.core) {
+			return e.grpc
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Unknown, err.Error())
+}
