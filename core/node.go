@@ -34,6 +34,8 @@ type Node struct {
 	auto  autoCompactor
 
 	out Ready
+	// campaignPending: a lone voter campaigns as soon as raft lets it.
+	campaignPending bool
 	// failed is set when the node cannot go on (its state would be wrong);
 	// every later request gets it.
 	failed error
@@ -204,6 +206,7 @@ func (n *Node) processRaft() {
 			case raft.LocalApplyThread:
 				n.apply(m.GetEntries())
 				n.stepLocal(m.GetResponses())
+				n.maybeCampaign()
 			default:
 				n.out.Messages = append(n.out.Messages, m)
 			}

@@ -98,12 +98,28 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 
 // campaignIfAlone starts an election at once when this member is the only
 // voter: nobody else can win, so waiting out an election timeout would
-// only delay the first request after a start.
+// only delay the first request after a start. Raft refuses to campaign
+// with configuration changes still to apply, so the node tries again after
+// each apply until it has tried once with none pending.
 func (n *Node) campaignIfAlone() {
+	n.campaignPending = true
+	n.maybeCampaign()
+}
+
+func (n *Node) maybeCampaign() {
+	if !n.campaignPending {
+		return
+	}
 	voters := n.st.confState.GetVoters()
-	if len(voters) == 1 && voters[0] == n.cfg.ID {
-		if err := n.rn.Campaign(); err != nil {
-			n.log.Warn("campaign", "err", err)
-		}
+	if len(voters) == 0 || n.st.index < n.rn.BasicStatus().GetCommit() {
+		return // still applying the configuration
+	}
+	if len(voters) != 1 || voters[0] != n.cfg.ID {
+		n.campaignPending = false
+		return
+	}
+	n.campaignPending = false
+	if err := n.rn.Campaign(); err != nil {
+		n.log.Warn("campaign", "err", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/detcd/detcd/core/mvcc"
 )
 
 // status answers Maintenance.Status; the driver adds the version fields.
@@ -60,3 +62,25 @@ func (n *Node) memberList() *pb.MemberListResponse {
 	}
 	return resp
 }
+
+// View returns a view of the applied state and the header to answer with,
+// for drivers that serve serializable reads off the loop.
+func (n *Node) View() (*mvcc.View, *pb.ResponseHeader) {
+	return n.kv.View(), n.header(0)
+}
+
+// Rev is the key space's current revision and CompactRev its compaction
+// revision; Term and Leader are raft's. All are cheap.
+func (n *Node) Rev() int64        { return int64(n.kv.Rev()) }
+func (n *Node) CompactRev() int64 { return int64(n.kv.CompactRev()) }
+func (n *Node) Term() uint64      { return n.term }
+func (n *Node) Leader() uint64    { return n.lead }
+
+// Sizes are the key space's memory (etcd's db size and size in use) and
+// its key count, for metrics.
+func (n *Node) Sizes() (size, inUse int64, keys int) {
+	return n.kv.Size(), n.kv.SizeInUse(), n.kv.Keys()
+}
+
+// NoSpace reports whether a NOSPACE alarm is raised.
+func (n *Node) NoSpace() bool { return n.st.alarms.noSpace() }

@@ -141,6 +141,10 @@ func (d *Disk) Persist(p *core.Persist) error {
 	return nil
 }
 
+// Write buffers a log write without syncing it; Flush makes it durable.
+// Drivers that batch several writes into one fsync use the pair.
+func (d *Disk) Write(p *core.Persist) error { return d.w.Save(p.HardState, p.Entries) }
+
 // Flush makes every written record durable.
 func (d *Disk) Flush() error { return d.w.Sync() }
 

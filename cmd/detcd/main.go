@@ -1,0 +1,198 @@
+// Command detcd is the detcd server: an etcd-compatible key-value store
+// that takes etcd's flags.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/detcd/detcd/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	cfg, logLevel, done, err := parseFlags(args, stderr)
+	if done {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "detcd: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg.Logger = log
+	log.Info("starting detcd", "etcd-version", server.Version, "go-version", runtime.Version(),
+		"name", cfg.Name, "data-dir", cfg.DataDir, "listen-client-urls", cfg.ListenClientURLs)
+	s, err := server.New(cfg)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := s.Start(); err != nil {
+		log.Error("cannot start", "err", err)
+		s.Stop()
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case sig := <-sigs:
+		log.Info("received signal, shutting down", "signal", sig.String())
+		if err := s.Stop(); err != nil {
+			log.Error("shutdown", "err", err)
+			return 1
+		}
+		return 0
+	case err := <-s.Fatal():
+		log.Error("stopping after a fatal error", "err", err)
+		s.Stop()
+		return 1
+	}
+}
+
+// parseFlags reads etcd's flags, then ETCD_* environment variables for
+// flags not given, as etcd does. done is set when the command only printed
+// something (--help, --version).
+func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.Level, done bool, err error) {
+	cfg = server.DefaultConfig()
+	fs := flag.NewFlagSet("detcd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(fs, stderr) }
+	var (
+		listenClient, advertiseClient, listenPeer, advertisePeer string
+		heartbeatMs, electionMs                                  uint
+		logLevel                                                 string
+		version                                                  bool
+		maxRequestBytes, maxTxnOps                               uint
+	)
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "Human-readable name for this member.")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "Path to the data directory (default \"${name}.etcd\").")
+	fs.StringVar(&listenClient, "listen-client-urls", strings.Join(cfg.ListenClientURLs, ","), "List of URLs to listen on for client traffic.")
+	fs.StringVar(&advertiseClient, "advertise-client-urls", strings.Join(cfg.AdvertiseClientURLs, ","), "List of this member's client URLs to advertise to the public.")
+	fs.StringVar(&listenPeer, "listen-peer-urls", strings.Join(cfg.ListenPeerURLs, ","), "List of URLs to listen on for peer traffic.")
+	fs.StringVar(&advertisePeer, "initial-advertise-peer-urls", strings.Join(cfg.InitialAdvertisePeerURLs, ","), "List of this member's peer URLs to advertise to the rest of the cluster.")
+	fs.StringVar(&cfg.InitialCluster, "initial-cluster", cfg.InitialCluster, "Initial cluster configuration for bootstrapping.")
+	fs.StringVar(&cfg.InitialClusterState, "initial-cluster-state", cfg.InitialClusterState, "Initial cluster state ('new' or 'existing').")
+	fs.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "Initial cluster token for the etcd cluster during bootstrap.")
+	fs.Uint64Var(&cfg.SnapshotCount, "snapshot-count", cfg.SnapshotCount, "Number of committed transactions to keep in the raft log after a snapshot.")
+	fs.UintVar(&heartbeatMs, "heartbeat-interval", uint(cfg.HeartbeatInterval/time.Millisecond), "Time (in milliseconds) of a heartbeat interval.")
+	fs.UintVar(&electionMs, "election-timeout", uint(cfg.ElectionTimeout/time.Millisecond), "Time (in milliseconds) for an election to timeout.")
+	fs.UintVar(&maxRequestBytes, "max-request-bytes", uint(cfg.MaxRequestBytes), "Maximum client request size in bytes the server will accept.")
+	fs.UintVar(&maxTxnOps, "max-txn-ops", uint(cfg.MaxTxnOps), "Maximum number of operations permitted in a transaction.")
+	fs.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "Raise alarms when the key space size exceeds the given quota (0 defaults to 2 GiB).")
+	fs.StringVar(&cfg.AutoCompactionMode, "auto-compaction-mode", cfg.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: periodic|revision.")
+	fs.StringVar(&cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention length. 0 means disable auto compaction.")
+	fs.StringVar(&logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+	fs.BoolVar(&version, "version", false, "Print the version and exit.")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, 0, true, nil
+		}
+		return cfg, 0, false, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, 0, false, fmt.Errorf("'%s' is not a valid flag", fs.Arg(0))
+	}
+	if err := fromEnv(fs); err != nil {
+		return cfg, 0, false, err
+	}
+	if version {
+		fmt.Fprintf(stderr, "detcd Version: %s (etcd API)\nGo Version: %s\nGo OS/Arch: %s/%s\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return cfg, 0, true, nil
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["listen-client-urls"] && !set["advertise-client-urls"] {
+		return cfg, 0, false, errors.New("--advertise-client-urls is required when --listen-client-urls is set explicitly")
+	}
+	cfg.ListenClientURLs = splitURLs(listenClient)
+	cfg.AdvertiseClientURLs = splitURLs(advertiseClient)
+	cfg.ListenPeerURLs = splitURLs(listenPeer)
+	cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
+	if set["initial-advertise-peer-urls"] && !set["initial-cluster"] {
+		cfg.InitialCluster = cfg.Name + "=" + strings.Join(cfg.InitialAdvertisePeerURLs, ","+cfg.Name+"=")
+	}
+	if !set["initial-cluster"] && set["name"] && !set["initial-advertise-peer-urls"] {
+		cfg.InitialCluster = cfg.Name + "=" + strings.Join(cfg.InitialAdvertisePeerURLs, ","+cfg.Name+"=")
+	}
+	cfg.HeartbeatInterval = time.Duration(heartbeatMs) * time.Millisecond
+	cfg.ElectionTimeout = time.Duration(electionMs) * time.Millisecond
+	cfg.MaxRequestBytes, cfg.MaxTxnOps = int(maxRequestBytes), int(maxTxnOps)
+	if cfg.QuotaBackendBytes == 0 {
+		cfg.QuotaBackendBytes = server.DefaultConfig().QuotaBackendBytes
+	}
+	if level, err = parseLevel(logLevel); err != nil {
+		return cfg, 0, false, err
+	}
+	return cfg, level, false, nil
+}
+
+// fromEnv sets flags not given on the command line from ETCD_* variables:
+// ETCD_DATA_DIR for --data-dir.
+func fromEnv(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		key := "ETCD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(key); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid value %q for %s: %v", v, key, e)
+			}
+		}
+	})
+	return err
+}
+
+func splitURLs(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error", "panic", "fatal":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("invalid --log-level %q: want debug, info, warn, error, panic or fatal", s)
+}
+
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, `Usage: detcd [flags]
+
+detcd is a key-value server that speaks etcd's v3 API: etcdctl and etcd's
+Go client work against it unchanged. Run without flags it starts a
+single-member cluster on localhost:2379 with its data in ./default.etcd.
+Every flag can also be given as an ETCD_* environment variable
+(ETCD_DATA_DIR for --data-dir).
+
+Flags:
+`)
+	fs.PrintDefaults()
+}

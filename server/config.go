@@ -1,0 +1,248 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/detcd/detcd/core"
+)
+
+// Config is the server's configuration, with etcd's flag names in its
+// field names.
+type Config struct {
+	Name                     string
+	DataDir                  string
+	ListenClientURLs         []string
+	AdvertiseClientURLs      []string
+	ListenPeerURLs           []string
+	InitialAdvertisePeerURLs []string
+	InitialCluster           string
+	InitialClusterState      string
+	InitialClusterToken      string
+	SnapshotCount            uint64
+	HeartbeatInterval        time.Duration
+	ElectionTimeout          time.Duration
+	MaxRequestBytes          int
+	MaxTxnOps                int
+	QuotaBackendBytes        int64
+	AutoCompactionMode       string
+	AutoCompactionRetention  string
+
+	Logger *slog.Logger `json:"-"`
+}
+
+// DefaultConfig is etcd's defaults: a single member named "default" on
+// localhost, with its data in default.etcd.
+func DefaultConfig() Config {
+	return Config{
+		Name:                     "default",
+		ListenClientURLs:         []string{"http://localhost:2379"},
+		AdvertiseClientURLs:      []string{"http://localhost:2379"},
+		ListenPeerURLs:           []string{"http://localhost:2380"},
+		InitialAdvertisePeerURLs: []string{"http://localhost:2380"},
+		InitialCluster:           "default=http://localhost:2380",
+		InitialClusterState:      "new",
+		InitialClusterToken:      "etcd-cluster",
+		SnapshotCount:            core.DefaultSnapshotCount,
+		HeartbeatInterval:        100 * time.Millisecond,
+		ElectionTimeout:          1000 * time.Millisecond,
+		MaxRequestBytes:          core.DefaultMaxRequestBytes,
+		MaxTxnOps:                core.DefaultMaxTxnOps,
+		QuotaBackendBytes:        core.DefaultQuotaBackendBytes,
+		AutoCompactionMode:       "periodic",
+	}
+}
+
+// maxElectionTimeout is etcd's upper bound on --election-timeout.
+const maxElectionTimeout = 50 * time.Second
+
+// Validate checks the configuration with etcd's rules and messages.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("--name must not be empty")
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".etcd"
+	}
+	for _, u := range [][]string{c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenPeerURLs, c.InitialAdvertisePeerURLs} {
+		if err := checkURLs(u); err != nil {
+			return err
+		}
+	}
+	if len(c.ListenClientURLs) == 0 {
+		return errors.New("--listen-client-urls must not be empty")
+	}
+	if c.HeartbeatInterval <= 0 {
+		return fmt.Errorf("--heartbeat-interval must be positive, got %v", c.HeartbeatInterval)
+	}
+	if 5*c.HeartbeatInterval > c.ElectionTimeout {
+		return fmt.Errorf("--election-timeout[%vms] should be at least as 5 times as --heartbeat-interval[%vms]", c.ElectionTimeout.Milliseconds(), c.HeartbeatInterval.Milliseconds())
+	}
+	if c.ElectionTimeout > maxElectionTimeout {
+		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than %vms", c.ElectionTimeout.Milliseconds(), maxElectionTimeout.Milliseconds())
+	}
+	if c.InitialClusterState != "new" && c.InitialClusterState != "existing" {
+		return fmt.Errorf("invalid value %q for --initial-cluster-state: valid values are \"new\" or \"existing\"", c.InitialClusterState)
+	}
+	if c.MaxRequestBytes <= 0 {
+		return errors.New("--max-request-bytes must be positive")
+	}
+	if c.MaxTxnOps <= 0 {
+		return errors.New("--max-txn-ops must be positive")
+	}
+	if c.QuotaBackendBytes < 0 {
+		return errors.New("--quota-backend-bytes must not be negative")
+	}
+	if _, err := c.autoCompaction(); err != nil {
+		return err
+	}
+	_, err := c.members()
+	return err
+}
+
+func checkURLs(us []string) error {
+	for _, s := range us {
+		u, err := url.Parse(s)
+		if err != nil {
+			return fmt.Errorf("invalid URL %q: %w", s, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("URL scheme must be http or https: %s", s)
+		}
+		if u.Host == "" || u.Port() == "" {
+			return fmt.Errorf("URL address does not have the form \"host:port\": %s", s)
+		}
+		if u.Scheme == "https" {
+			return fmt.Errorf("TLS is not supported yet: %s", s)
+		}
+	}
+	return nil
+}
+
+// members parses --initial-cluster ("name=url,name=url") into members
+// with etcd's ids, and checks that this member's entry matches
+// --initial-advertise-peer-urls.
+func (c *Config) members() ([]core.Member, error) {
+	byName := map[string][]string{}
+	var names []string
+	for _, kv := range strings.Split(c.InitialCluster, ",") {
+		name, u, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || name == "" || u == "" {
+			return nil, fmt.Errorf("--initial-cluster: bad entry %q: want name=url", kv)
+		}
+		if err := checkURLs([]string{u}); err != nil {
+			return nil, fmt.Errorf("--initial-cluster: %w", err)
+		}
+		if _, seen := byName[name]; !seen {
+			names = append(names, name)
+		}
+		byName[name] = append(byName[name], u)
+	}
+	mine, ok := byName[c.Name]
+	if !ok {
+		return nil, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", c.Name)
+	}
+	a, b := slices.Clone(mine), slices.Clone(c.InitialAdvertisePeerURLs)
+	slices.Sort(a)
+	slices.Sort(b)
+	if !slices.Equal(a, b) {
+		return nil, fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s", c.Name, strings.Join(mine, ","), strings.Join(c.InitialAdvertisePeerURLs, ","))
+	}
+	var ms []core.Member
+	seen := map[uint64]string{}
+	for _, name := range names {
+		m := core.Member{ID: core.MemberID(byName[name], c.InitialClusterToken), Name: name, PeerURLs: byName[name]}
+		if other, dup := seen[m.ID]; dup {
+			return nil, fmt.Errorf("--initial-cluster: members %s and %s have the same peer URLs", other, name)
+		}
+		seen[m.ID] = name
+		if name == c.Name {
+			m.ClientURLs = c.AdvertiseClientURLs
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// autoCompaction turns etcd's --auto-compaction-* flags into core's
+// settings in ticks.
+func (c *Config) autoCompaction() (core.AutoCompaction, error) {
+	ac := core.AutoCompaction{Mode: c.AutoCompactionMode}
+	r := c.AutoCompactionRetention
+	if r == "" || r == "0" {
+		return core.AutoCompaction{}, nil
+	}
+	tick := c.HeartbeatInterval
+	switch c.AutoCompactionMode {
+	case "periodic":
+		d, err := time.ParseDuration(r)
+		if err != nil {
+			h, err2 := strconv.ParseInt(r, 10, 64)
+			if err2 != nil {
+				return ac, fmt.Errorf("invalid --auto-compaction-retention %q: %v", r, err)
+			}
+			d = time.Duration(h) * time.Hour // etcd reads a bare number as hours
+		}
+		if d <= 0 {
+			return core.AutoCompaction{}, nil
+		}
+		ac.RetentionTicks = max(int64(d/tick), 1)
+		ac.HourTicks = int64(time.Hour / tick)
+	case "revision":
+		n, err := strconv.ParseInt(r, 10, 64)
+		if err != nil || n < 0 {
+			return ac, fmt.Errorf("invalid --auto-compaction-retention %q for revision mode", r)
+		}
+		if n == 0 {
+			return core.AutoCompaction{}, nil
+		}
+		ac.RetentionRevisions = n
+		ac.IntervalTicks = max(int64(5*time.Minute/tick), 1)
+	default:
+		return ac, fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
+	}
+	return ac, nil
+}
+
+// coreConfig is the member's configuration for core.
+func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error) {
+	ms, err := c.members()
+	if err != nil {
+		return core.Config{}, err
+	}
+	ac, err := c.autoCompaction()
+	if err != nil {
+		return core.Config{}, err
+	}
+	ids := make([]uint64, len(ms))
+	var self uint64
+	for i, m := range ms {
+		ids[i] = m.ID
+		if m.Name == c.Name {
+			self = m.ID
+		}
+	}
+	tick := c.HeartbeatInterval
+	election := int(c.ElectionTimeout / tick)
+	return core.Config{
+		ID:                  self,
+		ClusterID:           core.ClusterID(ids),
+		Members:             ms,
+		ElectionTicks:       election,
+		HeartbeatTicks:      1,
+		RequestTimeoutTicks: int((5*time.Second)/tick) + 2*election,
+		MaxRequestBytes:     c.MaxRequestBytes,
+		MaxTxnOps:           c.MaxTxnOps,
+		QuotaBackendBytes:   c.QuotaBackendBytes,
+		SnapshotCount:       c.SnapshotCount,
+		AutoCompaction:      ac,
+		ProposalEpoch:       epoch,
+		Logger:              log,
+	}, nil
+}

@@ -1,0 +1,14 @@
+// Package server is detcd's real driver: it runs one member's core.Node on
+// an event-loop goroutine against the wall clock, the os file system and
+// real listeners, and serves etcd's gRPC API and HTTP endpoints (/health,
+// /version, /metrics) on the client URLs.
+//
+// Concurrency: the loop goroutine alone calls the Node. gRPC handlers reach
+// it through a bounded channel of calls and get their response on a
+// channel of their own. Log writes go to one WAL goroutine, in order,
+// which batches every write waiting into one fsync. Checkpoints are
+// written on a goroutine of their own from an immutable view. Serializable
+// reads run on the handler's goroutine against a copy-on-write view the
+// loop publishes; they go through the loop only when that view is older
+// than the member's applied state.
+package server

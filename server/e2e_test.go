@@ -1,0 +1,151 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// testServer starts a member on a free loopback port with its data in dir.
+func testServer(t testing.TB, dir string, mod func(*Config)) (*Server, *clientv3.Client) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.ListenClientURLs = []string{"http://127.0.0.1:0"}
+	cfg.AdvertiseClientURLs = []string{"http://127.0.0.1:2379"}
+	cfg.InitialAdvertisePeerURLs = []string{"http://127.0.0.1:2380"}
+	cfg.InitialCluster = "default=http://127.0.0.1:2380"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatalf("new: %v", err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Addrs(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(func() {
+		cli.Close()
+		s.Stop()
+	})
+	return s, cli
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestClientKV(t *testing.T) {
+	_, cli := testServer(t, t.TempDir(), nil)
+	c := ctx(t)
+	if _, err := cli.Put(c, "foo", "bar"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(c, "foo2", "baz"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := cli.Get(c, "foo", clientv3.WithPrefix())
+	if err != nil || g.Count != 2 || string(g.Kvs[1].Value) != "baz" || g.Header.Revision != 3 {
+		t.Fatalf("get prefix: %v %v", g, err)
+	}
+	g, err = cli.Get(c, "foo", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithLimit(1), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
+	if err != nil || !g.More || string(g.Kvs[0].Key) != "foo2" {
+		t.Fatalf("sorted, limited get: %v %v", g, err)
+	}
+	tr, err := cli.Txn(c).If(clientv3.Compare(clientv3.Value("foo"), "=", "bar")).
+		Then(clientv3.OpPut("foo", "new"), clientv3.OpGet("foo")).Else(clientv3.OpGet("foo")).Commit()
+	if err != nil || !tr.Succeeded || string(tr.Responses[1].GetResponseRange().Kvs[0].Value) != "new" {
+		t.Fatalf("txn: %v %v", tr, err)
+	}
+	d, err := cli.Delete(c, "foo", clientv3.WithPrefix(), clientv3.WithPrevKV())
+	if err != nil || d.Deleted != 2 || len(d.PrevKvs) != 2 {
+		t.Fatalf("delete: %v %v", d, err)
+	}
+	if _, err := cli.Compact(c, d.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(c, "foo", clientv3.WithRev(2)); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Fatalf("read below compaction: %v", err)
+	}
+	if _, err := cli.Get(c, "foo", clientv3.WithRev(99)); !errors.Is(err, rpctypes.ErrFutureRev) {
+		t.Fatalf("future read: %v", err)
+	}
+	if _, err := cli.Put(c, "", "x"); !errors.Is(err, rpctypes.ErrEmptyKey) {
+		t.Fatalf("empty key: %v", err)
+	}
+	if _, err := cli.Put(c, "big", strings.Repeat("x", 1600*1024)); !errors.Is(err, rpctypes.ErrRequestTooLarge) {
+		t.Fatalf("too large: %v", err)
+	}
+	st, err := cli.Status(c, cli.Endpoints()[0])
+	if err != nil || st.Leader == 0 || st.Version != Version || st.Header.Revision != d.Header.Revision {
+		t.Fatalf("status: %v %v", st, err)
+	}
+	h, err := cli.HashKV(c, cli.Endpoints()[0], 0)
+	if err != nil || h.HashRevision != d.Header.Revision {
+		t.Fatalf("hashkv: %v %v", h, err)
+	}
+}
+
+func TestHTTPEndpoints(t *testing.T) {
+	s, _ := testServer(t, t.TempDir(), nil)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + s.Addrs()[0] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.leader.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, body := get("/health"); code != 200 || body != `{"health":"true","reason":""}` {
+		t.Fatalf("/health: %d %s", code, body)
+	}
+	if code, body := get("/version"); code != 200 || !strings.Contains(body, `"etcdserver":"3.7.3"`) {
+		t.Fatalf("/version: %d %s", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "etcd_server_has_leader 1") {
+		t.Fatalf("/metrics: %d", code)
+	}
+}
+
+func TestRestartKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	s, cli := testServer(t, dir, func(c *Config) { c.SnapshotCount = 100 })
+	c := ctx(t)
+	for i := 0; i < 500; i++ {
+		if _, err := cli.Put(c, fmt.Sprintf("k%04d", i), fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli.Close()
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, cli = testServer(t, dir, nil)
+	g, err := cli.Get(c, "k", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || g.Count != 500 || g.Header.Revision != 501 {
+		t.Fatalf("after restart: %v %v", g, err)
+	}
+}

@@ -1,0 +1,64 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// httpHandler serves etcd's HTTP endpoints on the client port.
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", s.handleHealth)
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", s.handleReadyz)
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(struct {
+			Server  string `json:"etcdserver"`
+			Cluster string `json:"etcdcluster"`
+			Storage string `json:"storage"`
+		}{Version, ClusterVersion, ClusterVersion})
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// healthReason is what etcd's /health reports: empty when healthy.
+func (s *Server) healthReason() string {
+	if s.leader.Load() == 0 {
+		return "RAFT NO LEADER"
+	}
+	if s.metrics.noSpace.Load() {
+		return "ALARM NOSPACE"
+	}
+	return ""
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	reason := s.healthReason()
+	h := struct {
+		Health string `json:"health"`
+		Reason string `json:"reason"`
+	}{Health: "true", Reason: reason}
+	code := http.StatusOK
+	if reason != "" {
+		h.Health, code = "false", http.StatusServiceUnavailable
+		s.metrics.healthFailures.Inc()
+	} else {
+		s.metrics.healthSuccess.Inc()
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	b, _ := json.Marshal(h)
+	w.Write(b)
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if reason := s.healthReason(); reason != "" {
+		http.Error(w, reason, http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok"))
+}

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"time"
+
+	"github.com/detcd/detcd/core"
+)
+
+// run is the event loop: the only goroutine that touches the Node.
+func (s *Server) run() {
+	defer close(s.loopDone)
+	ticker := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer ticker.Stop()
+	waiters := map[core.RequestID]chan core.Response{}
+	var next core.RequestID
+	var views []chan publishedView
+	more := false
+	take := func(c call) {
+		next++
+		c.req.ID = next
+		waiters[next] = c.done
+		s.node.Request(c.req)
+	}
+	for {
+		if !more {
+			// Block for the next event.
+			select {
+			case c := <-s.calls:
+				take(c)
+			case ch := <-s.viewReqs:
+				views = append(views, ch)
+			case id := <-s.persisted:
+				s.node.Persisted(id)
+			case <-ticker.C:
+				s.node.Tick()
+			case r := <-s.ckptDone:
+				s.node.CheckpointDone(r.index, r.size, r.err)
+			case <-s.stopping:
+				s.shutdownLoop(waiters)
+				return
+			}
+		}
+		// Take everything else that is waiting, so that it shares this
+		// turn's log write.
+	drain:
+		for i := 0; i < callBatchMax; i++ {
+			select {
+			case c := <-s.calls:
+				take(c)
+			case ch := <-s.viewReqs:
+				views = append(views, ch)
+			case id := <-s.persisted:
+				s.node.Persisted(id)
+			case r := <-s.ckptDone:
+				s.node.CheckpointDone(r.index, r.size, r.err)
+			default:
+				break drain
+			}
+		}
+		rd := s.node.Ready()
+		more = rd.More
+		if rd.Persist != nil || rd.Release != nil {
+			s.enqueueWAL(walOp{persist: rd.Persist, release: rd.Release})
+		}
+		if c := rd.Checkpoint; c != nil {
+			go s.writeCheckpoint(c)
+		}
+		s.publish()
+		if len(views) > 0 {
+			pv := s.publishView()
+			for _, ch := range views {
+				ch <- pv
+			}
+			views = views[:0]
+		}
+		for _, r := range rd.Responses {
+			if ch, ok := waiters[r.ID]; ok {
+				ch <- r
+				delete(waiters, r.ID)
+			}
+		}
+		if len(rd.Messages) > 0 {
+			// A single member has no peers; issue 6 brings the transport.
+			s.log.Debug("dropping peer messages", "count", len(rd.Messages))
+		}
+		if err := s.node.Err(); err != nil {
+			s.die(err)
+		}
+	}
+}
+
+// enqueueWAL hands a write to the WAL goroutine. While the queue is full
+// it keeps taking durability notices, so the two goroutines never wait on
+// each other.
+func (s *Server) enqueueWAL(op walOp) {
+	for {
+		select {
+		case s.walq <- op:
+			return
+		case id := <-s.persisted:
+			s.node.Persisted(id)
+		}
+	}
+}
+
+// publish makes the loop's state visible to handlers and metrics.
+func (s *Server) publish() {
+	s.rev.Store(s.node.Rev())
+	s.compactRev.Store(s.node.CompactRev())
+	s.term.Store(s.node.Term())
+	if l := s.node.Leader(); l != s.leader.Swap(l) {
+		s.metrics.leaderChanges.Inc()
+	}
+	size, inUse, keys := s.node.Sizes()
+	s.metrics.size.Store(size)
+	s.metrics.inUse.Store(inUse)
+	s.metrics.keys.Store(int64(keys))
+	s.metrics.noSpace.Store(s.node.NoSpace())
+}
+
+func (s *Server) publishView() publishedView {
+	v, hdr := s.node.View()
+	pv := publishedView{view: v, hdr: hdr}
+	s.view.Store(&pv)
+	return pv
+}
+
+// shutdownLoop answers everything still waiting and lets the WAL drain.
+func (s *Server) shutdownLoop(waiters map[core.RequestID]chan core.Response) {
+	for id, ch := range waiters { //detcd:maporder-ok: each waiter gets its own answer
+		ch <- core.Response{ID: id, Err: core.ErrStopped}
+	}
+	close(s.walq)
+}
+
+func (s *Server) writeCheckpoint(c *core.Checkpoint) {
+	start := time.Now()
+	size, err := s.disk.WriteCheckpoint(c)
+	if err == nil {
+		s.log.Info("checkpoint durable", "index", c.Index, "bytes", size, "took", time.Since(start).Round(time.Millisecond).String())
+	}
+	select {
+	case s.ckptDone <- ckptResult{index: c.Index, size: size, err: err}:
+	case <-s.stopping:
+	}
+}

@@ -1,0 +1,295 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/disk"
+	"github.com/detcd/detcd/diskfs"
+	"github.com/detcd/detcd/grpcsvc"
+)
+
+// Version is the etcd version detcd answers as on /version and in Status.
+const Version = "3.7.3"
+
+// ClusterVersion is the cluster version detcd reports.
+const ClusterVersion = "3.7.0"
+
+// Limits on the loop's queues.
+const (
+	// callQueueMax bounds requests waiting for the loop; a full queue makes
+	// handlers wait (and their deadlines apply), never drops a request.
+	callQueueMax = 8192
+	// callBatchMax is how many waiting requests one loop turn takes, so
+	// that many proposals share one log write and fsync.
+	callBatchMax = 4096
+	// walQueueMax bounds log writes handed to the WAL goroutine.
+	walQueueMax = 1024
+)
+
+// Server is a running detcd member.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	node *core.Node
+	disk *disk.Disk
+
+	calls     chan call
+	viewReqs  chan chan publishedView
+	persisted chan uint64
+	ckptDone  chan ckptResult
+	walq      chan walOp
+	fatal     chan error
+
+	// Published by the loop for handlers.
+	rev, compactRev atomic.Int64
+	view            atomic.Pointer[publishedView]
+	leader, term    atomic.Uint64
+
+	metrics *metrics
+
+	grpc      *grpc.Server
+	hs        *health.Server
+	http      *http.Server
+	listeners []net.Listener
+
+	stopOnce sync.Once
+	stopping chan struct{}
+	loopDone chan struct{}
+	walDone  chan struct{}
+
+	errMu sync.Mutex
+	err   error
+}
+
+type call struct {
+	req  core.Request
+	done chan core.Response
+}
+
+type publishedView struct {
+	view *mvcc.View
+	hdr  *pb.ResponseHeader
+}
+
+type ckptResult struct {
+	index uint64
+	size  int64
+	err   error
+}
+
+// New opens the member's data directory and prepares it to serve.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("proposal epoch: %w", err)
+	}
+	ccfg, err := cfg.coreConfig(binary.BigEndian.Uint64(seed[:]), log.With("component", "core"))
+	if err != nil {
+		return nil, err
+	}
+	fsys := diskfs.New(cfg.DataDir)
+	start := time.Now()
+	node, d, err := disk.Open(fsys, ".", ccfg, disk.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	log.Info("opened data directory", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
+	s := &Server{
+		cfg: cfg, log: log, node: node, disk: d,
+		calls:     make(chan call, callQueueMax),
+		viewReqs:  make(chan chan publishedView, callQueueMax),
+		persisted: make(chan uint64, walQueueMax),
+		ckptDone:  make(chan ckptResult, 1),
+		walq:      make(chan walOp, walQueueMax),
+		fatal:     make(chan error, 1),
+		stopping:  make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		walDone:   make(chan struct{}),
+	}
+	s.metrics = newMetrics(s)
+	s.publish()
+	return s, nil
+}
+
+// Start listens on the client URLs and starts serving.
+func (s *Server) Start() error {
+	for _, u := range s.cfg.ListenClientURLs {
+		ln, err := listen(u)
+		if err != nil {
+			s.closeListeners()
+			return err
+		}
+		s.listeners = append(s.listeners, ln)
+	}
+	opts := append(grpcsvc.ServerOptions(s.cfg.MaxRequestBytes), grpc.ChainUnaryInterceptor(s.metrics.unary))
+	s.grpc = grpc.NewServer(opts...)
+	s.hs = grpcsvc.Register(s.grpc, s)
+	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go s.runWAL()
+	go s.run()
+	go s.runMemLimit()
+	for _, ln := range s.listeners {
+		m := newConnMux(ln)
+		go func() { _ = s.grpc.Serve(m.grpc) }()
+		go func() { _ = s.http.Serve(m.http) }()
+		go m.serve()
+		s.log.Info("serving client requests", "address", ln.Addr().String())
+	}
+	s.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// Addrs are the addresses the server listens on.
+func (s *Server) Addrs() []string {
+	var out []string
+	for _, ln := range s.listeners {
+		out = append(out, ln.Addr().String())
+	}
+	return out
+}
+
+// Fatal delivers a failure after which the member cannot go on (a failed
+// fsync, say); the owner should Stop the server and exit non-zero.
+func (s *Server) Fatal() <-chan error { return s.fatal }
+
+// Stop shuts the server down: it stops taking requests, lets those in
+// flight finish for a while, makes the log durable and closes it.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		if s.hs != nil {
+			s.hs.Shutdown()
+		}
+		if s.grpc != nil {
+			done := make(chan struct{})
+			go func() { s.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				s.grpc.Stop()
+			}
+		}
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.http.Shutdown(ctx)
+			cancel()
+		}
+		s.closeListeners()
+		close(s.stopping)
+		if s.grpc != nil {
+			<-s.loopDone
+			<-s.walDone
+		}
+		if err := s.disk.Close(); err != nil {
+			s.setErr(err)
+		}
+		s.log.Info("stopped")
+	})
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Do implements grpcsvc.Backend.
+func (s *Server) Do(ctx context.Context, r core.Request) (core.Response, error) {
+	c := call{req: r, done: make(chan core.Response, 1)}
+	select {
+	case s.calls <- c:
+	case <-ctx.Done():
+		return core.Response{}, ctx.Err()
+	case <-s.stopping:
+		return core.Response{}, core.ErrStopped
+	}
+	select {
+	case resp := <-c.done:
+		return resp, nil
+	case <-ctx.Done():
+		return core.Response{}, ctx.Err()
+	case <-s.stopping:
+		return core.Response{}, core.ErrStopped
+	}
+}
+
+// SerializableView implements grpcsvc.Backend: the published view if it
+// holds everything applied, else a new one from the loop.
+func (s *Server) SerializableView(ctx context.Context) (*mvcc.View, *pb.ResponseHeader, error) {
+	if pv := s.view.Load(); pv != nil && int64(pv.view.Rev()) == s.rev.Load() && int64(pv.view.CompactRev()) == s.compactRev.Load() {
+		return pv.view, pv.hdr, nil
+	}
+	ch := make(chan publishedView, 1)
+	select {
+	case s.viewReqs <- ch:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-s.stopping:
+		return nil, nil, core.ErrStopped
+	}
+	select {
+	case pv := <-ch:
+		return pv.view, pv.hdr, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-s.stopping:
+		return nil, nil, core.ErrStopped
+	}
+}
+
+// MaxTxnOps implements grpcsvc.Backend.
+func (s *Server) MaxTxnOps() int { return s.cfg.MaxTxnOps }
+
+// MaxRequestBytes implements grpcsvc.Backend.
+func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }
+
+// Version implements grpcsvc.Backend.
+func (s *Server) Version() string { return Version }
+
+// die records a failure that stops the member; Fatal tells the owner,
+// who stops the server.
+func (s *Server) die(err error) {
+	if s.setErr(err) {
+		s.log.Error("member cannot go on", "err", err)
+		select {
+		case s.fatal <- err:
+		default:
+		}
+	}
+}
+
+// setErr keeps the first error and reports whether err was it.
+func (s *Server) setErr(err error) bool {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.err != nil {
+		return false
+	}
+	s.err = err
+	return true
+}
