@@ -147,12 +147,12 @@ func (m *FS) List(dir string) ([]string, error) {
 		return nil, &fs.PathError{Op: "list", Path: dir, Err: fs.ErrNotExist}
 	}
 	var out []string
-	for n := range m.names {
+	for n := range m.names { //core:maporder-ok: sorted below
 		if path.Dir(n) == c {
 			out = append(out, path.Base(n))
 		}
 	}
-	for d := range m.dirs {
+	for d := range m.dirs { //core:maporder-ok: sorted below
 		if d != "." && path.Dir(d) == c {
 			out = append(out, path.Base(d))
 		}
@@ -190,12 +190,12 @@ func (m *FS) SyncDir(dir string) error {
 			return &fs.PathError{Op: "syncdir", Path: dir, Err: err}
 		}
 	}
-	for n := range m.durable {
+	for n := range m.durable { //core:maporder-ok: deletes commute
 		if path.Dir(n) == c {
 			delete(m.durable, n)
 		}
 	}
-	for n, in := range m.names {
+	for n, in := range m.names { //core:maporder-ok: inserts commute
 		if path.Dir(n) == c {
 			m.durable[n] = in
 		}
@@ -221,7 +221,7 @@ func (m *FS) Crash(tear func(name string, unsyncedBytes int) (keep int)) {
 	m.gen++
 	m.names = make(map[string]*inode, len(m.durable))
 	names := make([]string, 0, len(m.durable))
-	for n, in := range m.durable {
+	for n, in := range m.durable { //core:maporder-ok: names sorted below
 		m.names[n] = in
 		names = append(names, n)
 	}
