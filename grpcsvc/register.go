@@ -14,12 +14,19 @@ import (
 // gRPC before detcd can answer with etcd's "request is too large".
 const grpcOverheadBytes = 512 * 1024
 
+// streamWorkers is the pool of goroutines that serve requests; when all
+// are busy gRPC starts a goroutine per request as it does without a pool.
+const streamWorkers = 256
+
 // ServerOptions are the gRPC options etcd's client port uses.
 func ServerOptions(maxRequestBytes int) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(1<<31 - 1),
 		grpc.MaxConcurrentStreams(1<<32 - 1),
+		// Reusing handler goroutines saves growing a fresh goroutine's
+		// stack for every request, a fifth of a small request's cost.
+		grpc.NumStreamWorkers(streamWorkers),
 	}
 }
 

@@ -33,6 +33,8 @@ type Config struct {
 	QuotaBackendBytes        int64
 	AutoCompactionMode       string
 	AutoCompactionRetention  string
+	// EnablePprof serves Go's profiler on /debug/pprof, as etcd's flag does.
+	EnablePprof bool
 
 	Logger *slog.Logger `json:"-"`
 }

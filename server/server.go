@@ -218,23 +218,26 @@ func (s *Server) Stop() error {
 	return s.err
 }
 
-// Do implements grpcsvc.Backend.
+// Do implements grpcsvc.Backend. It waits only on its own channels and
+// the caller's context: Stop lets in-flight requests finish (the loop
+// answers every request it took) before it stops the loop, and a channel
+// shared by every handler would be a point of lock contention.
 func (s *Server) Do(ctx context.Context, r core.Request) (core.Response, error) {
 	c := call{req: r, done: make(chan core.Response, 1)}
 	select {
 	case s.calls <- c:
-	case <-ctx.Done():
-		return core.Response{}, ctx.Err()
-	case <-s.stopping:
-		return core.Response{}, core.ErrStopped
+	default:
+		select {
+		case s.calls <- c:
+		case <-ctx.Done():
+			return core.Response{}, ctx.Err()
+		}
 	}
 	select {
 	case resp := <-c.done:
 		return resp, nil
 	case <-ctx.Done():
 		return core.Response{}, ctx.Err()
-	case <-s.stopping:
-		return core.Response{}, core.ErrStopped
 	}
 }
 
