@@ -149,3 +149,45 @@ func TestRestartKeepsData(t *testing.T) {
 		t.Fatalf("after restart: %v %v", g, err)
 	}
 }
+
+// TestQuotaAlarm walks etcd's NOSPACE procedure: writes fail once the
+// quota is exceeded and stay refused until the space is reclaimed and the
+// alarm disarmed.
+func TestQuotaAlarm(t *testing.T) {
+	_, cli := testServer(t, t.TempDir(), func(c *Config) { c.QuotaBackendBytes = 8 << 20 })
+	c := ctx(t)
+	value := strings.Repeat("v", 64<<10)
+	var full error
+	for i := 0; i < 1000 && full == nil; i++ {
+		_, full = cli.Put(c, "k", value)
+	}
+	if !errors.Is(full, rpctypes.ErrNoSpace) {
+		t.Fatalf("writing past the quota: %v", full)
+	}
+	alarms, err := cli.AlarmList(c)
+	if err != nil || len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm.String() != "NOSPACE" {
+		t.Fatalf("alarm list: %v %v", alarms, err)
+	}
+	if _, err := cli.Put(c, "small", "x"); !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("a small write while the alarm is raised: %v", err)
+	}
+	if _, err := cli.Delete(c, "nothing"); err != nil {
+		t.Fatalf("deletes go on under the alarm: %v", err)
+	}
+	g, err := cli.Get(c, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(c, g.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Defragment(c, cli.Endpoints()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.AlarmDisarm(c, &clientv3.AlarmMember{MemberID: alarms.Alarms[0].MemberID, Alarm: alarms.Alarms[0].Alarm}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(c, "small", "x"); err != nil {
+		t.Fatalf("after compact, defrag, disarm: %v", err)
+	}
+}

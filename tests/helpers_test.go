@@ -1,0 +1,339 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/detcd/detcd/server"
+)
+
+// binDir holds the binaries built for this test process; TestMain makes
+// and removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "detcd-tests-bin-")
+	if err != nil {
+		slog.Error("temp dir for binaries", "err", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	buildErr  error
+)
+
+// binaries builds the detcd binary and etcdctl once per test process, on
+// first use, so that `go test -run TestDiff` does not pay for the builds.
+// Both are built in parallel: etcdctl's first link takes a few seconds.
+func binaries(t testing.TB) (detcd, etcdctl string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, pkg := range []string{"github.com/detcd/detcd/cmd/detcd", "go.etcd.io/etcd/etcdctl/v3"} {
+			out := filepath.Join(binDir, []string{"detcd", "etcdctl"}[i])
+			wg.Go(func() {
+				cmd := exec.Command("go", "build", "-o", out, pkg)
+				if b, err := cmd.CombinedOutput(); err != nil {
+					errs[i] = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				}
+			})
+		}
+		wg.Wait()
+		buildErr = errors.Join(errs...)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "detcd"), filepath.Join(binDir, "etcdctl")
+}
+
+// freePort returns a loopback port nobody listened on a moment ago. The
+// port is released before use, so another process could take it first;
+// on loopback in a test run that is rare enough.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func loopbackURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
+
+// tailBuffer keeps the last max bytes written to it, so that a chatty
+// process cannot fill memory while its log still ends up in t.Log.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+	cut bool
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > b.max {
+		b.buf = append([]byte(nil), b.buf[len(b.buf)-b.max:]...)
+		b.cut = true
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cut {
+		return "...\n" + string(b.buf)
+	}
+	return string(b.buf)
+}
+
+// proc is a child process whose stderr is kept and shown in t.Log when
+// the test fails. It is always killed at the test's end.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	stderr *tailBuffer
+	done   chan struct{}
+	err    error // from Wait, set before done is closed
+}
+
+func startProc(t testing.TB, name string, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, stderr: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout = p.stderr
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("%s (pid %d) output:\n%s", p.name, p.cmd.Process.Pid, p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-p.done
+}
+
+// terminate sends SIGTERM and returns the exit code, or -1 if the process
+// did not exit within the timeout (it is then killed).
+func (p *proc) terminate(timeout time.Duration) int {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.kill()
+		return -1
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// detcdProc is a detcd binary serving one member on loopback.
+type detcdProc struct {
+	*proc
+	dataDir    string
+	clientPort int
+	peerPort   int
+}
+
+func (d *detcdProc) endpoint() string { return loopbackURL(d.clientPort) }
+
+// startDetcd starts the detcd binary on dataDir and waits until /health
+// says it has a leader. clientPort and peerPort of 0 pick free ports; a
+// restart passes the old ones so the member keeps its identity.
+func startDetcd(t testing.TB, dataDir string, clientPort, peerPort int, extra ...string) *detcdProc {
+	t.Helper()
+	bin, _ := binaries(t)
+	if clientPort == 0 {
+		clientPort = freePort(t)
+	}
+	if peerPort == 0 {
+		peerPort = freePort(t)
+	}
+	client, peer := loopbackURL(clientPort), loopbackURL(peerPort)
+	args := append([]string{
+		"--name", "default",
+		"--data-dir", dataDir,
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "default=" + peer,
+		"--log-level", "warn",
+	}, extra...)
+	d := &detcdProc{proc: startProc(t, "detcd", bin, args...), dataDir: dataDir, clientPort: clientPort, peerPort: peerPort}
+	waitHealthy(t, d.proc, client)
+	return d
+}
+
+// waitHealthy polls GET /health until the member reports health "true",
+// giving up after 60 s or when the process exits.
+func waitHealthy(t testing.TB, p *proc, endpoint string) {
+	t.Helper()
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		if p != nil && p.exited() {
+			t.Fatalf("%s exited before becoming healthy: %v", p.name, p.err)
+		}
+		resp, err := hc.Get(endpoint + "/health")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte(`"health":"true"`)) {
+				return
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not healthy after 60s: %s", endpoint, last)
+}
+
+// quietLogger drops detcd's in-process logs; a failing test shows what
+// it needs through t.Log.
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// startInProcDetcd starts an in-process detcd member with its data in a
+// fresh temporary directory and returns its client address (host:port).
+func startInProcDetcd(t testing.TB) (addr string, stop func()) {
+	t.Helper()
+	peer := loopbackURL(freePort(t))
+	cfg := server.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.ListenClientURLs = []string{"http://127.0.0.1:0"}
+	cfg.AdvertiseClientURLs = []string{"http://127.0.0.1:2379"}
+	cfg.ListenPeerURLs = []string{peer}
+	cfg.InitialAdvertisePeerURLs = []string{peer}
+	cfg.InitialCluster = "default=" + peer
+	cfg.Logger = quietLogger()
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatalf("detcd new: %v", err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatalf("detcd start: %v", err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { s.Stop() }) }
+	t.Cleanup(stop)
+	addr = s.Addrs()[0]
+	waitHealthy(t, nil, "http://"+addr)
+	return addr, stop
+}
+
+// startEmbeddedEtcd starts a real etcd 3.7.3 member in this process, with
+// its data in a fresh temporary directory, on free loopback ports, and
+// waits until it serves. It returns the client address (host:port).
+func startEmbeddedEtcd(t testing.TB) (addr string, stop func()) {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Name = "default"
+	cfg.Dir = t.TempDir()
+	client, peer := mustURL(t, loopbackURL(freePort(t))), mustURL(t, loopbackURL(freePort(t)))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = "default=" + peer.String()
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("embedded etcd: %v", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		t.Fatalf("embedded etcd: %v", err)
+	case <-time.After(60 * time.Second):
+		e.Close()
+		t.Fatal("embedded etcd not ready after 60s")
+	}
+	var once sync.Once
+	stop = func() { once.Do(e.Close) }
+	t.Cleanup(stop)
+	waitHealthy(t, nil, client.String())
+	return client.Host, stop
+}
+
+func mustURL(t testing.TB, s string) url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *u
+}
+
+// ctxT is a context that ends with the test or after d.
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// portOf returns the port of a host:port or URL string.
+func portOf(t testing.TB, s string) int {
+	t.Helper()
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "https://")
+	_, p, err := net.SplitHostPort(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
