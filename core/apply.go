@@ -39,6 +39,9 @@ func (n *Node) apply(ents []*raftpb.Entry) {
 		}
 		n.st.index, n.st.term = e.GetIndex(), e.GetTerm()
 		n.ckpt.logBytes += int64(len(e.GetData()))
+		if n.cfg.OnApply != nil {
+			n.cfg.OnApply(e.GetIndex(), e.GetTerm(), e.GetData())
+		}
 	}
 	n.compactRaftLog()
 }

@@ -56,8 +56,16 @@ type Config struct {
 	// request made after it. Drivers draw it from their randomness.
 	ProposalEpoch uint64
 
+	// PlantedBug names a deliberate bug to plant (see bugs.go); only
+	// builds with the detcdbugs tag accept one.
+	PlantedBug string `json:",omitempty"`
+
 	// Logger receives core's log records; nil discards them.
 	Logger *slog.Logger `json:"-"`
+	// OnApply, if set, is called for every entry applied (data nil for a
+	// snapshot), so checkers can compare what members applied. It must not
+	// call back into the node.
+	OnApply func(index, term uint64, data []byte) `json:"-"`
 }
 
 // AutoCompaction is etcd's --auto-compaction-mode and retention, in ticks
@@ -125,6 +133,9 @@ func (c Config) Validate() error {
 		return errors.New("core: quota must not be negative")
 	case c.RequestTimeoutTicks <= 0:
 		return errors.New("core: request timeout must be positive")
+	}
+	if err := validateBug(c.PlantedBug); err != nil {
+		return err
 	}
 	found := false
 	seen := map[uint64]bool{}

@@ -26,13 +26,25 @@ type ioOp struct {
 	id        uint64
 	responses []*raftpb.Message
 	commit    uint64
+	// release is what an installed snapshot made redundant, once durable.
+	release *Release
 }
 
 // append turns a MsgStorageAppend into (part of) the Ready's Persist.
 func (p *pendingIO) append(n *Node, m *raftpb.Message) {
+	per := n.out.Persist
+	if per == nil {
+		per = &Persist{}
+		n.out.Persist = per
+	}
+	var release *Release
 	if snap := m.GetSnapshot(); snap != nil && !raft.IsEmptySnap(snap) {
-		n.fail(fmt.Errorf("core: installing a snapshot from the leader is not supported yet (index %d)", snap.GetMetadata().GetIndex()))
-		return
+		if !n.installSnapshot(snap, per) {
+			return
+		}
+		per.Sync = true
+		index := snap.GetMetadata().GetIndex()
+		release = &Release{WALBefore: index + 1, CheckpointsBefore: index}
 	}
 	ents := m.GetEntries()
 	if len(ents) > 0 {
@@ -41,15 +53,10 @@ func (p *pendingIO) append(n *Node, m *raftpb.Message) {
 			return
 		}
 	}
-	per := n.out.Persist
-	if per == nil {
-		per = &Persist{}
-		n.out.Persist = per
-	}
 	for _, e := range ents {
 		per.Entries = append(per.Entries, wal.Entry{Term: e.GetTerm(), Index: e.GetIndex(), Type: uint8(e.GetType()), Data: e.GetData()})
 	}
-	op := ioOp{responses: m.GetResponses()}
+	op := ioOp{responses: m.GetResponses(), release: release}
 	if m.Term != nil {
 		hs := wal.HardState{Term: m.GetTerm(), Vote: m.GetVote(), Commit: m.GetCommit()}
 		if hs.Term != p.last.Term || hs.Vote != p.last.Vote {
@@ -66,6 +73,10 @@ func (p *pendingIO) append(n *Node, m *raftpb.Message) {
 	p.nextID++
 	op.id = p.nextID
 	per.ID = op.id
+	if n.bug(BugAckBeforeFsync) {
+		n.stepLocal(op.responses)
+		op.responses = nil
+	}
 	p.ops = append(p.ops, op)
 }
 
@@ -78,6 +89,9 @@ func (p *pendingIO) persisted(n *Node, id uint64) {
 			p.persistedCommit = op.commit
 		}
 		n.stepLocal(op.responses)
+		if op.release != nil {
+			n.out.Release = op.release
+		}
 		k++
 	}
 	if k == 0 && id != 0 {

@@ -34,6 +34,8 @@ type Node struct {
 	auto  autoCompactor
 
 	out Ready
+	// incoming is a snapshot's content waiting for raft to accept it.
+	incoming *ReceivedSnapshot
 	// campaignPending: a lone voter campaigns as soon as raft lets it.
 	campaignPending bool
 	// failed is set when the node cannot go on (its state would be wrong);
@@ -208,7 +210,11 @@ func (n *Node) processRaft() {
 				n.stepLocal(m.GetResponses())
 				n.maybeCampaign()
 			default:
-				n.out.Messages = append(n.out.Messages, m)
+				if m.GetType() == raftpb.MsgSnap {
+					n.sendSnapshot(m)
+				} else {
+					n.out.Messages = append(n.out.Messages, m)
+				}
 			}
 		}
 	}

@@ -19,6 +19,8 @@ type Ready struct {
 	Persist *Persist
 	// Messages go to peers now.
 	Messages []*raftpb.Message
+	// Snapshots go to peers that fell behind the log.
+	Snapshots []OutgoingSnapshot
 	// Responses go to clients now.
 	Responses []Response
 	// Checkpoint is a full-state checkpoint to write off the loop; the
@@ -39,6 +41,9 @@ type Persist struct {
 	// Sync is set when the write must be fsynced before Persisted:
 	// entries, or a new term or vote.
 	Sync bool
+	// Snapshot is a state from the leader, to be written durably as the
+	// checkpoint at its index before the log records. It implies Sync.
+	Snapshot *ReceivedSnapshot
 }
 
 // Checkpoint is a full-state checkpoint at Index.
@@ -59,6 +64,6 @@ type Release struct {
 
 // IsEmpty reports whether the Ready holds nothing to do.
 func (rd *Ready) IsEmpty() bool {
-	return rd.Persist == nil && len(rd.Messages) == 0 && len(rd.Responses) == 0 &&
+	return rd.Persist == nil && len(rd.Messages) == 0 && len(rd.Responses) == 0 && len(rd.Snapshots) == 0 &&
 		rd.Checkpoint == nil && rd.Release == nil && !rd.More
 }

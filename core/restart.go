@@ -60,6 +60,9 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 		}
 		n.st.index, n.st.term = e.Index, e.Term
 		n.ckpt.logBytes += int64(len(e.Data))
+		if cfg.OnApply != nil {
+			cfg.OnApply(e.Index, e.Term, e.Data)
+		}
 	}
 	// Keep the catch-up window (and everything not yet applied) for raft.
 	snapIndex, snapTerm := ckptIndex, ckptTerm

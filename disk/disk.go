@@ -132,7 +132,7 @@ func hasMember(ms []core.Member, id uint64) bool {
 // Persist writes a log write and syncs it if asked. Only when it returns
 // nil may the driver call Node.Persisted.
 func (d *Disk) Persist(p *core.Persist) error {
-	if err := d.w.Save(p.HardState, p.Entries); err != nil {
+	if err := d.Write(p); err != nil {
 		return err
 	}
 	if p.Sync {
@@ -143,7 +143,20 @@ func (d *Disk) Persist(p *core.Persist) error {
 
 // Write buffers a log write without syncing it; Flush makes it durable.
 // Drivers that batch several writes into one fsync use the pair.
-func (d *Disk) Write(p *core.Persist) error { return d.w.Save(p.HardState, p.Entries) }
+// A snapshot from the leader is written, durably, as a checkpoint first:
+// the log records after it are only usable on top of it.
+func (d *Disk) Write(p *core.Persist) error {
+	if s := p.Snapshot; s != nil {
+		err := wal.WriteCheckpoint(d.fs, d.snapDir, s.Index, func(w io.Writer) error {
+			_, err := w.Write(s.Content)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("disk: snapshot %d from the leader: %w", s.Index, err)
+		}
+	}
+	return d.w.Save(p.HardState, p.Entries)
+}
 
 // Flush makes every written record durable.
 func (d *Disk) Flush() error { return d.w.Sync() }

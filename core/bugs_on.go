@@ -1,0 +1,5 @@
+//go:build detcdbugs
+
+package core
+
+const bugsEnabled = true
