@@ -4,12 +4,22 @@ GO ?= go
 BIN := bin
 DATA ?= data/default.etcd
 
-.PHONY: all build run test test-short test-nested bench vet fmt clean etcd-ref
+.PHONY: all build run test test-short test-nested bench vet fmt clean etcd-ref sim
+
+# A longer exploration than make test's fixed seeds: SIM_TIME of wall time
+# over fresh seeds, two runs at a time; failures print the command that
+# replays them.
+SIM_TIME ?= 10m
+sim:
+	$(GO) build -o $(BIN)/detcd-sim ./cmd/detcd-sim
+	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2
+	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2 --members 5 --clients 12
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/detcd ./cmd/detcd
+	$(GO) build -o $(BIN)/detcd-sim ./cmd/detcd-sim
 
 # A single-member server on 127.0.0.1:2379, data in ./data/default.etcd.
 run: build
@@ -22,6 +32,7 @@ run: build
 # main module, then the nested module's differential and etcdctl tests.
 test: vet
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags detcdbugs -run 'TestPlantedBugs|TestSeedFiles' ./sim/
 	$(MAKE) test-nested
 
 test-nested:
@@ -35,8 +46,25 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-bench:
+# Benchmarks: numbers to read, never pass/fail. `make bench` is the Go
+# benchmarks of core (~1 min) and a short load run against detcd alone
+# (~2 min); `make bench-compare` runs detcd and etcd 3.7.3 side by side on
+# this machine (~15 min; builds bin/etcd-ref first if missing). Extra flags
+# for detcd-bench compare go in BENCH_FLAGS, e.g. BENCH_FLAGS='--rounds 1'.
+.PHONY: bench-go bench-load bench-compare bench-tool
+bench: bench-go bench-load
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+
+bench-tool:
+	$(GO) build -o $(BIN)/detcd-bench ./cmd/detcd-bench
+
+bench-load:
+	GO=$(GO) scripts/bench-load $(BENCH_FLAGS)
+
+bench-compare:
+	GO=$(GO) scripts/bench-compare $(BENCH_FLAGS)
 
 # The real etcd 3.7.3, etcdctl and etcd's benchmark tool, for side-by-side
 # runs.

@@ -34,3 +34,6 @@ func validateBug(name string) error {
 }
 
 func (n *Node) bug(name string) bool { return bugsEnabled && n.cfg.PlantedBug == name }
+
+// PlantedBugsAvailable reports whether this build can plant bugs.
+func PlantedBugsAvailable() bool { return bugsEnabled }

@@ -84,3 +84,21 @@ func (n *Node) Sizes() (size, inUse int64, keys int) {
 
 // NoSpace reports whether a NOSPACE alarm is raised.
 func (n *Node) NoSpace() bool { return n.st.alarms.noSpace() }
+
+// HashKV hashes the key space as Maintenance.HashKV does, on the loop:
+// for tests and the simulator, whose checks run between events.
+func (n *Node) HashKV(rev int64) (mvcc.KVHash, error) {
+	return n.kv.Snapshot().HashKV(mvcc.Revision(rev))
+}
+
+// AppliedIndex is the index of the last applied entry.
+func (n *Node) AppliedIndex() uint64 { return n.st.index }
+
+// LastIndex is the index of the last entry in the member's raft log.
+func (n *Node) LastIndex() uint64 {
+	i, _ := n.storage.LastIndex()
+	return i
+}
+
+// Commit is raft's commit index.
+func (n *Node) Commit() uint64 { return n.rn.BasicStatus().GetCommit() }

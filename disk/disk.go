@@ -111,6 +111,12 @@ func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
 			cfg.Members = append(cfg.Members, core.Member{ID: m.MemberID})
 		}
 	}
+	if len(idxs) == 0 && len(rec.Entries) == 0 && rec.HardState == (wal.HardState{}) {
+		// The member crashed while bootstrapping, before its first log
+		// write: it has promised nothing to anyone, so it bootstraps again.
+		d.log.Warn("the log holds nothing: finishing an interrupted bootstrap", "wal", d.walDir)
+		return core.New(cfg)
+	}
 	disk.HardState, disk.Entries = rec.HardState, rec.Entries
 	n, err := core.Restart(cfg, disk)
 	if err != nil {

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/detcd/detcd/sim"
+)
+
+// cmdExplore runs many seeds, each in its own process (raft's randomness
+// is process-global, so worlds cannot share one), a few at a time.
+func cmdExplore(args []string) int {
+	fs := flag.NewFlagSet("explore", flag.ContinueOnError)
+	o := sim.DefaultOptions()
+	o.Duration = 30 * time.Second
+	finish := o.RegisterFlags(fs)
+	seeds := fs.Int("seeds", 0, "run this many seeds")
+	budget := fs.Duration("time", 0, "run seeds until this much wall time has passed")
+	parallel := fs.Int("parallel", 2, "runs at a time")
+	start := fs.Uint64("start", 0, "first seed (default: drawn from the clock, and printed)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := finish(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if *seeds <= 0 && *budget <= 0 {
+		fmt.Fprintln(os.Stderr, "detcd-sim explore: give --seeds N or --time D")
+		return 2
+	}
+	if *start == 0 {
+		*start = uint64(time.Now().UnixNano()) % 1_000_000_000
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("detcd-sim explore: seeds from %d, %s, %d at a time\n", *start, o, *parallel)
+	began := time.Now()
+	var (
+		mu       sync.Mutex
+		runs     int
+		failures int
+		simUs    int64
+		next     = *start
+		wg       sync.WaitGroup
+	)
+	take := func() (uint64, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if *seeds > 0 && next >= *start+uint64(*seeds) || *budget > 0 && time.Since(began) > *budget {
+			return 0, false
+		}
+		s := next
+		next++
+		return s, true
+	}
+	for range *parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				seed, ok := take()
+				if !ok {
+					return
+				}
+				ro := o
+				ro.Seed = seed
+				res, err := runChild(self, ro)
+				mu.Lock()
+				runs++
+				switch {
+				case err != nil:
+					failures++
+					fmt.Printf("FAIL seed %d: %v\n  replay: detcd-sim run %s --trace trace.txt\n", seed, err, ro)
+				case !res.OK():
+					failures++
+					fmt.Printf("FAIL seed %d: %s\n  replay: detcd-sim run %s --trace trace.txt\n", seed, res.Failures[0], ro)
+				}
+				if res != nil {
+					simUs += res.Stats.SimulatedUs
+				}
+				if runs%50 == 0 {
+					fmt.Fprintf(os.Stderr, "... %d runs, %d failures, %v\n", runs, failures, time.Since(began).Round(time.Second))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("explored %d seeds (%d..%d): %.2f simulated hours in %v; %d failures\n",
+		runs, *start, next-1, float64(simUs)/3.6e9, time.Since(began).Round(time.Second), failures)
+	if failures > 0 {
+		return 1
+	}
+	return 0
+}
+
+func runChild(self string, o sim.Options) (*sim.Result, error) {
+	args := append([]string{"run", "--json"}, splitFlags(o)...)
+	cmd := exec.Command(self, args...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	err := cmd.Run()
+	var res sim.Result
+	if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil {
+		if err == nil {
+			err = jerr
+		}
+		return nil, fmt.Errorf("run crashed: %v: %s", err, lastLine(stderr.String()))
+	}
+	return &res, nil
+}
+
+func splitFlags(o sim.Options) []string {
+	var out []string
+	for _, f := range bytes.Fields([]byte(o.String())) {
+		out = append(out, string(f))
+	}
+	return out
+}
+
+func lastLine(s string) string {
+	lines := bytes.Split(bytes.TrimSpace([]byte(s)), []byte("\n"))
+	return string(lines[len(lines)-1])
+}
+
+func readBuildInfo() (string, bool) {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", false
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return s.Value[:12], true
+		}
+	}
+	return "", false
+}
+
+func sortedKeys(m map[string]int) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

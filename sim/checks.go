@@ -1,0 +1,273 @@
+package sim
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/detcd/detcd/core"
+)
+
+// checkTimeout bounds porcupine's search per run; past it the result is
+// reported as unknown, never as a pass or a hang.
+const checkTimeout = 20 * time.Second
+
+// checkers watch the world without changing it: cheap checks run as
+// events happen, the expensive ones at the end.
+type checkers struct {
+	w        *World
+	failures []string
+	history  []*Op
+	// leaders records who led each term.
+	leaders map[uint64]uint64
+	// entries records what was applied at each index, by any member.
+	entries map[uint64][32]byte
+	// lastRev is each client's newest revision from a linearizable op.
+	lastRev map[int]int64
+	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
+	Linearizability string
+}
+
+func newCheckers(w *World) *checkers {
+	return &checkers{w: w, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}}
+}
+
+func (c *checkers) fail(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	c.failures = append(c.failures, msg)
+	c.w.trace.logf(c.w.now, "CHECK FAILED: %s", msg)
+}
+
+// observe checks raft safety after a member handled an event: at most one
+// leader per term.
+func (c *checkers) observe(m *member) {
+	if !m.up || m.node == nil {
+		return
+	}
+	if err := m.node.Err(); err != nil {
+		c.fail("%s stopped: %v", m.name, err)
+		m.crash(false)
+		return
+	}
+	if m.node.Leader() != m.id {
+		return
+	}
+	term := m.node.Term()
+	if prev, ok := c.leaders[term]; ok && prev != m.id {
+		c.fail("two leaders in term %d: m%d and %s", term, prev, m.name)
+	}
+	c.leaders[term] = m.id
+}
+
+// applied checks that every member applies the same entry at an index.
+func (c *checkers) applied(m *member, index, term uint64, data []byte) {
+	if data == nil {
+		return // a snapshot: its entries were checked where they were applied
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%d/", term)
+	h.Write(data)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	if prev, ok := c.entries[index]; ok && prev != sum {
+		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
+	}
+	c.entries[index] = sum
+}
+
+// op records a finished operation and checks that a client's revisions
+// never go backwards across its linearizable operations.
+func (c *checkers) op(op *Op) {
+	c.history = append(c.history, op)
+	if op.Unknown || op.Failed || op.Kind == opGetSerializable {
+		return
+	}
+	if last := c.lastRev[op.Client]; op.Rev < last {
+		c.fail("client %d saw revision %d after %d: %s", op.Client, op.Rev, last, op)
+	}
+	c.lastRev[op.Client] = max(c.lastRev[op.Client], op.Rev)
+}
+
+// converged reports whether every member is up, led, at the same revision
+// and holding the same key space.
+func (c *checkers) converged() bool {
+	ms := c.w.members
+	for _, m := range ms {
+		if !m.up || m.paused || m.node.Leader() == 0 {
+			return false
+		}
+	}
+	// Everything in the leader's log must be committed and applied
+	// everywhere, or acknowledged writes may still be on their way.
+	lead := ms[ms[0].node.Leader()-1]
+	if lead.node.Leader() != lead.id {
+		return false
+	}
+	last := lead.node.LastIndex()
+	if lead.node.Commit() != last {
+		return false
+	}
+	rev := ms[0].node.Rev()
+	for _, m := range ms {
+		if m.node.Rev() != rev || m.node.AppliedIndex() != last {
+			return false
+		}
+	}
+	h0, err := ms[0].node.HashKV(0)
+	if err != nil {
+		return false
+	}
+	for _, m := range ms[1:] {
+		h, err := m.node.HashKV(0)
+		if err != nil || h != h0 {
+			if err == nil && h.CompactRev == h0.CompactRev {
+				c.fail("members at revision %d disagree: %s hash %x, %s hash %x", rev, ms[0].name, h0.Hash, m.name, h.Hash)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func (c *checkers) convergenceReport() string {
+	var parts []string
+	for _, m := range c.w.members {
+		if !m.up {
+			parts = append(parts, m.name+" down")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s rev %d applied %d leader %x term %d", m.name, m.node.Rev(), m.node.AppliedIndex(), m.node.Leader(), m.node.Term()))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// final runs the end-of-run checks.
+func (c *checkers) final() {
+	c.checkDurability()
+	c.checkLinearizable()
+}
+
+func (c *checkers) checkLinearizable() {
+	ops := porcupineOps(c.history)
+	res, info := porcupine.CheckOperationsVerbose(etcdModel(), ops, checkTimeout)
+	c.Linearizability = string(res)
+	switch res {
+	case porcupine.Illegal:
+		c.fail("history is not linearizable: %s", describeIllegal(info, ops))
+	case porcupine.Unknown:
+		c.w.trace.logf(c.w.now, "linearizability check timed out after %v: unknown", checkTimeout)
+	}
+}
+
+// describeIllegal reports, for the first partition that fails, the end of
+// its longest linearizable prefix and the operations left out of it: one
+// of those is where the history breaks.
+func describeIllegal(info porcupine.LinearizationInfo, ops []porcupine.Operation) string {
+	for _, p := range info.PartialLinearizationsOperations() {
+		var best []porcupine.Operation
+		for _, l := range p {
+			if len(l) > len(best) {
+				best = l
+			}
+		}
+		if len(best) == 0 {
+			continue
+		}
+		g := best[0].Input.(*Op).Group
+		in := map[*Op]bool{}
+		var tail []string
+		for _, o := range best {
+			in[o.Input.(*Op)] = true
+		}
+		for _, o := range best[max(0, len(best)-6):] {
+			tail = append(tail, o.Input.(*Op).String())
+		}
+		var left []string
+		total := 0
+		for _, o := range ops {
+			if op := o.Input.(*Op); op.Group == g {
+				total++
+				if !in[op] && len(left) < 6 {
+					left = append(left, op.String())
+				}
+			}
+		}
+		if total == len(best) {
+			continue // this partition is fine
+		}
+		return fmt.Sprintf("group %d: %d of its operations linearize, ending with: %s; left out (first %d): %s",
+			g, len(best), strings.Join(tail, "; "), len(left), strings.Join(left, "; "))
+	}
+	return fmt.Sprintf("%d operations", len(ops))
+}
+
+// checkDurability requires every acknowledged write to survive in the
+// final state, or to be superseded by a later write.
+func (c *checkers) checkDurability() {
+	m := c.w.members[0]
+	if !m.up || m.node == nil {
+		return
+	}
+	v, _ := m.node.View()
+	final := map[string]kv{}
+	rr, err := core.ExecuteRange(v, &pb.RangeRequest{Key: []byte("g"), RangeEnd: []byte("h")})
+	if err != nil {
+		c.fail("durability: reading the final state: %v", err)
+		return
+	}
+	for _, k := range rr.Kvs {
+		final[string(k.Key)] = kv{Key: string(k.Key), Value: string(k.Value), Mod: k.ModRevision}
+	}
+	type write struct {
+		rev   int64
+		value string
+		del   bool
+	}
+	latest := map[string]write{}
+	deletes := map[string]bool{}
+	note := func(key string, wr write) {
+		if cur, ok := latest[key]; !ok || wr.rev > cur.rev {
+			latest[key] = wr
+		}
+	}
+	for _, op := range c.history {
+		if op.Kind == opDelete {
+			deletes[op.Key] = true
+		}
+		if op.Unknown || op.Failed {
+			continue
+		}
+		switch {
+		case op.Kind == opPut, op.Kind == opCAS && op.Succeeded:
+			note(op.Key, write{rev: op.Rev, value: op.Value})
+		case op.Kind == opMultiPut:
+			for _, k := range op.Keys {
+				note(k, write{rev: op.Rev, value: op.Value})
+			}
+		case op.Kind == opDelete && op.Deleted > 0:
+			note(op.Key, write{rev: op.Rev, del: true})
+		}
+	}
+	keys := make([]string, 0, len(latest))
+	for k := range latest {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		wr := latest[k]
+		f, ok := final[k]
+		switch {
+		case ok && f.Mod < wr.rev:
+			c.fail("durability: %s acknowledged at revision %d, final state has revision %d", k, wr.rev, f.Mod)
+		case ok && f.Mod == wr.rev && (wr.del || f.Value != wr.value):
+			c.fail("durability: %s at revision %d holds %q, acknowledged %q", k, wr.rev, f.Value, wr.value)
+		case !ok && !wr.del && !deletes[k]:
+			c.fail("durability: %s=%s acknowledged at revision %d is gone and nobody deleted it", k, wr.value, wr.rev)
+		}
+	}
+}

@@ -1,0 +1,26 @@
+// Package sim is the deterministic simulator: a world of 3 or 5 members
+// running the real core.Node, each on its own simulated disk (memfs) with
+// its own virtual clock, linked by a simulated network (netsim), driven by
+// one event queue in virtual time on one goroutine, with faults
+// (partitions, crashes with torn writes, fsync failures, slow disks, clock
+// drift and jumps, pauses) and a client workload all drawn from one seed.
+//
+// One seed decides everything: a root PRNG seeds every component's own
+// PRNG (the network, the fault schedule, each client, each member's
+// election jitter), so the same seed and code replay the same run bit for
+// bit. Every event is written to a trace by this package's own formatter;
+// the trace's hash is the run's fingerprint.
+//
+// A run has a safety phase under faults and then a liveness phase: faults
+// stop, the network heals, crashed members restart, and every member must
+// converge within a bound. Checkers are read-only observers of the world:
+// linearizability of the client history (porcupine, with an etcd key-value
+// model), durability of acknowledged writes, convergence of state hashes,
+// raft safety (one leader per term, applied entries never differ) and
+// revisions that never go backwards.
+//
+// Raft reads crypto/rand.Reader for its election jitter. The world swaps
+// in each member's own seeded reader around every call into that member's
+// node, so elections replay too; since that reader is process-global, only
+// one world may run in a process at a time.
+package sim

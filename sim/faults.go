@@ -1,0 +1,169 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/detcd/detcd/netsim"
+)
+
+// faultState injects faults on a schedule drawn from its own PRNG and
+// undoes each one after a while.
+type faultState struct {
+	w     *World
+	rng   *rand.Rand
+	kinds []Faults
+}
+
+func (f *faultState) init(w *World) {
+	f.w, f.rng = w, w.child()
+	for k := Faults(1); k < faultsEnd; k <<= 1 {
+		if w.opts.Faults.Has(k) && k != FaultTorn {
+			f.kinds = append(f.kinds, k)
+		}
+	}
+	if w.opts.Faults.Has(FaultClock) {
+		for _, m := range w.members {
+			m.clock.driftPPM = f.between(-20_000, 20_000)
+			m.clock.offset = f.between(-10_000_000, 10_000_000)
+		}
+	}
+}
+
+func (f *faultState) between(lo, hi int64) int64 { return lo + f.rng.Int64N(hi-lo+1) }
+
+func (f *faultState) start() {
+	if f.w.opts.Schedule != nil {
+		for _, sf := range f.w.opts.Schedule {
+			sf := sf
+			f.w.schedule(sf.AtUs, func() {
+				if !f.w.stopping {
+					f.inject(sf.Kind, f.w.members[sf.Member%len(f.w.members)], sf.ForUs)
+				}
+			})
+		}
+		return
+	}
+	if len(f.kinds) == 0 {
+		return
+	}
+	f.scheduleNext()
+}
+
+func (f *faultState) scheduleNext() {
+	mean := f.w.settings.FaultEveryUs
+	f.w.after(f.between(mean/2, mean*3/2), func() {
+		if f.w.stopping {
+			return
+		}
+		f.inject(f.kinds[f.rng.IntN(len(f.kinds))], f.member(), f.between(500_000, 5_000_000))
+		f.scheduleNext()
+	})
+}
+
+func (f *faultState) member() *member { return f.w.members[f.rng.IntN(len(f.w.members))] }
+
+// leader is the member most members think leads, if any.
+func (f *faultState) leader() *member {
+	for _, m := range f.w.members {
+		if m.up && m.node.Leader() == m.id {
+			return m
+		}
+	}
+	return nil
+}
+
+// inject starts a fault of kind k, on member m where it concerns one, for
+// heal microseconds where it lasts.
+func (f *faultState) inject(k Faults, m *member, heal int64) {
+	w := f.w
+	name := k.String()
+	w.stats.Faults[name]++
+	switch k {
+	case FaultPartition:
+		var desc string
+		if l := f.leader(); l != nil && f.rng.IntN(2) == 0 {
+			w.net.Isolate(l.id)
+			desc = "isolate leader " + l.name
+		} else {
+			var a, b []netsim.NodeID
+			for _, m := range w.members {
+				if f.rng.IntN(2) == 0 {
+					a = append(a, m.id)
+				} else {
+					b = append(b, m.id)
+				}
+			}
+			w.net.Partition(a, b)
+			desc = fmt.Sprintf("partition %v | %v", a, b)
+		}
+		w.trace.logf(w.now, "fault %s: %s", desc, w.net)
+		w.after(heal, f.healNet)
+	case FaultOneWay:
+		a, b := m, f.member()
+		if a != b {
+			w.net.CutOneWay(a.id, b.id)
+			w.trace.logf(w.now, "fault one-way cut %s>%s", a.name, b.name)
+			w.after(heal, f.healNet)
+		}
+	case FaultNetwork:
+		a, b := m, f.member()
+		c := w.settings.Net
+		c.LossPerMille, c.DupPerMille, c.ReorderPerMille, c.ReorderUs = int(f.between(100, 500)), int(f.between(0, 100)), 300, 50_000
+		if err := w.net.SetLink(a.id, b.id, c); err == nil {
+			w.trace.logf(w.now, "fault lossy link %s>%s", a.name, b.name)
+			w.after(heal, f.healNet)
+		}
+	case FaultCrash:
+		if m.up {
+			m.crash(w.opts.Faults.Has(FaultTorn))
+			w.after(heal, func() { w.restart(m) })
+		}
+	case FaultPowerLoss:
+		w.trace.logf(w.now, "fault power loss")
+		for _, m := range w.members {
+			m.crash(w.opts.Faults.Has(FaultTorn))
+		}
+		w.after(heal, func() {
+			for _, m := range w.members {
+				w.restart(m)
+			}
+		})
+	case FaultFsync:
+		m.failSync = true
+		w.trace.logf(w.now, "fault next fsync fails on %s", m.name)
+	case FaultSlowDisk:
+		m.slow = f.between(5, 50)
+		w.trace.logf(w.now, "fault slow disk on %s x%d", m.name, m.slow)
+		w.after(heal, func() { m.slow = 1 })
+	case FaultClock:
+		d := f.between(-30_000_000, 30_000_000)
+		m.clock.jump(d)
+		w.trace.logf(w.now, "fault clock jump on %s by %dus", m.name, d)
+	case FaultPause:
+		if m.up && !m.paused {
+			m.pause()
+			w.after(min(heal, 3_000_000), m.resume)
+		}
+	}
+}
+
+func (f *faultState) healNet() {
+	f.w.net.Heal()
+	f.w.trace.logf(f.w.now, "heal network")
+}
+
+// healAll ends every fault for the liveness phase.
+func (f *faultState) healAll() {
+	w := f.w
+	w.net.Heal()
+	for _, m := range w.members {
+		m.slow, m.failSync = 1, false
+		if m.paused {
+			m.resume()
+		}
+		if !m.up {
+			w.restart(m)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// RegisterFlags adds the flags that choose a run to fs, with o's values as
+// defaults; the returned function finishes parsing after fs.Parse.
+func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
+	faults := fs.String("faults", o.Faults.String(), "fault mix: all, none, or a comma-separated list of "+strings.Join(faultNames, ", "))
+	fs.Uint64Var(&o.Seed, "seed", o.Seed, "the seed that decides everything")
+	fs.IntVar(&o.Members, "members", o.Members, "members in the cluster (1, 3 or 5)")
+	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent simulated clients")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "simulated length of the safety phase (faults on)")
+	fs.DurationVar(&o.Liveness, "liveness", o.Liveness, "bound on the liveness phase: members must converge within it")
+	fs.StringVar(&o.PlantedBug, "bug", o.PlantedBug, "plant a core bug (binaries built with -tags detcdbugs only)")
+	fs.Var((*scheduleFlag)(&o.Schedule), "at", "a scheduled fault `TIMEus:KIND:mN:FORus`, replacing the seed's fault schedule (repeatable)")
+	return func() (err error) {
+		o.Faults, err = ParseFaults(*faults)
+		return err
+	}
+}
+
+// ParseOptions reads run options from flags, as Options.String prints them.
+func ParseOptions(args []string) (Options, error) {
+	o := DefaultOptions()
+	fs := flag.NewFlagSet("options", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	finish := o.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("sim: unexpected argument %q", fs.Arg(0))
+	}
+	if err := finish(); err != nil {
+		return o, err
+	}
+	return o, o.Validate()
+}
+
+type scheduleFlag []ScheduledFault
+
+func (s *scheduleFlag) String() string { return "" }
+
+func (s *scheduleFlag) Set(v string) error {
+	parts := strings.Split(v, ":")
+	if len(parts) != 4 {
+		return fmt.Errorf("want TIMEus:KIND:mN:FORus, got %q", v)
+	}
+	at, err1 := strconv.ParseInt(strings.TrimSuffix(parts[0], "us"), 10, 64)
+	kind, err2 := ParseFaults(parts[1])
+	member, err3 := strconv.Atoi(strings.TrimPrefix(parts[2], "m"))
+	dur, err4 := strconv.ParseInt(strings.TrimSuffix(parts[3], "us"), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || member < 1 {
+		return fmt.Errorf("bad scheduled fault %q", v)
+	}
+	*s = append(*s, ScheduledFault{AtUs: at, Kind: kind, Member: member - 1, ForUs: dur})
+	return nil
+}

@@ -1,0 +1,329 @@
+package sim
+
+import (
+	"bytes"
+	cryptorand "crypto/rand"
+	"fmt"
+	"math/rand/v2"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/wal/memfs"
+	"github.com/detcd/detcd/disk"
+)
+
+// member is one simulated member: a core.Node on a simulated disk with its
+// own clock, driven by the world's events.
+type member struct {
+	w    *World
+	idx  int
+	id   uint64
+	name string
+	cfg  core.Config
+	fs   *memfs.FS
+	node *core.Node
+	disk *disk.Disk
+	rng  *rand.Rand
+	// jitter is raft's randomness, swapped in as crypto/rand.Reader around
+	// every call into the node.
+	jitter *rand.ChaCha8
+	clock  clock
+
+	up, paused bool
+	// inc counts incarnations: events scheduled for an earlier one are
+	// dropped after a crash.
+	inc int
+	// ioFree is when the disk finishes the writes handed to it.
+	ioFree int64
+	// slow multiplies disk latency while a slow-disk fault lasts.
+	slow int64
+	// failSync makes the next fsync fail.
+	failSync bool
+	// deferred are events that reached the member while it was paused.
+	deferred    []func()
+	workPending bool
+	nextReq     core.RequestID
+	waiting     map[core.RequestID]func(core.Response)
+}
+
+func newMember(w *World, idx int) *member {
+	m := &member{
+		w: w, idx: idx, id: uint64(idx + 1), name: fmt.Sprintf("m%d", idx+1),
+		fs: memfs.New(), rng: w.child(), slow: 1, waiting: map[core.RequestID]func(core.Response){},
+	}
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(m.rng.Uint32())
+	}
+	m.jitter = rand.NewChaCha8(seed)
+	return m
+}
+
+func (m *member) config() core.Config {
+	s := m.w.settings
+	var ms []core.Member
+	for i := 0; i < m.w.opts.Members; i++ {
+		ms = append(ms, core.Member{ID: uint64(i + 1), Name: fmt.Sprintf("m%d", i+1), PeerURLs: []string{fmt.Sprintf("http://m%d:2380", i+1)}})
+	}
+	return core.Config{
+		ID: m.id, ClusterID: 0xdeca, Members: ms,
+		ElectionTicks: s.ElectionTicks, HeartbeatTicks: 1, RequestTimeoutTicks: 50,
+		SnapshotCount: s.SnapshotCount, SnapshotCatchUpEntries: s.CatchUp,
+		CheckpointMinBytes: s.CheckpointMinBytes,
+		ProposalEpoch:      m.rng.Uint64() &^ (1<<32 - 1),
+		PlantedBug:         m.w.opts.PlantedBug,
+		OnApply:            func(index, term uint64, data []byte) { m.w.checks.applied(m, index, term, data) },
+	}
+}
+
+// start opens the member's disk: a new member the first time, a restart
+// after a crash.
+func (m *member) start() error {
+	m.inc++
+	m.cfg = m.config()
+	var err error
+	m.with(func() {
+		m.node, m.disk, err = disk.Open(m.fs, "data", m.cfg, disk.Options{SegmentBytes: 256 << 10})
+	})
+	if err != nil {
+		return fmt.Errorf("%s: start: %w", m.name, err)
+	}
+	m.up, m.paused, m.ioFree, m.deferred = true, false, m.w.now, nil
+	m.scheduleTick()
+	m.w.trace.logf(m.w.now, "%s start incarnation %d: applied %d rev %d term %d commit %d last %d", m.name, m.inc, m.node.AppliedIndex(), m.node.Rev(), m.node.Term(), m.node.Commit(), m.node.LastIndex())
+	m.with(func() {})
+	return nil
+}
+
+// with calls into the node with this member's randomness in place of
+// crypto/rand.Reader, then carries out whatever the node wants done.
+func (m *member) with(f func()) {
+	prev := cryptorand.Reader
+	cryptorand.Reader = m.jitter
+	defer func() { cryptorand.Reader = prev }()
+	f()
+	if m.node != nil && m.up {
+		m.drain()
+	}
+}
+
+// event wraps an event for this member: dropped if the member crashed
+// since it was scheduled, held back while the member is paused.
+func (m *member) event(fn func()) func() {
+	inc := m.inc
+	var run func()
+	run = func() {
+		switch {
+		case m.inc != inc || !m.up:
+		case m.paused:
+			m.deferred = append(m.deferred, run)
+		default:
+			m.with(fn)
+			m.w.checks.observe(m)
+		}
+	}
+	return run
+}
+
+func (m *member) scheduleTick() {
+	at := m.clock.scheduleNext(m.w.now, m.w.settings.TickUs)
+	inc := m.inc
+	m.w.schedule(at, func() {
+		if m.inc != inc || !m.up {
+			return
+		}
+		m.clock.ticked(m.w.now, m.w.settings.TickUs)
+		if !m.paused {
+			m.with(m.node.Tick)
+			m.w.checks.observe(m)
+		}
+		m.scheduleTick()
+	})
+}
+
+// drain carries out Readys until the node has nothing more to do now.
+func (m *member) drain() {
+	for {
+		rd := m.node.Ready()
+		more := rd.More
+		rd.More = false
+		if rd.IsEmpty() {
+			if more {
+				m.scheduleWork()
+			}
+			return
+		}
+		m.carryOut(rd)
+		if !m.up {
+			return
+		}
+	}
+}
+
+func (m *member) scheduleWork() {
+	if m.workPending {
+		return
+	}
+	m.workPending = true
+	m.w.after(1_000, m.event(func() { m.workPending = false }))
+}
+
+func (m *member) carryOut(rd core.Ready) {
+	w := m.w
+	if p := rd.Persist; p != nil {
+		m.persist(p)
+		if !m.up {
+			return
+		}
+	}
+	for _, msg := range rd.Messages {
+		w.send(m, msg)
+	}
+	for _, s := range rd.Snapshots {
+		w.sendSnapshot(m, s)
+	}
+	for _, r := range rd.Responses {
+		if cb, ok := m.waiting[r.ID]; ok {
+			delete(m.waiting, r.ID)
+			cb(r)
+		}
+	}
+	if c := rd.Checkpoint; c != nil {
+		delay := m.diskLatency() * 4
+		m.w.after(delay, m.event(func() {
+			size, err := m.disk.WriteCheckpoint(c)
+			w.trace.logf(w.now, "%s checkpoint %d (%d bytes) err=%v", m.name, c.Index, size, err)
+			m.node.CheckpointDone(c.Index, size, err)
+		}))
+	}
+	if r := rd.Release; r != nil {
+		if err := m.disk.Release(r); err != nil {
+			w.trace.logf(w.now, "%s release: %v", m.name, err)
+		}
+	}
+}
+
+// persist writes a log write to the simulated disk now (unsynced) and
+// reports it durable when the disk would have finished its fsync.
+func (m *member) persist(p *core.Persist) {
+	w := m.w
+	if err := m.disk.Write(p); err != nil {
+		m.die(fmt.Sprintf("log write failed: %v", err))
+		return
+	}
+	desc := ""
+	if n := len(p.Entries); n > 0 {
+		desc = fmt.Sprintf(" entries %d-%d", p.Entries[0].Index, p.Entries[n-1].Index)
+	}
+	if hs := p.HardState; hs != nil {
+		desc += fmt.Sprintf(" hs t%d v%d c%d", hs.Term, hs.Vote, hs.Commit)
+	}
+	if p.Snapshot != nil {
+		desc += fmt.Sprintf(" snapshot %d", p.Snapshot.Index)
+	}
+	w.trace.logf(w.now, "%s write #%d%s sync=%v", m.name, p.ID, desc, p.Sync)
+	lat := int64(10)
+	if p.Sync {
+		lat = m.diskLatency()
+	}
+	m.ioFree = max(m.ioFree, w.now) + lat
+	id, sync := p.ID, p.Sync
+	w.schedule(m.ioFree, m.event(func() {
+		if sync {
+			if m.failSync {
+				m.failSync = false
+				m.die("fsync failed")
+				return
+			}
+			if err := m.disk.Flush(); err != nil {
+				m.die(fmt.Sprintf("fsync: %v", err))
+				return
+			}
+		}
+		w.trace.logf(w.now, "%s durable #%d", m.name, id)
+		m.node.Persisted(id)
+	}))
+}
+
+func (m *member) diskLatency() int64 {
+	s := m.w.settings
+	return (s.FsyncMinUs + m.rng.Int64N(s.FsyncMaxUs-s.FsyncMinUs+1)) * m.slow
+}
+
+// die is a process death: a failed fsync cannot be retried safely, so the
+// member stops (and the fault schedule restarts it later).
+func (m *member) die(why string) {
+	m.w.trace.logf(m.w.now, "%s dies: %s", m.name, why)
+	m.crash(false)
+	m.w.after(m.w.between(200_000, 2_000_000), func() { m.w.restart(m) })
+}
+
+// crash loses everything the disk did not sync; torn keeps a random prefix
+// of each file's unsynced bytes.
+func (m *member) crash(torn bool) {
+	if !m.up {
+		return
+	}
+	m.up, m.paused, m.node, m.disk = false, false, nil, nil
+	m.inc++
+	m.waiting = map[core.RequestID]func(core.Response){}
+	m.deferred = nil
+	m.workPending = false
+	m.fs.Crash(func(name string, unsynced int) int {
+		if !torn || unsynced == 0 {
+			return 0
+		}
+		keep := m.rng.IntN(unsynced + 1)
+		m.w.trace.logf(m.w.now, "%s tear %s keeps %d of %d unsynced bytes", m.name, name, keep, unsynced)
+		return keep
+	})
+	m.w.trace.logf(m.w.now, "%s crash", m.name)
+}
+
+func (m *member) pause() {
+	m.paused = true
+	m.w.trace.logf(m.w.now, "%s pause", m.name)
+}
+
+func (m *member) resume() {
+	if !m.up || !m.paused {
+		return
+	}
+	m.paused = false
+	m.w.trace.logf(m.w.now, "%s resume (%d deferred events)", m.name, len(m.deferred))
+	d := m.deferred
+	m.deferred = nil
+	for _, fn := range d {
+		fn()
+	}
+}
+
+// request hands a client request to the node; cb gets the response.
+func (m *member) request(r core.Request, cb func(core.Response)) {
+	m.nextReq++
+	r.ID = m.nextReq
+	m.waiting[r.ID] = cb
+	m.node.Request(r)
+}
+
+// describe formats a raft message for the trace.
+func describe(msg *raftpb.Message) string {
+	s := fmt.Sprintf("%s t%d i%d lt%d c%d", msg.GetType(), msg.GetTerm(), msg.GetIndex(), msg.GetLogTerm(), msg.GetCommit())
+	if n := len(msg.GetEntries()); n > 0 {
+		s += fmt.Sprintf(" ents%d", n)
+	}
+	if msg.GetReject() {
+		s += " reject"
+	}
+	return s
+}
+
+func cloneMsg(msg *raftpb.Message) *raftpb.Message { return proto.Clone(msg).(*raftpb.Message) }
+
+func snapshotContent(s core.OutgoingSnapshot) ([]byte, error) {
+	var buf bytes.Buffer
+	err := s.Write(&buf)
+	return buf.Bytes(), err
+}

@@ -1,0 +1,150 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Options choose a run. Together with the code they decide it entirely.
+type Options struct {
+	Seed    uint64
+	Members int
+	Clients int
+	// Duration is the safety phase: the workload runs under faults.
+	Duration time.Duration
+	// Faults is the fault mix.
+	Faults Faults
+	// Liveness bounds the liveness phase: once faults stop, every member
+	// must converge within it.
+	Liveness time.Duration
+	// PlantedBug plants a core bug (detcdbugs builds only).
+	PlantedBug string `json:",omitempty"`
+	// Schedule, if not nil, replaces the faults drawn from the seed with
+	// these: property tests generate (and shrink) schedules.
+	Schedule []ScheduledFault `json:",omitempty"`
+}
+
+// ScheduledFault is one fault at a virtual time: kind k on member Member
+// (an index) lasting ForUs where it lasts.
+type ScheduledFault struct {
+	AtUs   int64
+	Kind   Faults
+	Member int
+	ForUs  int64
+}
+
+// DefaultOptions are detcd-sim run's defaults.
+func DefaultOptions() Options {
+	return Options{Members: 3, Clients: 8, Duration: 60 * time.Second, Faults: AllFaults, Liveness: 60 * time.Second}
+}
+
+// Validate checks the options.
+func (o Options) Validate() error {
+	switch {
+	case o.Members != 1 && o.Members != 3 && o.Members != 5:
+		return fmt.Errorf("sim: members must be 1, 3 or 5, not %d", o.Members)
+	case o.Clients < 1 || o.Clients > clientsMax:
+		return fmt.Errorf("sim: clients must be in 1..%d", clientsMax)
+	case o.Duration <= 0 || o.Duration > durationMax:
+		return fmt.Errorf("sim: duration must be in (0, %v]", durationMax)
+	case o.Liveness <= 0:
+		return errors.New("sim: liveness bound must be positive")
+	}
+	for _, f := range o.Schedule {
+		if f.AtUs < 0 || f.ForUs < 0 || f.Member < 0 || f.Kind == 0 || f.Kind >= faultsEnd || f.Kind&(f.Kind-1) != 0 {
+			return fmt.Errorf("sim: bad scheduled fault %+v", f)
+		}
+	}
+	return nil
+}
+
+// String prints the options as the flags that reproduce them.
+func (o Options) String() string {
+	s := fmt.Sprintf("--seed %d --members %d --clients %d --duration %v --faults %s --liveness %v", o.Seed, o.Members, o.Clients, o.Duration, o.Faults, o.Liveness)
+	if o.PlantedBug != "" {
+		s += " --bug " + o.PlantedBug
+	}
+	for _, f := range o.Schedule {
+		s += fmt.Sprintf(" --at %dus:%s:m%d:%dus", f.AtUs, f.Kind, f.Member+1, f.ForUs)
+	}
+	return s
+}
+
+const (
+	clientsMax  = 256
+	durationMax = 24 * time.Hour
+)
+
+// Faults is a set of fault kinds.
+type Faults uint32
+
+// The fault kinds.
+const (
+	FaultPartition Faults = 1 << iota // symmetric partitions, leader isolation
+	FaultOneWay                       // one-way link cuts
+	FaultNetwork                      // loss, duplication, reordering, latency tails
+	FaultCrash                        // crash and restart of a member, losing unsynced writes
+	FaultTorn                         // crashes tear the last unsynced write
+	FaultFsync                        // fsync failures (the member dies and restarts)
+	FaultSlowDisk                     // slow disks
+	FaultClock                        // clock drift and jumps
+	FaultPause                        // process pauses
+	FaultPowerLoss                    // every member crashes at once
+
+	faultsEnd
+	// AllFaults is every kind.
+	AllFaults = faultsEnd - 1
+)
+
+var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss"}
+
+// Has reports whether f includes k.
+func (f Faults) Has(k Faults) bool { return f&k != 0 }
+
+func (f Faults) String() string {
+	switch f {
+	case 0:
+		return "none"
+	case AllFaults:
+		return "all"
+	}
+	var names []string
+	for i, n := range faultNames {
+		if f.Has(1 << i) {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// ParseFaults reads "all", "none" or a comma-separated list of kinds.
+func ParseFaults(s string) (Faults, error) {
+	switch s {
+	case "all":
+		return AllFaults, nil
+	case "none", "":
+		return 0, nil
+	}
+	var f Faults
+	for _, n := range strings.Split(s, ",") {
+		i := slices.Index(faultNames, strings.TrimSpace(n))
+		if i < 0 {
+			return 0, fmt.Errorf("sim: unknown fault %q (known: all, none, %s)", n, strings.Join(faultNames, ", "))
+		}
+		f |= 1 << i
+	}
+	return f, nil
+}
+
+// MarshalText makes Faults readable in seed files.
+func (f Faults) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote.
+func (f *Faults) UnmarshalText(b []byte) error {
+	v, err := ParseFaults(string(b))
+	*f = v
+	return err
+}

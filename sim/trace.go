@@ -1,0 +1,36 @@
+package sim
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+)
+
+// tracer writes the run's trace: one line per event, formatted by this
+// package only (protobuf's text output varies between binaries on
+// purpose), and hashes it.
+type tracer struct {
+	h     hash.Hash
+	w     io.Writer
+	lines int64
+	buf   []byte
+}
+
+func newTracer(w io.Writer) *tracer { return &tracer{h: sha256.New(), w: w} }
+
+// logf records a line at virtual time now (microseconds).
+func (t *tracer) logf(now int64, format string, args ...any) {
+	t.buf = fmt.Appendf(t.buf[:0], "%5d.%06d ", now/1_000_000, now%1_000_000)
+	t.buf = fmt.Appendf(t.buf, format, args...)
+	t.buf = append(t.buf, '\n')
+	t.h.Write(t.buf)
+	t.lines++
+	if t.w != nil {
+		t.w.Write(t.buf)
+	}
+}
+
+// sum is the hash of every line so far.
+func (t *tracer) sum() string { return hex.EncodeToString(t.h.Sum(nil))[:16] }

@@ -1,0 +1,242 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/netsim"
+)
+
+// World is one simulated cluster with its clients. It is single-threaded
+// and deterministic: everything comes from Options.Seed.
+type World struct {
+	opts     Options
+	settings Settings
+	root     *rand.Rand
+	rng      *rand.Rand
+	now      int64
+	seq      uint64
+	queue    eventQueue
+
+	net     *netsim.Network
+	members []*member
+	clients []*client
+	trace   *tracer
+	checks  *checkers
+	faults  faultState
+	stats   Stats
+	// stopping is set in the liveness phase: clients finish what they
+	// have in flight and start nothing new.
+	stopping bool
+}
+
+// Stats count what happened in a run.
+type Stats struct {
+	Ops, OpsOK, OpsUnknown, OpsFailed int
+	Messages, Dropped                 int64
+	Faults                            map[string]int
+	SimulatedUs                       int64
+	Events                            uint64
+}
+
+// New builds a world from options. trace, if not nil, receives the trace.
+func New(opts Options, trace io.Writer) (*World, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	w := &World{opts: opts, root: rand.New(rand.NewPCG(opts.Seed, 0x5eed)), trace: newTracer(trace)}
+	w.rng = w.child()
+	w.settings = drawSettings(w.child(), opts)
+	w.stats.Faults = map[string]int{}
+	w.checks = newCheckers(w)
+	ids := make([]netsim.NodeID, opts.Members)
+	for i := range ids {
+		ids[i] = netsim.NodeID(i + 1)
+	}
+	var err error
+	if w.net, err = netsim.New(w.settings.Net, w.child(), ids); err != nil {
+		return nil, err
+	}
+	for i := 0; i < opts.Members; i++ {
+		w.members = append(w.members, newMember(w, i))
+	}
+	for i := 0; i < opts.Clients; i++ {
+		w.clients = append(w.clients, newClient(w, i))
+	}
+	w.faults.init(w)
+	return w, nil
+}
+
+// child derives a component's PRNG from the root, so components draw
+// independently: adding a draw in one does not shift the others.
+func (w *World) child() *rand.Rand {
+	return rand.New(rand.NewPCG(w.root.Uint64(), w.root.Uint64()))
+}
+
+func (w *World) between(lo, hi int64) int64 { return lo + w.rng.Int64N(hi-lo+1) }
+
+// Settings are the run's randomized parameters.
+func (w *World) Settings() Settings { return w.settings }
+
+// Result is the outcome of a run.
+type Result struct {
+	Options   Options
+	Settings  Settings
+	Stats     Stats
+	Failures  []string
+	TraceHash string
+	Wall      time.Duration
+	// Linearizability is porcupine's verdict: ok, illegal or unknown.
+	Linearizability string
+}
+
+// OK reports whether every checker passed.
+func (r *Result) OK() bool { return len(r.Failures) == 0 }
+
+// Run runs the safety phase, then the liveness phase, then the checkers.
+func (w *World) Run() *Result {
+	start := time.Now()
+	w.trace.logf(0, "options %s", w.opts)
+	w.trace.logf(0, "settings %s", w.settings)
+	for _, m := range w.members {
+		if err := m.start(); err != nil {
+			w.checks.fail("%v", err)
+			return w.result(start)
+		}
+	}
+	for _, c := range w.clients {
+		c.start()
+	}
+	w.faults.start()
+	safetyEnd := w.opts.Duration.Microseconds()
+	for w.step(safetyEnd) {
+		w.stats.Events++
+	}
+	w.now = max(w.now, safetyEnd)
+	w.liveness()
+	for _, c := range w.clients {
+		c.abandon()
+	}
+	w.checks.final()
+	return w.result(start)
+}
+
+func (w *World) result(start time.Time) *Result {
+	w.stats.SimulatedUs = w.now
+	return &Result{Options: w.opts, Settings: w.settings, Stats: w.stats, Failures: w.checks.failures,
+		TraceHash: w.trace.sum(), Wall: time.Since(start), Linearizability: w.checks.Linearizability}
+}
+
+// liveness stops the faults and the workload, heals everything and
+// requires every member to converge within the bound.
+func (w *World) liveness() {
+	w.trace.logf(w.now, "liveness phase: heal")
+	w.stopping = true
+	w.faults.healAll()
+	deadline := w.now + w.opts.Liveness.Microseconds()
+	checkEvery := int64(200_000)
+	next := w.now + checkEvery
+	for w.now < deadline {
+		if !w.step(next) {
+			w.now = next
+		}
+		w.stats.Events++
+		if w.now >= next {
+			if w.checks.converged() {
+				w.trace.logf(w.now, "converged")
+				return
+			}
+			next = w.now + checkEvery
+		}
+	}
+	w.checks.fail("liveness: members did not converge within %v: %s", w.opts.Liveness, w.checks.convergenceReport())
+}
+
+// restart brings a crashed member back.
+func (w *World) restart(m *member) {
+	if m.up {
+		return
+	}
+	if err := m.start(); err != nil {
+		w.checks.fail("%v", err)
+	}
+}
+
+// send puts a raft message on the network.
+func (w *World) send(from *member, rm *raftpb.Message) {
+	to := rm.GetTo()
+	w.stats.Messages++
+	times := w.net.Send(from.id, to, w.now)
+	if len(times) > 1 && rm.GetType() == raftpb.MsgProp {
+		// A forwarded proposal arrives at most once, as over the TCP
+		// stream the real transport uses: raft cannot tell a duplicated
+		// proposal from a new one and would apply it twice.
+		times = times[:1]
+	}
+	if len(times) == 0 {
+		w.stats.Dropped++
+		w.trace.logf(w.now, "%s>m%d drop %s", from.name, to, describe(rm))
+		return
+	}
+	for i, at := range times {
+		m := rm
+		if i > 0 {
+			m = cloneMsg(rm)
+		}
+		target := w.members[to-1]
+		w.schedule(at, func() {
+			if !w.net.Connected(from.id, to) {
+				w.stats.Dropped++
+				return
+			}
+			target.event(func() {
+				w.trace.logf(w.now, "%s>%s %s", from.name, target.name, describe(m))
+				if err := target.node.Step(m); err != nil {
+					w.trace.logf(w.now, "%s step: %v", target.name, err)
+				}
+			})()
+		})
+	}
+}
+
+// sendSnapshot streams a snapshot: its content takes time in proportion to
+// its size, and the sender learns whether it arrived.
+func (w *World) sendSnapshot(from *member, s core.OutgoingSnapshot) {
+	content, err := snapshotContent(s)
+	to := s.To
+	target := w.members[to-1]
+	report := func(ok bool) {
+		from.event(func() { from.node.ReportSnapshot(to, ok) })()
+	}
+	if err != nil || len(w.net.Send(from.id, to, w.now)) == 0 {
+		w.trace.logf(w.now, "%s>%s snapshot %d lost", from.name, target.name, s.Index)
+		w.after(w.settings.ClientTimeoutUs, func() { report(false) })
+		return
+	}
+	delay := w.settings.Net.LatencyMaxUs + int64(len(content))/100 // 100 bytes/µs
+	w.trace.logf(w.now, "%s>%s snapshot %d (%d bytes)", from.name, target.name, s.Index, len(content))
+	w.after(delay, func() {
+		if !w.net.Connected(from.id, to) || !target.up {
+			report(false)
+			return
+		}
+		target.event(func() {
+			if err := target.node.StepSnapshot(s.Msg, content); err != nil {
+				w.trace.logf(w.now, "%s step snapshot: %v", target.name, err)
+			}
+		})()
+		report(true)
+	})
+}
+
+// Trace hash so far.
+func (w *World) TraceHash() string { return w.trace.sum() }
+
+func (w *World) String() string {
+	return fmt.Sprintf("world seed %d at %dus", w.opts.Seed, w.now)
+}
