@@ -33,6 +33,10 @@ type World struct {
 	// stopping is set in the liveness phase: clients finish what they
 	// have in flight and start nothing new.
 	stopping bool
+	// OnProgress, if set, is called now and then during the safety phase
+	// with the virtual time and the phase's end, for progress lines. It
+	// must not touch the world.
+	OnProgress func(nowUs, endUs int64)
 }
 
 // Stats count what happened in a run.
@@ -116,6 +120,9 @@ func (w *World) Run() *Result {
 	safetyEnd := w.opts.Duration.Microseconds()
 	for w.step(safetyEnd) {
 		w.stats.Events++
+		if w.OnProgress != nil && w.stats.Events%(1<<16) == 0 {
+			w.OnProgress(w.now, safetyEnd)
+		}
 	}
 	w.now = max(w.now, safetyEnd)
 	w.liveness()

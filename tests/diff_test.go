@@ -22,7 +22,10 @@ package tests
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -39,6 +42,11 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"pgregory.net/rapid"
 )
+
+// diffCollect turns the test from "stop at the first difference and
+// shrink it" into "note every kind of difference and go on", for surveying
+// how far detcd is from etcd. The test still fails if any was found.
+var diffCollect = flag.Bool("diff.collect", false, "TestDiff: log every kind of difference once instead of stopping at the first")
 
 // maxTxnOps is etcd's default --max-txn-ops, which both servers run with.
 const maxTxnOps = 128
@@ -73,15 +81,82 @@ func (s *side) close() {
 // diffPair is the two servers and what the generators need to know about
 // their shared history (taken from etcd's answers).
 type diffPair struct {
-	t           *testing.T
-	etcd, detcd *side
-	rev         int64 // the newest header revision seen
-	compactRev  int64 // the last successful compaction's revision
-	starts      int
+	t             *testing.T
+	etcd, detcd   *side
+	rev           int64 // the newest header revision seen
+	compactRev    int64 // the last successful compaction's revision
+	compacting    bool  // etcd may still be compacting in the background
+	everCompacted bool
+	failed        bool // a difference was found: rapid is shrinking it
+	starts        int
+
+	calls, errs map[string]int // requests sent per method, and etcd's refusals per method and message
+
+	// With -diff.collect: each kind of difference seen, once, in order.
+	seen  map[string]bool
+	diffs []string
+}
+
+// collect notes a difference under its signature, so that each kind is
+// reported once.
+func (p *diffPair) collect(sig, detail string) {
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	if !p.seen[sig] {
+		p.seen[sig] = true
+		p.diffs = append(p.diffs, sig+"\n"+detail)
+	}
+}
+
+// diffSignature names a difference by the method and what differs (the
+// error codes and messages, or the fields), without values.
+func diffSignature(method string, eerr, derr error, er, dr proto.Message) string {
+	if eerr != nil || derr != nil {
+		es, ds := status.Convert(eerr), status.Convert(derr)
+		return fmt.Sprintf("%s: etcd %v %q / detcd %v %q", method, es.Code(), es.Message(), ds.Code(), ds.Message())
+	}
+	return method + ": fields " + strings.Join(diffPaths(er.ProtoReflect(), dr.ProtoReflect(), ""), ",")
+}
+
+// diffPaths lists the fields that differ between a and b, with list
+// indices left out so that the same kind of difference has one name.
+func diffPaths(a, b protoreflect.Message, prefix string) []string {
+	var out []string
+	fields := a.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		name := prefix + string(fd.Name())
+		va, vb := a.Get(fd), b.Get(fd)
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			la, lb := va.List(), vb.List()
+			if la.Len() != lb.Len() {
+				out = append(out, name+".len")
+				continue
+			}
+			for j := range la.Len() {
+				for _, d := range diffPaths(la.Get(j).Message(), lb.Get(j).Message(), name+"[].") {
+					if !slices.Contains(out, d) {
+						out = append(out, d)
+					}
+				}
+			}
+		case fd.Message() != nil && !fd.IsMap():
+			if a.Has(fd) != b.Has(fd) {
+				out = append(out, name+".presence")
+				continue
+			}
+			out = append(out, diffPaths(va.Message(), vb.Message(), name+".")...)
+		case !va.Equal(vb):
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func newDiffPair(t *testing.T) *diffPair {
-	p := &diffPair{t: t}
+	p := &diffPair{t: t, calls: map[string]int{}, errs: map[string]int{}}
 	p.start()
 	t.Cleanup(p.close)
 	return p
@@ -89,11 +164,11 @@ func newDiffPair(t *testing.T) *diffPair {
 
 func (p *diffPair) start() {
 	p.starts++
-	eaddr, estop := startEmbeddedEtcd(p.t)
-	daddr, dstop := startInProcDetcd(p.t)
+	eaddr, estop := startEmbeddedEtcd(p.t, true)
+	daddr, dstop := startInProcDetcd(p.t, true)
 	p.etcd = dial(p.t, "etcd", eaddr, estop)
 	p.detcd = dial(p.t, "detcd", daddr, dstop)
-	p.rev, p.compactRev = 1, 0
+	p.rev, p.compactRev, p.compacting, p.everCompacted = 1, 0, false, false
 }
 
 func (p *diffPair) close() {
@@ -128,26 +203,48 @@ func call[Req, Resp proto.Message](rt *rapid.T, p *diffPair, method string, req 
 	defer cancel()
 	er, eerr := f(ctx, p.etcd, req)
 	dr, derr := f(ctx, p.detcd, req)
+	p.calls[method]++
+	if eerr != nil {
+		p.errs[method+": "+status.Convert(eerr).Message()]++
+	}
+	var detail string
 	switch {
 	case eerr != nil && derr != nil:
 		es, ds := status.Convert(eerr), status.Convert(derr)
 		rt.Logf("<- error %v: %q", es.Code(), es.Message())
 		if es.Code() != ds.Code() || es.Message() != ds.Message() {
-			rt.Fatalf("DIFF %s %s:\n  etcd  error: code=%v msg=%q\n  detcd error: code=%v msg=%q", method, brief(req), es.Code(), es.Message(), ds.Code(), ds.Message())
+			detail = fmt.Sprintf("DIFF %s %s:\n  etcd  error: code=%v msg=%q\n  detcd error: code=%v msg=%q", method, brief(req), es.Code(), es.Message(), ds.Code(), ds.Message())
 		}
 	case eerr != nil:
 		es := status.Convert(eerr)
-		rt.Fatalf("DIFF %s %s:\n  etcd  error: code=%v msg=%q\n  detcd ok: %s", method, brief(req), es.Code(), es.Message(), brief(dr))
+		detail = fmt.Sprintf("DIFF %s %s:\n  etcd  error: code=%v msg=%q\n  detcd ok: %s", method, brief(req), es.Code(), es.Message(), brief(dr))
 	case derr != nil:
 		ds := status.Convert(derr)
-		rt.Fatalf("DIFF %s %s:\n  etcd  ok: %s\n  detcd error: code=%v msg=%q", method, brief(req), brief(er), ds.Code(), ds.Message())
+		detail = fmt.Sprintf("DIFF %s %s:\n  etcd  ok: %s\n  detcd error: code=%v msg=%q", method, brief(req), brief(er), ds.Code(), ds.Message())
 	default:
 		clearIDs(er)
 		clearIDs(dr)
 		rt.Logf("<- %s", brief(er))
 		if !proto.Equal(er, dr) {
-			rt.Fatalf("DIFF %s %s:\n  etcd:  %s\n  detcd: %s\n  (-etcd +detcd):\n%s", method, brief(req), brief(er), brief(dr), cmp.Diff(er, dr, protocmp.Transform()))
+			detail = fmt.Sprintf("DIFF %s %s:\n  etcd:  %s\n  detcd: %s\n  (-etcd +detcd):\n%s", method, brief(req), brief(er), brief(dr), cmp.Diff(er, dr, protocmp.Transform()))
 		}
+	}
+	if detail != "" {
+		sig := diffSignature(method, eerr, derr, er, dr)
+		rt.Logf("%s", detail)
+		if *diffCollect {
+			p.collect(sig, detail)
+		} else {
+			// The failure message holds what differs but no revisions,
+			// hashes or keys: rapid only shrinks a failure whose message
+			// repeats word for word, and the first failing case ran on
+			// the shared history while its replays run on fresh servers.
+			// The details are in the log above.
+			p.failed = true
+			rt.Fatalf("DIFF %s", sig)
+		}
+	}
+	if eerr == nil && derr == nil {
 		if h := headerOf(er); h != nil && h.Revision > p.rev {
 			p.rev = h.Revision
 		}
@@ -156,7 +253,7 @@ func call[Req, Resp proto.Message](rt *rapid.T, p *diffPair, method string, req 
 }
 
 func headerOf(m proto.Message) *pb.ResponseHeader {
-	if h, ok := m.ProtoReflect().Interface().(interface{ GetHeader() *pb.ResponseHeader }); ok {
+	if h, ok := m.(interface{ GetHeader() *pb.ResponseHeader }); ok {
 		return h.GetHeader()
 	}
 	return nil
@@ -234,6 +331,28 @@ func doHashKV(ctx context.Context, s *side, r *pb.HashKVRequest) (*pb.HashKVResp
 	return s.mt.HashKV(ctx, r)
 }
 
+// doRangeStream reads the whole stream. Its chunks are returned as the
+// range responses of a TxnResponse, only so that call can compare the
+// sequence with one proto.Equal; the wrapper's own fields stay empty. An
+// error after some chunks counts as the answer.
+func doRangeStream(ctx context.Context, s *side, r *pb.RangeRequest) (*pb.TxnResponse, error) {
+	st, err := s.kv.RangeStream(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.TxnResponse{}
+	for {
+		chunk, err := st.Recv()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out.Responses = append(out.Responses, &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: chunk.RangeResponse}})
+	}
+}
+
 // iteration is one rapid test case: a key prefix of its own and the
 // revisions its requests produced, for the generators to draw from.
 type iteration struct {
@@ -241,6 +360,7 @@ type iteration struct {
 	prefix   string
 	startRev int64
 	revs     []int64
+	hashKV   bool // HashKV at drawn revisions, and compaction at revision 0
 }
 
 // suffixes are the keys an iteration uses under its prefix: few, so that
@@ -329,9 +449,9 @@ func (it *iteration) revision(t *rapid.T, label string) int64 {
 	return 0
 }
 
-// optRevision is mostly 0 (no filter), sometimes a drawn revision.
+// optRevision is 0 (no filter) or a drawn revision.
 func (it *iteration) optRevision(t *rapid.T, label string) int64 {
-	if rapid.IntRange(0, 3).Draw(t, label) < 3 {
+	if !rapid.Bool().Draw(t, label) {
 		return 0
 	}
 	return it.revision(t, label+"Rev")
@@ -345,17 +465,27 @@ func (it *iteration) rangeRequest(t *rapid.T) *pb.RangeRequest {
 		r.Key, r.RangeEnd = []byte{0}, []byte{0}
 	}
 	r.Limit = rapid.SampledFrom([]int64{0, 1, 2, 3, -1}).Draw(t, "limit")
-	r.Revision = it.revision(t, "revision")
-	// -1 and 3 (order), 5 (target) are not in the enums: etcd refuses them.
-	r.SortOrder = pb.RangeRequest_SortOrder(rapid.SampledFrom([]int32{0, 1, 2, 3, -1}).Draw(t, "sortOrder"))
-	r.SortTarget = pb.RangeRequest_SortTarget(rapid.SampledFrom([]int32{0, 1, 2, 3, 4, 5}).Draw(t, "sortTarget"))
+	if rapid.Bool().Draw(t, "atRevision") {
+		r.Revision = it.revision(t, "revision")
+	}
+	if rapid.IntRange(0, 2).Draw(t, "sorted") == 2 {
+		r.SortOrder = pb.RangeRequest_SortOrder(rapid.IntRange(0, 2).Draw(t, "sortOrder"))
+		r.SortTarget = pb.RangeRequest_SortTarget(rapid.IntRange(0, 4).Draw(t, "sortTarget"))
+		if rapid.IntRange(0, 4).Draw(t, "badSort") == 4 {
+			// Values outside the enums: etcd refuses them.
+			r.SortOrder = pb.RangeRequest_SortOrder(rapid.SampledFrom([]int32{0, 3, -1}).Draw(t, "badSortOrder"))
+			r.SortTarget = pb.RangeRequest_SortTarget(rapid.SampledFrom([]int32{0, 5, -1}).Draw(t, "badSortTarget"))
+		}
+	}
 	r.Serializable = rapid.Bool().Draw(t, "serializable")
 	r.KeysOnly = rapid.Bool().Draw(t, "keysOnly")
 	r.CountOnly = rapid.Bool().Draw(t, "countOnly")
-	r.MinModRevision = it.optRevision(t, "minMod")
-	r.MaxModRevision = it.optRevision(t, "maxMod")
-	r.MinCreateRevision = it.optRevision(t, "minCreate")
-	r.MaxCreateRevision = it.optRevision(t, "maxCreate")
+	if rapid.IntRange(0, 3).Draw(t, "filtered") == 3 {
+		r.MinModRevision = it.optRevision(t, "minMod")
+		r.MaxModRevision = it.optRevision(t, "maxMod")
+		r.MinCreateRevision = it.optRevision(t, "minCreate")
+		r.MaxCreateRevision = it.optRevision(t, "maxCreate")
+	}
 	return r
 }
 
@@ -365,7 +495,7 @@ func (it *iteration) putRequest(t *rapid.T) *pb.PutRequest {
 	if !r.IgnoreValue {
 		r.Value = it.value(t, "value")
 	}
-	r.IgnoreLease = rapid.Bool().Draw(t, "ignoreLease")
+	r.IgnoreLease = rapid.IntRange(0, 4).Draw(t, "ignoreLease") == 4
 	return r
 }
 
@@ -398,19 +528,17 @@ func (it *iteration) compare(t *rapid.T) *pb.Compare {
 }
 
 func (it *iteration) requestOp(t *rapid.T, depth int) *pb.RequestOp {
-	kinds := 3
-	if depth < 2 {
-		kinds = 4
-	}
-	switch rapid.IntRange(0, kinds-1).Draw(t, "op") {
-	case 0:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: it.rangeRequest(t)}}
-	case 1:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: it.putRequest(t)}}
-	case 2:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: it.deleteRequest(t)}}
-	default:
+	// Mostly reads: two writes of the same key in one branch make the
+	// whole transaction invalid, and that should not be the usual case.
+	switch op := rapid.IntRange(0, 9).Draw(t, "op"); {
+	case op >= 8 && depth < 2:
 		return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: it.txnRequest(t, depth+1)}}
+	case op >= 6:
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: it.deleteRequest(t)}}
+	case op >= 4:
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: it.putRequest(t)}}
+	default:
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: it.rangeRequest(t)}}
 	}
 }
 
@@ -447,6 +575,12 @@ func (it *iteration) Range(t *rapid.T) {
 	call(t, it.p, "Range", it.rangeRequest(t), doRange)
 }
 
+// RangeStream is etcd 3.7's chunked range: the chunks, not only their
+// sum, must be the same.
+func (it *iteration) RangeStream(t *rapid.T) {
+	call(t, it.p, "RangeStream", it.rangeRequest(t), doRangeStream)
+}
+
 func (it *iteration) DeleteRange(t *rapid.T) {
 	resp, err := call(t, it.p, "DeleteRange", it.deleteRequest(t), doDelete)
 	if err == nil {
@@ -456,20 +590,108 @@ func (it *iteration) DeleteRange(t *rapid.T) {
 
 func (it *iteration) Txn(t *rapid.T) {
 	r := it.txnRequest(t, 0)
-	if rapid.Bool().Draw(t, "putThenRange") {
-		// A write followed by a read of the same keys in one branch: the
-		// read must see the write.
-		k := it.key(t, "ptrKey")
-		r.Success = append(r.Success,
-			&pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: it.value(t, "ptrValue"), PrevKv: true}}},
-			&pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(it.prefix), RangeEnd: prefixEnd([]byte(it.prefix))}}},
-			&pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: k, PrevKv: true}}},
-			&pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(it.prefix), RangeEnd: prefixEnd([]byte(it.prefix)), CountOnly: true}}},
-		)
+	if rapid.Bool().Draw(t, "writeThenRead") {
+		// Writes followed by reads of the same keys in one branch: the
+		// reads must see the writes. A put and a delete of the same key
+		// in one branch is a duplicate, so they go to different keys.
+		all := &pb.RangeRequest{Key: []byte(it.prefix), RangeEnd: prefixEnd([]byte(it.prefix))}
+		ops := []*pb.RequestOp{
+			{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(it.prefix + "b"), Value: it.value(t, "wtrValue"), PrevKv: true}}},
+			{Request: &pb.RequestOp_RequestRange{RequestRange: all}},
+			{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte(it.prefix + "a"), RangeEnd: []byte(it.prefix + "b"), PrevKv: true}}},
+			{Request: &pb.RequestOp_RequestRange{RequestRange: all}},
+			{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(it.prefix + "c"), IgnoreValue: true, PrevKv: true}}},
+			{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(it.prefix), RangeEnd: []byte{0}, CountOnly: true}}},
+		}
+		if rapid.Bool().Draw(t, "wtrFailure") {
+			r.Failure = ops
+		} else {
+			r.Success = ops
+		}
+	}
+	if avoidEtcdPanic(r) {
+		t.Logf("ignore_value and ignore_lease cleared: etcd 3.7.3 would panic")
 	}
 	resp, err := call(t, it.p, "Txn", r, doTxn)
 	if err == nil {
 		it.noteRev(resp.Header)
+	}
+}
+
+// avoidEtcdPanic clears ignore_value and ignore_lease in every put of r if
+// r also deletes a range ending in "\x00" (every key from its start on).
+// etcd 3.7.3's duplicate check reads such a range as empty, so a put of a
+// key the same transaction deleted that way passes it; with ignore_value
+// or ignore_lease the put then finds no previous value and etcd panics
+// while applying, which ends the whole process (see
+// TestTxnAtomicWhereEtcdPanics for detcd on that request). It reports
+// whether it changed anything.
+func avoidEtcdPanic(r *pb.TxnRequest) bool {
+	var fromKeyDelete bool
+	var ignoring []*pb.PutRequest
+	var walk func(*pb.TxnRequest)
+	walk = func(r *pb.TxnRequest) {
+		for _, op := range slices.Concat(r.Success, r.Failure) {
+			switch {
+			case op.GetRequestDeleteRange() != nil:
+				fromKeyDelete = fromKeyDelete || bytes.Equal(op.GetRequestDeleteRange().RangeEnd, []byte{0})
+			case op.GetRequestPut() != nil:
+				if p := op.GetRequestPut(); p.IgnoreValue || p.IgnoreLease {
+					ignoring = append(ignoring, p)
+				}
+			case op.GetRequestTxn() != nil:
+				walk(op.GetRequestTxn())
+			}
+		}
+	}
+	walk(r)
+	if !fromKeyDelete || len(ignoring) == 0 {
+		return false
+	}
+	for _, p := range ignoring {
+		p.IgnoreValue, p.IgnoreLease = false, false
+	}
+	return true
+}
+
+// TestTxnAtomicWhereEtcdPanics sends detcd alone the transaction that
+// makes etcd 3.7.3 panic (see avoidEtcdPanic): a delete of every key from
+// k on, then a put of k with ignore_value. There is no etcd answer to
+// compare with, but whatever detcd answers, a transaction is atomic: if
+// it is refused, nothing of it may have been applied.
+func TestTxnAtomicWhereEtcdPanics(t *testing.T) {
+	addr, _ := startInProcDetcd(t, true)
+	s := dial(t, "detcd", addr, func() {})
+	defer s.conn.Close()
+	ctx := ctxT(t, 20*time.Second)
+	for _, put := range []*pb.PutRequest{
+		{Key: []byte("k"), IgnoreValue: true},
+		{Key: []byte("k"), Value: []byte("v2"), IgnoreLease: true},
+	} {
+		if _, err := s.kv.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		before, err := s.kv.Range(ctx, &pb.RangeRequest{Key: []byte("k")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		txn := &pb.TxnRequest{Success: []*pb.RequestOp{
+			{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("k"), RangeEnd: []byte{0}}}},
+			{Request: &pb.RequestOp_RequestPut{RequestPut: put}},
+		}}
+		resp, txnErr := s.kv.Txn(ctx, txn)
+		after, err := s.kv.Range(ctx, &pb.RangeRequest{Key: []byte("k")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s -> %v %v", brief(txn), brief(resp), txnErr)
+		if txnErr != nil {
+			clearIDs(before)
+			clearIDs(after)
+			if !proto.Equal(before, after) {
+				t.Errorf("txn %s was refused (%v) but applied in part:\n  before: %s\n  after:  %s", brief(txn), txnErr, brief(before), brief(after))
+			}
+		}
 	}
 }
 
@@ -550,6 +772,7 @@ func (it *iteration) InvalidTxn(t *rapid.T) {
 		r.Success = []*pb.RequestOp{p}
 		r.Failure = []*pb.RequestOp{p}
 	}
+	avoidEtcdPanic(r)
 	resp, err := call(t, it.p, "Txn", r, doTxn)
 	if err == nil {
 		it.noteRev(resp.Header)
@@ -581,7 +804,7 @@ func (it *iteration) BadInput(t *rapid.T) {
 	case 9: // an oversized transaction
 		call(t, it.p, "Txn", &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: bytes.Repeat([]byte("z"), 1600*1024)}}}}}, doTxn)
 	case 10: // an empty compaction request
-		call(t, it.p, "Compact", &pb.CompactionRequest{}, doCompact)
+		it.compact(t, &pb.CompactionRequest{})
 	}
 }
 
@@ -607,43 +830,109 @@ func (it *iteration) Compact(t *rapid.T) {
 	case 5:
 		r.Revision = -1
 	}
+	it.compact(t, r)
+}
+
+func (it *iteration) compact(t *rapid.T, r *pb.CompactionRequest) {
+	p := it.p
+	if !it.hashKV && r.Revision == 0 && !p.everCompacted {
+		// DIFF: etcd accepts a compaction at revision 0 on a store never
+		// compacted (its compaction revision is -1) and stores the hash
+		// of that compaction under revision 0; from then on HashKV(0)
+		// answers with that stored hash (empty, hash_revision 0) instead
+		// of the hash at the current revision. detcd answers the compaction
+		// the same but HashKV(0) with the current hash. That breaks the
+		// HashKV(0) comparison that ends every case here, so this subtest
+		// leaves the compaction out; TestDiff/HashKV sends it.
+		t.Skip("DIFF: Compact(0) on a never-compacted store, then HashKV(0)")
+	}
+	if it.hashKV {
+		// etcd keeps a compaction's hash for HashKV only if the previous
+		// compaction had finished when this one started: wait for it.
+		it.settle(t)
+	}
 	if _, err := call(t, p, "Compact", r, doCompact); err == nil {
 		p.compactRev = max(p.compactRev, r.Revision)
+		p.compacting = p.compacting || !r.Physical
+		p.everCompacted = true
+	}
+}
+
+// settle waits until etcd has finished every compaction it scheduled.
+// etcd compacts in the background unless asked for a physical
+// compaction, and once one is done, HashKV at its revision answers with
+// the hash computed while compacting (from the previous compaction
+// revision on); before that, with a hash computed now. A physical
+// compaction at a compacted revision fails, but only after the earlier
+// compactions have finished, so it serves as a barrier.
+func (it *iteration) settle(t *rapid.T) {
+	if it.p.compacting {
+		call(t, it.p, "Compact", &pb.CompactionRequest{Revision: it.p.compactRev, Physical: true}, doCompact)
+		it.p.compacting = false
 	}
 }
 
 func (it *iteration) HashKV(t *rapid.T) {
+	it.settle(t)
 	call(t, it.p, "HashKV", &pb.HashKVRequest{Revision: it.revision(t, "revision")}, doHashKV)
 }
 
+// TestDiff runs the differential test twice: KV compares every KV request
+// and the hash of the key space after each case; HashKV also asks for
+// hashes at past, compacted and odd revisions, where etcd answers from the
+// hashes it stored while compacting. They are apart so that a difference
+// in the one does not keep the other from running.
 func TestDiff(t *testing.T) {
+	t.Run("KV", func(t *testing.T) { runDiff(t, false) })
+	t.Run("HashKV", func(t *testing.T) { runDiff(t, true) })
+}
+
+func runDiff(t *testing.T, hashKV bool) {
 	p := newDiffPair(t)
 	n := 0
 	rapid.Check(t, func(rt *rapid.T) {
 		n++
-		if !p.inSync() {
-			// An earlier iteration left the two apart: start both afresh
-			// so this one is judged on its own.
+		if p.failed || !p.inSync() {
+			// Once a difference is found, rapid shrinks it: every test case
+			// from then on starts on fresh servers, so that the smallest
+			// failing sequence it reports shows everything the failure
+			// needs (a case that only fails after an earlier one is then
+			// reported as flaky, with the original failure). The same
+			// happens when an earlier case left the two apart.
 			p.close()
 			p.start()
 		}
-		it := &iteration{p: p, prefix: fmt.Sprintf("/diff/%05d/", n), startRev: p.rev}
+		prefix := fmt.Sprintf("/diff/%05d/", n)
+		if p.failed {
+			// While shrinking the prefix stays the same, and as long as the
+			// others: sizes can show in error messages.
+			prefix = "/diff/fresh/"
+		}
+		it := &iteration{p: p, prefix: prefix, startRev: p.rev, hashKV: hashKV}
 		rt.Logf("iteration %d, prefix %q, revision %d, compacted at %d", n, it.prefix, p.rev, p.compactRev)
-		rt.Repeat(map[string]func(*rapid.T){
+		actions := map[string]func(*rapid.T){
 			"Put":         it.Put,
 			"Range":       it.Range,
+			"RangeStream": it.RangeStream,
 			"DeleteRange": it.DeleteRange,
 			"Txn":         it.Txn,
 			"InvalidTxn":  it.InvalidTxn,
 			"BadInput":    it.BadInput,
 			"Compact":     it.Compact,
-			"HashKV":      it.HashKV,
-		})
+		}
+		if hashKV {
+			actions["HashKV"] = it.HashKV
+		}
+		rt.Repeat(actions)
 		// detcd implements etcd's HashKV algorithm: after the same
 		// requests the hash of the whole key space must be the same.
 		call(rt, p, "HashKV", &pb.HashKVRequest{}, doHashKV)
 	})
-	t.Logf("%d iterations, servers started %d times", n, p.starts)
+	t.Logf("%d iterations, servers started %d times, last revision %d; requests per method: %v", n, p.starts, p.rev, p.calls)
+	for _, k := range slices.Sorted(maps.Keys(p.errs)) {
+		t.Logf("  refused by etcd %5d times: %s", p.errs[k], k)
+	}
+	if len(p.diffs) > 0 {
+		t.Errorf("%d kinds of difference:\n%s", len(p.diffs), strings.Join(p.diffs, "\n\n"))
+	}
 }
-
-var _ = strings.Repeat

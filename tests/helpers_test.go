@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,6 +32,21 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// rapid writes a fail file on failure and replays it on the next run.
+	// TestDiff's failures depend on the servers' history, which a fail file
+	// does not hold, so replaying one is misleading; the failure's log and
+	// -rapid.seed reproduce it instead. Asking for fail files explicitly
+	// still works.
+	if _, env := os.LookupEnv("RAPID_NOFAILFILE"); !env && !flagSet("rapid.nofailfile") {
+		_ = flag.Set("rapid.nofailfile", "true")
+	}
+	// rapid's default of 100 cases is a few seconds here; 500 cases keep
+	// each TestDiff subtest under a minute. -rapid.checks or RAPID_CHECKS
+	// still decide when given.
+	if _, env := os.LookupEnv("RAPID_CHECKS"); !env && !flagSet("rapid.checks") {
+		_ = flag.Set("rapid.checks", "500")
+	}
 	dir, err := os.MkdirTemp("", "detcd-tests-bin-")
 	if err != nil {
 		slog.Error("temp dir for binaries", "err", err)
@@ -40,6 +56,12 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 var (
@@ -248,7 +270,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // startInProcDetcd starts an in-process detcd member with its data in a
 // fresh temporary directory and returns its client address (host:port).
-func startInProcDetcd(t testing.TB) (addr string, stop func()) {
+func startInProcDetcd(t testing.TB, fastTicks bool) (addr string, stop func()) {
 	t.Helper()
 	peer := loopbackURL(freePort(t))
 	cfg := server.DefaultConfig()
@@ -259,6 +281,11 @@ func startInProcDetcd(t testing.TB) (addr string, stop func()) {
 	cfg.InitialAdvertisePeerURLs = []string{peer}
 	cfg.InitialCluster = "default=" + peer
 	cfg.Logger = quietLogger()
+	if fastTicks {
+		// A single member elects itself after an election timeout; short
+		// ones make a fresh start quick. Nothing else depends on them.
+		cfg.HeartbeatInterval, cfg.ElectionTimeout = 10*time.Millisecond, 100*time.Millisecond
+	}
 	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatalf("detcd new: %v", err)
@@ -277,7 +304,7 @@ func startInProcDetcd(t testing.TB) (addr string, stop func()) {
 // startEmbeddedEtcd starts a real etcd 3.7.3 member in this process, with
 // its data in a fresh temporary directory, on free loopback ports, and
 // waits until it serves. It returns the client address (host:port).
-func startEmbeddedEtcd(t testing.TB) (addr string, stop func()) {
+func startEmbeddedEtcd(t testing.TB, fastTicks bool) (addr string, stop func()) {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "default"
@@ -287,6 +314,9 @@ func startEmbeddedEtcd(t testing.TB) (addr string, stop func()) {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = "default=" + peer.String()
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	if fastTicks {
+		cfg.TickMs, cfg.ElectionMs = 10, 100 // as for detcd: a quick first election
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatalf("embedded etcd: %v", err)

@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"os"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +21,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // loadFlags are the flags every load command shares.
@@ -32,6 +38,7 @@ type loadFlags struct {
 	serverPID int
 	jsonOut   bool
 	progress  bool
+	cpuProf   string
 }
 
 func (lf *loadFlags) register(fs *flag.FlagSet, total int, duration time.Duration) {
@@ -45,6 +52,7 @@ func (lf *loadFlags) register(fs *flag.FlagSet, total int, duration time.Duratio
 	fs.IntVar(&lf.valSize, "val-size", 256, "value size in bytes")
 	fs.IntVar(&lf.serverPID, "server-pid", 0, "if set, also report this local server process's CPU per request (from /proc/PID/stat)")
 	fs.BoolVar(&lf.jsonOut, "json", false, "print the summary as one JSON object instead of a text line")
+	fs.StringVar(&lf.cpuProf, "cpuprofile", "", "write this tool's CPU profile of the run to this file")
 	fs.BoolVar(&lf.progress, "progress", true, "print a progress line to stderr every second (runs longer than a second)")
 }
 
@@ -66,6 +74,10 @@ type Result struct {
 	ClientCPUus float64 `json:"client_cpu_us_per_req"`
 	// ServerCPUus is the server's, when --server-pid was given.
 	ServerCPUus *float64 `json:"server_cpu_us_per_req,omitempty"`
+	// OtherCores is how many CPU cores, on average over the run, processes
+	// other than this tool and the server (with --server-pid) kept busy:
+	// other load on the machine that skews the numbers.
+	OtherCores *float64 `json:"other_cpu_cores,omitempty"`
 	// StoppedBy is "total" or "duration".
 	StoppedBy  string   `json:"stopped_by"`
 	FirstError []string `json:"first_errors,omitempty"`
@@ -77,6 +89,9 @@ func (r *Result) text() string {
 		r.Op, r.Requests, r.Seconds, r.RPS, fmtMs(r.P50Ms), fmtMs(r.P90Ms), fmtMs(r.P99Ms), r.Errors, r.ClientCPUus)
 	if r.ServerCPUus != nil {
 		fmt.Fprintf(&b, " server_cpu=%.1fus/req", *r.ServerCPUus)
+	}
+	if r.OtherCores != nil {
+		fmt.Fprintf(&b, " other_cpu=%.2fcores", *r.OtherCores)
 	}
 	fmt.Fprintf(&b, " clients=%d conns=%d stopped_by=%s", r.Clients, r.Conns, r.StoppedBy)
 	return b.String()
@@ -188,6 +203,7 @@ func runLoad(name string, clis []*clientv3.Client, lf *loadFlags, total int64, o
 	per := total/int64(lf.clients) + 1
 
 	srvCPU0, srvErr0 := procCPU(lf.serverPID)
+	busy0, busyErr0 := machineBusy()
 	cpu0 := cpuSelf()
 	start := time.Now()
 
@@ -251,6 +267,7 @@ func runLoad(name string, clis []*clientv3.Client, lf *loadFlags, total int64, o
 	elapsed := time.Since(start)
 	cpu := cpuSelf() - cpu0
 	srvCPU1, srvErr1 := procCPU(lf.serverPID)
+	busy1, busyErr1 := machineBusy()
 	stoppedBy := "total"
 	if ctx.Err() != nil {
 		stoppedBy = "duration"
@@ -272,6 +289,14 @@ func runLoad(name string, clis []*clientv3.Client, lf *loadFlags, total int64, o
 	r.P50Ms, r.P90Ms, r.P99Ms = pct(all, 50), pct(all, 90), pct(all, 99)
 	if len(all) > 0 {
 		r.MaxMs = ms(all[len(all)-1])
+	}
+	if busyErr0 == nil && busyErr1 == nil {
+		other := busy1 - busy0 - cpu
+		if lf.serverPID != 0 && srvErr0 == nil && srvErr1 == nil {
+			other -= srvCPU1 - srvCPU0
+		}
+		v := max(0, other.Seconds()/elapsed.Seconds())
+		r.OtherCores = &v
 	}
 	if r.Requests > 0 {
 		r.ClientCPUus = float64(cpu.Microseconds()) / float64(r.Requests)
@@ -362,6 +387,21 @@ func runLoadCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
+	// The tool shares the machine with the server: spend less of it on GC
+	// (clientv3 and gRPC allocate per request). GOGC in the environment wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if lf.cpuProf != "" {
+		f, err := os.Create(lf.cpuProf)
+		if err != nil {
+			fmt.Fprintf(stderr, "detcd-bench %s: %v\n", cmd, err)
+			return 1
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	val := makeValue(lf.valSize)
 	rngs := make([]*rand.Rand, lf.clients)
 	for w := range rngs {
@@ -494,10 +534,30 @@ func runWait(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// waitReady polls until a linearizable get on endpoints succeeds.
+// waitReady polls until a linearizable get on endpoints succeeds. It
+// first waits for the port to accept TCP connections (polling every 5ms),
+// then tries gets on fresh connections with a short reconnect backoff, so
+// gRPC's default backoff (1s and up) does not quantize the time measured.
 func waitReady(endpoints []string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
+	for _, ep := range endpoints {
+		addr := ep
+		if i := strings.Index(addr, "://"); i >= 0 {
+			addr = addr[i+3:]
+		}
+		for {
+			c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not accepting connections within %v: %v", addr, timeout, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	for time.Now().Before(deadline) {
 		last = tryGet(endpoints, min(2*time.Second, time.Until(deadline)))
 		if last == nil {
@@ -509,7 +569,13 @@ func waitReady(endpoints []string, timeout time.Duration) error {
 }
 
 func tryGet(endpoints []string, timeout time.Duration) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: timeout, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, DialTimeout: timeout, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.2, MaxDelay: 50 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		})},
+	})
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,8 @@ or --keys for fill) and its time limit (--duration). It prints one line:
   requests, seconds, requests/s, p50/p90/p99 latency, errors, the tool's own
   CPU per request (getrusage) and, with --server-pid, the server's CPU per
   request (/proc/PID/stat utime+stime).
+The tool sets GOGC=400 for itself unless GOGC is set (less of the shared
+CPU spent on the client's garbage). --cpuprofile FILE profiles the tool.
 Exit status: 0, or 3 if some requests failed (the summary still prints),
 or 1/2 on a setup or usage error.
 `

@@ -88,6 +88,13 @@ func cmdRun(args []string) int {
 	}
 	if !*asJSON {
 		fmt.Printf("detcd-sim run %s\nsettings: %s\n", o, w.Settings())
+		last := time.Now()
+		w.OnProgress = func(now, end int64) {
+			if time.Since(last) > 5*time.Second {
+				last = time.Now()
+				fmt.Fprintf(os.Stderr, "... simulated %ds of %ds\n", now/1e6, end/1e6)
+			}
+		}
 	}
 	res := w.Run()
 	if *asJSON {
