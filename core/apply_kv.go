@@ -33,7 +33,7 @@ func (n *Node) applyPut(p *pb.PutRequest) (*pb.PutResponse, error) {
 	}
 	tx := n.kv.Write()
 	resp, err := n.txnPut(tx, p)
-	rev := tx.End()
+	rev := n.endWrite(tx)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (n *Node) txnPut(tx *mvcc.Txn, p *pb.PutRequest) (*pb.PutResponse, error) {
 func (n *Node) applyDelete(d *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	tx := n.kv.Write()
 	resp, err := txnDelete(tx, d)
-	rev := tx.End()
+	rev := n.endWrite(tx)
 	if err != nil {
 		return nil, err
 	}
@@ -136,4 +136,14 @@ func (n *Node) applyCompaction(r *pb.InternalRaftRequest) (*pb.CompactionRespons
 	}
 	resp.Header = n.header(0)
 	return resp, nil
+}
+
+// endWrite closes a write transaction and tells the watchers what changed.
+func (n *Node) endWrite(tx *mvcc.Txn) mvcc.Revision {
+	changed := len(tx.Changes()) > 0
+	rev := tx.End()
+	if changed {
+		n.watch.Notify(int64(rev), tx)
+	}
+	return rev
 }

@@ -33,7 +33,7 @@ func (n *Node) applyTxn(rt *pb.TxnRequest, write bool) (*pb.TxnResponse, error) 
 	}
 	tx := n.kv.Write()
 	_, err := n.executeTxn(tx, tx, rt, path, resp)
-	rev := tx.End()
+	rev := n.endWrite(tx)
 	if err != nil {
 		return nil, err
 	}

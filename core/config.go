@@ -26,6 +26,13 @@ const (
 	// CompactionBudget is how many records physical compaction visits per
 	// Ready, so a large compaction never stalls the loop.
 	CompactionBudget = 20000
+	// WatchCatchUpBudget is how many stored events unsynced watchers visit
+	// per Ready, so catching up slow watchers never stalls the loop.
+	WatchCatchUpBudget = 20000
+	// DefaultWatchProgressNotifyTicks is etcd's 10-minute progress
+	// notification interval at 100 ms ticks; drivers set it from their
+	// tick length.
+	DefaultWatchProgressNotifyTicks = 6000
 )
 
 // Config is one member's configuration: everything that decides its
@@ -50,6 +57,9 @@ type Config struct {
 	CheckpointMinBytes     int64
 
 	AutoCompaction AutoCompaction
+	// WatchProgressNotifyTicks is the interval of progress notifications
+	// to watchers that asked for them.
+	WatchProgressNotifyTicks int
 
 	// ProposalEpoch makes this run's proposal ids differ from any earlier
 	// run's, so an entry proposed before a restart never completes a
@@ -112,6 +122,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.CheckpointMinBytes == 0 {
 		c.CheckpointMinBytes = DefaultCheckpointMinBytes
+	}
+	if c.WatchProgressNotifyTicks == 0 {
+		c.WatchProgressNotifyTicks = DefaultWatchProgressNotifyTicks
 	}
 	return c
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal/memfs"
+	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/disk"
 )
 
@@ -18,6 +19,11 @@ type member struct {
 	d    *disk.Disk
 	next core.RequestID
 	got  map[core.RequestID]core.Response
+	// watched collects watch responses; credit is held back while
+	// holdCredit is set, to play a slow consumer.
+	watched    []watch.Out
+	holdCredit bool
+	held       []watch.Out
 }
 
 func testConfig() core.Config {
@@ -65,6 +71,14 @@ func (m *member) carryOut(rd core.Ready) {
 	}
 	for _, r := range rd.Responses {
 		m.got[r.ID] = r
+	}
+	for _, o := range rd.Watch {
+		m.watched = append(m.watched, o)
+		if m.holdCredit {
+			m.held = append(m.held, o)
+		} else {
+			m.n.WatchCredit(o.Stream, o.Bytes)
+		}
 	}
 	if c := rd.Checkpoint; c != nil {
 		size, err := m.d.WriteCheckpoint(c)

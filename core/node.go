@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/core/watch"
 )
 
 // Node is one member. See the package documentation for the contract.
@@ -32,6 +33,7 @@ type Node struct {
 	io    pendingIO
 	ckpt  checkpointer
 	auto  autoCompactor
+	watch *watch.Hub
 
 	out Ready
 	// incoming is a snapshot's content waiting for raft to accept it.
@@ -84,6 +86,7 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: log, kv: kv, storage: storage}
+	n.watch = watch.New(kv, n.watchHeader)
 	n.props.init(cfg)
 	n.st.confState = &raftpb.ConfState{}
 	return n
@@ -120,6 +123,9 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 func (n *Node) Tick() {
 	n.ticks++
 	n.rn.Tick()
+	if every := int64(n.cfg.WatchProgressNotifyTicks); every > 0 && n.ticks%every == 0 {
+		n.watch.ProgressTick()
+	}
 	n.props.expire(n)
 	n.reads.expire(n)
 	n.auto.tick(n)
@@ -182,7 +188,11 @@ func (n *Node) Ready() Ready {
 	n.processRaft()
 	n.reads.serve(n)
 	n.ckpt.maybeStart(n)
-	n.out.More = n.kv.Pending()
+	if n.watch.Pending() {
+		n.watch.Step(WatchCatchUpBudget)
+	}
+	n.out.Watch = n.watch.Take()
+	n.out.More = n.kv.Pending() || n.watch.Pending()
 	rd := n.out
 	n.out = Ready{}
 	return rd

@@ -6,6 +6,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/detcd/detcd/core/wal"
+	"github.com/detcd/detcd/core/watch"
 )
 
 // Ready is everything a driver must carry out after feeding the node. The
@@ -23,6 +24,9 @@ type Ready struct {
 	Snapshots []OutgoingSnapshot
 	// Responses go to clients now.
 	Responses []Response
+	// Watch responses go to their watch streams now; the driver gives each
+	// one's Bytes back with WatchCredit once it is sent.
+	Watch []watch.Out
 	// Checkpoint is a full-state checkpoint to write off the loop; the
 	// driver calls Node.CheckpointDone when it is durable (or failed).
 	Checkpoint *Checkpoint
@@ -64,6 +68,6 @@ type Release struct {
 
 // IsEmpty reports whether the Ready holds nothing to do.
 func (rd *Ready) IsEmpty() bool {
-	return rd.Persist == nil && len(rd.Messages) == 0 && len(rd.Responses) == 0 && len(rd.Snapshots) == 0 &&
+	return rd.Persist == nil && len(rd.Messages) == 0 && len(rd.Responses) == 0 && len(rd.Snapshots) == 0 && len(rd.Watch) == 0 &&
 		rd.Checkpoint == nil && rd.Release == nil && !rd.More
 }

@@ -92,7 +92,9 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot, per *Persist) bool {
 		n.fail(fmt.Errorf("core: apply snapshot %d to raft storage: %w", index, err))
 		return false
 	}
+	seen := int64(n.kv.Rev())
 	n.kv, n.st = kv, st
+	n.watch.SetStore(kv, seen)
 	n.ckpt.lastIndex, n.ckpt.lastSize, n.ckpt.logBytes = index, int64(len(in.Content)), 0
 	per.Snapshot = in
 	n.log.Info("installed a snapshot from the leader", "index", index, "revision", kv.Rev())

@@ -23,4 +23,6 @@ type Backend interface {
 	MaxRequestBytes() int
 	// Version is the etcd version detcd answers as.
 	Version() string
+	// OpenWatch starts a watch stream on the member.
+	OpenWatch(ctx context.Context) (WatchStream, error)
 }

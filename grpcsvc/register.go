@@ -35,6 +35,7 @@ func Register(srv *grpc.Server, b Backend) *health.Server {
 	pb.RegisterKVServer(srv, &kvServer{b: b})
 	pb.RegisterMaintenanceServer(srv, &maintenanceServer{b: b})
 	pb.RegisterClusterServer(srv, &clusterServer{b: b})
+	pb.RegisterWatchServer(srv, &watchServer{b: b})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	return hs

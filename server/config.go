@@ -33,6 +33,9 @@ type Config struct {
 	QuotaBackendBytes        int64
 	AutoCompactionMode       string
 	AutoCompactionRetention  string
+	// WatchProgressNotifyInterval is how often watchers that asked for
+	// progress notifications get one.
+	WatchProgressNotifyInterval time.Duration
 	// EnablePprof serves Go's profiler on /debug/pprof, as etcd's flag does.
 	EnablePprof bool
 
@@ -43,21 +46,22 @@ type Config struct {
 // localhost, with its data in default.etcd.
 func DefaultConfig() Config {
 	return Config{
-		Name:                     "default",
-		ListenClientURLs:         []string{"http://localhost:2379"},
-		AdvertiseClientURLs:      []string{"http://localhost:2379"},
-		ListenPeerURLs:           []string{"http://localhost:2380"},
-		InitialAdvertisePeerURLs: []string{"http://localhost:2380"},
-		InitialCluster:           "default=http://localhost:2380",
-		InitialClusterState:      "new",
-		InitialClusterToken:      "etcd-cluster",
-		SnapshotCount:            core.DefaultSnapshotCount,
-		HeartbeatInterval:        100 * time.Millisecond,
-		ElectionTimeout:          1000 * time.Millisecond,
-		MaxRequestBytes:          core.DefaultMaxRequestBytes,
-		MaxTxnOps:                core.DefaultMaxTxnOps,
-		QuotaBackendBytes:        core.DefaultQuotaBackendBytes,
-		AutoCompactionMode:       "periodic",
+		Name:                        "default",
+		ListenClientURLs:            []string{"http://localhost:2379"},
+		AdvertiseClientURLs:         []string{"http://localhost:2379"},
+		ListenPeerURLs:              []string{"http://localhost:2380"},
+		InitialAdvertisePeerURLs:    []string{"http://localhost:2380"},
+		InitialCluster:              "default=http://localhost:2380",
+		InitialClusterState:         "new",
+		InitialClusterToken:         "etcd-cluster",
+		SnapshotCount:               core.DefaultSnapshotCount,
+		HeartbeatInterval:           100 * time.Millisecond,
+		ElectionTimeout:             1000 * time.Millisecond,
+		MaxRequestBytes:             core.DefaultMaxRequestBytes,
+		MaxTxnOps:                   core.DefaultMaxTxnOps,
+		QuotaBackendBytes:           core.DefaultQuotaBackendBytes,
+		AutoCompactionMode:          "periodic",
+		WatchProgressNotifyInterval: 10 * time.Minute,
 	}
 }
 
@@ -100,6 +104,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QuotaBackendBytes < 0 {
 		return errors.New("--quota-backend-bytes must not be negative")
+	}
+	if c.WatchProgressNotifyInterval < 0 {
+		return errors.New("--watch-progress-notify-interval must not be negative")
 	}
 	if _, err := c.autoCompaction(); err != nil {
 		return err
@@ -233,18 +240,19 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 	tick := c.HeartbeatInterval
 	election := int(c.ElectionTimeout / tick)
 	return core.Config{
-		ID:                  self,
-		ClusterID:           core.ClusterID(ids),
-		Members:             ms,
-		ElectionTicks:       election,
-		HeartbeatTicks:      1,
-		RequestTimeoutTicks: int((5*time.Second)/tick) + 2*election,
-		MaxRequestBytes:     c.MaxRequestBytes,
-		MaxTxnOps:           c.MaxTxnOps,
-		QuotaBackendBytes:   c.QuotaBackendBytes,
-		SnapshotCount:       c.SnapshotCount,
-		AutoCompaction:      ac,
-		ProposalEpoch:       epoch,
-		Logger:              log,
+		ID:                       self,
+		ClusterID:                core.ClusterID(ids),
+		Members:                  ms,
+		ElectionTicks:            election,
+		HeartbeatTicks:           1,
+		RequestTimeoutTicks:      int((5*time.Second)/tick) + 2*election,
+		MaxRequestBytes:          c.MaxRequestBytes,
+		MaxTxnOps:                c.MaxTxnOps,
+		QuotaBackendBytes:        c.QuotaBackendBytes,
+		SnapshotCount:            c.SnapshotCount,
+		AutoCompaction:           ac,
+		ProposalEpoch:            epoch,
+		WatchProgressNotifyTicks: max(int(c.WatchProgressNotifyInterval/tick), 1),
+		Logger:                   log,
 	}, nil
 }

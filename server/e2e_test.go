@@ -191,3 +191,72 @@ func TestQuotaAlarm(t *testing.T) {
 		t.Fatalf("after compact, defrag, disarm: %v", err)
 	}
 }
+
+func TestClientWatch(t *testing.T) {
+	_, cli := testServer(t, t.TempDir(), func(c *Config) { c.WatchProgressNotifyInterval = 200 * time.Millisecond })
+	c := ctx(t)
+	put := func(k, v string) int64 {
+		r, err := cli.Put(c, k, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Header.Revision
+	}
+	first := put("w/a", "1")
+	put("w/b", "2")
+	next := func(ch clientv3.WatchChan) clientv3.WatchResponse {
+		t.Helper()
+		select {
+		case r, ok := <-ch:
+			if !ok {
+				t.Fatal("watch channel closed")
+			}
+			return r
+		case <-c.Done():
+			t.Fatal("no watch response")
+		}
+		return clientv3.WatchResponse{}
+	}
+	// History from a past revision, then live, with prev kvs.
+	hist := cli.Watch(c, "w/", clientv3.WithPrefix(), clientv3.WithRev(first), clientv3.WithPrevKV())
+	r := next(hist)
+	if len(r.Events) != 2 || string(r.Events[0].Kv.Key) != "w/a" || string(r.Events[1].Kv.Key) != "w/b" {
+		t.Fatalf("history: %+v", r.Events)
+	}
+	put("w/a", "3")
+	r = next(hist)
+	if len(r.Events) != 1 || string(r.Events[0].PrevKv.Value) != "1" || string(r.Events[0].Kv.Value) != "3" {
+		t.Fatalf("live event with prev kv: %+v", r.Events)
+	}
+	// Filters.
+	onlyDeletes := cli.Watch(c, "w/a", clientv3.WithFilterPut())
+	onlyPuts := cli.Watch(c, "w/a", clientv3.WithFilterDelete())
+	if _, err := cli.Delete(c, "w/a"); err != nil {
+		t.Fatal(err)
+	}
+	put("w/a", "4")
+	if r := next(onlyDeletes); len(r.Events) != 1 || !r.Events[0].IsModify() && r.Events[0].Type != clientv3.EventTypeDelete {
+		t.Fatalf("NOPUT watcher: %+v", r.Events)
+	}
+	if r := next(onlyPuts); len(r.Events) != 1 || r.Events[0].Type != clientv3.EventTypePut || string(r.Events[0].Kv.Value) != "4" {
+		t.Fatalf("NODELETE watcher: %+v", r.Events)
+	}
+	// Progress: notifications on the interval, and on request.
+	prog := cli.Watch(c, "quiet", clientv3.WithProgressNotify())
+	if r := next(prog); !r.IsProgressNotify() {
+		t.Fatalf("expected a progress notification, got %+v", r)
+	}
+	if err := cli.RequestProgress(c); err != nil {
+		t.Fatal(err)
+	}
+	// A compacted start revision cancels the watcher with the compaction
+	// revision.
+	cur := put("w/c", "5")
+	if _, err := cli.Compact(c, cur); err != nil {
+		t.Fatal(err)
+	}
+	old := cli.Watch(c, "w/", clientv3.WithPrefix(), clientv3.WithRev(first))
+	if r := next(old); r.CompactRevision != cur || r.Err() == nil {
+		t.Fatalf("compacted watch: %+v", r)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/watch"
 )
 
 // run is the event loop: the only goroutine that touches the Node.
@@ -12,6 +13,7 @@ func (s *Server) run() {
 	ticker := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer ticker.Stop()
 	waiters := map[core.RequestID]chan core.Response{}
+	sinks := map[watch.StreamID]*watchSink{}
 	var next core.RequestID
 	var views []chan publishedView
 	more := false
@@ -27,6 +29,8 @@ func (s *Server) run() {
 			select {
 			case c := <-s.calls:
 				take(c)
+			case op := <-s.watchOps:
+				s.handleWatchOp(sinks, op)
 			case ch := <-s.viewReqs:
 				views = append(views, ch)
 			case id := <-s.persisted:
@@ -36,7 +40,7 @@ func (s *Server) run() {
 			case r := <-s.ckptDone:
 				s.node.CheckpointDone(r.index, r.size, r.err)
 			case <-s.stopping:
-				s.shutdownLoop(waiters)
+				s.shutdownLoop(waiters, sinks)
 				return
 			}
 		}
@@ -47,6 +51,8 @@ func (s *Server) run() {
 			select {
 			case c := <-s.calls:
 				take(c)
+			case op := <-s.watchOps:
+				s.handleWatchOp(sinks, op)
 			case ch := <-s.viewReqs:
 				views = append(views, ch)
 			case id := <-s.persisted:
@@ -77,6 +83,11 @@ func (s *Server) run() {
 			if ch, ok := waiters[r.ID]; ok {
 				ch <- r
 				delete(waiters, r.ID)
+			}
+		}
+		for _, o := range rd.Watch {
+			if sink, ok := sinks[o.Stream]; ok {
+				sink.push(o)
 			}
 		}
 		if len(rd.Messages) > 0 {
@@ -126,9 +137,12 @@ func (s *Server) publishView() publishedView {
 }
 
 // shutdownLoop answers everything still waiting and lets the WAL drain.
-func (s *Server) shutdownLoop(waiters map[core.RequestID]chan core.Response) {
+func (s *Server) shutdownLoop(waiters map[core.RequestID]chan core.Response, sinks map[watch.StreamID]*watchSink) {
 	for id, ch := range waiters { //detcd:maporder-ok: each waiter gets its own answer
 		ch <- core.Response{ID: id, Err: core.ErrStopped}
+	}
+	for _, sink := range sinks { //detcd:maporder-ok: each stream ends on its own
+		sink.end()
 	}
 	close(s.walq)
 }

@@ -50,6 +50,7 @@ type Server struct {
 	disk *disk.Disk
 
 	calls     chan call
+	watchOps  chan watchOp
 	viewReqs  chan chan publishedView
 	persisted chan uint64
 	ckptDone  chan ckptResult
@@ -68,7 +69,12 @@ type Server struct {
 	http      *http.Server
 	listeners []net.Listener
 
+	nextStream atomic.Uint64
+
 	stopOnce sync.Once
+	// draining is closed when Stop begins; stopping once requests in
+	// flight are done and the loop should end.
+	draining chan struct{}
 	stopping chan struct{}
 	loopDone chan struct{}
 	walDone  chan struct{}
@@ -120,11 +126,13 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: log, node: node, disk: d,
 		calls:     make(chan call, callQueueMax),
+		watchOps:  make(chan watchOp, callQueueMax),
 		viewReqs:  make(chan chan publishedView, callQueueMax),
 		persisted: make(chan uint64, walQueueMax),
 		ckptDone:  make(chan ckptResult, 1),
 		walq:      make(chan walOp, walQueueMax),
 		fatal:     make(chan error, 1),
+		draining:  make(chan struct{}),
 		stopping:  make(chan struct{}),
 		loopDone:  make(chan struct{}),
 		walDone:   make(chan struct{}),
@@ -185,6 +193,7 @@ func (s *Server) Fatal() <-chan error { return s.fatal }
 // flight finish for a while, makes the log durable and closes it.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
+		close(s.draining)
 		if s.hs != nil {
 			s.hs.Shutdown()
 		}

@@ -17,8 +17,8 @@ import (
 // byte, in the slab format, so that a loaded checkpoint's memory serves as
 // slabs without a copy. The cold section holds, in key order, each key's
 // newest record at or below the compaction point unless it is a tombstone;
-// the hot section every record above the compaction point in revision
-// order. The content depends only on the logical state, never on how far
+// the hot section every record from the compaction point on in revision
+// order, but for tombstones at the compaction point. The content depends only on the logical state, never on how far
 // physical compaction has got.
 
 const checkpointFormat = 1
@@ -49,9 +49,15 @@ func (v *View) WriteTo(w io.Writer) (int64, error) {
 		return cw.err == nil
 	})
 	cw.Write([]byte{0})
-	v.scanHot(v.compactRev, func(r record) bool {
-		if recMod(r) > v.rev {
+	// The hot section starts at the compaction revision, whose puts
+	// watchers may still start from; the cold section holds them too.
+	v.scanHot(v.compactRev-1, func(r record) bool {
+		m := recMod(r)
+		if m > v.rev {
 			return false
+		}
+		if m == v.compactRev && recTombstone(r) {
+			return true
 		}
 		put(r)
 		return cw.err == nil
@@ -127,10 +133,13 @@ func Load(data []byte) (*Store, int, error) {
 	last := s.compactRev
 	hotEnd, err := checkSection(data, hotStart, func(r record) error {
 		m := recMod(r)
-		if m <= s.compactRev || m > s.rev || m < last {
+		if m < s.compactRev || m > s.rev || m < last {
 			return fmt.Errorf("%w: hot record at revision %d out of order", ErrBadCheckpoint, m)
 		}
 		last = m
+		if m == s.compactRev {
+			return nil // indexed from the cold section; kept here for watchers
+		}
 		if it, ok := s.tree.Get(probe(recKey(r))); ok {
 			s.tree.ReplaceOrInsert(it.pushed(r))
 		} else {

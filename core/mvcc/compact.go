@@ -19,6 +19,9 @@ type job struct {
 	target Revision
 	// slab and off are a compaction's cursor in the hot log.
 	slab, off int
+	// keep is the first slab holding a record at the target: watchers may
+	// start at the compaction revision, so its records stay in the hot log.
+	keep int
 	// cursor is the next key a cold rewrite visits.
 	cursor  string
 	started bool
@@ -58,7 +61,7 @@ func (s *Store) Compact(rev Revision, onDone func()) error {
 		return ErrFutureRev
 	}
 	s.compactRev = rev
-	j := &job{kind: jobCompact, target: rev}
+	j := &job{kind: jobCompact, target: rev, keep: -1}
 	if onDone != nil {
 		j.waiters = append(j.waiters, onDone)
 	}
@@ -129,6 +132,9 @@ func (s *Store) stepCompact(j *job, budget int) (int, bool) {
 				return false
 			}
 			budget--
+			if m == j.target && j.keep < 0 {
+				j.keep = j.slab
+			}
 			if m > s.physRev {
 				s.compactRecord(r, j.target)
 			}
@@ -177,8 +183,13 @@ func (s *Store) compactRecord(r record, target Revision) {
 
 func (s *Store) finishCompact(j *job) bool {
 	// Every slab before the cursor's holds only records at or below the
-	// target, all handled: drop them.
-	s.hot.dropFront(j.slab)
+	// target, all handled: drop them, except from the first holding the
+	// target revision on.
+	drop := j.slab
+	if j.keep >= 0 {
+		drop = min(drop, j.keep)
+	}
+	s.hot.dropFront(drop)
 	s.physRev = j.target
 	if s.cold.bytes > 2*s.coldLive+coldRewriteSlackBytes && !s.rewriteQueued() {
 		s.jobs.push(&job{kind: jobRewriteCold})

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"pgregory.net/rapid"
 )
@@ -203,15 +206,25 @@ func TestStoreAgainstModel(t *testing.T) {
 		t.Repeat(map[string]func(*rapid.T){
 			"txn": func(t *rapid.T) {
 				n := rapid.IntRange(1, 4).Draw(t, "ops")
-				seen := map[string]bool{}
 				var ops []modelOp
-				for i := 0; i < n; i++ {
-					op := genOp(t, fmt.Sprint(i))
-					if !op.del && seen[op.key] {
-						continue // etcd rejects a key put twice in one txn
+				// etcd rejects a key put twice, or put and deleted, in one txn.
+				clash := func(op modelOp) bool {
+					for _, o := range ops {
+						switch {
+						case !op.del && !o.del && o.key == op.key:
+							return true
+						case !op.del && o.del && inRange(op.key, o.key, o.end, o.hasEnd):
+							return true
+						case op.del && !o.del && inRange(o.key, op.key, op.end, op.hasEnd):
+							return true
+						}
 					}
-					seen[op.key] = !op.del
-					ops = append(ops, op)
+					return false
+				}
+				for i := 0; i < n; i++ {
+					if op := genOp(t, fmt.Sprint(i)); !clash(op) {
+						ops = append(ops, op)
+					}
 				}
 				tx := s.Write()
 				for _, op := range ops {
@@ -245,6 +258,37 @@ func TestStoreAgainstModel(t *testing.T) {
 						t.Fatalf("compact %d: %v", rev, err)
 					}
 					m.compact = rev
+				}
+			},
+			"scan": func(t *rapid.T) {
+				from := int64(rapid.IntRange(int(max(m.compact, 0)), int(m.rev())+1).Draw(t, "from"))
+				got := map[int64][]string{}
+				err := s.ScanEvents(Revision(from), func(ev *mvccpb.Event) bool {
+					got[ev.Kv.ModRevision] = append(got[ev.Kv.ModRevision], fmt.Sprintf("%s %s=%s v%d c%d", ev.Type, ev.Kv.Key, ev.Kv.Value, ev.Kv.Version, ev.Kv.CreateRevision))
+					return true
+				})
+				if err != nil {
+					t.Fatalf("scan from %d: %v", from, err)
+				}
+				for r := max(from, 2); r <= m.rev(); r++ {
+					var want []string
+					prev, cur := m.states[r-1], m.states[r]
+					for k, kv := range cur {
+						if old, ok := prev[k]; !ok || old != kv {
+							want = append(want, fmt.Sprintf("PUT %s=%s v%d c%d", k, kv.value, kv.ver, kv.create))
+						}
+					}
+					for k := range prev {
+						if _, ok := cur[k]; !ok && r != m.compact {
+							want = append(want, fmt.Sprintf("DELETE %s= v0 c0", k))
+						}
+					}
+					sort.Strings(want)
+					g := got[r]
+					sort.Strings(g)
+					if strings.Join(g, "|") != strings.Join(want, "|") {
+						t.Fatalf("events at %d (scan from %d, compact %d): got %v, want %v", r, from, m.compact, g, want)
+					}
 				}
 			},
 			"step": func(t *rapid.T) {

@@ -1,0 +1,123 @@
+package grpcsvc
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core/watch"
+)
+
+// WatchStream is a member's side of one gRPC watch stream.
+type WatchStream interface {
+	Request(ctx context.Context, r *pb.WatchRequest) error
+	// Next waits for responses; an error ends the stream.
+	Next(ctx context.Context) ([]watch.Out, error)
+	// Credit returns the credit of responses sent.
+	Credit(ctx context.Context, bytes int) error
+	Close()
+}
+
+type watchServer struct {
+	pb.UnimplementedWatchServer
+	b Backend
+}
+
+// Watch serves one bidirectional watch stream: requests go to the member
+// as they arrive; responses come back in order, fragmented when a watcher
+// asked for it and a response is over the request size limit.
+func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	ws, err := s.b.OpenWatch(ctx)
+	if err != nil {
+		return toGRPC(err)
+	}
+	defer ws.Close()
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				recvErr <- err
+				cancel()
+				return
+			}
+			if err := ws.Request(ctx, req); err != nil {
+				recvErr <- err
+				cancel()
+				return
+			}
+		}
+	}()
+	limit := s.b.MaxRequestBytes() + grpcOverheadBytes
+	for {
+		outs, err := ws.Next(ctx)
+		if err != nil {
+			select {
+			case rerr := <-recvErr:
+				if rerr != nil {
+					return rerr
+				}
+				return nil
+			default:
+			}
+			if errors.Is(err, context.Canceled) {
+				return rpctypes.ErrGRPCWatchCanceled
+			}
+			return toGRPC(err)
+		}
+		credit := 0
+		for _, o := range outs {
+			if err := sendWatch(stream, o, limit); err != nil {
+				return err
+			}
+			credit += o.Bytes
+		}
+		if err := ws.Credit(ctx, credit); err != nil {
+			return toGRPC(err)
+		}
+	}
+}
+
+// sendWatch sends a response, split into fragments as etcd does when the
+// watcher asked for fragments and the response is too large.
+func sendWatch(stream pb.Watch_WatchServer, o watch.Out, limit int) error {
+	wr := o.Resp
+	if !o.Fragment || len(wr.Events) < 2 || proto.Size(wr) < limit {
+		return stream.Send(wr)
+	}
+	idx := 0
+	for {
+		cur := &pb.WatchResponse{
+			Header: wr.Header, WatchId: wr.WatchId, Created: wr.Created, Canceled: wr.Canceled,
+			CompactRevision: wr.CompactRevision, CancelReason: wr.CancelReason, Fragment: true,
+			Events: make([]*mvccpb.Event, 0),
+		}
+		for _, ev := range wr.Events[idx:] {
+			cur.Events = append(cur.Events, ev)
+			if len(cur.Events) > 1 && proto.Size(cur) >= limit {
+				cur.Events = cur.Events[:len(cur.Events)-1]
+				break
+			}
+			idx++
+		}
+		if idx == len(wr.Events) {
+			cur.Fragment = false
+		}
+		if err := stream.Send(cur); err != nil {
+			return err
+		}
+		if !cur.Fragment {
+			return nil
+		}
+	}
+}
