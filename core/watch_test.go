@@ -69,7 +69,9 @@ func TestWatchLiveAndHistorical(t *testing.T) {
 	put(m, "b", "2") // rev 3
 	m.n.WatchOpen(1)
 	m.watchDo(1, createReq("a", "", 0, func(c *pb.WatchCreateRequest) { c.PrevKv = true }))
-	m.watchDo(1, createReq("a", "c", 2, func(c *pb.WatchCreateRequest) { c.Filters = []pb.WatchCreateRequest_FilterType{pb.WatchCreateRequest_NODELETE} }))
+	m.watchDo(1, createReq("a", "c", 2, func(c *pb.WatchCreateRequest) {
+		c.Filters = []pb.WatchCreateRequest_FilterType{pb.WatchCreateRequest_NODELETE}
+	}))
 	expectWatch(t, m,
 		"id=0 rev=3 created",
 		"id=1 rev=3 created",

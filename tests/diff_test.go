@@ -87,7 +87,8 @@ type diffPair struct {
 	compactRev    int64 // the last successful compaction's revision
 	compacting    bool  // etcd may still be compacting in the background
 	everCompacted bool
-	failed        bool // a difference was found: rapid is shrinking it
+	failed        bool   // a difference was found: rapid is shrinking it
+	firstDiff     string // the details of the first difference
 	starts        int
 
 	calls, errs map[string]int // requests sent per method, and etcd's refusals per method and message
@@ -241,6 +242,9 @@ func call[Req, Resp proto.Message](rt *rapid.T, p *diffPair, method string, req 
 			// the shared history while its replays run on fresh servers.
 			// The details are in the log above.
 			p.failed = true
+			if p.firstDiff == "" {
+				p.firstDiff = detail
+			}
 			rt.Fatalf("DIFF %s", sig)
 		}
 	}
@@ -931,6 +935,11 @@ func runDiff(t *testing.T, hashKV bool) {
 	t.Logf("%d iterations, servers started %d times, last revision %d; requests per method: %v", n, p.starts, p.rev, p.calls)
 	for _, k := range slices.Sorted(maps.Keys(p.errs)) {
 		t.Logf("  refused by etcd %5d times: %s", p.errs[k], k)
+	}
+	if p.firstDiff != "" {
+		// rapid shows the smallest case it found, or when a replay does
+		// not fail the same way, only tracebacks: this is the original.
+		t.Logf("first difference found, before shrinking:\n%s", p.firstDiff)
 	}
 	if len(p.diffs) > 0 {
 		t.Errorf("%d kinds of difference:\n%s", len(p.diffs), strings.Join(p.diffs, "\n\n"))
