@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/detcd/detcd/core/mvcc"
 )
@@ -102,3 +103,9 @@ func (n *Node) LastIndex() uint64 {
 
 // Commit is raft's commit index.
 func (n *Node) Commit() uint64 { return n.rn.BasicStatus().GetCommit() }
+
+// ScanEvents walks the key space's history from a revision, for checkers
+// that compare what watchers got with what happened.
+func (n *Node) ScanEvents(from int64, fn func(ev *mvccpb.Event) bool) error {
+	return n.kv.ScanEvents(mvcc.Revision(from), fn)
+}

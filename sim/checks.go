@@ -29,6 +29,8 @@ type checkers struct {
 	entries map[uint64][32]byte
 	// lastRev is each client's newest revision from a linearizable op.
 	lastRev map[int]int64
+	// maxRev is the newest revision any operation has shown.
+	maxRev int64
 	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
 	Linearizability string
 }
@@ -84,6 +86,9 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 // never go backwards across its linearizable operations.
 func (c *checkers) op(op *Op) {
 	c.history = append(c.history, op)
+	if !op.Unknown && !op.Failed {
+		c.maxRev = max(c.maxRev, op.Rev)
+	}
 	if op.Unknown || op.Failed || op.Kind == opGetSerializable {
 		return
 	}
@@ -149,6 +154,7 @@ func (c *checkers) convergenceReport() string {
 // final runs the end-of-run checks.
 func (c *checkers) final() {
 	c.checkDurability()
+	c.checkWatches()
 	c.checkLinearizable()
 }
 

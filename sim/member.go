@@ -5,12 +5,14 @@ import (
 	cryptorand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal/memfs"
+	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/disk"
 )
 
@@ -46,12 +48,15 @@ type member struct {
 	workPending bool
 	nextReq     core.RequestID
 	waiting     map[core.RequestID]func(core.Response)
+	// streams are the watch streams open on this member.
+	streams map[watch.StreamID]*watchClient
 }
 
 func newMember(w *World, idx int) *member {
 	m := &member{
 		w: w, idx: idx, id: uint64(idx + 1), name: fmt.Sprintf("m%d", idx+1),
 		fs: memfs.New(), rng: w.child(), slow: 1, waiting: map[core.RequestID]func(core.Response){},
+		streams: map[watch.StreamID]*watchClient{},
 	}
 	var seed [32]byte
 	for i := range seed {
@@ -190,6 +195,12 @@ func (m *member) carryOut(rd core.Ready) {
 			cb(r)
 		}
 	}
+	for _, o := range rd.Watch {
+		w.trace.logf(w.now, "%s stream %d watch %d: %s", m.name, o.Stream, o.Resp.WatchId, describeWatch(o.Resp))
+		if c := m.streams[o.Stream]; c != nil {
+			c.deliver(m, o)
+		}
+	}
 	if c := rd.Checkpoint; c != nil {
 		delay := m.diskLatency() * 4
 		m.w.after(delay, m.event(func() {
@@ -270,6 +281,16 @@ func (m *member) crash(torn bool) {
 	m.inc++
 	m.waiting = map[core.RequestID]func(core.Response){}
 	m.deferred = nil
+	// A dead process's watch streams break; their clients resume elsewhere.
+	ids := make([]watch.StreamID, 0, len(m.streams))
+	for id := range m.streams { //core:maporder-ok: sorted below
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		m.streams[id].broken()
+	}
+	m.streams = map[watch.StreamID]*watchClient{}
 	m.workPending = false
 	m.fs.Crash(func(name string, unsynced int) int {
 		if !torn || unsynced == 0 {

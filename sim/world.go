@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/netsim"
 )
 
@@ -23,13 +24,16 @@ type World struct {
 	seq      uint64
 	queue    eventQueue
 
-	net     *netsim.Network
-	members []*member
-	clients []*client
-	trace   *tracer
-	checks  *checkers
-	faults  faultState
-	stats   Stats
+	net      *netsim.Network
+	members  []*member
+	clients  []*client
+	watchers []*watchClient
+	// nextStream names watch streams across the world.
+	nextStream watch.StreamID
+	trace      *tracer
+	checks     *checkers
+	faults     faultState
+	stats      Stats
 	// stopping is set in the liveness phase: clients finish what they
 	// have in flight and start nothing new.
 	stopping bool
@@ -71,6 +75,9 @@ func New(opts Options, trace io.Writer) (*World, error) {
 	}
 	for i := 0; i < opts.Clients; i++ {
 		w.clients = append(w.clients, newClient(w, i))
+	}
+	for i := 0; i < opts.Watchers; i++ {
+		w.watchers = append(w.watchers, newWatchClient(w, i))
 	}
 	w.faults.init(w)
 	return w, nil
@@ -115,6 +122,9 @@ func (w *World) Run() *Result {
 	}
 	for _, c := range w.clients {
 		c.start()
+	}
+	for _, c := range w.watchers {
+		c.startWatching()
 	}
 	w.faults.start()
 	safetyEnd := w.opts.Duration.Microseconds()

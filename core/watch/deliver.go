@@ -119,6 +119,11 @@ func (h *Hub) Step(budget int) {
 		case budget <= 0 || !w.s.ready():
 			keep = append(keep, w)
 			continue
+		case w.next > cur:
+			// It starts in the future (a snapshot put the store behind it):
+			// nothing to catch up.
+			h.sync(w)
+			continue
 		case w.next < compact:
 			// The history it needs is gone: cancel it with the compaction
 			// revision, as etcd does (with a zero header revision).
@@ -142,7 +147,7 @@ func (h *Hub) Step(budget int) {
 func (h *Hub) catchUp(w *watcher, cur int64) int {
 	var evs []*mvccpb.Event
 	visited := 0
-	next := cur + 1 // where the watcher stands after this batch
+	next := max(w.next, cur+1) // where the watcher stands after this batch
 	at := int64(-1) // the revision being collected
 	h.store.ScanEvents(mvcc.Revision(w.next), func(ev *mvccpb.Event) bool {
 		rev := ev.Kv.ModRevision

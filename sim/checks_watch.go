@@ -1,0 +1,134 @@
+package sim
+
+import (
+	"bytes"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+func (c *watchClient) contains(key []byte) bool {
+	k := string(key)
+	if c.end == "" {
+		return k == c.key
+	}
+	return k >= c.key && k < c.end
+}
+
+func (c *watchClient) wants(ev *mvccpb.Event) bool {
+	if ev.Type == mvccpb.Event_PUT {
+		return !c.noPut
+	}
+	return !c.noDel
+}
+
+// checkWatches compares what every watcher got with the history the
+// members converged on: etcd's guarantees, ordered (revisions increase),
+// unique (no event twice), reliable (no event missing in a watched range
+// up to the last revision delivered), atomic (a revision's events in one
+// response), bookmarkable (a progress notification at H only after every
+// event up to H), and exact (each event, and prev_kv, as it happened).
+func (c *checkers) checkWatches() {
+	if len(c.w.watchers) == 0 {
+		return
+	}
+	m := c.w.members[0]
+	var history []*mvccpb.Event
+	if err := m.node.ScanEvents(1, func(ev *mvccpb.Event) bool {
+		history = append(history, ev)
+		return true
+	}); err != nil {
+		c.fail("watch check: reading the history: %v", err)
+		return
+	}
+	// prev[i] is the key's value before history[i].
+	prev := make([]*mvccpb.KeyValue, len(history))
+	state := map[string]*mvccpb.KeyValue{}
+	for i, ev := range history {
+		prev[i] = state[string(ev.Kv.Key)]
+		if ev.Type == mvccpb.Event_PUT {
+			state[string(ev.Kv.Key)] = ev.Kv
+		} else {
+			delete(state, string(ev.Kv.Key))
+		}
+	}
+	for _, wc := range c.w.watchers {
+		if wc.sessions > 0 {
+			c.checkWatcher(wc, history, prev)
+		}
+	}
+}
+
+func (c *checkers) checkWatcher(wc *watchClient, history []*mvccpb.Event, prev []*mvccpb.KeyValue) {
+	var want []int // indexes into history
+	perRev := map[int64]int{}
+	for i, ev := range history {
+		r := ev.Kv.ModRevision
+		if r >= wc.expectFrom && r <= wc.last && wc.contains(ev.Kv.Key) && wc.wants(ev) {
+			want = append(want, i)
+			perRev[r]++
+		}
+	}
+	got := 0
+	for _, rec := range wc.log {
+		if rec.progress {
+			for got < len(want) && history[want[got]].Kv.ModRevision <= rec.rev {
+				c.fail("w%d: progress at %d before event %s@%d was delivered", wc.id, rec.rev, history[want[got]].Kv.Key, history[want[got]].Kv.ModRevision)
+				return
+			}
+			continue
+		}
+		inResp := map[int64]int{}
+		for _, ev := range rec.events {
+			if got >= len(want) {
+				c.fail("w%d: unexpected event %s %s@%d (watched [%s,%s) from %d to %d)", wc.id, ev.Type, ev.Kv.Key, ev.Kv.ModRevision, wc.key, wc.end, wc.expectFrom, wc.last)
+				return
+			}
+			i := want[got]
+			exp := history[i]
+			if err := sameEvent(ev, exp, prev[i], wc.prevKV); err != nil {
+				c.fail("w%d: event %d: %v", wc.id, got, err)
+				return
+			}
+			inResp[ev.Kv.ModRevision]++
+			got++
+		}
+		for r, n := range inResp { //core:maporder-ok: any order finds the same failure
+			if n != perRev[r] {
+				c.fail("w%d: revision %d split across responses (%d of %d events in one)", wc.id, r, n, perRev[r])
+				return
+			}
+		}
+	}
+	if got != len(want) {
+		exp := history[want[got]]
+		c.fail("w%d: missed event %s %s@%d (watched [%s,%s) from %d to %d, got %d of %d)", wc.id, exp.Type, exp.Kv.Key, exp.Kv.ModRevision, wc.key, wc.end, wc.expectFrom, wc.last, got, len(want))
+	}
+}
+
+func sameEvent(got, want *mvccpb.Event, prev *mvccpb.KeyValue, prevKV bool) error {
+	g, w := got.Kv, want.Kv
+	if got.Type != want.Type || !bytes.Equal(g.Key, w.Key) || g.ModRevision != w.ModRevision || !bytes.Equal(g.Value, w.Value) ||
+		g.CreateRevision != w.CreateRevision || g.Version != w.Version || g.Lease != w.Lease {
+		return fmt.Errorf("got %s %s=%s@%d (c%d v%d), want %s %s=%s@%d (c%d v%d)", got.Type, g.Key, g.Value, g.ModRevision, g.CreateRevision, g.Version,
+			want.Type, w.Key, w.Value, w.ModRevision, w.CreateRevision, w.Version)
+	}
+	if !prevKV {
+		if got.PrevKv != nil {
+			return fmt.Errorf("prev_kv on %s@%d, not asked for", g.Key, g.ModRevision)
+		}
+		return nil
+	}
+	isCreate := want.Type == mvccpb.Event_PUT && w.CreateRevision == w.ModRevision
+	switch {
+	case isCreate || prev == nil:
+		if got.PrevKv != nil {
+			return fmt.Errorf("prev_kv %s@%d on %s@%d, want none", got.PrevKv.Value, got.PrevKv.ModRevision, g.Key, g.ModRevision)
+		}
+	case got.PrevKv == nil:
+		return fmt.Errorf("no prev_kv on %s@%d, want %s@%d", g.Key, g.ModRevision, prev.Value, prev.ModRevision)
+	case got.PrevKv.ModRevision != prev.ModRevision || !bytes.Equal(got.PrevKv.Value, prev.Value):
+		return fmt.Errorf("prev_kv %s@%d on %s@%d, want %s@%d", got.PrevKv.Value, got.PrevKv.ModRevision, g.Key, g.ModRevision, prev.Value, prev.ModRevision)
+	}
+	return nil
+}

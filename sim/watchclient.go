@@ -1,0 +1,191 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/detcd/detcd/core/watch"
+)
+
+// watchClient is a simulated client with one watcher: it watches a key,
+// a group's prefix or everything, maybe from a past revision, with random
+// filters and prev_kv, reads its stream (sometimes slowly), and when its
+// member dies it resumes on another from the revision after the last it
+// saw, as clientv3 does.
+type watchClient struct {
+	w      *World
+	id     int
+	rng    *rand.Rand
+	member *member
+	stream watch.StreamID
+	open   bool
+	// What is watched.
+	key, end       string
+	noPut, noDel   bool
+	prevKV         bool
+	progressNotify bool
+	start          int64
+	// What was seen.
+	expectFrom int64 // the first revision the watcher is owed
+	last       int64 // every revision up to here has been delivered
+	sessions   int
+	log        []watchRecord
+	slow       bool
+}
+
+// watchRecord is one response as the client got it.
+type watchRecord struct {
+	at       int64
+	progress bool
+	rev      int64 // header revision
+	events   []*mvccpb.Event
+	cancel   string
+}
+
+func newWatchClient(w *World, id int) *watchClient {
+	c := &watchClient{w: w, id: id, rng: w.child()}
+	s := w.settings
+	switch c.rng.IntN(3) {
+	case 0:
+		g := c.rng.IntN(s.KeyGroups)
+		c.key = groupKey(g, c.rng.IntN(s.KeysPerGroup))
+	case 1:
+		g := c.rng.IntN(s.KeyGroups)
+		c.key, c.end = fmt.Sprintf("g%02d/", g), fmt.Sprintf("g%02d0", g)
+	default:
+		c.key, c.end = "g", "h"
+	}
+	c.noPut = c.rng.IntN(8) == 0
+	c.noDel = !c.noPut && c.rng.IntN(8) == 0
+	c.prevKV = c.rng.IntN(2) == 0
+	c.progressNotify = c.rng.IntN(2) == 0
+	c.slow = c.rng.IntN(3) == 0
+	return c
+}
+
+func (c *watchClient) startWatching() {
+	w := c.w
+	// Start in the past now and then, once there is a past.
+	c.w.after(c.w.between(0, 5_000_000), func() {
+		if c.rng.IntN(2) == 0 {
+			c.start = c.w.checks.maxRev / 2
+		}
+		c.connect(c.start)
+	})
+	_ = w
+}
+
+// connect opens a stream on a random member and creates the watcher from
+// revision from (0: from now).
+func (c *watchClient) connect(from int64) {
+	w := c.w
+	if w.stopping && c.sessions > 0 {
+		return
+	}
+	m := w.members[c.rng.IntN(len(w.members))]
+	if !m.up {
+		w.after(500_000, func() { c.connect(from) })
+		return
+	}
+	w.nextStream++
+	c.member, c.stream, c.open = m, w.nextStream, true
+	c.sessions++
+	m.streams[c.stream] = c
+	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify}
+	if c.noPut {
+		req.Filters = append(req.Filters, pb.WatchCreateRequest_NOPUT)
+	}
+	if c.noDel {
+		req.Filters = append(req.Filters, pb.WatchCreateRequest_NODELETE)
+	}
+	stream := c.stream
+	w.trace.logf(w.now, "w%d watch [%s,%s) from %d on %s (stream %d)", c.id, c.key, c.end, from, m.name, stream)
+	w.after(c.w.settings.Net.LatencyMinUs, m.event(func() {
+		m.node.WatchOpen(stream)
+		m.node.WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}})
+	}))
+	c.scheduleProgressRequest(stream)
+}
+
+func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
+	c.w.after(c.w.between(1_000_000, 4_000_000), func() {
+		if !c.open || c.stream != stream || c.w.stopping {
+			return
+		}
+		m := c.member
+		m.event(func() {
+			m.node.WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
+		})()
+		c.scheduleProgressRequest(stream)
+	})
+}
+
+// deliver is a response reaching the client, after the network.
+func (c *watchClient) deliver(m *member, o watch.Out) {
+	w := c.w
+	w.after(w.settings.Net.LatencyMinUs, func() {
+		if !c.open || c.stream != o.Stream {
+			return
+		}
+		c.receive(o.Resp)
+		credit := func() { m.event(func() { m.node.WatchCredit(o.Stream, o.Bytes) })() }
+		if c.slow {
+			w.after(w.between(100_000, 1_000_000), credit)
+		} else {
+			credit()
+		}
+	})
+}
+
+func (c *watchClient) receive(r *pb.WatchResponse) {
+	w := c.w
+	rec := watchRecord{at: w.now, rev: r.Header.GetRevision(), events: r.Events, cancel: r.CancelReason}
+	switch {
+	case r.Created && r.Canceled:
+		w.checks.fail("w%d: watch creation refused: %s", c.id, r.CancelReason)
+		c.open = false
+		return
+	case r.Canceled && r.CompactRevision != 0:
+		w.checks.fail("w%d: watch from %d compacted at %d, but the workload never compacts", c.id, c.last+1, r.CompactRevision)
+		c.open = false
+		return
+	case r.Created:
+		if c.sessions == 1 && c.start == 0 {
+			c.expectFrom, c.last = rec.rev+1, rec.rev
+		} else if c.sessions == 1 {
+			c.expectFrom, c.last = c.start, c.start-1
+		}
+		return
+	case len(r.Events) == 0:
+		rec.progress = true
+		c.last = max(c.last, rec.rev)
+	default:
+		c.last = max(c.last, r.Events[len(r.Events)-1].Kv.ModRevision)
+	}
+	c.log = append(c.log, rec)
+	w.trace.logf(w.now, "w%d got %s", c.id, describeWatch(r))
+}
+
+// broken is the stream's member dying: the client resumes elsewhere.
+func (c *watchClient) broken() {
+	if !c.open {
+		return
+	}
+	c.open = false
+	c.w.trace.logf(c.w.now, "w%d stream %d broken; resume from %d", c.id, c.stream, c.last+1)
+	c.w.after(c.w.between(10_000, 500_000), func() { c.connect(c.last + 1) })
+}
+
+func describeWatch(r *pb.WatchResponse) string {
+	s := fmt.Sprintf("rev %d", r.Header.GetRevision())
+	if len(r.Events) == 0 {
+		return s + " progress"
+	}
+	for _, ev := range r.Events {
+		s += fmt.Sprintf(" %s %s@%d", ev.Type, ev.Kv.Key, ev.Kv.ModRevision)
+	}
+	return s
+}
