@@ -148,7 +148,7 @@ func (h *Hub) catchUp(w *watcher, cur int64) int {
 	var evs []*mvccpb.Event
 	visited := 0
 	next := max(w.next, cur+1) // where the watcher stands after this batch
-	at := int64(-1) // the revision being collected
+	at := int64(-1)            // the revision being collected
 	h.store.ScanEvents(mvcc.Revision(w.next), func(ev *mvccpb.Event) bool {
 		rev := ev.Kv.ModRevision
 		if rev > cur {
