@@ -52,9 +52,10 @@ func (h *Hub) Notify(rev int64, tx *mvcc.Txn) {
 		}
 	}
 	sort.Slice(batches, func(i, j int) bool { return batches[i].w.seq < batches[j].w.seq })
+	hdr := h.header(rev) // shared: responses are never changed once made
 	for _, b := range batches {
 		w := b.w
-		resp := &pb.WatchResponse{Header: h.header(rev), WatchId: w.id, Events: h.withPrev(w, b.evs)}
+		resp := &pb.WatchResponse{Header: hdr, WatchId: w.id, Events: h.withPrev(w, b.evs)}
 		if !h.fits(w.s, resp) {
 			w.next = rev
 			h.unsync(w)
@@ -68,7 +69,7 @@ func (h *Hub) Notify(rev int64, tx *mvcc.Txn) {
 // fits reports whether a stream has the credit for a response. A stream
 // with nothing outstanding takes any one response, however large.
 func (h *Hub) fits(s *stream, resp *pb.WatchResponse) bool {
-	return s.credit >= size(resp) || s.credit == StreamCreditBytesMax
+	return s.credit >= size(resp) || s.credit == s.max
 }
 
 // withPrev copies events for a watcher, adding the previous key-values if
@@ -101,7 +102,7 @@ func (h *Hub) Pending() bool {
 // ready: an unsynced watcher catches up only once its stream has drained
 // at least half its credit, so a slow stream is not fed one event at a
 // time.
-func (s *stream) ready() bool { return s.credit >= StreamCreditBytesMax/2 }
+func (s *stream) ready() bool { return s.credit >= s.max/2 }
 
 // Step lets unsynced watchers catch up from history, visiting at most
 // budget stored events in all.

@@ -59,11 +59,14 @@ type Hub struct {
 	unsynced []*watcher
 	seq      uint64
 	out      []Out
+	// creditMax is each new stream's credit.
+	creditMax int
 }
 
 type stream struct {
 	id       StreamID
 	credit   int
+	max      int
 	watchers map[int64]*watcher
 	nextID   int64
 	closed   bool
@@ -90,7 +93,7 @@ type watcher struct {
 
 // New returns a hub over a store. header fills response headers.
 func New(store *mvcc.Store, header func(rev int64) *pb.ResponseHeader) *Hub {
-	return &Hub{store: store, header: header, streams: map[StreamID]*stream{}, byKey: map[string][]*watcher{}}
+	return &Hub{store: store, header: header, streams: map[StreamID]*stream{}, byKey: map[string][]*watcher{}, creditMax: StreamCreditBytesMax}
 }
 
 // SetStore points the hub at a new store, after a snapshot replaced the
@@ -120,7 +123,7 @@ func (h *Hub) Open(id StreamID) {
 	if _, ok := h.streams[id]; ok {
 		return
 	}
-	s := &stream{id: id, credit: StreamCreditBytesMax, watchers: map[int64]*watcher{}}
+	s := &stream{id: id, credit: h.creditMax, max: h.creditMax, watchers: map[int64]*watcher{}}
 	h.streams[id] = s
 	h.order = append(h.order, s)
 }
@@ -147,7 +150,7 @@ func (h *Hub) Close(id StreamID) {
 // Credit gives a stream back credit for responses it sent.
 func (h *Hub) Credit(id StreamID, bytes int) {
 	if s, ok := h.streams[id]; ok {
-		s.credit = min(s.credit+bytes, StreamCreditBytesMax)
+		s.credit = min(s.credit+bytes, s.max)
 	}
 }
 
