@@ -76,6 +76,12 @@ func (n *Node) applyRequest(r *pb.InternalRaftRequest) (proto.Message, error) {
 		return n.applyCompaction(r)
 	case r.Alarm != nil:
 		return n.applyAlarm(r.Alarm), nil
+	case r.LeaseGrant != nil:
+		return n.applyLeaseGrant(r.LeaseGrant)
+	case r.LeaseRevoke != nil:
+		return n.applyLeaseRevoke(r.LeaseRevoke)
+	case r.LeaseCheckpoint != nil:
+		return n.applyLeaseCheckpoint(r.LeaseCheckpoint), nil
 	}
 	return nil, nil
 }

@@ -4,6 +4,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
+	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 )
 
@@ -41,10 +42,9 @@ func (n *Node) applyPut(p *pb.PutRequest) (*pb.PutResponse, error) {
 	return resp, nil
 }
 
-// checkLease refuses a lease the member does not know. Until the lessor
-// exists no lease is known, so only lease 0 is accepted.
+// checkLease refuses a lease the member does not know.
 func (n *Node) checkLease(id int64) error {
-	if id != 0 {
+	if id != 0 && n.lessor.Lookup(lease.ID(id)) == nil {
 		return ErrLeaseNotFound
 	}
 	return nil
@@ -138,10 +138,19 @@ func (n *Node) applyCompaction(r *pb.InternalRaftRequest) (*pb.CompactionRespons
 	return resp, nil
 }
 
-// endWrite closes a write transaction and tells the watchers what changed.
+// endWrite closes a write transaction, moves keys between leases and
+// tells the watchers what changed.
 func (n *Node) endWrite(tx *mvcc.Txn) mvcc.Revision {
 	changed := len(tx.Changes()) > 0
 	rev := tx.End()
+	for _, c := range tx.LeaseChanges() {
+		if c.Old != 0 {
+			n.lessor.Detach(lease.ID(c.Old), c.Key)
+		}
+		if c.New != 0 {
+			n.lessor.Attach(lease.ID(c.New), c.Key)
+		}
+	}
 	if changed {
 		n.watch.Notify(int64(rev), tx)
 	}

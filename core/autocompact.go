@@ -3,7 +3,6 @@ package core
 import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 // autoCompactor is etcd's compactor on logical time: only the leader
@@ -74,15 +73,6 @@ func (n *Node) proposeCompaction(rev int64) {
 	if rev <= int64(n.kv.CompactRev()) {
 		return
 	}
-	n.props.next++
-	ir := &pb.InternalRaftRequest{
-		Header:     &pb.RequestHeader{ID: n.props.epoch + n.props.next},
-		Compaction: &pb.CompactionRequest{Revision: rev},
-	}
-	data, err := proto.Marshal(ir)
-	if err != nil {
-		return
-	}
 	n.log.Info("auto compaction", "revision", rev)
-	_ = n.rn.Propose(data)
+	n.proposeInternal(&pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: rev}}, nil)
 }

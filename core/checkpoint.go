@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 )
 
@@ -86,10 +87,12 @@ func (n *Node) ForceCheckpoint() {
 //
 //	uvarint format | uvarint index | uvarint term |
 //	bytes confState | bytes members (JSON) | uvarint count, removed ids |
-//	uvarint count, (uvarint member, uvarint type) alarms
+//	uvarint count, (uvarint member, uvarint type) alarms |
+//	uvarint count, (uvarint id, uvarint ttl, uvarint remaining) leases
 //
-// where bytes is a uvarint length and the bytes. The key space follows.
-const metaFormat = 1
+// where bytes is a uvarint length and the bytes. The key space follows;
+// the keys attached to each lease are rebuilt from it.
+const metaFormat = 2
 
 type checkpointMembers struct {
 	Members []Member `json:"members"`
@@ -118,6 +121,13 @@ func (n *Node) encodeMeta() []byte {
 	for _, a := range n.st.alarms.list {
 		b = binary.AppendUvarint(b, a.MemberID)
 		b = binary.AppendUvarint(b, uint64(a.Alarm))
+	}
+	ls := n.lessor.Leases()
+	b = binary.AppendUvarint(b, uint64(len(ls)))
+	for _, l := range ls {
+		b = binary.AppendUvarint(b, uint64(l.ID))
+		b = binary.AppendUvarint(b, uint64(l.TTL))
+		b = binary.AppendUvarint(b, uint64(l.RemainingTTL))
 	}
 	return b
 }
@@ -163,11 +173,11 @@ func (d *metaDecoder) bytes() []byte {
 
 // loadCheckpoint restores the state a checkpoint holds. The key space
 // aliases data.
-func loadCheckpoint(data []byte) (applied, *mvcc.Store, error) {
+func loadCheckpoint(data []byte, lc lease.Config) (applied, *mvcc.Store, *lease.Lessor, error) {
 	var st applied
 	d := &metaDecoder{b: data}
 	if f := d.uvarint(); d.err == nil && f != metaFormat {
-		return st, nil, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, f)
+		return st, nil, nil, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, f)
 	}
 	st.index = d.uvarint()
 	st.term = d.uvarint()
@@ -181,21 +191,28 @@ func loadCheckpoint(data []byte) (applied, *mvcc.Store, error) {
 	for i := uint64(0); i < nAlarms && d.err == nil; i++ {
 		st.alarms.activate(d.uvarint(), pb.AlarmType(d.uvarint()))
 	}
+	lessor := lease.New(lc)
+	nLeases := d.uvarint()
+	for i := uint64(0); i < nLeases && d.err == nil; i++ {
+		id, ttl, remaining := d.uvarint(), d.uvarint(), d.uvarint()
+		lessor.Restore(lease.ID(id), int64(ttl), int64(remaining))
+	}
 	if d.err != nil {
-		return st, nil, d.err
+		return st, nil, nil, d.err
 	}
 	st.confState = &raftpb.ConfState{}
 	if err := proto.Unmarshal(cs, st.confState); err != nil {
-		return st, nil, fmt.Errorf("%w: checkpoint conf state: %v", ErrCorrupt, err)
+		return st, nil, nil, fmt.Errorf("%w: checkpoint conf state: %v", ErrCorrupt, err)
 	}
 	var cm checkpointMembers
 	if err := json.Unmarshal(ms, &cm); err != nil {
-		return st, nil, fmt.Errorf("%w: checkpoint members: %v", ErrCorrupt, err)
+		return st, nil, nil, fmt.Errorf("%w: checkpoint members: %v", ErrCorrupt, err)
 	}
 	st.members.list = cm.Members
 	kv, _, err := mvcc.Load(data[d.p:])
 	if err != nil {
-		return st, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return st, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	return st, kv, nil
+	kv.Leased(func(key string, id mvcc.LeaseID) { lessor.Attach(lease.ID(id), key) })
+	return st, kv, lessor, nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/detcd/detcd/core/lease"
 )
 
 // Defaults follow etcd 3.7 where etcd has the setting.
@@ -33,6 +35,13 @@ const (
 	// notification interval at 100 ms ticks; drivers set it from their
 	// tick length.
 	DefaultWatchProgressNotifyTicks = 6000
+	// DefaultTickMs is etcd's default heartbeat interval, its tick.
+	DefaultTickMs = 100
+	// DefaultLeaseRevokesPerSecond is etcd's lease expiry rate limit.
+	DefaultLeaseRevokesPerSecond = 1000
+	// leaseExpiryRetryMs is how long an expired lease's revoke may be in
+	// flight before the leader proposes it again (etcd: 3 s).
+	leaseExpiryRetryMs = 3000
 )
 
 // Config is one member's configuration: everything that decides its
@@ -60,6 +69,16 @@ type Config struct {
 	// WatchProgressNotifyTicks is the interval of progress notifications
 	// to watchers that asked for them.
 	WatchProgressNotifyTicks int
+	// TickMs is a tick's length: lease TTLs are in seconds, expiry in
+	// ticks.
+	TickMs int
+	// LeaseCheckpointDisabled turns off checkpointing remaining lease TTLs
+	// (etcd's LeaseCheckpoint feature gate; on by default in detcd).
+	LeaseCheckpointDisabled bool
+	// LeaseCheckpointTicks is how often remaining TTLs are checkpointed.
+	LeaseCheckpointTicks int64
+	// LeaseRevokesPerSecond rate-limits lease expiry (etcd: 1000).
+	LeaseRevokesPerSecond int
 
 	// ProposalEpoch makes this run's proposal ids differ from any earlier
 	// run's, so an entry proposed before a restart never completes a
@@ -126,6 +145,15 @@ func (c Config) WithDefaults() Config {
 	if c.WatchProgressNotifyTicks == 0 {
 		c.WatchProgressNotifyTicks = DefaultWatchProgressNotifyTicks
 	}
+	if c.TickMs == 0 {
+		c.TickMs = DefaultTickMs
+	}
+	if c.LeaseCheckpointTicks == 0 {
+		c.LeaseCheckpointTicks = int64(5 * 60 * 1000 / c.TickMs)
+	}
+	if c.LeaseRevokesPerSecond == 0 {
+		c.LeaseRevokesPerSecond = DefaultLeaseRevokesPerSecond
+	}
 	return c
 }
 
@@ -146,6 +174,8 @@ func (c Config) Validate() error {
 		return errors.New("core: quota must not be negative")
 	case c.RequestTimeoutTicks <= 0:
 		return errors.New("core: request timeout must be positive")
+	case c.TickMs <= 0:
+		return fmt.Errorf("core: tick of %d ms", c.TickMs)
 	}
 	if err := validateBug(c.PlantedBug); err != nil {
 		return err
@@ -176,4 +206,21 @@ func (c Config) Validate() error {
 		return fmt.Errorf("core: unknown auto compaction mode %q", c.AutoCompaction.Mode)
 	}
 	return nil
+}
+
+// lessorConfig is the lessor's timing in ticks.
+func (c Config) lessorConfig() lease.Config {
+	tps := max(int64(1000/c.TickMs), 1)
+	electionMs := int64(c.ElectionTicks * c.TickMs)
+	lc := lease.Config{
+		TicksPerSecond: tps,
+		// etcd: 1.5 election timeouts, in whole seconds, rounded up.
+		MinTTL:         (3*electionMs/2 + 999) / 1000,
+		RevokesPerTick: max(c.LeaseRevokesPerSecond*c.TickMs/1000, 1),
+		RetryTicks:     max(int64(leaseExpiryRetryMs/c.TickMs), 1),
+	}
+	if !c.LeaseCheckpointDisabled {
+		lc.CheckpointTicks = c.LeaseCheckpointTicks
+	}
+	return lc
 }

@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/watch"
 )
@@ -34,6 +35,15 @@ type Node struct {
 	ckpt  checkpointer
 	auto  autoCompactor
 	watch *watch.Hub
+	// lessor holds the leases; only the leader expires them.
+	lessor *lease.Lessor
+
+	// Lease requests forwarded to the leader, and those forwarded here.
+	forwards     map[uint64]forward
+	forwardOrder []uint64
+	nextSeq      uint64
+	peerWaits    map[RequestID]peerOrigin
+	nextPeerReq  RequestID
 
 	out Ready
 	// incoming is a snapshot's content waiting for raft to accept it.
@@ -87,6 +97,8 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 	}
 	n := &Node{cfg: cfg, log: log, kv: kv, storage: storage}
 	n.watch = watch.New(kv, n.watchHeader)
+	n.lessor = lease.New(cfg.lessorConfig())
+	n.forwards, n.peerWaits = map[uint64]forward{}, map[RequestID]peerOrigin{}
 	n.props.init(cfg)
 	n.st.confState = &raftpb.ConfState{}
 	return n
@@ -128,7 +140,9 @@ func (n *Node) Tick() {
 	}
 	n.props.expire(n)
 	n.reads.expire(n)
+	n.expireForwards()
 	n.auto.tick(n)
+	n.leaseTick()
 }
 
 // Step hands the node a raft message from a peer.
@@ -159,8 +173,15 @@ func (n *Node) Request(r Request) {
 		n.readRange(r)
 	case r.Txn != nil && isTxnReadonly(r.Txn):
 		n.readTxn(r)
-	case r.Put != nil, r.DeleteRange != nil, r.Txn != nil, r.Compaction != nil, r.Alarm != nil:
+	case r.Put != nil, r.DeleteRange != nil, r.Txn != nil, r.Compaction != nil, r.Alarm != nil,
+		r.LeaseGrant != nil, r.LeaseRevoke != nil:
 		n.propose(r)
+	case r.LeaseKeepAlive != nil:
+		n.keepAlive(r)
+	case r.LeaseTimeToLive != nil:
+		n.timeToLive(r)
+	case r.LeaseLeases:
+		n.leaseLeases(r)
 	case r.Status:
 		n.respond(r.ID, n.status(), nil)
 	case r.Defragment:
@@ -232,7 +253,9 @@ func (n *Node) processRaft() {
 
 func (n *Node) softState(ss *raft.SoftState) {
 	changed := ss.Lead != n.lead
+	wasLeader := n.isLeader()
 	n.lead = ss.Lead
+	n.leadershipChanged(wasLeader)
 	if changed {
 		n.log.Info("leader changed", "member", fmt.Sprintf("%x", n.cfg.ID), "leader", fmt.Sprintf("%x", ss.Lead), "state", ss.RaftState.String())
 		n.props.leaderChanged(n)
@@ -270,7 +293,11 @@ func (n *Node) fail(err error) {
 func (n *Node) Err() error { return n.failed }
 
 func (n *Node) respond(id RequestID, msg proto.Message, err error) {
-	n.out.Responses = append(n.out.Responses, Response{ID: id, Msg: msg, Err: err})
+	r := Response{ID: id, Msg: msg, Err: err}
+	if id&peerRequestBit != 0 && n.replyPeer(r) {
+		return
+	}
+	n.out.Responses = append(n.out.Responses, r)
 }
 
 // raftLogger sends raft's logging to slog instead of its default, which

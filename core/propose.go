@@ -28,6 +28,8 @@ type proposal struct {
 	data     []byte
 	deadline int64
 	done     bool
+	// then, if set, gets the outcome instead of a client.
+	then func(proto.Message, error)
 }
 
 func (ps *proposals) init(cfg Config) {
@@ -43,27 +45,54 @@ func (n *Node) propose(r Request) {
 		n.respond(r.ID, nil, ErrNoSpace)
 		return
 	}
-	ps := &n.props
-	ps.next++
-	id := ps.epoch + ps.next
-	ir := &pb.InternalRaftRequest{
-		Header:      &pb.RequestHeader{ID: id},
+	if g := r.LeaseGrant; g != nil && g.ID == 0 {
+		// The id is chosen at proposal, as etcd does, so that every member
+		// applies the same one.
+		n.props.next++
+		g.ID = int64((n.props.epoch + n.props.next) &^ (1 << 63))
+	}
+	n.proposeRequest(r.ID, &pb.InternalRaftRequest{
 		Put:         r.Put,
 		DeleteRange: r.DeleteRange,
 		Txn:         r.Txn,
 		Compaction:  r.Compaction,
 		Alarm:       r.Alarm,
+		LeaseGrant:  r.LeaseGrant,
+		LeaseRevoke: r.LeaseRevoke,
+	}, nil)
+}
+
+// proposeInternal proposes a request of the node's own (a lease revoke,
+// a checkpoint, a compaction); then, if set, gets its outcome.
+func (n *Node) proposeInternal(ir *pb.InternalRaftRequest, then func(proto.Message, error)) {
+	if then == nil {
+		then = func(proto.Message, error) {}
+	}
+	n.proposeRequest(0, ir, then)
+}
+
+func (n *Node) proposeRequest(req RequestID, ir *pb.InternalRaftRequest, then func(proto.Message, error)) {
+	ps := &n.props
+	ps.next++
+	id := ps.epoch + ps.next
+	ir.Header = &pb.RequestHeader{ID: id}
+	fail := func(err error) {
+		if then != nil {
+			then(nil, err)
+		} else {
+			n.respond(req, nil, err)
+		}
 	}
 	data, err := proto.Marshal(ir)
 	if err != nil {
-		n.respond(r.ID, nil, fmt.Errorf("core: encode request: %w", err))
+		fail(fmt.Errorf("core: encode request: %w", err))
 		return
 	}
 	if len(data) > n.cfg.MaxRequestBytes {
-		n.respond(r.ID, nil, ErrRequestTooLarge)
+		fail(ErrRequestTooLarge)
 		return
 	}
-	p := &proposal{req: r.ID, id: id, data: data, deadline: n.ticks + ps.timeout}
+	p := &proposal{req: req, id: id, data: data, deadline: n.ticks + ps.timeout, then: then}
 	ps.byID[id] = p
 	ps.fifo = append(ps.fifo, p)
 	n.proposeData(p)
@@ -87,7 +116,11 @@ func (ps *proposals) finish(n *Node, id uint64, msg proto.Message, err error) bo
 	}
 	delete(ps.byID, id)
 	p.done = true
-	n.respond(p.req, msg, err)
+	if p.then != nil {
+		p.then(msg, err)
+	} else {
+		n.respond(p.req, msg, err)
+	}
 	return true
 }
 
@@ -124,6 +157,9 @@ func (ps *proposals) expire(n *Node) {
 	ps.fifo = ps.fifo[k:]
 }
 
+// leaseOverhead is etcd's estimate of a lease's cost.
+const leaseOverhead = 64
+
 // quotaCost is etcd's estimate of what a write adds to the database, for
 // the space quota; requests that add nothing cost nothing.
 func quotaCost(r *Request) int64 {
@@ -133,6 +169,8 @@ func quotaCost(r *Request) int64 {
 		return kvOverhead + int64(len(r.Put.Key)+len(r.Put.Value))
 	case r.Txn != nil:
 		return txnCost(r.Txn)
+	case r.LeaseGrant != nil:
+		return leaseOverhead
 	}
 	return 0
 }
@@ -158,13 +196,7 @@ func (n *Node) raiseNoSpace() {
 	if n.st.alarms.has(n.cfg.ID, pb.AlarmType_NOSPACE) {
 		return
 	}
-	ir := &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: n.cfg.ID, Alarm: pb.AlarmType_NOSPACE}}
-	n.props.next++
-	ir.Header = &pb.RequestHeader{ID: n.props.epoch + n.props.next}
-	data, err := proto.Marshal(ir)
-	if err == nil {
-		_ = n.rn.Propose(data)
-	}
+	n.proposeInternal(&pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: n.cfg.ID, Alarm: pb.AlarmType_NOSPACE}}, nil)
 }
 
 // readCtx encodes a read round's id as raft's request context.

@@ -116,6 +116,8 @@ func (n *Node) serveRead(r Request) {
 		n.respondTxn(r.ID, resp, err)
 	case r.ReadIndex:
 		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.View(), Header: n.header(int64(n.kv.Rev()))})
+	case r.LeaseKeepAlive != nil, r.LeaseTimeToLive != nil:
+		n.serveLease(r)
 	}
 }
 

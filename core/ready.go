@@ -22,6 +22,9 @@ type Ready struct {
 	Messages []*raftpb.Message
 	// Snapshots go to peers that fell behind the log.
 	Snapshots []OutgoingSnapshot
+	// Peer are member-to-member messages outside raft (forwarded lease
+	// requests and their answers), to send now.
+	Peer []*PeerMessage
 	// Responses go to clients now.
 	Responses []Response
 	// Watch responses go to their watch streams now; the driver gives each
@@ -68,6 +71,6 @@ type Release struct {
 
 // IsEmpty reports whether the Ready holds nothing to do.
 func (rd *Ready) IsEmpty() bool {
-	return rd.Persist == nil && len(rd.Messages) == 0 && len(rd.Responses) == 0 && len(rd.Snapshots) == 0 && len(rd.Watch) == 0 &&
+	return rd.Persist == nil && len(rd.Messages) == 0 && len(rd.Responses) == 0 && len(rd.Snapshots) == 0 && len(rd.Watch) == 0 && len(rd.Peer) == 0 &&
 		rd.Checkpoint == nil && rd.Release == nil && !rd.More
 }

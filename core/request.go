@@ -8,7 +8,12 @@ import (
 )
 
 // RequestID is chosen by the driver and ties a response to its request.
+// IDs with the top bit set are the node's own (requests forwarded by
+// peers) and must not be used by drivers.
 type RequestID uint64
+
+// peerRequestBit marks the node's own request ids.
+const peerRequestBit = RequestID(1) << 63
 
 // Request is a client request to one member. Exactly one field beside ID
 // is set.
@@ -21,6 +26,13 @@ type Request struct {
 	Txn         *pb.TxnRequest
 	Compaction  *pb.CompactionRequest
 	Alarm       *pb.AlarmRequest
+	// Leases. A keep-alive is one request per renewal; the driver keeps
+	// the stream.
+	LeaseGrant      *pb.LeaseGrantRequest
+	LeaseRevoke     *pb.LeaseRevokeRequest
+	LeaseKeepAlive  *pb.LeaseKeepAliveRequest
+	LeaseTimeToLive *pb.LeaseTimeToLiveRequest
+	LeaseLeases     bool
 	// Status asks for the member's status (Maintenance.Status).
 	Status bool
 	// MemberList asks for the applied membership.

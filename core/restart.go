@@ -6,6 +6,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal"
 )
@@ -31,14 +32,18 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 	}
 	st := applied{confState: &raftpb.ConfState{}}
 	kv := mvcc.New()
+	var lessor *lease.Lessor
 	if d.Checkpoint != nil {
 		var err error
-		if st, kv, err = loadCheckpoint(d.Checkpoint); err != nil {
+		if st, kv, lessor, err = loadCheckpoint(d.Checkpoint, cfg.lessorConfig()); err != nil {
 			return nil, err
 		}
 	}
 	n := newNode(cfg, kv, raft.NewMemoryStorage())
 	n.st = st
+	if lessor != nil {
+		n.lessor = lessor
+	}
 	ckptIndex, ckptTerm := st.index, st.term
 	hs := d.HardState
 	// A checkpoint proves its entries committed even if the hard state

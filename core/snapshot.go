@@ -79,7 +79,7 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot, per *Persist) bool {
 		n.fail(fmt.Errorf("core: raft installs snapshot %d but its content did not arrive", index))
 		return false
 	}
-	st, kv, err := loadCheckpoint(in.Content)
+	st, kv, lessor, err := loadCheckpoint(in.Content, n.cfg.lessorConfig())
 	if err != nil {
 		n.fail(fmt.Errorf("core: snapshot %d from the leader: %w", index, err))
 		return false
@@ -93,7 +93,7 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot, per *Persist) bool {
 		return false
 	}
 	seen := int64(n.kv.Rev())
-	n.kv, n.st = kv, st
+	n.kv, n.st, n.lessor = kv, st, lessor
 	n.watch.SetStore(kv, seen)
 	n.ckpt.lastIndex, n.ckpt.lastSize, n.ckpt.logBytes = index, int64(len(in.Content)), 0
 	per.Snapshot = in

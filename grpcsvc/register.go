@@ -36,6 +36,7 @@ func Register(srv *grpc.Server, b Backend) *health.Server {
 	pb.RegisterMaintenanceServer(srv, &maintenanceServer{b: b})
 	pb.RegisterClusterServer(srv, &clusterServer{b: b})
 	pb.RegisterWatchServer(srv, &watchServer{b: b})
+	pb.RegisterLeaseServer(srv, &leaseServer{b: b})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	return hs

@@ -36,6 +36,10 @@ type Config struct {
 	// WatchProgressNotifyInterval is how often watchers that asked for
 	// progress notifications get one.
 	WatchProgressNotifyInterval time.Duration
+	// FeatureGates is etcd's --feature-gates: "Name=true,Name=false".
+	// detcd acts on LeaseCheckpoint (on unless set false) and accepts the
+	// others etcd 3.7 knows.
+	FeatureGates string
 	// EnablePprof serves Go's profiler on /debug/pprof, as etcd's flag does.
 	EnablePprof bool
 
@@ -107,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WatchProgressNotifyInterval < 0 {
 		return errors.New("--watch-progress-notify-interval must not be negative")
+	}
+	if _, err := c.gates(); err != nil {
+		return err
 	}
 	if _, err := c.autoCompaction(); err != nil {
 		return err
@@ -229,6 +236,10 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 	if err != nil {
 		return core.Config{}, err
 	}
+	gates, err := c.gates()
+	if err != nil {
+		return core.Config{}, err
+	}
 	ids := make([]uint64, len(ms))
 	var self uint64
 	for i, m := range ms {
@@ -253,6 +264,40 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 		AutoCompaction:           ac,
 		ProposalEpoch:            epoch,
 		WatchProgressNotifyTicks: max(int(c.WatchProgressNotifyInterval/tick), 1),
+		TickMs:                   int(tick / time.Millisecond),
+		LeaseCheckpointDisabled:  !gates["LeaseCheckpoint"],
 		Logger:                   log,
 	}, nil
+}
+
+// etcdFeatureGates are the gates etcd 3.7 knows, with detcd's defaults:
+// detcd checkpoints lease TTLs unless told not to.
+var etcdFeatureGates = map[string]bool{
+	"AllAlpha": false, "AllBeta": false, "CompactHashCheck": false, "FastLeaseKeepAlive": true,
+	"InitialCorruptCheck": false, "LeaseCheckpoint": true, "LeaseCheckpointPersist": true,
+	"PriorityRequest": false, "SetMemberLocalAddr": false, "StopGRPCServiceOnDefrag": false,
+	"TxnModeWriteWithSharedBuffer": true,
+}
+
+// gates parses --feature-gates over the defaults.
+func (c *Config) gates() (map[string]bool, error) {
+	out := map[string]bool{}
+	for k, v := range etcdFeatureGates {
+		out[k] = v
+	}
+	if strings.TrimSpace(c.FeatureGates) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(c.FeatureGates, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if _, known := etcdFeatureGates[k]; !known {
+			return nil, fmt.Errorf("--feature-gates: unrecognized feature gate: %s", k)
+		}
+		b, err := strconv.ParseBool(v)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("--feature-gates: invalid value of %s=%s, err: %v", k, v, err)
+		}
+		out[k] = b
+	}
+	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 )
 
@@ -258,5 +259,79 @@ func TestClientWatch(t *testing.T) {
 	old := cli.Watch(c, "w/", clientv3.WithPrefix(), clientv3.WithRev(first))
 	if r := next(old); r.CompactRevision != cur || r.Err() == nil {
 		t.Fatalf("compacted watch: %+v", r)
+	}
+}
+
+// TestClientLeases drives leases through the official client, and its
+// concurrency package, which is built on them.
+func TestClientLeases(t *testing.T) {
+	_, cli := testServer(t, t.TempDir(), nil)
+	c := ctx(t)
+	g, err := cli.Grant(c, 5)
+	if err != nil || g.TTL != 5 {
+		t.Fatalf("grant: %v %v", g, err)
+	}
+	if _, err := cli.Put(c, "leased", "v", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(c, "x", "v", clientv3.WithLease(12345)); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("unknown lease: %v", err)
+	}
+	ka, err := cli.KeepAliveOnce(c, g.ID)
+	if err != nil || ka.TTL != 5 {
+		t.Fatalf("keep alive once: %v %v", ka, err)
+	}
+	ttl, err := cli.TimeToLive(c, g.ID, clientv3.WithAttachedKeys())
+	if err != nil || ttl.GrantedTTL != 5 || len(ttl.Keys) != 1 {
+		t.Fatalf("time to live: %v %v", ttl, err)
+	}
+	ls, err := cli.Leases(c)
+	if err != nil || len(ls.Leases) != 1 {
+		t.Fatalf("leases: %v %v", ls, err)
+	}
+	ch, err := cli.KeepAlive(c, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := <-ch; r == nil || r.TTL != 5 {
+		t.Fatalf("keep alive stream: %v", r)
+	}
+	if _, err := cli.Revoke(c, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := cli.Get(c, "leased"); r.Count != 0 {
+		t.Fatal("revoke left the key")
+	}
+	if r, _ := cli.TimeToLive(c, g.ID); r.TTL != -1 {
+		t.Fatalf("time to live after revoke: %v", r)
+	}
+
+	// The concurrency package: a session, a mutex and an election.
+	s1, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	mu := concurrency.NewMutex(s1, "/lock")
+	if err := mu.Lock(c); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := concurrency.NewMutex(s2, "/lock").TryLock(c); !errors.Is(err, concurrency.ErrLocked) {
+		t.Fatalf("second lock: %v", err)
+	}
+	if err := mu.Unlock(c); err != nil {
+		t.Fatal(err)
+	}
+	e := concurrency.NewElection(s1, "/leader")
+	if err := e.Campaign(c, "me"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := e.Leader(c); err != nil || string(l.Kvs[0].Value) != "me" {
+		t.Fatalf("election leader: %v %v", l, err)
 	}
 }

@@ -64,3 +64,16 @@ func (s *Store) get(key []byte) (item, bool) {
 
 // changed drops the cached view: the next reader needs a new one.
 func (s *Store) changed() { s.view = nil }
+
+// Leased calls fn for every live key attached to a lease, in key order:
+// a restart rebuilds the lessor's key sets from it.
+func (s *Store) Leased(fn func(key string, lease LeaseID)) {
+	s.tree.Ascend(func(it item) bool {
+		if it.live() {
+			if h, k, _ := decodeRecord(it.rec); h.lease != 0 {
+				fn(k, h.lease)
+			}
+		}
+		return true
+	})
+}

@@ -7,7 +7,15 @@ type Txn struct {
 	s       *Store
 	begin   Revision
 	changes []record
-	open    bool
+	// leases records every change of a key's lease, for the lessor.
+	leases []LeaseChange
+	open   bool
+}
+
+// LeaseChange is a key moving from one lease to another (0: none).
+type LeaseChange struct {
+	Key      string
+	Old, New LeaseID
 }
 
 // Write opens the store's write transaction.
@@ -16,7 +24,7 @@ func (s *Store) Write() *Txn {
 	if t.open {
 		panic("mvcc: write transaction already open")
 	}
-	t.open, t.begin, t.changes = true, s.rev, t.changes[:0]
+	t.open, t.begin, t.changes, t.leases = true, s.rev, t.changes[:0], t.leases[:0]
 	return t
 }
 
@@ -33,6 +41,10 @@ func (t *Txn) Rev() Revision {
 // alias slab memory and stay valid after End.
 func (t *Txn) Changes() []record { return t.changes }
 
+// LeaseChanges are the keys whose lease the transaction changed. They
+// stay valid until the next Write.
+func (t *Txn) LeaseChanges() []LeaseChange { return t.leases }
+
 // Range reads the key space as the transaction sees it.
 func (t *Txn) Range(key, end []byte, ro RangeOptions) (*RangeResult, error) {
 	return t.s.reader(t.Rev()).rangeKeys(key, end, ro)
@@ -43,11 +55,15 @@ func (t *Txn) Put(key, value []byte, lease LeaseID) {
 	s := t.s
 	old, found := s.get(key)
 	h := recHeader{mod: t.begin + 1, sub: int64(len(t.changes)), lease: lease}
+	var oldLease LeaseID
 	if found && old.live() {
 		oh, _, _ := decodeRecord(old.rec)
-		h.create, h.version = oh.create, oh.version+1
+		h.create, h.version, oldLease = oh.create, oh.version+1, oh.lease
 	} else {
 		h.create, h.version = h.mod, 1
+	}
+	if oldLease != lease {
+		t.leases = append(t.leases, LeaseChange{Key: string(key), Old: oldLease, New: lease})
 	}
 	r := s.appendHot(&h, key, value)
 	if found {
@@ -70,6 +86,9 @@ func (t *Txn) DeleteRange(key, end []byte) int64 {
 		return true
 	})
 	for _, it := range doomed {
+		if oh, k, _ := decodeRecord(it.rec); oh.lease != 0 {
+			t.leases = append(t.leases, LeaseChange{Key: k, Old: oh.lease})
+		}
 		h := recHeader{tombstone: true, mod: t.begin + 1, sub: int64(len(t.changes))}
 		r := s.appendHot(&h, bytesOf(it.key()), nil)
 		s.tree.ReplaceOrInsert(it.pushed(r))

@@ -1,0 +1,826 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// The comparison starts servers and load runs as child processes. Every
+// child gets SIGKILL if this process dies (Pdeathsig), and a SIGINT or
+// SIGTERM to this process kills them before it exits, so nothing is left
+// behind.
+
+var (
+	childMu  sync.Mutex
+	children = map[*exec.Cmd]bool{}
+)
+
+func track(c *exec.Cmd)   { childMu.Lock(); children[c] = true; childMu.Unlock() }
+func untrack(c *exec.Cmd) { childMu.Lock(); delete(children, c); childMu.Unlock() }
+
+func killChildren() {
+	childMu.Lock()
+	defer childMu.Unlock()
+	for c := range children {
+		if c.Process != nil {
+			c.Process.Kill()
+		}
+	}
+}
+
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+type compareFlags struct {
+	detcd, etcd     string
+	work            string
+	rounds          int
+	clients, conns  int
+	putTotal        int
+	putKeySpace     int
+	rangeTotal      int
+	rangeKeys       int
+	duration        time.Duration
+	valSize         int
+	memory          bool
+	fillKeys        int
+	settle          time.Duration
+	restarts        int
+	readyTimeout    time.Duration
+	jsonOut         string
+	keepData        bool
+	loadToolBinPath string
+}
+
+// instance is one server process on one data dir.
+type instance struct {
+	name, bin, dir string
+	clientPort     int
+	peerPort       int
+	cmd            *exec.Cmd
+	log            *os.File
+	exited         chan struct{}
+	waitErr        error
+}
+
+func (in *instance) endpoint() string { return fmt.Sprintf("127.0.0.1:%d", in.clientPort) }
+
+func (in *instance) args() []string {
+	c := fmt.Sprintf("http://127.0.0.1:%d", in.clientPort)
+	p := fmt.Sprintf("http://127.0.0.1:%d", in.peerPort)
+	return []string{"--name", "default", "--data-dir", in.dir,
+		"--listen-client-urls", c, "--advertise-client-urls", c,
+		"--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
+		"--initial-cluster", "default=" + p}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func newInstance(name, bin, dir string) (*instance, error) {
+	cp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	pp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	for pp == cp {
+		if pp, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	return &instance{name: name, bin: bin, dir: dir, clientPort: cp, peerPort: pp}, nil
+}
+
+// start launches the server; its output is appended to dir+".log".
+func (in *instance) start() error {
+	lf, err := os.OpenFile(in.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(lf, "==== %s start %s %s\n", time.Now().Format(time.RFC3339Nano), in.bin, strings.Join(in.args(), " "))
+	cmd := exec.Command(in.bin, in.args()...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return err
+	}
+	track(cmd)
+	in.cmd, in.log, in.exited = cmd, lf, make(chan struct{})
+	go func() {
+		in.waitErr = cmd.Wait()
+		untrack(cmd)
+		close(in.exited)
+	}()
+	return nil
+}
+
+func (in *instance) pid() int { return in.cmd.Process.Pid }
+
+func (in *instance) alive() bool {
+	select {
+	case <-in.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM and waits up to 30 s, then SIGKILL. It returns how
+// long the server took to exit and whether it exited cleanly (status 0).
+func (in *instance) stop() (time.Duration, error) {
+	if in.cmd == nil {
+		return 0, nil
+	}
+	defer in.log.Close()
+	t0 := time.Now()
+	if in.alive() {
+		in.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-in.exited:
+	case <-time.After(30 * time.Second):
+		in.cmd.Process.Kill()
+		<-in.exited
+		return time.Since(t0), fmt.Errorf("did not exit within 30s of SIGTERM; killed")
+	}
+	return time.Since(t0), in.waitErr
+}
+
+// ready waits until the server serves a linearizable get, or it exits.
+func (in *instance) ready(timeout time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- waitReady([]string{in.endpoint()}, timeout) }()
+	select {
+	case err := <-done:
+		return err
+	case <-in.exited:
+		return fmt.Errorf("server exited while starting: %v", in.waitErr)
+	}
+}
+
+func (in *instance) logTail(n int) string {
+	b, _ := os.ReadFile(in.dir + ".log")
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// runLoadTool runs this binary's load command against in, with
+// --server-pid, and returns its result.
+func (cf *compareFlags) runLoadTool(in *instance, logName string, args ...string) (*Result, error) {
+	args = append(args, "--endpoints", in.endpoint(), "--server-pid", strconv.Itoa(in.pid()), "--json")
+	lf, err := os.OpenFile(logName, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close()
+	fmt.Fprintf(lf, "==== %s detcd-bench %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
+	var out bytes.Buffer
+	cmd := exec.Command(cf.loadToolBinPath, args...)
+	cmd.Stdout, cmd.Stderr = &out, lf
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	track(cmd)
+	err = cmd.Wait()
+	untrack(cmd)
+	var r Result
+	if jerr := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &r); jerr != nil {
+		return nil, fmt.Errorf("load tool: %v (output %q, see %s)", err, out.String(), logName)
+	}
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) {
+		return &r, fmt.Errorf("load tool: %v (see %s)", err, logName)
+	}
+	return &r, nil
+}
+
+// runRecord is one load run in the comparison.
+type runRecord struct {
+	Server   string  `json:"server"`
+	Workload string  `json:"workload"`
+	Round    int     `json:"round"`
+	StartSec float64 `json:"start_to_ready_s"`
+	Result   *Result `json:"result,omitempty"`
+	Err      string  `json:"error,omitempty"`
+}
+
+// memRecord is the fill, memory and restart test of one server.
+type memRecord struct {
+	Server       string    `json:"server"`
+	Fill         *Result   `json:"fill,omitempty"`
+	RSSMiB       float64   `json:"rss_after_fill_mib"`
+	HWMMiB       float64   `json:"peak_rss_mib"`
+	DiskMiB      float64   `json:"data_dir_mib"`
+	KeysCounted  int64     `json:"keys_counted"`
+	StopSec      float64   `json:"stop_s"`
+	RestartSec   []float64 `json:"restart_to_serving_s"`
+	RestartRSS   []float64 `json:"rss_at_first_serve_mib"`
+	SettledRSS   []float64 `json:"rss_settled_after_restart_mib"`
+	RestartCount []int64   `json:"keys_after_restart"`
+	Err          string    `json:"error,omitempty"`
+}
+
+func runCompare(args []string, stdout, stderr io.Writer) int {
+	var cf compareFlags
+	fs := flag.NewFlagSet("detcd-bench compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cf.detcd, "detcd", "bin/detcd", "the detcd binary")
+	fs.StringVar(&cf.etcd, "etcd", "bin/etcd-ref/etcd", "the etcd binary; empty: detcd alone")
+	fs.StringVar(&cf.work, "work", "", "directory for data dirs, logs and results.json (default: a new one under $TMPDIR)")
+	fs.IntVar(&cf.rounds, "rounds", 3, "runs of each workload on each server, alternating servers")
+	fs.IntVar(&cf.clients, "clients", 256, "concurrent clients")
+	fs.IntVar(&cf.conns, "conns", 16, "gRPC connections")
+	fs.IntVar(&cf.putTotal, "put-total", 150_000, "requests per put run")
+	fs.IntVar(&cf.putKeySpace, "put-key-space", 100_000, "put keys are random in [0, put-key-space)")
+	fs.IntVar(&cf.rangeTotal, "range-total", 300_000, "requests per range run")
+	fs.IntVar(&cf.rangeKeys, "range-keys", 10_000, "keys pre-populated before a range run")
+	fs.DurationVar(&cf.duration, "duration", 30*time.Second, "time limit of each load run")
+	fs.IntVar(&cf.valSize, "val-size", 256, "value size")
+	fs.BoolVar(&cf.memory, "memory", true, "run the fill, memory and restart test")
+	fs.IntVar(&cf.fillKeys, "fill-keys", 1_000_000, "keys written by the memory test")
+	fs.DurationVar(&cf.settle, "settle", 10*time.Second, "wait after the fill before reading VmRSS")
+	fs.IntVar(&cf.restarts, "restarts", 3, "restarts timed after the fill (same data dir)")
+	fs.DurationVar(&cf.readyTimeout, "ready-timeout", 2*time.Minute, "how long a server may take to serve after a start")
+	fs.StringVar(&cf.jsonOut, "json-out", "", "also write every run and the medians here (default WORK/results.json)")
+	fs.BoolVar(&cf.keepData, "keep-data", false, "keep data dirs (logs are always kept)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: detcd-bench compare [flags]
+
+Runs detcd and etcd side by side on this machine, each run on a fresh data
+dir and fresh 127.0.0.1 ports, single member:
+  put      --clients puts of random keys
+  range-s  serializable single-key gets
+  range-l  linearizable single-key gets
+in --rounds rounds, alternating servers run by run, and reports medians of
+req/s, p50, p99, server CPU per request (/proc/PID/stat, sampled around the
+load phase) and the load tool's own CPU per request. Then, per server: fill
+--fill-keys keys, wait --settle, read VmRSS, stop with SIGTERM and time
+--restarts restarts until a linearizable get is served (VmRSS read then
+and again --settle later).
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 || cf.rounds < 1 {
+		fs.Usage()
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "detcd-bench compare: %v\n", err)
+		return 1
+	}
+	cf.loadToolBinPath = self
+	type srv struct{ name, bin string }
+	servers := []srv{{"detcd", cf.detcd}}
+	if cf.etcd != "" {
+		servers = append(servers, srv{"etcd", cf.etcd})
+	}
+	for i, s := range servers {
+		p, err := filepath.Abs(s.bin)
+		if err == nil {
+			_, err = os.Stat(p)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "detcd-bench compare: %s binary: %v\n", s.name, err)
+			return 1
+		}
+		servers[i].bin = p
+	}
+	if cf.work == "" {
+		if cf.work, err = os.MkdirTemp("", "detcd-bench-"); err != nil {
+			fmt.Fprintf(stderr, "detcd-bench compare: %v\n", err)
+			return 1
+		}
+	} else if err := os.MkdirAll(cf.work, 0o755); err != nil {
+		fmt.Fprintf(stderr, "detcd-bench compare: %v\n", err)
+		return 1
+	}
+	if cf.jsonOut == "" {
+		cf.jsonOut = filepath.Join(cf.work, "results.json")
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(stderr, "\ndetcd-bench compare: %v: killing servers and load runs\n", s)
+		killChildren()
+		os.Exit(130)
+	}()
+	defer killChildren()
+
+	fmt.Fprintf(stdout, "detcd-bench compare: work dir %s (logs per run there)\n", cf.work)
+	fmt.Fprintf(stdout, "machine: %d CPUs (load tool and server share them), %s\n", numCPU(), kernel())
+	for _, s := range servers {
+		fmt.Fprintf(stdout, "  %-6s %s (%s)\n", s.name, s.bin, binVersion(s.bin))
+	}
+	started := time.Now()
+
+	type workload struct {
+		name string
+		args []string
+	}
+	c, k := strconv.Itoa(cf.clients), strconv.Itoa(cf.conns)
+	d, v := cf.duration.String(), strconv.Itoa(cf.valSize)
+	workloads := []workload{
+		{"put", []string{"put", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.putTotal), "--duration", d,
+			"--val-size", v, "--key-space", strconv.Itoa(cf.putKeySpace)}},
+		{"range-s", []string{"range", "--consistency", "s", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.rangeTotal),
+			"--duration", d, "--val-size", v, "--keys", strconv.Itoa(cf.rangeKeys)}},
+		{"range-l", []string{"range", "--consistency", "l", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.rangeTotal),
+			"--duration", d, "--val-size", v, "--keys", strconv.Itoa(cf.rangeKeys)}},
+	}
+	var runs []runRecord
+	for round := 1; round <= cf.rounds; round++ {
+		for _, wl := range workloads {
+			for _, s := range servers {
+				rec := runRecord{Server: s.name, Workload: wl.name, Round: round}
+				base := filepath.Join(cf.work, fmt.Sprintf("%s-%s-%d", s.name, wl.name, round))
+				in, err := newInstance(s.name, s.bin, base)
+				if err == nil {
+					err = in.start()
+				}
+				if err == nil {
+					t0 := time.Now()
+					if err = in.ready(cf.readyTimeout); err == nil {
+						rec.StartSec = time.Since(t0).Seconds()
+						rec.Result, err = cf.runLoadTool(in, base+".load.log", wl.args...)
+					}
+					if !in.alive() && err == nil {
+						err = fmt.Errorf("server exited during the run: %v", in.waitErr)
+					}
+					if _, serr := in.stop(); serr != nil && err == nil && !isTermExit(serr) {
+						err = fmt.Errorf("server stop: %v", serr)
+					}
+				}
+				if err != nil {
+					rec.Err = err.Error()
+					if in != nil {
+						rec.Err += "\n  server log tail:\n" + indent(in.logTail(8))
+					}
+				}
+				if !cf.keepData {
+					os.RemoveAll(base)
+				}
+				runs = append(runs, rec)
+				printRun(stdout, rec)
+			}
+		}
+	}
+
+	var mems []memRecord
+	if cf.memory {
+		for _, s := range servers {
+			m := cf.memoryTest(s.name, s.bin, stdout)
+			mems = append(mems, m)
+		}
+	}
+
+	fmt.Fprintf(stdout, "\n== %d round(s), %d clients over %d connections, %d-byte values, single member, 127.0.0.1; medians ==\n",
+		cf.rounds, cf.clients, cf.conns, cf.valSize)
+	meds := printTable(stdout, runs, servers[0].name, len(servers) > 1)
+	if cf.memory {
+		printMemTable(stdout, mems, cf)
+	}
+	if len(servers) > 1 {
+		printTargets(stdout, meds, mems, cf)
+	}
+	fmt.Fprintf(stdout, "\ntotal time %s; work dir %s\n", time.Since(started).Round(time.Second), cf.work)
+
+	all := map[string]any{"runs": runs, "medians": meds, "memory": mems, "flags": cf}
+	if b, err := json.MarshalIndent(all, "", "  "); err == nil {
+		os.WriteFile(cf.jsonOut, b, 0o644)
+	}
+	for _, r := range runs {
+		if r.Err != "" || (r.Result != nil && r.Result.Errors > 0) {
+			return 3
+		}
+	}
+	for _, m := range mems {
+		if m.Err != "" {
+			return 3
+		}
+	}
+	return 0
+}
+
+// isTermExit: a server that exits on SIGTERM by the signal (not a status)
+// has not failed.
+func isTermExit(err error) bool {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+			return true
+		}
+	}
+	return false
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+func printRun(w io.Writer, r runRecord) {
+	fmt.Fprintf(w, "round %d %-7s %-6s ", r.Round, r.Workload, r.Server)
+	if r.Result != nil {
+		x := r.Result
+		fmt.Fprintf(w, "%8.0f req/s  p50 %-8s p99 %-8s server %6s us/req  client %5.1f us/req  errors %d  (%d req in %.1fs, ready in %.2fs, other load %s cores)",
+			x.RPS, fmtMs(x.P50Ms), fmtMs(x.P99Ms), optF(x.ServerCPUus), x.ClientCPUus, x.Errors, x.Requests, x.Seconds, r.StartSec, optF2(x.OtherCores))
+	}
+	if r.Err != "" {
+		fmt.Fprintf(w, " ERROR: %s", r.Err)
+	}
+	fmt.Fprintln(w)
+}
+
+func optF2(p *float64) string {
+	if p == nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.2f", *p)
+}
+
+func optF(p *float64) string {
+	if p == nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f", *p)
+}
+
+func (cf *compareFlags) memoryTest(name, bin string, stdout io.Writer) memRecord {
+	m := memRecord{Server: name}
+	base := filepath.Join(cf.work, name+"-memory")
+	fail := func(in *instance, err error) memRecord {
+		m.Err = err.Error()
+		if in != nil {
+			m.Err += "\n  server log tail:\n" + indent(in.logTail(8))
+			in.stop()
+		}
+		fmt.Fprintf(stdout, "memory  %-6s ERROR: %s\n", name, m.Err)
+		if !cf.keepData {
+			os.RemoveAll(base)
+		}
+		return m
+	}
+	in, err := newInstance(name, bin, base)
+	if err != nil {
+		return fail(nil, err)
+	}
+	if err := in.start(); err != nil {
+		return fail(nil, err)
+	}
+	if err := in.ready(cf.readyTimeout); err != nil {
+		return fail(in, err)
+	}
+	m.Fill, err = cf.runLoadTool(in, base+".load.log", "fill", "--keys", strconv.Itoa(cf.fillKeys),
+		"--val-size", strconv.Itoa(cf.valSize), "--clients", strconv.Itoa(cf.clients), "--conns", strconv.Itoa(cf.conns),
+		"--duration", "30m")
+	if err != nil {
+		return fail(in, err)
+	}
+	fmt.Fprintf(stdout, "memory  %-6s fill %d keys: %.0f req/s, %.1fs, server %s us/req, errors %d; settling %v\n",
+		name, m.Fill.Requests, m.Fill.RPS, m.Fill.Seconds, optF(m.Fill.ServerCPUus), m.Fill.Errors, cf.settle)
+	time.Sleep(cf.settle)
+	if !in.alive() {
+		return fail(in, fmt.Errorf("server exited after the fill: %v", in.waitErr))
+	}
+	rss, err1 := procStatusKB(in.pid(), "VmRSS")
+	hwm, err2 := procStatusKB(in.pid(), "VmHWM")
+	if err := errors.Join(err1, err2); err != nil {
+		return fail(in, err)
+	}
+	m.RSSMiB, m.HWMMiB = float64(rss)/1024, float64(hwm)/1024
+	if m.KeysCounted, err = countKeys(in.endpoint()); err != nil {
+		return fail(in, fmt.Errorf("counting keys: %v", err))
+	}
+	stopT, err := in.stop()
+	m.StopSec = stopT.Seconds()
+	if err != nil && !isTermExit(err) {
+		return fail(nil, fmt.Errorf("stop after fill: %v", err))
+	}
+	m.DiskMiB = float64(dirSize(base)) / (1 << 20)
+	fmt.Fprintf(stdout, "memory  %-6s VmRSS %.0f MiB (peak %.0f MiB), %d keys counted, data dir %.0f MiB, stopped in %.2fs\n",
+		name, m.RSSMiB, m.HWMMiB, m.KeysCounted, m.DiskMiB, m.StopSec)
+	for i := 0; i < cf.restarts; i++ {
+		t0 := time.Now()
+		if err := in.start(); err != nil {
+			return fail(nil, err)
+		}
+		if err := in.ready(cf.readyTimeout); err != nil {
+			return fail(in, fmt.Errorf("restart %d: %v", i+1, err))
+		}
+		sec := time.Since(t0).Seconds()
+		rss, _ := procStatusKB(in.pid(), "VmRSS")
+		n, err := countKeys(in.endpoint())
+		if err != nil {
+			return fail(in, fmt.Errorf("restart %d: counting keys: %v", i+1, err))
+		}
+		time.Sleep(cf.settle)
+		settled, _ := procStatusKB(in.pid(), "VmRSS")
+		m.RestartSec = append(m.RestartSec, sec)
+		m.RestartRSS = append(m.RestartRSS, float64(rss)/1024)
+		m.SettledRSS = append(m.SettledRSS, float64(settled)/1024)
+		m.RestartCount = append(m.RestartCount, n)
+		if _, err := in.stop(); err != nil && !isTermExit(err) {
+			return fail(nil, fmt.Errorf("stop after restart %d: %v", i+1, err))
+		}
+		fmt.Fprintf(stdout, "memory  %-6s restart %d: serving a linearizable get after %.2fs, VmRSS then %.0f MiB, %v later %.0f MiB, %d keys\n",
+			name, i+1, sec, float64(rss)/1024, cf.settle, float64(settled)/1024, n)
+	}
+	if !cf.keepData {
+		os.RemoveAll(base)
+	}
+	return m
+}
+
+// countKeys counts every key with a count-only range.
+func countKeys(ep string) (int64, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return 0, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := cli.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Count, nil
+}
+
+// median of a metric over runs; NaN-free: runs without a value are left out.
+func median(xs []float64) (float64, bool) {
+	if len(xs) == 0 {
+		return 0, false
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2], true
+	}
+	return (s[n/2-1] + s[n/2]) / 2, true
+}
+
+// medianRow is the medians of one workload on one server.
+type medianRow struct {
+	Workload  string    `json:"workload"`
+	Server    string    `json:"server"`
+	Runs      int       `json:"runs"`
+	Failed    int       `json:"failed_runs"`
+	RPS       float64   `json:"rps"`
+	P50Ms     float64   `json:"p50_ms"`
+	P99Ms     float64   `json:"p99_ms"`
+	ServerCPU float64   `json:"server_cpu_us_per_req"`
+	ClientCPU float64   `json:"client_cpu_us_per_req"`
+	Errors    int64     `json:"errors"`
+	Other     float64   `json:"other_cpu_cores"`
+	RPSAll    []float64 `json:"rps_each_run"`
+}
+
+func medians(runs []runRecord) []medianRow {
+	var rows []medianRow
+	idx := map[[2]string]int{}
+	type acc struct{ rps, p50, p99, srv, cli, other []float64 }
+	accs := map[[2]string]*acc{}
+	for _, r := range runs {
+		key := [2]string{r.Workload, r.Server}
+		i, ok := idx[key]
+		if !ok {
+			i = len(rows)
+			idx[key] = i
+			rows = append(rows, medianRow{Workload: r.Workload, Server: r.Server})
+			accs[key] = &acc{}
+		}
+		row, a := &rows[i], accs[key]
+		row.Runs++
+		if r.Result == nil || r.Err != "" {
+			row.Failed++
+		}
+		if r.Result == nil {
+			continue
+		}
+		x := r.Result
+		row.Errors += x.Errors
+		a.rps = append(a.rps, x.RPS)
+		a.p50 = append(a.p50, x.P50Ms)
+		a.p99 = append(a.p99, x.P99Ms)
+		a.cli = append(a.cli, x.ClientCPUus)
+		if x.ServerCPUus != nil {
+			a.srv = append(a.srv, *x.ServerCPUus)
+		}
+		if x.OtherCores != nil {
+			a.other = append(a.other, *x.OtherCores)
+		}
+	}
+	for i := range rows {
+		a := accs[[2]string{rows[i].Workload, rows[i].Server}]
+		rows[i].RPS, _ = median(a.rps)
+		rows[i].P50Ms, _ = median(a.p50)
+		rows[i].P99Ms, _ = median(a.p99)
+		rows[i].ServerCPU, _ = median(a.srv)
+		rows[i].ClientCPU, _ = median(a.cli)
+		rows[i].Other, _ = median(a.other)
+		rows[i].RPSAll = a.rps
+	}
+	return rows
+}
+
+func printTable(w io.Writer, runs []runRecord, first string, ratio bool) []medianRow {
+	rows := medians(runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tserver\treq/s\tp50\tp99\tserver CPU us/req\tload-tool CPU us/req\terrors\tfailed runs\tother load (cores)\treq/s of each run\t")
+	byKey := map[[2]string]medianRow{}
+	for _, r := range rows {
+		byKey[[2]string{r.Workload, r.Server}] = r
+	}
+	var order []string
+	for _, r := range rows {
+		if !slices.Contains(order, r.Workload) {
+			order = append(order, r.Workload)
+		}
+	}
+	for _, wl := range order {
+		for _, r := range rows {
+			if r.Workload != wl {
+				continue
+			}
+			var each []string
+			for _, x := range r.RPSAll {
+				each = append(each, fmt.Sprintf("%.0f", x))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.1f\t%.1f\t%d\t%d/%d\t%.2f\t%s\t\n", r.Workload, r.Server, r.RPS,
+				fmtMs(r.P50Ms), fmtMs(r.P99Ms), r.ServerCPU, r.ClientCPU, r.Errors, r.Failed, r.Runs, r.Other, strings.Join(each, " "))
+		}
+		if ratio {
+			a, b := byKey[[2]string{wl, first}], byKey[[2]string{wl, "etcd"}]
+			fmt.Fprintf(tw, "%s\t%s/etcd\t%s\t%s\t%s\t%s\t%s\t\t\t\t\n", wl, first, ratioS(a.RPS, b.RPS),
+				ratioS(a.P50Ms, b.P50Ms), ratioS(a.P99Ms, b.P99Ms), ratioS(a.ServerCPU, b.ServerCPU), ratioS(a.ClientCPU, b.ClientCPU))
+		}
+	}
+	tw.Flush()
+	return rows
+}
+
+func ratioS(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("x%.2f", a/b)
+}
+
+func printMemTable(w io.Writer, mems []memRecord, cf compareFlags) {
+	fmt.Fprintf(w, "\n== memory and restart: %d keys of %d-byte values, VmRSS %v after the fill; restart = start of the process to the first linearizable get served (median of %d) ==\n",
+		cf.fillKeys, cf.valSize, cf.settle, cf.restarts)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "server\tfill req/s\tfill server CPU us/req\tVmRSS MiB\tpeak RSS MiB\tdata dir MiB\tkeys\tstop s\trestart s\teach restart s\tVmRSS at first serve MiB\tVmRSS settled after restart MiB\terror\t")
+	for _, m := range mems {
+		fr, fc := "-", "-"
+		if m.Fill != nil {
+			fr, fc = fmt.Sprintf("%.0f", m.Fill.RPS), optF(m.Fill.ServerCPUus)
+		}
+		rs, ok := median(m.RestartSec)
+		rsS := "-"
+		if ok {
+			rsS = fmt.Sprintf("%.2f", rs)
+		}
+		var each, rssEach, settledEach []string
+		for i, x := range m.RestartSec {
+			each = append(each, fmt.Sprintf("%.2f", x))
+			rssEach = append(rssEach, fmt.Sprintf("%.0f", m.RestartRSS[i]))
+			settledEach = append(settledEach, fmt.Sprintf("%.0f", m.SettledRSS[i]))
+		}
+		errS := ""
+		if m.Err != "" {
+			errS = strings.SplitN(m.Err, "\n", 2)[0]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", m.Server, fr, fc, m.RSSMiB, m.HWMMiB, m.DiskMiB,
+			m.KeysCounted, m.StopSec, rsS, strings.Join(each, " "), strings.Join(rssEach, " "), strings.Join(settledEach, " "), errS)
+	}
+	tw.Flush()
+}
+
+func printTargets(w io.Writer, rows []medianRow, mems []memRecord, cf compareFlags) {
+	get := func(wl, s string) (medianRow, bool) {
+		for _, r := range rows {
+			if r.Workload == wl && r.Server == s && r.Runs > r.Failed {
+				return r, true
+			}
+		}
+		return medianRow{}, false
+	}
+	fmt.Fprintln(w, "\n== the project's targets (reported, not asserted) ==")
+	line := func(what string, ok, known bool, detail string) {
+		verdict := "met"
+		if !known {
+			verdict = "unknown"
+		} else if !ok {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(w, "  %-58s %-8s %s\n", what, verdict, detail)
+	}
+	d, ok1 := get("put", "detcd")
+	e, ok2 := get("put", "etcd")
+	line("put req/s (256 clients) >= etcd's", d.RPS >= e.RPS, ok1 && ok2, fmt.Sprintf("%.0f vs %.0f (%s)", d.RPS, e.RPS, ratioS(d.RPS, e.RPS)))
+	line("put server CPU/req <= etcd's", d.ServerCPU <= e.ServerCPU, ok1 && ok2, fmt.Sprintf("%.1f vs %.1f us", d.ServerCPU, e.ServerCPU))
+	d, ok1 = get("range-s", "detcd")
+	e, ok2 = get("range-s", "etcd")
+	line("serializable range req/s >= 2x etcd's", d.RPS >= 2*e.RPS, ok1 && ok2, fmt.Sprintf("%.0f vs %.0f (%s)", d.RPS, e.RPS, ratioS(d.RPS, e.RPS)))
+	line("serializable range server CPU/req <= half of etcd's", d.ServerCPU <= e.ServerCPU/2, ok1 && ok2, fmt.Sprintf("%.1f vs %.1f us (%s)", d.ServerCPU, e.ServerCPU, ratioS(d.ServerCPU, e.ServerCPU)))
+	if ok1 && ok2 && d.ServerCPU+d.ClientCPU > 0 {
+		fmt.Fprintf(w, "  %-58s %-8s %s: the req/s ratio to expect when server and load tool together saturate the cores,\n",
+			"  serializable range: (etcd srv+tool CPU)/(detcd srv+tool)", "", ratioS(e.ServerCPU+e.ClientCPU, d.ServerCPU+d.ClientCPU))
+		fmt.Fprintf(w, "  %-58s %-8s as they do here (the tool runs on the same cores as the server)\n", "", "")
+	}
+	d, ok1 = get("range-l", "detcd")
+	e, ok2 = get("range-l", "etcd")
+	fmt.Fprintf(w, "  %-58s %-8s %.0f vs %.0f req/s (%s), %.1f vs %.1f us/req\n", "linearizable range (no target)", "", d.RPS, e.RPS, ratioS(d.RPS, e.RPS), d.ServerCPU, e.ServerCPU)
+	for _, m := range mems {
+		if m.Server != "detcd" {
+			continue
+		}
+		ok := m.Err == "" && m.RSSMiB > 0
+		what := "VmRSS after 1M keys x 256 B <= 370 MiB"
+		if cf.fillKeys != 1_000_000 || cf.valSize != 256 {
+			what = fmt.Sprintf("VmRSS <= 370 MiB (the target is for 1M keys; %d here)", cf.fillKeys)
+		}
+		line(what, m.RSSMiB <= 370, ok, fmt.Sprintf("%.0f MiB", m.RSSMiB))
+		rs, rok := median(m.RestartSec)
+		line("restart to serving <= 4 s", rs <= 4, rok, fmt.Sprintf("%.2f s", rs))
+	}
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return "Linux " + strings.TrimSpace(string(b))
+}
+
+func binVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
+		return "version unknown"
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.Join(lines[:min(2, len(lines))], "; ")
+}

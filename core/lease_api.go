@@ -1,0 +1,124 @@
+package core
+
+import (
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core/lease"
+)
+
+// keepAlive renews a lease. Only the leader renews, and only once a
+// ReadIndex round has confirmed it still leads (etcd's ensureLeadership):
+// a deposed leader must never renew. Followers forward to the leader.
+func (n *Node) keepAlive(r Request) {
+	if !n.isLeader() {
+		n.forwardToLeader(r)
+		return
+	}
+	n.reads.add(n, r)
+}
+
+// timeToLive answers from the leader, which alone knows expiry.
+func (n *Node) timeToLive(r Request) {
+	if !n.isLeader() {
+		n.forwardToLeader(r)
+		return
+	}
+	n.reads.add(n, r)
+}
+
+// serveLease answers a keep-alive or time-to-live once the leader has
+// confirmed its leadership and applied everything before it.
+func (n *Node) serveLease(r Request) {
+	if !n.isLeader() {
+		n.forwardToLeader(r)
+		return
+	}
+	if ka := r.LeaseKeepAlive; ka != nil {
+		l := n.lessor.Lookup(lease.ID(ka.ID))
+		if l == nil {
+			// etcd answers a keep-alive of an unknown lease with TTL 0.
+			n.respond(r.ID, &pb.LeaseKeepAliveResponse{Header: n.header(0), ID: ka.ID}, nil)
+			return
+		}
+		if l.RemainingTTL > 0 && !n.cfg.LeaseCheckpointDisabled {
+			// Clear the checkpointed TTL through raft first, or a leader
+			// change would restore it and cut the renewed lease short.
+			id := r.ID
+			n.proposeInternal(&pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
+				Checkpoints: []*pb.LeaseCheckpoint{{ID: ka.ID, Remaining_TTL: 0}},
+			}}, func(proto.Message, error) { n.renew(id, ka.ID) })
+			return
+		}
+		n.renew(r.ID, ka.ID)
+		return
+	}
+	t := r.LeaseTimeToLive
+	l := n.lessor.Lookup(lease.ID(t.ID))
+	if l == nil {
+		// etcd answers for an unknown lease with TTL -1.
+		n.respond(r.ID, &pb.LeaseTimeToLiveResponse{Header: n.header(0), ID: t.ID, TTL: -1}, nil)
+		return
+	}
+	resp := &pb.LeaseTimeToLiveResponse{Header: n.header(0), ID: t.ID, TTL: n.lessor.TimeToLive(l, n.ticks), GrantedTTL: l.TTL}
+	if t.Keys {
+		for _, k := range l.Keys() {
+			resp.Keys = append(resp.Keys, []byte(k))
+		}
+	}
+	n.respond(r.ID, resp, nil)
+}
+
+func (n *Node) renew(req RequestID, id int64) {
+	hdr := n.header(0)
+	ttl, err := n.lessor.Renew(lease.ID(id), n.ticks)
+	switch err {
+	case nil:
+		n.respond(req, &pb.LeaseKeepAliveResponse{Header: hdr, ID: id, TTL: ttl}, nil)
+	case lease.ErrNotFound:
+		n.respond(req, &pb.LeaseKeepAliveResponse{Header: hdr, ID: id}, nil)
+	default:
+		n.respond(req, nil, ErrNotLeader)
+	}
+}
+
+// leaseLeases lists the leases, by expiry on the leader as etcd does, by
+// id elsewhere.
+func (n *Node) leaseLeases(r Request) {
+	resp := &pb.LeaseLeasesResponse{Header: n.header(0), Leases: []*pb.LeaseStatus{}}
+	for _, l := range n.lessor.ByExpiry() {
+		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: int64(l.ID)})
+	}
+	n.respond(r.ID, resp, nil)
+}
+
+// leaseTick is the leader's lease work each tick: propose revokes for
+// expired leases, at the revoke rate, and checkpoints that are due.
+func (n *Node) leaseTick() {
+	if !n.isLeader() {
+		return
+	}
+	for _, id := range n.lessor.Expired(n.ticks, n.cfg.lessorConfig().RevokesPerTick) {
+		n.proposeInternal(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: int64(id)}}, nil)
+	}
+	if cps := n.lessor.DueCheckpoints(n.ticks, leaseCheckpointBatchMax); len(cps) > 0 {
+		req := &pb.LeaseCheckpointRequest{}
+		for _, c := range cps {
+			req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: int64(c.ID), Remaining_TTL: c.Remaining})
+		}
+		n.proposeInternal(&pb.InternalRaftRequest{LeaseCheckpoint: req}, nil)
+	}
+}
+
+// leaseCheckpointBatchMax is etcd's checkpoints per proposal.
+const leaseCheckpointBatchMax = 1000
+
+// leadershipChanged promotes or demotes the lessor.
+func (n *Node) leadershipChanged(wasLeader bool) {
+	switch lead := n.isLeader(); {
+	case lead && !wasLeader:
+		n.lessor.Promote(n.ticks, int64(n.cfg.ElectionTicks))
+	case !lead && wasLeader:
+		n.lessor.Demote()
+	}
+}

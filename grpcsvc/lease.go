@@ -1,0 +1,54 @@
+package grpcsvc
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/detcd/detcd/core"
+)
+
+type leaseServer struct {
+	pb.UnimplementedLeaseServer
+	b Backend
+}
+
+func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	return do[*pb.LeaseGrantResponse](ctx, s.b, core.Request{LeaseGrant: r})
+}
+
+func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	return do[*pb.LeaseRevokeResponse](ctx, s.b, core.Request{LeaseRevoke: r})
+}
+
+func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	return do[*pb.LeaseTimeToLiveResponse](ctx, s.b, core.Request{LeaseTimeToLive: r})
+}
+
+func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+	return do[*pb.LeaseLeasesResponse](ctx, s.b, core.Request{LeaseLeases: true})
+}
+
+// LeaseKeepAlive renews leases as the stream asks, one at a time, as etcd
+// does.
+func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := do[*pb.LeaseKeepAliveResponse](ctx, s.b, core.Request{LeaseKeepAlive: req})
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
