@@ -49,7 +49,7 @@ vet:
 # Benchmarks: numbers to read, never pass/fail. `make bench` is the Go
 # benchmarks of core (~1 min) and a short load run against detcd alone
 # (~2 min); `make bench-compare` runs detcd and etcd 3.7.3 side by side on
-# this machine (~15 min; builds bin/etcd-ref first if missing). Extra flags
+# this machine (~11 min on 2 cores; +3 min to build bin/etcd-ref if missing). Extra flags
 # for detcd-bench compare go in BENCH_FLAGS, e.g. BENCH_FLAGS='--rounds 1'.
 .PHONY: bench-go bench-load bench-compare bench-tool
 bench: bench-go bench-load

@@ -31,12 +31,16 @@ type checkers struct {
 	lastRev map[int]int64
 	// maxRev is the newest revision any operation has shown.
 	maxRev int64
+	// leases are the lease clients' leases; revokedAt when each lease's
+	// revoke was first applied by any member.
+	leases    []*leaseRecord
+	revokedAt map[int64]int64
 	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
 	Linearizability string
 }
 
 func newCheckers(w *World) *checkers {
-	return &checkers{w: w, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}}
+	return &checkers{w: w, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}}
 }
 
 func (c *checkers) fail(format string, args ...any) {
@@ -76,8 +80,12 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	h.Write(data)
 	var sum [32]byte
 	copy(sum[:], h.Sum(nil))
-	if prev, ok := c.entries[index]; ok && prev != sum {
+	prev, ok := c.entries[index]
+	if ok && prev != sum {
 		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
+	}
+	if !ok {
+		c.noteApplied(data)
 	}
 	c.entries[index] = sum
 }
@@ -155,6 +163,7 @@ func (c *checkers) convergenceReport() string {
 func (c *checkers) final() {
 	c.checkDurability()
 	c.checkWatches()
+	c.checkLeases()
 	c.checkLinearizable()
 }
 

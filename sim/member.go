@@ -189,6 +189,9 @@ func (m *member) carryOut(rd core.Ready) {
 	for _, s := range rd.Snapshots {
 		w.sendSnapshot(m, s)
 	}
+	for _, pm := range rd.Peer {
+		w.sendPeer(m, pm)
+	}
 	for _, r := range rd.Responses {
 		if cb, ok := m.waiting[r.ID]; ok {
 			delete(m.waiting, r.ID)

@@ -15,6 +15,8 @@ type Options struct {
 	Clients int
 	// Watchers are clients that each keep one watch open.
 	Watchers int
+	// LeaseClients are clients that each hold a lease with keys on it.
+	LeaseClients int
 	// Duration is the safety phase: the workload runs under faults.
 	Duration time.Duration
 	// Faults is the fault mix.
@@ -40,7 +42,7 @@ type ScheduledFault struct {
 
 // DefaultOptions are detcd-sim run's defaults.
 func DefaultOptions() Options {
-	return Options{Members: 3, Clients: 8, Watchers: 3, Duration: 60 * time.Second, Faults: AllFaults, Liveness: 60 * time.Second}
+	return Options{Members: 3, Clients: 8, Watchers: 3, LeaseClients: 2, Duration: 60 * time.Second, Faults: AllFaults, Liveness: 60 * time.Second}
 }
 
 // Validate checks the options.
@@ -52,6 +54,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: clients must be in 1..%d", clientsMax)
 	case o.Watchers < 0 || o.Watchers > clientsMax:
 		return fmt.Errorf("sim: watchers must be in 0..%d", clientsMax)
+	case o.LeaseClients < 0 || o.LeaseClients > clientsMax:
+		return fmt.Errorf("sim: lease clients must be in 0..%d", clientsMax)
 	case o.Duration <= 0 || o.Duration > durationMax:
 		return fmt.Errorf("sim: duration must be in (0, %v]", durationMax)
 	case o.Liveness <= 0:
@@ -67,7 +71,8 @@ func (o Options) Validate() error {
 
 // String prints the options as the flags that reproduce them.
 func (o Options) String() string {
-	s := fmt.Sprintf("--seed %d --members %d --clients %d --watchers %d --duration %v --faults %s --liveness %v", o.Seed, o.Members, o.Clients, o.Watchers, o.Duration, o.Faults, o.Liveness)
+	s := fmt.Sprintf("--seed %d --members %d --clients %d --watchers %d --leases %d --duration %v --faults %s --liveness %v",
+		o.Seed, o.Members, o.Clients, o.Watchers, o.LeaseClients, o.Duration, o.Faults, o.Liveness)
 	if o.PlantedBug != "" {
 		s += " --bug " + o.PlantedBug
 	}

@@ -28,6 +28,7 @@ type World struct {
 	members  []*member
 	clients  []*client
 	watchers []*watchClient
+	leasers  []*leaseClient
 	// nextStream names watch streams across the world.
 	nextStream watch.StreamID
 	trace      *tracer
@@ -79,6 +80,9 @@ func New(opts Options, trace io.Writer) (*World, error) {
 	for i := 0; i < opts.Watchers; i++ {
 		w.watchers = append(w.watchers, newWatchClient(w, i))
 	}
+	for i := 0; i < opts.LeaseClients; i++ {
+		w.leasers = append(w.leasers, newLeaseClient(w, i))
+	}
 	w.faults.init(w)
 	return w, nil
 }
@@ -125,6 +129,9 @@ func (w *World) Run() *Result {
 	}
 	for _, c := range w.watchers {
 		c.startWatching()
+	}
+	for _, c := range w.leasers {
+		c.start()
 	}
 	w.faults.start()
 	safetyEnd := w.opts.Duration.Microseconds()
@@ -219,6 +226,26 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 			})()
 		})
 	}
+}
+
+// sendPeer carries a member-to-member message outside raft.
+func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
+	to := pm.To
+	times := w.net.Send(from.id, to, w.now)
+	if len(times) == 0 {
+		w.trace.logf(w.now, "%s>m%d drop peer message %d", from.name, to, pm.Seq)
+		return
+	}
+	target := w.members[to-1]
+	w.schedule(times[0], func() {
+		if !w.net.Connected(from.id, to) {
+			return
+		}
+		target.event(func() {
+			w.trace.logf(w.now, "%s>%s peer message %d", from.name, target.name, pm.Seq)
+			target.node.StepPeer(pm)
+		})()
+	})
 }
 
 // sendSnapshot streams a snapshot: its content takes time in proportion to

@@ -190,8 +190,11 @@ func (le *Lessor) Remaining(l *Lease, now int64) int64 {
 	return (left + le.cfg.TicksPerSecond - 1) / le.cfg.TicksPerSecond
 }
 
+// refresh restarts a lease's clock. now is the last tick, which may lie up
+// to a tick in the past: one more tick makes sure a lease never ends
+// before its TTL has passed since the renewal, in the leader's time.
 func (le *Lessor) refresh(l *Lease, now, extendTicks int64) {
-	l.expiry = now + extendTicks + l.remainingSeconds()*le.cfg.TicksPerSecond
+	l.expiry = now + 1 + extendTicks + l.remainingSeconds()*le.cfg.TicksPerSecond
 	l.revokeAt = 0
 	heap.Push(&le.expiries, timed{at: l.expiry, id: l.ID})
 }
@@ -339,12 +342,13 @@ func (h *timeHeap) Pop() any {
 }
 
 // TimeToLive is what etcd reports as a lease's TTL: its remaining time in
-// whole seconds, rounded down, on the primary.
+// whole seconds, rounded down, on the primary, never more than the granted
+// TTL (a new leader's extension is slack, not time granted).
 func (le *Lessor) TimeToLive(l *Lease, now int64) int64 {
 	if !le.primary || l.expiry == forever {
 		return l.remainingSeconds()
 	}
-	return max(l.expiry-now, 0) / le.cfg.TicksPerSecond
+	return min(max(l.expiry-now, 0)/le.cfg.TicksPerSecond, l.TTL)
 }
 
 // ByExpiry returns the leases soonest to expire first (by id among

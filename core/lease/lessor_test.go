@@ -33,24 +33,24 @@ func TestExpiryOnlyOnPrimary(t *testing.T) {
 	if got := le.Expired(1000, 10); got != nil {
 		t.Fatalf("a follower expired %v", got)
 	}
-	le.Promote(100, 20) // lease 1 expires at 100+20+50=170, lease 2 at 220
-	if got := le.Expired(169, 10); len(got) != 0 {
+	le.Promote(100, 20) // lease 1 expires at 100+1+20+50=171, lease 2 at 221
+	if got := le.Expired(170, 10); len(got) != 0 {
 		t.Fatalf("early: %v", got)
 	}
-	if got := le.Expired(170, 10); !slices.Equal(got, []ID{1}) {
+	if got := le.Expired(171, 10); !slices.Equal(got, []ID{1}) {
 		t.Fatalf("at expiry: %v", got)
 	}
-	if got := le.Expired(180, 10); len(got) != 0 {
+	if got := le.Expired(181, 10); len(got) != 0 {
 		t.Fatalf("a pending revoke came back before the retry interval: %v", got)
 	}
-	if got := le.Expired(230, 10); !slices.Equal(got, []ID{1, 2}) {
+	if got := le.Expired(231, 10); !slices.Equal(got, []ID{1, 2}) {
 		t.Fatalf("retry and second lease: %v", got)
 	}
-	if ttl, err := le.Renew(2, 230); err != ErrNotFound || ttl != -1 {
+	if ttl, err := le.Renew(2, 231); err != ErrNotFound || ttl != -1 {
 		t.Fatalf("renewing an expired lease: %d %v", ttl, err)
 	}
 	le.Demote()
-	if _, err := le.Renew(1, 230); err != ErrNotPrimary {
+	if _, err := le.Renew(1, 231); err != ErrNotPrimary {
 		t.Fatalf("renew on a demoted lessor: %v", err)
 	}
 }
@@ -59,13 +59,13 @@ func TestRenewAndRemaining(t *testing.T) {
 	le := testLessor()
 	le.Promote(0, 0)
 	l, _ := le.Grant(7, 10, 0)
-	if r := le.Remaining(l, 35); r != 7 {
-		t.Fatalf("remaining at 3.5s of 10s: %d", r)
+	if r := le.TimeToLive(l, 35); r != 6 {
+		t.Fatalf("time to live at 3.5s of 10s: %d", r)
 	}
 	if ttl, err := le.Renew(7, 50); err != nil || ttl != 10 {
 		t.Fatalf("renew: %d %v", ttl, err)
 	}
-	if r := le.Remaining(l, 50); r != 10 {
+	if r := le.TimeToLive(l, 50); r != 10 {
 		t.Fatalf("after renew: %d", r)
 	}
 	keys, err := le.Revoke(7)
@@ -81,14 +81,14 @@ func TestCheckpointedLeaseIsNotRenewedToFull(t *testing.T) {
 	le.Promote(0, 0)
 	le.Grant(1, 1000, 0)
 	cps := le.DueCheckpoints(3000, 10)
-	if len(cps) != 1 || cps[0].Remaining != 700 {
+	if len(cps) != 1 || cps[0].Remaining != 701 {
 		t.Fatalf("checkpoints at 300s of 1000s: %+v", cps)
 	}
-	le.Checkpoint(1, cps[0].Remaining, 3000)
+	le.Checkpoint(1, 700, 3000)
 	le.Demote()
 	le.Promote(4000, 20)
-	if r := le.Remaining(le.Lookup(1), 4000); r != 702 {
-		t.Fatalf("promoted remaining: %d, want 700 plus the 2 s extension", r)
+	if r := le.Remaining(le.Lookup(1), 4000); r != 703 {
+		t.Fatalf("promoted remaining: %d, want 700 plus the 2 s extension (and the tick in hand)", r)
 	}
 }
 

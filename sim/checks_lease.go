@@ -1,0 +1,69 @@
+package sim
+
+import (
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// driftMax bounds a member's clock drift (see faults.go): lease expiry
+// runs on the leader's ticks, so a lease may end this much early in
+// virtual time.
+const driftMaxPPM = 20_000
+
+// noteApplied records when each lease revoke was first applied.
+func (c *checkers) noteApplied(data []byte) {
+	if len(data) == 0 || c.revokedAt == nil {
+		return
+	}
+	var r pb.InternalRaftRequest
+	if proto.Unmarshal(data, &r) != nil || r.LeaseRevoke == nil {
+		return
+	}
+	if _, seen := c.revokedAt[r.LeaseRevoke.ID]; !seen {
+		c.revokedAt[r.LeaseRevoke.ID] = c.w.now
+	}
+}
+
+// checkLeases verifies etcd's lease guarantees for the simulated lease
+// clients: a lease kept alive is never revoked by expiry less than a TTL
+// (less the clock drift bound) after a keep-alive that renewed it was
+// sent; a lease's keys all go in one revision; no live key is left on a
+// lease that is gone.
+func (c *checkers) checkLeases() {
+	m := c.w.members[0]
+	deletedAt := map[string]int64{}
+	m.node.ScanEvents(1, func(ev *mvccpb.Event) bool {
+		if ev.Type == mvccpb.Event_DELETE {
+			deletedAt[string(ev.Kv.Key)] = ev.Kv.ModRevision
+		}
+		return true
+	})
+	for _, rec := range c.leases {
+		at, revoked := c.revokedAt[rec.id]
+		if revoked && !rec.revoked {
+			earliest := rec.lastRenewSent + rec.ttl*1_000_000*1_000_000/(1_000_000+driftMaxPPM)
+			if at < earliest {
+				c.fail("lease %x (ttl %ds) expired at %dus, but a keep-alive sent at %dus renewed it", rec.id, rec.ttl, at, rec.lastRenewSent)
+			}
+		}
+		if !revoked {
+			continue
+		}
+		var rev int64
+		for _, k := range rec.keys {
+			r, ok := deletedAt[k]
+			switch {
+			case !ok:
+				c.fail("lease %x revoked, but its key %s is still there", rec.id, k)
+			case rev != 0 && r != rev:
+				c.fail("lease %x: its keys went in different revisions (%d and %d)", rec.id, rev, r)
+			}
+			rev = r
+		}
+	}
+}
+
+func (r *leaseRecord) String() string { return fmt.Sprintf("lease %x of l%d", r.id, r.client) }

@@ -1,0 +1,147 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/detcd/detcd/core"
+)
+
+// leaseClient plays a service holding a lease: it grants one, attaches a
+// few keys, keeps it alive every third of its TTL as clientv3 does, and
+// then revokes it or lets it expire, and starts over.
+type leaseClient struct {
+	w   *World
+	id  int
+	rng *rand.Rand
+	seq int
+	cur *leaseRecord
+}
+
+// leaseRecord is what a client knows of one of its leases.
+type leaseRecord struct {
+	client  int
+	id      int64
+	ttl     int64 // granted, seconds
+	keys    []string
+	revoked bool // the client revoked it
+	// lastRenewSent is when the last keep-alive that came back renewed
+	// (TTL > 0) was sent: the lease must live a TTL from then.
+	lastRenewSent int64
+	grantSent     int64
+}
+
+func newLeaseClient(w *World, id int) *leaseClient {
+	return &leaseClient{w: w, id: id, rng: w.child()}
+}
+
+func (c *leaseClient) start() { c.w.after(c.w.between(0, 2_000_000), c.begin) }
+
+func (c *leaseClient) member() *member { return c.w.members[c.rng.IntN(len(c.w.members))] }
+
+// call sends a request to a member and gives the answer (nil: none within
+// the client timeout).
+func (c *leaseClient) call(r core.Request, cb func(*core.Response)) {
+	w := c.w
+	m := c.member()
+	done := false
+	finish := func(resp *core.Response) {
+		if !done {
+			done = true
+			cb(resp)
+		}
+	}
+	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
+		m.request(r, func(resp core.Response) { w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) }) })
+	}))
+	w.after(w.settings.ClientTimeoutUs, func() { finish(nil) })
+}
+
+func (c *leaseClient) begin() {
+	w := c.w
+	if w.stopping {
+		return
+	}
+	c.seq++
+	rec := &leaseRecord{client: c.id, ttl: 3 + c.rng.Int64N(8), grantSent: w.now}
+	c.call(core.Request{LeaseGrant: &pb.LeaseGrantRequest{TTL: rec.ttl}}, func(resp *core.Response) {
+		if resp == nil || resp.Err != nil {
+			w.after(500_000, c.begin)
+			return
+		}
+		g := resp.Msg.(*pb.LeaseGrantResponse)
+		rec.id, rec.ttl, rec.lastRenewSent = g.ID, g.TTL, rec.grantSent
+		c.cur = rec
+		w.checks.leases = append(w.checks.leases, rec)
+		w.trace.logf(w.now, "l%d granted lease %x ttl %d", c.id, g.ID, g.TTL)
+		c.attach(rec, 1+c.rng.IntN(3), 2+c.rng.IntN(6))
+	})
+}
+
+// attach puts n keys on the lease, then keeps it alive rounds times.
+func (c *leaseClient) attach(rec *leaseRecord, n, rounds int) {
+	if n == 0 {
+		c.keepAlive(rec, rounds)
+		return
+	}
+	key := fmt.Sprintf("l/%d/%d/%d", c.id, c.seq, n)
+	c.call(core.Request{Put: &pb.PutRequest{Key: []byte(key), Value: []byte("held"), Lease: rec.id}}, func(resp *core.Response) {
+		if resp != nil && resp.Err == nil {
+			rec.keys = append(rec.keys, key)
+		}
+		c.attach(rec, n-1, rounds)
+	})
+}
+
+func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
+	w := c.w
+	if rounds == 0 || w.stopping {
+		c.finish(rec)
+		return
+	}
+	w.after(rec.ttl*1_000_000/3, func() {
+		sent := w.now
+		c.call(core.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: rec.id}}, func(resp *core.Response) {
+			if resp != nil && resp.Err == nil {
+				if ka := resp.Msg.(*pb.LeaseKeepAliveResponse); ka.TTL > 0 {
+					rec.lastRenewSent = max(rec.lastRenewSent, sent)
+				} else {
+					w.trace.logf(w.now, "l%d lease %x is gone", c.id, rec.id)
+					c.w.after(c.w.between(100_000, 1_000_000), c.begin)
+					return
+				}
+			}
+			if c.rng.IntN(4) == 0 {
+				c.timeToLive(rec)
+			}
+			c.keepAlive(rec, rounds-1)
+		})
+	})
+}
+
+func (c *leaseClient) timeToLive(rec *leaseRecord) {
+	c.call(core.Request{LeaseTimeToLive: &pb.LeaseTimeToLiveRequest{ID: rec.id}}, func(resp *core.Response) {
+		if resp == nil || resp.Err != nil {
+			return
+		}
+		if t := resp.Msg.(*pb.LeaseTimeToLiveResponse); t.TTL > rec.ttl || t.GrantedTTL != rec.ttl && t.TTL != -1 {
+			c.w.checks.fail("lease %x: time to live %d (granted %d), granted at %d", rec.id, t.TTL, t.GrantedTTL, rec.ttl)
+		}
+	})
+}
+
+// finish revokes the lease or lets it expire, then starts over.
+func (c *leaseClient) finish(rec *leaseRecord) {
+	w := c.w
+	if c.rng.IntN(2) == 0 {
+		rec.revoked = true
+		c.call(core.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: rec.id}}, func(*core.Response) {
+			w.after(w.between(100_000, 1_000_000), c.begin)
+		})
+		return
+	}
+	w.trace.logf(w.now, "l%d lets lease %x expire", c.id, rec.id)
+	w.after(w.between(100_000, 1_000_000), c.begin)
+}
