@@ -15,9 +15,9 @@ type PeerMessage struct {
 	// Seq ties an answer to its request on the asking member.
 	Seq uint64
 	// Exactly one of these is set.
-	KeepAlive      *pb.LeaseKeepAliveRequest  `json:",omitempty"`
-	KeepAliveResp  *pb.LeaseKeepAliveResponse `json:",omitempty"`
-	TimeToLive     *pb.LeaseTimeToLiveRequest `json:",omitempty"`
+	KeepAlive      *pb.LeaseKeepAliveRequest   `json:",omitempty"`
+	KeepAliveResp  *pb.LeaseKeepAliveResponse  `json:",omitempty"`
+	TimeToLive     *pb.LeaseTimeToLiveRequest  `json:",omitempty"`
 	TimeToLiveResp *pb.LeaseTimeToLiveResponse `json:",omitempty"`
 	// Err is the answer's error, as core's error text.
 	Err string `json:",omitempty"`

@@ -3,21 +3,27 @@ package tests
 // The differential test: rapid draws sequences of KV and maintenance
 // requests, each request goes to an embedded real etcd 3.7.3 and to an
 // in-process detcd in the same order, and the two answers must be the same
-// message (cluster and member ids aside) or the same gRPC error.
+// message (cluster and member ids aside; revisions and raft terms
+// included) or the same gRPC error, code and message.
 //
 // Both servers live for the whole test and accumulate the same history, so
-// revisions stay comparable across rapid's iterations; each iteration works
-// under its own key prefix so that a shrunk sequence means the same thing
-// as the original. When an iteration leaves the two servers in different
-// states (a different revision or hash), the next iteration starts both
-// afresh, so one difference does not fail every later iteration and
-// rapid's shrinking still finds the smallest sequence that shows it.
+// revisions stay comparable across rapid's cases, which makes for long
+// histories with many compactions; each case works under its own key
+// prefix. The generators draw revisions relative to that history (one a
+// case produced, the current one, the compaction revision, ...), not
+// absolute ones. When a case leaves the two servers in different states,
+// or once a difference was found and rapid shrinks it, each case starts on
+// a fresh pair, so that the smallest failing sequence rapid reports shows
+// all the failure needs.
 //
 // Raw gRPC clients are used on purpose: clientv3 retries and rewrites
 // requests, which would hide differences.
 //
-// Knobs: -rapid.checks (iterations, default 100), -rapid.steps (mean
-// requests per iteration, default 30), -rapid.seed to replay a run.
+// Knobs: -rapid.checks (cases per subtest; TestMain makes it 500 unless
+// given), -rapid.steps (mean requests per case, default 30), -rapid.seed
+// to replay a run, -rapid.shrinktime (default 30s; more gives smaller
+// cases), -diff.collect to list every kind of difference instead of
+// stopping at the first.
 
 import (
 	"bytes"
@@ -110,12 +116,21 @@ func (p *diffPair) collect(sig, detail string) {
 	}
 }
 
-// diffSignature names a difference by the method and what differs (the
-// error codes and messages, or the fields), without values.
-func diffSignature(method string, eerr, derr error, er, dr proto.Message) string {
+// coarseSignature names a difference by the method and the two error
+// codes and messages, or only the method when both answered.
+func coarseSignature(method string, eerr, derr error) string {
 	if eerr != nil || derr != nil {
 		es, ds := status.Convert(eerr), status.Convert(derr)
 		return fmt.Sprintf("%s: etcd %v %q / detcd %v %q", method, es.Code(), es.Message(), ds.Code(), ds.Message())
+	}
+	return method + ": the answers differ"
+}
+
+// diffSignature is coarseSignature with the differing fields named, for
+// -diff.collect.
+func diffSignature(method string, eerr, derr error, er, dr proto.Message) string {
+	if eerr != nil || derr != nil {
+		return coarseSignature(method, eerr, derr)
 	}
 	return method + ": fields " + strings.Join(diffPaths(er.ProtoReflect(), dr.ProtoReflect(), ""), ",")
 }
@@ -231,21 +246,20 @@ func call[Req, Resp proto.Message](rt *rapid.T, p *diffPair, method string, req 
 		}
 	}
 	if detail != "" {
-		sig := diffSignature(method, eerr, derr, er, dr)
 		rt.Logf("%s", detail)
 		if *diffCollect {
-			p.collect(sig, detail)
+			p.collect(diffSignature(method, eerr, derr, er, dr), detail)
 		} else {
-			// The failure message holds what differs but no revisions,
-			// hashes or keys: rapid only shrinks a failure whose message
-			// repeats word for word, and the first failing case ran on
-			// the shared history while its replays run on fresh servers.
-			// The details are in the log above.
+			// The failure message says little: rapid only shrinks a
+			// failure whose message repeats word for word, and the first
+			// failing case ran on the shared history while its replays run
+			// on fresh servers, where revisions, hashes and even which
+			// fields differ can change. The details are in the log above.
 			p.failed = true
 			if p.firstDiff == "" {
 				p.firstDiff = detail
 			}
-			rt.Fatalf("DIFF %s", sig)
+			rt.Fatalf("DIFF %s", coarseSignature(method, eerr, derr))
 		}
 	}
 	if eerr == nil && derr == nil {
@@ -793,7 +807,7 @@ func (it *iteration) BadInput(t *rapid.T) {
 		call(t, it.p, "Put", &pb.PutRequest{Key: k, Value: []byte("v"), IgnoreValue: true}, doPut)
 	case 2:
 		call(t, it.p, "Put", &pb.PutRequest{Key: k, Value: []byte("v"), Lease: 0x1234, IgnoreLease: true}, doPut)
-	case 3: // detcd has no leases: any lease is one that does not exist
+	case 3: // a lease that was never granted
 		call(t, it.p, "Put", &pb.PutRequest{Key: k, Value: []byte("v"), Lease: rapid.SampledFrom([]int64{1, 0x1234, -1}).Draw(t, "lease")}, doPut)
 	case 4: // over --max-request-bytes (1.5 MiB) but under gRPC's limit
 		call(t, it.p, "Put", &pb.PutRequest{Key: k, Value: bytes.Repeat([]byte("z"), 1600*1024)}, doPut)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -95,18 +96,37 @@ func binaries(t testing.TB) (detcd, etcdctl string) {
 	return filepath.Join(binDir, "detcd"), filepath.Join(binDir, "etcdctl")
 }
 
-// freePort returns a loopback port nobody listened on a moment ago. The
-// port is released before use, so another process could take it first;
-// on loopback in a test run that is rare enough.
+// freePort returns a loopback port that nobody listens on. The port is
+// released before use, so someone else could take it first. Ports come
+// from below Linux's ephemeral range (32768 and up), where the kernel picks
+// the local ports of outgoing connections and of ":0" listeners: this test
+// makes many connections, and one of them could otherwise land on a port
+// just picked. Ports are not handed out twice in one test process.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if portsUsed[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsUsed[port] = true
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port in 20000-31999")
+	return 0
 }
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
 
 func loopbackURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 
@@ -306,20 +326,30 @@ func startInProcDetcd(t testing.TB, fastTicks bool) (addr string, stop func()) {
 // waits until it serves. It returns the client address (host:port).
 func startEmbeddedEtcd(t testing.TB, fastTicks bool) (addr string, stop func()) {
 	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "default"
-	cfg.Dir = t.TempDir()
-	client, peer := mustURL(t, loopbackURL(freePort(t))), mustURL(t, loopbackURL(freePort(t)))
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = "default=" + peer.String()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	if fastTicks {
-		cfg.TickMs, cfg.ElectionMs = 10, 100 // as for detcd: a quick first election
-	}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("embedded etcd: %v", err)
+	var e *embed.Etcd
+	var client url.URL
+	for try := 0; ; try++ {
+		cfg := embed.NewConfig()
+		cfg.Name = "default"
+		cfg.Dir = t.TempDir()
+		var peer url.URL
+		client, peer = mustURL(t, loopbackURL(freePort(t))), mustURL(t, loopbackURL(freePort(t)))
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+		cfg.InitialCluster = "default=" + peer.String()
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		if fastTicks {
+			cfg.TickMs, cfg.ElectionMs = 10, 100 // as for detcd: a quick first election
+		}
+		var err error
+		e, err = embed.StartEtcd(cfg)
+		if err == nil {
+			break
+		}
+		// Someone took a port between freePort and now: pick others.
+		if try == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("embedded etcd: %v", err)
+		}
 	}
 	select {
 	case <-e.Server.ReadyNotify():
