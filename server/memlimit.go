@@ -11,10 +11,10 @@ import (
 // pointer-free slabs that are cheap for the collector to scan but that
 // GOGC=100 would let the heap double beyond. The server therefore keeps a
 // soft memory limit a little above the live heap: the collector runs when
-// the heap grows by memHeadroomBytes (or an eighth) instead of by the whole
+// the heap grows by memHeadroomBytes (or a sixteenth) instead of by the whole
 // live heap. At small heaps GOGC still rules. GOMEMLIMIT, if set, wins.
 const (
-	memHeadroomBytes = 64 << 20
+	memHeadroomBytes = 32 << 20
 	memLimitEvery    = time.Second
 )
 
@@ -37,6 +37,6 @@ func (s *Server) runMemLimit() {
 			return
 		}
 		live := int64(sample[0].Value.Uint64())
-		debug.SetMemoryLimit(live + max(memHeadroomBytes, live/8))
+		debug.SetMemoryLimit(live + max(memHeadroomBytes, live/16))
 	}
 }

@@ -17,14 +17,8 @@ const (
 type job struct {
 	kind   jobKind
 	target Revision
-	// slab and off are a compaction's cursor in the hot log.
-	slab, off int
-	// keep is the first slab holding a record at the target: watchers may
-	// start at the compaction revision, so its records stay in the hot log.
-	keep int
-	// cursor is the next key a cold rewrite visits.
-	cursor  string
-	started bool
+	// cursor is the next key the job visits.
+	cursor string
 	// next is the cold series a rewrite fills.
 	next slabSeries
 	// done is called when the job finishes.
@@ -61,7 +55,7 @@ func (s *Store) Compact(rev Revision, onDone func()) error {
 		return ErrFutureRev
 	}
 	s.compactRev = rev
-	j := &job{kind: jobCompact, target: rev, keep: -1}
+	j := &job{kind: jobCompact, target: rev}
 	if onDone != nil {
 		j.waiters = append(j.waiters, onDone)
 	}
@@ -108,86 +102,81 @@ func (s *Store) Defragment(onDone func()) {
 	s.jobs.push(j)
 }
 
+// stepCompact walks the keys in order from the job's cursor, compacting
+// each key's history at most once per compaction, so the work is linear
+// in the keys and their histories however the revisions interleave.
 func (s *Store) stepCompact(j *job, budget int) (int, bool) {
-	for budget > 0 {
-		if j.slab >= len(s.hot.slabs) {
-			return budget, s.finishCompact(j)
+	var batch []item
+	more := false
+	s.tree.AscendGreaterOrEqual(probe(j.cursor), func(it item) bool {
+		if len(batch) >= budget {
+			more = true
+			return false
 		}
-		buf := s.hot.slabs[j.slab].buf
-		if j.off >= len(buf) {
-			if j.slab == len(s.hot.slabs)-1 {
-				return budget, s.finishCompact(j)
-			}
-			j.slab, j.off = j.slab+1, 0
-			continue
-		}
-		past := false
-		j.off = slabRecords(buf, j.off, func(r record, _ int) bool {
-			if budget <= 0 {
-				return false
-			}
-			m := recMod(r)
-			if m > j.target {
-				past = true
-				return false
-			}
-			budget--
-			if m == j.target && j.keep < 0 {
-				j.keep = j.slab
-			}
-			if m > s.physRev {
-				s.compactRecord(r, j.target)
-			}
-			return true
-		})
-		if past {
-			return budget, s.finishCompact(j)
-		}
+		batch = append(batch, it)
+		return true
+	})
+	for _, it := range batch {
+		budget -= s.compactKey(it, j.target)
 	}
-	return budget, false
+	if len(batch) > 0 {
+		j.cursor = batch[len(batch)-1].key() + "\x00"
+	}
+	if more {
+		return 0, false
+	}
+	return max(budget, 0), s.finishCompact(j)
 }
 
-// compactRecord handles one record at or below the compaction target: if
-// it is the newest such record of its key, the key's history below it is
-// dropped and the record itself moves to the cold slabs (or, a tombstone,
-// goes away).
-func (s *Store) compactRecord(r record, target Revision) {
-	it, ok := s.tree.Get(probe(recKey(r)))
-	if !ok {
-		panic("mvcc: compaction found a record whose key is not indexed")
+// compactKey drops a key's history below target: the newest record at or
+// below target stays (moved to the cold slabs, so the hot ones can go)
+// unless it is a tombstone, and everything older goes. It returns the
+// records it visited.
+func (s *Store) compactKey(it item, target Revision) int {
+	// Find the newest record at or below the target without copying the
+	// chain: most keys need nothing.
+	i, visited := 0, 1
+	r := it.rec
+	n := it.prev
+	for recMod(r) > target {
+		if n == nil {
+			return visited // created after the target
+		}
+		r, n = n.rec, n.next
+		i++
+		visited++
+	}
+	hot := recMod(r) > s.physRev
+	if !hot && n == nil {
+		return visited // compacted before: its kept record is cold already
 	}
 	recs := it.records()
-	i := 0
-	for i < len(recs) && recMod(recs[i]) > target {
-		i++
-	}
-	if i == len(recs) || !sameRecord(recs[i], r) {
-		return // superseded below the target: dies with its slab
-	}
 	for _, old := range recs[i+1:] {
 		if recMod(old) <= s.physRev {
 			s.coldLive -= recordFootprint(old)
 		}
 	}
-	if recTombstone(r) {
-		if i == 0 {
-			s.tree.Delete(it)
-			return
-		}
+	switch {
+	case recTombstone(r) && i == 0:
+		s.tree.Delete(it)
+	case recTombstone(r):
 		s.tree.ReplaceOrInsert(itemOf(recs[:i]))
-		return
+	case hot:
+		recs[i] = s.appendCold(r)
+		s.tree.ReplaceOrInsert(itemOf(recs[:i+1]))
+	default:
+		s.tree.ReplaceOrInsert(itemOf(recs[:i+1]))
 	}
-	recs[i] = s.appendCold(r)
-	s.tree.ReplaceOrInsert(itemOf(recs[:i+1]))
+	return visited + len(recs)
 }
 
 func (s *Store) finishCompact(j *job) bool {
-	// Every slab before the cursor's holds only records at or below the
-	// target, all handled: drop them, except from the first holding the
-	// target revision on.
-	drop := j.slab
-	if j.keep >= 0 {
-		drop = min(drop, j.keep)
+	// A hot slab can go once the next one starts below the target: all its
+	// records are below the target, dead or moved to the cold slabs. The
+	// target's own records stay for watchers that start there.
+	drop := 0
+	for drop+1 < len(s.hot.slabs) && s.hot.slabs[drop+1].first < j.target {
+		drop++
 	}
 	s.hot.dropFront(drop)
 	s.physRev = j.target
@@ -219,9 +208,6 @@ func (s *Store) stepRewrite(j *job, budget int) (int, bool) {
 		batch = append(batch, it)
 		return true
 	})
-	if !j.started {
-		j.started = true
-	}
 	for _, it := range batch {
 		recs := it.records()
 		last := len(recs) - 1
