@@ -9,16 +9,29 @@ import (
 
 // Memory: the key space lives in the Go heap, mostly in large
 // pointer-free slabs that are cheap for the collector to scan but that
-// GOGC=100 would let the heap double beyond. The server therefore keeps a
-// soft memory limit a little above the live heap: the collector runs when
-// the heap grows by memHeadroomBytes (or a sixteenth) instead of by the whole
-// live heap. At small heaps GOGC still rules. GOMEMLIMIT, if set, wins.
+// GOGC=100 would let the heap double beyond. The server therefore runs
+// with a generous GOGC and keeps a soft memory limit a little above the
+// live heap: a small heap gets room (fewer collections, less CPU per
+// request), a large one gets memHeadroomMinBytes, so a member holding
+// gigabytes does not need twice that. GOGC or GOMEMLIMIT set in the
+// environment win.
 const (
-	memHeadroomBytes = 32 << 20
-	memLimitEvery    = time.Second
+	memGCPercent        = 400
+	memHeadroomMinBytes = 32 << 20
+	memHeadroomMaxBytes = 128 << 20
+	memLimitEvery       = time.Second
 )
 
+// memHeadroom is the room above the live heap: shrinking from the maximum
+// as the heap grows, never below the minimum.
+func memHeadroom(live int64) int64 {
+	return max(memHeadroomMinBytes, memHeadroomMaxBytes-live/2)
+}
+
 func (s *Server) runMemLimit() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(memGCPercent)
+	}
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
@@ -26,17 +39,23 @@ func (s *Server) runMemLimit() {
 	t := time.NewTicker(memLimitEvery)
 	defer t.Stop()
 	for {
+		metrics := func() bool {
+			rtmetrics.Read(sample)
+			if sample[0].Value.Kind() != rtmetrics.KindUint64 {
+				return false
+			}
+			live := int64(sample[0].Value.Uint64())
+			debug.SetMemoryLimit(live + memHeadroom(live))
+			return true
+		}
+		if !metrics() {
+			return
+		}
 		select {
 		case <-s.stopping:
 			debug.SetMemoryLimit(-1)
 			return
 		case <-t.C:
 		}
-		rtmetrics.Read(sample)
-		if sample[0].Value.Kind() != rtmetrics.KindUint64 {
-			return
-		}
-		live := int64(sample[0].Value.Uint64())
-		debug.SetMemoryLimit(live + max(memHeadroomBytes, live/16))
 	}
 }

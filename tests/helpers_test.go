@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,13 +76,19 @@ func binaries(t testing.TB) (detcd, etcdctl string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for i, pkg := range []string{"github.com/detcd/detcd/cmd/detcd", "go.etcd.io/etcd/etcdctl/v3"} {
-			out := filepath.Join(binDir, []string{"detcd", "etcdctl"}[i])
+		builds := []struct{ dir, pkg, out string }{
+			// detcd is built in the main module, so that it has the main
+			// go.mod's dependency versions, as `make build` gives it.
+			{"..", "./cmd/detcd", "detcd"},
+			{".", "go.etcd.io/etcd/etcdctl/v3", "etcdctl"}, // a tool of this module
+		}
+		errs := make([]error, len(builds))
+		for i, b := range builds {
 			wg.Go(func() {
-				cmd := exec.Command("go", "build", "-o", out, pkg)
-				if b, err := cmd.CombinedOutput(); err != nil {
-					errs[i] = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b.out), b.pkg)
+				cmd.Dir = b.dir
+				if out, err := cmd.CombinedOutput(); err != nil {
+					errs[i] = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
 				}
 			})
 		}
@@ -381,19 +386,4 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// portOf returns the port of a host:port or URL string.
-func portOf(t testing.TB, s string) int {
-	t.Helper()
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "https://")
-	_, p, err := net.SplitHostPort(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
