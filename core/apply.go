@@ -82,27 +82,11 @@ func (n *Node) applyRequest(r *pb.InternalRaftRequest) (proto.Message, error) {
 		return n.applyLeaseRevoke(r.LeaseRevoke)
 	case r.LeaseCheckpoint != nil:
 		return n.applyLeaseCheckpoint(r.LeaseCheckpoint), nil
+	case r.ClusterMemberAttrSet != nil:
+		n.applyAttrSet(r.ClusterMemberAttrSet)
+		return nil, nil
 	}
 	return nil, nil
-}
-
-func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) {
-	n.st.confState = n.rn.ApplyConfChange(cc)
-	for _, c := range cc.GetChanges() {
-		switch c.GetType() {
-		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-			m, ok := n.cfg.memberByID(c.GetNodeId())
-			if ok && c.GetType() == raftpb.ConfChangeAddLearnerNode {
-				m.IsLearner = true
-			}
-			if !ok {
-				m = Member{ID: c.GetNodeId()}
-			}
-			n.st.members.add(m)
-		case raftpb.ConfChangeRemoveNode:
-			n.st.members.remove(c.GetNodeId())
-		}
-	}
 }
 
 // compactRaftLog keeps etcd's --snapshot-count entries of raft log in

@@ -52,6 +52,9 @@ type Config struct {
 	ClusterID uint64
 	// Members are the cluster's members at bootstrap.
 	Members []Member
+	// Join: this member joins an existing cluster (etcd's
+	// --initial-cluster-state existing) instead of bootstrapping one.
+	Join bool
 
 	ElectionTicks  int
 	HeartbeatTicks int

@@ -3,7 +3,6 @@ package core
 import (
 	"crypto/sha1"
 	"encoding/binary"
-	"encoding/json"
 	"slices"
 	"strings"
 )
@@ -39,16 +38,6 @@ func ClusterID(memberIDs []uint64) uint64 {
 	}
 	sum := sha1.Sum(b)
 	return binary.BigEndian.Uint64(sum[:8])
-}
-
-// memberContext is what a conf change entry carries about its member,
-// like etcd's JSON member context.
-func memberContext(m Member) []byte {
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic("core: marshal member: " + err.Error())
-	}
-	return b
 }
 
 // members is the applied membership, kept sorted by id so that every

@@ -1,8 +1,10 @@
 package core
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
@@ -48,6 +50,10 @@ type Node struct {
 	out Ready
 	// incoming is a snapshot's content waiting for raft to accept it.
 	incoming *ReceivedSnapshot
+	// transfers are leadership transfers waiting to finish.
+	transfers []transfer
+	// publishRetryAt is when to propose this member's attributes again.
+	publishRetryAt int64
 	// campaignPending: a lone voter campaigns as soon as raft lets it.
 	campaignPending bool
 	// failed is set when the node cannot go on (its state would be wrong);
@@ -78,7 +84,8 @@ func New(cfg Config) (*Node, error) {
 		if m.IsLearner {
 			continue
 		}
-		peers = append(peers, raft.Peer{ID: m.ID, Context: memberContext(m)})
+		ctx, _ := json.Marshal(confContext{Member: m})
+		peers = append(peers, raft.Peer{ID: m.ID, Context: ctx})
 	}
 	if err := n.rn.Bootstrap(peers); err != nil {
 		return nil, fmt.Errorf("core: bootstrap: %w", err)
@@ -87,6 +94,21 @@ func New(cfg Config) (*Node, error) {
 		n.st.confState.Voters = append(n.st.confState.Voters, p.ID)
 	}
 	n.campaignIfAlone()
+	return n, nil
+}
+
+// NewJoining starts a member that joins an existing cluster with empty
+// storage: it has no configuration of its own and learns the cluster's
+// from the leader's log or snapshot.
+func NewJoining(cfg Config) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := newNode(cfg, mvcc.New(), raft.NewMemoryStorage())
+	if err := n.startRaft(0); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -143,12 +165,20 @@ func (n *Node) Tick() {
 	n.expireForwards()
 	n.auto.tick(n)
 	n.leaseTick()
+	n.checkTransfers()
+	n.publishAttributes()
 }
 
 // Step hands the node a raft message from a peer.
 func (n *Node) Step(m *raftpb.Message) error {
 	if raft.IsLocalMsg(m.GetType()) {
 		return fmt.Errorf("core: refusing local message %s from a peer", m.GetType())
+	}
+	if slices.Contains(n.st.members.removed, m.GetFrom()) {
+		// A removed member must not disturb the cluster; tell it, so it
+		// stops.
+		n.out.Peer = append(n.out.Peer, &PeerMessage{From: n.cfg.ID, To: m.GetFrom(), Removed: true})
+		return nil
 	}
 	err := n.rn.Step(m)
 	if err == raft.ErrStepPeerNotFound || err == raft.ErrStepLocalMsg {
@@ -187,8 +217,18 @@ func (n *Node) Request(r Request) {
 	case r.Defragment:
 		id := r.ID
 		n.kv.Defragment(func() { n.respond(id, &pb.DefragmentResponse{Header: n.header(0)}, nil) })
-	case r.MemberList:
-		n.respond(r.ID, n.memberList(), nil)
+	case r.MemberList != nil:
+		n.memberList(r)
+	case r.MemberAdd != nil:
+		n.memberAdd(r)
+	case r.MemberRemove != nil:
+		n.memberRemove(r)
+	case r.MemberUpdate != nil:
+		n.memberUpdate(r)
+	case r.MemberPromote != nil:
+		n.memberPromote(r)
+	case r.MoveLeader != nil:
+		n.moveLeader(r)
 	case r.Snapshot:
 		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.Snapshot(), Header: n.header(0)})
 	case r.ReadIndex:
@@ -257,6 +297,7 @@ func (n *Node) softState(ss *raft.SoftState) {
 	n.lead = ss.Lead
 	n.leadershipChanged(wasLeader)
 	if changed {
+		n.checkTransfers()
 		n.log.Info("leader changed", "member", fmt.Sprintf("%x", n.cfg.ID), "leader", fmt.Sprintf("%x", ss.Lead), "state", ss.RaftState.String())
 		n.props.leaderChanged(n)
 		n.reads.leaderChanged(n)

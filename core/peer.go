@@ -6,10 +6,11 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// PeerMessage is a member-to-member request outside raft: a lease
-// keep-alive or time-to-live query that a follower forwards to the leader,
-// which alone keeps lease expiry, and the leader's answer. Drivers carry
-// them like raft messages.
+// PeerMessage is a member-to-member request outside raft: a request only
+// the leader can answer (a lease keep-alive or time-to-live query, since
+// the leader alone keeps lease expiry; a learner's promotion, since the
+// leader alone knows how far it is) that a follower forwards, and the
+// leader's answer. Drivers carry them like raft messages.
 type PeerMessage struct {
 	From, To uint64
 	// Seq ties an answer to its request on the asking member.
@@ -19,12 +20,18 @@ type PeerMessage struct {
 	KeepAliveResp  *pb.LeaseKeepAliveResponse  `json:",omitempty"`
 	TimeToLive     *pb.LeaseTimeToLiveRequest  `json:",omitempty"`
 	TimeToLiveResp *pb.LeaseTimeToLiveResponse `json:",omitempty"`
+	// Promoting a learner needs the leader's view of its progress.
+	MemberPromote     *pb.MemberPromoteRequest  `json:",omitempty"`
+	MemberPromoteResp *pb.MemberPromoteResponse `json:",omitempty"`
 	// Err is the answer's error, as core's error text.
 	Err string `json:",omitempty"`
+	// Removed tells a member that the cluster removed it: it stops, as an
+	// etcd member does when its peers refuse it.
+	Removed bool `json:",omitempty"`
 }
 
 func (m *PeerMessage) isReply() bool {
-	return m.KeepAliveResp != nil || m.TimeToLiveResp != nil || m.Err != ""
+	return m.KeepAliveResp != nil || m.TimeToLiveResp != nil || m.MemberPromoteResp != nil || m.Err != ""
 }
 
 // forward is a request this member sent to the leader.
@@ -47,11 +54,19 @@ func (n *Node) forwardToLeader(r Request) {
 	n.nextSeq++
 	n.forwards[n.nextSeq] = forward{req: r.ID, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks)}
 	n.forwardOrder = append(n.forwardOrder, n.nextSeq)
-	n.out.Peer = append(n.out.Peer, &PeerMessage{From: n.cfg.ID, To: n.lead, Seq: n.nextSeq, KeepAlive: r.LeaseKeepAlive, TimeToLive: r.LeaseTimeToLive})
+	n.out.Peer = append(n.out.Peer, &PeerMessage{From: n.cfg.ID, To: n.lead, Seq: n.nextSeq,
+		KeepAlive: r.LeaseKeepAlive, TimeToLive: r.LeaseTimeToLive, MemberPromote: r.MemberPromote})
 }
 
 // StepPeer hands the node a member-to-member message.
 func (n *Node) StepPeer(m *PeerMessage) {
+	if m.Removed {
+		if m.To == n.cfg.ID {
+			n.log.Warn("a peer says this member was removed from the cluster", "peer", m.From)
+			n.fail(ErrMemberRemoved)
+		}
+		return
+	}
 	if m.isReply() {
 		f, ok := n.forwards[m.Seq]
 		if !ok {
@@ -67,6 +82,8 @@ func (n *Node) StepPeer(m *PeerMessage) {
 			n.respond(f.req, m.KeepAliveResp, err)
 		case m.TimeToLiveResp != nil:
 			n.respond(f.req, m.TimeToLiveResp, err)
+		case m.MemberPromoteResp != nil:
+			n.respond(f.req, m.MemberPromoteResp, err)
 		default:
 			n.respond(f.req, nil, err)
 		}
@@ -75,7 +92,7 @@ func (n *Node) StepPeer(m *PeerMessage) {
 	n.nextPeerReq++
 	id := peerRequestBit | n.nextPeerReq
 	n.peerWaits[id] = peerOrigin{from: m.From, seq: m.Seq}
-	n.Request(Request{ID: id, LeaseKeepAlive: m.KeepAlive, LeaseTimeToLive: m.TimeToLive})
+	n.Request(Request{ID: id, LeaseKeepAlive: m.KeepAlive, LeaseTimeToLive: m.TimeToLive, MemberPromote: m.MemberPromote})
 }
 
 // replyPeer turns the response to a forwarded request into the reply.
@@ -94,8 +111,10 @@ func (n *Node) replyPeer(r Response) bool {
 		reply.KeepAliveResp = msg
 	case *pb.LeaseTimeToLiveResponse:
 		reply.TimeToLiveResp = msg
+	case *pb.MemberPromoteResponse:
+		reply.MemberPromoteResp = msg
 	}
-	if reply.Err == "" && reply.KeepAliveResp == nil && reply.TimeToLiveResp == nil {
+	if reply.Err == "" && reply.KeepAliveResp == nil && reply.TimeToLiveResp == nil && reply.MemberPromoteResp == nil {
 		reply.Err = ErrUnknownRequest.Error()
 	}
 	n.out.Peer = append(n.out.Peer, reply)
@@ -104,7 +123,8 @@ func (n *Node) replyPeer(r Response) bool {
 
 // peerError maps an error's text from a peer back to core's sentinel.
 func peerError(text string) error {
-	for _, e := range []error{ErrLeaseNotFound, ErrNotLeader, ErrNoLeader, ErrTimeout, ErrLeaderChanged, ErrStopped} {
+	for _, e := range []error{ErrLeaseNotFound, ErrNotLeader, ErrNoLeader, ErrTimeout, ErrLeaderChanged, ErrStopped,
+		ErrMemberNotFound, ErrMemberNotLearner, ErrLearnerNotReady, ErrMemberRemoved, ErrNotEnoughStarted} {
 		if e.Error() == text {
 			return e
 		}

@@ -6,6 +6,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -30,6 +31,8 @@ type proposal struct {
 	done     bool
 	// then, if set, gets the outcome instead of a client.
 	then func(proto.Message, error)
+	// cc, if set, is a membership change to propose instead of data.
+	cc *raftpb.ConfChangeV2
 }
 
 func (ps *proposals) init(cfg Config) {
@@ -38,8 +41,16 @@ func (ps *proposals) init(cfg Config) {
 	ps.byID = map[uint64]*proposal{}
 }
 
+// maxGapBetweenApplyAndCommit is etcd's back-pressure: past this many
+// committed entries not yet applied, new writes are refused.
+const maxGapBetweenApplyAndCommit = 5000
+
 // propose encodes a write and hands it to raft.
 func (n *Node) propose(r Request) {
+	if n.rn.BasicStatus().GetCommit() > n.st.index+maxGapBetweenApplyAndCommit {
+		n.respond(r.ID, nil, ErrTooManyRequests)
+		return
+	}
 	if cost := quotaCost(&r); cost > 0 && n.kv.Size()+cost > n.cfg.QuotaBackendBytes {
 		n.raiseNoSpace()
 		n.respond(r.ID, nil, ErrNoSpace)
@@ -99,7 +110,12 @@ func (n *Node) proposeRequest(req RequestID, ir *pb.InternalRaftRequest, then fu
 }
 
 func (n *Node) proposeData(p *proposal) {
-	err := n.rn.Propose(p.data)
+	var err error
+	if p.cc != nil {
+		err = n.rn.ProposeConfChange(p.cc)
+	} else {
+		err = n.rn.Propose(p.data)
+	}
 	switch {
 	case err == raft.ErrProposalDropped:
 		n.props.queued = append(n.props.queued, p)

@@ -118,6 +118,8 @@ func (n *Node) serveRead(r Request) {
 		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.View(), Header: n.header(int64(n.kv.Rev()))})
 	case r.LeaseKeepAlive != nil, r.LeaseTimeToLive != nil:
 		n.serveLease(r)
+	case r.MemberList != nil:
+		n.respond(r.ID, n.memberListResponse(), nil)
 	}
 }
 

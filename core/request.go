@@ -35,8 +35,15 @@ type Request struct {
 	LeaseLeases     bool
 	// Status asks for the member's status (Maintenance.Status).
 	Status bool
-	// MemberList asks for the applied membership.
-	MemberList bool
+	// Membership (the Cluster service). MemberAdd needs NewMemberID: the
+	// driver chooses the id (etcd hashes the peer URLs with the time).
+	MemberAdd     *pb.MemberAddRequest
+	NewMemberID   uint64
+	MemberRemove  *pb.MemberRemoveRequest
+	MemberUpdate  *pb.MemberUpdateRequest
+	MemberPromote *pb.MemberPromoteRequest
+	MemberList    *pb.MemberListRequest
+	MoveLeader    *pb.MoveLeaderRequest
 	// Defragment returns the key space's garbage memory; it answers when
 	// done, with a DefragmentResponse.
 	Defragment bool

@@ -53,17 +53,6 @@ func (n *Node) Info() Info {
 	}
 }
 
-// memberList answers Cluster.MemberList from the applied membership.
-func (n *Node) memberList() *pb.MemberListResponse {
-	resp := &pb.MemberListResponse{Header: n.header(0)}
-	for _, m := range n.st.members.list {
-		resp.Members = append(resp.Members, &pb.Member{
-			ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner,
-		})
-	}
-	return resp
-}
-
 // View returns a view of the applied state and the header to answer with,
 // for drivers that serve serializable reads off the loop.
 func (n *Node) View() (*mvcc.View, *pb.ResponseHeader) {

@@ -58,7 +58,11 @@ func Open(fsys wal.FS, dir string, cfg core.Config, opts Options) (*core.Node, *
 }
 
 func (d *Disk) bootstrap(cfg core.Config, wopts wal.Options) (*core.Node, error) {
-	n, err := core.New(cfg)
+	start := core.New
+	if cfg.Join {
+		start = core.NewJoining
+	}
+	n, err := start(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +119,9 @@ func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
 		// The member crashed while bootstrapping, before its first log
 		// write: it has promised nothing to anyone, so it bootstraps again.
 		d.log.Warn("the log holds nothing: finishing an interrupted bootstrap", "wal", d.walDir)
+		if cfg.Join {
+			return core.NewJoining(cfg)
+		}
 		return core.New(cfg)
 	}
 	disk.HardState, disk.Entries = rec.HardState, rec.Entries

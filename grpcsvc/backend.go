@@ -25,4 +25,6 @@ type Backend interface {
 	Version() string
 	// OpenWatch starts a watch stream on the member.
 	OpenWatch(ctx context.Context) (WatchStream, error)
+	// NewMemberID chooses the id of a member being added.
+	NewMemberID(peerURLs []string) uint64
 }

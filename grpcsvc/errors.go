@@ -30,6 +30,20 @@ var errorMap = []struct {
 	{core.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{core.ErrNotLeader, rpctypes.ErrGRPCNotLeader},
 	{core.ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged},
+	{core.ErrMemberExist, rpctypes.ErrGRPCMemberExist},
+	{core.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
+	{core.ErrMemberRemoved, rpctypes.ErrGRPCMemberNotFound},
+	{core.ErrPeerURLExist, rpctypes.ErrGRPCPeerURLExist},
+	{core.ErrMemberBadURLs, rpctypes.ErrGRPCMemberBadURLs},
+	{core.ErrMemberNotLearner, rpctypes.ErrGRPCMemberNotLearner},
+	{core.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
+	{core.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
+	{core.ErrNotEnoughStarted, rpctypes.ErrGRPCMemberNotEnoughStarted},
+	{core.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
+	{core.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
+	// etcd does not map this one: it reaches clients as Unknown.
+	{core.ErrTimeoutLeaderTransfer, status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")},
+	{core.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
 	{core.ErrTimeout, rpctypes.ErrGRPCTimeout},
 	{core.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{core.ErrStopped, rpctypes.ErrGRPCStopped},
@@ -51,8 +65,11 @@ func toGRPC(err error) error {
 			return e.grpc
 		}
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return status.FromContextError(err).Err()
+	switch {
+	case errors.Is(err, context.Canceled):
+		return rpctypes.ErrGRPCCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return rpctypes.ErrGRPCDeadlineExceeded
 	}
 	return status.Error(codes.Unknown, err.Error())
 }

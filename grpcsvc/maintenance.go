@@ -75,11 +75,7 @@ func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.Ha
 	return &pb.HashResponse{Header: withRevision(resp.Header, int64(resp.View.Rev())), Hash: h.Hash}, nil
 }
 
-type clusterServer struct {
-	pb.UnimplementedClusterServer
-	b Backend
-}
-
-func (s *clusterServer) MemberList(ctx context.Context, _ *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-	return do[*pb.MemberListResponse](ctx, s.b, core.Request{MemberList: true})
+// MoveLeader hands leadership to another member; only the leader can.
+func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	return do[*pb.MoveLeaderResponse](ctx, s.b, core.Request{MoveLeader: r})
 }

@@ -280,6 +280,12 @@ func (s *Server) MaxTxnOps() int { return s.cfg.MaxTxnOps }
 // MaxRequestBytes implements grpcsvc.Backend.
 func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }
 
+// NewMemberID implements grpcsvc.Backend: etcd's id for a member added
+// at runtime, from its peer URLs, the cluster token and the time.
+func (s *Server) NewMemberID(peerURLs []string) uint64 {
+	return core.MemberID(peerURLs, s.cfg.InitialClusterToken+fmt.Sprint(time.Now().Unix()))
+}
+
 // Version implements grpcsvc.Backend.
 func (s *Server) Version() string { return Version }
 

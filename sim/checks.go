@@ -2,6 +2,7 @@ package sim
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -56,6 +57,10 @@ func (c *checkers) observe(m *member) {
 		return
 	}
 	if err := m.node.Err(); err != nil {
+		if errors.Is(err, core.ErrMemberRemoved) {
+			c.w.retire(m)
+			return
+		}
 		c.fail("%s stopped: %v", m.name, err)
 		m.crash(false)
 		return
@@ -109,7 +114,7 @@ func (c *checkers) op(op *Op) {
 // converged reports whether every member is up, led, at the same revision
 // and holding the same key space.
 func (c *checkers) converged() bool {
-	ms := c.w.members
+	ms := c.w.live()
 	for _, m := range ms {
 		if !m.up || m.paused || m.node.Leader() == 0 {
 			return false
@@ -117,8 +122,12 @@ func (c *checkers) converged() bool {
 	}
 	// Everything in the leader's log must be committed and applied
 	// everywhere, or acknowledged writes may still be on their way.
-	lead := ms[ms[0].node.Leader()-1]
-	if lead.node.Leader() != lead.id {
+	l := ms[0].node.Leader()
+	if l == 0 || int(l) > len(c.w.members) {
+		return false
+	}
+	lead := c.w.members[l-1]
+	if lead.removed || !lead.up || lead.node.Leader() != lead.id {
 		return false
 	}
 	last := lead.node.LastIndex()
@@ -149,7 +158,7 @@ func (c *checkers) converged() bool {
 
 func (c *checkers) convergenceReport() string {
 	var parts []string
-	for _, m := range c.w.members {
+	for _, m := range c.w.live() {
 		if !m.up {
 			parts = append(parts, m.name+" down")
 			continue
@@ -224,7 +233,7 @@ func describeIllegal(info porcupine.LinearizationInfo, ops []porcupine.Operation
 // checkDurability requires every acknowledged write to survive in the
 // final state, or to be superseded by a later write.
 func (c *checkers) checkDurability() {
-	m := c.w.members[0]
+	m := c.w.live()[0]
 	if !m.up || m.node == nil {
 		return
 	}

@@ -33,6 +33,12 @@ func newClient(w *World, id int) *client {
 	return c
 }
 
+// pick chooses a member to talk to: any that is not removed.
+func (c *client) pick() int {
+	live := c.w.live()
+	return live[c.rng.IntN(len(live))].idx
+}
+
 func (c *client) start() { c.w.after(c.think(), c.issue) }
 
 // abandon records the operation in flight, if any, as if it timed out: a
@@ -118,6 +124,9 @@ func (c *client) issue() {
 		return
 	}
 	op := c.next()
+	if w.members[c.target].removed {
+		c.target = c.pick()
+	}
 	op.Member, op.Call = c.target, w.now
 	w.stats.Ops++
 	done := false
@@ -139,7 +148,7 @@ func (c *client) issue() {
 	}))
 	w.after(w.settings.ClientTimeoutUs, func() {
 		if !done {
-			c.target = c.rng.IntN(len(w.members))
+			c.target = c.pick()
 		}
 		finish(nil)
 	})
@@ -159,7 +168,7 @@ func (c *client) record(op *Op, resp *core.Response) {
 			w.stats.OpsFailed++
 		}
 		if resp != nil {
-			c.target = c.rng.IntN(len(w.members))
+			c.target = c.pick()
 		}
 	case resp.Err != nil:
 		op.Failed = true

@@ -13,12 +13,14 @@ type faultState struct {
 	w     *World
 	rng   *rand.Rand
 	kinds []Faults
+	// changing is set while a membership change is in progress.
+	changing bool
 }
 
 func (f *faultState) init(w *World) {
 	f.w, f.rng = w, w.child()
 	for k := Faults(1); k < faultsEnd; k <<= 1 {
-		if w.opts.Faults.Has(k) && k != FaultTorn {
+		if w.opts.Faults.Has(k) && k != FaultTorn && (k != FaultMembership || w.opts.Members >= votersMin) {
 			f.kinds = append(f.kinds, k)
 		}
 	}
@@ -61,7 +63,10 @@ func (f *faultState) scheduleNext() {
 	})
 }
 
-func (f *faultState) member() *member { return f.w.members[f.rng.IntN(len(f.w.members))] }
+func (f *faultState) member() *member {
+	live := f.w.live()
+	return live[f.rng.IntN(len(live))]
+}
 
 // leader is the member most members think leads, if any.
 func (f *faultState) leader() *member {
@@ -115,7 +120,7 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 			w.after(heal, f.healNet)
 		}
 	case FaultCrash:
-		if m.up {
+		if m.up && !m.removed {
 			m.crash(w.opts.Faults.Has(FaultTorn))
 			w.after(heal, func() { w.restart(m) })
 		}
@@ -126,7 +131,9 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 		}
 		w.after(heal, func() {
 			for _, m := range w.members {
-				w.restart(m)
+				if !m.removed {
+					w.restart(m)
+				}
 			}
 		})
 	case FaultFsync:
@@ -140,6 +147,8 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 		d := f.between(-30_000_000, 30_000_000)
 		m.clock.jump(d)
 		w.trace.logf(w.now, "fault clock jump on %s by %dus", m.name, d)
+	case FaultMembership:
+		f.membershipChange()
 	case FaultPause:
 		if m.up && !m.paused {
 			m.pause()
@@ -162,7 +171,7 @@ func (f *faultState) healAll() {
 		if m.paused {
 			m.resume()
 		}
-		if !m.up {
+		if !m.up && !m.removed {
 			w.restart(m)
 		}
 	}

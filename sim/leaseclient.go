@@ -39,7 +39,10 @@ func newLeaseClient(w *World, id int) *leaseClient {
 
 func (c *leaseClient) start() { c.w.after(c.w.between(0, 2_000_000), c.begin) }
 
-func (c *leaseClient) member() *member { return c.w.members[c.rng.IntN(len(c.w.members))] }
+func (c *leaseClient) member() *member {
+	live := c.w.live()
+	return live[c.rng.IntN(len(live))]
+}
 
 // call sends a request to a member and gives the answer (nil: none within
 // the client timeout).

@@ -50,6 +50,10 @@ type member struct {
 	waiting     map[core.RequestID]func(core.Response)
 	// streams are the watch streams open on this member.
 	streams map[watch.StreamID]*watchClient
+	// Membership: joining members start from an empty log with the
+	// cluster's members as they were when they were added.
+	joining, learner, removed bool
+	initial                   []core.Member
 }
 
 func newMember(w *World, idx int) *member {
@@ -68,12 +72,21 @@ func newMember(w *World, idx int) *member {
 
 func (m *member) config() core.Config {
 	s := m.w.settings
-	var ms []core.Member
-	for i := 0; i < m.w.opts.Members; i++ {
-		ms = append(ms, core.Member{ID: uint64(i + 1), Name: fmt.Sprintf("m%d", i+1), PeerURLs: []string{fmt.Sprintf("http://m%d:2380", i+1)}})
+	ms := m.initial
+	if ms == nil {
+		for i := 0; i < m.w.opts.Members; i++ {
+			ms = append(ms, core.Member{ID: uint64(i + 1), Name: fmt.Sprintf("m%d", i+1), PeerURLs: []string{fmt.Sprintf("http://m%d:2380", i+1)}})
+		}
+	} else {
+		ms = append([]core.Member(nil), ms...)
+		for i := range ms {
+			if ms[i].ID == m.id {
+				ms[i].Name = m.name
+			}
+		}
 	}
 	return core.Config{
-		ID: m.id, ClusterID: 0xdeca, Members: ms,
+		ID: m.id, ClusterID: 0xdeca, Members: ms, Join: m.joining,
 		ElectionTicks: s.ElectionTicks, HeartbeatTicks: 1, RequestTimeoutTicks: 50,
 		SnapshotCount: s.SnapshotCount, SnapshotCatchUpEntries: s.CatchUp,
 		CheckpointMinBytes: s.CheckpointMinBytes,

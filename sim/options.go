@@ -92,23 +92,24 @@ type Faults uint32
 
 // The fault kinds.
 const (
-	FaultPartition Faults = 1 << iota // symmetric partitions, leader isolation
-	FaultOneWay                       // one-way link cuts
-	FaultNetwork                      // loss, duplication, reordering, latency tails
-	FaultCrash                        // crash and restart of a member, losing unsynced writes
-	FaultTorn                         // crashes tear the last unsynced write
-	FaultFsync                        // fsync failures (the member dies and restarts)
-	FaultSlowDisk                     // slow disks
-	FaultClock                        // clock drift and jumps
-	FaultPause                        // process pauses
-	FaultPowerLoss                    // every member crashes at once
+	FaultPartition  Faults = 1 << iota // symmetric partitions, leader isolation
+	FaultOneWay                        // one-way link cuts
+	FaultNetwork                       // loss, duplication, reordering, latency tails
+	FaultCrash                         // crash and restart of a member, losing unsynced writes
+	FaultTorn                          // crashes tear the last unsynced write
+	FaultFsync                         // fsync failures (the member dies and restarts)
+	FaultSlowDisk                      // slow disks
+	FaultClock                         // clock drift and jumps
+	FaultPause                         // process pauses
+	FaultPowerLoss                     // every member crashes at once
+	FaultMembership                    // members added (as learners, then promoted), removed, replaced
 
 	faultsEnd
 	// AllFaults is every kind.
 	AllFaults = faultsEnd - 1
 )
 
-var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss"}
+var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss", "membership"}
 
 // Has reports whether f includes k.
 func (f Faults) Has(k Faults) bool { return f&k != 0 }

@@ -85,7 +85,8 @@ func (c *watchClient) connect(from int64) {
 	if w.stopping && c.sessions > 0 {
 		return
 	}
-	m := w.members[c.rng.IntN(len(w.members))]
+	live := w.live()
+	m := live[c.rng.IntN(len(live))]
 	if !m.up {
 		w.after(500_000, func() { c.connect(from) })
 		return

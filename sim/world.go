@@ -183,7 +183,7 @@ func (w *World) liveness() {
 
 // restart brings a crashed member back.
 func (w *World) restart(m *member) {
-	if m.up {
+	if m.up || m.removed {
 		return
 	}
 	if err := m.start(); err != nil {
@@ -212,6 +212,9 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 		if i > 0 {
 			m = cloneMsg(rm)
 		}
+		if to == 0 || int(to) > len(w.members) {
+			continue
+		}
 		target := w.members[to-1]
 		w.schedule(at, func() {
 			if !w.net.Connected(from.id, to) {
@@ -231,6 +234,9 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 // sendPeer carries a member-to-member message outside raft.
 func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 	to := pm.To
+	if to == 0 || int(to) > len(w.members) {
+		return
+	}
 	times := w.net.Send(from.id, to, w.now)
 	if len(times) == 0 {
 		w.trace.logf(w.now, "%s>m%d drop peer message %d", from.name, to, pm.Seq)

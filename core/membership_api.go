@@ -1,0 +1,240 @@
+package core
+
+import (
+	"encoding/json"
+	"slices"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// maxLearners is etcd's default limit on learners.
+const maxLearners = 1
+
+// confContext is what a conf change entry carries: which proposal it
+// answers and the member it is about, as etcd's member context does.
+type confContext struct {
+	Proposal  uint64 `json:"proposal,omitempty"`
+	Member    Member `json:"member"`
+	IsPromote bool   `json:"isPromote,omitempty"`
+}
+
+// started members have published their attributes (a name), as in etcd.
+func (ms *members) started(skip uint64) (voters, started int) {
+	for _, m := range ms.list {
+		if m.IsLearner || m.ID == skip {
+			continue
+		}
+		voters++
+		if m.Name != "" {
+			started++
+		}
+	}
+	return voters, started
+}
+
+func (ms *members) learners() int {
+	n := 0
+	for _, m := range ms.list {
+		if m.IsLearner {
+			n++
+		}
+	}
+	return n
+}
+
+func (n *Node) memberAdd(r Request) {
+	a := r.MemberAdd
+	if len(a.PeerURLs) == 0 {
+		n.respond(r.ID, nil, ErrMemberBadURLs)
+		return
+	}
+	if a.IsLearner {
+		if n.st.members.learners() >= maxLearners {
+			n.respond(r.ID, nil, ErrTooManyLearners)
+			return
+		}
+	} else if voters, started := n.st.members.started(0); !(started == 1 && voters+1 == 2) && started < (voters+1)/2+1 {
+		n.respond(r.ID, nil, ErrNotEnoughStarted)
+		return
+	}
+	m := Member{ID: r.NewMemberID, PeerURLs: a.PeerURLs, IsLearner: a.IsLearner}
+	t := raftpb.ConfChangeAddNode
+	if a.IsLearner {
+		t = raftpb.ConfChangeAddLearnerNode
+	}
+	n.proposeConfChange(r.ID, t, m, false)
+}
+
+func (n *Node) memberRemove(r Request) {
+	id := r.MemberRemove.ID
+	m, ok := n.st.members.get(id)
+	if !ok {
+		n.respond(r.ID, nil, ErrMemberNotFound)
+		return
+	}
+	if !m.IsLearner {
+		if voters, started := n.st.members.started(id); started < voters/2+1 {
+			n.respond(r.ID, nil, ErrNotEnoughStarted)
+			return
+		}
+		if n.isLeader() && !n.quorumActiveWithout(id) {
+			n.respond(r.ID, nil, ErrUnhealthy)
+			return
+		}
+	}
+	n.proposeConfChange(r.ID, raftpb.ConfChangeRemoveNode, m, false)
+}
+
+// quorumActiveWithout reports whether the voters recently heard from, but
+// for id, would still form a quorum of the voters left (etcd's protection
+// against removing a member while others are down).
+func (n *Node) quorumActiveWithout(id uint64) bool {
+	st := n.rn.Status()
+	voters := 0
+	active := 0
+	for _, v := range n.st.confState.GetVoters() {
+		if v == id {
+			continue
+		}
+		voters++
+		if pr, ok := st.Progress[v]; v == n.cfg.ID || ok && pr.RecentActive {
+			active++
+		}
+	}
+	return active >= voters/2+1
+}
+
+func (n *Node) memberUpdate(r Request) {
+	u := r.MemberUpdate
+	if len(u.PeerURLs) == 0 {
+		n.respond(r.ID, nil, ErrMemberBadURLs)
+		return
+	}
+	m, ok := n.st.members.get(u.ID)
+	if !ok {
+		n.respond(r.ID, nil, ErrMemberNotFound)
+		return
+	}
+	m.PeerURLs = u.PeerURLs
+	n.proposeConfChange(r.ID, raftpb.ConfChangeUpdateNode, m, false)
+}
+
+// memberPromote promotes a learner that has caught up; only the leader
+// knows how far a learner is, so followers forward.
+func (n *Node) memberPromote(r Request) {
+	id := r.MemberPromote.ID
+	m, ok := n.st.members.get(id)
+	switch {
+	case !ok:
+		n.respond(r.ID, nil, ErrMemberNotFound)
+		return
+	case !m.IsLearner:
+		n.respond(r.ID, nil, ErrMemberNotLearner)
+		return
+	case !n.isLeader():
+		n.forwardToLeader(r)
+		return
+	}
+	st := n.rn.Status()
+	lead, okLead := st.Progress[n.cfg.ID]
+	learner, okLearner := st.Progress[id]
+	// etcd: a learner is ready once it has 90% of the leader's log.
+	if !okLead || !okLearner || float64(learner.Match) < float64(lead.Match)*0.9 {
+		n.respond(r.ID, nil, ErrLearnerNotReady)
+		return
+	}
+	m.IsLearner = false
+	n.proposeConfChange(r.ID, raftpb.ConfChangeAddNode, m, true)
+}
+
+func (n *Node) proposeConfChange(req RequestID, t raftpb.ConfChangeType, m Member, promote bool) {
+	ps := &n.props
+	ps.next++
+	id := ps.epoch + ps.next
+	ctx, _ := json.Marshal(confContext{Proposal: id, Member: m, IsPromote: promote})
+	nodeID := m.ID
+	cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: &t, NodeId: &nodeID}}, Context: ctx}
+	p := &proposal{req: req, id: id, cc: cc, deadline: n.ticks + ps.timeout}
+	ps.byID[id] = p
+	ps.fifo = append(ps.fifo, p)
+	n.proposeData(p)
+}
+
+func (n *Node) memberList(r Request) {
+	if r.MemberList.GetLinearizable() {
+		n.reads.add(n, r)
+		return
+	}
+	n.respond(r.ID, n.memberListResponse(), nil)
+}
+
+func (n *Node) memberListResponse() *pb.MemberListResponse {
+	resp := &pb.MemberListResponse{Header: n.header(0)}
+	resp.Members = n.pbMembers()
+	return resp
+}
+
+func (n *Node) pbMembers() []*pb.Member {
+	var out []*pb.Member
+	for _, m := range n.st.members.list {
+		out = append(out, &pb.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
+	}
+	return out
+}
+
+// moveLeader hands leadership to another voter and answers once it has it.
+func (n *Node) moveLeader(r Request) {
+	target := r.MoveLeader.TargetID
+	switch {
+	case !n.isLeader():
+		n.respond(r.ID, nil, ErrNotLeader)
+		return
+	case !slices.Contains(n.st.confState.GetVoters(), target):
+		n.respond(r.ID, nil, ErrBadLeaderTransferee)
+		return
+	case target == n.cfg.ID:
+		n.respond(r.ID, &pb.MoveLeaderResponse{Header: n.header(0)}, nil)
+		return
+	}
+	n.transfers = append(n.transfers, transfer{req: r.ID, target: target, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks)})
+	n.rn.TransferLeader(target)
+}
+
+type transfer struct {
+	req      RequestID
+	target   uint64
+	deadline int64
+}
+
+// checkTransfers answers leader transfers that finished or timed out.
+func (n *Node) checkTransfers() {
+	keep := n.transfers[:0]
+	for _, t := range n.transfers {
+		switch {
+		case n.lead == t.target:
+			n.respond(t.req, &pb.MoveLeaderResponse{Header: n.header(0)}, nil)
+		case t.deadline <= n.ticks:
+			n.respond(t.req, nil, ErrTimeoutLeaderTransfer)
+		default:
+			keep = append(keep, t)
+		}
+	}
+	n.transfers = keep
+}
+
+// publishAttributes proposes this member's name and client URLs when the
+// applied membership does not have them yet, as etcd publishes them at
+// start: members count as started once they have.
+func (n *Node) publishAttributes() {
+	if n.lead == 0 || n.ticks < n.publishRetryAt {
+		return
+	}
+	self, ok := n.cfg.memberByID(n.cfg.ID)
+	cur, applied := n.st.members.get(n.cfg.ID)
+	if !ok || !applied || cur.Name == self.Name && slices.Equal(cur.ClientURLs, self.ClientURLs) {
+		return
+	}
+	n.publishRetryAt = n.ticks + int64(n.cfg.RequestTimeoutTicks)
+	n.proposeInternal(&pb.InternalRaftRequest{ClusterMemberAttrSet: attrSet(n.cfg.ID, self)}, nil)
+}
