@@ -85,6 +85,9 @@ func (n *Node) applyRequest(r *pb.InternalRaftRequest) (proto.Message, error) {
 	case r.ClusterMemberAttrSet != nil:
 		n.applyAttrSet(r.ClusterMemberAttrSet)
 		return nil, nil
+	case r.ClusterVersionSet != nil:
+		n.st.clusterVersion = r.ClusterVersionSet.Ver
+		return nil, nil
 	}
 	return nil, nil
 }
@@ -112,6 +115,12 @@ func (c *Config) memberByID(id uint64) (Member, bool) {
 		}
 	}
 	return Member{}, false
+}
+
+// clusterHeader is the header of the Cluster service's responses: etcd
+// leaves their revision out.
+func (n *Node) clusterHeader() *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: n.cfg.ClusterID, MemberId: n.cfg.ID, RaftTerm: n.term}
 }
 
 // header is the response header etcd's gRPC layer fills in.

@@ -126,9 +126,13 @@ func (n *Node) applyCompaction(r *pb.InternalRaftRequest) (*pb.CompactionRespons
 			n.respond(p.req, resp, nil)
 		}
 	}
+	// etcd hashes the key space at the compaction revision, as it stood
+	// before the compaction, and keeps the last few hashes.
+	snap := n.kv.Snapshot()
 	if err := n.kv.Compact(mvcc.Revision(c.Revision), onDone); err != nil {
 		return nil, err
 	}
+	n.out.Hashes = append(n.out.Hashes, HashJob{Rev: c.Revision, View: snap})
 	if onDone != nil {
 		// Answer when the physical work is done, as etcd does.
 		delete(n.props.byID, id)

@@ -62,7 +62,7 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) {
 	if ctx.Proposal != 0 {
 		var resp *pb.MemberAddResponse
 		if err == nil {
-			resp = &pb.MemberAddResponse{Header: n.header(0), Members: n.pbMembers()}
+			resp = &pb.MemberAddResponse{Header: n.clusterHeader(), Members: n.pbMembers()}
 		}
 		n.finishConfChange(ctx, ch, resp, err)
 	}
@@ -162,7 +162,7 @@ func (n *Node) finishConfChange(ctx confContext, ch *raftpb.ConfChangeSingle, ad
 		n.props.finish(n, ctx.Proposal, nil, err)
 		return
 	}
-	hdr, members := n.header(0), n.pbMembers()
+	hdr, members := n.clusterHeader(), n.pbMembers()
 	m := &pb.Member{ID: ctx.Member.ID, Name: ctx.Member.Name, PeerURLs: ctx.Member.PeerURLs, ClientURLs: ctx.Member.ClientURLs, IsLearner: ctx.Member.IsLearner}
 	switch {
 	case ctx.IsPromote:

@@ -122,8 +122,17 @@ func compareInt64(a, b int64) int {
 }
 
 // checkTxn checks the chosen branches against the state before the
-// transaction and returns how many nested transactions it walked.
+// transaction and returns how many nested transactions it walked. It walks
+// the ops in the order they will run, so that a put with ignore_value or
+// ignore_lease after a delete of its key in the same transaction is
+// refused here, before anything is written: etcd's duplicate-key check
+// lets a "\x00" range end through (and etcd itself crashes on it).
 func (n *Node) checkTxn(rt *pb.TxnRequest, path []bool) (int, error) {
+	var dels []*pb.DeleteRangeRequest
+	return n.checkTxnOps(rt, path, &dels)
+}
+
+func (n *Node) checkTxnOps(rt *pb.TxnRequest, path []bool, dels *[]*pb.DeleteRangeRequest) (int, error) {
 	count := 0
 	ops := rt.Success
 	if !path[0] {
@@ -134,14 +143,19 @@ func (n *Node) checkTxn(rt *pb.TxnRequest, path []bool) (int, error) {
 		switch {
 		case op.GetRequestRange() != nil:
 			err = n.checkRangeRev(op.GetRequestRange())
+		case op.GetRequestDeleteRange() != nil:
+			*dels = append(*dels, op.GetRequestDeleteRange())
 		case op.GetRequestPut() != nil:
 			p := op.GetRequestPut()
 			if err = n.checkLease(p.Lease); err == nil {
 				_, err = prevKV(n.kv, p)
 			}
+			if err == nil && (p.IgnoreValue || p.IgnoreLease) && deletedBy(*dels, p.Key) {
+				err = ErrKeyNotFound
+			}
 		case op.GetRequestTxn() != nil:
 			var k int
-			k, err = n.checkTxn(op.GetRequestTxn(), path[1:])
+			k, err = n.checkTxnOps(op.GetRequestTxn(), path[1:], dels)
 			count += k + 1
 			path = path[k+1:]
 		}
@@ -150,6 +164,27 @@ func (n *Node) checkTxn(rt *pb.TxnRequest, path []bool) (int, error) {
 		}
 	}
 	return count, nil
+}
+
+// deletedBy reports whether one of the deletes covers key.
+func deletedBy(dels []*pb.DeleteRangeRequest, key []byte) bool {
+	k := string(key)
+	for _, d := range dels {
+		end := rangeEnd(d.RangeEnd)
+		switch {
+		case end == nil:
+			if k == string(d.Key) {
+				return true
+			}
+		case len(end) == 0:
+			if k >= string(d.Key) {
+				return true
+			}
+		case k >= string(d.Key) && k < string(end):
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) checkRangeRev(r *pb.RangeRequest) error {

@@ -88,11 +88,12 @@ func (n *Node) ForceCheckpoint() {
 //	uvarint format | uvarint index | uvarint term |
 //	bytes confState | bytes members (JSON) | uvarint count, removed ids |
 //	uvarint count, (uvarint member, uvarint type) alarms |
-//	uvarint count, (uvarint id, uvarint ttl, uvarint remaining) leases
+//	uvarint count, (uvarint id, uvarint ttl, uvarint remaining) leases |
+//	bytes cluster version
 //
 // where bytes is a uvarint length and the bytes. The key space follows;
 // the keys attached to each lease are rebuilt from it.
-const metaFormat = 2
+const metaFormat = 3
 
 type checkpointMembers struct {
 	Members []Member `json:"members"`
@@ -129,7 +130,7 @@ func (n *Node) encodeMeta() []byte {
 		b = binary.AppendUvarint(b, uint64(l.TTL))
 		b = binary.AppendUvarint(b, uint64(l.RemainingTTL))
 	}
-	return b
+	return appendBytes(b, []byte(n.st.clusterVersion))
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -197,6 +198,7 @@ func loadCheckpoint(data []byte, lc lease.Config) (applied, *mvcc.Store, *lease.
 		id, ttl, remaining := d.uvarint(), d.uvarint(), d.uvarint()
 		lessor.Restore(lease.ID(id), int64(ttl), int64(remaining))
 	}
+	st.clusterVersion = string(d.bytes())
 	if d.err != nil {
 		return st, nil, nil, d.err
 	}

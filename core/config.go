@@ -52,6 +52,9 @@ type Config struct {
 	ClusterID uint64
 	// Members are the cluster's members at bootstrap.
 	Members []Member
+	// ClusterVersion is the version the leader sets for a new cluster, as
+	// etcd does ("3.7.0"); empty sets none.
+	ClusterVersion string
 	// Join: this member joins an existing cluster (etcd's
 	// --initial-cluster-state existing) instead of bootstrapping one.
 	Join bool

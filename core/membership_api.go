@@ -5,7 +5,9 @@ import (
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // maxLearners is etcd's default limit on learners.
@@ -170,7 +172,7 @@ func (n *Node) memberList(r Request) {
 }
 
 func (n *Node) memberListResponse() *pb.MemberListResponse {
-	resp := &pb.MemberListResponse{Header: n.header(0)}
+	resp := &pb.MemberListResponse{Header: n.clusterHeader()}
 	resp.Members = n.pbMembers()
 	return resp
 }
@@ -223,18 +225,30 @@ func (n *Node) checkTransfers() {
 	n.transfers = keep
 }
 
-// publishAttributes proposes this member's name and client URLs when the
-// applied membership does not have them yet, as etcd publishes them at
-// start: members count as started once they have.
+// publishAttributes proposes this member's name and client URLs once
+// after every start, as etcd publishes them (members count as started
+// once they have), and, on the leader, the cluster version once per
+// cluster, as etcd sets it. Both retry until applied.
 func (n *Node) publishAttributes() {
 	if n.lead == 0 || n.ticks < n.publishRetryAt {
 		return
 	}
 	self, ok := n.cfg.memberByID(n.cfg.ID)
 	cur, applied := n.st.members.get(n.cfg.ID)
-	if !ok || !applied || cur.Name == self.Name && slices.Equal(cur.ClientURLs, self.ClientURLs) {
+	needAttrs := ok && applied && (!n.published || cur.Name != self.Name || !slices.Equal(cur.ClientURLs, self.ClientURLs))
+	needVersion := n.isLeader() && n.st.clusterVersion == "" && n.cfg.ClusterVersion != ""
+	if !needAttrs && !needVersion {
 		return
 	}
 	n.publishRetryAt = n.ticks + int64(n.cfg.RequestTimeoutTicks)
-	n.proposeInternal(&pb.InternalRaftRequest{ClusterMemberAttrSet: attrSet(n.cfg.ID, self)}, nil)
+	if needAttrs {
+		n.proposeInternal(&pb.InternalRaftRequest{ClusterMemberAttrSet: attrSet(n.cfg.ID, self)}, func(_ proto.Message, err error) {
+			if err == nil {
+				n.published = true
+			}
+		})
+	}
+	if needVersion {
+		n.proposeInternal(&pb.InternalRaftRequest{ClusterVersionSet: &membershippb.ClusterVersionSetRequest{Ver: n.cfg.ClusterVersion}}, nil)
+	}
 }

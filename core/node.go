@@ -52,8 +52,12 @@ type Node struct {
 	incoming *ReceivedSnapshot
 	// transfers are leadership transfers waiting to finish.
 	transfers []transfer
-	// publishRetryAt is when to propose this member's attributes again.
+	// hashes are the key space's hashes at the last compactions.
+	hashes []mvcc.KVHash
+	// publishRetryAt is when to propose this member's attributes again;
+	// published once they were applied after this start.
 	publishRetryAt int64
+	published      bool
 	// campaignPending: a lone voter campaigns as soon as raft lets it.
 	campaignPending bool
 	// failed is set when the node cannot go on (its state would be wrong);
@@ -67,6 +71,8 @@ type applied struct {
 	confState   *raftpb.ConfState
 	members     members
 	alarms      alarms
+	// clusterVersion is the version the leader set for the cluster.
+	clusterVersion string
 }
 
 // New bootstraps a member of a new cluster with empty storage.
@@ -230,7 +236,7 @@ func (n *Node) Request(r Request) {
 	case r.MoveLeader != nil:
 		n.moveLeader(r)
 	case r.Snapshot:
-		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.Snapshot(), Header: n.header(0)})
+		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.Snapshot(), Header: n.header(0), Hashes: slices.Clone(n.hashes)})
 	case r.ReadIndex:
 		n.reads.add(n, r)
 	default:

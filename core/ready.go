@@ -5,6 +5,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/core/watch"
 )
@@ -35,6 +36,10 @@ type Ready struct {
 	Checkpoint *Checkpoint
 	// Release lists files made redundant by a durable checkpoint.
 	Release *Release
+	// Hashes are key-space hashes to compute off the loop, at each
+	// compaction, as etcd stores them for its corruption checks: the
+	// driver calls Node.CompactionHash with each result.
+	Hashes []HashJob
 	// More reports background work (physical compaction): the driver should
 	// call Ready again soon even if nothing else happens.
 	More bool
@@ -71,6 +76,12 @@ type Release struct {
 
 // IsEmpty reports whether the Ready holds nothing to do.
 func (rd *Ready) IsEmpty() bool {
-	return rd.Persist == nil && len(rd.Messages) == 0 && len(rd.Responses) == 0 && len(rd.Snapshots) == 0 && len(rd.Watch) == 0 && len(rd.Peer) == 0 &&
+	return rd.Persist == nil && len(rd.Hashes) == 0 && len(rd.Messages) == 0 && len(rd.Responses) == 0 && len(rd.Snapshots) == 0 && len(rd.Watch) == 0 && len(rd.Peer) == 0 &&
 		rd.Checkpoint == nil && rd.Release == nil && !rd.More
+}
+
+// HashJob is a hash of the key space at Rev to compute from View.
+type HashJob struct {
+	Rev  int64
+	View *mvcc.View
 }

@@ -69,4 +69,7 @@ type Response struct {
 	// Header is set for ReadIndex and Snapshot requests: what to put in the
 	// response the driver builds from View.
 	Header *pb.ResponseHeader
+	// Hashes, for Snapshot requests, are the hashes kept from the last
+	// compactions: etcd answers HashKV at such a revision with them.
+	Hashes []mvcc.KVHash
 }

@@ -1,7 +1,9 @@
 package core
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -97,4 +99,16 @@ func (n *Node) Commit() uint64 { return n.rn.BasicStatus().GetCommit() }
 // that compare what watchers got with what happened.
 func (n *Node) ScanEvents(from int64, fn func(ev *mvccpb.Event) bool) error {
 	return n.kv.ScanEvents(mvcc.Revision(from), fn)
+}
+
+// compactionHashesMax is how many compaction hashes are kept, as etcd.
+const compactionHashesMax = 10
+
+// CompactionHash records the hash of a compaction's revision.
+func (n *Node) CompactionHash(h mvcc.KVHash) {
+	n.hashes = append(n.hashes, h)
+	slices.SortStableFunc(n.hashes, func(a, b mvcc.KVHash) int { return cmp.Compare(a.Rev, b.Rev) })
+	if len(n.hashes) > compactionHashesMax {
+		n.hashes = n.hashes[len(n.hashes)-compactionHashesMax:]
+	}
 }

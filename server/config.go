@@ -263,6 +263,7 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 		SnapshotCount:            c.SnapshotCount,
 		AutoCompaction:           ac,
 		ProposalEpoch:            epoch,
+		ClusterVersion:           ClusterVersion,
 		WatchProgressNotifyTicks: max(int(c.WatchProgressNotifyInterval/tick), 1),
 		TickMs:                   int(tick / time.Millisecond),
 		LeaseCheckpointDisabled:  !gates["LeaseCheckpoint"],

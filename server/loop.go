@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/watch"
 )
 
@@ -39,6 +40,8 @@ func (s *Server) run() {
 				s.node.Tick()
 			case r := <-s.ckptDone:
 				s.node.CheckpointDone(r.index, r.size, r.err)
+			case h := <-s.hashes:
+				s.node.CompactionHash(h)
 			case <-s.stopping:
 				s.shutdownLoop(waiters, sinks)
 				return
@@ -59,6 +62,8 @@ func (s *Server) run() {
 				s.node.Persisted(id)
 			case r := <-s.ckptDone:
 				s.node.CheckpointDone(r.index, r.size, r.err)
+			case h := <-s.hashes:
+				s.node.CompactionHash(h)
 			default:
 				break drain
 			}
@@ -70,6 +75,9 @@ func (s *Server) run() {
 		}
 		if c := rd.Checkpoint; c != nil {
 			go s.writeCheckpoint(c)
+		}
+		for _, h := range rd.Hashes {
+			go s.hashCompaction(h)
 		}
 		s.publish()
 		if len(views) > 0 {
@@ -155,6 +163,18 @@ func (s *Server) writeCheckpoint(c *core.Checkpoint) {
 	}
 	select {
 	case s.ckptDone <- ckptResult{index: c.Index, size: size, err: err}:
+	case <-s.stopping:
+	}
+}
+
+// hashCompaction computes a compaction's hash off the loop.
+func (s *Server) hashCompaction(j core.HashJob) {
+	h, err := j.View.HashKV(mvcc.Revision(j.Rev))
+	if err != nil {
+		return
+	}
+	select {
+	case s.hashes <- h:
 	case <-s.stopping:
 	}
 }

@@ -54,6 +54,7 @@ type Server struct {
 	viewReqs  chan chan publishedView
 	persisted chan uint64
 	ckptDone  chan ckptResult
+	hashes    chan mvcc.KVHash
 	walq      chan walOp
 	fatal     chan error
 
@@ -130,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 		viewReqs:  make(chan chan publishedView, callQueueMax),
 		persisted: make(chan uint64, walQueueMax),
 		ckptDone:  make(chan ckptResult, 1),
+		hashes:    make(chan mvcc.KVHash, 16),
 		walq:      make(chan walOp, walQueueMax),
 		fatal:     make(chan error, 1),
 		draining:  make(chan struct{}),

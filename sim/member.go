@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal/memfs"
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/disk"
@@ -91,6 +92,7 @@ func (m *member) config() core.Config {
 		SnapshotCount: s.SnapshotCount, SnapshotCatchUpEntries: s.CatchUp,
 		CheckpointMinBytes: s.CheckpointMinBytes,
 		ProposalEpoch:      m.rng.Uint64() &^ (1<<32 - 1),
+		ClusterVersion:     "3.7.0",
 		PlantedBug:         m.w.opts.PlantedBug,
 		OnApply:            func(index, term uint64, data []byte) { m.w.checks.applied(m, index, term, data) },
 	}
@@ -224,6 +226,11 @@ func (m *member) carryOut(rd core.Ready) {
 			w.trace.logf(w.now, "%s checkpoint %d (%d bytes) err=%v", m.name, c.Index, size, err)
 			m.node.CheckpointDone(c.Index, size, err)
 		}))
+	}
+	for _, h := range rd.Hashes {
+		if kh, err := h.View.HashKV(mvcc.Revision(h.Rev)); err == nil {
+			m.node.CompactionHash(kh)
+		}
 	}
 	if r := rd.Release; r != nil {
 		if err := m.disk.Release(r); err != nil {

@@ -33,9 +33,10 @@ func (v *View) HashKV(rev Revision) (KVHash, error) {
 	if rev > v.rev {
 		return KVHash{}, ErrFutureRev
 	}
-	if rev <= 0 {
+	if rev == 0 {
 		rev = v.rev
 	}
+	// A negative revision hashes nothing, as in etcd.
 	c := v.compactRev
 	// Below the compaction point etcd keeps each key's newest revision
 	// unless it is a tombstone, and hashes it only while it is still the
@@ -87,7 +88,9 @@ func (v *View) HashKV(rev Revision) (KVHash, error) {
 		h.Write(b)
 	}
 	for _, r := range kept {
-		write(r)
+		if recMod(r) <= rev {
+			write(r)
+		}
 	}
 	v.scanHot(max(c, 0), func(r record) bool {
 		if recMod(r) > rev {
