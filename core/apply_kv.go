@@ -120,11 +120,16 @@ func (n *Node) applyCompaction(r *pb.InternalRaftRequest) (*pb.CompactionRespons
 	resp := &pb.CompactionResponse{}
 	p := n.props.byID[id]
 	var onDone func()
+	var w *physicalWait
 	if c.Physical && p != nil {
-		onDone = func() {
+		// Answer once the physical work is done and the compaction's hash
+		// is kept, as etcd's compaction does both before it finishes.
+		w = &physicalWait{rev: c.Revision}
+		w.answer = func() {
 			resp.Header = n.header(0)
 			n.respond(p.req, resp, nil)
 		}
+		onDone = func() { w.kvDone = true; n.finishPhysical() }
 	}
 	// etcd hashes the key space at the compaction revision, as it stood
 	// before the compaction, and keeps the last few hashes.
@@ -133,8 +138,8 @@ func (n *Node) applyCompaction(r *pb.InternalRaftRequest) (*pb.CompactionRespons
 		return nil, err
 	}
 	n.out.Hashes = append(n.out.Hashes, HashJob{Rev: c.Revision, View: snap})
-	if onDone != nil {
-		// Answer when the physical work is done, as etcd does.
+	if w != nil {
+		n.physical = append(n.physical, w)
 		delete(n.props.byID, id)
 		p.done = true
 	}
@@ -159,4 +164,24 @@ func (n *Node) endWrite(tx *mvcc.Txn) mvcc.Revision {
 		n.watch.Notify(int64(rev), tx)
 	}
 	return rev
+}
+
+// physicalWait is a physical compaction's answer, waiting for the work
+// and the hash.
+type physicalWait struct {
+	rev              int64
+	kvDone, hashDone bool
+	answer           func()
+}
+
+func (n *Node) finishPhysical() {
+	keep := n.physical[:0]
+	for _, w := range n.physical {
+		if w.kvDone && w.hashDone {
+			w.answer()
+			continue
+		}
+		keep = append(keep, w)
+	}
+	n.physical = keep
 }

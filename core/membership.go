@@ -45,9 +45,12 @@ func ClusterID(memberIDs []uint64) uint64 {
 type members struct {
 	list    []Member
 	removed []uint64
+	// version counts changes, for drivers (not part of the state).
+	version uint64
 }
 
 func (ms *members) add(m Member) {
+	ms.version++
 	i, found := slices.BinarySearchFunc(ms.list, m.ID, func(a Member, id uint64) int {
 		switch {
 		case a.ID < id:
@@ -65,6 +68,7 @@ func (ms *members) add(m Member) {
 }
 
 func (ms *members) remove(id uint64) {
+	ms.version++
 	ms.list = slices.DeleteFunc(ms.list, func(m Member) bool { return m.ID == id })
 	if !slices.Contains(ms.removed, id) {
 		ms.removed = append(ms.removed, id)

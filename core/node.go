@@ -52,8 +52,10 @@ type Node struct {
 	incoming *ReceivedSnapshot
 	// transfers are leadership transfers waiting to finish.
 	transfers []transfer
-	// hashes are the key space's hashes at the last compactions.
-	hashes []mvcc.KVHash
+	// hashes are the key space's hashes at the last compactions; physical
+	// are physical compactions waiting to answer.
+	hashes   []mvcc.KVHash
+	physical []*physicalWait
 	// publishRetryAt is when to propose this member's attributes again;
 	// published once they were applied after this start.
 	publishRetryAt int64

@@ -106,9 +106,24 @@ const compactionHashesMax = 10
 
 // CompactionHash records the hash of a compaction's revision.
 func (n *Node) CompactionHash(h mvcc.KVHash) {
+	for _, w := range n.physical {
+		if w.rev == int64(h.Rev) {
+			w.hashDone = true
+		}
+	}
+	defer n.finishPhysical()
 	n.hashes = append(n.hashes, h)
 	slices.SortStableFunc(n.hashes, func(a, b mvcc.KVHash) int { return cmp.Compare(a.Rev, b.Rev) })
 	if len(n.hashes) > compactionHashesMax {
 		n.hashes = n.hashes[len(n.hashes)-compactionHashesMax:]
 	}
 }
+
+// Members is the applied membership, and MembersVersion a number that
+// changes whenever it does, so a driver can keep its transport in step
+// cheaply.
+func (n *Node) Members() []Member      { return slices.Clone(n.st.members.list) }
+func (n *Node) MembersVersion() uint64 { return n.st.members.version }
+
+// ClusterID is the cluster's id.
+func (n *Node) ClusterID() uint64 { return n.cfg.ClusterID }

@@ -26,6 +26,7 @@ func testServer(t testing.TB, dir string, mod func(*Config)) (*Server, *clientv3
 	cfg.AdvertiseClientURLs = []string{"http://127.0.0.1:2379"}
 	cfg.InitialAdvertisePeerURLs = []string{"http://127.0.0.1:2380"}
 	cfg.InitialCluster = "default=http://127.0.0.1:2380"
+	cfg.ListenPeerURLs = []string{"http://127.0.0.1:0"}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if mod != nil {
 		mod(&cfg)

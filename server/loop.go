@@ -42,6 +42,12 @@ func (s *Server) run() {
 				s.node.CheckpointDone(r.index, r.size, r.err)
 			case h := <-s.hashes:
 				s.node.CompactionHash(h)
+			case in := <-s.peerIn:
+				s.stepPeer(in)
+			case r := <-s.snapDone:
+				s.node.ReportSnapshot(r.to, r.ok)
+			case id := <-s.unreach:
+				s.node.ReportUnreachable(id)
 			case <-s.stopping:
 				s.shutdownLoop(waiters, sinks)
 				return
@@ -64,6 +70,12 @@ func (s *Server) run() {
 				s.node.CheckpointDone(r.index, r.size, r.err)
 			case h := <-s.hashes:
 				s.node.CompactionHash(h)
+			case in := <-s.peerIn:
+				s.stepPeer(in)
+			case r := <-s.snapDone:
+				s.node.ReportSnapshot(r.to, r.ok)
+			case id := <-s.unreach:
+				s.node.ReportUnreachable(id)
 			default:
 				break drain
 			}
@@ -98,13 +110,33 @@ func (s *Server) run() {
 				sink.push(o)
 			}
 		}
-		if len(rd.Messages) > 0 {
-			// A single member has no peers; issue 6 brings the transport.
-			s.log.Debug("dropping peer messages", "count", len(rd.Messages))
+		s.syncPeers()
+		s.sendRaft(rd.Messages)
+		s.sendPeerMessages(rd.Peer)
+		for _, snap := range rd.Snapshots {
+			if p := s.peers.byID[snap.To]; p != nil {
+				go s.sendSnapshot(snap, p.urls)
+			} else {
+				s.node.ReportSnapshot(snap.To, false)
+			}
 		}
 		if err := s.node.Err(); err != nil {
 			s.die(err)
 		}
+	}
+}
+
+// stepPeer hands the node what a peer sent.
+func (s *Server) stepPeer(in peerIn) {
+	switch {
+	case in.done != nil:
+		in.done <- s.node.StepSnapshot(in.raft, in.content)
+	case in.raft != nil:
+		if err := s.node.Step(in.raft); err != nil {
+			s.log.Debug("step", "err", err)
+		}
+	case in.peer != nil:
+		s.node.StepPeer(in.peer)
 	}
 }
 
@@ -151,6 +183,9 @@ func (s *Server) shutdownLoop(waiters map[core.RequestID]chan core.Response, sin
 	}
 	for _, sink := range sinks { //detcd:maporder-ok: each stream ends on its own
 		sink.end()
+	}
+	for _, p := range s.peers.byID { //detcd:maporder-ok: each sender stops on its own
+		close(p.stop)
 	}
 	close(s.walq)
 }

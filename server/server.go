@@ -55,6 +55,15 @@ type Server struct {
 	persisted chan uint64
 	ckptDone  chan ckptResult
 	hashes    chan mvcc.KVHash
+	// The peer transport.
+	peerIn     chan peerIn
+	snapDone   chan snapResult
+	unreach    chan uint64
+	clusterID  atomic.Uint64
+	peers      peers // the loop's
+	peersMu    sync.Mutex
+	memberList []core.Member
+	peerGRPC   *grpc.Server
 	walq      chan walOp
 	fatal     chan error
 
@@ -65,10 +74,11 @@ type Server struct {
 
 	metrics *metrics
 
-	grpc      *grpc.Server
-	hs        *health.Server
-	http      *http.Server
-	listeners []net.Listener
+	grpc          *grpc.Server
+	hs            *health.Server
+	http          *http.Server
+	listeners     []net.Listener
+	peerListeners []net.Listener
 
 	nextStream atomic.Uint64
 
@@ -118,6 +128,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	fsys := diskfs.New(cfg.DataDir)
+	if err := joinIfNew(ctxFor(cfg), fsys, &cfg, &ccfg, log); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	node, d, err := disk.Open(fsys, ".", ccfg, disk.Options{Logger: log})
 	if err != nil {
@@ -132,6 +145,9 @@ func New(cfg Config) (*Server, error) {
 		persisted: make(chan uint64, walQueueMax),
 		ckptDone:  make(chan ckptResult, 1),
 		hashes:    make(chan mvcc.KVHash, 16),
+		peerIn:    make(chan peerIn, peerInMax),
+		snapDone:  make(chan snapResult, 16),
+		unreach:   make(chan uint64, 64),
 		walq:      make(chan walOp, walQueueMax),
 		fatal:     make(chan error, 1),
 		draining:  make(chan struct{}),
@@ -140,12 +156,25 @@ func New(cfg Config) (*Server, error) {
 		walDone:   make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
+	s.clusterID.Store(node.ClusterID())
 	s.publish()
 	return s, nil
 }
 
-// Start listens on the client URLs and starts serving.
+// Start listens on the peer and client URLs and starts serving.
 func (s *Server) Start() error {
+	s.peerGRPC = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(1<<30), grpc.MaxSendMsgSize(1<<30))
+	s.peerGRPC.RegisterService(&peerDesc, s)
+	for _, u := range s.cfg.ListenPeerURLs {
+		ln, err := listen(u)
+		if err != nil {
+			s.closeListeners()
+			return err
+		}
+		s.peerListeners = append(s.peerListeners, ln)
+		go func() { _ = s.peerGRPC.Serve(ln) }()
+		s.log.Info("serving peer traffic", "address", ln.Addr().String())
+	}
 	for _, u := range s.cfg.ListenClientURLs {
 		ln, err := listen(u)
 		if err != nil {
@@ -176,6 +205,18 @@ func (s *Server) closeListeners() {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
+	for _, ln := range s.peerListeners {
+		ln.Close()
+	}
+}
+
+// PeerAddrs are the addresses the server takes peer traffic on.
+func (s *Server) PeerAddrs() []string {
+	var out []string
+	for _, ln := range s.peerListeners {
+		out = append(out, ln.Addr().String())
+	}
+	return out
 }
 
 // Addrs are the addresses the server listens on.
@@ -212,6 +253,9 @@ func (s *Server) Stop() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = s.http.Shutdown(ctx)
 			cancel()
+		}
+		if s.peerGRPC != nil {
+			s.peerGRPC.Stop()
 		}
 		s.closeListeners()
 		close(s.stopping)

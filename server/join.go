@@ -1,0 +1,64 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/wal"
+)
+
+// joinTimeout bounds asking the existing members who they are.
+const joinTimeout = 10 * time.Second
+
+func ctxFor(Config) context.Context { return context.Background() }
+
+// joinIfNew prepares a member that joins an existing cluster
+// (--initial-cluster-state existing) and has no data yet: it asks the
+// members in --initial-cluster for the cluster's id and members, as etcd
+// does, and finds itself among them by its peer URLs (an operator added it
+// with MemberAdd first). A member with data restarts from it alone.
+func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config, log *slog.Logger) error {
+	if cfg.InitialClusterState != "existing" {
+		return nil
+	}
+	if exists, err := wal.Exists(fsys, "member/wal"); err != nil || exists {
+		return err
+	}
+	var urls []string
+	for _, m := range ccfg.Members {
+		if m.Name != cfg.Name {
+			urls = append(urls, m.PeerURLs...)
+		}
+	}
+	if len(urls) == 0 {
+		return fmt.Errorf("--initial-cluster-state existing needs the other members in --initial-cluster")
+	}
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	ci, err := (&Server{}).fetchCluster(ctx, urls)
+	if err != nil {
+		return err
+	}
+	mine := slices.Clone(cfg.InitialAdvertisePeerURLs)
+	slices.Sort(mine)
+	for _, m := range ci.Members {
+		theirs := slices.Clone(m.PeerURLs)
+		slices.Sort(theirs)
+		if slices.Equal(mine, theirs) {
+			ccfg.ID, ccfg.ClusterID, ccfg.Join = m.ID, ci.ClusterID, true
+			ccfg.Members = ci.Members
+			for i := range ccfg.Members {
+				if ccfg.Members[i].ID == m.ID {
+					ccfg.Members[i].Name, ccfg.Members[i].ClientURLs = cfg.Name, cfg.AdvertiseClientURLs
+				}
+			}
+			log.Info("joining an existing cluster", "member", fmt.Sprintf("%x", m.ID), "cluster", fmt.Sprintf("%x", ci.ClusterID))
+			return nil
+		}
+	}
+	return fmt.Errorf("this member (peer URLs %v) is not in the cluster: add it with MemberAdd first", cfg.InitialAdvertisePeerURLs)
+}

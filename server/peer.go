@@ -1,0 +1,497 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core"
+)
+
+// The peer transport: members exchange raft messages, member-to-member
+// messages and snapshots over gRPC streams on the peer URLs, with a codec
+// that passes bytes through (frames are detcd's own). Every stream opens
+// with a hello naming the cluster and the sender, so a member of another
+// cluster is refused.
+
+const (
+	peerService = "detcd.peer.v1.Peer"
+	// peerQueueMax bounds the messages waiting for one peer: a slow or
+	// dead peer loses messages (raft retries) instead of holding the loop.
+	peerQueueMax = 4096
+	// peerInMax bounds the messages received and not yet taken by the loop.
+	peerInMax = 4096
+	// snapshotChunkBytes is the size of a snapshot's content frames.
+	snapshotChunkBytes = 1 << 20
+	peerDialTimeout    = 3 * time.Second
+	peerBackoffMax     = 2 * time.Second
+)
+
+// Frame kinds.
+const (
+	frameHello byte = iota + 1
+	frameRaft
+	framePeer
+	frameChunk
+)
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "detcdraw" }
+
+type hello struct {
+	ClusterID uint64 `json:"clusterID"`
+	From      uint64 `json:"from"`
+	To        uint64 `json:"to"`
+}
+
+func frame(kind byte, payload []byte) *[]byte {
+	b := make([]byte, 1+len(payload))
+	b[0] = kind
+	copy(b[1:], payload)
+	return &b
+}
+
+var peerDesc = grpc.ServiceDesc{
+	ServiceName: peerService,
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{
+		{StreamName: "Messages", Handler: func(srv any, ss grpc.ServerStream) error { return srv.(*Server).receiveMessages(ss) }, ClientStreams: true},
+		{StreamName: "Snapshot", Handler: func(srv any, ss grpc.ServerStream) error { return srv.(*Server).receiveSnapshot(ss) }, ClientStreams: true},
+	},
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Cluster", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var in []byte
+			if err := dec(&in); err != nil {
+				return nil, err
+			}
+			return srv.(*Server).clusterInfo()
+		}},
+	},
+}
+
+// peerIn is what the receiving side hands the loop.
+type peerIn struct {
+	raft    *raftpb.Message
+	peer    *core.PeerMessage
+	content []byte // with a MsgSnap
+	done    chan error
+}
+
+// errClusterMismatch refuses a member of another cluster.
+var errClusterMismatch = errors.New("cluster ID mismatch")
+
+func (s *Server) checkHello(ss grpc.ServerStream) (hello, error) {
+	var b []byte
+	if err := ss.RecvMsg(&b); err != nil {
+		return hello{}, err
+	}
+	var h hello
+	if len(b) == 0 || b[0] != frameHello || json.Unmarshal(b[1:], &h) != nil {
+		return h, errors.New("peer stream without a hello")
+	}
+	if h.ClusterID != s.clusterID.Load() {
+		s.log.Warn("refusing a peer of another cluster", "peer", fmt.Sprintf("%x", h.From), "its-cluster", fmt.Sprintf("%x", h.ClusterID))
+		return h, fmt.Errorf("%w: local %x, remote %x", errClusterMismatch, s.clusterID.Load(), h.ClusterID)
+	}
+	return h, nil
+}
+
+func (s *Server) receiveMessages(ss grpc.ServerStream) error {
+	if _, err := s.checkHello(ss); err != nil {
+		return err
+	}
+	for {
+		var b []byte
+		if err := ss.RecvMsg(&b); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if len(b) == 0 {
+			continue
+		}
+		in := peerIn{}
+		switch b[0] {
+		case frameRaft:
+			m := &raftpb.Message{}
+			if err := proto.Unmarshal(b[1:], m); err != nil {
+				return fmt.Errorf("bad raft message: %w", err)
+			}
+			in.raft = m
+		case framePeer:
+			m := &core.PeerMessage{}
+			if err := json.Unmarshal(b[1:], m); err != nil {
+				return fmt.Errorf("bad peer message: %w", err)
+			}
+			in.peer = m
+		default:
+			continue
+		}
+		select {
+		case s.peerIn <- in:
+		default:
+			// The loop is behind: drop, as a lossy network would.
+		}
+	}
+}
+
+func (s *Server) receiveSnapshot(ss grpc.ServerStream) error {
+	if _, err := s.checkHello(ss); err != nil {
+		return err
+	}
+	var b []byte
+	if err := ss.RecvMsg(&b); err != nil {
+		return err
+	}
+	m := &raftpb.Message{}
+	if len(b) == 0 || b[0] != frameRaft || proto.Unmarshal(b[1:], m) != nil || m.GetType() != raftpb.MsgSnap {
+		return errors.New("snapshot stream without its MsgSnap")
+	}
+	var content bytes.Buffer
+	for {
+		if err := ss.RecvMsg(&b); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return err
+		}
+		if len(b) > 0 && b[0] == frameChunk {
+			content.Write(b[1:])
+		}
+	}
+	done := make(chan error, 1)
+	select {
+	case s.peerIn <- peerIn{raft: m, content: content.Bytes(), done: done}:
+	case <-ss.Context().Done():
+		return ss.Context().Err()
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-ss.Context().Done():
+		return ss.Context().Err()
+	}
+	return ss.SendMsg(new([]byte))
+}
+
+func (s *Server) clusterInfo() (*[]byte, error) {
+	b, err := json.Marshal(clusterInfo{ClusterID: s.clusterID.Load(), Members: s.members()})
+	return &b, err
+}
+
+type clusterInfo struct {
+	ClusterID uint64        `json:"clusterID"`
+	Members   []core.Member `json:"members"`
+}
+
+// members is the membership the loop last published.
+func (s *Server) members() []core.Member {
+	s.peersMu.Lock()
+	defer s.peersMu.Unlock()
+	return append([]core.Member(nil), s.memberList...)
+}
+
+// peer sends to one member, in order, over one stream it keeps open.
+type peer struct {
+	s    *Server
+	id   uint64
+	urls []string
+	q    chan *[]byte
+	stop chan struct{}
+}
+
+func (s *Server) dialPeer(urls []string) (*grpc.ClientConn, error) {
+	u, err := url.Parse(urls[0])
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)))
+}
+
+func (p *peer) run() {
+	backoff := 50 * time.Millisecond
+	for {
+		err := p.session()
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		if err != nil {
+			p.s.log.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "err", err)
+			p.s.unreachable(p.id)
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, peerBackoffMax)
+	}
+}
+
+// session sends messages over one stream until it breaks.
+func (p *peer) session() error {
+	conn, err := p.s.dialPeer(p.urls)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := conn.NewStream(ctx, &peerDesc.Streams[0], "/"+peerService+"/Messages")
+	if err != nil {
+		return err
+	}
+	h, _ := json.Marshal(hello{ClusterID: p.s.clusterID.Load(), From: p.s.node.ID(), To: p.id})
+	if err := stream.SendMsg(frame(frameHello, h)); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-p.stop:
+			stream.CloseSend()
+			return nil
+		case f := <-p.q:
+			if err := stream.SendMsg(f); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// send queues a frame for a peer without ever blocking the loop.
+func (p *peer) send(f *[]byte) bool {
+	select {
+	case p.q <- f:
+		return true
+	default:
+		return false
+	}
+}
+
+// peers keeps a sender for every other member of the applied membership.
+type peers struct {
+	byID    map[uint64]*peer
+	version uint64
+}
+
+// syncPeers starts and stops senders as the membership changes; on the
+// loop.
+func (s *Server) syncPeers() {
+	v := s.node.MembersVersion()
+	if v == s.peers.version && s.peers.byID != nil {
+		return
+	}
+	s.peers.version = v
+	if s.peers.byID == nil {
+		s.peers.byID = map[uint64]*peer{}
+	}
+	ms := s.node.Members()
+	s.peersMu.Lock()
+	s.memberList = ms
+	s.peersMu.Unlock()
+	want := map[uint64]core.Member{}
+	for _, m := range ms {
+		if m.ID != s.node.ID() {
+			want[m.ID] = m
+		}
+	}
+	for id, p := range s.peers.byID { //detcd:maporder-ok: each sender stops on its own
+		if m, ok := want[id]; !ok || !sameURLs(m.PeerURLs, p.urls) {
+			close(p.stop)
+			delete(s.peers.byID, id)
+		}
+	}
+	for id, m := range want { //detcd:maporder-ok: each sender starts on its own
+		if _, ok := s.peers.byID[id]; ok || len(m.PeerURLs) == 0 {
+			continue
+		}
+		p := &peer{s: s, id: id, urls: m.PeerURLs, q: make(chan *[]byte, peerQueueMax), stop: make(chan struct{})}
+		s.peers.byID[id] = p
+		go p.run()
+	}
+}
+
+func sameURLs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// sendRaft hands raft messages to their peers' senders; on the loop.
+func (s *Server) sendRaft(ms []*raftpb.Message) {
+	for _, m := range ms {
+		p := s.peers.byID[m.GetTo()]
+		if p == nil {
+			continue
+		}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			continue
+		}
+		if !p.send(frame(frameRaft, b)) {
+			s.node.ReportUnreachable(m.GetTo())
+		}
+	}
+}
+
+func (s *Server) sendPeerMessages(ms []*core.PeerMessage) {
+	for _, m := range ms {
+		if p := s.peers.byID[m.To]; p != nil {
+			if b, err := json.Marshal(m); err == nil {
+				p.send(frame(framePeer, b))
+			}
+		}
+	}
+}
+
+// sendSnapshot streams a snapshot to a peer off the loop and reports the
+// outcome to the loop.
+func (s *Server) sendSnapshot(snap core.OutgoingSnapshot, urls []string) {
+	err := s.streamSnapshot(snap, urls)
+	if err != nil {
+		s.log.Warn("sending a snapshot failed", "to", fmt.Sprintf("%x", snap.To), "index", snap.Index, "err", err)
+	} else {
+		s.log.Info("sent a snapshot", "to", fmt.Sprintf("%x", snap.To), "index", snap.Index)
+	}
+	select {
+	case s.snapDone <- snapResult{to: snap.To, ok: err == nil}:
+	case <-s.stopping:
+	}
+}
+
+type snapResult struct {
+	to uint64
+	ok bool
+}
+
+func (s *Server) streamSnapshot(snap core.OutgoingSnapshot, urls []string) error {
+	conn, err := s.dialPeer(urls)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := conn.NewStream(ctx, &peerDesc.Streams[1], "/"+peerService+"/Snapshot")
+	if err != nil {
+		return err
+	}
+	h, _ := json.Marshal(hello{ClusterID: s.clusterID.Load(), From: s.node.ID(), To: snap.To})
+	if err := stream.SendMsg(frame(frameHello, h)); err != nil {
+		return err
+	}
+	mb, err := proto.Marshal(snap.Msg)
+	if err != nil {
+		return err
+	}
+	if err := stream.SendMsg(frame(frameRaft, mb)); err != nil {
+		return err
+	}
+	w := &chunkWriter{stream: stream}
+	if err := snap.Write(w); err != nil {
+		return err
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	var ack []byte
+	return stream.RecvMsg(&ack)
+}
+
+// chunkWriter cuts a snapshot's content into frames.
+type chunkWriter struct {
+	stream grpc.ClientStream
+	buf    []byte
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), snapshotChunkBytes-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == snapshotChunkBytes {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *chunkWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	f := frame(frameChunk, w.buf)
+	w.buf = w.buf[:0]
+	return w.stream.SendMsg(f)
+}
+
+func (s *Server) unreachable(id uint64) {
+	select {
+	case s.unreach <- id:
+	default:
+	}
+}
+
+// fetchCluster asks the members in --initial-cluster for the cluster a
+// joining member joins, as etcd does for --initial-cluster-state existing.
+func (s *Server) fetchCluster(ctx context.Context, urls []string) (clusterInfo, error) {
+	var last error
+	for _, u := range urls {
+		conn, err := s.dialPeer([]string{u})
+		if err != nil {
+			last = err
+			continue
+		}
+		var out []byte
+		cctx, cancel := context.WithTimeout(ctx, peerDialTimeout)
+		err = conn.Invoke(cctx, "/"+peerService+"/Cluster", new([]byte), &out)
+		cancel()
+		conn.Close()
+		if err != nil {
+			last = err
+			continue
+		}
+		var ci clusterInfo
+		if err := json.Unmarshal(out, &ci); err != nil {
+			last = err
+			continue
+		}
+		return ci, nil
+	}
+	return clusterInfo{}, fmt.Errorf("could not get the cluster's members from any peer: %w", last)
+}
+
