@@ -39,7 +39,7 @@ func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config,
 	}
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	ci, err := (&Server{}).fetchCluster(ctx, urls)
+	ci, err := (&Server{log: log}).fetchCluster(ctx, urls)
 	if err != nil {
 		return err
 	}

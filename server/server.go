@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,9 @@ type Server struct {
 	peersMu    sync.Mutex
 	memberList []core.Member
 	peerGRPC   *grpc.Server
+	// localAddr is the source address of peer connections, with the
+	// SetMemberLocalAddr feature gate.
+	localAddr *net.TCPAddr
 	walq      chan walOp
 	fatal     chan error
 
@@ -157,6 +161,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.clusterID.Store(node.ClusterID())
+	if gates, _ := cfg.gates(); gates["SetMemberLocalAddr"] && len(cfg.InitialAdvertisePeerURLs) > 0 {
+		if u, err := url.Parse(cfg.InitialAdvertisePeerURLs[0]); err == nil {
+			if ip := net.ParseIP(u.Hostname()); ip != nil && !ip.IsUnspecified() {
+				s.localAddr = &net.TCPAddr{IP: ip}
+			}
+		}
+	}
 	s.publish()
 	return s, nil
 }
