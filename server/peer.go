@@ -506,4 +506,3 @@ func (s *Server) fetchCluster(ctx context.Context, urls []string) (clusterInfo, 
 	}
 	return clusterInfo{}, fmt.Errorf("could not get the cluster's members from any peer: %w", last)
 }
-

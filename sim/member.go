@@ -228,9 +228,7 @@ func (m *member) carryOut(rd core.Ready) {
 		}))
 	}
 	for _, h := range rd.Hashes {
-		if kh, err := h.View.HashKV(mvcc.Revision(h.Rev)); err == nil {
-			m.node.CompactionHash(kh)
-		}
+		m.node.CompactionHash(h.View.CompactionHash(mvcc.Revision(h.Rev)))
 	}
 	if r := rd.Release; r != nil {
 		if err := m.disk.Release(r); err != nil {

@@ -37,6 +37,14 @@ func (v *View) HashKV(rev Revision) (KVHash, error) {
 		rev = v.rev
 	}
 	// A negative revision hashes nothing, as in etcd.
+	return v.hashAt(rev), nil
+}
+
+// CompactionHash is the hash etcd keeps when it compacts at rev: taken on
+// the view before the compaction, at exactly rev (0 included).
+func (v *View) CompactionHash(rev Revision) KVHash { return v.hashAt(rev) }
+
+func (v *View) hashAt(rev Revision) KVHash {
 	c := v.compactRev
 	// Below the compaction point etcd keeps each key's newest revision
 	// unless it is a tombstone, and hashes it only while it is still the
@@ -99,5 +107,5 @@ func (v *View) HashKV(rev Revision) (KVHash, error) {
 		write(r)
 		return true
 	})
-	return KVHash{Hash: h.Sum32(), CompactRev: c, Rev: rev}, nil
+	return KVHash{Hash: h.Sum32(), CompactRev: c, Rev: rev}
 }
