@@ -48,9 +48,12 @@ vet:
 
 # Benchmarks: numbers to read, never pass/fail. `make bench` is the Go
 # benchmarks of core (~1 min) and a short load run against detcd alone
-# (~2 min); `make bench-compare` runs detcd and etcd 3.7.3 side by side on
-# this machine (~11 min on 2 cores; +3 min to build bin/etcd-ref if missing). Extra flags
-# for detcd-bench compare go in BENCH_FLAGS, e.g. BENCH_FLAGS='--rounds 1'.
+# (~3 min, with the watch and lease loads); `make bench-compare` runs detcd
+# and etcd 3.7.3 side by side on this machine (~11 min on 2 cores; +3 min to
+# build bin/etcd-ref if missing). Extra flags for detcd-bench compare go in
+# BENCH_FLAGS, e.g. BENCH_FLAGS='--rounds 1', or
+# BENCH_FLAGS='--extra watch,watch-rate,lease' to add the watch and lease
+# loads to bench-compare (~4 min more).
 .PHONY: bench-go bench-load bench-compare bench-tool
 bench: bench-go bench-load
 

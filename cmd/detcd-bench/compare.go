@@ -73,6 +73,16 @@ type compareFlags struct {
 	jsonOut         string
 	keepData        bool
 	loadToolBinPath string
+
+	extra         string
+	watchWatchers int
+	watchStreams  string
+	watchTotal    int
+	watchRate     float64
+	watchRateTime time.Duration
+	leases        int
+	kaDuration    time.Duration
+	extraFlags    map[string]string
 }
 
 // instance is one server process on one data dir.
@@ -293,6 +303,21 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cf.readyTimeout, "ready-timeout", 2*time.Minute, "how long a server may take to serve after a start")
 	fs.StringVar(&cf.jsonOut, "json-out", "", "also write every run and the medians here (default WORK/results.json)")
 	fs.BoolVar(&cf.keepData, "keep-data", false, "keep data dirs (logs are always kept)")
+	fs.StringVar(&cf.extra, "extra", "", "extra workloads, once per server after the rounds, each on a fresh server: comma-separated of watch, watch-rate, lease")
+	fs.IntVar(&cf.watchWatchers, "watch-watchers", 1000, "extra watch/watch-rate: watchers")
+	fs.StringVar(&cf.watchStreams, "watch-streams", "1,100", "extra watch/watch-rate: stream shapes")
+	fs.IntVar(&cf.watchTotal, "watch-total", 2000, "extra watch: puts, as fast as one writer can")
+	fs.Float64Var(&cf.watchRate, "watch-rate", 100, "extra watch-rate: puts/s")
+	fs.DurationVar(&cf.watchRateTime, "watch-rate-time", 10*time.Second, "extra watch-rate: how long it puts")
+	fs.IntVar(&cf.leases, "leases", 10_000, "extra lease: leases in each phase")
+	fs.DurationVar(&cf.kaDuration, "ka-duration", 10*time.Second, "extra lease: time of the keep-alive load")
+	cf.extraFlags = map[string]string{}
+	for _, wl := range extraWorkloads {
+		fs.Func(wl+"-flags", "extra "+wl+": more flags for 'detcd-bench "+strings.TrimSuffix(wl, "-rate")+"', space-separated", func(v string) error {
+			cf.extraFlags[wl] = v
+			return nil
+		})
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: detcd-bench compare [flags]
 
@@ -303,7 +328,13 @@ dir and fresh 127.0.0.1 ports, single member:
   range-l  linearizable single-key gets
 in --rounds rounds, alternating servers run by run, and reports medians of
 req/s, p50, p99, server CPU per request (/proc/PID/stat, sampled around the
-load phase) and the load tool's own CPU per request. Then, per server: fill
+load phase) and the load tool's own CPU per request. Then, with --extra,
+once per server, each on a fresh server:
+  watch       'detcd-bench watch': --watch-watchers watchers on 1 and 100
+              streams, one writer putting --watch-total events fast
+  watch-rate  the same at --watch-rate puts/s for --watch-rate-time
+  lease       'detcd-bench lease': keep-alive throughput, then mass expiry
+Then, per server: fill
 --fill-keys keys, wait --settle, read VmRSS, stop with SIGTERM and time
 --restarts restarts until a linearizable get is served (VmRSS read then
 and again --settle later).
@@ -320,6 +351,11 @@ Flags:
 	}
 	if fs.NArg() > 0 || cf.rounds < 1 {
 		fs.Usage()
+		return 2
+	}
+	extras, err := parseExtra(cf.extra)
+	if err != nil {
+		fmt.Fprintf(stderr, "detcd-bench compare: --extra: %v\n", err)
 		return 2
 	}
 	self, err := os.Executable()
@@ -426,6 +462,18 @@ Flags:
 		}
 	}
 
+	var extraRecs []extraRecord
+	for _, wl := range extraWorkloads {
+		if !slices.Contains(extras, wl) {
+			continue
+		}
+		for _, s := range servers {
+			rec := cf.runExtra(s.name, s.bin, wl)
+			extraRecs = append(extraRecs, rec)
+			printExtra(stdout, rec)
+		}
+	}
+
 	var mems []memRecord
 	if cf.memory {
 		for _, s := range servers {
@@ -437,6 +485,7 @@ Flags:
 	fmt.Fprintf(stdout, "\n== %d round(s), %d clients over %d connections, %d-byte values, single member, 127.0.0.1; medians ==\n",
 		cf.rounds, cf.clients, cf.conns, cf.valSize)
 	meds := printTable(stdout, runs, servers[0].name, len(servers) > 1)
+	printExtraTables(stdout, extraRecs, cf)
 	if cf.memory {
 		printMemTable(stdout, mems, cf)
 	}
@@ -445,7 +494,7 @@ Flags:
 	}
 	fmt.Fprintf(stdout, "\ntotal time %s; work dir %s\n", time.Since(started).Round(time.Second), cf.work)
 
-	all := map[string]any{"runs": runs, "medians": meds, "memory": mems, "flags": cf}
+	all := map[string]any{"runs": runs, "medians": meds, "memory": mems, "extra": extraRecs, "flags": cf}
 	if b, err := json.MarshalIndent(all, "", "  "); err == nil {
 		os.WriteFile(cf.jsonOut, b, 0o644)
 	}
@@ -456,6 +505,11 @@ Flags:
 	}
 	for _, m := range mems {
 		if m.Err != "" {
+			return 3
+		}
+	}
+	for _, r := range extraRecs {
+		if r.failed() {
 			return 3
 		}
 	}

@@ -21,6 +21,10 @@ Load commands (against any etcd v3 endpoint: detcd or etcd):
   put      puts of --key-size/--val-size keys over a key space, sequential or random
   range    single-key gets, linearizable or serializable, over pre-populated keys
   fill     writes --keys distinct keys as fast as possible (for memory tests)
+  watch    watchers over 1 and 100 watch streams, a writer putting on their
+           key: event delivery latency and throughput, missed/duplicate events
+  lease    keep-alive throughput over pipelined LeaseKeepAlive streams, then
+           mass expiry of short leases with their keys while a writer puts
   wait     polls until the endpoint serves a linearizable get; prints the time
 
 Driver:
@@ -35,10 +39,13 @@ or --keys for fill) and its time limit (--duration). It prints one line:
   requests, seconds, requests/s, p50/p90/p99 latency, errors, the tool's own
   CPU per request (getrusage) and, with --server-pid, the server's CPU per
   request (/proc/PID/stat utime+stime).
+watch prints one line per stream shape and lease one per phase, with their
+own counts and rates (see their --help), in the same way.
 The tool sets GOGC=400 for itself unless GOGC is set (less of the shared
 CPU spent on the client's garbage). --cpuprofile FILE profiles the tool.
-Exit status: 0, or 3 if some requests failed (the summary still prints),
-or 1/2 on a setup or usage error.
+Exit status: 0, or 3 if some requests failed (the summary still prints;
+for watch also a missed, duplicate or out-of-order event, for lease a key
+left after the expiry timeout), or 1/2 on a setup or usage error.
 `
 
 func main() {
@@ -57,6 +64,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "put", "range", "fill":
 		return runLoadCommand(cmd, rest, stdout, stderr)
+	case "watch":
+		return runWatch(rest, stdout, stderr)
+	case "lease":
+		return runLease(rest, stdout, stderr)
 	case "wait":
 		return runWait(rest, stdout, stderr)
 	case "compare":
