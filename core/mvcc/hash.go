@@ -37,24 +37,25 @@ func (v *View) HashKV(rev Revision) (KVHash, error) {
 		rev = v.rev
 	}
 	// A negative revision hashes nothing, as in etcd.
-	return v.hashAt(rev), nil
+	return v.hashAt(rev, false), nil
 }
 
 // CompactionHash is the hash etcd keeps when it compacts at rev: taken on
 // the view before the compaction, at exactly rev (0 included).
-func (v *View) CompactionHash(rev Revision) KVHash { return v.hashAt(rev) }
+func (v *View) CompactionHash(rev Revision) KVHash { return v.hashAt(rev, true) }
 
-func (v *View) hashAt(rev Revision) KVHash {
+func (v *View) hashAt(rev Revision, compaction bool) KVHash {
 	c := v.compactRev
 	// Below the compaction point etcd keeps each key's newest revision
 	// unless it is a tombstone, and hashes it only while it is still the
-	// key's newest at rev, except that when no key is live at rev it
-	// hashes every kept revision.
+	// key's newest at rev, except that when nothing is kept at rev it
+	// hashes every kept revision. A compaction keeps the tombstones at
+	// its own revision too, so for its hash they count as kept.
 	var kept, current []record
 	anyLive := false
 	v.tree.Ascend(func(it item) bool {
 		r, live := it.at(rev)
-		anyLive = anyLive || live
+		anyLive = anyLive || live || compaction && r != "" && recMod(r) == rev
 		if s, ok := it.at(c); ok {
 			kept = append(kept, s)
 			if live && recMod(r) == recMod(s) {
