@@ -69,7 +69,13 @@ func (h *Hub) Notify(rev int64, tx *mvcc.Txn) {
 // fits reports whether a stream has the credit for a response. A stream
 // with nothing outstanding takes any one response, however large.
 func (h *Hub) fits(s *stream, resp *pb.WatchResponse) bool {
-	return s.credit >= size(resp) || s.credit == s.max
+	return s.credit >= s.charge(resp) || s.credit == s.max
+}
+
+// charge is the credit a response takes: its size, but at least a
+// StreamResponsesMax-th of the stream's credit.
+func (s *stream) charge(resp *pb.WatchResponse) int {
+	return max(size(resp), s.max/StreamResponsesMax)
 }
 
 // withPrev copies events for a watcher, adding the previous key-values if
@@ -100,39 +106,49 @@ func (h *Hub) Pending() bool {
 }
 
 // ready: an unsynced watcher catches up only once its stream has drained
-// at least half its credit, so a slow stream is not fed one event at a
-// time.
+// at least half its credit, so that a slow stream gets its events in
+// batches rather than one at a time.
 func (s *stream) ready() bool { return s.credit >= s.max/2 }
 
 // Step lets unsynced watchers catch up from history, visiting at most
-// budget stored events in all.
+// budget stored events in all (one scan, whatever the number of watchers).
 func (h *Hub) Step(budget int) {
-	if len(h.unsynced) == 0 {
+	if len(h.unsynced) == 0 || budget <= 0 {
 		return
 	}
 	cur := h.rev()
 	compact := int64(h.store.CompactRev())
-	keep := h.unsynced[:0]
+	for _, s := range h.order {
+		s.slots = s.credit / max(s.max/StreamResponsesMax, 1)
+	}
+	var group []*watcher
 	for _, w := range h.unsynced {
 		switch {
-		case w.cancelled:
-			continue
-		case budget <= 0 || !w.s.ready():
-			keep = append(keep, w)
-			continue
+		case w.cancelled || !w.s.ready() || w.s.slots <= 0:
+			// A stream takes at most as many catch-up responses as it has
+			// credit for: the others would be made only to be dropped.
 		case w.next > cur:
 			// It starts in the future (a snapshot put the store behind it):
 			// nothing to catch up.
 			h.sync(w)
-			continue
 		case w.next < compact:
 			// The history it needs is gone: cancel it with the compaction
 			// revision, as etcd does (with a zero header revision).
 			h.remove(w)
 			h.emit(w.s, &pb.WatchResponse{Header: h.header(0), WatchId: w.id, CompactRevision: compact, Canceled: true}, false)
+		default:
+			group = append(group, w)
+			w.s.slots--
+		}
+	}
+	if len(group) > 0 {
+		h.catchUp(group, cur, budget)
+	}
+	keep := h.unsynced[:0]
+	for _, w := range h.unsynced {
+		if w.cancelled || w.synced {
 			continue
 		}
-		budget -= h.catchUp(w, cur)
 		if w.next > cur {
 			h.sync(w)
 			continue
@@ -143,46 +159,97 @@ func (h *Hub) Step(budget int) {
 	h.unsynced = keep
 }
 
-// catchUp sends one batch of past events to w, whole revisions only, and
-// returns how many stored events it visited.
-func (h *Hub) catchUp(w *watcher, cur int64) int {
-	var evs []*mvccpb.Event
-	visited := 0
-	next := max(w.next, cur+1) // where the watcher stands after this batch
-	at := int64(-1)            // the revision being collected
-	h.store.ScanEvents(mvcc.Revision(w.next), func(ev *mvccpb.Event) bool {
+// catchUpBatch is one watcher's share of a catch-up scan.
+type catchUpBatch struct {
+	evs  []*mvccpb.Event
+	last int64 // the revision of the last event taken
+	stop int64 // non-zero: the batch is full, the watcher resumes here
+}
+
+// catchUp sends each watcher of the group one batch of past events, whole
+// revisions only, from a single scan of the history that visits at most
+// budget events. Watchers are found per event by key, and ranges are
+// tested once per distinct range, so the cost grows with the events
+// scanned rather than with events times watchers.
+func (h *Hub) catchUp(group []*watcher, cur int64, budget int) {
+	from := group[0].next
+	for _, w := range group {
+		from = min(from, w.next)
+	}
+	batches := make([]catchUpBatch, len(group))
+	byKey := map[string][]int{}
+	byRange := map[string][]int{}
+	var ranges []string // byRange's keys in first-seen order
+	for i, w := range group {
+		if w.single {
+			byKey[string(w.key)] = append(byKey[string(w.key)], i)
+			continue
+		}
+		rk := string(w.key) + "\x00" + string(w.end)
+		if byRange[rk] == nil {
+			ranges = append(ranges, rk)
+		}
+		byRange[rk] = append(byRange[rk], i)
+	}
+	take := func(i int, ev *mvccpb.Event, rev int64) {
+		w, b := group[i], &batches[i]
+		if w.next > rev || b.stop != 0 || !w.wants(ev) {
+			return
+		}
+		if len(b.evs) >= CatchUpEventsMax && b.last != rev {
+			b.stop = rev // full: stop at a revision boundary
+			return
+		}
+		b.evs = append(b.evs, ev)
+		b.last = rev
+	}
+	next := cur + 1 // where the scan leaves every watcher it covered
+	at, visited := int64(-1), 0
+	h.store.ScanEvents(mvcc.Revision(from), func(ev *mvccpb.Event) bool {
 		rev := ev.Kv.ModRevision
 		if rev > cur {
 			return false
 		}
 		if rev != at {
-			if len(evs) >= CatchUpEventsMax || visited >= catchUpVisitsMax {
-				next = rev // stop at a revision boundary
+			if visited >= budget {
+				next = rev
 				return false
 			}
 			at = rev
 		}
 		visited++
-		if w.contains(ev.Kv.Key) && w.wants(ev) {
-			evs = append(evs, ev)
+		for _, i := range byKey[string(ev.Kv.Key)] {
+			take(i, ev, rev)
+		}
+		for _, rk := range ranges {
+			ids := byRange[rk]
+			if !group[ids[0]].contains(ev.Kv.Key) {
+				continue
+			}
+			for _, i := range ids {
+				take(i, ev, rev)
+			}
 		}
 		return true
 	})
-	if len(evs) > 0 {
-		resp := &pb.WatchResponse{Header: h.header(cur), WatchId: w.id, Events: h.withPrev(w, evs)}
-		if !h.fits(w.s, resp) {
-			return max(visited, 1)
+	for i, w := range group {
+		b := &batches[i]
+		if len(b.evs) > 0 {
+			resp := &pb.WatchResponse{Header: h.header(cur), WatchId: w.id, Events: h.withPrev(w, b.evs)}
+			if !h.fits(w.s, resp) {
+				continue // it tries again once its stream drains
+			}
+			h.emit(w.s, resp, w.fragment)
+			w.eventsSent = true
 		}
-		h.emit(w.s, resp, w.fragment)
-		w.eventsSent = true
+		switch {
+		case b.stop != 0:
+			w.next = b.stop
+		case w.next < next:
+			w.next = next
+		}
 	}
-	w.next = next
-	return max(visited, 1)
 }
-
-// catchUpVisitsMax bounds the stored events one catch-up batch visits, so
-// a watcher on a quiet key does not scan the whole history in one step.
-const catchUpVisitsMax = 4 * CatchUpEventsMax
 
 // progressAll answers a stream's progress request: one response with
 // watch id -1 at the current revision, if every watcher on the stream is

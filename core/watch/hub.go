@@ -25,6 +25,13 @@ const (
 	// StreamCreditBytesMax is a stream's credit: responses handed out and
 	// not yet sent, in estimated bytes.
 	StreamCreditBytesMax = 8 << 20
+	// StreamResponsesMax bounds a stream's responses handed out and not
+	// yet sent, however small: each takes at least 1/StreamResponsesMax of
+	// the credit. A short queue is what makes an overloaded stream batch:
+	// its watchers fall behind sooner and catch up with many events per
+	// response, instead of queueing deep one event at a time (etcd keeps
+	// 128 responses per stream for the same reason).
+	StreamResponsesMax = 256
 	// CatchUpEventsMax bounds the events an unsynced watcher's catch-up
 	// takes per step.
 	CatchUpEventsMax = 1000
@@ -67,6 +74,7 @@ type stream struct {
 	id       StreamID
 	credit   int
 	max      int
+	slots    int // during Step: the catch-up responses it can still take
 	watchers map[int64]*watcher
 	nextID   int64
 	closed   bool
@@ -86,6 +94,7 @@ type watcher struct {
 	progressNotify bool
 	fragment       bool
 	synced         bool
+	slot           int // while synced, the watcher's index in its synced list
 	// eventsSent is set when events went out since the last progress tick.
 	eventsSent bool
 	cancelled  bool
@@ -186,7 +195,7 @@ func (h *Hub) rev() int64 { return int64(h.store.Rev()) }
 
 // emit hands a response to a stream, taking credit.
 func (h *Hub) emit(s *stream, resp *pb.WatchResponse, fragment bool) {
-	n := size(resp)
+	n := s.charge(resp)
 	s.credit -= n
 	h.out = append(h.out, Out{Stream: s.id, Resp: resp, Fragment: fragment, Bytes: n})
 }
@@ -288,9 +297,11 @@ func (h *Hub) sync(w *watcher) {
 	w.synced = true
 	if w.single {
 		k := string(w.key)
+		w.slot = len(h.byKey[k])
 		h.byKey[k] = append(h.byKey[k], w)
 		return
 	}
+	w.slot = len(h.ranges)
 	h.ranges = append(h.ranges, w)
 }
 
@@ -298,8 +309,9 @@ func (h *Hub) unlinkSynced(w *watcher) {
 	w.synced = false
 	if w.single {
 		k := string(w.key)
-		h.byKey[k] = removeWatcher(h.byKey[k], w)
-		if len(h.byKey[k]) == 0 {
+		if ws := removeWatcher(h.byKey[k], w); len(ws) > 0 {
+			h.byKey[k] = ws
+		} else {
 			delete(h.byKey, k)
 		}
 		return
@@ -307,13 +319,15 @@ func (h *Hub) unlinkSynced(w *watcher) {
 	h.ranges = removeWatcher(h.ranges, w)
 }
 
+// removeWatcher takes w out of the synced list ws in constant time, by
+// moving the last watcher into its slot: Notify orders its responses by
+// watcher, not by list position, so the order of the list does not matter.
 func removeWatcher(ws []*watcher, w *watcher) []*watcher {
-	for i, o := range ws {
-		if o == w {
-			return append(ws[:i:i], ws[i+1:]...)
-		}
-	}
-	return ws
+	last := len(ws) - 1
+	ws[w.slot] = ws[last]
+	ws[w.slot].slot = w.slot
+	ws[last] = nil
+	return ws[:last]
 }
 
 // unsync moves a synced watcher behind: it will catch up from history.
