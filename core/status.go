@@ -11,12 +11,17 @@ import (
 	"github.com/detcd/detcd/core/mvcc"
 )
 
+// dbSizeBaseBytes is added to the key space's size in Status: what an
+// empty etcd database file takes (20 KiB). Clients divide by the size:
+// etcdctl's endpoint status table fails on a zero.
+const dbSizeBaseBytes = 20 << 10
+
 // status answers Maintenance.Status; the driver adds the version fields.
 func (n *Node) status() *pb.StatusResponse {
 	resp := &pb.StatusResponse{
 		Header:           n.header(0),
-		DbSize:           n.kv.Size(),
-		DbSizeInUse:      n.kv.SizeInUse(),
+		DbSize:           dbSizeBaseBytes + n.kv.Size(),
+		DbSizeInUse:      dbSizeBaseBytes + n.kv.SizeInUse(),
 		DbSizeQuota:      n.cfg.QuotaBackendBytes,
 		DowngradeInfo:    &pb.DowngradeInfo{},
 		Leader:           n.lead,
