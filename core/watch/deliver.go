@@ -75,7 +75,7 @@ func (h *Hub) fits(s *stream, resp *pb.WatchResponse) bool {
 // charge is the credit a response takes: its size, but at least a
 // StreamResponsesMax-th of the stream's credit.
 func (s *stream) charge(resp *pb.WatchResponse) int {
-	return max(size(resp), s.max/StreamResponsesMax)
+	return max(size(resp), s.minCharge)
 }
 
 // withPrev copies events for a watcher, adding the previous key-values if
@@ -119,7 +119,7 @@ func (h *Hub) Step(budget int) {
 	cur := h.rev()
 	compact := int64(h.store.CompactRev())
 	for _, s := range h.order {
-		s.slots = s.credit / max(s.max/StreamResponsesMax, 1)
+		s.slots = s.credit / s.minCharge
 	}
 	var group []*watcher
 	for _, w := range h.unsynced {

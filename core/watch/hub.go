@@ -66,18 +66,21 @@ type Hub struct {
 	unsynced []*watcher
 	seq      uint64
 	out      []Out
-	// creditMax is each new stream's credit.
-	creditMax int
+	// creditMax is each new stream's credit, and responsesMax the most
+	// responses it holds (tests make both small).
+	creditMax, responsesMax int
 }
 
 type stream struct {
-	id       StreamID
-	credit   int
-	max      int
-	slots    int // during Step: the catch-up responses it can still take
-	watchers map[int64]*watcher
-	nextID   int64
-	closed   bool
+	id     StreamID
+	credit int
+	max    int
+	slots  int // during Step: the catch-up responses it can still take
+	// minCharge is the least credit a response takes: max/responsesMax.
+	minCharge int
+	watchers  map[int64]*watcher
+	nextID    int64
+	closed    bool
 }
 
 type watcher struct {
@@ -102,7 +105,7 @@ type watcher struct {
 
 // New returns a hub over a store. header fills response headers.
 func New(store *mvcc.Store, header func(rev int64) *pb.ResponseHeader) *Hub {
-	return &Hub{store: store, header: header, streams: map[StreamID]*stream{}, byKey: map[string][]*watcher{}, creditMax: StreamCreditBytesMax}
+	return &Hub{store: store, header: header, streams: map[StreamID]*stream{}, byKey: map[string][]*watcher{}, creditMax: StreamCreditBytesMax, responsesMax: StreamResponsesMax}
 }
 
 // SetStore points the hub at a new store, after a snapshot replaced the
@@ -132,7 +135,7 @@ func (h *Hub) Open(id StreamID) {
 	if _, ok := h.streams[id]; ok {
 		return
 	}
-	s := &stream{id: id, credit: h.creditMax, max: h.creditMax, watchers: map[int64]*watcher{}}
+	s := &stream{id: id, credit: h.creditMax, max: h.creditMax, minCharge: max(h.creditMax/h.responsesMax, 1), watchers: map[int64]*watcher{}}
 	h.streams[id] = s
 	h.order = append(h.order, s)
 }

@@ -51,6 +51,7 @@ func TestHubAgainstModel(t *testing.T) {
 		store := mvcc.New()
 		h := New(store, func(rev int64) *pb.ResponseHeader { return &pb.ResponseHeader{Revision: rev} })
 		h.creditMax = rapid.IntRange(100, 2000).Draw(t, "credit") // small, so streams run out
+		h.responsesMax = rapid.IntRange(1, 8).Draw(t, "responsesMax")
 		var watchers []*modelWatcher
 		held := map[StreamID][]Out{}
 		keys := rapid.SampledFrom([]string{"a", "b", "c", "d"})
