@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ type ctlTarget struct {
 	peerURL   string
 	memberID  uint64
 	clusterID uint64
+	vars      []ctlVar
 }
 
 func newCtlTarget(t *testing.T, name, addr string) *ctlTarget {
@@ -51,23 +53,91 @@ func (c *ctlTarget) run(t *testing.T, ctl string, st ctlStep) ctlResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ctl, append([]string{"--endpoints=" + c.endpoint, "--dial-timeout=5s", "--command-timeout=10s"}, st.args...)...)
+	args := make([]string, len(st.args))
+	for i, a := range st.args {
+		args[i] = c.expand(a)
+	}
+	cmd := exec.CommandContext(ctx, ctl, append([]string{"--endpoints=" + c.endpoint, "--dial-timeout=5s", "--command-timeout=10s"}, args...)...)
 	cmd.Stdin = strings.NewReader(st.stdin)
-	var o, e bytes.Buffer
+	var o, e syncBuffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	code := 0
-	if err := cmd.Run(); err != nil {
+	if err := runCtl(cmd, &o, st.untilLines); err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
-			t.Fatalf("etcdctl %v: %v", st.args, err)
+			t.Fatalf("etcdctl %v: %v", args, err)
 		}
 		code = ee.ExitCode()
+	}
+	if st.capture != nil {
+		m := st.capture.FindStringSubmatch(o.String())
+		if m == nil {
+			t.Fatalf("%s: etcdctl %v: no %s in %q", c.name, args, st.capture, o.String())
+		}
+		c.vars = append(c.vars, ctlVar{name: st.capture.SubexpNames()[1], value: m[1]})
 	}
 	out := c.mask(o.String())
 	if st.statusLine {
 		out = maskFields(out, 4, 5, 6, 10) // db size, in use, % not in use, raft term
 	}
 	return ctlResult{stdout: out, stderr: c.mask(dropLogLines(e.String())), code: code}
+}
+
+// runCtl runs an etcdctl command to its end or, for one that never ends
+// (watch), until it has printed untilLines lines, then stops it: the exit
+// status is then 0. Either way it gives up after the caller's timeout.
+func runCtl(cmd *exec.Cmd, out *syncBuffer, untilLines int) error {
+	if untilLines == 0 {
+		return cmd.Run()
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if strings.Count(out.String(), "\n") >= untilLines {
+				cmd.Process.Kill()
+				<-done
+				return nil
+			}
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer the test may read while etcdctl writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// ctlVar is a value an earlier step printed (a lease ID), which later
+// steps use as {name} and which masking shows as <name>.
+type ctlVar struct{ name, value string }
+
+func (c *ctlTarget) expand(arg string) string {
+	for _, v := range c.vars {
+		arg = strings.ReplaceAll(arg, "{"+v.name+"}", v.value)
+	}
+	return arg
 }
 
 type ctlResult struct {
@@ -88,6 +158,13 @@ var (
 
 // mask replaces what differs between any two servers by placeholders.
 func (c *ctlTarget) mask(s string) string {
+	for _, v := range c.vars {
+		// Lease IDs are printed in hex, and in decimal in JSON.
+		s = strings.ReplaceAll(s, v.value, "<"+v.name+">")
+		if n, err := strconv.ParseUint(v.value, 16, 64); err == nil {
+			s = strings.ReplaceAll(s, strconv.FormatUint(n, 10), "<"+v.name+">")
+		}
+	}
 	s = strings.NewReplacer(
 		c.endpoint, "<client-url>",
 		c.peerURL, "<peer-url>",
@@ -168,6 +245,10 @@ type ctlStep struct {
 	stdin      string
 	statusLine bool    // endpoint status's simple output: mask fields
 	want       *string // the masked stdout etcd must give, where it is short
+	untilLines int     // a command that never ends: stop it after this many lines
+	// capture: the first group of this expression in the output becomes a
+	// variable named after the group.
+	capture *regexp.Regexp
 }
 
 func want(s string) *string { return &s }
@@ -210,6 +291,10 @@ func TestEtcdctl(t *testing.T) {
 		{args: []string{"del", "--prefix", "a"}, want: want("2\n")},
 		{args: []string{"del", "--prev-kv", "foo"}, want: want("1\nfoo\nok\n")},
 		{args: []string{"del", "nothing"}, want: want("0\n")},
+		// Watches from the past: every event since --rev, then live.
+		{args: []string{"watch", "--rev=2", "foo"}, untilLines: 12, want: want("PUT\nfoo\nbar\nPUT\nfoo\nbar1\nPUT\nfoo\nok\nDELETE\nfoo\n\n")},
+		{args: []string{"watch", "--rev=2", "--prefix", "--prev-kv", "a"}, untilLines: 16},
+		{args: []string{"watch", "--rev=2", "--prefix", "-w", "json", "foo"}, untilLines: 1},
 		{args: []string{"compaction", "5"}, want: want("compacted revision 5\n")},
 		{args: []string{"get", "--rev=2", "foo"}, want: want("")}, // compacted: an error
 		{args: []string{"compaction", "--physical", "6"}, want: want("compacted revision 6\n")},
@@ -229,6 +314,18 @@ func TestEtcdctl(t *testing.T) {
 		{args: []string{"member", "list", "-w", "json"}},
 		{args: []string{"alarm", "list"}, want: want("")},
 		{args: []string{"defrag"}, want: want("Finished defragmenting etcd member[<client-url>]. took <duration>\n")},
+		// Leases (after hashkv: their IDs are the servers' own, and a key's
+		// lease ID is part of the hash).
+		{args: []string{"lease", "grant", "300"}, capture: regexp.MustCompile(`lease (?P<lease>[0-9a-f]+) granted`), want: want("lease <lease> granted with TTL(<duration>)\n")},
+		{args: []string{"put", "--lease={lease}", "lk", "lv"}, want: want("OK\n")},
+		{args: []string{"lease", "timetolive", "--keys", "{lease}"}},
+		{args: []string{"lease", "list"}, want: want("found 1 leases\n<lease>\n")},
+		{args: []string{"lease", "keep-alive", "--once", "{lease}"}, want: want("lease <lease> keepalived with TTL(300)\n")},
+		{args: []string{"lease", "revoke", "{lease}"}, want: want("lease <lease> revoked\n")},
+		{args: []string{"get", "lk"}, want: want("")},
+		{args: []string{"lease", "revoke", "{lease}"}},
+		{args: []string{"lease", "grant", "0"}, capture: regexp.MustCompile(`lease (?P<lease2>[0-9a-f]+) granted`)},
+		{args: []string{"lease", "timetolive", "1234"}, want: want("lease 0000000000001234 already expired\n")},
 	}
 	for i, st := range steps {
 		name := fmt.Sprintf("%02d %s", i, strings.Join(st.args, " "))
