@@ -16,6 +16,11 @@ type reads struct {
 	// indexed rounds wait for apply to reach their index, in order.
 	indexed []*readRound
 	nextCtx uint64
+	// catchUp is the commit index a restarted member found on its disk:
+	// until it has applied that far its state is older than what it had
+	// acknowledged, so serializable reads (local) wait for it.
+	catchUp uint64
+	local   []Request
 }
 
 type pendingRead struct {
@@ -62,8 +67,16 @@ func (rs *reads) gotIndex(ctx []byte, index uint64) {
 	rs.round = nil
 }
 
-// serve answers the rounds whose index has been applied.
+// serve answers the rounds whose index has been applied, and the
+// serializable reads that waited for a restart's catch-up.
 func (rs *reads) serve(n *Node) {
+	if len(rs.local) > 0 && n.localReadsReady() {
+		for _, r := range rs.local {
+			n.serveRead(r)
+		}
+		clear(rs.local)
+		rs.local = rs.local[:0]
+	}
 	k := 0
 	for k < len(rs.indexed) && rs.indexed[k].index <= n.st.index {
 		for _, pr := range rs.indexed[k].reads {
@@ -123,11 +136,11 @@ func (n *Node) serveRead(r Request) {
 	}
 }
 
-// readRange serves a range: at once if serializable, else after a read
-// index round.
+// readRange serves a range: from the local state if serializable, else
+// after a read index round.
 func (n *Node) readRange(r Request) {
 	if r.Range.Serializable {
-		n.serveRead(r)
+		n.readLocal(r)
 		return
 	}
 	n.reads.add(n, r)
@@ -135,8 +148,28 @@ func (n *Node) readRange(r Request) {
 
 func (n *Node) readTxn(r Request) {
 	if isTxnSerializable(r.Txn) {
-		n.serveRead(r)
+		n.readLocal(r)
 		return
 	}
 	n.reads.add(n, r)
 }
+
+// readLocal serves a serializable read at once, unless a restart has yet
+// to apply what the member's log had committed: a client that saw
+// revision r before the restart must not see less after it.
+func (n *Node) readLocal(r Request) {
+	if n.localReadsReady() {
+		n.serveRead(r)
+		return
+	}
+	n.reads.local = append(n.reads.local, r)
+}
+
+// localReadsReady reports whether the applied state is at least what the
+// member had committed when it started: the point from which serializable
+// reads may be served. Drivers that serve such reads off the loop, from
+// View, wait for it too.
+func (n *Node) localReadsReady() bool { return n.st.index >= n.reads.catchUp }
+
+// LocalReadsReady is localReadsReady for drivers.
+func (n *Node) LocalReadsReady() bool { return n.localReadsReady() }

@@ -98,6 +98,7 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 		return nil, err
 	}
 	n.io.last, n.io.persistedCommit = hs, hs.Commit
+	n.reads.catchUp = hs.Commit
 	n.term = hs.Term
 	n.ckpt.lastIndex, n.ckpt.lastSize = ckptIndex, int64(len(d.Checkpoint))
 	n.campaignIfAlone()

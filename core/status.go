@@ -130,5 +130,14 @@ func (n *Node) CompactionHash(h mvcc.KVHash) {
 func (n *Node) Members() []Member      { return slices.Clone(n.st.members.list) }
 func (n *Node) MembersVersion() uint64 { return n.st.members.version }
 
+// InitialMembers are the members the node's configuration named (its
+// --initial-cluster, or what a join learned from the cluster): a driver's
+// transport uses them until the node has applied a membership.
+func (n *Node) InitialMembers() []Member { return slices.Clone(n.cfg.Members) }
+
+// Published reports whether this start's attributes (name, client URLs)
+// have been applied: etcd serves clients only from then on.
+func (n *Node) Published() bool { return n.published }
+
 // ClusterID is the cluster's id.
 func (n *Node) ClusterID() uint64 { return n.cfg.ClusterID }

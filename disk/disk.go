@@ -110,8 +110,20 @@ func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
 	}
 	if m.MemberID != cfg.ID || m.ClusterID != cfg.ClusterID {
 		d.log.Info("the data directory names the member", "member", fmt.Sprintf("%x", m.MemberID), "cluster", fmt.Sprintf("%x", m.ClusterID))
+		flagsID := cfg.ID
 		cfg.ID, cfg.ClusterID = m.MemberID, m.ClusterID
-		if !hasMember(cfg.Members, m.MemberID) {
+		switch {
+		case hasMember(cfg.Members, m.MemberID):
+		case hasMember(cfg.Members, flagsID):
+			// A member added at runtime got its ID from the cluster, not
+			// from --initial-cluster: the entry the flags give it is this
+			// member, with the name and client URLs it publishes.
+			for i := range cfg.Members {
+				if cfg.Members[i].ID == flagsID {
+					cfg.Members[i].ID = m.MemberID
+				}
+			}
+		default:
 			cfg.Members = append(cfg.Members, core.Member{ID: m.MemberID})
 		}
 	}

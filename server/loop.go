@@ -92,7 +92,13 @@ func (s *Server) run() {
 			go s.hashCompaction(h)
 		}
 		s.publish()
-		if len(views) > 0 {
+		if !s.readyDone && s.node.Published() {
+			s.readyDone = true
+			close(s.ready)
+		}
+		// After a restart, views wait until the member has applied what its
+		// log had committed (see core's LocalReadsReady).
+		if len(views) > 0 && s.node.LocalReadsReady() {
 			pv := s.publishView()
 			for _, ch := range views {
 				ch <- pv

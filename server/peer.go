@@ -320,6 +320,11 @@ func (s *Server) syncPeers() {
 		s.peers.byID = map[uint64]*peer{}
 	}
 	ms := s.node.Members()
+	if len(ms) == 0 {
+		// A member that joined (or restarted) has applied no membership
+		// yet: it must still answer the leader, or it never catches up.
+		ms = s.node.InitialMembers()
+	}
 	s.peersMu.Lock()
 	s.memberList = ms
 	s.peersMu.Unlock()

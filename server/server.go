@@ -93,6 +93,11 @@ type Server struct {
 	stopping chan struct{}
 	loopDone chan struct{}
 	walDone  chan struct{}
+	// ready is closed once this start's attributes are applied: as etcd
+	// does, the client listeners serve nothing before, so a client never
+	// sees a member the cluster lists as unstarted.
+	ready     chan struct{}
+	readyDone bool // on the loop: ready is closed
 
 	errMu sync.Mutex
 	err   error
@@ -158,6 +163,7 @@ func New(cfg Config) (*Server, error) {
 		stopping:  make(chan struct{}),
 		loopDone:  make(chan struct{}),
 		walDone:   make(chan struct{}),
+		ready:     make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
 	s.clusterID.Store(node.ClusterID())
@@ -202,6 +208,22 @@ func (s *Server) Start() error {
 	go s.run()
 	go s.runMemLimit()
 	for _, ln := range s.listeners {
+		s.log.Info("listening for client requests", "address", ln.Addr().String())
+	}
+	go s.serveClientsWhenReady()
+	return nil
+}
+
+// serveClientsWhenReady serves the client listeners once the member has
+// published its attributes. Until then connections wait in the listen
+// backlog, as with etcd.
+func (s *Server) serveClientsWhenReady() {
+	select {
+	case <-s.ready:
+	case <-s.draining:
+		return
+	}
+	for _, ln := range s.listeners {
 		m := newConnMux(ln)
 		go func() { _ = s.grpc.Serve(m.grpc) }()
 		go func() { _ = s.http.Serve(m.http) }()
@@ -209,7 +231,6 @@ func (s *Server) Start() error {
 		s.log.Info("serving client requests", "address", ln.Addr().String())
 	}
 	s.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	return nil
 }
 
 func (s *Server) closeListeners() {
