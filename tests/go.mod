@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/detcd/detcd => ../
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/detcd/detcd v0.0.0-00010101000000-000000000000
 	github.com/google/go-cmp v0.7.0
 	go.etcd.io/etcd/api/v3 v3.7.3
