@@ -163,6 +163,7 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 
 // Tick advances logical time by one tick.
 func (n *Node) Tick() {
+	n.flushProposals()
 	n.ticks++
 	n.rn.Tick()
 	if every := int64(n.cfg.WatchProgressNotifyTicks); every > 0 && n.ticks%every == 0 {
@@ -252,16 +253,25 @@ func (n *Node) Ready() Ready {
 		n.kv.Step(CompactionBudget)
 	}
 	n.props.retry(n)
+	n.flushProposals()
 	n.processRaft()
 	n.reads.start(n)
 	n.processRaft()
 	n.reads.serve(n)
+	// Proposals made while applying (a retry after a leader change, say)
+	// go out in this Ready, not at the next input. Raft applies nothing
+	// before its appends are persisted, so this ends.
+	for len(n.props.batch) > 0 {
+		n.flushProposals()
+		n.processRaft()
+	}
 	n.ckpt.maybeStart(n)
 	if n.watch.Pending() {
 		n.watch.Step(WatchCatchUpBudget)
 	}
 	n.out.Watch = n.watch.Take()
 	n.out.More = n.kv.Pending() || n.watch.Pending()
+	n.out.Messages = coalesceMessages(n.out.Messages)
 	rd := n.out
 	n.out = Ready{}
 	return rd

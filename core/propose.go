@@ -21,6 +21,10 @@ type proposals struct {
 	fifo []*proposal
 	// queued were dropped by raft (no leader) and wait to be proposed again.
 	queued []*proposal
+	// batch is what was proposed since the last flush: it goes to raft as
+	// one MsgProp, so that a turn's writes cost one forward to the leader
+	// and one MsgApp per follower (and one MsgAppResp back), not one each.
+	batch []*proposal
 }
 
 type proposal struct {
@@ -110,12 +114,34 @@ func (n *Node) proposeRequest(req RequestID, ir *pb.InternalRaftRequest, then fu
 }
 
 func (n *Node) proposeData(p *proposal) {
-	var err error
-	if p.cc != nil {
-		err = n.rn.ProposeConfChange(p.cc)
-	} else {
-		err = n.rn.Propose(p.data)
+	if p.cc == nil {
+		n.props.batch = append(n.props.batch, p)
+		return
 	}
+	// A membership change keeps its place among the writes around it.
+	n.flushProposals()
+	n.proposed(p, n.rn.ProposeConfChange(p.cc))
+}
+
+// flushProposals hands the batch to raft as one MsgProp, as RawNode.Propose
+// does for one entry; raft takes or drops the batch as a whole.
+func (n *Node) flushProposals() {
+	b := n.props.batch
+	if len(b) == 0 {
+		return
+	}
+	n.props.batch = nil
+	ents := make([]*raftpb.Entry, len(b))
+	for i, p := range b {
+		ents[i] = &raftpb.Entry{Data: p.data}
+	}
+	err := n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: ents})
+	for _, p := range b {
+		n.proposed(p, err)
+	}
+}
+
+func (n *Node) proposed(p *proposal, err error) {
 	switch {
 	case err == raft.ErrProposalDropped:
 		n.props.queued = append(n.props.queued, p)

@@ -122,11 +122,23 @@ func (m *member) start() error {
 func (m *member) with(f func()) {
 	prev := cryptorand.Reader
 	cryptorand.Reader = m.jitter
-	defer func() { cryptorand.Reader = prev }()
+	defer func() {
+		cryptorand.Reader = prev
+		if r := recover(); r != nil {
+			panic(memberPanic{id: m.id, value: r})
+		}
+	}()
 	f()
 	if m.node != nil && m.up {
 		m.drain()
 	}
+}
+
+// memberPanic carries a panic out of a member's code to World.Run, which
+// reports it as a failure of the run.
+type memberPanic struct {
+	id    uint64
+	value any
 }
 
 // event wraps an event for this member: dropped if the member crashed

@@ -114,8 +114,22 @@ type Result struct {
 func (r *Result) OK() bool { return len(r.Failures) == 0 }
 
 // Run runs the safety phase, then the liveness phase, then the checkers.
-func (w *World) Run() *Result {
+// A member that panics (raft's own assertions, say, on a log that lost
+// acknowledged entries) ends the run with a failure naming it.
+func (w *World) Run() (res *Result) {
 	start := time.Now()
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		mp, ok := r.(memberPanic)
+		if !ok {
+			panic(r)
+		}
+		w.checks.fail("m%d panicked: %v", mp.id, mp.value)
+		res = w.result(start)
+	}()
 	w.trace.logf(0, "options %s", w.opts)
 	w.trace.logf(0, "settings %s", w.settings)
 	for _, m := range w.members {
