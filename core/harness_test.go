@@ -34,15 +34,23 @@ func testConfig() core.Config {
 	}
 }
 
+// startMember opens a member's disk and settles it.
 func startMember(t testing.TB, fs *memfs.FS, cfg core.Config) *member {
+	t.Helper()
+	m := openMember(t, fs, cfg)
+	m.settle()
+	return m
+}
+
+// openMember opens a member's disk (bootstrapping or restarting it) and
+// leaves its first Ready to the caller.
+func openMember(t testing.TB, fs *memfs.FS, cfg core.Config) *member {
 	t.Helper()
 	n, d, err := disk.Open(fs, "data", cfg, disk.Options{SegmentBytes: 1 << 20})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	m := &member{t: t, fs: fs, cfg: cfg, n: n, d: d, got: map[core.RequestID]core.Response{}}
-	m.settle()
-	return m
+	return &member{t: t, fs: fs, cfg: cfg, n: n, d: d, got: map[core.RequestID]core.Response{}}
 }
 
 // settle carries out Readys until there is nothing left to do.

@@ -1,0 +1,981 @@
+package core_test
+
+import (
+	"bytes"
+	cryptorand "crypto/rand"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/core/wal"
+	"github.com/detcd/detcd/core/wal/memfs"
+	"github.com/detcd/detcd/core/watch"
+)
+
+// TestInteraction runs the protocol transcripts in testdata/interaction,
+// in the style of raft's interaction tests: members of one cluster, each a
+// core.Node on its own in-memory disk, joined by a network the transcript
+// drives message by message. Regenerate the expected output with
+//
+//	go test ./core/ -run TestInteraction -rewrite
+//
+// and read every changed line before keeping it.
+//
+// Commands (ids are member ids, 1-5):
+//
+//	add-members <n> [elect=<id>] [election=10] [heartbeat=1] [request-timeout=20]
+//	                              bootstrap a new cluster of members 1..n
+//	                              (and quietly elect <id> and settle)
+//	join <id>                     start a member that joins the cluster
+//	campaign <id>                 start an election now (a pre-vote first)
+//	tick <id> [count]             advance the member's logical clock
+//	request <id> <op> ...         a client request; ops: put k v [lease=N]
+//	                              [prev-kv], range k [end] [rev=N]
+//	                              [serializable], delete k [end] [prev-kv],
+//	                              txn (if/then/else lines as input), compact
+//	                              <rev>, lease-grant <ttl> [id=N],
+//	                              lease-revoke <id>, lease-keepalive <id>,
+//	                              lease-ttl <id> [keys], member-add <id>
+//	                              [learner], member-promote <id>,
+//	                              member-remove <id>, member-list,
+//	                              move-leader <id>
+//	watch <id> <key> [end] [rev=N] [prev-kv] [stream=N]
+//	process-ready <id>...         one Ready each: writes, applied entries,
+//	                              messages sent, responses, watch output
+//	sync <id>...                  fsync the writes so far, report them durable
+//	deliver-msgs [<to>|<from>-><to>]... [type=MsgApp] [drop]
+//	stabilize [<id>...]           Ready, deliver, sync until nothing moves
+//	partition <id>...             cut these members off from the others
+//	heal                          undo the partition
+//	checkpoint <id>               ask for a full-state checkpoint now
+//	crash <id>                    lose everything not fsynced, and stop
+//	restart <id>                  start again from what the disk holds
+//	status <id>...
+//
+// Raft's election jitter reads crypto/rand.Reader; the test replaces it,
+// around every call into a member, with a reader that makes member i's
+// election timeout exactly election+i-1 ticks (10, 11, 12, ... by
+// default), so transcripts are deterministic and elections predictable.
+// Identical messages in one batch are printed once with a count (xN).
+func TestInteraction(t *testing.T) {
+	prev := cryptorand.Reader
+	cryptorand.Reader = jitter(1)
+	defer func() { cryptorand.Reader = prev }()
+	datadriven.Walk(t, "testdata/interaction", func(t *testing.T, path string) {
+		e := &env{t: t, members: map[uint64]*imember{}}
+		datadriven.RunTest(t, path, e.handle)
+	})
+}
+
+// jitter is raft's randomness for one member: a reader of one repeated
+// byte, id-1, which makes the member's randomized election timeout exactly
+// election+id-1 ticks. It is swapped in before every call into the member.
+type jitter byte
+
+func (j jitter) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(j) - 1
+	}
+	return len(p), nil
+}
+
+// node is the member's core.Node, with the member's jitter in place for
+// the call about to be made.
+func (m *imember) node() *core.Node {
+	cryptorand.Reader = jitter(m.id)
+	return m.n
+}
+
+// env is one cluster and its network.
+type env struct {
+	t       *testing.T
+	members map[uint64]*imember
+	// net holds messages sent and not yet delivered, in send order.
+	net []envelope
+	// side is each member's side of a partition; members on different
+	// sides cannot reach each other. Empty when healed.
+	side    map[uint64]int
+	nextReq core.RequestID
+	// Timing of every member, in ticks.
+	election, heartbeat, requestTimeout int
+	initial                             []core.Member
+	out                                 strings.Builder
+	indent                              string
+}
+
+// imember is a member of the interaction environment: the harness's
+// member plus what a transcript needs to show.
+type imember struct {
+	// member is the current incarnation; fs and cfg outlive it.
+	*member
+	id      uint64
+	fs      *memfs.FS
+	cfg     core.Config
+	up      bool
+	inc     int
+	streams map[watch.StreamID]bool
+	// log mirrors the entries written, to print what is applied; durable
+	// is what of it was synced, what a crash leaves.
+	log, durable map[uint64]wal.Entry
+	applied      []applied
+	// unsynced are writes handed to the disk and not yet fsynced.
+	unsynced []uint64
+	// snapAt is the index of the last snapshot installed from the leader.
+	snapAt uint64
+	// lead and term as last printed.
+	lead, term uint64
+}
+
+type applied struct {
+	index, term uint64
+	data        []byte
+}
+
+// envelope is one message on the network.
+type envelope struct {
+	from, to uint64
+	raft     *raftpb.Message
+	peer     *core.PeerMessage
+	snap     []byte // content beside a MsgSnap
+}
+
+func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
+	e.t = t
+	e.out.Reset()
+	e.indent = ""
+	switch d.Cmd {
+	case "add-members":
+		e.addMembers(d)
+	case "join":
+		e.join(e.id(d, 0))
+	case "campaign":
+		m := e.up(e.id(d, 0))
+		if err := m.node().Campaign(); err != nil {
+			e.printf("campaign: %v", err)
+		}
+	case "tick":
+		m := e.up(e.id(d, 0))
+		count := 1
+		if len(d.CmdArgs) > 1 {
+			count = e.atoi(d.CmdArgs[1].Key)
+		}
+		for range count {
+			m.node().Tick()
+		}
+	case "request":
+		e.request(d)
+	case "watch":
+		e.watch(d)
+	case "process-ready":
+		ids := e.ids(d)
+		for _, id := range ids {
+			e.section(len(ids) > 1, fmt.Sprintf("%d handling Ready", id), func() {
+				if !e.processReady(e.up(id)) {
+					e.printf("<empty Ready>")
+				}
+			})
+		}
+	case "sync":
+		ids := e.ids(d)
+		for _, id := range ids {
+			e.section(len(ids) > 1, fmt.Sprintf("%d syncing", id), func() {
+				if !e.sync(e.up(id)) {
+					e.printf("nothing to sync")
+				}
+			})
+		}
+	case "deliver-msgs":
+		e.deliverCmd(d)
+	case "stabilize":
+		e.stabilize(e.ids(d), len(d.CmdArgs) == 0)
+	case "partition":
+		e.side = map[uint64]int{}
+		for _, id := range e.ids(d) {
+			e.side[id] = 1
+		}
+		e.printf("cut off: %v", e.ids(d))
+	case "heal":
+		e.side = nil
+	case "checkpoint":
+		e.up(e.id(d, 0)).node().ForceCheckpoint()
+	case "crash":
+		e.crash(e.up(e.id(d, 0)))
+	case "restart":
+		e.restart(e.id(d, 0))
+	case "status":
+		for _, id := range e.ids(d) {
+			e.status(id)
+		}
+	default:
+		d.Fatalf(t, "unknown command %s", d.Cmd)
+	}
+	return e.out.String()
+}
+
+// printf writes one line of output at the current indentation.
+func (e *env) printf(format string, args ...any) {
+	for line := range strings.SplitSeq(fmt.Sprintf(format, args...), "\n") {
+		e.out.WriteString(e.indent + line + "\n")
+	}
+}
+
+// section prints a "> title" header and indents what f prints, if header.
+func (e *env) section(header bool, title string, f func()) {
+	if !header {
+		f()
+		return
+	}
+	e.printf("> %s", title)
+	old := e.indent
+	e.indent += "  "
+	f()
+	e.indent = old
+}
+
+func (e *env) atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		e.t.Fatalf("not a number: %q", s)
+	}
+	return n
+}
+
+// id is the i-th argument as a member id.
+func (e *env) id(d *datadriven.TestData, i int) uint64 {
+	if len(d.CmdArgs) <= i {
+		d.Fatalf(e.t, "%s needs a member id", d.Cmd)
+	}
+	return uint64(e.atoi(d.CmdArgs[i].Key))
+}
+
+// ids are the command's bare numeric arguments, or every member if none.
+func (e *env) ids(d *datadriven.TestData) []uint64 {
+	var ids []uint64
+	for _, a := range d.CmdArgs {
+		if len(a.Vals) == 0 {
+			if n, err := strconv.Atoi(a.Key); err == nil {
+				ids = append(ids, uint64(n))
+			}
+		}
+	}
+	if len(ids) == 0 && d.Cmd != "partition" {
+		return e.allIDs()
+	}
+	return ids
+}
+
+func (e *env) allIDs() []uint64 {
+	var ids []uint64
+	for id := range e.members {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (e *env) up(id uint64) *imember {
+	m := e.members[id]
+	if m == nil || !m.up {
+		e.t.Fatalf("member %d is not running", id)
+	}
+	return m
+}
+
+func (e *env) addMembers(d *datadriven.TestData) {
+	n := int(e.id(d, 0))
+	e.election, e.heartbeat, e.requestTimeout = 10, 1, 20
+	var elect uint64
+	for _, a := range d.CmdArgs[1:] {
+		if len(a.Vals) != 1 {
+			d.Fatalf(e.t, "add-members: bad argument %s", a.Key)
+		}
+		v := e.atoi(a.Vals[0])
+		switch a.Key {
+		case "elect":
+			elect = uint64(v)
+		case "election":
+			e.election = v
+		case "heartbeat":
+			e.heartbeat = v
+		case "request-timeout":
+			e.requestTimeout = v
+		default:
+			d.Fatalf(e.t, "unknown argument %s", a.Key)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		e.initial = append(e.initial, memberOf(uint64(i)))
+	}
+	for i := 1; i <= n; i++ {
+		m := e.newMember(uint64(i), e.initial, false)
+		e.printf("%d bootstrapped: voters %s", m.id, e.voters(m))
+	}
+	if elect != 0 {
+		// Settle the bootstrap and the election without printing them:
+		// election_replication.txt shows them step by step.
+		mark := e.out.Len()
+		e.stabilize(e.allIDs(), true)
+		if err := e.up(elect).node().Campaign(); err != nil {
+			e.t.Fatal(err)
+		}
+		e.stabilize(e.allIDs(), true)
+		s := e.out.String()[:mark]
+		e.out.Reset()
+		e.out.WriteString(s)
+		for _, id := range e.allIDs() {
+			e.status(id)
+		}
+	}
+}
+
+func memberOf(id uint64) core.Member {
+	return core.Member{ID: id, Name: fmt.Sprintf("m%d", id), PeerURLs: []string{fmt.Sprintf("http://m%d:2380", id)}}
+}
+
+// join starts a member added with member-add: an empty disk, told to join.
+func (e *env) join(id uint64) {
+	if e.members[id] != nil {
+		e.t.Fatalf("member %d exists", id)
+	}
+	e.newMember(id, append(slices.Clone(e.initial), memberOf(id)), true)
+	e.printf("%d started, joining the cluster with an empty log", id)
+}
+
+func (e *env) newMember(id uint64, ms []core.Member, join bool) *imember {
+	m := &imember{id: id, fs: memfs.New(), log: map[uint64]wal.Entry{}, durable: map[uint64]wal.Entry{}}
+	m.cfg = core.Config{
+		ID: id, ClusterID: 100, Members: ms, Join: join,
+		ElectionTicks: e.election, HeartbeatTicks: e.heartbeat, RequestTimeoutTicks: e.requestTimeout,
+		OnApply: func(index, term uint64, data []byte) {
+			m.applied = append(m.applied, applied{index, term, data})
+		},
+	}
+	e.members[id] = m
+	e.open(m)
+	return m
+}
+
+// open starts the member from its disk. Each incarnation draws proposal
+// ids (and lease ids) from its own range, as drivers must.
+func (e *env) open(m *imember) {
+	m.inc++
+	m.cfg.ProposalEpoch = m.id*1_000_000 + uint64(m.inc)*10_000
+	m.applied = nil
+	cryptorand.Reader = jitter(m.id)
+	m.member = openMember(e.t, m.fs, m.cfg)
+	m.up, m.streams, m.unsynced, m.lead, m.term = true, map[watch.StreamID]bool{}, nil, 0, 0
+}
+
+func (e *env) voters(m *imember) string {
+	var v, l []string
+	for _, mb := range m.cfg.Members {
+		if mb.IsLearner {
+			l = append(l, fmt.Sprint(mb.ID))
+		} else {
+			v = append(v, fmt.Sprint(mb.ID))
+		}
+	}
+	s := "(" + strings.Join(v, " ") + ")"
+	if len(l) > 0 {
+		s += " learners (" + strings.Join(l, " ") + ")"
+	}
+	return s
+}
+
+func (e *env) crash(m *imember) {
+	lost := ""
+	if len(m.unsynced) > 0 {
+		lost = fmt.Sprintf("; unsynced writes %s lost", writeIDs(m.unsynced))
+	}
+	m.fs.Crash(func(string, int) int { return 0 })
+	m.up = false
+	m.log = maps.Clone(m.durable)
+	e.printf("%d crashed%s", m.id, lost)
+}
+
+func (e *env) restart(id uint64) {
+	m := e.members[id]
+	if m == nil || m.up {
+		e.t.Fatalf("member %d is not down", id)
+	}
+	e.open(m)
+	n := m.n
+	e.printf("%d restarted: term=%d commit=%d applied=%d last=%d rev=%d", id, n.Term(), n.Commit(), n.AppliedIndex(), n.LastIndex(), n.Rev())
+	if len(m.applied) > 0 {
+		e.printf("Replayed from the log:")
+		e.printApplied(m)
+	}
+}
+
+func (e *env) status(id uint64) {
+	m := e.members[id]
+	if m == nil || !m.up {
+		e.printf("%d: down", id)
+		return
+	}
+	n := m.n
+	info := n.Info()
+	var ms []string
+	for _, mb := range info.Members {
+		s := fmt.Sprint(mb.ID)
+		if mb.IsLearner {
+			s += "(learner)"
+		}
+		ms = append(ms, s)
+	}
+	s := fmt.Sprintf("%d: leader=%d term=%d commit=%d applied=%d last=%d rev=%d", id, info.Leader, info.Term, n.Commit(), info.AppliedIndex, n.LastIndex(), info.Revision)
+	if info.CompactRev > 0 {
+		s += fmt.Sprintf(" compacted=%d", info.CompactRev)
+	}
+	s += fmt.Sprintf(" members=(%s) pending=%d", strings.Join(ms, " "), info.PendingProposals)
+	if err := n.Err(); err != nil {
+		s += fmt.Sprintf(" failed: %v", err)
+	}
+	e.printf("%s", s)
+}
+
+// processReady carries out one Ready of the member and prints it. Writes
+// go to the disk unsynced; sync makes them durable.
+func (e *env) processReady(m *imember) bool {
+	rd := m.node().Ready()
+	printed := false
+	if lead, term := m.node().Leader(), m.node().Term(); lead != m.lead || term != m.term {
+		m.lead, m.term = lead, term
+		e.printf("Lead:%d Term:%d", lead, term)
+		printed = true
+	}
+	if p := rd.Persist; p != nil {
+		e.persist(m, p)
+		printed = true
+	}
+	if len(m.applied) > 0 {
+		e.printf("Applied:")
+		e.printApplied(m)
+		printed = true
+	}
+	var msgs []string
+	for _, msg := range rd.Messages {
+		e.net = append(e.net, envelope{from: m.id, to: msg.GetTo(), raft: msg})
+		msgs = append(msgs, describeMsg(msg))
+	}
+	for _, s := range rd.Snapshots {
+		var buf bytes.Buffer
+		if err := s.Write(&buf); err != nil {
+			e.t.Fatalf("snapshot: %v", err)
+		}
+		e.net = append(e.net, envelope{from: m.id, to: s.To, raft: s.Msg, snap: buf.Bytes()})
+		msgs = append(msgs, fmt.Sprintf("%s (%d bytes beside it)", describeMsg(s.Msg), buf.Len()))
+	}
+	for _, pm := range rd.Peer {
+		e.net = append(e.net, envelope{from: pm.From, to: pm.To, peer: pm})
+		msgs = append(msgs, describePeer(pm))
+	}
+	if len(msgs) > 0 {
+		e.printf("Messages:")
+		e.printGrouped("  ", msgs)
+		printed = true
+	}
+	if len(rd.Responses) > 0 {
+		e.printf("Responses:")
+		for _, r := range rd.Responses {
+			e.printf("  %s", describeResponse(r))
+		}
+		printed = true
+	}
+	if len(rd.Watch) > 0 {
+		e.printf("Watch:")
+		for _, o := range rd.Watch {
+			e.printf("  %s", strings.ReplaceAll(describeWatch(o), "\n", "\n  "))
+			m.node().WatchCredit(o.Stream, o.Bytes)
+		}
+		printed = true
+	}
+	if c := rd.Checkpoint; c != nil {
+		size, err := m.d.WriteCheckpoint(c)
+		m.node().CheckpointDone(c.Index, size, err)
+		e.printf("Checkpoint at index %d written (err=%v)", c.Index, err)
+		printed = true
+	}
+	for _, h := range rd.Hashes {
+		m.node().CompactionHash(h.View.CompactionHash(mvcc.Revision(h.Rev)))
+		e.printf("Hashed the key space at compaction revision %d", h.Rev)
+		printed = true
+	}
+	if r := rd.Release; r != nil {
+		if err := m.d.Release(r); err != nil {
+			e.t.Fatalf("release: %v", err)
+		}
+		e.printf("Released log before %d, checkpoints before %d", r.WALBefore, r.CheckpointsBefore)
+		printed = true
+	}
+	if rd.More && !printed {
+		e.printf("(background work pending)")
+		printed = true
+	}
+	return printed
+}
+
+func (e *env) persist(m *imember, p *core.Persist) {
+	if err := m.d.Write(p); err != nil {
+		e.t.Fatalf("write: %v", err)
+	}
+	m.unsynced = append(m.unsynced, p.ID)
+	head := fmt.Sprintf("Persist #%d", p.ID)
+	if p.Sync {
+		head += " (fsync)"
+	} else {
+		head += " (no fsync needed)"
+	}
+	head += ":"
+	if hs := p.HardState; hs != nil {
+		head += " HardState " + describeHardState(*hs)
+	}
+	if s := p.Snapshot; s != nil {
+		head += fmt.Sprintf(" Snapshot at index %d (%d bytes)", s.Index, len(s.Content))
+		m.snapAt = s.Index
+	}
+	if p.HardState == nil && p.Snapshot == nil && len(p.Entries) == 0 {
+		head += " nothing to write, only to order what waits on it"
+	}
+	e.printf("%s", head)
+	if len(p.Entries) > 0 {
+		// A new tail replaces the old one from its first index on.
+		first, last := p.Entries[0].Index, p.Entries[len(p.Entries)-1].Index
+		var gone []uint64
+		for k, old := range m.log {
+			if k >= first && (k > last || old.Term != p.Entries[k-first].Term) {
+				gone = append(gone, k)
+			}
+		}
+		slices.Sort(gone)
+		for _, k := range gone {
+			old := m.log[k]
+			e.printf("  replaces %s", describeEntry(raftpb.EntryType(old.Type), old.Term, old.Index, old.Data))
+		}
+		for k := range m.log {
+			if k >= first {
+				delete(m.log, k)
+			}
+		}
+	}
+	for _, ent := range p.Entries {
+		m.log[ent.Index] = ent
+		e.printf("  %s", describeEntry(raftpb.EntryType(ent.Type), ent.Term, ent.Index, ent.Data))
+	}
+}
+
+func (e *env) printApplied(m *imember) {
+	for _, a := range m.applied {
+		if a.data == nil && a.index == m.snapAt {
+			e.printf("  snapshot at %d/%d", a.term, a.index)
+			continue
+		}
+		typ := raftpb.EntryNormal
+		if ent, ok := m.log[a.index]; ok && ent.Term == a.term {
+			typ = raftpb.EntryType(ent.Type)
+		}
+		e.printf("  %s", describeEntry(typ, a.term, a.index, a.data))
+	}
+	m.applied = nil
+}
+
+// printGrouped prints lines, identical ones once with a count, in the
+// order of their first appearance.
+func (e *env) printGrouped(prefix string, lines []string) {
+	var order []string
+	count := map[string]int{}
+	for _, l := range lines {
+		if count[l] == 0 {
+			order = append(order, l)
+		}
+		count[l]++
+	}
+	for _, l := range order {
+		if c := count[l]; c > 1 {
+			l = fmt.Sprintf("%s (x%d)", l, c)
+		}
+		e.printf("%s%s", prefix, strings.ReplaceAll(l, "\n", "\n"+prefix))
+	}
+}
+
+// sync fsyncs the member's writes and reports them durable.
+func (e *env) sync(m *imember) bool {
+	if len(m.unsynced) == 0 {
+		return false
+	}
+	if err := m.d.Flush(); err != nil {
+		e.t.Fatalf("sync: %v", err)
+	}
+	last := m.unsynced[len(m.unsynced)-1]
+	e.printf("Persisted %s", writeIDs(m.unsynced))
+	m.unsynced = nil
+	m.durable = maps.Clone(m.log)
+	m.node().Persisted(last)
+	return true
+}
+
+func writeIDs(ids []uint64) string {
+	if len(ids) == 1 {
+		return fmt.Sprintf("#%d", ids[0])
+	}
+	return fmt.Sprintf("#%d-#%d", ids[0], ids[len(ids)-1])
+}
+
+// deliverCmd: deliver-msgs [<to>|<from>-><to>]... [drop]
+func (e *env) deliverCmd(d *datadriven.TestData) {
+	drop := d.HasArg("drop")
+	typ := ""
+	type link struct{ from, to uint64 }
+	var links []link
+	for _, a := range d.CmdArgs {
+		if a.Key == "drop" {
+			continue
+		}
+		if a.Key == "type" {
+			typ = a.Vals[0]
+			continue
+		}
+		if from, to, ok := strings.Cut(a.Key, "->"); ok {
+			links = append(links, link{uint64(e.atoi(from)), uint64(e.atoi(to))})
+		} else {
+			links = append(links, link{0, uint64(e.atoi(a.Key))})
+		}
+	}
+	match := func(env envelope) bool {
+		if typ != "" && (env.raft == nil || env.raft.GetType().String() != typ) {
+			return false
+		}
+		if len(links) == 0 {
+			return true
+		}
+		for _, l := range links {
+			if env.to == l.to && (l.from == 0 || env.from == l.from) {
+				return true
+			}
+		}
+		return false
+	}
+	if e.deliver(match, drop) == 0 {
+		e.printf("no messages")
+	}
+}
+
+// deliver hands over (or drops) the queued messages that match, in send
+// order, and returns how many there were.
+func (e *env) deliver(match func(envelope) bool, drop bool) int {
+	var take, keep []envelope
+	for _, env := range e.net {
+		if match(env) {
+			take = append(take, env)
+		} else {
+			keep = append(keep, env)
+		}
+	}
+	e.net = keep
+	var lines []string
+	for _, env := range take {
+		desc := describeEnvelope(env)
+		to := e.members[env.to]
+		switch {
+		case drop:
+			lines = append(lines, "dropped: "+desc)
+		case to == nil || !to.up:
+			lines = append(lines, fmt.Sprintf("dropped (%d is down): %s", env.to, desc))
+		case e.side != nil && e.side[env.from] != e.side[env.to]:
+			lines = append(lines, "dropped (partitioned): "+desc)
+		default:
+			lines = append(lines, desc)
+			if err := e.step(to, env); err != nil {
+				lines = append(lines, "  step: "+err.Error())
+			}
+			continue
+		}
+		if env.snap != nil {
+			if from := e.members[env.from]; from != nil && from.up {
+				from.node().ReportSnapshot(env.to, false)
+			}
+		}
+	}
+	e.printGrouped("", lines)
+	return len(take)
+}
+
+func (e *env) step(to *imember, env envelope) error {
+	switch {
+	case env.peer != nil:
+		to.node().StepPeer(env.peer)
+		return nil
+	case env.snap != nil:
+		err := to.node().StepSnapshot(env.raft, env.snap)
+		if from := e.members[env.from]; from != nil && from.up {
+			from.node().ReportSnapshot(env.to, err == nil)
+		}
+		return err
+	}
+	return to.node().Step(env.raft)
+}
+
+func describeEnvelope(env envelope) string {
+	if env.peer != nil {
+		return describePeer(env.peer)
+	}
+	return describeMsg(env.raft)
+}
+
+// stabilize handles Readys, delivers messages and syncs writes on the
+// given members until none of them has anything left to do.
+// With all set, messages to members that are not running are dropped.
+func (e *env) stabilize(ids []uint64, all bool) {
+	for round := 0; ; round++ {
+		if round > 200 {
+			e.t.Fatal("stabilize does not converge")
+		}
+		done := true
+		for _, id := range ids {
+			m := e.members[id]
+			if m == nil || !m.up {
+				continue
+			}
+			mark, did := e.out.Len(), false
+			e.section(true, fmt.Sprintf("%d handling Ready", id), func() { did = e.processReady(m) })
+			if did {
+				done = false
+			} else {
+				// Nothing to show: take back the header.
+				s := e.out.String()[:mark]
+				e.out.Reset()
+				e.out.WriteString(s)
+			}
+		}
+		recipients := slices.Clone(ids)
+		if all {
+			for _, env := range e.net {
+				recipients = append(recipients, env.to)
+			}
+			slices.Sort(recipients)
+			recipients = slices.Compact(recipients)
+		}
+		for _, id := range recipients {
+			has := false
+			for _, env := range e.net {
+				has = has || env.to == id
+			}
+			if !has {
+				continue
+			}
+			done = false
+			e.section(true, fmt.Sprintf("%d receiving messages", id), func() {
+				e.deliver(func(env envelope) bool { return env.to == id }, false)
+			})
+		}
+		for _, id := range ids {
+			if m := e.members[id]; m != nil && m.up && len(m.unsynced) > 0 {
+				done = false
+				e.section(true, fmt.Sprintf("%d syncing", id), func() { e.sync(m) })
+			}
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// request: request <id> <op> <args>...; bare arguments are positional,
+// key=value ones options.
+func (e *env) request(d *datadriven.TestData) {
+	m := e.up(e.id(d, 0))
+	if len(d.CmdArgs) < 2 {
+		d.Fatalf(e.t, "request needs an operation")
+	}
+	op := d.CmdArgs[1].Key
+	var pos []string
+	opts := map[string]string{}
+	for _, a := range d.CmdArgs[2:] {
+		switch {
+		case len(a.Vals) > 0:
+			opts[a.Key] = a.Vals[0]
+		case a.Key == "prev-kv" || a.Key == "serializable" || a.Key == "learner" || a.Key == "keys" || a.Key == "linearizable" || a.Key == "physical":
+			opts[a.Key] = "true"
+		default:
+			pos = append(pos, a.Key)
+		}
+	}
+	arg := func(i int) string {
+		if i >= len(pos) {
+			d.Fatalf(e.t, "%s needs %d arguments", op, i+1)
+		}
+		return pos[i]
+	}
+	opt := func(k string) int64 {
+		if v, ok := opts[k]; ok {
+			return int64(e.atoi(v))
+		}
+		return 0
+	}
+	var r core.Request
+	var desc string
+	switch op {
+	case "put":
+		r.Put = &pb.PutRequest{Key: []byte(arg(0)), Value: []byte(arg(1)), Lease: opt("lease"), PrevKv: opts["prev-kv"] != ""}
+		desc = describePut(r.Put)
+	case "range":
+		r.Range = &pb.RangeRequest{Key: []byte(arg(0)), Revision: opt("rev"), Serializable: opts["serializable"] != ""}
+		if len(pos) > 1 {
+			r.Range.RangeEnd = []byte(pos[1])
+		}
+		desc = describeRangeReq(r.Range)
+	case "delete":
+		r.DeleteRange = &pb.DeleteRangeRequest{Key: []byte(arg(0)), PrevKv: opts["prev-kv"] != ""}
+		if len(pos) > 1 {
+			r.DeleteRange.RangeEnd = []byte(pos[1])
+		}
+		desc = describeDelete(r.DeleteRange)
+	case "txn":
+		r.Txn = e.parseTxn(d)
+		desc = describeTxn(r.Txn)
+	case "compact":
+		r.Compaction = &pb.CompactionRequest{Revision: int64(e.atoi(arg(0))), Physical: opts["physical"] != ""}
+		desc = describeInternal(&pb.InternalRaftRequest{Compaction: r.Compaction})
+	case "lease-grant":
+		r.LeaseGrant = &pb.LeaseGrantRequest{TTL: int64(e.atoi(arg(0))), ID: opt("id")}
+		desc = describeInternal(&pb.InternalRaftRequest{LeaseGrant: r.LeaseGrant})
+	case "lease-revoke":
+		r.LeaseRevoke = &pb.LeaseRevokeRequest{ID: int64(e.atoi(arg(0)))}
+		desc = describeInternal(&pb.InternalRaftRequest{LeaseRevoke: r.LeaseRevoke})
+	case "lease-keepalive":
+		r.LeaseKeepAlive = &pb.LeaseKeepAliveRequest{ID: int64(e.atoi(arg(0)))}
+		desc = fmt.Sprintf("lease-keepalive id=%d", r.LeaseKeepAlive.ID)
+	case "lease-ttl":
+		r.LeaseTimeToLive = &pb.LeaseTimeToLiveRequest{ID: int64(e.atoi(arg(0))), Keys: opts["keys"] != ""}
+		desc = fmt.Sprintf("lease-ttl id=%d", r.LeaseTimeToLive.ID)
+	case "member-add":
+		id := uint64(e.atoi(arg(0)))
+		r.MemberAdd = &pb.MemberAddRequest{PeerURLs: memberOf(id).PeerURLs, IsLearner: opts["learner"] != ""}
+		r.NewMemberID = id
+		desc = fmt.Sprintf("member-add %d %s", id, r.MemberAdd.PeerURLs[0])
+		if r.MemberAdd.IsLearner {
+			desc += " as learner"
+		}
+	case "member-promote":
+		r.MemberPromote = &pb.MemberPromoteRequest{ID: uint64(e.atoi(arg(0)))}
+		desc = fmt.Sprintf("member-promote %d", r.MemberPromote.ID)
+	case "member-remove":
+		r.MemberRemove = &pb.MemberRemoveRequest{ID: uint64(e.atoi(arg(0)))}
+		desc = fmt.Sprintf("member-remove %d", r.MemberRemove.ID)
+	case "move-leader":
+		r.MoveLeader = &pb.MoveLeaderRequest{TargetID: uint64(e.atoi(arg(0)))}
+		desc = fmt.Sprintf("move-leader %d", r.MoveLeader.TargetID)
+	case "member-list":
+		r.MemberList = &pb.MemberListRequest{Linearizable: opts["linearizable"] != ""}
+		desc = "member-list"
+	default:
+		d.Fatalf(e.t, "unknown request %s", op)
+	}
+	e.nextReq++
+	r.ID = e.nextReq
+	e.printf("#%d to %d: %s", r.ID, m.id, desc)
+	m.node().Request(r)
+}
+
+// parseTxn reads a transaction from the command's input:
+//
+//	if mod(a) = 2
+//	then put a 3
+//	else range a
+func (e *env) parseTxn(d *datadriven.TestData) *pb.TxnRequest {
+	t := &pb.TxnRequest{}
+	for line := range strings.SplitSeq(strings.TrimSpace(d.Input), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			d.Fatalf(e.t, "bad txn line %q", line)
+		}
+		switch f[0] {
+		case "if":
+			if len(f) != 4 {
+				d.Fatalf(e.t, "want: if <target>(<key>) <op> <value>")
+			}
+			target, key, _ := strings.Cut(strings.TrimSuffix(f[1], ")"), "(")
+			c := &pb.Compare{Key: []byte(key)}
+			c.Result = map[string]pb.Compare_CompareResult{"=": pb.Compare_EQUAL, "!=": pb.Compare_NOT_EQUAL, ">": pb.Compare_GREATER, "<": pb.Compare_LESS}[f[2]]
+			switch target {
+			case "value":
+				c.Target, c.TargetUnion = pb.Compare_VALUE, &pb.Compare_Value{Value: []byte(f[3])}
+			case "version":
+				c.Target, c.TargetUnion = pb.Compare_VERSION, &pb.Compare_Version{Version: int64(e.atoi(f[3]))}
+			case "create":
+				c.Target, c.TargetUnion = pb.Compare_CREATE, &pb.Compare_CreateRevision{CreateRevision: int64(e.atoi(f[3]))}
+			case "mod":
+				c.Target, c.TargetUnion = pb.Compare_MOD, &pb.Compare_ModRevision{ModRevision: int64(e.atoi(f[3]))}
+			default:
+				d.Fatalf(e.t, "unknown compare target %q", target)
+			}
+			t.Compare = append(t.Compare, c)
+		case "then", "else":
+			var op *pb.RequestOp
+			switch {
+			case f[1] == "put" && len(f) == 4:
+				op = &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(f[2]), Value: []byte(f[3])}}}
+			case f[1] == "delete" && len(f) == 3:
+				op = &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte(f[2])}}}
+			case f[1] == "range" && len(f) == 3:
+				op = &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(f[2])}}}
+			default:
+				d.Fatalf(e.t, "bad txn op %q", line)
+			}
+			if f[0] == "then" {
+				t.Success = append(t.Success, op)
+			} else {
+				t.Failure = append(t.Failure, op)
+			}
+		default:
+			d.Fatalf(e.t, "bad txn line %q", line)
+		}
+	}
+	return t
+}
+
+// watch: watch <id> <key> [end] [rev=N] [prev-kv] [stream=N]
+func (e *env) watch(d *datadriven.TestData) {
+	m := e.up(e.id(d, 0))
+	c := &pb.WatchCreateRequest{}
+	stream := watch.StreamID(1)
+	var pos []string
+	for _, a := range d.CmdArgs[1:] {
+		switch {
+		case a.Key == "rev":
+			c.StartRevision = int64(e.atoi(a.Vals[0]))
+		case a.Key == "stream":
+			stream = watch.StreamID(e.atoi(a.Vals[0]))
+		case a.Key == "prev-kv":
+			c.PrevKv = true
+		default:
+			pos = append(pos, a.Key)
+		}
+	}
+	if len(pos) == 0 {
+		d.Fatalf(e.t, "watch needs a key")
+	}
+	c.Key = []byte(pos[0])
+	if len(pos) > 1 {
+		c.RangeEnd = []byte(pos[1])
+	}
+	if !m.streams[stream] {
+		m.streams[stream] = true
+		m.node().WatchOpen(stream)
+	}
+	m.node().WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: c}})
+	s := fmt.Sprintf("stream %d on %d: watch %s", stream, m.id, describeRange(c.Key, c.RangeEnd))
+	if c.StartRevision != 0 {
+		s += fmt.Sprintf(" from rev=%d", c.StartRevision)
+	}
+	e.printf("%s", s)
+}
