@@ -59,15 +59,17 @@ vet:
 	$(GO) vet ./...
 
 # Benchmarks: numbers to read, never pass/fail. `make bench` is the Go
-# benchmarks of core (~1 min) and a short load run against detcd alone
-# (~3 min, with the watch and lease loads); `make bench-compare` runs detcd
-# and etcd 3.7.3 side by side on this machine (~11 min on 2 cores; +3 min to
+# benchmarks of core (~1 min), a short load run against detcd alone
+# (~4 min, with the watch and lease loads) and a 3-member cluster of detcd
+# side by side with one of etcd 3.7.3 (~2 min; +3 min to build
+# bin/etcd-ref if missing); `make bench-compare` runs detcd
+# and etcd 3.7.3 side by side on this machine (~14 min on 2 cores; +3 min to
 # build bin/etcd-ref if missing). Extra flags for detcd-bench compare go in
 # BENCH_FLAGS, e.g. BENCH_FLAGS='--rounds 1', or
 # BENCH_FLAGS='--extra watch,watch-rate,lease' to add the watch and lease
 # loads to bench-compare (~4 min more).
-.PHONY: bench-go bench-load bench-compare bench-tool
-bench: bench-go bench-load
+.PHONY: bench-go bench-load bench-cluster bench-compare bench-tool
+bench: bench-go bench-load bench-cluster
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/...
@@ -80,6 +82,11 @@ bench-load:
 
 bench-compare:
 	GO=$(GO) scripts/bench-compare $(BENCH_FLAGS)
+
+# Put, serializable and linearizable range with 256 clients on a fresh
+# 3-member cluster of each server, one round each.
+bench-cluster:
+	GO=$(GO) scripts/bench-compare --rounds 0 --cluster-rounds 1 --memory=false $(BENCH_FLAGS)
 
 # The real etcd 3.7.3, etcdctl and etcd's benchmark tool, for side-by-side
 # runs.

@@ -74,6 +74,11 @@ type compareFlags struct {
 	keepData        bool
 	loadToolBinPath string
 
+	clusterMembers  int
+	clusterRounds   int
+	clusterDuration time.Duration
+	clusterWrites   string
+
 	extra         string
 	watchWatchers int
 	watchStreams  string
@@ -90,21 +95,33 @@ type instance struct {
 	name, bin, dir string
 	clientPort     int
 	peerPort       int
-	cmd            *exec.Cmd
-	log            *os.File
-	exited         chan struct{}
-	waitErr        error
+	// member, initialCluster and token are set for a member of a
+	// multi-member cluster (newCluster); a single member is "default".
+	member, initialCluster, token string
+	cmd                           *exec.Cmd
+	log                           *os.File
+	exited                        chan struct{}
+	waitErr                       error
 }
 
 func (in *instance) endpoint() string { return fmt.Sprintf("127.0.0.1:%d", in.clientPort) }
 
+func (in *instance) peerURL() string { return fmt.Sprintf("http://127.0.0.1:%d", in.peerPort) }
+
 func (in *instance) args() []string {
 	c := fmt.Sprintf("http://127.0.0.1:%d", in.clientPort)
-	p := fmt.Sprintf("http://127.0.0.1:%d", in.peerPort)
-	return []string{"--name", "default", "--data-dir", in.dir,
+	p := in.peerURL()
+	if in.member == "" {
+		return []string{"--name", "default", "--data-dir", in.dir,
+			"--listen-client-urls", c, "--advertise-client-urls", c,
+			"--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
+			"--initial-cluster", "default=" + p}
+	}
+	return []string{"--name", in.member, "--data-dir", in.dir,
 		"--listen-client-urls", c, "--advertise-client-urls", c,
 		"--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
-		"--initial-cluster", "default=" + p}
+		"--initial-cluster", in.initialCluster, "--initial-cluster-state", "new",
+		"--initial-cluster-token", in.token}
 }
 
 func freePort() (int, error) {
@@ -223,10 +240,11 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-// runLoadTool runs this binary's load command against in, with
-// --server-pid, and returns its result.
-func (cf *compareFlags) runLoadTool(in *instance, logName string, args ...string) (*Result, error) {
-	args = append(args, "--endpoints", in.endpoint(), "--server-pid", strconv.Itoa(in.pid()), "--json")
+// runLoadTool runs this binary's load command against the endpoints, with
+// --server-pid (every member of a cluster, so their CPU is summed), and
+// returns its result.
+func (cf *compareFlags) runLoadTool(eps []string, pids pidList, logName string, args ...string) (*Result, error) {
+	args = append(args, "--endpoints", strings.Join(eps, ","), "--server-pid", pids.String(), "--json")
 	lf, err := os.OpenFile(logName, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -256,9 +274,12 @@ func (cf *compareFlags) runLoadTool(in *instance, logName string, args ...string
 
 // runRecord is one load run in the comparison.
 type runRecord struct {
-	Server   string  `json:"server"`
-	Workload string  `json:"workload"`
-	Round    int     `json:"round"`
+	Server   string `json:"server"`
+	Workload string `json:"workload"`
+	Round    int    `json:"round"`
+	Members  int    `json:"members"`
+	// Leader is the member that led when a cluster became ready.
+	Leader   string  `json:"leader,omitempty"`
 	StartSec float64 `json:"start_to_ready_s"`
 	Result   *Result `json:"result,omitempty"`
 	Err      string  `json:"error,omitempty"`
@@ -287,7 +308,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cf.detcd, "detcd", "bin/detcd", "the detcd binary")
 	fs.StringVar(&cf.etcd, "etcd", "bin/etcd-ref/etcd", "the etcd binary; empty: detcd alone")
 	fs.StringVar(&cf.work, "work", "", "directory for data dirs, logs and results.json (default: a new one under $TMPDIR)")
-	fs.IntVar(&cf.rounds, "rounds", 3, "runs of each workload on each server, alternating servers")
+	fs.IntVar(&cf.rounds, "rounds", 3, "runs of each workload on each server, alternating servers (0: only the cluster runs)")
 	fs.IntVar(&cf.clients, "clients", 256, "concurrent clients")
 	fs.IntVar(&cf.conns, "conns", 16, "gRPC connections")
 	fs.IntVar(&cf.putTotal, "put-total", 150_000, "requests per put run")
@@ -303,6 +324,10 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cf.readyTimeout, "ready-timeout", 2*time.Minute, "how long a server may take to serve after a start")
 	fs.StringVar(&cf.jsonOut, "json-out", "", "also write every run and the medians here (default WORK/results.json)")
 	fs.BoolVar(&cf.keepData, "keep-data", false, "keep data dirs (logs are always kept)")
+	fs.IntVar(&cf.clusterMembers, "cluster-members", 3, "members of the cluster the -Nm workloads run on; 0 or 1: no cluster runs")
+	fs.IntVar(&cf.clusterRounds, "cluster-rounds", 2, "runs of each cluster workload on each server, after the single-member rounds")
+	fs.DurationVar(&cf.clusterDuration, "cluster-duration", 15*time.Second, "time limit of each cluster load run (the request counts are the single-member ones)")
+	fs.StringVar(&cf.clusterWrites, "cluster-writes", "all", "where cluster puts go: all (connections spread over every member, followers forward to the leader, as etcd's benchmark with all endpoints) or leader (every connection on the leader, as its --target-leader)")
 	fs.StringVar(&cf.extra, "extra", "", "extra workloads, once per server after the rounds, each on a fresh server: comma-separated of watch, watch-rate, lease")
 	fs.IntVar(&cf.watchWatchers, "watch-watchers", 1000, "extra watch/watch-rate: watchers")
 	fs.StringVar(&cf.watchStreams, "watch-streams", "1,100", "extra watch/watch-rate: stream shapes")
@@ -328,7 +353,15 @@ dir and fresh 127.0.0.1 ports, single member:
   range-l  linearizable single-key gets
 in --rounds rounds, alternating servers run by run, and reports medians of
 req/s, p50, p99, server CPU per request (/proc/PID/stat, sampled around the
-load phase) and the load tool's own CPU per request. Then, with --extra,
+load phase) and the load tool's own CPU per request. Then the same three
+(put-3m, range-s-3m, range-l-3m) on a --cluster-members cluster started for
+each run (all members on 127.0.0.1, ready once every member serves a
+linearizable get), in --cluster-rounds rounds limited to --cluster-duration
+each: connection i goes to member i mod N, as etcd's benchmark tool spreads
+its connections over --endpoints, so a follower forwards its puts and
+linearizable reads' read index to the leader through raft (both servers
+do); --cluster-writes leader puts through the leader alone. The server CPU
+is summed over the members. Then, with --extra,
 once per server, each on a fresh server:
   watch       'detcd-bench watch': --watch-watchers watchers on 1 and 100
               streams, one writer putting --watch-total events fast
@@ -349,7 +382,7 @@ Flags:
 		}
 		return 2
 	}
-	if fs.NArg() > 0 || cf.rounds < 1 {
+	if fs.NArg() > 0 || cf.rounds < 0 || (cf.clusterWrites != "all" && cf.clusterWrites != "leader") {
 		fs.Usage()
 		return 2
 	}
@@ -411,55 +444,79 @@ Flags:
 	started := time.Now()
 
 	type workload struct {
-		name string
-		args []string
+		name    string
+		members int
+		args    []string
 	}
-	c, k := strconv.Itoa(cf.clients), strconv.Itoa(cf.conns)
-	d, v := cf.duration.String(), strconv.Itoa(cf.valSize)
-	workloads := []workload{
-		{"put", []string{"put", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.putTotal), "--duration", d,
-			"--val-size", v, "--key-space", strconv.Itoa(cf.putKeySpace)}},
-		{"range-s", []string{"range", "--consistency", "s", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.rangeTotal),
-			"--duration", d, "--val-size", v, "--keys", strconv.Itoa(cf.rangeKeys)}},
-		{"range-l", []string{"range", "--consistency", "l", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.rangeTotal),
-			"--duration", d, "--val-size", v, "--keys", strconv.Itoa(cf.rangeKeys)}},
+	c, k, v := strconv.Itoa(cf.clients), strconv.Itoa(cf.conns), strconv.Itoa(cf.valSize)
+	loads := func(suffix string, members int, d time.Duration) []workload {
+		return []workload{
+			{"put" + suffix, members, []string{"put", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.putTotal), "--duration", d.String(),
+				"--val-size", v, "--key-space", strconv.Itoa(cf.putKeySpace)}},
+			{"range-s" + suffix, members, []string{"range", "--consistency", "s", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.rangeTotal),
+				"--duration", d.String(), "--val-size", v, "--keys", strconv.Itoa(cf.rangeKeys)}},
+			{"range-l" + suffix, members, []string{"range", "--consistency", "l", "--clients", c, "--conns", k, "--total", strconv.Itoa(cf.rangeTotal),
+				"--duration", d.String(), "--val-size", v, "--keys", strconv.Itoa(cf.rangeKeys)}},
+		}
 	}
-	var runs []runRecord
-	for round := 1; round <= cf.rounds; round++ {
-		for _, wl := range workloads {
-			for _, s := range servers {
-				rec := runRecord{Server: s.name, Workload: wl.name, Round: round}
-				base := filepath.Join(cf.work, fmt.Sprintf("%s-%s-%d", s.name, wl.name, round))
-				in, err := newInstance(s.name, s.bin, base)
+	// One run: a fresh server or cluster, ready, one load, stopped.
+	runOne := func(s srv, wl workload, round int) runRecord {
+		rec := runRecord{Server: s.name, Workload: wl.name, Round: round, Members: max(1, wl.members)}
+		base := filepath.Join(cf.work, fmt.Sprintf("%s-%s-%d", s.name, wl.name, round))
+		cl, err := newCluster(s.name, s.bin, base, wl.members)
+		if err == nil {
+			err = cl.start()
+		}
+		if err == nil {
+			t0 := time.Now()
+			if err = cl.ready(cf.readyTimeout); err == nil {
+				rec.StartSec = time.Since(t0).Seconds()
+				rec.Leader = cl.leaderName()
+				eps := cl.endpoints()
+				if cf.clusterWrites == "leader" && cl.size() > 1 && strings.HasPrefix(wl.name, "put") {
+					if cl.leader < 0 {
+						err = fmt.Errorf("no member says it leads")
+					} else {
+						eps = []string{eps[cl.leader]}
+					}
+				}
 				if err == nil {
-					err = in.start()
+					rec.Result, err = cf.runLoadTool(eps, cl.pids(), base+".load.log", wl.args...)
 				}
-				if err == nil {
-					t0 := time.Now()
-					if err = in.ready(cf.readyTimeout); err == nil {
-						rec.StartSec = time.Since(t0).Seconds()
-						rec.Result, err = cf.runLoadTool(in, base+".load.log", wl.args...)
-					}
-					if !in.alive() && err == nil {
-						err = fmt.Errorf("server exited during the run: %v", in.waitErr)
-					}
-					if _, serr := in.stop(); serr != nil && err == nil && !isTermExit(serr) {
-						err = fmt.Errorf("server stop: %v", serr)
-					}
-				}
-				if err != nil {
-					rec.Err = err.Error()
-					if in != nil {
-						rec.Err += "\n  server log tail:\n" + indent(in.logTail(8))
-					}
-				}
-				if !cf.keepData {
-					os.RemoveAll(base)
-				}
-				runs = append(runs, rec)
-				printRun(stdout, rec)
+			}
+			if derr := cl.dead(); derr != nil && err == nil {
+				err = derr
+			}
+			if serr := cl.stop(); serr != nil && err == nil {
+				err = fmt.Errorf("server stop: %v", serr)
 			}
 		}
+		if err != nil {
+			rec.Err = err.Error()
+			if cl != nil {
+				rec.Err += "\n  server log tail:\n" + indent(cl.logTail(8))
+			}
+		}
+		if !cf.keepData && cl != nil {
+			cl.removeData()
+		}
+		return rec
+	}
+	var runs []runRecord
+	rounds := func(n int, wls []workload) {
+		for round := 1; round <= n; round++ {
+			for _, wl := range wls {
+				for _, s := range servers {
+					rec := runOne(s, wl, round)
+					runs = append(runs, rec)
+					printRun(stdout, rec)
+				}
+			}
+		}
+	}
+	rounds(cf.rounds, loads("", 1, cf.duration))
+	if cf.clusterOn() {
+		rounds(cf.clusterRounds, loads(fmt.Sprintf("-%dm", cf.clusterMembers), cf.clusterMembers, cf.clusterDuration))
 	}
 
 	var extraRecs []extraRecord
@@ -484,6 +541,14 @@ Flags:
 
 	fmt.Fprintf(stdout, "\n== %d round(s), %d clients over %d connections, %d-byte values, single member, 127.0.0.1; medians ==\n",
 		cf.rounds, cf.clients, cf.conns, cf.valSize)
+	if cf.clusterOn() {
+		to := "connection i to member i mod %[1]d, followers forward to the leader"
+		if cf.clusterWrites == "leader" {
+			to = "puts through the leader alone, ranges on connection i to member i mod %[1]d"
+		}
+		fmt.Fprintf(stdout, "== -%[1]dm: %[2]d round(s) on a %[1]d-member cluster, limited to %[3]v each; "+to+"; server CPU summed over the members ==\n",
+			cf.clusterMembers, cf.clusterRounds, cf.clusterDuration)
+	}
 	meds := printTable(stdout, runs, servers[0].name, len(servers) > 1)
 	printExtraTables(stdout, extraRecs, cf)
 	if cf.memory {
@@ -533,11 +598,15 @@ func indent(s string) string {
 }
 
 func printRun(w io.Writer, r runRecord) {
-	fmt.Fprintf(w, "round %d %-7s %-6s ", r.Round, r.Workload, r.Server)
+	fmt.Fprintf(w, "round %d %-10s %-6s ", r.Round, r.Workload, r.Server)
 	if r.Result != nil {
 		x := r.Result
-		fmt.Fprintf(w, "%8.0f req/s  p50 %-8s p99 %-8s server %6s us/req  client %5.1f us/req  errors %d  (%d req in %.1fs, ready in %.2fs, other load %s cores)",
-			x.RPS, fmtMs(x.P50Ms), fmtMs(x.P99Ms), optF(x.ServerCPUus), x.ClientCPUus, x.Errors, x.Requests, x.Seconds, r.StartSec, optF2(x.OtherCores))
+		leader := ""
+		if r.Leader != "" {
+			leader = ", leader " + r.Leader
+		}
+		fmt.Fprintf(w, "%8.0f req/s  p50 %-8s p99 %-8s server %6s us/req  client %5.1f us/req  errors %d  (%d req in %.1fs, ready in %.2fs%s, other load %s cores)",
+			x.RPS, fmtMs(x.P50Ms), fmtMs(x.P99Ms), optF(x.ServerCPUus), x.ClientCPUus, x.Errors, x.Requests, x.Seconds, r.StartSec, leader, optF2(x.OtherCores))
 	}
 	if r.Err != "" {
 		fmt.Fprintf(w, " ERROR: %s", r.Err)
@@ -584,7 +653,7 @@ func (cf *compareFlags) memoryTest(name, bin string, stdout io.Writer) memRecord
 	if err := in.ready(cf.readyTimeout); err != nil {
 		return fail(in, err)
 	}
-	m.Fill, err = cf.runLoadTool(in, base+".load.log", "fill", "--keys", strconv.Itoa(cf.fillKeys),
+	m.Fill, err = cf.runLoadTool([]string{in.endpoint()}, pidList{in.pid()}, base+".load.log", "fill", "--keys", strconv.Itoa(cf.fillKeys),
 		"--val-size", strconv.Itoa(cf.valSize), "--clients", strconv.Itoa(cf.clients), "--conns", strconv.Itoa(cf.conns),
 		"--duration", "30m")
 	if err != nil {
@@ -813,6 +882,8 @@ func printMemTable(w io.Writer, mems []memRecord, cf compareFlags) {
 	tw.Flush()
 }
 
+func (cf *compareFlags) clusterOn() bool { return cf.clusterMembers > 1 && cf.clusterRounds > 0 }
+
 func printTargets(w io.Writer, rows []medianRow, mems []memRecord, cf compareFlags) {
 	get := func(wl, s string) (medianRow, bool) {
 		for _, r := range rows {
@@ -848,6 +919,18 @@ func printTargets(w io.Writer, rows []medianRow, mems []memRecord, cf compareFla
 	d, ok1 = get("range-l", "detcd")
 	e, ok2 = get("range-l", "etcd")
 	fmt.Fprintf(w, "  %-58s %-8s %.0f vs %.0f req/s (%s), %.1f vs %.1f us/req\n", "linearizable range (no target)", "", d.RPS, e.RPS, ratioS(d.RPS, e.RPS), d.ServerCPU, e.ServerCPU)
+	if n := cf.clusterMembers; cf.clusterOn() {
+		sfx := fmt.Sprintf("-%dm", n)
+		d, ok1 = get("put"+sfx, "detcd")
+		e, ok2 = get("put"+sfx, "etcd")
+		line(fmt.Sprintf("%d-member put req/s >= 1.5x etcd's", n), d.RPS >= 1.5*e.RPS, ok1 && ok2,
+			fmt.Sprintf("%.0f vs %.0f (%s), %.1f vs %.1f us/req summed over members", d.RPS, e.RPS, ratioS(d.RPS, e.RPS), d.ServerCPU, e.ServerCPU))
+		for _, wl := range []string{"range-s", "range-l"} {
+			d, _ = get(wl+sfx, "detcd")
+			e, _ = get(wl+sfx, "etcd")
+			fmt.Fprintf(w, "  %-58s %-8s %.0f vs %.0f req/s (%s), %.1f vs %.1f us/req\n", fmt.Sprintf("%d-member %s (no target)", n, wl), "", d.RPS, e.RPS, ratioS(d.RPS, e.RPS), d.ServerCPU, e.ServerCPU)
+		}
+	}
 	for _, m := range mems {
 		if m.Server != "detcd" {
 			continue

@@ -35,7 +35,7 @@ type loadFlags struct {
 	timeout   time.Duration
 	keySize   int
 	valSize   int
-	serverPID int
+	serverPID pidList
 	jsonOut   bool
 	progress  bool
 	cpuProf   string
@@ -50,7 +50,7 @@ func (lf *loadFlags) register(fs *flag.FlagSet, total int, duration time.Duratio
 	fs.DurationVar(&lf.timeout, "timeout", 10*time.Second, "timeout of one request")
 	fs.IntVar(&lf.keySize, "key-size", 8, "key size in bytes (keys are zero-padded decimal numbers)")
 	fs.IntVar(&lf.valSize, "val-size", 256, "value size in bytes")
-	fs.IntVar(&lf.serverPID, "server-pid", 0, "if set, also report this local server process's CPU per request (from /proc/PID/stat)")
+	fs.Var(&lf.serverPID, "server-pid", "if set, also report this local server's CPU per request (from /proc/PID/stat); PID,PID,... sums the members of a cluster")
 	fs.BoolVar(&lf.jsonOut, "json", false, "print the summary as one JSON object instead of a text line")
 	fs.StringVar(&lf.cpuProf, "cpuprofile", "", "write this tool's CPU profile of the run to this file")
 	fs.BoolVar(&lf.progress, "progress", true, "print a progress line to stderr every second (runs longer than a second)")
@@ -202,7 +202,7 @@ func runLoad(name string, clis []*clientv3.Client, lf *loadFlags, total int64, o
 	lats := make([][]time.Duration, lf.clients)
 	per := total/int64(lf.clients) + 1
 
-	srvCPU0, srvErr0 := procCPU(lf.serverPID)
+	srvCPU0, srvErr0 := lf.serverPID.cpu()
 	busy0, busyErr0 := machineBusy()
 	cpu0 := cpuSelf()
 	start := time.Now()
@@ -266,7 +266,7 @@ func runLoad(name string, clis []*clientv3.Client, lf *loadFlags, total int64, o
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := cpuSelf() - cpu0
-	srvCPU1, srvErr1 := procCPU(lf.serverPID)
+	srvCPU1, srvErr1 := lf.serverPID.cpu()
 	busy1, busyErr1 := machineBusy()
 	stoppedBy := "total"
 	if ctx.Err() != nil {
@@ -292,7 +292,7 @@ func runLoad(name string, clis []*clientv3.Client, lf *loadFlags, total int64, o
 	}
 	if busyErr0 == nil && busyErr1 == nil {
 		other := busy1 - busy0 - cpu
-		if lf.serverPID != 0 && srvErr0 == nil && srvErr1 == nil {
+		if len(lf.serverPID) > 0 && srvErr0 == nil && srvErr1 == nil {
 			other -= srvCPU1 - srvCPU0
 		}
 		v := max(0, other.Seconds()/elapsed.Seconds())
@@ -300,7 +300,7 @@ func runLoad(name string, clis []*clientv3.Client, lf *loadFlags, total int64, o
 	}
 	if r.Requests > 0 {
 		r.ClientCPUus = float64(cpu.Microseconds()) / float64(r.Requests)
-		if lf.serverPID != 0 && srvErr0 == nil && srvErr1 == nil {
+		if len(lf.serverPID) > 0 && srvErr0 == nil && srvErr1 == nil {
 			v := float64((srvCPU1 - srvCPU0).Microseconds()) / float64(r.Requests)
 			r.ServerCPUus = &v
 		}
@@ -445,7 +445,7 @@ func runLoadCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 				return 2
 			}
 			fillFlags := lf
-			fillFlags.serverPID = 0
+			fillFlags.serverPID = nil
 			op := func(ctx context.Context, cli *clientv3.Client, w int, i int64) error {
 				_, err := cli.Put(ctx, fixedKey(i, lf.keySize), val)
 				return err

@@ -29,8 +29,9 @@ Load commands (against any etcd v3 endpoint: detcd or etcd):
 
 Driver:
   compare  starts detcd (and etcd) on fresh data dirs on 127.0.0.1 and runs
-           the load commands against each in alternation, then a fill,
-           memory and restart test; prints a table of medians
+           the load commands against each in alternation, single member and
+           on a 3-member cluster, then a fill, memory and restart test;
+           prints a table of medians
 
 Run 'detcd-bench COMMAND --help' for a command's flags.
 
@@ -38,7 +39,8 @@ Each load run stops at whichever comes first of its request count (--total,
 or --keys for fill) and its time limit (--duration). It prints one line:
   requests, seconds, requests/s, p50/p90/p99 latency, errors, the tool's own
   CPU per request (getrusage) and, with --server-pid, the server's CPU per
-  request (/proc/PID/stat utime+stime).
+  request (/proc/PID/stat utime+stime; summed over PID,PID,... for the
+  members of a cluster).
 watch prints one line per stream shape and lease one per phase, with their
 own counts and rates (see their --help), in the same way.
 The tool sets GOGC=400 for itself unless GOGC is set (less of the shared

@@ -43,6 +43,46 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// pidList is --server-pid of the load commands: one server, or every
+// member of a cluster on this machine, whose CPU is summed so that a
+// cluster's cost per request compares with a single server's.
+type pidList []int
+
+func (l *pidList) String() string {
+	var s []string
+	for _, p := range *l {
+		s = append(s, strconv.Itoa(p))
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *pidList) Set(v string) error {
+	*l = nil
+	for _, f := range strings.Split(v, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || p < 0 {
+			return fmt.Errorf("not a pid: %q", f)
+		}
+		if p != 0 {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// cpu is the summed CPU time of the processes; an error if any is gone.
+func (l pidList) cpu() (time.Duration, error) {
+	var sum time.Duration
+	for _, p := range l {
+		c, err := procCPU(p)
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
+}
+
 // procStatusKB reads a "Name:   N kB" line (VmRSS, VmHWM) of
 // /proc/PID/status, in KiB.
 func procStatusKB(pid int, name string) (int64, error) {
