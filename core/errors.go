@@ -37,6 +37,7 @@ var (
 	ErrTimeoutLeaderTransfer = errors.New("core: request timed out, leader transfer took too long")
 	ErrTooManyRequests       = errors.New("core: too many requests")
 	ErrTimeout               = errors.New("core: request timed out")
+	ErrTimeoutLeaderFail     = errors.New("core: request timed out, possibly due to previous leader failure")
 	ErrNoLeader              = errors.New("core: no leader")
 	ErrStopped               = errors.New("core: member is stopped")
 	ErrUnknownRequest        = errors.New("core: unknown request")

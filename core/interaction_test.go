@@ -176,23 +176,9 @@ func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
 	case "watch":
 		e.watch(d)
 	case "process-ready":
-		ids := e.ids(d)
-		for _, id := range ids {
-			e.section(len(ids) > 1, fmt.Sprintf("%d handling Ready", id), func() {
-				if !e.processReady(e.up(id)) {
-					e.printf("<empty Ready>")
-				}
-			})
-		}
+		e.eachMember(d, "handling Ready", "<empty Ready>", e.processReady)
 	case "sync":
-		ids := e.ids(d)
-		for _, id := range ids {
-			e.section(len(ids) > 1, fmt.Sprintf("%d syncing", id), func() {
-				if !e.sync(e.up(id)) {
-					e.printf("nothing to sync")
-				}
-			})
-		}
+		e.eachMember(d, "syncing", "nothing to sync", e.sync)
 	case "deliver-msgs":
 		e.deliverCmd(d)
 	case "stabilize":
@@ -229,6 +215,19 @@ func (e *env) printf(format string, args ...any) {
 }
 
 // section prints a "> title" header and indents what f prints, if header.
+// eachMember runs do on every member the command names, under a header
+// when there are several, and prints idle if do had nothing to do.
+func (e *env) eachMember(d *datadriven.TestData, title, idle string, do func(*imember) bool) {
+	ids := e.ids(d)
+	for _, id := range ids {
+		e.section(len(ids) > 1, fmt.Sprintf("%d %s", id, title), func() {
+			if !do(e.up(id)) {
+				e.printf("%s", idle)
+			}
+		})
+	}
+}
+
 func (e *env) section(header bool, title string, f func()) {
 	if !header {
 		f()

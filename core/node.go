@@ -43,9 +43,10 @@ type Node struct {
 	// Lease requests forwarded to the leader, and those forwarded here.
 	forwards     map[uint64]forward
 	forwardOrder []uint64
-	nextSeq      uint64
-	peerWaits    map[RequestID]peerOrigin
-	nextPeerReq  RequestID
+	// nextSeq numbers forwards from this run's ProposalEpoch up.
+	nextSeq     uint64
+	peerWaits   map[RequestID]peerOrigin
+	nextPeerReq RequestID
 
 	out Ready
 	// incoming is a snapshot's content waiting for raft to accept it.
@@ -60,6 +61,8 @@ type Node struct {
 	// published once they were applied after this start.
 	publishRetryAt int64
 	published      bool
+	// leadElectedTick is when this member last learned of a new leader.
+	leadElectedTick int64
 	// campaignPending: a lone voter campaigns as soon as raft lets it.
 	campaignPending bool
 	// failed is set when the node cannot go on (its state would be wrong);
@@ -129,6 +132,9 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 	n.watch = watch.New(kv, n.watchHeader)
 	n.lessor = lease.New(cfg.lessorConfig())
 	n.forwards, n.peerWaits = map[uint64]forward{}, map[RequestID]peerOrigin{}
+	// A leader may still answer what this member forwarded before a
+	// restart: the new run's sequence numbers must not meet those.
+	n.nextSeq = cfg.ProposalEpoch
 	n.props.init(cfg)
 	n.st.confState = &raftpb.ConfState{}
 	return n
@@ -314,6 +320,9 @@ func (n *Node) softState(ss *raft.SoftState) {
 	wasLeader := n.isLeader()
 	n.lead = ss.Lead
 	n.leadershipChanged(wasLeader)
+	if changed && ss.Lead != raft.None {
+		n.leadElectedTick = n.ticks
+	}
 	if changed {
 		n.checkTransfers()
 		n.log.Info("leader changed", "member", fmt.Sprintf("%x", n.cfg.ID), "leader", fmt.Sprintf("%x", ss.Lead), "state", ss.RaftState.String())

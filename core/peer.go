@@ -38,6 +38,28 @@ func (m *PeerMessage) isReply() bool {
 type forward struct {
 	req      RequestID
 	deadline int64
+	// kind is the request's kind; an answer of another kind is not its.
+	kind peerKind
+}
+
+type peerKind uint8
+
+const (
+	peerKeepAlive peerKind = iota + 1
+	peerTimeToLive
+	peerPromote
+)
+
+func (m *PeerMessage) kind() peerKind {
+	switch {
+	case m.KeepAlive != nil || m.KeepAliveResp != nil:
+		return peerKeepAlive
+	case m.TimeToLive != nil || m.TimeToLiveResp != nil:
+		return peerTimeToLive
+	case m.MemberPromote != nil || m.MemberPromoteResp != nil:
+		return peerPromote
+	}
+	return 0
 }
 
 // peerOrigin is a request a peer forwarded here.
@@ -52,10 +74,11 @@ func (n *Node) forwardToLeader(r Request) {
 		return
 	}
 	n.nextSeq++
-	n.forwards[n.nextSeq] = forward{req: r.ID, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks)}
+	m := &PeerMessage{From: n.cfg.ID, To: n.lead, Seq: n.nextSeq,
+		KeepAlive: r.LeaseKeepAlive, TimeToLive: r.LeaseTimeToLive, MemberPromote: r.MemberPromote}
+	n.forwards[n.nextSeq] = forward{req: r.ID, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks), kind: m.kind()}
 	n.forwardOrder = append(n.forwardOrder, n.nextSeq)
-	n.out.Peer = append(n.out.Peer, &PeerMessage{From: n.cfg.ID, To: n.lead, Seq: n.nextSeq,
-		KeepAlive: r.LeaseKeepAlive, TimeToLive: r.LeaseTimeToLive, MemberPromote: r.MemberPromote})
+	n.out.Peer = append(n.out.Peer, m)
 }
 
 // StepPeer hands the node a member-to-member message.
@@ -69,8 +92,8 @@ func (n *Node) StepPeer(m *PeerMessage) {
 	}
 	if m.isReply() {
 		f, ok := n.forwards[m.Seq]
-		if !ok {
-			return // timed out already
+		if !ok || (m.Err == "" && m.kind() != f.kind) {
+			return // timed out already, or not the answer to it
 		}
 		delete(n.forwards, m.Seq)
 		var err error
@@ -124,7 +147,8 @@ func (n *Node) replyPeer(r Response) bool {
 // peerError maps an error's text from a peer back to core's sentinel.
 func peerError(text string) error {
 	for _, e := range []error{ErrLeaseNotFound, ErrNotLeader, ErrNoLeader, ErrTimeout, ErrLeaderChanged, ErrStopped,
-		ErrMemberNotFound, ErrMemberNotLearner, ErrLearnerNotReady, ErrMemberRemoved, ErrNotEnoughStarted} {
+		ErrMemberNotFound, ErrMemberNotLearner, ErrLearnerNotReady, ErrMemberRemoved, ErrNotEnoughStarted,
+		ErrTimeoutLeaderFail} {
 		if e.Error() == text {
 			return e
 		}

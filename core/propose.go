@@ -187,16 +187,27 @@ func (ps *proposals) expire(n *Node) {
 	k := 0
 	for k < len(ps.fifo) && (ps.fifo[k].done || ps.fifo[k].deadline <= n.ticks) {
 		if p := ps.fifo[k]; !p.done {
-			err := ErrTimeout
-			if n.lead == raft.None {
-				err = ErrNoLeader
-			}
-			ps.finish(n, p.id, nil, err)
+			ps.finish(n, p.id, nil, ps.timeoutError(n, p))
 		}
 		k++
 	}
 	clear(ps.fifo[:k])
 	ps.fifo = ps.fifo[k:]
+}
+
+// timeoutError is etcd's error for a proposal that timed out: no leader
+// now, or (etcd's parseProposeCtxErr) a leader elected after the proposal
+// was made, less than two election timeouts after it: the previous leader
+// probably failed and took the proposal with it.
+func (ps *proposals) timeoutError(n *Node, p *proposal) error {
+	if n.lead == raft.None {
+		return ErrNoLeader
+	}
+	start, elected := p.deadline-ps.timeout, n.leadElectedTick
+	if start < elected && start > elected-2*int64(n.cfg.ElectionTicks) {
+		return ErrTimeoutLeaderFail
+	}
+	return ErrTimeout
 }
 
 // leaseOverhead is etcd's estimate of a lease's cost.

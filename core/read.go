@@ -88,34 +88,49 @@ func (rs *reads) serve(n *Node) {
 	rs.indexed = rs.indexed[k:]
 }
 
-// leaderChanged requeues a round in flight: raft forgets pending read
-// index requests when leadership changes.
-func (rs *reads) leaderChanged(n *Node) { rs.requeue() }
-
-func (rs *reads) requeue() {
-	if rs.round == nil {
+// leaderChanged ends a round in flight once a new leader is known: raft
+// forgets pending read index requests when leadership changes, and the
+// round's reads fail with ErrLeaderChanged, as etcd's do (clients retry
+// on it). While no leader is known the round waits for one.
+func (rs *reads) leaderChanged(n *Node) {
+	if rs.round == nil || n.lead == raft.None {
 		return
 	}
-	rs.waiting = append(rs.round.reads, rs.waiting...)
+	for _, pr := range rs.round.reads {
+		n.respond(pr.req.ID, nil, ErrLeaderChanged)
+	}
 	rs.round = nil
 }
 
-// expire retries a round raft may have dropped and fails reads past their
-// deadline.
+// expire asks again for a round raft may have dropped (a lost message,
+// say; etcd retries too) and fails reads past their deadline.
 func (rs *reads) expire(n *Node) {
-	if rs.round != nil && n.ticks-rs.round.started >= int64(max(n.cfg.ElectionTicks/2, 1)) {
-		rs.requeue()
+	if r := rs.round; r != nil {
+		if n.ticks-r.started >= int64(max(n.cfg.ElectionTicks/2, 1)) && n.lead != raft.None && n.st.term == n.term {
+			rs.nextCtx++
+			r.ctx, r.started = rs.nextCtx, n.ticks
+			n.rn.ReadIndex(readCtx(r.ctx))
+		}
+		if r.reads = failExpired(n, r.reads); len(r.reads) == 0 {
+			rs.round = nil
+		}
 	}
-	keep := rs.waiting[:0]
-	for _, pr := range rs.waiting {
+	rs.waiting = failExpired(n, rs.waiting)
+}
+
+// failExpired answers the reads past their deadline with a timeout and
+// returns the others.
+func failExpired(n *Node, prs []pendingRead) []pendingRead {
+	keep := prs[:0]
+	for _, pr := range prs {
 		if pr.deadline <= n.ticks {
 			n.respond(pr.req.ID, nil, ErrTimeout)
 			continue
 		}
 		keep = append(keep, pr)
 	}
-	clear(rs.waiting[len(keep):])
-	rs.waiting = keep
+	clear(prs[len(keep):])
+	return keep
 }
 
 // serveRead answers a linearizable read now that it is safe.

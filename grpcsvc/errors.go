@@ -45,6 +45,7 @@ var errorMap = []struct {
 	{core.ErrTimeoutLeaderTransfer, status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")},
 	{core.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
 	{core.ErrTimeout, rpctypes.ErrGRPCTimeout},
+	{core.ErrTimeoutLeaderFail, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
 	{core.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
 	{core.ErrStopped, rpctypes.ErrGRPCStopped},
 	{core.ErrCompacted, rpctypes.ErrGRPCCompacted},

@@ -29,7 +29,12 @@ func do[T proto.Message](ctx context.Context, b Backend, r core.Request) (T, err
 	if resp.Err != nil {
 		return zero, toGRPC(resp.Err)
 	}
-	return resp.Msg.(T), nil
+	t, ok := resp.Msg.(T)
+	if !ok {
+		// A bug, not the client's doing: answer it rather than crash.
+		return zero, status.Errorf(codes.Internal, "detcd: %T answered with %T", zero, resp.Msg)
+	}
+	return t, nil
 }
 
 // readView returns a view to serve a range from: the member's own state

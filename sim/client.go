@@ -184,7 +184,7 @@ func (c *client) record(op *Op, resp *core.Response) {
 
 // definite errors say the request had no effect.
 func definite(err error) bool {
-	for _, e := range []error{core.ErrTimeout, core.ErrNoLeader, core.ErrStopped} {
+	for _, e := range []error{core.ErrTimeout, core.ErrTimeoutLeaderFail, core.ErrNoLeader, core.ErrLeaderChanged, core.ErrStopped} {
 		if errors.Is(err, e) {
 			return false
 		}
