@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
@@ -130,13 +131,24 @@ func (n *Node) applyCompaction(r *pb.InternalRaftRequest) (*pb.CompactionRespons
 			n.respond(p.req, resp, nil)
 		}
 		onDone = func() { w.kvDone = true; n.finishPhysical() }
+	} else {
+		onDone = n.finishPhysical // a barrier may wait for this one
 	}
 	// etcd hashes the key space at the compaction revision, as it stood
 	// before the compaction, and keeps the last few hashes.
 	snap := n.kv.Snapshot()
 	if err := n.kv.Compact(mvcc.Revision(c.Revision), onDone); err != nil {
+		if errors.Is(err, mvcc.ErrCompacted) && c.Physical && p != nil && n.compactionsBusy() {
+			// etcd answers a physical compaction at a compacted revision
+			// only once the compactions before it have finished (their
+			// hashes kept): a barrier clients can wait on.
+			n.physical = append(n.physical, &physicalWait{barrier: true, answer: func() { n.respond(p.req, nil, err) }})
+			delete(n.props.byID, id)
+			p.done = true
+		}
 		return nil, err
 	}
+	n.hashJobs++
 	n.out.Hashes = append(n.out.Hashes, HashJob{Rev: c.Revision, View: snap})
 	if w != nil {
 		n.physical = append(n.physical, w)
@@ -171,13 +183,19 @@ func (n *Node) endWrite(tx *mvcc.Txn) mvcc.Revision {
 type physicalWait struct {
 	rev              int64
 	kvDone, hashDone bool
-	answer           func()
+	// barrier waits for every compaction before it instead.
+	barrier bool
+	answer  func()
 }
+
+// compactionsBusy reports whether a compaction's physical work or hash is
+// still under way.
+func (n *Node) compactionsBusy() bool { return n.hashJobs > 0 || n.kv.Pending() }
 
 func (n *Node) finishPhysical() {
 	keep := n.physical[:0]
 	for _, w := range n.physical {
-		if w.kvDone && w.hashDone {
+		if w.kvDone && w.hashDone || w.barrier && !n.compactionsBusy() {
 			w.answer()
 			continue
 		}

@@ -57,6 +57,9 @@ type Node struct {
 	// are physical compactions waiting to answer.
 	hashes   []mvcc.KVHash
 	physical []*physicalWait
+	// hashJobs counts compaction hashes handed to the driver and not yet
+	// back.
+	hashJobs int
 	// publishRetryAt is when to propose this member's attributes again;
 	// published once they were applied after this start.
 	publishRetryAt int64

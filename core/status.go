@@ -73,6 +73,13 @@ func (n *Node) CompactRev() int64 { return int64(n.kv.CompactRev()) }
 func (n *Node) Term() uint64      { return n.term }
 func (n *Node) Leader() uint64    { return n.lead }
 
+// IsLearner reports whether the applied membership has this member as a
+// learner.
+func (n *Node) IsLearner() bool {
+	m, ok := n.st.members.get(n.cfg.ID)
+	return ok && m.IsLearner
+}
+
 // Sizes are the key space's memory (etcd's db size and size in use) and
 // its key count, for metrics.
 func (n *Node) Sizes() (size, inUse int64, keys int) {
@@ -116,6 +123,7 @@ func (n *Node) CompactionHash(h mvcc.KVHash) {
 			w.hashDone = true
 		}
 	}
+	n.hashJobs = max(n.hashJobs-1, 0)
 	defer n.finishPhysical()
 	n.hashes = append(n.hashes, h)
 	slices.SortStableFunc(n.hashes, func(a, b mvcc.KVHash) int { return cmp.Compare(a.Rev, b.Rev) })

@@ -35,8 +35,35 @@ func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 // does.
 func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
+	type recv struct {
+		req *pb.LeaseKeepAliveRequest
+		err error
+	}
+	// Receiving on its own goroutine lets the stream end as soon as its
+	// context does (the guard ends streams that require a leader), not at
+	// the client's next keep-alive.
+	reqs := make(chan recv)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			select {
+			case reqs <- recv{req, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	for {
-		req, err := stream.Recv()
+		var r recv
+		select {
+		case r = <-reqs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		req, err := r.req, r.err
 		if errors.Is(err, io.EOF) {
 			return nil
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -234,6 +235,7 @@ func TestMemberAddJoinRestart(t *testing.T) {
 	tc.cfgs = append(tc.cfgs, cfg)
 	tc.servers = append(tc.servers, nil)
 	tc.start(3)
+	checkLearner(t, c, tc.client(3), client)
 
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		_, err := cli.MemberPromote(c, added.Member.ID)
@@ -265,5 +267,70 @@ func TestMemberAddJoinRestart(t *testing.T) {
 	g, err := tc.client(3).Get(c, "k", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || g.Count != 20 {
 		t.Fatalf("a linearizable read on the new member: %v %v", g, err)
+	}
+}
+
+// checkLearner checks that a learner serves what etcd's learners serve
+// (Status, serializable ranges) and refuses the rest.
+func checkLearner(t *testing.T, c context.Context, cli *clientv3.Client, endpoint string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := cli.Status(c, endpoint)
+		if err == nil && st.IsLearner {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the learner never says it is one: %v %v", st, err)
+		}
+	}
+	if _, err := cli.Get(c, "k0", clientv3.WithSerializable()); err != nil {
+		t.Errorf("serializable get on a learner: %v", err)
+	}
+	if _, err := cli.Get(c, "k0"); err == nil || rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner) {
+		t.Errorf("linearizable get on a learner: %v, want %v", err, rpctypes.ErrGRPCNotSupportedForLearner)
+	}
+	if _, err := cli.Put(c, "on-learner", "v"); err == nil || rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNotSupportedForLearner) {
+		t.Errorf("put on a learner: %v, want %v", err, rpctypes.ErrGRPCNotSupportedForLearner)
+	}
+}
+
+// TestRequireLeader: a member that lost its leader refuses requests that
+// require one (clientv3.WithRequireLeader) with etcd's "no leader", and
+// ends such watch streams with it, so that clients move elsewhere.
+func TestRequireLeader(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	lead := tc.leader()
+	keep := (lead + 1) % 3
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cli := tc.client(keep)
+	rc := clientv3.WithRequireLeader(c)
+	if _, err := cli.Put(rc, "a", "1"); err != nil {
+		t.Fatalf("put with a leader: %v", err)
+	}
+	wch := cli.Watch(rc, "a")
+	for i := range 3 {
+		if i != keep {
+			tc.stop(i)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		pc, pcancel := context.WithTimeout(rc, 2*time.Second)
+		_, err := cli.Put(pc, "a", "2")
+		pcancel()
+		if err != nil && err.Error() == rpctypes.ErrNoLeader.Error() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("put without a leader: %v, want %v", err, rpctypes.ErrNoLeader)
+		}
+	}
+	select {
+	case wr, ok := <-wch:
+		if !ok || wr.Err() == nil || wr.Err().Error() != rpctypes.ErrNoLeader.Error() {
+			t.Fatalf("watch without a leader: open %v, %v, want %v", ok, wr.Err(), rpctypes.ErrNoLeader)
+		}
+	case <-c.Done():
+		t.Fatal("the watch that requires a leader never ended")
 	}
 }

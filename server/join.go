@@ -11,8 +11,12 @@ import (
 	"github.com/detcd/detcd/core/wal"
 )
 
-// joinTimeout bounds asking the existing members who they are.
-const joinTimeout = 10 * time.Second
+// joinTimeout bounds asking the existing members who they are; joinRetry
+// is the pause between rounds of asking.
+const (
+	joinTimeout = 10 * time.Second
+	joinRetry   = 200 * time.Millisecond
+)
 
 func ctxFor(Config) context.Context { return context.Background() }
 
@@ -39,26 +43,49 @@ func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config,
 	}
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	ci, err := (&Server{log: log}).fetchCluster(ctx, urls)
-	if err != nil {
-		return err
+	// A member that has not applied the MemberAdd yet (a follower, right
+	// after the leader answered it) does not list this one: ask the
+	// others, and again, until the time is up.
+	var err error
+	for {
+		for _, u := range urls {
+			var ci clusterInfo
+			if ci, err = (&Server{log: log}).fetchCluster(ctx, []string{u}); err != nil {
+				continue
+			}
+			if m, ok := findSelf(ci, cfg.InitialAdvertisePeerURLs); ok {
+				ccfg.ID, ccfg.ClusterID, ccfg.Join = m.ID, ci.ClusterID, true
+				ccfg.Members = ci.Members
+				for i := range ccfg.Members {
+					if ccfg.Members[i].ID == m.ID {
+						ccfg.Members[i].Name, ccfg.Members[i].ClientURLs = cfg.Name, cfg.AdvertiseClientURLs
+					}
+				}
+				log.Info("joining an existing cluster", "member", fmt.Sprintf("%x", m.ID), "cluster", fmt.Sprintf("%x", ci.ClusterID))
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("this member (peer URLs %v) is not in the cluster: add it with MemberAdd first", cfg.InitialAdvertisePeerURLs)
+		case <-time.After(joinRetry):
+		}
 	}
-	mine := slices.Clone(cfg.InitialAdvertisePeerURLs)
+}
+
+// findSelf finds the member with these peer URLs.
+func findSelf(ci clusterInfo, peerURLs []string) (core.Member, bool) {
+	mine := slices.Clone(peerURLs)
 	slices.Sort(mine)
 	for _, m := range ci.Members {
 		theirs := slices.Clone(m.PeerURLs)
 		slices.Sort(theirs)
 		if slices.Equal(mine, theirs) {
-			ccfg.ID, ccfg.ClusterID, ccfg.Join = m.ID, ci.ClusterID, true
-			ccfg.Members = ci.Members
-			for i := range ccfg.Members {
-				if ccfg.Members[i].ID == m.ID {
-					ccfg.Members[i].Name, ccfg.Members[i].ClientURLs = cfg.Name, cfg.AdvertiseClientURLs
-				}
-			}
-			log.Info("joining an existing cluster", "member", fmt.Sprintf("%x", m.ID), "cluster", fmt.Sprintf("%x", ci.ClusterID))
-			return nil
+			return m, true
 		}
 	}
-	return fmt.Errorf("this member (peer URLs %v) is not in the cluster: add it with MemberAdd first", cfg.InitialAdvertisePeerURLs)
+	return core.Member{}, false
 }

@@ -165,6 +165,7 @@ func (s *Server) publish() {
 	s.rev.Store(s.node.Rev())
 	s.compactRev.Store(s.node.CompactRev())
 	s.term.Store(s.node.Term())
+	s.learner.Store(s.node.IsLearner())
 	if l := s.node.Leader(); l != s.leader.Swap(l) {
 		s.metrics.leaderChanges.Inc()
 	}

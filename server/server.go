@@ -75,6 +75,8 @@ type Server struct {
 	rev, compactRev atomic.Int64
 	view            atomic.Pointer[publishedView]
 	leader, term    atomic.Uint64
+	learner         atomic.Bool
+	guard           *grpcsvc.Guard
 
 	metrics *metrics
 
@@ -200,13 +202,16 @@ func (s *Server) Start() error {
 		}
 		s.listeners = append(s.listeners, ln)
 	}
+	s.guard = grpcsvc.NewGuard(s)
 	opts := append(grpcsvc.ServerOptions(s.cfg.MaxRequestBytes), grpc.ChainUnaryInterceptor(s.metrics.unary))
+	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
 	s.hs = grpcsvc.Register(s.grpc, s)
 	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go s.runWAL()
 	go s.run()
 	go s.runMemLimit()
+	go s.monitorLeader()
 	for _, ln := range s.listeners {
 		s.log.Info("listening for client requests", "address", ln.Addr().String())
 	}
@@ -353,6 +358,27 @@ func (s *Server) SerializableView(ctx context.Context) (*mvcc.View, *pb.Response
 }
 
 // MaxTxnOps implements grpcsvc.Backend.
+// Leader is the member's leader as the loop last published it, 0 if none.
+func (s *Server) Leader() uint64 { return s.leader.Load() }
+
+// IsLearner reports whether the member is a learner, as last published.
+func (s *Server) IsLearner() bool { return s.learner.Load() }
+
+// monitorLeader lets the guard end the streams that require a leader once
+// the member has been without one for a while (see grpcsvc.Guard).
+func (s *Server) monitorLeader() {
+	t := time.NewTicker(s.cfg.ElectionTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopping:
+			return
+		case <-t.C:
+			s.guard.CheckLeader()
+		}
+	}
+}
+
 func (s *Server) MaxTxnOps() int { return s.cfg.MaxTxnOps }
 
 // MaxRequestBytes implements grpcsvc.Backend.

@@ -1,0 +1,158 @@
+package grpcsvc
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// Role is what the guard needs to know of the member, read on every call.
+type Role interface {
+	// Leader is the member's current leader, 0 if it knows none.
+	Leader() uint64
+	// IsLearner reports whether the member is a learner.
+	IsLearner() bool
+}
+
+// NoLeaderChecksMax is how many consecutive leader checks (one per
+// election timeout) must find no leader before the guard ends the streams
+// that require one: etcd's maxNoLeaderCnt. Reconnecting a stream costs
+// more than refusing a new request, so the streams get longer.
+const NoLeaderChecksMax = 3
+
+// Guard holds etcd's checks that run before any handler:
+//   - a learner serves only Status and serializable ranges (and no
+//     streams): anything else gets ErrGRPCNotSupportedForLearner;
+//   - a call whose metadata requires a leader (clientv3.WithRequireLeader,
+//     which clientv3 uses for its lease keep-alives) gets ErrGRPCNoLeader
+//     from a member that knows none, and such a stream ends with that
+//     error once the member has been without a leader for
+//     NoLeaderChecksMax election timeouts (see CheckLeader), so that the
+//     client moves to another member.
+//
+// Only etcd's own services are guarded; the gRPC health service is not.
+type Guard struct {
+	role Role
+
+	mu      sync.Mutex
+	streams map[*guardedStream]struct{}
+	// noLeader counts consecutive CheckLeader calls that found no leader.
+	noLeader int
+}
+
+// NewGuard returns a guard for a member.
+func NewGuard(role Role) *Guard {
+	return &Guard{role: role, streams: map[*guardedStream]struct{}{}}
+}
+
+// ServerOptions installs the guard's interceptors.
+func (g *Guard) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream)}
+}
+
+func guarded(method string) bool { return strings.HasPrefix(method, "/etcdserverpb.") }
+
+func requiresLeader(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return false
+	}
+	ks := md[rpctypes.MetadataRequireLeaderKey]
+	return len(ks) > 0 && ks[0] == rpctypes.MetadataHasLeader
+}
+
+func learnerMay(req any) bool {
+	switch r := req.(type) {
+	case *pb.StatusRequest:
+		return true
+	case *pb.RangeRequest:
+		return r.Serializable
+	}
+	return false
+}
+
+func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if guarded(info.FullMethod) {
+		if g.role.IsLearner() && !learnerMay(req) {
+			return nil, rpctypes.ErrGRPCNotSupportedForLearner
+		}
+		if requiresLeader(ctx) && g.role.Leader() == 0 {
+			return nil, rpctypes.ErrGRPCNoLeader
+		}
+	}
+	return handler(ctx, req)
+}
+
+// snapshotMethod is the one stream etcd lets a learner serve.
+const snapshotMethod = "/etcdserverpb.Maintenance/Snapshot"
+
+func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !guarded(info.FullMethod) {
+		return handler(srv, ss)
+	}
+	if g.role.IsLearner() && info.FullMethod != snapshotMethod {
+		return rpctypes.ErrGRPCNotSupportedForLearner
+	}
+	if !requiresLeader(ss.Context()) {
+		return handler(srv, ss)
+	}
+	if g.role.Leader() == 0 {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	ctx, cancel := context.WithCancel(ss.Context())
+	gs := &guardedStream{ServerStream: ss, ctx: ctx, cancel: cancel}
+	g.mu.Lock()
+	g.streams[gs] = struct{}{}
+	g.mu.Unlock()
+	err := handler(srv, gs)
+	g.mu.Lock()
+	delete(g.streams, gs)
+	g.mu.Unlock()
+	cancel()
+	if gs.byGuard.Load() {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	return err
+}
+
+// CheckLeader is called once per election timeout: after NoLeaderChecksMax
+// calls in a row without a leader, it ends every stream that requires one.
+func (g *Guard) CheckLeader() {
+	if g.role.Leader() != 0 {
+		g.mu.Lock()
+		g.noLeader = 0
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.noLeader++; g.noLeader < NoLeaderChecksMax {
+		return
+	}
+	g.noLeader = 0
+	for gs := range g.streams { //detcd:maporder-ok: each stream ends on its own
+		gs.end()
+	}
+}
+
+// guardedStream is a stream that requires a leader: the guard can end it.
+type guardedStream struct {
+	grpc.ServerStream
+	ctx    context.Context
+	cancel context.CancelFunc
+	// byGuard is set when the guard ended the stream.
+	byGuard atomic.Bool
+}
+
+func (s *guardedStream) Context() context.Context { return s.ctx }
+
+func (s *guardedStream) end() {
+	s.byGuard.Store(true)
+	s.cancel()
+}
