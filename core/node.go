@@ -85,16 +85,12 @@ type applied struct {
 
 // New bootstraps a member of a new cluster with empty storage.
 func New(cfg Config) (*Node, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	n, err := newEmpty(cfg)
+	if err != nil {
 		return nil, err
 	}
-	n := newNode(cfg, mvcc.New(), raft.NewMemoryStorage())
-	if err := n.startRaft(0); err != nil {
-		return nil, err
-	}
-	peers := make([]raft.Peer, 0, len(cfg.Members))
-	for _, m := range cfg.Members {
+	peers := make([]raft.Peer, 0, len(n.cfg.Members))
+	for _, m := range n.cfg.Members {
 		if m.IsLearner {
 			continue
 		}
@@ -114,7 +110,10 @@ func New(cfg Config) (*Node, error) {
 // NewJoining starts a member that joins an existing cluster with empty
 // storage: it has no configuration of its own and learns the cluster's
 // from the leader's log or snapshot.
-func NewJoining(cfg Config) (*Node, error) {
+func NewJoining(cfg Config) (*Node, error) { return newEmpty(cfg) }
+
+// newEmpty starts a member with empty storage and an empty key space.
+func newEmpty(cfg Config) (*Node, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

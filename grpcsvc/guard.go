@@ -82,7 +82,7 @@ func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 		if g.role.IsLearner() && !learnerMay(req) {
 			return nil, rpctypes.ErrGRPCNotSupportedForLearner
 		}
-		if requiresLeader(ctx) && g.role.Leader() == 0 {
+		if g.role.Leader() == 0 && requiresLeader(ctx) {
 			return nil, rpctypes.ErrGRPCNoLeader
 		}
 	}

@@ -47,10 +47,11 @@ func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config,
 	// after the leader answered it) does not list this one: ask the
 	// others, and again, until the time is up.
 	var err error
+	asker := &Server{log: log}
 	for {
 		for _, u := range urls {
 			var ci clusterInfo
-			if ci, err = (&Server{log: log}).fetchCluster(ctx, []string{u}); err != nil {
+			if ci, err = asker.fetchCluster(ctx, []string{u}); err != nil {
 				continue
 			}
 			if m, ok := findSelf(ci, cfg.InitialAdvertisePeerURLs); ok {

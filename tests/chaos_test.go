@@ -304,28 +304,6 @@ func (c *chaosCluster) logf(format string, args ...any) {
 	c.t.Log(msg)
 }
 
-// freePortOn is freePort for another loopback IP.
-func freePortOn(t testing.TB, ip string) int {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		if portsUsed[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		portsUsed[port] = true
-		return port
-	}
-	t.Fatalf("no free port on %s in 20000-31999", ip)
-	return 0
-}
-
 func newClientv3(endpoints []string) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,

@@ -109,6 +109,13 @@ func binaries(t testing.TB) (detcd, etcdctl string) {
 // just picked. Ports are not handed out twice in one test process.
 func freePort(t testing.TB) int {
 	t.Helper()
+	return freePortOn(t, "127.0.0.1")
+}
+
+// freePortOn is freePort on another loopback IP (the chaos suite gives
+// each member its own).
+func freePortOn(t testing.TB, ip string) int {
+	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for range 1000 {
@@ -116,7 +123,7 @@ func freePort(t testing.TB) int {
 		if portsUsed[port] {
 			continue
 		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
 		if err != nil {
 			continue
 		}
@@ -124,7 +131,7 @@ func freePort(t testing.TB) int {
 		portsUsed[port] = true
 		return port
 	}
-	t.Fatal("no free loopback port in 20000-31999")
+	t.Fatalf("no free port on %s in 20000-31999", ip)
 	return 0
 }
 

@@ -343,46 +343,10 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 			return nil
 		})
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: detcd-bench compare [flags]
-
-Runs detcd and etcd side by side on this machine, each run on a fresh data
-dir and fresh 127.0.0.1 ports, single member:
-  put      --clients puts of random keys
-  range-s  serializable single-key gets
-  range-l  linearizable single-key gets
-in --rounds rounds, alternating servers run by run, and reports medians of
-req/s, p50, p99, server CPU per request (/proc/PID/stat, sampled around the
-load phase) and the load tool's own CPU per request. Then the same three
-(put-3m, range-s-3m, range-l-3m) on a --cluster-members cluster started for
-each run (all members on 127.0.0.1, ready once every member serves a
-linearizable get), in --cluster-rounds rounds limited to --cluster-duration
-each: connection i goes to member i mod N, as etcd's benchmark tool spreads
-its connections over --endpoints, so a follower forwards its puts and
-linearizable reads' read index to the leader through raft (both servers
-do); --cluster-writes leader puts through the leader alone. The server CPU
-is summed over the members. Then, with --extra,
-once per server, each on a fresh server:
-  watch       'detcd-bench watch': --watch-watchers watchers on 1 and 100
-              streams, one writer putting --watch-total events fast
-  watch-rate  the same at --watch-rate puts/s for --watch-rate-time
-  lease       'detcd-bench lease': keep-alive throughput, then mass expiry
-Then, per server: fill
---fill-keys keys, wait --settle, read VmRSS, stop with SIGTERM and time
---restarts restarts until a linearizable get is served (VmRSS read then
-and again --settle later).
-
-Flags:
-`)
-		fs.PrintDefaults()
+	if code, ok := parseFlags(fs, "compare", compareHelp, args, stderr); !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 || cf.rounds < 0 || (cf.clusterWrites != "all" && cf.clusterWrites != "leader") {
+	if cf.rounds < 0 || (cf.clusterWrites != "all" && cf.clusterWrites != "leader") {
 		fs.Usage()
 		return 2
 	}
@@ -961,3 +925,29 @@ func binVersion(bin string) string {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return strings.Join(lines[:min(2, len(lines))], "; ")
 }
+
+const compareHelp = `Runs detcd and etcd side by side on this machine, each run on a fresh data
+dir and fresh 127.0.0.1 ports, single member:
+  put      --clients puts of random keys
+  range-s  serializable single-key gets
+  range-l  linearizable single-key gets
+in --rounds rounds, alternating servers run by run, and reports medians of
+req/s, p50, p99, server CPU per request (/proc/PID/stat, sampled around the
+load phase) and the load tool's own CPU per request. Then the same three
+(put-3m, range-s-3m, range-l-3m) on a --cluster-members cluster started for
+each run (all members on 127.0.0.1, ready once every member serves a
+linearizable get), in --cluster-rounds rounds limited to --cluster-duration
+each: connection i goes to member i mod N, as etcd's benchmark tool spreads
+its connections over --endpoints, so a follower forwards its puts and
+linearizable reads' read index to the leader through raft (both servers
+do); --cluster-writes leader puts through the leader alone. The server CPU
+is summed over the members. Then, with --extra,
+once per server, each on a fresh server:
+  watch       'detcd-bench watch': --watch-watchers watchers on 1 and 100
+              streams, one writer putting --watch-total events fast
+  watch-rate  the same at --watch-rate puts/s for --watch-rate-time
+  lease       'detcd-bench lease': keep-alive throughput, then mass expiry
+Then, per server: fill
+--fill-keys keys, wait --settle, read VmRSS, stop with SIGTERM and time
+--restarts restarts until a linearizable get is served (VmRSS read then
+and again --settle later).`

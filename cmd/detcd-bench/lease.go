@@ -181,19 +181,8 @@ func runLease(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&lf.jsonOut, "json", false, "print each summary as one JSON object (one line per phase) instead of a text line")
 	fs.StringVar(&lf.cpuProf, "cpuprofile", "", "write this tool's CPU profile of the run to this file")
 	fs.BoolVar(&lf.progress, "progress", true, "print a progress line to stderr every second")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: detcd-bench lease [flags]\n\n%s\n\nFlags:\n", leaseHelp)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "detcd-bench lease: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseFlags(fs, "lease", leaseHelp, args, stderr); !ok {
+		return code
 	}
 	var phases []string
 	for _, p := range strings.Split(lf.phases, ",") {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -348,19 +347,8 @@ func runLoadCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&keys, "keys", 1_000_000, "distinct keys to write, 0 .. keys-1 (replaces --total)")
 	}
 	fs.Uint64Var(&seed, "seed", 1, "seed of the random key choice")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: detcd-bench %s [flags]\n\n%s\n\nFlags:\n", cmd, loadHelp[cmd])
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "detcd-bench %s: unexpected arguments %q\n", cmd, fs.Args())
-		return 2
+	if code, ok := parseFlags(fs, cmd, loadHelp[cmd], args, stderr); !ok {
+		return code
 	}
 	if lf.clients < 1 || lf.conns < 1 || lf.duration <= 0 || lf.keySize < 1 || lf.valSize < 0 {
 		fmt.Fprintf(stderr, "detcd-bench %s: --clients, --conns, --duration and --key-size must be positive\n", cmd)
@@ -515,15 +503,8 @@ func runWait(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	endpoints := fs.String("endpoints", "127.0.0.1:2379", "comma-separated client endpoints")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: detcd-bench wait [flags]\n\nPolls every 10ms, each time on a fresh connection (so gRPC's reconnect\nbackoff does not add to the time), until a linearizable get succeeds.\nPrints the seconds waited.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, "wait", "Polls every 10ms, each time on a fresh connection (so gRPC's reconnect\nbackoff does not add to the time), until a linearizable get succeeds.\nPrints the seconds waited.", args, stderr); !ok {
+		return code
 	}
 	start := time.Now()
 	if err := waitReady(parseEndpoints(*endpoints), *timeout); err != nil {

@@ -10,6 +10,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -78,4 +80,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "detcd-bench: unknown command %q\n\n%s", cmd, usageText)
 		return 2
 	}
+}
+
+// parseFlags gives a command its usage text (help between the usage line
+// and the flags) and parses its flags. ok false means the command ends
+// now with code: 0 after --help, 2 after a bad flag or stray arguments.
+func parseFlags(fs *flag.FlagSet, cmd, help string, args []string, stderr io.Writer) (code int, ok bool) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: detcd-bench %s [flags]\n\n%s\n\nFlags:\n", cmd, help)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "detcd-bench %s: unexpected arguments %q\n", cmd, fs.Args())
+		return 2, false
+	}
+	return 0, true
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -216,19 +215,8 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&wf.jsonOut, "json", false, "print each summary as one JSON object (one line per shape) instead of a text line")
 	fs.StringVar(&wf.cpuProf, "cpuprofile", "", "write this tool's CPU profile of the run to this file")
 	fs.BoolVar(&wf.progress, "progress", true, "print a progress line to stderr every second")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: detcd-bench watch [flags]\n\n%s\n\nFlags:\n", watchHelp)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "detcd-bench watch: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseFlags(fs, "watch", watchHelp, args, stderr); !ok {
+		return code
 	}
 	shapes, err := parseIntList(wf.streams)
 	if err != nil {

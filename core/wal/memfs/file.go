@@ -84,12 +84,12 @@ func (f *file) Size() (int64, error) {
 }
 
 func (f *file) Sync() error {
-	if err := f.check("sync", false); err != nil {
+	if err := f.check("fsync", false); err != nil {
 		return err
 	}
 	if f.fs.SyncErr != nil {
 		if err := f.fs.SyncErr(f.name); err != nil {
-			return &fs.PathError{Op: "sync", Path: f.name, Err: err}
+			return &fs.PathError{Op: "fsync", Path: f.name, Err: err}
 		}
 	}
 	f.n.sync()
