@@ -42,6 +42,12 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
+	return newTestClusterWith(t, n, "http", nil)
+}
+
+// newTestClusterWith starts n members whose peer URLs have the scheme
+// given, with mod applied to each member's configuration.
+func newTestClusterWith(t *testing.T, n int, peerScheme string, mod func(*Config)) *testCluster {
 	ports := freePorts(t, 2*n)
 	tc := &testCluster{t: t}
 	initial := ""
@@ -49,18 +55,21 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		if i > 0 {
 			initial += ","
 		}
-		initial += fmt.Sprintf("m%d=http://127.0.0.1:%d", i, ports[2*i+1])
+		initial += fmt.Sprintf("m%d=%s://127.0.0.1:%d", i, peerScheme, ports[2*i+1])
 	}
 	for i := 0; i < n; i++ {
 		cfg := DefaultConfig()
 		cfg.Name = fmt.Sprintf("m%d", i)
 		cfg.DataDir = t.TempDir()
 		client := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])
-		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])
+		peer := fmt.Sprintf("%s://127.0.0.1:%d", peerScheme, ports[2*i+1])
 		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
 		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
 		cfg.InitialCluster = initial
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if mod != nil {
+			mod(&cfg)
+		}
 		tc.cfgs = append(tc.cfgs, cfg)
 		tc.servers = append(tc.servers, nil)
 		tc.start(i)

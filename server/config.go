@@ -40,6 +40,16 @@ type Config struct {
 	// detcd acts on LeaseCheckpoint (on unless set false) and accepts the
 	// others etcd 3.7 knows.
 	FeatureGates string
+	// ClientTLS and PeerTLS are the certificates of the client and peer
+	// URLs that are https.
+	ClientTLS TLSInfo
+	PeerTLS   TLSInfo
+	// TLSMinVersion and TLSMaxVersion are "TLS1.2" or "TLS1.3" (empty:
+	// TLS 1.2 up to Go's newest); CipherSuites are Go's names of the
+	// TLS 1.2 suites allowed (empty: Go's defaults).
+	TLSMinVersion string
+	TLSMaxVersion string
+	CipherSuites  []string
 	// EnablePprof serves Go's profiler on /debug/pprof, as etcd's flag does.
 	EnablePprof bool
 
@@ -115,6 +125,9 @@ func (c *Config) Validate() error {
 	if _, err := c.gates(); err != nil {
 		return err
 	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
 	if _, err := c.autoCompaction(); err != nil {
 		return err
 	}
@@ -133,9 +146,6 @@ func checkURLs(us []string) error {
 		}
 		if u.Host == "" || u.Port() == "" {
 			return fmt.Errorf("URL address does not have the form \"host:port\": %s", s)
-		}
-		if u.Scheme == "https" {
-			return fmt.Errorf("TLS is not supported yet: %s", s)
 		}
 	}
 	return nil

@@ -3,6 +3,12 @@
 // real listeners, and serves etcd's gRPC API and HTTP endpoints (/health,
 // /version, /metrics) on the client URLs.
 //
+// TLS (tls.go) stays here too: https URLs get certificates from files,
+// reloaded when they change, or generated into the data directory with
+// auto TLS. Over TLS the client port is served by net/http, which hands
+// HTTP/2 gRPC requests to the gRPC server; in the clear, connections are
+// sorted by their first bytes, so gRPC skips net/http.
+//
 // Concurrency: the loop goroutine alone calls the Node. gRPC handlers reach
 // it through a bounded channel of calls and get their response on a
 // channel of their own. Log writes go to one WAL goroutine, in order,

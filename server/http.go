@@ -4,9 +4,23 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// grpcOrHTTP hands gRPC requests that came through net/http (HTTP/2 over
+// TLS) to the gRPC server, and the rest to etcd's HTTP endpoints.
+func (s *Server) grpcOrHTTP() http.Handler {
+	h := s.httpHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			s.grpc.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // httpHandler serves etcd's HTTP endpoints on the client port.
 func (s *Server) httpHandler() http.Handler {

@@ -25,7 +25,7 @@ func ctxFor(Config) context.Context { return context.Background() }
 // members in --initial-cluster for the cluster's id and members, as etcd
 // does, and finds itself among them by its peer URLs (an operator added it
 // with MemberAdd first). A member with data restarts from it alone.
-func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config, log *slog.Logger) error {
+func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config, tlsc tlsConfigs, log *slog.Logger) error {
 	if cfg.InitialClusterState != "existing" {
 		return nil
 	}
@@ -47,7 +47,7 @@ func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config,
 	// after the leader answered it) does not list this one: ask the
 	// others, and again, until the time is up.
 	var err error
-	asker := &Server{log: log}
+	asker := &Server{log: log, tls: tlsc}
 	for {
 		for _, u := range urls {
 			var ci clusterInfo

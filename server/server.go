@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +68,7 @@ type Server struct {
 	peersMu    sync.Mutex
 	memberList []core.Member
 	peerGRPC   *grpc.Server
+	tls        tlsConfigs
 	// localAddr is the source address of peer connections, with the
 	// SetMemberLocalAddr feature gate.
 	localAddr *net.TCPAddr
@@ -138,8 +142,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsc, err := newTLSConfigs(&cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	fsys := diskfs.New(cfg.DataDir)
-	if err := joinIfNew(ctxFor(cfg), fsys, &cfg, &ccfg, log); err != nil {
+	if err := joinIfNew(ctxFor(cfg), fsys, &cfg, &ccfg, tlsc, log); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -149,7 +157,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	log.Info("opened data directory", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
 	s := &Server{
-		cfg: cfg, log: log, node: node, disk: d,
+		cfg: cfg, log: log, node: node, disk: d, tls: tlsc,
 		calls:     make(chan call, callQueueMax),
 		watchOps:  make(chan watchOp, callQueueMax),
 		viewReqs:  make(chan chan publishedView, callQueueMax),
@@ -191,6 +199,9 @@ func (s *Server) Start() error {
 			return err
 		}
 		s.peerListeners = append(s.peerListeners, ln)
+		if strings.HasPrefix(u, "https://") {
+			ln = tls.NewListener(ln, s.tls.peerServer)
+		}
 		go func() { _ = s.peerGRPC.Serve(ln) }()
 		s.log.Info("serving peer traffic", "address", ln.Addr().String())
 	}
@@ -207,7 +218,11 @@ func (s *Server) Start() error {
 	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
 	s.hs = grpcsvc.Register(s.grpc, s)
-	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.grpcOrHTTP(), ReadHeaderTimeout: 10 * time.Second,
+		// gRPC over TLS multiplexes every request of a client on one
+		// connection: no per-connection stream limit, as etcd's
+		// --max-concurrent-streams default.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: math.MaxInt32}}
 	go s.runWAL()
 	go s.run()
 	go s.runMemLimit()
@@ -228,7 +243,15 @@ func (s *Server) serveClientsWhenReady() {
 	case <-s.draining:
 		return
 	}
-	for _, ln := range s.listeners {
+	for i, ln := range s.listeners {
+		if strings.HasPrefix(s.cfg.ListenClientURLs[i], "https://") {
+			// As etcd does over TLS: net/http negotiates HTTP/2 and hands
+			// gRPC requests to the gRPC server, so browsers and curl reach
+			// /health on the same port.
+			go func() { _ = s.http.Serve(tls.NewListener(ln, s.tls.client)) }()
+			s.log.Info("serving client requests over TLS", "address", ln.Addr().String())
+			continue
+		}
 		m := newConnMux(ln)
 		go func() { _ = s.grpc.Serve(m.grpc) }()
 		go func() { _ = s.http.Serve(m.http) }()
@@ -288,7 +311,9 @@ func (s *Server) Stop() error {
 		}
 		if s.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = s.http.Shutdown(ctx)
+			if s.http.Shutdown(ctx) != nil {
+				s.http.Close() // streams over TLS still open
+			}
 			cancel()
 		}
 		if s.peerGRPC != nil {

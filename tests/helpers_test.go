@@ -273,7 +273,13 @@ func startDetcd(t testing.TB, dataDir string, clientPort, peerPort int, extra ..
 // giving up after 60 s or when the process exits.
 func waitHealthy(t testing.TB, p *proc, endpoint string) {
 	t.Helper()
-	hc := &http.Client{Timeout: time.Second}
+	waitHealthyWith(t, p, endpoint, &http.Client{Timeout: time.Second})
+}
+
+// waitHealthyWith is waitHealthy through a given client (one with TLS
+// settings for an https endpoint).
+func waitHealthyWith(t testing.TB, p *proc, endpoint string, hc *http.Client) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {

@@ -76,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 		logLevel                                                 string
 		version                                                  bool
 		maxRequestBytes, maxTxnOps                               uint
+		cipherSuites                                             string
 	)
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "Human-readable name for this member.")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "Path to the data directory (default \"${name}.etcd\").")
@@ -97,6 +98,11 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", cfg.WatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
 	fs.StringVar(&logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&cfg.FeatureGates, "feature-gates", "", "A set of key=value pairs that describe server level feature gates, as etcd's (detcd acts on LeaseCheckpoint, default true).")
+	tlsFlags(fs, &cfg.ClientTLS, "", "client")
+	tlsFlags(fs, &cfg.PeerTLS, "peer-", "peer")
+	fs.StringVar(&cfg.TLSMinVersion, "tls-min-version", "TLS1.2", "Minimum TLS version supported by detcd: TLS1.2 or TLS1.3.")
+	fs.StringVar(&cfg.TLSMaxVersion, "tls-max-version", "", "Maximum TLS version supported by detcd: TLS1.2 or TLS1.3 (default: the newest Go supports).")
+	fs.StringVar(&cipherSuites, "cipher-suites", "", "Comma-separated list of supported TLS 1.2 cipher suites between client/server and peers (empty: Go's defaults).")
 	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.BoolVar(&version, "version", false, "Print the version and exit.")
 	if err := fs.Parse(args); err != nil {
@@ -130,6 +136,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	if !set["initial-cluster"] && set["name"] && !set["initial-advertise-peer-urls"] {
 		cfg.InitialCluster = cfg.Name + "=" + strings.Join(cfg.InitialAdvertisePeerURLs, ","+cfg.Name+"=")
 	}
+	if cipherSuites != "" {
+		cfg.CipherSuites = strings.Split(cipherSuites, ",")
+	}
 	cfg.HeartbeatInterval = time.Duration(heartbeatMs) * time.Millisecond
 	cfg.ElectionTimeout = time.Duration(electionMs) * time.Millisecond
 	cfg.MaxRequestBytes, cfg.MaxTxnOps = int(maxRequestBytes), int(maxTxnOps)
@@ -140,6 +149,16 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 		return cfg, 0, false, err
 	}
 	return cfg, level, false, nil
+}
+
+// tlsFlags defines etcd's TLS flags of one side: --cert-file or
+// --peer-cert-file, and so on.
+func tlsFlags(fs *flag.FlagSet, t *server.TLSInfo, prefix, side string) {
+	fs.StringVar(&t.CertFile, prefix+"cert-file", "", "Path to the "+side+" server TLS cert file.")
+	fs.StringVar(&t.KeyFile, prefix+"key-file", "", "Path to the "+side+" server TLS key file.")
+	fs.StringVar(&t.TrustedCAFile, prefix+"trusted-ca-file", "", "Path to the "+side+" TLS trusted CA file: certificates "+side+"s present are verified against it.")
+	fs.BoolVar(&t.ClientCertAuth, prefix+"client-cert-auth", false, "Refuse "+side+" connections without a certificate signed by --"+prefix+"trusted-ca-file.")
+	fs.BoolVar(&t.AutoTLS, prefix+"auto-tls", false, strings.ToUpper(side[:1])+side[1:]+" TLS using a generated self-signed certificate (kept in the data directory's fixtures/"+side+").")
 }
 
 // fromEnv sets flags not given on the command line from ETCD_* variables:

@@ -1,0 +1,234 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/detcd/detcd/internal/testpki"
+)
+
+func tlsClient(t *testing.T, addr string, cfg *tls.Config) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"https://" + addr}, TLS: cfg, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// shortCtx bounds a request expected to fail.
+func shortCtx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// TestClientTLS: with --client-cert-auth, a client with a certificate
+// from the trusted CA gets KV, watch and the HTTP endpoints over TLS;
+// clients without one, with a stranger's, or without TLS get nothing.
+func TestClientTLS(t *testing.T) {
+	p := testpki.New(t)
+	s, _ := testServer(t, t.TempDir(), func(c *Config) {
+		c.ListenClientURLs = []string{"https://127.0.0.1:0"}
+		c.AdvertiseClientURLs = []string{"https://127.0.0.1:2379"}
+		c.ClientTLS = TLSInfo{CertFile: p.Cert, KeyFile: p.Key, TrustedCAFile: p.CA, ClientCertAuth: true}
+	})
+	addr := s.Addrs()[0]
+	good := p.ClientTLS(t, p.ClientCert, p.ClientKey)
+	cli := tlsClient(t, addr, good)
+	wch := cli.Watch(ctx(t), "k")
+	if _, err := cli.Put(ctx(t), "k", "v"); err != nil {
+		t.Fatalf("put over TLS: %v", err)
+	}
+	if r, err := cli.Get(ctx(t), "k"); err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "v" {
+		t.Fatalf("get over TLS: %v %v", r, err)
+	}
+	if w := <-wch; w.Err() != nil || len(w.Events) != 1 {
+		t.Fatalf("watch over TLS: %+v", w)
+	}
+	for _, h2 := range []bool{false, true} {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: good, ForceAttemptHTTP2: h2}, Timeout: 5 * time.Second}
+		resp, err := hc.Get("https://" + addr + "/health")
+		if err != nil {
+			t.Fatalf("GET /health over TLS (h2 %v): %v", h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"health":"true"`) || (resp.ProtoMajor == 2) != h2 {
+			t.Errorf("GET /health over TLS (h2 %v): %s %s", h2, resp.Proto, body)
+		}
+	}
+	for name, cfg := range map[string]*tls.Config{
+		"no client certificate": p.ClientTLS(t, "", ""),
+		"a stranger's":          p.ClientTLS(t, p.StrangerCert, p.StrangerKy),
+	} {
+		if _, err := tlsClient(t, addr, cfg).Put(shortCtx(t), "k", "x"); err == nil {
+			t.Errorf("%s: put succeeded", name)
+		}
+	}
+	plain, err := clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.Put(shortCtx(t), "k", "x"); err == nil {
+		t.Error("a client without TLS could put")
+	}
+	if r, err := cli.Get(ctx(t), "k"); err != nil || string(r.Kvs[0].Value) != "v" {
+		t.Fatalf("a refused client's write landed: %v %v", r, err)
+	}
+}
+
+// TestAutoTLS: --auto-tls serves TLS with a self-signed certificate kept in
+// the data directory, the same one after a restart.
+func TestAutoTLS(t *testing.T) {
+	dir := t.TempDir()
+	mod := func(c *Config) {
+		c.ListenClientURLs = []string{"https://127.0.0.1:0"}
+		c.AdvertiseClientURLs = []string{"https://127.0.0.1:2379"}
+		c.ClientTLS = TLSInfo{AutoTLS: true}
+	}
+	s, _ := testServer(t, dir, mod)
+	cli := tlsClient(t, s.Addrs()[0], &tls.Config{InsecureSkipVerify: true})
+	if _, err := cli.Put(ctx(t), "k", "v"); err != nil {
+		t.Fatalf("put over auto TLS: %v", err)
+	}
+	certFile := filepath.Join(dir, "fixtures", "client", "cert.pem")
+	first, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatalf("auto TLS certificate: %v", err)
+	}
+	cli.Close()
+	s.Stop()
+	s, _ = testServer(t, dir, mod)
+	again, _ := os.ReadFile(certFile)
+	if !bytes.Equal(first, again) {
+		t.Error("a restart generated a new auto TLS certificate")
+	}
+	cli = tlsClient(t, s.Addrs()[0], &tls.Config{InsecureSkipVerify: true})
+	if r, err := cli.Get(ctx(t), "k"); err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("get after restart: %v %v", r, err)
+	}
+}
+
+// TestPeerTLS: three members with https peer URLs and
+// --peer-client-cert-auth replicate; a peer without a certificate from the
+// peer CA is refused.
+func TestPeerTLS(t *testing.T) {
+	p := testpki.New(t)
+	tc := newTestClusterWith(t, 3, "https", func(c *Config) {
+		c.PeerTLS = TLSInfo{CertFile: p.Cert, KeyFile: p.Key, TrustedCAFile: p.CA, ClientCertAuth: true}
+	})
+	tc.leader()
+	if _, err := tc.client(0).Put(ctx(t), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := tc.client(2).Get(ctx(t), "k"); err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("linearizable get on another member: %v %v", r, err)
+	}
+	peerURL := tc.cfgs[1].InitialAdvertisePeerURLs[0]
+	for name, cfg := range map[string]*tls.Config{
+		"no certificate":       p.ClientTLS(t, "", ""),
+		"a stranger's":         p.ClientTLS(t, p.StrangerCert, p.StrangerKy),
+		"the peer CA's member": p.ClientTLS(t, p.Cert, p.Key),
+	} {
+		asker := &Server{log: tc.cfgs[0].Logger, tls: tlsConfigs{peerClient: cfg}}
+		_, err := asker.fetchCluster(shortCtx(t), []string{peerURL})
+		if want := name == "the peer CA's member"; (err == nil) != want {
+			t.Errorf("%s: asking a member for the cluster: %v", name, err)
+		}
+	}
+}
+
+// TestTLSReload: a rotated certificate is served without a restart.
+func TestTLSReload(t *testing.T) {
+	p := testpki.New(t)
+	r, err := newCertReloader(p.Cert, p.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.get()
+	for _, f := range [][2]string{{p.ClientCert, p.Cert}, {p.ClientKey, p.Key}} {
+		b, _ := os.ReadFile(f[0])
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		later := time.Now().Add(time.Minute)
+		os.Chtimes(f[1], later, later)
+	}
+	r.mu.Lock()
+	r.checked = time.Time{}
+	r.mu.Unlock()
+	after, err := r.get()
+	if err != nil || bytes.Equal(before.Certificate[0], after.Certificate[0]) {
+		t.Fatalf("the rotated certificate was not loaded: %v", err)
+	}
+	os.Remove(p.Cert)
+	r.mu.Lock()
+	r.checked = time.Time{}
+	r.mu.Unlock()
+	if kept, err := r.get(); err != nil || kept != after {
+		t.Fatalf("a certificate file gone mid-rotation: %v", err)
+	}
+}
+
+// TestConfigValidate: bad settings are errors at start, with etcd's
+// messages where etcd has one.
+func TestConfigValidate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"https client URL without a certificate", func(c *Config) { c.ListenClientURLs = []string{"https://127.0.0.1:2379"} },
+			"TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"},
+		{"https peer URL without a certificate", func(c *Config) { c.ListenPeerURLs = []string{"https://127.0.0.1:2380"} },
+			"TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url https://127.0.0.1:2380 with HTTPS scheme"},
+		{"cert without key", func(c *Config) { c.ClientTLS.CertFile = "c.pem" }, "--cert-file and --key-file must be given together"},
+		{"peer key without cert", func(c *Config) { c.PeerTLS.KeyFile = "k.pem" }, "--peer-cert-file and --peer-key-file must be given together"},
+		{"unknown TLS version", func(c *Config) { c.TLSMinVersion = "TLS1.1" }, "unknown TLS version"},
+		{"min above max", func(c *Config) { c.TLSMinVersion, c.TLSMaxVersion = "TLS1.3", "TLS1.2" }, "is greater than"},
+		{"unknown cipher suite", func(c *Config) { c.CipherSuites = []string{"TLS_NOPE"} }, `unexpected TLS cipher suite "TLS_NOPE"`},
+		{"cipher suites with TLS 1.3 only", func(c *Config) {
+			c.TLSMinVersion, c.CipherSuites = "TLS1.3", []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}
+		}, "cannot be used with --tls-min-version TLS1.3"},
+		{"ftp URL", func(c *Config) { c.ListenClientURLs = []string{"ftp://127.0.0.1:2379"} }, "URL scheme must be http or https"},
+		{"short election timeout", func(c *Config) { c.ElectionTimeout = 300 * time.Millisecond }, "should be at least as 5 times as --heartbeat-interval"},
+		{"bad cluster state", func(c *Config) { c.InitialClusterState = "old" }, "invalid value \"old\" for --initial-cluster-state"},
+		{"missing from initial cluster", func(c *Config) { c.Name = "other" }, "couldn't find local name \"other\""},
+		{"unknown feature gate", func(c *Config) { c.FeatureGates = "Nope=true" }, "unrecognized feature gate: Nope"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.mod(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	c := DefaultConfig()
+	c.ClientTLS.CertFile, c.ClientTLS.KeyFile = "c.pem", "k.pem"
+	c.ListenClientURLs = []string{"https://127.0.0.1:2379"}
+	c.CipherSuites = []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a good TLS configuration: %v", err)
+	}
+	c.ClientTLS.CertFile = filepath.Join(t.TempDir(), "missing.pem")
+	c.DataDir = t.TempDir()
+	if _, err := New(c); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+		t.Fatalf("a missing certificate file: %v, want an error naming it", err)
+	}
+}
