@@ -37,13 +37,19 @@ func (c *checkpointer) maybeStart(n *Node) {
 	n.out.Checkpoint = n.checkpointNow()
 }
 
-// checkpointNow captures the state for a checkpoint: a small header encoded
-// now, and an immutable view of the key space written later, off the loop.
+// checkpointNow captures the state for a checkpoint.
 func (n *Node) checkpointNow() *Checkpoint {
 	c := &n.ckpt
 	c.inflight = true
 	c.logBytes = 0
-	meta := n.encodeMeta()
+	return n.stateNow()
+}
+
+// stateNow captures the whole state, as checkpoints, snapshots to peers
+// and backups hold it: a small header encoded now, and an immutable view
+// of the key space written later, off the loop.
+func (n *Node) stateNow() *Checkpoint {
+	meta := encodeMeta(&n.st, n.lessor.Leases())
 	view := n.kv.Snapshot()
 	return &Checkpoint{
 		Index: n.st.index,
@@ -99,38 +105,37 @@ type checkpointMembers struct {
 	Members []Member `json:"members"`
 }
 
-func (n *Node) encodeMeta() []byte {
+func encodeMeta(st *applied, ls []*lease.Lease) []byte {
 	var b []byte
 	b = binary.AppendUvarint(b, metaFormat)
-	b = binary.AppendUvarint(b, n.st.index)
-	b = binary.AppendUvarint(b, n.st.term)
-	cs, err := proto.MarshalOptions{Deterministic: true}.Marshal(n.st.confState)
+	b = binary.AppendUvarint(b, st.index)
+	b = binary.AppendUvarint(b, st.term)
+	cs, err := proto.MarshalOptions{Deterministic: true}.Marshal(st.confState)
 	if err != nil {
 		panic("core: marshal conf state: " + err.Error())
 	}
 	b = appendBytes(b, cs)
-	ms, err := json.Marshal(checkpointMembers{Members: n.st.members.list})
+	ms, err := json.Marshal(checkpointMembers{Members: st.members.list})
 	if err != nil {
 		panic("core: marshal members: " + err.Error())
 	}
 	b = appendBytes(b, ms)
-	b = binary.AppendUvarint(b, uint64(len(n.st.members.removed)))
-	for _, id := range n.st.members.removed {
+	b = binary.AppendUvarint(b, uint64(len(st.members.removed)))
+	for _, id := range st.members.removed {
 		b = binary.AppendUvarint(b, id)
 	}
-	b = binary.AppendUvarint(b, uint64(len(n.st.alarms.list)))
-	for _, a := range n.st.alarms.list {
+	b = binary.AppendUvarint(b, uint64(len(st.alarms.list)))
+	for _, a := range st.alarms.list {
 		b = binary.AppendUvarint(b, a.MemberID)
 		b = binary.AppendUvarint(b, uint64(a.Alarm))
 	}
-	ls := n.lessor.Leases()
 	b = binary.AppendUvarint(b, uint64(len(ls)))
 	for _, l := range ls {
 		b = binary.AppendUvarint(b, uint64(l.ID))
 		b = binary.AppendUvarint(b, uint64(l.TTL))
 		b = binary.AppendUvarint(b, uint64(l.RemainingTTL))
 	}
-	return appendBytes(b, []byte(n.st.clusterVersion))
+	return appendBytes(b, []byte(st.clusterVersion))
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -175,10 +180,27 @@ func (d *metaDecoder) bytes() []byte {
 // loadCheckpoint restores the state a checkpoint holds. The key space
 // aliases data.
 func loadCheckpoint(data []byte, lc lease.Config) (applied, *mvcc.Store, *lease.Lessor, error) {
-	var st applied
+	st, ls, kvAt, err := decodeMeta(data)
+	if err != nil {
+		return st, nil, nil, err
+	}
+	lessor := lease.New(lc)
+	for _, l := range ls {
+		lessor.Restore(l.ID, l.TTL, l.RemainingTTL)
+	}
+	kv, _, err := mvcc.Load(data[kvAt:])
+	if err != nil {
+		return st, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	kv.Leased(func(key string, id mvcc.LeaseID) { lessor.Attach(lease.ID(id), key) })
+	return st, kv, lessor, nil
+}
+
+// decodeMeta reads a checkpoint's header; the key space starts at kvAt.
+func decodeMeta(data []byte) (st applied, ls []*lease.Lease, kvAt int, err error) {
 	d := &metaDecoder{b: data}
 	if f := d.uvarint(); d.err == nil && f != metaFormat {
-		return st, nil, nil, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, f)
+		return st, nil, 0, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, f)
 	}
 	st.index = d.uvarint()
 	st.term = d.uvarint()
@@ -192,29 +214,23 @@ func loadCheckpoint(data []byte, lc lease.Config) (applied, *mvcc.Store, *lease.
 	for i := uint64(0); i < nAlarms && d.err == nil; i++ {
 		st.alarms.activate(d.uvarint(), pb.AlarmType(d.uvarint()))
 	}
-	lessor := lease.New(lc)
 	nLeases := d.uvarint()
 	for i := uint64(0); i < nLeases && d.err == nil; i++ {
 		id, ttl, remaining := d.uvarint(), d.uvarint(), d.uvarint()
-		lessor.Restore(lease.ID(id), int64(ttl), int64(remaining))
+		ls = append(ls, &lease.Lease{ID: lease.ID(id), TTL: int64(ttl), RemainingTTL: int64(remaining)})
 	}
 	st.clusterVersion = string(d.bytes())
 	if d.err != nil {
-		return st, nil, nil, d.err
+		return st, nil, 0, d.err
 	}
 	st.confState = &raftpb.ConfState{}
 	if err := proto.Unmarshal(cs, st.confState); err != nil {
-		return st, nil, nil, fmt.Errorf("%w: checkpoint conf state: %v", ErrCorrupt, err)
+		return st, nil, 0, fmt.Errorf("%w: checkpoint conf state: %v", ErrCorrupt, err)
 	}
 	var cm checkpointMembers
 	if err := json.Unmarshal(ms, &cm); err != nil {
-		return st, nil, nil, fmt.Errorf("%w: checkpoint members: %v", ErrCorrupt, err)
+		return st, nil, 0, fmt.Errorf("%w: checkpoint members: %v", ErrCorrupt, err)
 	}
 	st.members.list = cm.Members
-	kv, _, err := mvcc.Load(data[d.p:])
-	if err != nil {
-		return st, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	kv.Leased(func(key string, id mvcc.LeaseID) { lessor.Attach(lease.ID(id), key) })
-	return st, kv, lessor, nil
+	return st, ls, d.p, nil
 }

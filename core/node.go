@@ -248,6 +248,8 @@ func (n *Node) Request(r Request) {
 		n.moveLeader(r)
 	case r.Snapshot:
 		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.Snapshot(), Header: n.header(0), Hashes: slices.Clone(n.hashes)})
+	case r.Backup:
+		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, Backup: n.stateNow(), Header: n.header(0)})
 	case r.ReadIndex:
 		n.reads.add(n, r)
 	default:

@@ -51,6 +51,9 @@ type Request struct {
 	// (Maintenance.Hash, HashKV): served at once, not linearizable, as etcd
 	// serves them.
 	Snapshot bool
+	// Backup asks for the whole state as a checkpoint would hold it
+	// (Maintenance.Snapshot): served at once from the applied state.
+	Backup bool
 	// ReadIndex asks to be told when a linearizable read may be served,
 	// with a view at least that fresh: drivers that read from views use it
 	// instead of sending ranges through the loop.
@@ -72,4 +75,6 @@ type Response struct {
 	// Hashes, for Snapshot requests, are the hashes kept from the last
 	// compactions: etcd answers HashKV at such a revision with them.
 	Hashes []mvcc.KVHash
+	// Backup, for Backup requests, writes the state off the loop.
+	Backup *Checkpoint
 }

@@ -33,20 +33,10 @@ type ReceivedSnapshot struct {
 
 func (n *Node) sendSnapshot(m *raftpb.Message) {
 	index, term := n.st.index, n.st.term
-	meta := n.encodeMeta()
-	view := n.kv.Snapshot()
+	state := n.stateNow()
 	m.Snapshot = &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: &index, Term: &term, ConfState: n.st.confState}}
 	n.log.Info("sending a snapshot", "to", fmt.Sprintf("%x", m.GetTo()), "index", index)
-	n.out.Snapshots = append(n.out.Snapshots, OutgoingSnapshot{
-		To: m.GetTo(), Index: index, Msg: m,
-		Write: func(w io.Writer) error {
-			if _, err := w.Write(meta); err != nil {
-				return err
-			}
-			_, err := view.WriteTo(w)
-			return err
-		},
-	})
+	n.out.Snapshots = append(n.out.Snapshots, OutgoingSnapshot{To: m.GetTo(), Index: index, Msg: m, Write: state.Write})
 }
 
 // StepSnapshot hands the node a MsgSnap with the state streamed beside it.

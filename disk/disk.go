@@ -232,3 +232,46 @@ func (c *counter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// Restore makes dir, which must hold no log, the data directory of a
+// member of a new cluster whose state is backup (core.RestoreBackup): a
+// checkpoint and a log that commits up to it. The member then starts
+// from dir as from any restart.
+func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, opts Options) error {
+	walDir, snapDir := path.Join(dir, "member", "wal"), path.Join(dir, "member", "snap")
+	exists, err := wal.Exists(fsys, walDir)
+	if err != nil {
+		return fmt.Errorf("disk: %w", err)
+	}
+	if exists {
+		return fmt.Errorf("disk: %s already holds a log: restore into a new data directory", walDir)
+	}
+	index, ckpt, err := core.RestoreBackup(backup, cfg)
+	if err != nil {
+		return err
+	}
+	if err := fsys.MkdirAll(snapDir); err != nil {
+		return fmt.Errorf("disk: create %s: %w", snapDir, err)
+	}
+	err = wal.WriteCheckpoint(fsys, snapDir, index, func(w io.Writer) error {
+		_, err := w.Write(ckpt)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("disk: restore checkpoint: %w", err)
+	}
+	m, _ := json.Marshal(meta{MemberID: cfg.ID, ClusterID: cfg.ClusterID})
+	w, err := wal.Create(fsys, wal.Options{Dir: walDir, SegmentBytes: opts.SegmentBytes}, m)
+	if err != nil {
+		return fmt.Errorf("disk: %w", err)
+	}
+	if err := w.Save(&wal.HardState{Term: 1, Commit: index}, nil); err != nil {
+		w.Close()
+		return fmt.Errorf("disk: %w", err)
+	}
+	if err := w.Sync(); err != nil {
+		w.Close()
+		return fmt.Errorf("disk: %w", err)
+	}
+	return w.Close()
+}

@@ -48,6 +48,12 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 // newTestClusterWith starts n members whose peer URLs have the scheme
 // given, with mod applied to each member's configuration.
 func newTestClusterWith(t *testing.T, n int, peerScheme string, mod func(*Config)) *testCluster {
+	return newTestClusterWithData(t, n, peerScheme, mod, nil)
+}
+
+// newTestClusterWithData is newTestClusterWith calling prepare with each
+// member's configuration before the member starts.
+func newTestClusterWithData(t *testing.T, n int, peerScheme string, mod func(*Config), prepare func(Config)) *testCluster {
 	ports := freePorts(t, 2*n)
 	tc := &testCluster{t: t}
 	initial := ""
@@ -69,6 +75,9 @@ func newTestClusterWith(t *testing.T, n int, peerScheme string, mod func(*Config
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		if mod != nil {
 			mod(&cfg)
+		}
+		if prepare != nil {
+			prepare(cfg)
 		}
 		tc.cfgs = append(tc.cfgs, cfg)
 		tc.servers = append(tc.servers, nil)

@@ -23,6 +23,9 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "snapshot" {
+		return snapshotCmd(args[1:], stderr)
+	}
 	cfg, logLevel, done, err := parseFlags(args, stderr)
 	if done {
 		return 0
@@ -130,12 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	cfg.AdvertiseClientURLs = splitURLs(advertiseClient)
 	cfg.ListenPeerURLs = splitURLs(listenPeer)
 	cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
-	if set["initial-advertise-peer-urls"] && !set["initial-cluster"] {
-		cfg.InitialCluster = cfg.Name + "=" + strings.Join(cfg.InitialAdvertisePeerURLs, ","+cfg.Name+"=")
-	}
-	if !set["initial-cluster"] && set["name"] && !set["initial-advertise-peer-urls"] {
-		cfg.InitialCluster = cfg.Name + "=" + strings.Join(cfg.InitialAdvertisePeerURLs, ","+cfg.Name+"=")
-	}
+	defaultInitialCluster(&cfg, set)
 	if cipherSuites != "" {
 		cfg.CipherSuites = strings.Split(cipherSuites, ",")
 	}
@@ -159,6 +157,15 @@ func tlsFlags(fs *flag.FlagSet, t *server.TLSInfo, prefix, side string) {
 	fs.StringVar(&t.TrustedCAFile, prefix+"trusted-ca-file", "", "Path to the "+side+" TLS trusted CA file: certificates "+side+"s present are verified against it.")
 	fs.BoolVar(&t.ClientCertAuth, prefix+"client-cert-auth", false, "Refuse "+side+" connections without a certificate signed by --"+prefix+"trusted-ca-file.")
 	fs.BoolVar(&t.AutoTLS, prefix+"auto-tls", false, strings.ToUpper(side[:1])+side[1:]+" TLS using a generated self-signed certificate (kept in the data directory's fixtures/"+side+").")
+}
+
+// defaultInitialCluster makes this member alone the initial cluster when
+// --initial-cluster is not given but --name or its peer URLs are, as etcd
+// does.
+func defaultInitialCluster(cfg *server.Config, set map[string]bool) {
+	if !set["initial-cluster"] && (set["name"] || set["initial-advertise-peer-urls"]) {
+		cfg.InitialCluster = cfg.Name + "=" + strings.Join(cfg.InitialAdvertisePeerURLs, ","+cfg.Name+"=")
+	}
 }
 
 // fromEnv sets flags not given on the command line from ETCD_* variables:
@@ -213,6 +220,9 @@ Go client work against it unchanged. Run without flags it starts a
 single-member cluster on localhost:2379 with its data in ./default.etcd.
 Every flag can also be given as an ETCD_* environment variable
 (ETCD_DATA_DIR for --data-dir).
+
+'detcd snapshot restore FILE' makes a data directory from a snapshot that
+'etcdctl snapshot save' took (see 'detcd snapshot restore --help').
 
 Flags:
 `)
