@@ -52,7 +52,7 @@ func (n *Node) applyNormal(e *raftpb.Entry) {
 		n.fail(fmt.Errorf("%w: entry %d does not decode: %v", ErrCorrupt, e.GetIndex(), err))
 		return
 	}
-	msg, err := n.applyRequest(&r)
+	msg, err := n.applyRequest(&r, e.GetIndex())
 	if h := r.GetHeader(); h != nil {
 		n.props.finish(n, h.GetID(), msg, err)
 	}
@@ -60,8 +60,13 @@ func (n *Node) applyNormal(e *raftpb.Entry) {
 
 // applyRequest applies one request from the log. Its result is the same
 // on every member; only the proposer answers a client with it.
-func (n *Node) applyRequest(r *pb.InternalRaftRequest) (proto.Message, error) {
+func (n *Node) applyRequest(r *pb.InternalRaftRequest, index uint64) (proto.Message, error) {
+	if err := n.applyAuthCheck(r); err != nil {
+		return nil, err
+	}
 	switch {
+	case isAuthOp(r):
+		return n.applyAuth(r, index)
 	case r.Put != nil:
 		return n.applyPut(r.Put)
 	case r.DeleteRange != nil:

@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/detcd/detcd/core/auth"
 	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 )
@@ -95,11 +96,14 @@ func (n *Node) ForceCheckpoint() {
 //	bytes confState | bytes members (JSON) | uvarint count, removed ids |
 //	uvarint count, (uvarint member, uvarint type) alarms |
 //	uvarint count, (uvarint id, uvarint ttl, uvarint remaining) leases |
-//	bytes cluster version
+//	bytes cluster version | bytes auth store (format 4 on)
 //
 // where bytes is a uvarint length and the bytes. The key space follows;
 // the keys attached to each lease are rebuilt from it.
-const metaFormat = 3
+const metaFormat = 4
+
+// metaFormatNoAuth is the format before the auth store; it still loads.
+const metaFormatNoAuth = 3
 
 type checkpointMembers struct {
 	Members []Member `json:"members"`
@@ -135,7 +139,8 @@ func encodeMeta(st *applied, ls []*lease.Lease) []byte {
 		b = binary.AppendUvarint(b, uint64(l.TTL))
 		b = binary.AppendUvarint(b, uint64(l.RemainingTTL))
 	}
-	return appendBytes(b, []byte(st.clusterVersion))
+	b = appendBytes(b, []byte(st.clusterVersion))
+	return appendBytes(b, st.auth.Marshal())
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -199,8 +204,9 @@ func loadCheckpoint(data []byte, lc lease.Config) (applied, *mvcc.Store, *lease.
 // decodeMeta reads a checkpoint's header; the key space starts at kvAt.
 func decodeMeta(data []byte) (st applied, ls []*lease.Lease, kvAt int, err error) {
 	d := &metaDecoder{b: data}
-	if f := d.uvarint(); d.err == nil && f != metaFormat {
-		return st, nil, 0, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, f)
+	format := d.uvarint()
+	if d.err == nil && format != metaFormat && format != metaFormatNoAuth {
+		return st, nil, 0, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, format)
 	}
 	st.index = d.uvarint()
 	st.term = d.uvarint()
@@ -220,6 +226,15 @@ func decodeMeta(data []byte) (st applied, ls []*lease.Lease, kvAt int, err error
 		ls = append(ls, &lease.Lease{ID: lease.ID(id), TTL: int64(ttl), RemainingTTL: int64(remaining)})
 	}
 	st.clusterVersion = string(d.bytes())
+	st.auth = auth.New()
+	if format >= metaFormat {
+		a := d.bytes()
+		if d.err == nil {
+			if st.auth, err = auth.Unmarshal(a); err != nil {
+				return st, nil, 0, fmt.Errorf("%w: checkpoint auth store: %v", ErrCorrupt, err)
+			}
+		}
+	}
 	if d.err != nil {
 		return st, nil, 0, d.err
 	}

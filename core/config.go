@@ -85,6 +85,9 @@ type Config struct {
 	LeaseCheckpointTicks int64
 	// LeaseRevokesPerSecond rate-limits lease expiry (etcd: 1000).
 	LeaseRevokesPerSecond int
+	// AuthTokenTTLTicks is how long a simple token lives after its last
+	// use (etcd's --auth-token-ttl, 300 s).
+	AuthTokenTTLTicks int
 
 	// ProposalEpoch makes this run's proposal ids differ from any earlier
 	// run's, so an entry proposed before a restart never completes a
@@ -144,6 +147,13 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SnapshotCatchUpEntries == 0 {
 		c.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
+	}
+	if c.AuthTokenTTLTicks == 0 {
+		tickMs := c.TickMs
+		if tickMs <= 0 {
+			tickMs = 100
+		}
+		c.AuthTokenTTLTicks = max(300_000/tickMs, 1)
 	}
 	if c.CheckpointMinBytes == 0 {
 		c.CheckpointMinBytes = DefaultCheckpointMinBytes

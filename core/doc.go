@@ -1,7 +1,8 @@
 // Package core is one detcd member as a pure, single-threaded,
 // deterministic state machine: a raft RawNode, the proposals and reads it
 // is waiting on, the apply loop and the state it builds (the mvcc key
-// space, membership, alarms), request validation and responses.
+// space, membership, alarms, leases, the auth store), request validation,
+// permission checks and responses.
 //
 // A Node changes only when its driver calls it, from one goroutine. Inputs
 // are ticks, peer messages, client requests (each with a driver-chosen
@@ -21,6 +22,11 @@
 //   - Apply is deterministic: the same committed log gives the same key
 //     space, revisions, membership and alarms on every member.
 //   - A response to a write is released only after its entry is applied.
-//   - Core returns its own sentinel errors (errors.go); grpcsvc maps them to
-//     etcd's rpctypes errors.
+//   - Core returns its own sentinel errors (errors.go, auth/errors.go);
+//     grpcsvc maps them to etcd's rpctypes errors.
+//   - With auth on, a client's request is checked when it arrives and,
+//     if it goes through raft, again when it is applied, against the
+//     store of that moment: its header carries the user and the auth
+//     revision its token was issued at. Internal proposals carry neither
+//     and act as root. Core never hashes a password (drivers do).
 package core

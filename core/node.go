@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/detcd/detcd/core/auth"
 	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/watch"
@@ -39,6 +40,8 @@ type Node struct {
 	watch *watch.Hub
 	// lessor holds the leases; only the leader expires them.
 	lessor *lease.Lessor
+	// tokens are the simple tokens this member handed out.
+	tokens *auth.Tokens
 
 	// Lease requests forwarded to the leader, and those forwarded here.
 	forwards     map[uint64]forward
@@ -81,6 +84,7 @@ type applied struct {
 	alarms      alarms
 	// clusterVersion is the version the leader set for the cluster.
 	clusterVersion string
+	auth           *auth.Store
 }
 
 // New bootstraps a member of a new cluster with empty storage.
@@ -139,6 +143,8 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 	n.nextSeq = cfg.ProposalEpoch
 	n.props.init(cfg)
 	n.st.confState = &raftpb.ConfState{}
+	n.st.auth = auth.New()
+	n.tokens = auth.NewTokens(int64(cfg.AuthTokenTTLTicks))
 	return n
 }
 
@@ -184,6 +190,9 @@ func (n *Node) Tick() {
 	n.leaseTick()
 	n.checkTransfers()
 	n.publishAttributes()
+	if n.ticks%authTokenSweepTicks == 0 {
+		n.tokens.Expire(n.ticks)
+	}
 }
 
 // Step hands the node a raft message from a peer.
@@ -215,7 +224,15 @@ func (n *Node) Request(r Request) {
 		n.respond(r.ID, nil, err)
 		return
 	}
+	if err := n.authorize(&r); err != nil {
+		n.respond(r.ID, nil, err)
+		return
+	}
 	switch {
+	case r.Auth != nil:
+		n.proposeAuth(r)
+	case r.AuthLookup != nil:
+		n.lookupUser(r)
 	case r.Range != nil:
 		n.readRange(r)
 	case r.Txn != nil && isTxnReadonly(r.Txn):

@@ -67,6 +67,7 @@ func (n *Node) propose(r Request) {
 		g.ID = int64((n.props.epoch + n.props.next) &^ (1 << 63))
 	}
 	n.proposeRequest(r.ID, &pb.InternalRaftRequest{
+		Header:      &pb.RequestHeader{Username: r.user, AuthRevision: r.authRev},
 		Put:         r.Put,
 		DeleteRange: r.DeleteRange,
 		Txn:         r.Txn,
@@ -90,7 +91,9 @@ func (n *Node) proposeRequest(req RequestID, ir *pb.InternalRaftRequest, then fu
 	ps := &n.props
 	ps.next++
 	id := ps.epoch + ps.next
-	ir.Header = &pb.RequestHeader{ID: id}
+	// A client's user and auth revision stay for apply to check; an
+	// internal request has neither.
+	ir.Header = &pb.RequestHeader{ID: id, Username: ir.GetHeader().GetUsername(), AuthRevision: ir.GetHeader().GetAuthRevision()}
 	fail := func(err error) {
 		if then != nil {
 			then(nil, err)

@@ -19,6 +19,18 @@ const peerRequestBit = RequestID(1) << 63
 // is set.
 type Request struct {
 	ID RequestID
+	// Token is the client's auth token, "" for none. With auth enabled,
+	// every request but those etcd leaves open needs a live one.
+	Token string
+	// Auth is one of etcd's auth requests: exactly one Auth* field of an
+	// InternalRaftRequest, or Authenticate with the token prefix the
+	// driver chose and, in its header's AuthRevision, the revision of
+	// the store the driver checked the password at (AuthLookup). Passwords
+	// come hashed: core never runs bcrypt.
+	Auth *pb.InternalRaftRequest
+	// AuthLookup asks for what checking a user's password needs
+	// (Response.Lookup).
+	AuthLookup *AuthLookupRequest
 
 	Range       *pb.RangeRequest
 	Put         *pb.PutRequest
@@ -58,7 +70,14 @@ type Request struct {
 	// with a view at least that fresh: drivers that read from views use it
 	// instead of sending ranges through the loop.
 	ReadIndex bool
+
+	// Set by authorize: who makes the request, at which auth revision.
+	user    string
+	authRev uint64
 }
+
+// AuthLookupRequest names the user to look up.
+type AuthLookupRequest struct{ User string }
 
 // Response answers the request with the same ID.
 type Response struct {
@@ -77,4 +96,6 @@ type Response struct {
 	Hashes []mvcc.KVHash
 	// Backup, for Backup requests, writes the state off the loop.
 	Backup *Checkpoint
+	// Lookup answers AuthLookup requests.
+	Lookup *AuthLookup
 }

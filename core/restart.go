@@ -6,6 +6,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/detcd/detcd/core/auth"
 	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal"
@@ -30,7 +31,7 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	st := applied{confState: &raftpb.ConfState{}}
+	st := applied{confState: &raftpb.ConfState{}, auth: auth.New()}
 	kv := mvcc.New()
 	var lessor *lease.Lessor
 	if d.Checkpoint != nil {

@@ -35,6 +35,7 @@ func RestoreBackup(backup []byte, cfg Config) (index uint64, checkpoint []byte, 
 		confState:      &raftpb.ConfState{},
 		members:        members{list: slices.Clone(cfg.Members)},
 		clusterVersion: old.clusterVersion,
+		auth:           old.auth,
 	}
 	// The list is kept in id order, as conf changes build it.
 	slices.SortFunc(st.members.list, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })

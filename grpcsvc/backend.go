@@ -27,4 +27,9 @@ type Backend interface {
 	OpenWatch(ctx context.Context) (WatchStream, error)
 	// NewMemberID chooses the id of a member being added.
 	NewMemberID(peerURLs []string) uint64
+	// AuthEnabled reports whether auth is on: reads then go through the
+	// loop, which checks permissions, instead of views.
+	AuthEnabled() bool
+	// BcryptCost is --bcrypt-cost, for hashing new passwords.
+	BcryptCost() int
 }

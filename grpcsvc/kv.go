@@ -58,6 +58,10 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err := core.Validate(&core.Request{Range: r}, s.b.MaxTxnOps()); err != nil {
 		return nil, toGRPC(err)
 	}
+	if s.b.AuthEnabled() {
+		// The loop checks the user's permissions on the range.
+		return do[*pb.RangeResponse](ctx, s.b, core.Request{Range: r})
+	}
 	v, hdr, err := readView(ctx, s.b, r.Serializable)
 	if err != nil {
 		return nil, err
@@ -68,6 +72,20 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	}
 	resp.Header = withRevision(hdr, resp.Header.Revision)
 	return resp, nil
+}
+
+// permitRead checks, with auth on, that the client may read the range,
+// by a count-only range through the loop; it returns that range's header.
+// With auth off it does nothing.
+func permitRead(ctx context.Context, b Backend, key, end []byte) (*pb.ResponseHeader, error) {
+	if !b.AuthEnabled() {
+		return nil, nil
+	}
+	resp, err := do[*pb.RangeResponse](ctx, b, core.Request{Range: &pb.RangeRequest{Key: key, RangeEnd: end, CountOnly: true, Serializable: true}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Header, nil
 }
 
 func withRevision(h *pb.ResponseHeader, rev int64) *pb.ResponseHeader {
@@ -105,6 +123,9 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) e
 	}
 	if r.MinModRevision != 0 || r.MaxModRevision != 0 || r.MinCreateRevision != 0 || r.MaxCreateRevision != 0 {
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
+	}
+	if _, err := permitRead(rs.Context(), s.b, r.Key, r.RangeEnd); err != nil {
+		return err
 	}
 	v, hdr, err := readView(rs.Context(), s.b, r.Serializable)
 	if err != nil {

@@ -37,6 +37,7 @@ func Register(srv *grpc.Server, b Backend) *health.Server {
 	pb.RegisterClusterServer(srv, &clusterServer{b: b})
 	pb.RegisterWatchServer(srv, &watchServer{b: b})
 	pb.RegisterLeaseServer(srv, &leaseServer{b: b})
+	pb.RegisterAuthServer(srv, &authServer{b: b})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	return hs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -40,6 +41,7 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	}
 	defer ws.Close()
 	recvErr := make(chan error, 1)
+	var sendMu sync.Mutex // the receiver answers refused creates itself
 	go func() {
 		for {
 			req, err := stream.Recv()
@@ -50,6 +52,17 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 				recvErr <- err
 				cancel()
 				return
+			}
+			if denied := s.refuseCreate(ctx, req.GetCreateRequest()); denied != nil {
+				sendMu.Lock()
+				err := stream.Send(denied)
+				sendMu.Unlock()
+				if err != nil {
+					recvErr <- err
+					cancel()
+					return
+				}
+				continue
 			}
 			if err := ws.Request(ctx, req); err != nil {
 				recvErr <- err
@@ -76,16 +89,36 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			return toGRPC(err)
 		}
 		credit := 0
+		sendMu.Lock()
 		for _, o := range outs {
-			if err := sendWatch(stream, o, limit); err != nil {
-				return err
+			if err = sendWatch(stream, o, limit); err != nil {
+				break
 			}
 			credit += o.Bytes
+		}
+		sendMu.Unlock()
+		if err != nil {
+			return err
 		}
 		if err := ws.Credit(ctx, credit); err != nil {
 			return toGRPC(err)
 		}
 	}
+}
+
+// refuseCreate answers, with auth on, a watch the client may not read as
+// etcd does: created and at once canceled, with watch id -1 and the
+// reason; nil when the watch may go ahead.
+func (s *watchServer) refuseCreate(ctx context.Context, cr *pb.WatchCreateRequest) *pb.WatchResponse {
+	if cr == nil {
+		return nil
+	}
+	_, err := permitRead(ctx, s.b, cr.Key, cr.RangeEnd)
+	if err == nil {
+		return nil
+	}
+	_, hdr, _ := s.b.SerializableView(ctx)
+	return &pb.WatchResponse{Header: hdr, WatchId: -1, Created: true, Canceled: true, CancelReason: err.Error()}
 }
 
 // sendWatch sends a response, split into fragments as etcd does when the

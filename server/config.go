@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/detcd/detcd/core"
 )
 
@@ -50,6 +52,12 @@ type Config struct {
 	TLSMinVersion string
 	TLSMaxVersion string
 	CipherSuites  []string
+	// AuthToken is etcd's --auth-token: only "simple" tokens are served.
+	AuthToken string
+	// BcryptCost hashes new passwords (etcd's --bcrypt-cost, default 10).
+	BcryptCost int
+	// AuthTokenTTL is how long a simple token lives after its last use.
+	AuthTokenTTL time.Duration
 	// EnablePprof serves Go's profiler on /debug/pprof, as etcd's flag does.
 	EnablePprof bool
 
@@ -76,6 +84,9 @@ func DefaultConfig() Config {
 		QuotaBackendBytes:           core.DefaultQuotaBackendBytes,
 		AutoCompactionMode:          "periodic",
 		WatchProgressNotifyInterval: 10 * time.Minute,
+		AuthToken:                   "simple",
+		BcryptCost:                  bcrypt.DefaultCost,
+		AuthTokenTTL:                300 * time.Second,
 	}
 }
 
@@ -125,6 +136,9 @@ func (c *Config) Validate() error {
 	if _, err := c.gates(); err != nil {
 		return err
 	}
+	if err := c.validateAuth(); err != nil {
+		return err
+	}
 	if err := c.validateTLS(); err != nil {
 		return err
 	}
@@ -133,6 +147,20 @@ func (c *Config) Validate() error {
 	}
 	_, err := c.members()
 	return err
+}
+
+// validateAuth checks the auth flags with etcd's rules.
+func (c *Config) validateAuth() error {
+	if kind, _, _ := strings.Cut(c.AuthToken, ","); kind != "simple" {
+		return fmt.Errorf("--auth-token %q: detcd serves only simple tokens (jwt is not supported)", c.AuthToken)
+	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		return fmt.Errorf("invalid --bcrypt-cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	if c.AuthTokenTTL <= 0 {
+		return errors.New("--auth-token-ttl must be positive")
+	}
+	return nil
 }
 
 func checkURLs(us []string) error {
@@ -277,6 +305,7 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 		WatchProgressNotifyTicks: max(int(c.WatchProgressNotifyInterval/tick), 1),
 		TickMs:                   int(tick / time.Millisecond),
 		LeaseCheckpointDisabled:  !gates["LeaseCheckpoint"],
+		AuthTokenTTLTicks:        max(int(c.AuthTokenTTL/tick), 1),
 		Logger:                   log,
 	}, nil
 }

@@ -166,6 +166,7 @@ func (s *Server) publish() {
 	s.compactRev.Store(s.node.CompactRev())
 	s.term.Store(s.node.Term())
 	s.learner.Store(s.node.IsLearner())
+	s.authEnabled.Store(s.node.AuthEnabled())
 	if l := s.node.Leader(); l != s.leader.Swap(l) {
 		s.metrics.leaderChanges.Inc()
 	}

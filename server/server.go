@@ -80,6 +80,7 @@ type Server struct {
 	view            atomic.Pointer[publishedView]
 	leader, term    atomic.Uint64
 	learner         atomic.Bool
+	authEnabled     atomic.Bool
 	guard           *grpcsvc.Guard
 
 	metrics *metrics
@@ -340,6 +341,9 @@ func (s *Server) Stop() error {
 // answers every request it took) before it stops the loop, and a channel
 // shared by every handler would be a point of lock contention.
 func (s *Server) Do(ctx context.Context, r core.Request) (core.Response, error) {
+	if r.Token == "" {
+		r.Token = grpcsvc.TokenFrom(ctx)
+	}
 	c := call{req: r, done: make(chan core.Response, 1)}
 	select {
 	case s.calls <- c:
@@ -405,6 +409,12 @@ func (s *Server) monitorLeader() {
 }
 
 func (s *Server) MaxTxnOps() int { return s.cfg.MaxTxnOps }
+
+// AuthEnabled implements grpcsvc.Backend.
+func (s *Server) AuthEnabled() bool { return s.authEnabled.Load() }
+
+// BcryptCost implements grpcsvc.Backend.
+func (s *Server) BcryptCost() int { return s.cfg.BcryptCost }
 
 // MaxRequestBytes implements grpcsvc.Backend.
 func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }

@@ -101,6 +101,10 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", cfg.WatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
 	fs.StringVar(&logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&cfg.FeatureGates, "feature-gates", "", "A set of key=value pairs that describe server level feature gates, as etcd's (detcd acts on LeaseCheckpoint, default true).")
+	fs.StringVar(&cfg.AuthToken, "auth-token", cfg.AuthToken, "Specify auth token type (detcd serves 'simple' tokens only).")
+	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", cfg.BcryptCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
+	var authTokenTTLSec uint
+	fs.UintVar(&authTokenTTLSec, "auth-token-ttl", uint(cfg.AuthTokenTTL/time.Second), "The lifetime in seconds of the auth token.")
 	tlsFlags(fs, &cfg.ClientTLS, "", "client")
 	tlsFlags(fs, &cfg.PeerTLS, "peer-", "peer")
 	fs.StringVar(&cfg.TLSMinVersion, "tls-min-version", "TLS1.2", "Minimum TLS version supported by detcd: TLS1.2 or TLS1.3.")
@@ -137,6 +141,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	if cipherSuites != "" {
 		cfg.CipherSuites = strings.Split(cipherSuites, ",")
 	}
+	cfg.AuthTokenTTL = time.Duration(authTokenTTLSec) * time.Second
 	cfg.HeartbeatInterval = time.Duration(heartbeatMs) * time.Millisecond
 	cfg.ElectionTimeout = time.Duration(electionMs) * time.Millisecond
 	cfg.MaxRequestBytes, cfg.MaxTxnOps = int(maxRequestBytes), int(maxTxnOps)

@@ -1,0 +1,327 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core/auth"
+	"github.com/detcd/detcd/core/lease"
+)
+
+// AuthLookup answers an AuthLookup request: what the driver needs to
+// check a password off the loop (bcrypt is far too slow for it).
+type AuthLookup struct {
+	Enabled bool
+	// Found is false for an unknown user; NoPassword is set for a user
+	// added without one.
+	Found      bool
+	NoPassword bool
+	Hash       []byte
+	// Revision is the store's, for Authenticate's header: a password
+	// checked at an older revision is checked again.
+	Revision uint64
+}
+
+// AuthEnabled reports whether auth is on, for drivers that serve reads
+// off the loop: with auth on they send them through it instead.
+func (n *Node) AuthEnabled() bool { return n.st.auth.Enabled() }
+
+// authTokenSweepTicks is how often lapsed tokens are forgotten.
+const authTokenSweepTicks = 1024
+
+func (n *Node) lookupUser(r Request) {
+	a := n.st.auth
+	hash, found, noPassword := a.Password(r.AuthLookup.User)
+	lk := &AuthLookup{Enabled: a.Enabled(), Found: found, NoPassword: noPassword, Hash: hash, Revision: a.Revision()}
+	n.out.Responses = append(n.out.Responses, Response{ID: r.ID, Lookup: lk})
+}
+
+// authorize checks a client request against the auth store as it
+// arrives, and records who makes it: proposals carry the user and the
+// auth revision, and apply checks them again against the store of that
+// moment, as every member does alike.
+func (n *Node) authorize(r *Request) error {
+	a := n.st.auth
+	r.authRev = a.Revision()
+	if authOpen(r) {
+		return nil
+	}
+	if !a.Enabled() {
+		return nil
+	}
+	if r.Token == "" {
+		return auth.ErrUserEmpty
+	}
+	user, rev, ok := n.tokens.Lookup(r.Token, n.ticks)
+	if !ok {
+		return auth.ErrInvalidAuthToken
+	}
+	if rev < a.Revision() {
+		return auth.ErrAuthOldRevision
+	}
+	r.user = user
+	return n.permitted(user, r)
+}
+
+// authOpen are the requests etcd serves without a user (Authenticate,
+// AuthStatus) and what drivers ask for themselves.
+func authOpen(r *Request) bool {
+	return r.AuthLookup != nil || r.ReadIndex ||
+		r.Auth != nil && (r.Auth.Authenticate != nil || r.Auth.AuthStatus != nil)
+}
+
+// permitted checks user's permissions for what r does.
+func (n *Node) permitted(user string, r *Request) error {
+	a := n.st.auth
+	switch {
+	case r.Range != nil:
+		return a.IsRangePermitted(user, r.Range.Key, r.Range.RangeEnd, false)
+	case r.Put != nil:
+		return n.putPermitted(user, r.Put)
+	case r.DeleteRange != nil:
+		return n.deletePermitted(user, r.DeleteRange)
+	case r.Txn != nil:
+		return n.txnPermitted(user, r.Txn)
+	case r.LeaseRevoke != nil:
+		return n.leaseKeysPermitted(user, r.LeaseRevoke.ID, true)
+	case r.LeaseTimeToLive != nil:
+		return n.leaseKeysPermitted(user, r.LeaseTimeToLive.ID, false)
+	case r.LeaseGrant != nil, r.LeaseKeepAlive != nil, r.LeaseLeases, r.Status, r.MemberList != nil:
+		return nil
+	case r.Alarm != nil && r.Alarm.Action == pb.AlarmRequest_GET:
+		return nil
+	case r.Auth != nil:
+		return n.authOpPermitted(user, r.Auth)
+	}
+	// Compaction, alarm changes, defragmentation, hashes, backups,
+	// membership changes and leadership moves are the administrator's.
+	return a.IsAdmin(user)
+}
+
+func (n *Node) putPermitted(user string, p *pb.PutRequest) error {
+	a := n.st.auth
+	if err := a.IsRangePermitted(user, p.Key, nil, true); err != nil {
+		return err
+	}
+	if p.PrevKv {
+		return a.IsRangePermitted(user, p.Key, nil, false)
+	}
+	return nil
+}
+
+func (n *Node) deletePermitted(user string, d *pb.DeleteRangeRequest) error {
+	a := n.st.auth
+	if err := a.IsRangePermitted(user, d.Key, d.RangeEnd, true); err != nil {
+		return err
+	}
+	if d.PrevKv {
+		return a.IsRangePermitted(user, d.Key, d.RangeEnd, false)
+	}
+	return nil
+}
+
+func (n *Node) txnPermitted(user string, t *pb.TxnRequest) error {
+	for _, c := range t.Compare {
+		if err := n.st.auth.IsRangePermitted(user, c.Key, c.RangeEnd, false); err != nil {
+			return err
+		}
+	}
+	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
+		for _, op := range ops {
+			var err error
+			switch {
+			case op.GetRequestRange() != nil:
+				rr := op.GetRequestRange()
+				err = n.st.auth.IsRangePermitted(user, rr.Key, rr.RangeEnd, false)
+			case op.GetRequestPut() != nil:
+				err = n.putPermitted(user, op.GetRequestPut())
+			case op.GetRequestDeleteRange() != nil:
+				err = n.deletePermitted(user, op.GetRequestDeleteRange())
+			case op.GetRequestTxn() != nil:
+				err = n.txnPermitted(user, op.GetRequestTxn())
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// leaseKeysPermitted: revoking a lease deletes its keys, so it needs
+// write permission on each; asking its time to live shows them, so it
+// needs read permission.
+func (n *Node) leaseKeysPermitted(user string, id int64, write bool) error {
+	l := n.lessor.Lookup(lease.ID(id))
+	if l == nil {
+		return nil
+	}
+	for _, k := range l.Keys() {
+		if err := n.st.auth.IsRangePermitted(user, []byte(k), nil, write); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// authOpPermitted: auth management is the administrator's, but a user
+// may look at itself and at the roles it has.
+func (n *Node) authOpPermitted(user string, ir *pb.InternalRaftRequest) error {
+	a := n.st.auth
+	switch {
+	case ir.AuthUserGet != nil && ir.AuthUserGet.Name == user:
+		return nil
+	case ir.AuthRoleGet != nil && a.HasRole(user, ir.AuthRoleGet.Role):
+		return nil
+	}
+	return a.IsAdmin(user)
+}
+
+// applyAuthCheck checks a client's proposal at apply: a request made
+// before the last auth change is refused (the client authenticates again
+// and retries, as clientv3 does), and the user's permissions of now must
+// allow it. Internal proposals carry revision 0 and act as root.
+func (n *Node) applyAuthCheck(ir *pb.InternalRaftRequest) error {
+	a := n.st.auth
+	h := ir.GetHeader()
+	if !a.Enabled() || h.GetAuthRevision() == 0 || ir.Authenticate != nil || ir.AuthStatus != nil {
+		return nil
+	}
+	if h.GetUsername() == "" {
+		return auth.ErrUserEmpty // made while auth was off
+	}
+	if h.GetAuthRevision() < a.Revision() {
+		return auth.ErrAuthOldRevision
+	}
+	r := Request{Put: ir.Put, DeleteRange: ir.DeleteRange, Txn: ir.Txn, Compaction: ir.Compaction,
+		Alarm: ir.Alarm, LeaseGrant: ir.LeaseGrant, LeaseRevoke: ir.LeaseRevoke}
+	if isAuthOp(ir) {
+		r.Auth = ir
+	}
+	return n.permitted(h.GetUsername(), &r)
+}
+
+func isAuthOp(ir *pb.InternalRaftRequest) bool {
+	return ir.AuthEnable != nil || ir.AuthDisable != nil || ir.AuthStatus != nil || ir.Authenticate != nil ||
+		ir.AuthUserAdd != nil || ir.AuthUserDelete != nil || ir.AuthUserGet != nil ||
+		ir.AuthUserChangePassword != nil || ir.AuthUserGrantRole != nil || ir.AuthUserRevokeRole != nil ||
+		ir.AuthUserList != nil || ir.AuthRoleList != nil || ir.AuthRoleAdd != nil || ir.AuthRoleDelete != nil ||
+		ir.AuthRoleGet != nil || ir.AuthRoleGrantPermission != nil || ir.AuthRoleRevokePermission != nil
+}
+
+// proposeAuth sends an auth request through raft, as etcd does with all
+// of them (reads included, so they are linearizable).
+func (n *Node) proposeAuth(r Request) {
+	if !isAuthOp(r.Auth) {
+		n.respond(r.ID, nil, ErrUnknownRequest)
+		return
+	}
+	ir := proto.Clone(r.Auth).(*pb.InternalRaftRequest)
+	rev := r.authRev
+	if ir.Authenticate != nil {
+		rev = ir.GetHeader().GetAuthRevision() // the one the password was checked at
+	}
+	ir.Header = &pb.RequestHeader{Username: r.user, AuthRevision: rev}
+	n.proposeRequest(r.ID, ir, nil)
+}
+
+// applyAuth applies an auth request.
+func (n *Node) applyAuth(ir *pb.InternalRaftRequest, index uint64) (proto.Message, error) {
+	a := n.st.auth
+	hdr := func() *pb.ResponseHeader { return n.header(0) }
+	switch {
+	case ir.AuthEnable != nil:
+		if err := a.Enable(); err != nil {
+			return nil, err
+		}
+		return &pb.AuthEnableResponse{Header: hdr()}, nil
+	case ir.AuthDisable != nil:
+		a.Disable()
+		n.tokens.Reset()
+		return &pb.AuthDisableResponse{Header: hdr()}, nil
+	case ir.AuthStatus != nil:
+		return &pb.AuthStatusResponse{Header: hdr(), Enabled: a.Enabled(), AuthRevision: a.Revision()}, nil
+	case ir.Authenticate != nil:
+		return n.applyAuthenticate(ir, index)
+	}
+	return n.applyAuthUserRole(ir)
+}
+
+func (n *Node) applyAuthenticate(ir *pb.InternalRaftRequest, index uint64) (proto.Message, error) {
+	a := n.st.auth
+	req := ir.Authenticate
+	if !a.Enabled() {
+		return nil, auth.ErrAuthNotEnabled
+	}
+	if _, found, noPassword := a.Password(req.Name); !found || noPassword {
+		return nil, auth.ErrAuthFailed
+	}
+	if ir.GetHeader().GetAuthRevision() != a.Revision() {
+		return nil, auth.ErrAuthOldRevision // the password may have changed since it was checked
+	}
+	token := fmt.Sprintf("%s.%d", req.SimpleToken, index)
+	n.tokens.Assign(token, req.Name, a.Revision(), n.ticks)
+	return &pb.AuthenticateResponse{Header: n.header(0), Token: token}, nil
+}
+
+func (n *Node) applyAuthUserRole(ir *pb.InternalRaftRequest) (proto.Message, error) {
+	a := n.st.auth
+	hdr := n.header(0)
+	var err error
+	var resp proto.Message
+	switch {
+	case ir.AuthUserAdd != nil:
+		r := ir.AuthUserAdd
+		err = a.UserAdd(r.Name, []byte(r.HashedPassword), r.GetOptions().GetNoPassword())
+		resp = &pb.AuthUserAddResponse{Header: hdr}
+	case ir.AuthUserDelete != nil:
+		err = a.UserDelete(ir.AuthUserDelete.Name)
+		n.tokens.InvalidateUser(ir.AuthUserDelete.Name)
+		resp = &pb.AuthUserDeleteResponse{Header: hdr}
+	case ir.AuthUserChangePassword != nil:
+		r := ir.AuthUserChangePassword
+		err = a.UserChangePassword(r.Name, []byte(r.HashedPassword))
+		n.tokens.InvalidateUser(r.Name)
+		resp = &pb.AuthUserChangePasswordResponse{Header: hdr}
+	case ir.AuthUserGrantRole != nil:
+		err = a.UserGrantRole(ir.AuthUserGrantRole.User, ir.AuthUserGrantRole.Role)
+		resp = &pb.AuthUserGrantRoleResponse{Header: hdr}
+	case ir.AuthUserRevokeRole != nil:
+		err = a.UserRevokeRole(ir.AuthUserRevokeRole.Name, ir.AuthUserRevokeRole.Role)
+		resp = &pb.AuthUserRevokeRoleResponse{Header: hdr}
+	case ir.AuthUserGet != nil:
+		var roles []string
+		roles, err = a.UserGet(ir.AuthUserGet.Name)
+		resp = &pb.AuthUserGetResponse{Header: hdr, Roles: roles}
+	case ir.AuthUserList != nil:
+		resp = &pb.AuthUserListResponse{Header: hdr, Users: a.UserList()}
+	case ir.AuthRoleAdd != nil:
+		err = a.RoleAdd(ir.AuthRoleAdd.Name)
+		resp = &pb.AuthRoleAddResponse{Header: hdr}
+	case ir.AuthRoleDelete != nil:
+		err = a.RoleDelete(ir.AuthRoleDelete.Role)
+		resp = &pb.AuthRoleDeleteResponse{Header: hdr}
+	case ir.AuthRoleGet != nil:
+		r := &pb.AuthRoleGetResponse{Header: hdr}
+		r.Perm, err = a.RoleGet(ir.AuthRoleGet.Role)
+		resp = r
+	case ir.AuthRoleList != nil:
+		resp = &pb.AuthRoleListResponse{Header: hdr, Roles: a.RoleList()}
+	case ir.AuthRoleGrantPermission != nil:
+		err = a.RoleGrantPermission(ir.AuthRoleGrantPermission.Name, ir.AuthRoleGrantPermission.Perm)
+		resp = &pb.AuthRoleGrantPermissionResponse{Header: hdr}
+	case ir.AuthRoleRevokePermission != nil:
+		r := ir.AuthRoleRevokePermission
+		err = a.RoleRevokePermission(r.Role, r.Key, r.RangeEnd)
+		resp = &pb.AuthRoleRevokePermissionResponse{Header: hdr}
+	default:
+		return nil, errors.New("core: unknown auth request")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
