@@ -52,6 +52,10 @@ func (n *Node) authorize(r *Request) error {
 	if !a.Enabled() {
 		return nil
 	}
+	if r.Token == "" && r.CertUser != "" {
+		r.user = r.CertUser
+		return n.permitted(r.user, r)
+	}
 	if r.Token == "" {
 		return auth.ErrUserEmpty
 	}

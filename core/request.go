@@ -22,6 +22,10 @@ type Request struct {
 	// Token is the client's auth token, "" for none. With auth enabled,
 	// every request but those etcd leaves open needs a live one.
 	Token string
+	// CertUser is the common name of the client's verified TLS
+	// certificate: with auth on, etcd takes it as the user of a request
+	// without a token.
+	CertUser string
 	// Auth is one of etcd's auth requests: exactly one Auth* field of an
 	// InternalRaftRequest, or Authenticate with the token prefix the
 	// driver chose and, in its header's AuthRevision, the revision of

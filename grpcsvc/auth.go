@@ -8,7 +8,9 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/detcd/detcd/core"
@@ -16,14 +18,37 @@ import (
 )
 
 // TokenFrom returns the auth token a client sent in its metadata, as
-// clientv3 sends it ("token"), or "".
+// clientv3 sends it ("token") or the JSON gateway forwards it
+// ("authorization"), or "".
 func TokenFrom(ctx context.Context) string {
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
 		return ""
 	}
-	if ts := md.Get("token"); len(ts) > 0 {
-		return ts[0]
+	for _, k := range []string{"token", "authorization"} {
+		if ts := md.Get(k); len(ts) > 0 {
+			return ts[0]
+		}
+	}
+	return ""
+}
+
+// CertUserFrom returns the common name of the client's verified TLS
+// certificate, which etcd takes as the user of a request without a token,
+// or "".
+func CertUserFrom(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return ""
+	}
+	for _, chain := range ti.State.VerifiedChains {
+		if len(chain) > 0 && chain[0].Subject.CommonName != "" {
+			return chain[0].Subject.CommonName
+		}
 	}
 	return ""
 }

@@ -45,10 +45,12 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	go func() {
 		for {
 			req, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				// As etcd's: a client that is done sending still gets
+				// its events (the JSON gateway half-closes at once).
+				return
+			}
 			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = nil
-				}
 				recvErr <- err
 				cancel()
 				return

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"testing"
 	"time"
 
@@ -37,7 +38,13 @@ func enableAuth(t *testing.T, cli *clientv3.Client) {
 
 func userClient(t *testing.T, endpoints []string, user, pass string) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Username: user, Password: pass, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	return userClientWith(t, endpoints, nil, user, pass)
+}
+
+// userClientWith is userClient over TLS when tlsCfg is set.
+func userClientWith(t *testing.T, endpoints []string, tlsCfg *tls.Config, user, pass string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: tlsCfg, Username: user, Password: pass, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("client as %s: %v", user, err)
 	}

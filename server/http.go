@@ -37,6 +37,7 @@ func (s *Server) httpHandler() http.Handler {
 		}{Version, ClusterVersion, ClusterVersion})
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/v3/", s.gateway)
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

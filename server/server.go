@@ -18,13 +18,16 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/diskfs"
+	"github.com/detcd/detcd/gateway"
 	"github.com/detcd/detcd/grpcsvc"
 )
 
@@ -85,8 +88,13 @@ type Server struct {
 
 	metrics *metrics
 
-	grpc          *grpc.Server
-	hs            *health.Server
+	grpc *grpc.Server
+	hs   *health.Server
+	// The JSON gateway calls the gRPC server through an in-memory
+	// connection.
+	gatewayLn     *bufconn.Listener
+	gatewayConn   *grpc.ClientConn
+	gateway       http.Handler
 	http          *http.Server
 	listeners     []net.Listener
 	peerListeners []net.Listener
@@ -219,6 +227,10 @@ func (s *Server) Start() error {
 	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
 	s.hs = grpcsvc.Register(s.grpc, s)
+	if err := s.startGateway(); err != nil {
+		s.closeListeners()
+		return err
+	}
 	s.http = &http.Server{Handler: s.grpcOrHTTP(), ReadHeaderTimeout: 10 * time.Second,
 		// gRPC over TLS multiplexes every request of a client on one
 		// connection: no per-connection stream limit, as etcd's
@@ -259,8 +271,30 @@ func (s *Server) serveClientsWhenReady() {
 		go m.serve()
 		s.log.Info("serving client requests", "address", ln.Addr().String())
 	}
+	go func() { _ = s.grpc.Serve(s.gatewayLn) }()
 	s.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 }
+
+// gatewayBufBytes is the in-memory connection's buffer.
+const gatewayBufBytes = 1 << 20
+
+func (s *Server) startGateway() error {
+	s.gatewayLn = bufconn.Listen(gatewayBufBytes)
+	conn, err := grpc.NewClient("passthrough:///detcd-gateway",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.gatewayLn.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	s.gatewayConn = conn
+	s.gateway = gateway.New(conn, int64(s.cfg.MaxRequestBytes)+gatewayBodySlackBytes)
+	return nil
+}
+
+// gatewayBodySlackBytes: a request's JSON, base64 included, is larger
+// than its protobuf, which --max-request-bytes bounds.
+const gatewayBodySlackBytes = 1 << 20
 
 func (s *Server) closeListeners() {
 	for _, ln := range s.listeners {
@@ -317,6 +351,9 @@ func (s *Server) Stop() error {
 			}
 			cancel()
 		}
+		if s.gatewayConn != nil {
+			s.gatewayConn.Close()
+		}
 		if s.peerGRPC != nil {
 			s.peerGRPC.Stop()
 		}
@@ -343,6 +380,9 @@ func (s *Server) Stop() error {
 func (s *Server) Do(ctx context.Context, r core.Request) (core.Response, error) {
 	if r.Token == "" {
 		r.Token = grpcsvc.TokenFrom(ctx)
+	}
+	if r.Token == "" && s.tls.client != nil {
+		r.CertUser = grpcsvc.CertUserFrom(ctx)
 	}
 	c := call{req: r, done: make(chan core.Response, 1)}
 	select {

@@ -232,3 +232,37 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("a missing certificate file: %v, want an error naming it", err)
 	}
 }
+
+// TestClientCertUser: with auth on, a request without a token acts as the
+// user named by its client certificate's common name, as etcd's do.
+func TestClientCertUser(t *testing.T) {
+	p := testpki.New(t)
+	s, _ := testServer(t, t.TempDir(), func(c *Config) {
+		c.ListenClientURLs = []string{"https://127.0.0.1:0"}
+		c.AdvertiseClientURLs = []string{"https://127.0.0.1:2379"}
+		c.ClientTLS = TLSInfo{CertFile: p.Cert, KeyFile: p.Key, TrustedCAFile: p.CA, ClientCertAuth: true}
+		c.BcryptCost = 4
+	})
+	addr := s.Addrs()[0]
+	// testpki's client certificate has the common name "client".
+	admin := tlsClient(t, addr, p.ClientTLS(t, p.ClientCert, p.ClientKey))
+	enableAuth(t, admin)
+	if _, err := admin.Put(ctx(t), "/k", "v"); err == nil {
+		t.Fatal("a certificate user without permissions could put")
+	}
+	rootCli := userClientWith(t, []string{"https://" + addr}, p.ClientTLS(t, p.ClientCert, p.ClientKey), "root", "pw")
+	for _, step := range []func() error{
+		func() error { _, err := rootCli.UserAdd(ctx(t), "client", "x"); return err },
+		func() error { _, err := rootCli.UserGrantRole(ctx(t), "client", "app"); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin.Put(ctx(t), "/app/cert", "v"); err != nil {
+		t.Fatalf("the certificate's user put in its range: %v", err)
+	}
+	if _, err := admin.Put(ctx(t), "/other", "v"); err == nil {
+		t.Fatal("the certificate's user put outside its range")
+	}
+}

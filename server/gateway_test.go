@@ -1,0 +1,57 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// gatewayPost posts a JSON body to the member's gateway and returns the
+// status and body.
+func gatewayPost(t *testing.T, addr, path, body, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", token)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestGatewayAuth: the JSON gateway takes a token from Authorization, as
+// etcd's does, and answers errors with the HTTP status of their code.
+func TestGatewayAuth(t *testing.T) {
+	s, cli := testServer(t, t.TempDir(), func(c *Config) { c.BcryptCost = 4 })
+	enableAuth(t, cli)
+	addr := s.Addrs()[0]
+	put := `{"key":"` + b64("/app/x") + `","value":"` + b64("1") + `"}`
+	if code, body := gatewayPost(t, addr, "/v3/kv/put", put, ""); code != http.StatusBadRequest || !strings.Contains(body, "user name is empty") {
+		t.Fatalf("put without a token: %d %s", code, body)
+	}
+	code, body := gatewayPost(t, addr, "/v3/auth/authenticate", `{"name":"app","password":"apppw"}`, "")
+	var auth struct{ Token string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &auth) != nil || auth.Token == "" {
+		t.Fatalf("authenticate: %d %s", code, body)
+	}
+	if code, body := gatewayPost(t, addr, "/v3/kv/put", put, auth.Token); code != http.StatusOK {
+		t.Fatalf("put with a token: %d %s", code, body)
+	}
+	other := `{"key":"` + b64("/other") + `","value":"` + b64("1") + `"}`
+	if code, body := gatewayPost(t, addr, "/v3/kv/put", other, auth.Token); code != http.StatusForbidden {
+		t.Fatalf("put outside the user's keys: %d %s", code, body)
+	}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
