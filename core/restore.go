@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
@@ -17,14 +18,21 @@ import (
 // new cluster's, from cfg. The checkpoint is at raft index len(members),
 // term 1, as if each member had been added by a conf change, so every
 // member restored from the same backup starts from the same log.
-func RestoreBackup(backup []byte, cfg Config) (index uint64, checkpoint []byte, err error) {
+func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64, checkpoint []byte, err error) {
+	if opts.BumpRevision < 0 || opts.BumpRevision > 0 && !opts.MarkCompacted {
+		return 0, nil, fmt.Errorf("core: restore: --bump-revision must be positive and needs --mark-compacted")
+	}
 	old, leases, kvAt, err := decodeMeta(backup)
 	if err != nil {
 		return 0, nil, err
 	}
-	_, kvBytes, err := mvcc.Load(backup[kvAt:])
+	kv, kvBytes, err := mvcc.Load(backup[kvAt:])
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	kvPart := backup[kvAt : kvAt+kvBytes]
+	if opts.MarkCompacted {
+		kvPart = bumpAndCompact(kv, mvcc.Revision(opts.BumpRevision))
 	}
 	if len(cfg.Members) == 0 {
 		return 0, nil, fmt.Errorf("core: restore: no members")
@@ -46,5 +54,57 @@ func RestoreBackup(backup []byte, cfg Config) (index uint64, checkpoint []byte, 
 		st.confState.Voters = append(st.confState.Voters, st.members.list[i].ID)
 	}
 	meta := encodeMeta(&st, leases)
-	return st.index, append(meta, backup[kvAt:kvAt+kvBytes]...), nil
+	return st.index, append(meta, kvPart...), nil
+}
+
+// RestoreOptions are etcdutl's: BumpRevision raises the revision, so that
+// clients that saw later revisions of the lost cluster (a watch cache, a
+// Kubernetes informer) do not see revisions repeat; MarkCompacted compacts
+// at the new revision, so that their watches from old revisions fail and
+// they list again.
+type RestoreOptions struct {
+	BumpRevision  int64
+	MarkCompacted bool
+}
+
+func bumpAndCompact(kv *mvcc.Store, bump mvcc.Revision) []byte {
+	kv.BumpRevision(bump)
+	if kv.Rev() > kv.CompactRev() {
+		_ = kv.Compact(kv.Rev(), nil) // rev is above the compaction point and not in the future
+		for kv.Step(CompactionBudget) {
+		}
+	}
+	var b bytes.Buffer
+	_, _ = kv.Snapshot().WriteTo(&b) // a bytes.Buffer does not fail
+	return b.Bytes()
+}
+
+// BackupStatus describes a backup: its revision, compaction point, live
+// keys and the HashKV of its latest revision.
+type BackupStatus struct {
+	Revision, CompactRevision int64
+	Keys                      int
+	Hash                      uint32
+}
+
+// StatBackup reads a backup's status.
+func StatBackup(backup []byte) (BackupStatus, error) {
+	_, _, kvAt, err := decodeMeta(backup)
+	if err != nil {
+		return BackupStatus{}, err
+	}
+	kv, _, err := mvcc.Load(backup[kvAt:])
+	if err != nil {
+		return BackupStatus{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	v := kv.Snapshot()
+	h, err := v.HashKV(0)
+	if err != nil {
+		return BackupStatus{}, err
+	}
+	res, err := kv.Range([]byte{}, []byte{}, mvcc.RangeOptions{CountOnly: true}) // every key
+	if err != nil {
+		return BackupStatus{}, err
+	}
+	return BackupStatus{Revision: int64(kv.Rev()), CompactRevision: int64(kv.CompactRev()), Keys: res.Count, Hash: h.Hash}, nil
 }

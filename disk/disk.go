@@ -237,7 +237,7 @@ func (c *counter) Write(p []byte) (int, error) {
 // member of a new cluster whose state is backup (core.RestoreBackup): a
 // checkpoint and a log that commits up to it. The member then starts
 // from dir as from any restart.
-func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, opts Options) error {
+func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, ropts core.RestoreOptions, opts Options) error {
 	walDir, snapDir := path.Join(dir, "member", "wal"), path.Join(dir, "member", "snap")
 	exists, err := wal.Exists(fsys, walDir)
 	if err != nil {
@@ -246,7 +246,7 @@ func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, opts Optio
 	if exists {
 		return fmt.Errorf("disk: %s already holds a log: restore into a new data directory", walDir)
 	}
-	index, ckpt, err := core.RestoreBackup(backup, cfg)
+	index, ckpt, err := core.RestoreBackup(backup, cfg, ropts)
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 
 	again := tc.cfgs[0]
-	if err := Restore(again, file, false); err == nil || !strings.Contains(err.Error(), "already holds a log") {
+	if err := Restore(again, file, RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "already holds a log") {
 		t.Fatalf("restore into a used data directory: %v", err)
 	}
 	noHash := filepath.Join(t.TempDir(), "nohash.db")
@@ -85,7 +85,7 @@ func TestSnapshotRestore(t *testing.T) {
 	for _, skip := range []bool{false, true} {
 		fresh := again
 		fresh.DataDir = t.TempDir()
-		if err := Restore(fresh, noHash, skip); (err == nil) != skip {
+		if err := Restore(fresh, noHash, RestoreOptions{SkipHashCheck: skip}); (err == nil) != skip {
 			t.Fatalf("restore of a file without its hash, skip-hash-check %v: %v", skip, err)
 		}
 	}
@@ -94,7 +94,7 @@ func TestSnapshotRestore(t *testing.T) {
 	os.WriteFile(damaged, b, 0o600)
 	fresh := again
 	fresh.DataDir = t.TempDir()
-	if err := Restore(fresh, damaged, false); err == nil || !strings.Contains(err.Error(), "SHA-256") {
+	if err := Restore(fresh, damaged, RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "SHA-256") {
 		t.Fatalf("restore of a damaged file: %v", err)
 	}
 }
@@ -103,8 +103,55 @@ func TestSnapshotRestore(t *testing.T) {
 // them as a new cluster.
 func newRestoredCluster(t *testing.T, n int, file string) *testCluster {
 	return newTestClusterWithData(t, n, "http", nil, func(cfg Config) {
-		if err := Restore(cfg, file, false); err != nil {
+		if err := Restore(cfg, file, RestoreOptions{}); err != nil {
 			t.Fatalf("restore %s: %v", cfg.Name, err)
 		}
 	})
+}
+
+// TestSnapshotRestoreBump: --bump-revision with --mark-compacted raises
+// the revision and compacts at it, as etcdutl does; status reads a file.
+func TestSnapshotRestoreBump(t *testing.T) {
+	_, cli := testServer(t, t.TempDir(), nil)
+	for i := range 5 {
+		if _, err := cli.Put(ctx(t), fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, err := cli.Snapshot(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "snap.db")
+	os.WriteFile(file, b, 0o600)
+	st, size, err := SnapshotStatus(file)
+	if err != nil || st.Revision != 6 || st.Keys != 5 || size != int64(len(b)) {
+		t.Fatalf("status: %+v %d %v", st, size, err)
+	}
+
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.InitialCluster = dir, "default=http://127.0.0.1:2380"
+	cfg.InitialAdvertisePeerURLs = []string{"http://127.0.0.1:2380"}
+	if err := Restore(cfg, file, RestoreOptions{BumpRevision: 1000}); err == nil {
+		t.Fatal("--bump-revision without --mark-compacted was accepted")
+	}
+	if err := Restore(cfg, file, RestoreOptions{BumpRevision: 1000, MarkCompacted: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, restored := testServer(t, dir, nil)
+	r, err := restored.Get(ctx(t), "k", clientv3.WithPrefix())
+	if err != nil || r.Header.Revision != 1006 || len(r.Kvs) != 5 {
+		t.Fatalf("after a bumped restore: %v %v", r, err)
+	}
+	if _, err := restored.Get(ctx(t), "k0", clientv3.WithRev(6)); err == nil {
+		t.Fatal("a read below the bumped revision was not compacted")
+	}
+	if p, err := restored.Put(ctx(t), "k9", "v"); err != nil || p.Header.Revision != 1007 {
+		t.Fatalf("put after a bumped restore: %v %v", p, err)
+	}
 }

@@ -24,7 +24,7 @@ func main() {
 
 func run(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "snapshot" {
-		return snapshotCmd(args[1:], stderr)
+		return snapshotCmd(args[1:], os.Stdout, stderr)
 	}
 	cfg, logLevel, done, err := parseFlags(args, stderr)
 	if done {
@@ -227,7 +227,8 @@ Every flag can also be given as an ETCD_* environment variable
 (ETCD_DATA_DIR for --data-dir).
 
 'detcd snapshot restore FILE' makes a data directory from a snapshot that
-'etcdctl snapshot save' took (see 'detcd snapshot restore --help').
+'etcdctl snapshot save' took, 'detcd snapshot status FILE' describes one
+(see 'detcd snapshot restore --help').
 
 Flags:
 `)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,21 +11,29 @@ import (
 	"github.com/detcd/detcd/server"
 )
 
-const snapshotUsage = `Usage: detcd snapshot restore FILE [flags]
+const snapshotUsage = `Usage:
+  detcd snapshot restore FILE [flags]
+  detcd snapshot status FILE [--write-out simple|json]
 
-Restores a snapshot taken with 'etcdctl snapshot save' from detcd into a
-new data directory, as 'etcdutl snapshot restore' does for etcd: the keys,
-their revisions and the leases are kept; the cluster is a new one, made of
-the members --initial-cluster names. Restore every member of the new
-cluster from the same file with its own --name and
---initial-advertise-peer-urls, then start each with the same
+restore makes a new data directory from a snapshot taken with 'etcdctl
+snapshot save' from detcd, as 'etcdutl snapshot restore' does for etcd:
+the keys, their revisions, the leases and the users and roles are kept;
+the cluster is a new one, made of the members --initial-cluster names.
+Restore every member of the new cluster from the same file with its own
+--name and --initial-advertise-peer-urls, then start each with the same
 --initial-cluster and --initial-cluster-token.
 
-Flags:
+status checks a snapshot's hash and prints its HashKV, revision, number
+of keys and size.
+
+Flags of restore:
 `
 
 // snapshotCmd runs 'detcd snapshot ...'; it returns the exit status.
-func snapshotCmd(args []string, stderr io.Writer) int {
+func snapshotCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "status" {
+		return snapshotStatus(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("detcd snapshot restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -37,26 +46,23 @@ func snapshotCmd(args []string, stderr io.Writer) int {
 	}
 	cfg := server.DefaultConfig()
 	var advertise string
-	var skipHash bool
+	var opts server.RestoreOptions
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "Human-readable name for this member.")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "Path to the data directory to create (default \"${name}.etcd\"); it must not hold a member yet.")
 	fs.StringVar(&cfg.InitialCluster, "initial-cluster", cfg.InitialCluster, "Initial cluster configuration for the restored cluster.")
 	fs.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "Initial cluster token for the restored cluster.")
 	fs.StringVar(&advertise, "initial-advertise-peer-urls", strings.Join(cfg.InitialAdvertisePeerURLs, ","), "List of this member's peer URLs to advertise to the rest of the cluster.")
-	fs.BoolVar(&skipHash, "skip-hash-check", false, "Restore even if the file's SHA-256 does not match (a file without one).")
-	file, rest := "", args[1:]
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		file, rest = rest[0], rest[1:]
-	}
+	fs.BoolVar(&opts.SkipHashCheck, "skip-hash-check", false, "Restore even if the file's SHA-256 does not match (a file without one).")
+	fs.Int64Var(&opts.BumpRevision, "bump-revision", 0, "How much to increase the latest revision after restore (needs --mark-compacted).")
+	fs.BoolVar(&opts.MarkCompacted, "mark-compacted", false, "Mark the latest revision after --bump-revision as compacted, so that watches from before fail and clients list again.")
+	file, rest := fileArg(args[1:])
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	if file == "" && fs.NArg() == 1 {
-		file = fs.Arg(0)
-	} else if fs.NArg() > 0 || file == "" {
+	if file = oneFile(file, fs); file == "" {
 		fmt.Fprintln(stderr, "detcd snapshot restore: want exactly one snapshot file")
 		return 2
 	}
@@ -64,7 +70,7 @@ func snapshotCmd(args []string, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	defaultInitialCluster(&cfg, set)
-	if err := server.Restore(cfg, file, skipHash); err != nil {
+	if err := server.Restore(cfg, file, opts); err != nil {
 		fmt.Fprintf(stderr, "detcd snapshot restore: %v\n", err)
 		return 1
 	}
@@ -73,4 +79,52 @@ func snapshotCmd(args []string, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "restored snapshot %s into %s\n", file, cfg.DataDir)
 	return 0
+}
+
+func snapshotStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("detcd snapshot status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, snapshotUsage) }
+	format := fs.String("write-out", "simple", "Output format: simple or json.")
+	file, rest := fileArg(args)
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if file = oneFile(file, fs); file == "" || (*format != "simple" && *format != "json") {
+		fmt.Fprintln(stderr, "detcd snapshot status: want one snapshot file and --write-out simple or json")
+		return 2
+	}
+	st, size, err := server.SnapshotStatus(file)
+	if err != nil {
+		fmt.Fprintf(stderr, "detcd snapshot status: %v\n", err)
+		return 1
+	}
+	if *format == "json" {
+		json.NewEncoder(stdout).Encode(map[string]any{"hash": st.Hash, "revision": st.Revision, "compactRevision": st.CompactRevision, "totalKey": st.Keys, "totalSize": size})
+		return 0
+	}
+	fmt.Fprintf(stdout, "%x, %d, %d, %d B\n", st.Hash, st.Revision, st.Keys, size)
+	return 0
+}
+
+// fileArg takes the file name when it comes before the flags.
+func fileArg(args []string) (string, []string) {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return args[0], args[1:]
+	}
+	return "", args
+}
+
+// oneFile is the one file named before or after the flags, or "".
+func oneFile(file string, fs *flag.FlagSet) string {
+	switch {
+	case file == "" && fs.NArg() == 1:
+		return fs.Arg(0)
+	case fs.NArg() > 0:
+		return ""
+	}
+	return file
 }
