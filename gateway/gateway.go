@@ -93,7 +93,8 @@ func routes(conn *grpc.ClientConn) map[string]http.Handler {
 func post(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
-			writeError(w, http.StatusMethodNotAllowed, status.New(codes.Unimplemented, http.StatusText(http.StatusMethodNotAllowed)))
+			// grpc-gateway's answer, with the status of Unimplemented.
+			writeError(w, httpStatus(codes.Unimplemented), status.New(codes.Unimplemented, http.StatusText(http.StatusMethodNotAllowed)))
 			return
 		}
 		h.ServeHTTP(w, r)
