@@ -1,10 +1,13 @@
 package grpcsvc
 
 import (
+	"time"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/detcd/detcd/core/mvcc"
 )
@@ -19,15 +22,33 @@ const grpcOverheadBytes = 512 * 1024
 const streamWorkers = 256
 
 // ServerOptions are the gRPC options etcd's client port uses.
-func ServerOptions(maxRequestBytes int) []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(maxRequestBytes + grpcOverheadBytes),
+func ServerOptions(o Options) []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(o.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(1<<31 - 1),
-		grpc.MaxConcurrentStreams(1<<32 - 1),
+		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
 		// Reusing handler goroutines saves growing a fresh goroutine's
 		// stack for every request, a fifth of a small request's cost.
 		grpc.NumStreamWorkers(streamWorkers),
+		// etcd's keep-alive policy: clients may ping as often as
+		// KeepaliveMinTime (gRPC's own default, 5 minutes, would send
+		// clients that ping every 30 s, as Kubernetes' do, away).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: o.KeepaliveMinTime}),
 	}
+	if o.KeepaliveInterval > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{Time: o.KeepaliveInterval, Timeout: o.KeepaliveTimeout}))
+	}
+	return opts
+}
+
+// Options are the gRPC server's settings, etcd's --max-request-bytes,
+// --max-concurrent-streams and --grpc-keepalive-*.
+type Options struct {
+	MaxRequestBytes      int
+	MaxConcurrentStreams uint32
+	KeepaliveMinTime     time.Duration
+	KeepaliveInterval    time.Duration
+	KeepaliveTimeout     time.Duration
 }
 
 // Register adds etcd's services and the gRPC health service to srv.

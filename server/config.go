@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -58,10 +60,32 @@ type Config struct {
 	BcryptCost int
 	// AuthTokenTTL is how long a simple token lives after its last use.
 	AuthTokenTTL time.Duration
+	// ListenMetricsURLs serve /metrics and the health endpoints on their
+	// own port (etcd's --listen-metrics-urls).
+	ListenMetricsURLs []string
+	// EnableGRPCGateway serves the JSON gateway on the client URLs.
+	EnableGRPCGateway bool
+	// MaxConcurrentStreams bounds the streams of one client connection.
+	MaxConcurrentStreams uint32
+	// GRPCKeepAliveMinTime is the shortest ping interval clients may use;
+	// GRPCKeepAliveInterval and GRPCKeepAliveTimeout are how often the
+	// server pings idle connections and how long it waits for an answer.
+	GRPCKeepAliveMinTime  time.Duration
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+	// SnapshotCatchUpEntries is how many entries the log keeps after a
+	// compaction for slow followers.
+	SnapshotCatchUpEntries uint64
+	// SelfSignedCertValidityYears is how long auto-TLS certificates last.
+	SelfSignedCertValidityYears uint
 	// EnablePprof serves Go's profiler on /debug/pprof, as etcd's flag does.
 	EnablePprof bool
 
 	Logger *slog.Logger `json:"-"`
+	// LogOutput is where cmd writes logs (--log-outputs); nil is stderr.
+	LogOutput io.Writer `json:"-"`
+	// IgnoredFlags are etcd flags given that have no effect in detcd.
+	IgnoredFlags []string
 }
 
 // DefaultConfig is etcd's defaults: a single member named "default" on
@@ -84,6 +108,13 @@ func DefaultConfig() Config {
 		QuotaBackendBytes:           core.DefaultQuotaBackendBytes,
 		AutoCompactionMode:          "periodic",
 		WatchProgressNotifyInterval: 10 * time.Minute,
+		EnableGRPCGateway:           true,
+		MaxConcurrentStreams:        math.MaxUint32,
+		GRPCKeepAliveMinTime:        5 * time.Second,
+		GRPCKeepAliveInterval:       2 * time.Hour,
+		GRPCKeepAliveTimeout:        20 * time.Second,
+		SnapshotCatchUpEntries:      core.DefaultSnapshotCatchUpEntries,
+		SelfSignedCertValidityYears: 1,
 		AuthToken:                   "simple",
 		BcryptCost:                  bcrypt.DefaultCost,
 		AuthTokenTTL:                300 * time.Second,
@@ -101,7 +132,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		c.DataDir = c.Name + ".etcd"
 	}
-	for _, u := range [][]string{c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenPeerURLs, c.InitialAdvertisePeerURLs} {
+	for _, u := range [][]string{c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenPeerURLs, c.InitialAdvertisePeerURLs, c.ListenMetricsURLs} {
 		if err := checkURLs(u); err != nil {
 			return err
 		}
@@ -129,6 +160,12 @@ func (c *Config) Validate() error {
 	}
 	if c.QuotaBackendBytes < 0 {
 		return errors.New("--quota-backend-bytes must not be negative")
+	}
+	if c.MaxConcurrentStreams == 0 {
+		return errors.New("--max-concurrent-streams must be positive")
+	}
+	if c.SelfSignedCertValidityYears == 0 {
+		return errors.New("--self-signed-cert-validity must be at least 1 (year)")
 	}
 	if c.WatchProgressNotifyInterval < 0 {
 		return errors.New("--watch-progress-notify-interval must not be negative")
@@ -299,6 +336,7 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 		MaxTxnOps:                c.MaxTxnOps,
 		QuotaBackendBytes:        c.QuotaBackendBytes,
 		SnapshotCount:            c.SnapshotCount,
+		SnapshotCatchUpEntries:   c.SnapshotCatchUpEntries,
 		AutoCompaction:           ac,
 		ProposalEpoch:            epoch,
 		ClusterVersion:           ClusterVersion,

@@ -22,12 +22,25 @@ func (s *Server) grpcOrHTTP() http.Handler {
 	})
 }
 
-// httpHandler serves etcd's HTTP endpoints on the client port.
-func (s *Server) httpHandler() http.Handler {
-	mux := http.NewServeMux()
+// addMetricsRoutes adds what --listen-metrics-urls serve too: /metrics and
+// the health endpoints.
+func (s *Server) addMetricsRoutes(mux *http.ServeMux) {
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", s.handleHealth)
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", s.handleReadyz)
+}
+
+// metricsHandler serves the --listen-metrics-urls.
+func (s *Server) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.addMetricsRoutes(mux)
+	return mux
+}
+
+// httpHandler serves etcd's HTTP endpoints on the client port.
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(struct {
@@ -36,8 +49,10 @@ func (s *Server) httpHandler() http.Handler {
 			Storage string `json:"storage"`
 		}{Version, ClusterVersion, ClusterVersion})
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/v3/", s.gateway)
+	s.addMetricsRoutes(mux)
+	if s.cfg.EnableGRPCGateway {
+		mux.Handle("/v3/", s.gateway)
+	}
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -98,6 +98,9 @@ type Server struct {
 	http          *http.Server
 	listeners     []net.Listener
 	peerListeners []net.Listener
+	// metricsHTTP serves the --listen-metrics-urls.
+	metricsHTTP      *http.Server
+	metricsListeners []net.Listener
 
 	nextStream atomic.Uint64
 
@@ -214,6 +217,10 @@ func (s *Server) Start() error {
 		go func() { _ = s.peerGRPC.Serve(ln) }()
 		s.log.Info("serving peer traffic", "address", ln.Addr().String())
 	}
+	if err := s.serveMetrics(); err != nil {
+		s.closeListeners()
+		return err
+	}
 	for _, u := range s.cfg.ListenClientURLs {
 		ln, err := listen(u)
 		if err != nil {
@@ -223,7 +230,13 @@ func (s *Server) Start() error {
 		s.listeners = append(s.listeners, ln)
 	}
 	s.guard = grpcsvc.NewGuard(s)
-	opts := append(grpcsvc.ServerOptions(s.cfg.MaxRequestBytes), grpc.ChainUnaryInterceptor(s.metrics.unary))
+	opts := append(grpcsvc.ServerOptions(grpcsvc.Options{
+		MaxRequestBytes:      s.cfg.MaxRequestBytes,
+		MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
+		KeepaliveMinTime:     s.cfg.GRPCKeepAliveMinTime,
+		KeepaliveInterval:    s.cfg.GRPCKeepAliveInterval,
+		KeepaliveTimeout:     s.cfg.GRPCKeepAliveTimeout,
+	}), grpc.ChainUnaryInterceptor(s.metrics.unary))
 	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
 	s.hs = grpcsvc.Register(s.grpc, s)
@@ -275,6 +288,28 @@ func (s *Server) serveClientsWhenReady() {
 	s.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 }
 
+// serveMetrics serves /metrics and the health endpoints on the
+// --listen-metrics-urls, at once: a member that is not ready yet says so.
+func (s *Server) serveMetrics() error {
+	if len(s.cfg.ListenMetricsURLs) == 0 {
+		return nil
+	}
+	s.metricsHTTP = &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	for _, u := range s.cfg.ListenMetricsURLs {
+		ln, err := listen(u)
+		if err != nil {
+			return err
+		}
+		s.metricsListeners = append(s.metricsListeners, ln)
+		if strings.HasPrefix(u, "https://") {
+			ln = tls.NewListener(ln, s.tls.client)
+		}
+		go func() { _ = s.metricsHTTP.Serve(ln) }()
+		s.log.Info("serving metrics", "address", ln.Addr().String())
+	}
+	return nil
+}
+
 // gatewayBufBytes is the in-memory connection's buffer.
 const gatewayBufBytes = 1 << 20
 
@@ -298,6 +333,9 @@ const gatewayBodySlackBytes = 1 << 20
 
 func (s *Server) closeListeners() {
 	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	for _, ln := range s.metricsListeners {
 		ln.Close()
 	}
 	for _, ln := range s.peerListeners {
@@ -353,6 +391,9 @@ func (s *Server) Stop() error {
 		}
 		if s.gatewayConn != nil {
 			s.gatewayConn.Close()
+		}
+		if s.metricsHTTP != nil {
+			s.metricsHTTP.Close()
 		}
 		if s.peerGRPC != nil {
 			s.peerGRPC.Stop()

@@ -47,9 +47,11 @@ func (t TLSInfo) validate(prefix string) error {
 	return nil
 }
 
-// selfCertValidity is how long an auto-TLS certificate is valid, etcd's
-// --self-signed-cert-validity default of one year.
-const selfCertValidity = 365 * 24 * time.Hour
+// selfCertValidity is how long auto-TLS certificates are valid
+// (--self-signed-cert-validity, in years).
+func (c *Config) selfCertValidity() time.Duration {
+	return time.Duration(c.SelfSignedCertValidityYears) * 365 * 24 * time.Hour
+}
 
 // tlsVersions are the names --tls-min-version and --tls-max-version take.
 var tlsVersions = map[string]uint16{"TLS1.2": tls.VersionTLS12, "TLS1.3": tls.VersionTLS13}
@@ -71,7 +73,7 @@ func (c *Config) validateTLS() error {
 	if err := c.PeerTLS.validate("peer-"); err != nil {
 		return err
 	}
-	for _, u := range append(slices.Clone(c.ListenClientURLs), c.AdvertiseClientURLs...) {
+	for _, u := range slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs) {
 		if strings.HasPrefix(u, "https://") && !c.ClientTLS.hasCert() {
 			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u)
 		}
@@ -130,8 +132,8 @@ func newTLSConfigs(c *Config, log *slog.Logger) (tlsConfigs, error) {
 	if err != nil {
 		return out, err
 	}
-	if anyHTTPS(c.ListenClientURLs) {
-		certs, err := loadSide(c.ClientTLS, filepath.Join(c.DataDir, "fixtures", "client"), append(slices.Clone(c.ListenClientURLs), c.AdvertiseClientURLs...), log)
+	if anyHTTPS(c.ListenClientURLs) || anyHTTPS(c.ListenMetricsURLs) {
+		certs, err := loadSide(c.ClientTLS, filepath.Join(c.DataDir, "fixtures", "client"), slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs), c.selfCertValidity(), log)
 		if err != nil {
 			return out, err
 		}
@@ -143,7 +145,7 @@ func newTLSConfigs(c *Config, log *slog.Logger) (tlsConfigs, error) {
 	// Peers are dialed with TLS whenever their URL says https, even by a
 	// member without a certificate of its own (a peer that does not ask
 	// for client certificates takes it).
-	certs, err := loadSide(c.PeerTLS, filepath.Join(c.DataDir, "fixtures", "peer"), peerURLs, log)
+	certs, err := loadSide(c.PeerTLS, filepath.Join(c.DataDir, "fixtures", "peer"), peerURLs, c.selfCertValidity(), log)
 	if err != nil {
 		return out, err
 	}
@@ -168,7 +170,7 @@ type sideCerts struct {
 	cas  *x509.CertPool
 }
 
-func loadSide(t TLSInfo, autoDir string, urls []string, log *slog.Logger) (sideCerts, error) {
+func loadSide(t TLSInfo, autoDir string, urls []string, validity time.Duration, log *slog.Logger) (sideCerts, error) {
 	out := sideCerts{}
 	if t.TrustedCAFile != "" {
 		pemBytes, err := os.ReadFile(t.TrustedCAFile)
@@ -186,7 +188,7 @@ func loadSide(t TLSInfo, autoDir string, urls []string, log *slog.Logger) (sideC
 	certFile, keyFile := t.CertFile, t.KeyFile
 	if certFile == "" {
 		var err error
-		if certFile, keyFile, err = selfCert(autoDir, urls); err != nil {
+		if certFile, keyFile, err = selfCert(autoDir, urls, validity); err != nil {
 			return sideCerts{}, err
 		}
 		log.Info("using an automatically generated self-signed certificate", "cert-file", certFile)
@@ -292,7 +294,7 @@ func modTime(path string) (time.Time, error) {
 
 // selfCert returns dir's cert.pem and key.pem, first generating a
 // self-signed certificate for the URLs' hosts when they are not there.
-func selfCert(dir string, urls []string) (certFile, keyFile string, err error) {
+func selfCert(dir string, urls []string, validity time.Duration) (certFile, keyFile string, err error) {
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if _, err1 := os.Stat(certFile); err1 == nil {
 		if _, err2 := os.Stat(keyFile); err2 == nil {
@@ -312,7 +314,7 @@ func selfCert(dir string, urls []string) (certFile, keyFile string, err error) {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{"detcd"}},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(selfCertValidity),
+		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageKeyEncipherment | x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IsCA:                  true,

@@ -81,3 +81,41 @@ func TestEtcdctlTLS(t *testing.T) {
 		t.Fatalf("put with --auto-tls: %q", out)
 	}
 }
+
+// TestKubeadmFlags: the command line kubeadm writes into etcd's static
+// pod (TLS on both sides, certificate auth, a metrics port) starts detcd,
+// and etcd flags detcd takes without acting on them are accepted.
+func TestKubeadmFlags(t *testing.T) {
+	p := testpki.New(t)
+	bin, ctl := binaries(t)
+	client := fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+	peer := fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+	metrics := loopbackURL(freePort(t))
+	pr := startProc(t, "kubeadm", bin,
+		"--advertise-client-urls="+client, "--cert-file="+p.Cert, "--client-cert-auth=true",
+		"--data-dir="+t.TempDir(), "--initial-advertise-peer-urls="+peer,
+		"--initial-cluster=node1="+peer, "--key-file="+p.Key, "--listen-client-urls="+client,
+		"--listen-metrics-urls="+metrics, "--listen-peer-urls="+peer, "--name=node1",
+		"--peer-cert-file="+p.Cert, "--peer-client-cert-auth=true", "--peer-key-file="+p.Key,
+		"--peer-trusted-ca-file="+p.CA, "--snapshot-count=10000", "--trusted-ca-file="+p.CA,
+		"--watch-progress-notify-interval=5s", "--feature-gates=InitialCorruptCheck=true",
+		"--max-snapshots=3", "--max-wals=3", "--logger=zap", "--log-outputs=stderr",
+		"--grpc-keepalive-min-time=5s", "--max-concurrent-streams=1000", "--log-level=warn")
+	waitHealthy(t, pr, metrics) // the metrics port is plain http
+	c := &ctlCluster{t: t, ctlBin: ctl, bin: bin}
+	tlsArgs := []string{"--cacert", p.CA, "--cert", p.ClientCert, "--key", p.ClientKey}
+	if out := c.ctl([]string{client}, append(tlsArgs, "put", "/registry/x", "1")...); out != "OK\n" {
+		t.Fatalf("put: %q", out)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics on the metrics port: %s", resp.Status)
+	}
+	if !strings.Contains(pr.stderr.String(), "--max-wals=3") {
+		t.Errorf("a flag without effect was not reported: %s", pr.stderr.String())
+	}
+}

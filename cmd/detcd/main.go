@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -34,8 +37,15 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "detcd: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	out := stderr
+	if cfg.LogOutput != nil {
+		out = cfg.LogOutput
+	}
+	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: logLevel}))
 	cfg.Logger = log
+	for _, f := range cfg.IgnoredFlags {
+		log.Warn("flag has no effect in detcd", "flag", f)
+	}
 	log.Info("starting detcd", "etcd-version", server.Version, "go-version", runtime.Version(),
 		"name", cfg.Name, "data-dir", cfg.DataDir, "listen-client-urls", cfg.ListenClientURLs)
 	s, err := server.New(cfg)
@@ -79,7 +89,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 		logLevel                                                 string
 		version                                                  bool
 		maxRequestBytes, maxTxnOps                               uint
-		cipherSuites                                             string
+		cipherSuites, listenMetrics, logger, logOutputs          string
+		maxConcurrentStreams                                     uint
+		selfSignedYears                                          uint
 	)
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "Human-readable name for this member.")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "Path to the data directory (default \"${name}.etcd\").")
@@ -110,6 +122,17 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.StringVar(&cfg.TLSMinVersion, "tls-min-version", "TLS1.2", "Minimum TLS version supported by detcd: TLS1.2 or TLS1.3.")
 	fs.StringVar(&cfg.TLSMaxVersion, "tls-max-version", "", "Maximum TLS version supported by detcd: TLS1.2 or TLS1.3 (default: the newest Go supports).")
 	fs.StringVar(&cipherSuites, "cipher-suites", "", "Comma-separated list of supported TLS 1.2 cipher suites between client/server and peers (empty: Go's defaults).")
+	fs.StringVar(&listenMetrics, "listen-metrics-urls", "", "List of URLs to listen on for the /metrics and /health endpoints.")
+	fs.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "Enable the JSON gateway (/v3/...) on the client URLs.")
+	fs.UintVar(&maxConcurrentStreams, "max-concurrent-streams", uint(cfg.MaxConcurrentStreams), "Maximum concurrent streams that each client can open at a time.")
+	fs.DurationVar(&cfg.GRPCKeepAliveMinTime, "grpc-keepalive-min-time", cfg.GRPCKeepAliveMinTime, "Minimum interval duration that a client should wait before pinging server.")
+	fs.DurationVar(&cfg.GRPCKeepAliveInterval, "grpc-keepalive-interval", cfg.GRPCKeepAliveInterval, "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).")
+	fs.DurationVar(&cfg.GRPCKeepAliveTimeout, "grpc-keepalive-timeout", cfg.GRPCKeepAliveTimeout, "Additional duration of wait before closing a non-responsive connection (0 to disable).")
+	fs.Uint64Var(&cfg.SnapshotCatchUpEntries, "snapshot-catchup-entries", cfg.SnapshotCatchUpEntries, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
+	fs.UintVar(&selfSignedYears, "self-signed-cert-validity", cfg.SelfSignedCertValidityYears, "The validity period of the client and peer certificates that are automatically generated when --auto-tls or --peer-auto-tls is given, in years.")
+	fs.StringVar(&logger, "logger", "zap", "Currently only supports 'zap' for structured logging (detcd logs JSON lines with log/slog).")
+	fs.StringVar(&logOutputs, "log-outputs", "default", "Where to write logs: 'default' or 'stderr', 'stdout', or a file path.")
+	ignored := ignoredFlags(fs)
 	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.BoolVar(&version, "version", false, "Print the version and exit.")
 	if err := fs.Parse(args); err != nil {
@@ -138,6 +161,16 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	cfg.ListenPeerURLs = splitURLs(listenPeer)
 	cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
 	defaultInitialCluster(&cfg, set)
+	cfg.ListenMetricsURLs = splitURLs(listenMetrics)
+	cfg.MaxConcurrentStreams = uint32(min(maxConcurrentStreams, math.MaxUint32))
+	cfg.SelfSignedCertValidityYears = selfSignedYears
+	if logger != "zap" {
+		return cfg, 0, false, fmt.Errorf("invalid --logger %q: only 'zap' is supported", logger)
+	}
+	if cfg.LogOutput, err = openLogOutput(logOutputs); err != nil {
+		return cfg, 0, false, err
+	}
+	cfg.IgnoredFlags = ignored.set(fs)
 	if cipherSuites != "" {
 		cfg.CipherSuites = strings.Split(cipherSuites, ",")
 	}
@@ -171,6 +204,53 @@ func defaultInitialCluster(cfg *server.Config, set map[string]bool) {
 	if !set["initial-cluster"] && (set["name"] || set["initial-advertise-peer-urls"]) {
 		cfg.InitialCluster = cfg.Name + "=" + strings.Join(cfg.InitialAdvertisePeerURLs, ","+cfg.Name+"=")
 	}
+}
+
+// ignoredFlagSet are etcd flags detcd takes so that etcd's command lines
+// work, but that change nothing in detcd; the values etcd uses are
+// detcd's behaviour, and other values are logged at start.
+type ignoredFlagSet map[string]string
+
+func ignoredFlags(fs *flag.FlagSet) ignoredFlagSet {
+	defs := ignoredFlagSet{
+		"max-snapshots":                 "5",
+		"max-wals":                      "5",
+		"strict-reconfig-check":         "true",
+		"pre-vote":                      "true",
+		"initial-election-tick-advance": "true",
+		"cors":                          "*",
+	}
+	for _, name := range slices.Sorted(maps.Keys(defs)) {
+		fs.String(name, defs[name], "Taken for etcd compatibility; detcd behaves as etcd does with "+defs[name]+" and logs other values.")
+	}
+	return defs
+}
+
+// set returns the ignored flags given with values other than etcd's
+// defaults.
+func (d ignoredFlagSet) set(fs *flag.FlagSet) []string {
+	var out []string
+	fs.Visit(func(f *flag.Flag) {
+		if def, ok := d[f.Name]; ok && f.Value.String() != def {
+			out = append(out, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	return out
+}
+
+// openLogOutput is --log-outputs: stderr, stdout or a file (appended to).
+func openLogOutput(s string) (io.Writer, error) {
+	switch s {
+	case "", "default", "stderr":
+		return nil, nil
+	case "stdout":
+		return os.Stdout, nil
+	}
+	f, err := os.OpenFile(s, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--log-outputs: %w", err)
+	}
+	return f, nil
 }
 
 // fromEnv sets flags not given on the command line from ETCD_* variables:
