@@ -35,6 +35,14 @@ type TLSInfo struct {
 	// AutoTLS uses a self-signed certificate generated into the data
 	// directory when no CertFile is given.
 	AutoTLS bool
+	// CRLFile lists revoked certificates: connections showing one are
+	// refused (--client-crl-file, --peer-crl-file).
+	CRLFile string
+	// AllowedCNs and AllowedHostname, if set, are what a client
+	// certificate must name (--peer-cert-allowed-cn,
+	// --peer-cert-allowed-hostname).
+	AllowedCNs      []string
+	AllowedHostname string
 }
 
 // hasCert reports whether the side can serve TLS.
@@ -162,16 +170,69 @@ func anyHTTPS(urls []string) bool {
 	return slices.ContainsFunc(urls, func(u string) bool { return strings.HasPrefix(u, "https://") })
 }
 
+// verifyClient checks a verified client certificate against the
+// revocation list and the names it must carry.
+func (sc sideCerts) verifyClient(t TLSInfo) func([][]byte, [][]*x509.Certificate) error {
+	if sc.revoked == nil && len(t.AllowedCNs) == 0 && t.AllowedHostname == "" {
+		return nil
+	}
+	return func(_ [][]byte, chains [][]*x509.Certificate) error {
+		if len(chains) == 0 || len(chains[0]) == 0 {
+			return nil // no certificate: ClientAuth decides
+		}
+		leaf := chains[0][0]
+		if sc.revoked[leaf.SerialNumber.String()] {
+			return fmt.Errorf("certificate %s is revoked", leaf.SerialNumber)
+		}
+		if len(t.AllowedCNs) > 0 && !slices.Contains(t.AllowedCNs, leaf.Subject.CommonName) {
+			return fmt.Errorf("certificate common name %q is not allowed", leaf.Subject.CommonName)
+		}
+		if t.AllowedHostname != "" {
+			if err := leaf.VerifyHostname(t.AllowedHostname); err != nil {
+				return fmt.Errorf("certificate is not for the allowed hostname: %w", err)
+			}
+		}
+		return nil
+	}
+}
+
+// loadCRL returns the serial numbers a revocation list revokes.
+func loadCRL(path string) (map[string]bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("CRL file: %w", err)
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	crl, err := x509.ParseRevocationList(b)
+	if err != nil {
+		return nil, fmt.Errorf("CRL file %s: %w", path, err)
+	}
+	out := map[string]bool{}
+	for _, e := range crl.RevokedCertificateEntries {
+		out[e.SerialNumber.String()] = true
+	}
+	return out, nil
+}
+
 // sideCerts is one side's certificate (reloaded when its files change,
 // so certificates rotate without a restart; nil when the side has none)
 // and trusted CAs.
 type sideCerts struct {
-	cert *certReloader
-	cas  *x509.CertPool
+	cert    *certReloader
+	cas     *x509.CertPool
+	revoked map[string]bool // serial numbers, from the CRL file
 }
 
 func loadSide(t TLSInfo, autoDir string, urls []string, validity time.Duration, log *slog.Logger) (sideCerts, error) {
 	out := sideCerts{}
+	if t.CRLFile != "" {
+		var err error
+		if out.revoked, err = loadCRL(t.CRLFile); err != nil {
+			return out, err
+		}
+	}
 	if t.TrustedCAFile != "" {
 		pemBytes, err := os.ReadFile(t.TrustedCAFile)
 		if err != nil {
@@ -208,6 +269,7 @@ func (sc sideCerts) serverConfig(base *tls.Config, t TLSInfo, protos ...string) 
 	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return sc.cert.get() }
 	cfg.NextProtos = protos
 	cfg.ClientCAs = sc.cas
+	cfg.VerifyPeerCertificate = sc.verifyClient(t)
 	switch {
 	case t.ClientCertAuth:
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert

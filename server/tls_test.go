@@ -266,3 +266,33 @@ func TestClientCertUser(t *testing.T) {
 		t.Fatal("the certificate's user put outside its range")
 	}
 }
+
+// TestTLSRevocationAndNames: a client certificate on the CRL is refused;
+// a peer whose certificate lacks the allowed common name is refused.
+func TestTLSRevocationAndNames(t *testing.T) {
+	p := testpki.New(t)
+	s, _ := testServer(t, t.TempDir(), func(c *Config) {
+		c.ListenClientURLs = []string{"https://127.0.0.1:0"}
+		c.AdvertiseClientURLs = []string{"https://127.0.0.1:2379"}
+		c.ClientTLS = TLSInfo{CertFile: p.Cert, KeyFile: p.Key, TrustedCAFile: p.CA, ClientCertAuth: true, CRLFile: p.CRL(t, p.ClientCert)}
+	})
+	addr := s.Addrs()[0]
+	if _, err := tlsClient(t, addr, p.ClientTLS(t, p.ClientCert, p.ClientKey)).Put(shortCtx(t), "k", "v"); err == nil {
+		t.Error("a revoked certificate could put")
+	}
+	if _, err := tlsClient(t, addr, p.ClientTLS(t, p.Cert, p.Key)).Put(ctx(t), "k", "v"); err != nil {
+		t.Errorf("a certificate not on the CRL: %v", err)
+	}
+
+	tc := newTestClusterWith(t, 1, "https", func(c *Config) {
+		c.PeerTLS = TLSInfo{CertFile: p.Cert, KeyFile: p.Key, TrustedCAFile: p.CA, ClientCertAuth: true, AllowedCNs: []string{"member"}}
+	})
+	peerURL := tc.cfgs[0].InitialAdvertisePeerURLs[0]
+	for name, cert := range map[string][2]string{"member": {p.Cert, p.Key}, "client": {p.ClientCert, p.ClientKey}} {
+		asker := &Server{log: tc.cfgs[0].Logger, tls: tlsConfigs{peerClient: p.ClientTLS(t, cert[0], cert[1])}}
+		_, err := asker.fetchCluster(shortCtx(t), []string{peerURL})
+		if (err == nil) != (name == "member") {
+			t.Errorf("a peer with common name %q: %v", name, err)
+		}
+	}
+}

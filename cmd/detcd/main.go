@@ -119,6 +119,11 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.UintVar(&authTokenTTLSec, "auth-token-ttl", uint(cfg.AuthTokenTTL/time.Second), "The lifetime in seconds of the auth token.")
 	tlsFlags(fs, &cfg.ClientTLS, "", "client")
 	tlsFlags(fs, &cfg.PeerTLS, "peer-", "peer")
+	var allowedCNs string
+	fs.StringVar(&cfg.ClientTLS.CRLFile, "client-crl-file", "", "Path to the client certificate revocation list file.")
+	fs.StringVar(&cfg.PeerTLS.CRLFile, "peer-crl-file", "", "Path to the peer certificate revocation list file.")
+	fs.StringVar(&allowedCNs, "peer-cert-allowed-cn", "", "Comma-separated list of allowed CNs for inter-peer TLS authentication.")
+	fs.StringVar(&cfg.PeerTLS.AllowedHostname, "peer-cert-allowed-hostname", "", "Allowed TLS hostname for inter-peer TLS authentication.")
 	fs.StringVar(&cfg.TLSMinVersion, "tls-min-version", "TLS1.2", "Minimum TLS version supported by detcd: TLS1.2 or TLS1.3.")
 	fs.StringVar(&cfg.TLSMaxVersion, "tls-max-version", "", "Maximum TLS version supported by detcd: TLS1.2 or TLS1.3 (default: the newest Go supports).")
 	fs.StringVar(&cipherSuites, "cipher-suites", "", "Comma-separated list of supported TLS 1.2 cipher suites between client/server and peers (empty: Go's defaults).")
@@ -162,6 +167,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
 	defaultInitialCluster(&cfg, set)
 	cfg.ListenMetricsURLs = splitURLs(listenMetrics)
+	if allowedCNs != "" {
+		cfg.PeerTLS.AllowedCNs = strings.Split(allowedCNs, ",")
+	}
 	cfg.MaxConcurrentStreams = uint32(min(maxConcurrentStreams, math.MaxUint32))
 	cfg.SelfSignedCertValidityYears = selfSignedYears
 	if logger != "zap" {

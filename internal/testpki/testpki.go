@@ -23,6 +23,9 @@ type PKI struct {
 	Cert, Key                string // a member's key pair
 	ClientCert, ClientKey    string
 	StrangerCert, StrangerKy string // signed by a CA no one trusts
+
+	caCert *x509.Certificate
+	caKey  *ecdsa.PrivateKey
 }
 
 // New writes a fresh PKI into a temporary directory of t.
@@ -31,6 +34,7 @@ func New(t testing.TB) PKI {
 	dir := t.TempDir()
 	p := PKI{Dir: dir}
 	caCert, caKey := write(t, dir, "ca", nil, nil, true)
+	p.caCert, p.caKey = caCert, caKey
 	write(t, dir, "member", caCert, caKey, false)
 	write(t, dir, "client", caCert, caKey, false)
 	otherCert, otherKey := write(t, dir, "other-ca", nil, nil, true)
@@ -66,7 +70,7 @@ func write(t testing.TB, dir, name string, parent *x509.Certificate, parentKey *
 		BasicConstraintsValid: true,
 	}
 	if isCA {
-		tmpl.IsCA, tmpl.KeyUsage = true, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature
+		tmpl.IsCA, tmpl.KeyUsage = true, x509.KeyUsageCertSign|x509.KeyUsageCRLSign|x509.KeyUsageDigitalSignature
 	} else {
 		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 		tmpl.DNSNames = []string{"localhost"}
@@ -116,4 +120,33 @@ func (p PKI) ClientTLS(t testing.TB, certFile, keyFile string) *tls.Config {
 		cfg.Certificates = []tls.Certificate{kp}
 	}
 	return cfg
+}
+
+// CRL writes a revocation list of the CA that revokes the certificates
+// in certFiles, and returns its path.
+func (p PKI) CRL(t testing.TB, certFiles ...string) string {
+	t.Helper()
+	var revoked []x509.RevocationListEntry
+	for _, f := range certFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revoked = append(revoked, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now()})
+	}
+	tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour), RevokedCertificateEntries: revoked}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.caCert, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(p.Dir, "ca.crl")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
