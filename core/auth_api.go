@@ -52,22 +52,33 @@ func (n *Node) authorize(r *Request) error {
 	if !a.Enabled() {
 		return nil
 	}
-	if r.Token == "" && r.CertUser != "" {
-		r.user = r.CertUser
-		return n.permitted(r.user, r)
-	}
-	if r.Token == "" {
-		return auth.ErrUserEmpty
-	}
-	user, rev, ok := n.tokens.Lookup(r.Token, n.ticks)
-	if !ok {
-		return auth.ErrInvalidAuthToken
+	user, rev, err := n.tokenUser(r)
+	if err != nil {
+		return err
 	}
 	if rev < a.Revision() {
 		return auth.ErrAuthOldRevision
 	}
 	r.user = user
 	return n.permitted(user, r)
+}
+
+// tokenUser is who a request comes from, and the auth revision its
+// credentials date from.
+func (n *Node) tokenUser(r *Request) (string, uint64, error) {
+	switch {
+	case r.TokenUser != "":
+		return r.TokenUser, r.TokenRevision, nil
+	case r.Token != "":
+		user, rev, ok := n.tokens.Lookup(r.Token, n.ticks)
+		if !ok {
+			return "", 0, auth.ErrInvalidAuthToken
+		}
+		return user, rev, nil
+	case r.CertUser != "":
+		return r.CertUser, n.st.auth.Revision(), nil
+	}
+	return "", 0, auth.ErrUserEmpty
 }
 
 // authOpen are the requests etcd serves without a user (Authenticate,
@@ -265,6 +276,9 @@ func (n *Node) applyAuthenticate(ir *pb.InternalRaftRequest, index uint64) (prot
 	}
 	if ir.GetHeader().GetAuthRevision() != a.Revision() {
 		return nil, auth.ErrAuthOldRevision // the password may have changed since it was checked
+	}
+	if n.cfg.AuthTokensExternal {
+		return &pb.AuthenticateResponse{Header: n.header(0)}, nil // the driver signs one
 	}
 	token := fmt.Sprintf("%s.%d", req.SimpleToken, index)
 	n.tokens.Assign(token, req.Name, a.Revision(), n.ticks)

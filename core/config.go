@@ -88,6 +88,9 @@ type Config struct {
 	// AuthTokenTTLTicks is how long a simple token lives after its last
 	// use (etcd's --auth-token-ttl, 300 s).
 	AuthTokenTTLTicks int
+	// AuthTokensExternal: the driver issues and checks tokens (JWT) and
+	// hands core the user and revision of each; core keeps none.
+	AuthTokensExternal bool
 
 	// ProposalEpoch makes this run's proposal ids differ from any earlier
 	// run's, so an entry proposed before a restart never completes a

@@ -22,6 +22,11 @@ type Request struct {
 	// Token is the client's auth token, "" for none. With auth enabled,
 	// every request but those etcd leaves open needs a live one.
 	Token string
+	// TokenUser and TokenRevision, with TokenUser set, are what a token
+	// the driver checked itself (a JWT) says: its user and the auth
+	// revision it was issued at.
+	TokenUser     string
+	TokenRevision uint64
 	// CertUser is the common name of the client's verified TLS
 	// certificate: with auth on, etcd takes it as the user of a request
 	// without a token.

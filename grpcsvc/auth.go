@@ -126,7 +126,18 @@ func (s *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest
 		if errors.Is(err, toGRPC(auth.ErrAuthOldRevision)) {
 			continue
 		}
-		return out, err
+		if err != nil {
+			return nil, err
+		}
+		// The apply checked that the store is still at lk.Revision.
+		signed, err := s.b.SignToken(r.Name, lk.Revision)
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if signed != "" {
+			out.Token = signed
+		}
+		return out, nil
 	}
 	return nil, toGRPC(auth.ErrAuthOldRevision)
 }

@@ -32,4 +32,8 @@ type Backend interface {
 	AuthEnabled() bool
 	// BcryptCost is --bcrypt-cost, for hashing new passwords.
 	BcryptCost() int
+	// SignToken issues a token for a user who authenticated at auth
+	// revision rev, when the member signs its tokens (JWT); "" when core
+	// hands out simple tokens.
+	SignToken(user string, rev uint64) (string, error)
 }

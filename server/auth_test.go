@@ -1,7 +1,15 @@
 package server
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +119,48 @@ func TestAuthCluster(t *testing.T) {
 	}
 	if _, err := other.Get(ctx(t), "/app/a"); err == nil {
 		t.Fatal("a get without a token succeeded on member 2")
+	}
+}
+
+// TestAuthJWT: with --auth-token jwt, tokens are signed JWTs naming the
+// user and auth revision; a forged or stale one is refused.
+func TestAuthJWT(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privDER, _ := x509.MarshalECPrivateKey(key)
+	pubDER, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	priv, pub := filepath.Join(dir, "jwt.key"), filepath.Join(dir, "jwt.pub")
+	os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: privDER}), 0o600)
+	os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o600)
+	s, cli := testServer(t, t.TempDir(), func(c *Config) {
+		c.BcryptCost = 4
+		c.AuthToken = "jwt,pub-key=" + pub + ",priv-key=" + priv + ",sign-method=ES256,ttl=1m"
+	})
+	enableAuth(t, cli)
+	app := userClient(t, s.Addrs(), "app", "apppw")
+	if _, err := app.Put(ctx(t), "/app/x", "1"); err != nil {
+		t.Fatalf("put with a JWT: %v", err)
+	}
+	resp, err := app.Auth.Authenticate(ctx(t), "app", "apppw")
+	if err != nil || strings.Count(resp.Token, ".") != 2 {
+		t.Fatalf("authenticate: %v %v", resp, err)
+	}
+	forged := resp.Token[:len(resp.Token)-4] + "AAAA"
+	if _, err := cli.Put(metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", forged)), "/app/y", "1"); err == nil || err.Error() != rpctypes.ErrInvalidAuthToken.Error() {
+		t.Fatalf("put with a forged JWT: %v", err)
+	}
+	root := userClient(t, s.Addrs(), "root", "pw")
+	if _, err := root.RoleAdd(ctx(t), "other"); err != nil {
+		t.Fatal(err)
+	}
+	stale := metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", resp.Token))
+	if _, err := cli.Put(stale, "/app/y", "1"); err == nil || err.Error() != rpctypes.ErrAuthOldRevision.Error() {
+		t.Fatalf("put with a JWT from before an auth change: %v", err)
+	}
+	if _, err := app.Put(ctx(t), "/app/z", "1"); err != nil {
+		t.Fatalf("clientv3 authenticates again after an auth change: %v", err)
 	}
 }

@@ -54,7 +54,8 @@ type Config struct {
 	TLSMinVersion string
 	TLSMaxVersion string
 	CipherSuites  []string
-	// AuthToken is etcd's --auth-token: only "simple" tokens are served.
+	// AuthToken is etcd's --auth-token: "simple", or
+	// "jwt,pub-key=F,priv-key=F,sign-method=M[,ttl=D]".
 	AuthToken string
 	// BcryptCost hashes new passwords (etcd's --bcrypt-cost, default 10).
 	BcryptCost int
@@ -188,8 +189,8 @@ func (c *Config) Validate() error {
 
 // validateAuth checks the auth flags with etcd's rules.
 func (c *Config) validateAuth() error {
-	if kind, _, _ := strings.Cut(c.AuthToken, ","); kind != "simple" {
-		return fmt.Errorf("--auth-token %q: detcd serves only simple tokens (jwt is not supported)", c.AuthToken)
+	if kind, _, _ := strings.Cut(c.AuthToken, ","); kind != "simple" && kind != "jwt" {
+		return fmt.Errorf("--auth-token %q: want simple or jwt,...", c.AuthToken)
 	}
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
 		return fmt.Errorf("invalid --bcrypt-cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
@@ -344,6 +345,7 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 		TickMs:                   int(tick / time.Millisecond),
 		LeaseCheckpointDisabled:  !gates["LeaseCheckpoint"],
 		AuthTokenTTLTicks:        max(int(c.AuthTokenTTL/tick), 1),
+		AuthTokensExternal:       strings.HasPrefix(c.AuthToken, "jwt"),
 		Logger:                   log,
 	}, nil
 }

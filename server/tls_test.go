@@ -209,6 +209,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad cluster state", func(c *Config) { c.InitialClusterState = "old" }, "invalid value \"old\" for --initial-cluster-state"},
 		{"missing from initial cluster", func(c *Config) { c.Name = "other" }, "couldn't find local name \"other\""},
 		{"unknown feature gate", func(c *Config) { c.FeatureGates = "Nope=true" }, "unrecognized feature gate: Nope"},
+		{"unknown auth token kind", func(c *Config) { c.AuthToken = "magic" }, "want simple or jwt"},
+		{"bcrypt cost", func(c *Config) { c.BcryptCost = 99 }, "invalid --bcrypt-cost 99"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()

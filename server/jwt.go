@@ -1,0 +1,147 @@
+package server
+
+import (
+	"crypto"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// jwtTokens signs and checks etcd's JWT auth tokens
+// (--auth-token jwt,pub-key=F,priv-key=F,sign-method=M,ttl=D): stateless,
+// so any member with the public key accepts any member's tokens, each
+// naming the user and the auth revision it was issued at.
+type jwtTokens struct {
+	method    jwt.SigningMethod
+	signKey   any // nil: this member verifies but cannot issue
+	verifyKey any
+	ttl       time.Duration
+}
+
+// jwtDefaultTTL is etcd's.
+const jwtDefaultTTL = 5 * time.Minute
+
+// parseJWTOptions reads --auth-token; nil for simple tokens.
+func parseJWTOptions(spec string) (*jwtTokens, error) {
+	kind, rest, _ := strings.Cut(spec, ",")
+	switch kind {
+	case "simple":
+		return nil, nil
+	case "jwt":
+	default:
+		return nil, fmt.Errorf("--auth-token %q: want simple or jwt,...", spec)
+	}
+	opts := map[string]string{}
+	for _, kv := range strings.Split(rest, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			opts[k] = v
+		} else if kv != "" {
+			return nil, fmt.Errorf("--auth-token: bad option %q: want key=value", kv)
+		}
+	}
+	t := &jwtTokens{method: jwt.GetSigningMethod(opts["sign-method"]), ttl: jwtDefaultTTL}
+	if t.method == nil {
+		return nil, fmt.Errorf("--auth-token: unknown sign-method %q", opts["sign-method"])
+	}
+	if d, ok := opts["ttl"]; ok {
+		ttl, err := time.ParseDuration(d)
+		if err != nil || ttl <= 0 {
+			return nil, fmt.Errorf("--auth-token: bad ttl %q", d)
+		}
+		t.ttl = ttl
+	}
+	return t, t.loadKeys(opts["pub-key"], opts["priv-key"])
+}
+
+func (t *jwtTokens) loadKeys(pubFile, privFile string) error {
+	read := func(name, path string) ([]byte, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--auth-token %s: %w", name, err)
+		}
+		return b, nil
+	}
+	var err error
+	switch t.method.(type) {
+	case *jwt.SigningMethodHMAC:
+		// One secret both signs and verifies: etcd reads it from priv-key.
+		if t.signKey, err = read("priv-key", privFile); err != nil {
+			return err
+		}
+		t.verifyKey = t.signKey
+		return nil
+	}
+	pub, err := read("pub-key", pubFile)
+	if err != nil {
+		return err
+	}
+	if t.verifyKey, err = parsePublicKey(t.method, pub); err != nil {
+		return fmt.Errorf("--auth-token pub-key %s: %w", pubFile, err)
+	}
+	if privFile == "" {
+		return nil
+	}
+	priv, err := read("priv-key", privFile)
+	if err != nil {
+		return err
+	}
+	if t.signKey, err = parsePrivateKey(t.method, priv); err != nil {
+		return fmt.Errorf("--auth-token priv-key %s: %w", privFile, err)
+	}
+	return nil
+}
+
+func parsePublicKey(m jwt.SigningMethod, b []byte) (crypto.PublicKey, error) {
+	switch m.(type) {
+	case *jwt.SigningMethodRSA, *jwt.SigningMethodRSAPSS:
+		return jwt.ParseRSAPublicKeyFromPEM(b)
+	case *jwt.SigningMethodECDSA:
+		return jwt.ParseECPublicKeyFromPEM(b)
+	case *jwt.SigningMethodEd25519:
+		return jwt.ParseEdPublicKeyFromPEM(b)
+	}
+	return nil, fmt.Errorf("unsupported sign-method %s", m.Alg())
+}
+
+func parsePrivateKey(m jwt.SigningMethod, b []byte) (crypto.PrivateKey, error) {
+	switch m.(type) {
+	case *jwt.SigningMethodRSA, *jwt.SigningMethodRSAPSS:
+		return jwt.ParseRSAPrivateKeyFromPEM(b)
+	case *jwt.SigningMethodECDSA:
+		return jwt.ParseECPrivateKeyFromPEM(b)
+	case *jwt.SigningMethodEd25519:
+		return jwt.ParseEdPrivateKeyFromPEM(b)
+	}
+	return nil, fmt.Errorf("unsupported sign-method %s", m.Alg())
+}
+
+// sign issues a token for user at auth revision rev.
+func (t *jwtTokens) sign(user string, rev uint64) (string, error) {
+	if t.signKey == nil {
+		return "", fmt.Errorf("this member has no --auth-token priv-key to sign tokens with")
+	}
+	claims := jwt.MapClaims{"username": user, "revision": rev, "exp": time.Now().Add(t.ttl).Unix()}
+	return jwt.NewWithClaims(t.method, claims).SignedString(t.signKey)
+}
+
+// verify returns the user and auth revision of a valid, unexpired token.
+func (t *jwtTokens) verify(token string) (string, uint64, bool) {
+	parsed, err := jwt.Parse(token, func(*jwt.Token) (any, error) { return t.verifyKey, nil },
+		jwt.WithValidMethods([]string{t.method.Alg()}), jwt.WithExpirationRequired())
+	if err != nil || !parsed.Valid {
+		return "", 0, false
+	}
+	claims, ok := parsed.Claims.(jwt.MapClaims)
+	if !ok {
+		return "", 0, false
+	}
+	user, ok1 := claims["username"].(string)
+	rev, ok2 := claims["revision"].(float64)
+	if !ok1 || !ok2 || user == "" {
+		return "", 0, false
+	}
+	return user, uint64(rev), true
+}
