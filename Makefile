@@ -13,7 +13,7 @@ SIM_TIME ?= 10m
 sim:
 	$(GO) build -o $(BIN)/detcd-sim ./cmd/detcd-sim
 	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2
-	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2 --members 5 --clients 12
+	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2 --members 5 --clients 12 --auth 2
 
 # The chaos suite (tests/chaos_test.go): a 3-member cluster of real
 # detcd processes on loopback under CHAOS_DURATION of seeded faults (kill -9,

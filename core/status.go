@@ -3,6 +3,7 @@ package core
 import (
 	"cmp"
 	"fmt"
+	"hash/crc32"
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -88,6 +89,9 @@ func (n *Node) Sizes() (size, inUse int64, keys int) {
 
 // NoSpace reports whether a NOSPACE alarm is raised.
 func (n *Node) NoSpace() bool { return n.st.alarms.noSpace() }
+
+// AuthHash is a hash of the auth store, for checkers comparing members.
+func (n *Node) AuthHash() uint32 { return crc32.ChecksumIEEE(n.st.auth.Marshal()) }
 
 // HashKV hashes the key space as Maintenance.HashKV does, on the loop:
 // for tests and the simulator, whose checks run between events.

@@ -144,6 +144,13 @@ func (c *checkers) converged() bool {
 	if err != nil {
 		return false
 	}
+	a0 := ms[0].node.AuthHash()
+	for _, m := range ms[1:] {
+		if a := m.node.AuthHash(); a != a0 {
+			c.fail("members at applied index %d disagree on the auth store: %s hash %x, %s hash %x", last, ms[0].name, a0, m.name, a)
+			return false
+		}
+	}
 	for _, m := range ms[1:] {
 		h, err := m.node.HashKV(0)
 		if err != nil || h != h0 {

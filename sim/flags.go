@@ -17,6 +17,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
 	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent simulated clients")
 	fs.IntVar(&o.Watchers, "watchers", o.Watchers, "simulated clients that each keep a watch open")
 	fs.IntVar(&o.LeaseClients, "leases", o.LeaseClients, "simulated clients that each hold a lease with keys on it")
+	fs.IntVar(&o.AuthClients, "auth", o.AuthClients, "simulated administrators changing users, roles and permissions (auth stays off)")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "simulated length of the safety phase (faults on)")
 	fs.DurationVar(&o.Liveness, "liveness", o.Liveness, "bound on the liveness phase: members must converge within it")
 	fs.StringVar(&o.PlantedBug, "bug", o.PlantedBug, "plant a core bug (binaries built with -tags detcdbugs only)")

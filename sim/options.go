@@ -17,6 +17,9 @@ type Options struct {
 	Watchers int
 	// LeaseClients are clients that each hold a lease with keys on it.
 	LeaseClients int
+	// AuthClients are administrators changing users, roles and
+	// permissions (0 in runs from before they existed).
+	AuthClients int `json:",omitempty"`
 	// Duration is the safety phase: the workload runs under faults.
 	Duration time.Duration
 	// Faults is the fault mix.
@@ -56,6 +59,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: watchers must be in 0..%d", clientsMax)
 	case o.LeaseClients < 0 || o.LeaseClients > clientsMax:
 		return fmt.Errorf("sim: lease clients must be in 0..%d", clientsMax)
+	case o.AuthClients < 0 || o.AuthClients > clientsMax:
+		return fmt.Errorf("sim: auth clients must be in 0..%d", clientsMax)
 	case o.Duration <= 0 || o.Duration > durationMax:
 		return fmt.Errorf("sim: duration must be in (0, %v]", durationMax)
 	case o.Liveness <= 0:
@@ -73,6 +78,9 @@ func (o Options) Validate() error {
 func (o Options) String() string {
 	s := fmt.Sprintf("--seed %d --members %d --clients %d --watchers %d --leases %d --duration %v --faults %s --liveness %v",
 		o.Seed, o.Members, o.Clients, o.Watchers, o.LeaseClients, o.Duration, o.Faults, o.Liveness)
+	if o.AuthClients > 0 {
+		s += fmt.Sprintf(" --auth %d", o.AuthClients)
+	}
 	if o.PlantedBug != "" {
 		s += " --bug " + o.PlantedBug
 	}

@@ -29,6 +29,7 @@ type World struct {
 	clients  []*client
 	watchers []*watchClient
 	leasers  []*leaseClient
+	admins   []*authClient
 	// nextStream names watch streams across the world.
 	nextStream watch.StreamID
 	trace      *tracer
@@ -82,6 +83,9 @@ func New(opts Options, trace io.Writer) (*World, error) {
 	}
 	for i := 0; i < opts.LeaseClients; i++ {
 		w.leasers = append(w.leasers, newLeaseClient(w, i))
+	}
+	for i := 0; i < opts.AuthClients; i++ {
+		w.admins = append(w.admins, newAuthClient(w, i))
 	}
 	w.faults.init(w)
 	return w, nil
@@ -145,6 +149,9 @@ func (w *World) Run() (res *Result) {
 		c.startWatching()
 	}
 	for _, c := range w.leasers {
+		c.start()
+	}
+	for _, c := range w.admins {
 		c.start()
 	}
 	w.faults.start()
