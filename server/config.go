@@ -64,6 +64,9 @@ type Config struct {
 	// ListenMetricsURLs serve /metrics and the health endpoints on their
 	// own port (etcd's --listen-metrics-urls).
 	ListenMetricsURLs []string
+	// CORS are the origins allowed to call the HTTP endpoints from a
+	// browser (etcd's --cors; "*" any, none: no CORS headers).
+	CORS []string
 	// EnableGRPCGateway serves the JSON gateway on the client URLs.
 	EnableGRPCGateway bool
 	// MaxConcurrentStreams bounds the streams of one client connection.
@@ -110,6 +113,7 @@ func DefaultConfig() Config {
 		AutoCompactionMode:          "periodic",
 		WatchProgressNotifyInterval: 10 * time.Minute,
 		EnableGRPCGateway:           true,
+		CORS:                        []string{"*"},
 		MaxConcurrentStreams:        math.MaxUint32,
 		GRPCKeepAliveMinTime:        5 * time.Second,
 		GRPCKeepAliveInterval:       2 * time.Hour,

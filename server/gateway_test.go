@@ -55,3 +55,28 @@ func TestGatewayAuth(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestCORS: etcd's CORS headers for an allowed origin, a preflight
+// answered, nothing for another origin.
+func TestCORS(t *testing.T) {
+	s, _ := testServer(t, t.TempDir(), func(c *Config) { c.CORS = []string{"https://ui.example"} })
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for _, tt := range []struct {
+		method, origin, want string
+	}{
+		{http.MethodOptions, "https://ui.example", "https://ui.example"},
+		{http.MethodGet, "https://ui.example", "https://ui.example"},
+		{http.MethodGet, "https://evil.example", ""},
+	} {
+		req, _ := http.NewRequest(tt.method, "http://"+s.Addrs()[0]+"/health", nil)
+		req.Header.Set("Origin", tt.origin)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != tt.want || resp.StatusCode != http.StatusOK {
+			t.Errorf("%s from %s: %d, allow-origin %q, want %q", tt.method, tt.origin, resp.StatusCode, got, tt.want)
+		}
+	}
+}

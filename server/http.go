@@ -12,10 +12,40 @@ import (
 // grpcOrHTTP hands gRPC requests that came through net/http (HTTP/2 over
 // TLS) to the gRPC server, and the rest to etcd's HTTP endpoints.
 func (s *Server) grpcOrHTTP() http.Handler {
-	h := s.httpHandler()
+	h := s.withCORS(s.httpHandler())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			s.grpc.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// withCORS adds etcd's CORS headers for the origins --cors allows ("*",
+// the default, allows any) and answers preflight requests.
+func (s *Server) withCORS(h http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, o := range s.cfg.CORS {
+		allowed[o] = true
+	}
+	if len(allowed) == 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		switch {
+		case allowed["*"]:
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+		case allowed[origin]:
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+		default:
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
+		w.Header().Set("Access-Control-Allow-Headers", "accept, content-type, authorization")
+		if r.Method == http.MethodOptions {
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -127,6 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.StringVar(&cfg.TLSMinVersion, "tls-min-version", "TLS1.2", "Minimum TLS version supported by detcd: TLS1.2 or TLS1.3.")
 	fs.StringVar(&cfg.TLSMaxVersion, "tls-max-version", "", "Maximum TLS version supported by detcd: TLS1.2 or TLS1.3 (default: the newest Go supports).")
 	fs.StringVar(&cipherSuites, "cipher-suites", "", "Comma-separated list of supported TLS 1.2 cipher suites between client/server and peers (empty: Go's defaults).")
+	var cors string
+	fs.StringVar(&cors, "cors", strings.Join(cfg.CORS, ","), "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).")
 	fs.StringVar(&listenMetrics, "listen-metrics-urls", "", "List of URLs to listen on for the /metrics and /health endpoints.")
 	fs.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "Enable the JSON gateway (/v3/...) on the client URLs.")
 	fs.UintVar(&maxConcurrentStreams, "max-concurrent-streams", uint(cfg.MaxConcurrentStreams), "Maximum concurrent streams that each client can open at a time.")
@@ -167,6 +169,10 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
 	defaultInitialCluster(&cfg, set)
 	cfg.ListenMetricsURLs = splitURLs(listenMetrics)
+	cfg.CORS = splitURLs(cors)
+	if len(cfg.CORS) == 0 {
+		cfg.CORS = []string{"*"} // etcd: empty allows all
+	}
 	if allowedCNs != "" {
 		cfg.PeerTLS.AllowedCNs = strings.Split(allowedCNs, ",")
 	}
@@ -226,7 +232,6 @@ func ignoredFlags(fs *flag.FlagSet) ignoredFlagSet {
 		"strict-reconfig-check":         "true",
 		"pre-vote":                      "true",
 		"initial-election-tick-advance": "true",
-		"cors":                          "*",
 	}
 	for _, name := range slices.Sorted(maps.Keys(defs)) {
 		fs.String(name, defs[name], "Taken for etcd compatibility; detcd behaves as etcd does with "+defs[name]+" and logs other values.")
