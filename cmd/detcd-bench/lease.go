@@ -211,7 +211,7 @@ func runLease(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "detcd-bench lease: no --endpoints\n")
 		return 2
 	}
-	clis, err := dial(eps, lf.conns)
+	clis, err := dial(eps, lf.conns, "")
 	if err != nil {
 		fmt.Fprintf(stderr, "detcd-bench lease: %v\n", err)
 		return 1

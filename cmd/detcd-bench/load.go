@@ -38,6 +38,7 @@ type loadFlags struct {
 	jsonOut   bool
 	progress  bool
 	cpuProf   string
+	user      string
 }
 
 func (lf *loadFlags) register(fs *flag.FlagSet, total int, duration time.Duration) {
@@ -53,6 +54,7 @@ func (lf *loadFlags) register(fs *flag.FlagSet, total int, duration time.Duratio
 	fs.BoolVar(&lf.jsonOut, "json", false, "print the summary as one JSON object instead of a text line")
 	fs.StringVar(&lf.cpuProf, "cpuprofile", "", "write this tool's CPU profile of the run to this file")
 	fs.BoolVar(&lf.progress, "progress", true, "print a progress line to stderr every second (runs longer than a second)")
+	fs.StringVar(&lf.user, "user", "", "name:password to authenticate as, when the server has auth on (as etcd's tools take it)")
 }
 
 // Result is the summary of one load run.
@@ -144,8 +146,10 @@ func parseEndpoints(s string) []string {
 	return eps
 }
 
-// dial opens n clients (gRPC connections) and checks each one answers.
-func dial(endpoints []string, n int) ([]*clientv3.Client, error) {
+// dial opens n clients (gRPC connections), authenticated as user
+// ("name:password") unless it is empty, and checks each one answers.
+func dial(endpoints []string, n int, user string) ([]*clientv3.Client, error) {
+	name, password, _ := strings.Cut(user, ":")
 	clis := make([]*clientv3.Client, 0, n)
 	closeAll := func() {
 		for _, c := range clis {
@@ -159,6 +163,8 @@ func dial(endpoints []string, n int) ([]*clientv3.Client, error) {
 			Endpoints:   []string{ep},
 			DialTimeout: 5 * time.Second,
 			Logger:      zap.NewNop(),
+			Username:    name,
+			Password:    password,
 		})
 		if err != nil {
 			closeAll()
@@ -364,7 +370,7 @@ func runLoadCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	conns := min(lf.conns, lf.clients)
-	clis, err := dial(eps, conns)
+	clis, err := dial(eps, conns, lf.user)
 	if err != nil {
 		fmt.Fprintf(stderr, "detcd-bench %s: %v\n", cmd, err)
 		return 1

@@ -293,7 +293,7 @@ var epoch = time.Now()
 func watchRun(eps []string, wf *watchFlags, streams int, progress io.Writer) (*WatchResult, error) {
 	name := fmt.Sprintf("watch %dx%d", streams, wf.watchers)
 	conns := min(wf.conns, streams)
-	clis, err := dial(eps, conns)
+	clis, err := dial(eps, conns, "")
 	if err != nil {
 		return nil, err
 	}
