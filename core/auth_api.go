@@ -121,6 +121,13 @@ func (n *Node) putPermitted(user string, p *pb.PutRequest) error {
 	if err := a.IsRangePermitted(user, p.Key, nil, true); err != nil {
 		return err
 	}
+	// As etcd: attaching a key to a lease whose keys the user could not
+	// write (so could not revoke) is refused.
+	if p.Lease != 0 {
+		if err := n.leaseKeysPermitted(user, p.Lease, true); err != nil {
+			return err
+		}
+	}
 	if p.PrevKv {
 		return a.IsRangePermitted(user, p.Key, nil, false)
 	}

@@ -164,3 +164,31 @@ func TestAuthJWT(t *testing.T) {
 		t.Fatalf("clientv3 authenticates again after an auth change: %v", err)
 	}
 }
+
+// TestAuthLeasePut: a user may not attach a key to a lease that holds a
+// key it cannot write, as etcd refuses it (the user could not revoke it).
+func TestAuthLeasePut(t *testing.T) {
+	s, cli := testServer(t, t.TempDir(), func(c *Config) { c.BcryptCost = 4 })
+	l, err := cli.Grant(ctx(t), 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx(t), "/secret", "x", clientv3.WithLease(l.ID)); err != nil {
+		t.Fatal(err)
+	}
+	enableAuth(t, cli)
+	app := userClient(t, s.Addrs(), "app", "apppw")
+	if _, err := app.Put(ctx(t), "/app/k", "v", clientv3.WithLease(l.ID)); err == nil || err.Error() != rpctypes.ErrPermissionDenied.Error() {
+		t.Fatalf("attaching to a lease holding another user's key: %v", err)
+	}
+	own, err := app.Grant(ctx(t), 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Put(ctx(t), "/app/k", "v", clientv3.WithLease(own.ID)); err != nil {
+		t.Fatalf("attaching to the user's own lease: %v", err)
+	}
+	if _, err := app.Revoke(ctx(t), l.ID); err == nil {
+		t.Fatal("revoking a lease holding another user's key succeeded")
+	}
+}

@@ -254,6 +254,7 @@ func authAliceSteps() []authStep {
 		{"alice (raw gRPC): Watch /other, then prefix /pub/", rawWatch("alice", "alicepw")},
 		{"anon (raw gRPC): Watch /other, then prefix /pub/", rawWatch("", "")},
 		{"alice: LeaseGrant 60 + Put /rw with it + TimeToLive + Revoke", leaseSteps},
+		{"root: lease holding /other; alice attaches /rw to it, revokes it", leaseOfOthers},
 		{"alice: Get /rw after the lease's revocation", as("alice", get("/rw"))},
 	}
 }
@@ -674,6 +675,28 @@ func leaseSteps(s *authSession) string {
 	}))
 	rv, err := c.Revoke(ctx, g.ID)
 	out = append(out, "revoke "+res(rv, err, rev))
+	return strings.Join(out, "; ")
+}
+
+// leaseOfOthers: root attaches /other to a lease; alice may neither
+// attach a key of hers to it nor revoke it, since she cannot write /other.
+func leaseOfOthers(s *authSession) string {
+	root, alice := s.clients["root"], s.clients["alice"]
+	if root == nil || alice == nil {
+		return "no client root or alice"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authStepTimeout)
+	defer cancel()
+	g, err := root.Grant(ctx, 60)
+	if err != nil {
+		return "grant " + errStr(err)
+	}
+	out := []string{"root put " + put("/other", "leased", clientv3.WithLease(g.ID))(ctx, root)}
+	out = append(out, "alice put "+put("/rw", "x", clientv3.WithLease(g.ID))(ctx, alice))
+	rv, err := alice.Revoke(ctx, g.ID)
+	out = append(out, "alice revoke "+res(rv, err, rev))
+	rv, err = root.Revoke(ctx, g.ID)
+	out = append(out, "root revoke "+res(rv, err, rev))
 	return strings.Join(out, "; ")
 }
 
