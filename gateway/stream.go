@@ -77,20 +77,28 @@ func serverStream[Req, Resp any, PReq pbMsg[Req], PResp pbMsg[Resp]](call func(c
 			sw.fail(err)
 			return
 		}
-		for {
-			m, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				sw.fail(err)
-				return
-			}
-			if sw.result(PResp(m)) != nil {
-				return
-			}
-		}
+		forward[Resp, PResp](sw, stream.Recv, func() bool { return true })
 	})
+}
+
+// forward writes a stream's answers until it ends; an error ends the
+// answer too, when report says it is worth telling.
+func forward[Resp any, PResp pbMsg[Resp]](sw *streamWriter, recv func() (*Resp, error), report func() bool) {
+	for {
+		m, err := recv()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			if report() {
+				sw.fail(err)
+			}
+			return
+		}
+		if sw.result(PResp(m)) != nil {
+			return
+		}
+	}
 }
 
 // bidi serves a bidirectional stream (Watch, LeaseKeepAlive): the request
@@ -125,20 +133,7 @@ func bidi[Req, Resp any, PReq pbMsg[Req], PResp pbMsg[Resp]](open func(context.C
 				}
 			}
 		}()
-		for {
-			m, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				if ctx.Err() == nil {
-					sw.fail(err)
-				}
-				return
-			}
-			if sw.result(PResp(m)) != nil {
-				return
-			}
-		}
+		// An error after the client went away has no one to tell.
+		forward[Resp, PResp](sw, stream.Recv, func() bool { return ctx.Err() == nil })
 	})
 }

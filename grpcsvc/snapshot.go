@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/internal/chunk"
 )
 
 // snapshotChunkBytes is the blob size of each message of a snapshot
@@ -39,20 +40,21 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, ss pb.Maintenance_Sn
 		return status.Errorf(codes.Internal, "snapshot: %v", err)
 	}
 	pad := (snapshotAlignBytes - int64(size)%snapshotAlignBytes) % snapshotAlignBytes
-	w := &snapshotSender{ss: ss, hdr: resp.Header, left: uint64(int64(size)+pad) + sha256.Size, sum: sha256.New()}
+	sender := &snapshotSender{ss: ss, hdr: resp.Header, left: uint64(int64(size)+pad) + sha256.Size, sum: sha256.New()}
+	w := &chunk.Writer{Size: snapshotChunkBytes, Send: sender.send}
 	if err := resp.Backup.Write(w); err != nil {
 		return err
 	}
 	if _, err := w.Write(make([]byte, pad)); err != nil {
 		return err
 	}
-	if err := w.flush(); err != nil {
+	if err := w.Flush(); err != nil {
 		return err
 	}
-	if w.left != sha256.Size {
+	if sender.left != sha256.Size {
 		return status.Errorf(codes.Internal, "snapshot: the state changed size between two writes of one view")
 	}
-	return ss.Send(&pb.SnapshotResponse{Header: resp.Header, Blob: w.sum.Sum(nil), Version: storageVersion})
+	return ss.Send(&pb.SnapshotResponse{Header: resp.Header, Blob: sender.sum.Sum(nil), Version: storageVersion})
 }
 
 type countingWriter int64
@@ -62,41 +64,17 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// snapshotSender cuts what is written into messages of
-// snapshotChunkBytes.
+// snapshotSender sends the state's chunks, counting down what is left
+// and hashing what went.
 type snapshotSender struct {
 	ss   pb.Maintenance_SnapshotServer
 	hdr  *pb.ResponseHeader
-	buf  []byte
 	left uint64 // bytes after those sent, the hash included
 	sum  hash.Hash
 }
 
-func (w *snapshotSender) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, snapshotChunkBytes)
-		}
-		k := min(len(p), snapshotChunkBytes-len(w.buf))
-		w.buf = append(w.buf, p[:k]...)
-		p = p[k:]
-		if len(w.buf) == snapshotChunkBytes {
-			if err := w.flush(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return n, nil
-}
-
-func (w *snapshotSender) flush() error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	w.sum.Write(w.buf)
-	w.left -= uint64(len(w.buf))
-	err := w.ss.Send(&pb.SnapshotResponse{Header: w.hdr, RemainingBytes: w.left, Blob: w.buf, Version: storageVersion})
-	w.buf = nil // Send may keep the slice until the message is encoded
-	return err
+func (w *snapshotSender) send(b []byte) error {
+	w.sum.Write(b)
+	w.left -= uint64(len(b))
+	return w.ss.Send(&pb.SnapshotResponse{Header: w.hdr, RemainingBytes: w.left, Blob: b, Version: storageVersion})
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/internal/chunk"
 )
 
 // The peer transport: members exchange raft messages, member-to-member
@@ -437,11 +438,11 @@ func (s *Server) streamSnapshot(snap core.OutgoingSnapshot, urls []string) error
 	if err := stream.SendMsg(frame(frameRaft, mb)); err != nil {
 		return err
 	}
-	w := &chunkWriter{stream: stream}
+	w := &chunk.Writer{Size: snapshotChunkBytes, Send: func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) }}
 	if err := snap.Write(w); err != nil {
 		return err
 	}
-	if err := w.flush(); err != nil {
+	if err := w.Flush(); err != nil {
 		return err
 	}
 	if err := stream.CloseSend(); err != nil {
@@ -449,36 +450,6 @@ func (s *Server) streamSnapshot(snap core.OutgoingSnapshot, urls []string) error
 	}
 	var ack []byte
 	return stream.RecvMsg(&ack)
-}
-
-// chunkWriter cuts a snapshot's content into frames.
-type chunkWriter struct {
-	stream grpc.ClientStream
-	buf    []byte
-}
-
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		k := min(len(p), snapshotChunkBytes-len(w.buf))
-		w.buf = append(w.buf, p[:k]...)
-		p = p[k:]
-		if len(w.buf) == snapshotChunkBytes {
-			if err := w.flush(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return n, nil
-}
-
-func (w *chunkWriter) flush() error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	f := frame(frameChunk, w.buf)
-	w.buf = w.buf[:0]
-	return w.stream.SendMsg(f)
 }
 
 func (s *Server) unreachable(id uint64) {

@@ -37,18 +37,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := cli.Snapshot(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "snap.db")
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("snapshot stream: %v", err)
-	}
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file, b := saveSnapshot(t, cli)
 
 	tc := newRestoredCluster(t, 3, file)
 	tc.leader()
@@ -99,6 +88,26 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 }
 
+// saveSnapshot writes the member's snapshot to a file, as etcdctl snapshot
+// save does, and returns its path and content.
+func saveSnapshot(t *testing.T, cli *clientv3.Client) (string, []byte) {
+	t.Helper()
+	rc, err := cli.Snapshot(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("snapshot stream: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "snap.db")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, b
+}
+
 // newRestoredCluster restores n members from a snapshot file and starts
 // them as a new cluster.
 func newRestoredCluster(t *testing.T, n int, file string) *testCluster {
@@ -118,16 +127,7 @@ func TestSnapshotRestoreBump(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rc, err := cli.Snapshot(ctx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "snap.db")
-	os.WriteFile(file, b, 0o600)
+	file, b := saveSnapshot(t, cli)
 	st, size, err := SnapshotStatus(file)
 	if err != nil || st.Revision != 6 || st.Keys != 5 || size != int64(len(b)) {
 		t.Fatalf("status: %+v %d %v", st, size, err)
