@@ -104,7 +104,7 @@ func TestAuthCluster(t *testing.T) {
 	other := tc.client(2)
 	withToken := metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", resp.Token))
 	var last error
-	for range 50 { // the follower applies the Authenticate shortly after the leader
+	for range 250 { // the follower applies the Authenticate shortly after the leader
 		if _, last = other.Put(withToken, "/app/b", "2"); last == nil {
 			break
 		}
