@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core/auth"
+	"github.com/detcd/detcd/core/internal/uvar"
 	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 )
@@ -118,12 +119,12 @@ func encodeMeta(st *applied, ls []*lease.Lease) []byte {
 	if err != nil {
 		panic("core: marshal conf state: " + err.Error())
 	}
-	b = appendBytes(b, cs)
+	b = uvar.AppendBytes(b, cs)
 	ms, err := json.Marshal(checkpointMembers{Members: st.members.list})
 	if err != nil {
 		panic("core: marshal members: " + err.Error())
 	}
-	b = appendBytes(b, ms)
+	b = uvar.AppendBytes(b, ms)
 	b = binary.AppendUvarint(b, uint64(len(st.members.removed)))
 	for _, id := range st.members.removed {
 		b = binary.AppendUvarint(b, id)
@@ -139,47 +140,8 @@ func encodeMeta(st *applied, ls []*lease.Lease) []byte {
 		b = binary.AppendUvarint(b, uint64(l.TTL))
 		b = binary.AppendUvarint(b, uint64(l.RemainingTTL))
 	}
-	b = appendBytes(b, []byte(st.clusterVersion))
-	return appendBytes(b, st.auth.Marshal())
-}
-
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
-// metaDecoder reads the checkpoint header, remembering the first error.
-type metaDecoder struct {
-	b   []byte
-	p   int
-	err error
-}
-
-func (d *metaDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, w := binary.Uvarint(d.b[d.p:])
-	if w <= 0 {
-		d.err = fmt.Errorf("%w: checkpoint header: bad varint at offset %d", ErrCorrupt, d.p)
-		return 0
-	}
-	d.p += w
-	return v
-}
-
-func (d *metaDecoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if uint64(len(d.b)-d.p) < n {
-		d.err = fmt.Errorf("%w: checkpoint header: field runs past the end at offset %d", ErrCorrupt, d.p)
-		return nil
-	}
-	v := d.b[d.p : d.p+int(n)]
-	d.p += int(n)
-	return v
+	b = uvar.AppendBytes(b, []byte(st.clusterVersion))
+	return uvar.AppendBytes(b, st.auth.Marshal())
 }
 
 // loadCheckpoint restores the state a checkpoint holds. The key space
@@ -203,40 +165,40 @@ func loadCheckpoint(data []byte, lc lease.Config) (applied, *mvcc.Store, *lease.
 
 // decodeMeta reads a checkpoint's header; the key space starts at kvAt.
 func decodeMeta(data []byte) (st applied, ls []*lease.Lease, kvAt int, err error) {
-	d := &metaDecoder{b: data}
-	format := d.uvarint()
-	if d.err == nil && format != metaFormat && format != metaFormatNoAuth {
+	d := uvar.NewReader(data, ErrCorrupt, "checkpoint header")
+	format := d.Uvarint()
+	if d.Err() == nil && format != metaFormat && format != metaFormatNoAuth {
 		return st, nil, 0, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, format)
 	}
-	st.index = d.uvarint()
-	st.term = d.uvarint()
-	cs := d.bytes()
-	ms := d.bytes()
-	removed := d.uvarint()
-	for i := uint64(0); i < removed && d.err == nil; i++ {
-		st.members.removed = append(st.members.removed, d.uvarint())
+	st.index = d.Uvarint()
+	st.term = d.Uvarint()
+	cs := d.Bytes()
+	ms := d.Bytes()
+	removed := d.Uvarint()
+	for i := uint64(0); i < removed && d.Err() == nil; i++ {
+		st.members.removed = append(st.members.removed, d.Uvarint())
 	}
-	nAlarms := d.uvarint()
-	for i := uint64(0); i < nAlarms && d.err == nil; i++ {
-		st.alarms.activate(d.uvarint(), pb.AlarmType(d.uvarint()))
+	nAlarms := d.Uvarint()
+	for i := uint64(0); i < nAlarms && d.Err() == nil; i++ {
+		st.alarms.activate(d.Uvarint(), pb.AlarmType(d.Uvarint()))
 	}
-	nLeases := d.uvarint()
-	for i := uint64(0); i < nLeases && d.err == nil; i++ {
-		id, ttl, remaining := d.uvarint(), d.uvarint(), d.uvarint()
+	nLeases := d.Uvarint()
+	for i := uint64(0); i < nLeases && d.Err() == nil; i++ {
+		id, ttl, remaining := d.Uvarint(), d.Uvarint(), d.Uvarint()
 		ls = append(ls, &lease.Lease{ID: lease.ID(id), TTL: int64(ttl), RemainingTTL: int64(remaining)})
 	}
-	st.clusterVersion = string(d.bytes())
+	st.clusterVersion = string(d.Bytes())
 	st.auth = auth.New()
 	if format >= metaFormat {
-		a := d.bytes()
-		if d.err == nil {
+		a := d.Bytes()
+		if d.Err() == nil {
 			if st.auth, err = auth.Unmarshal(a); err != nil {
 				return st, nil, 0, fmt.Errorf("%w: checkpoint auth store: %v", ErrCorrupt, err)
 			}
 		}
 	}
-	if d.err != nil {
-		return st, nil, 0, d.err
+	if d.Err() != nil {
+		return st, nil, 0, d.Err()
 	}
 	st.confState = &raftpb.ConfState{}
 	if err := proto.Unmarshal(cs, st.confState); err != nil {
@@ -247,5 +209,5 @@ func decodeMeta(data []byte) (st applied, ls []*lease.Lease, kvAt int, err error
 		return st, nil, 0, fmt.Errorf("%w: checkpoint members: %v", ErrCorrupt, err)
 	}
 	st.members.list = cm.Members
-	return st, ls, d.p, nil
+	return st, ls, d.Offset(), nil
 }

@@ -80,3 +80,11 @@ func TestCORS(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayDisabled: --enable-grpc-gateway=false leaves /v3/ unserved.
+func TestGatewayDisabled(t *testing.T) {
+	s, _ := testServer(t, t.TempDir(), func(c *Config) { c.EnableGRPCGateway = false })
+	if code, body := gatewayPost(t, s.Addrs()[0], "/v3/kv/range", `{"key":"`+b64("k")+`"}`, ""); code != http.StatusNotFound {
+		t.Fatalf("gateway request with the gateway off: %d %s", code, body)
+	}
+}

@@ -80,7 +80,7 @@ func (s *Server) httpHandler() http.Handler {
 		}{Version, ClusterVersion, ClusterVersion})
 	})
 	s.addMetricsRoutes(mux)
-	if s.cfg.EnableGRPCGateway {
+	if s.gateway != nil {
 		mux.Handle("/v3/", s.gateway)
 	}
 	if s.cfg.EnablePprof {

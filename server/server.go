@@ -246,15 +246,16 @@ func (s *Server) Start() error {
 	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
 	s.hs = grpcsvc.Register(s.grpc, s)
-	if err := s.startGateway(); err != nil {
-		s.closeListeners()
-		return err
+	if s.cfg.EnableGRPCGateway {
+		if err := s.startGateway(); err != nil {
+			s.closeListeners()
+			return err
+		}
 	}
 	s.http = &http.Server{Handler: s.grpcOrHTTP(), ReadHeaderTimeout: 10 * time.Second,
-		// gRPC over TLS multiplexes every request of a client on one
-		// connection: no per-connection stream limit, as etcd's
-		// --max-concurrent-streams default.
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: math.MaxInt32}}
+		// gRPC over TLS comes through net/http's HTTP/2: the same
+		// --max-concurrent-streams as the gRPC server's own.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(min(s.cfg.MaxConcurrentStreams, math.MaxInt32))}}
 	go s.runWAL()
 	go s.run()
 	go s.runMemLimit()
@@ -290,7 +291,9 @@ func (s *Server) serveClientsWhenReady() {
 		go m.serve()
 		s.log.Info("serving client requests", "address", ln.Addr().String())
 	}
-	go func() { _ = s.grpc.Serve(s.gatewayLn) }()
+	if s.gatewayLn != nil {
+		go func() { _ = s.grpc.Serve(s.gatewayLn) }()
+	}
 	s.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 }
 

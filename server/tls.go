@@ -149,16 +149,20 @@ func newTLSConfigs(c *Config, log *slog.Logger) (tlsConfigs, error) {
 	} else if c.ClientTLS.CertFile != "" {
 		log.Warn("the client URLs are http: ignoring --cert-file and --key-file")
 	}
-	peerURLs := append(slices.Clone(c.ListenPeerURLs), c.InitialAdvertisePeerURLs...)
+	peerURLs := slices.Concat(c.ListenPeerURLs, c.InitialAdvertisePeerURLs)
+	servesTLS := anyHTTPS(peerURLs)
 	// Peers are dialed with TLS whenever their URL says https, even by a
 	// member without a certificate of its own (a peer that does not ask
-	// for client certificates takes it).
-	certs, err := loadSide(c.PeerTLS, filepath.Join(c.DataDir, "fixtures", "peer"), peerURLs, c.selfCertValidity(), log)
+	// for client certificates takes it); a member that serves http
+	// generates no auto-TLS certificate.
+	side := c.PeerTLS
+	side.AutoTLS = side.AutoTLS && servesTLS
+	certs, err := loadSide(side, filepath.Join(c.DataDir, "fixtures", "peer"), peerURLs, c.selfCertValidity(), log)
 	if err != nil {
 		return out, err
 	}
 	out.peerClient = certs.clientConfig(base, c.PeerTLS)
-	if anyHTTPS(peerURLs) {
+	if servesTLS {
 		out.peerServer = certs.serverConfig(base, c.PeerTLS, "h2")
 	} else if c.PeerTLS.CertFile != "" {
 		log.Warn("the peer URLs are http: ignoring --peer-cert-file and --peer-key-file")

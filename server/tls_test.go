@@ -99,6 +99,7 @@ func TestAutoTLS(t *testing.T) {
 		c.ListenClientURLs = []string{"https://127.0.0.1:0"}
 		c.AdvertiseClientURLs = []string{"https://127.0.0.1:2379"}
 		c.ClientTLS = TLSInfo{AutoTLS: true}
+		c.PeerTLS = TLSInfo{AutoTLS: true} // peer URLs stay http: nothing to generate
 	}
 	s, _ := testServer(t, dir, mod)
 	cli := tlsClient(t, s.Addrs()[0], &tls.Config{InsecureSkipVerify: true})
@@ -109,6 +110,9 @@ func TestAutoTLS(t *testing.T) {
 	first, err := os.ReadFile(certFile)
 	if err != nil {
 		t.Fatalf("auto TLS certificate: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fixtures", "peer")); !os.IsNotExist(err) {
+		t.Errorf("a peer certificate was generated for http peer URLs: %v", err)
 	}
 	cli.Close()
 	s.Stop()
