@@ -2,6 +2,7 @@ package core
 
 import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core/lease"
@@ -95,7 +96,11 @@ func (n *Node) leaseLeases(r Request) {
 // leaseTick is the leader's lease work each tick: propose revokes for
 // expired leases, at the revoke rate, and checkpoints that are due.
 func (n *Node) leaseTick() {
-	if !n.isLeader() {
+	// raft may have stepped down since the last Ready (a message from a
+	// newer term, or check-quorum): n.lead lags until then. A revoke
+	// proposed now would be forwarded to the new leader and end a lease
+	// that it has renewed meanwhile.
+	if !n.isLeader() || n.rn.BasicStatus().RaftState != raft.StateLeader {
 		return
 	}
 	for _, id := range n.lessor.Expired(n.ticks, n.cfg.lessorConfig().RevokesPerTick) {
