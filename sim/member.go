@@ -38,8 +38,10 @@ type member struct {
 	// inc counts incarnations: events scheduled for an earlier one are
 	// dropped after a crash.
 	inc int
-	// ioFree is when the disk finishes the writes handed to it.
-	ioFree int64
+	// walq are log writes waiting for the disk's next turn; walBusy is
+	// set while a turn is under way.
+	walq    []walWrite
+	walBusy bool
 	// slow multiplies disk latency while a slow-disk fault lasts.
 	slow int64
 	// failSync makes the next fsync fail.
@@ -110,7 +112,7 @@ func (m *member) start() error {
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", m.name, err)
 	}
-	m.up, m.paused, m.ioFree, m.deferred = true, false, m.w.now, nil
+	m.up, m.paused, m.walq, m.walBusy, m.deferred = true, false, nil, false, nil
 	m.scheduleTick()
 	m.w.trace.logf(m.w.now, "%s start incarnation %d: applied %d rev %d term %d commit %d last %d", m.name, m.inc, m.node.AppliedIndex(), m.node.Rev(), m.node.Term(), m.node.Commit(), m.node.LastIndex())
 	m.with(func() {})
@@ -250,7 +252,7 @@ func (m *member) carryOut(rd core.Ready) {
 }
 
 // persist writes a log write to the simulated disk now (unsynced) and
-// reports it durable when the disk would have finished its fsync.
+// queues it for the disk's next turn.
 func (m *member) persist(p *core.Persist) {
 	w := m.w
 	if err := m.disk.Write(p); err != nil {
@@ -268,13 +270,42 @@ func (m *member) persist(p *core.Persist) {
 		desc += fmt.Sprintf(" snapshot %d", p.Snapshot.Index)
 	}
 	w.trace.logf(w.now, "%s write #%d%s sync=%v", m.name, p.ID, desc, p.Sync)
+	m.walq = append(m.walq, walWrite{id: p.ID, sync: p.Sync})
+	if !m.walBusy {
+		m.walTurn()
+	}
+}
+
+// walBatchMax is the most writes one turn takes, as the server's
+// walQueueMax.
+const walBatchMax = 1024
+
+// walWrite is a log write waiting for the disk's next turn.
+type walWrite struct {
+	id   uint64
+	sync bool
+}
+
+// walTurn models the server's log writer (server/walwriter.go): every
+// write waiting when a turn starts shares one fsync, and the turn reports
+// the last of them durable. Writes that arrive meanwhile wait for the next
+// turn, so a slow disk makes batches larger instead of a queue that never
+// drains.
+func (m *member) walTurn() {
+	w := m.w
+	n := min(len(m.walq), walBatchMax)
+	batch := m.walq[:n]
+	m.walq, m.walBusy = m.walq[n:], true
+	sync := false
+	for _, b := range batch {
+		sync = sync || b.sync
+	}
 	lat := int64(10)
-	if p.Sync {
+	if sync {
 		lat = m.diskLatency()
 	}
-	m.ioFree = max(m.ioFree, w.now) + lat
-	id, sync := p.ID, p.Sync
-	w.schedule(m.ioFree, m.event(func() {
+	last := batch[len(batch)-1].id
+	w.schedule(w.now+lat, m.event(func() {
 		if sync {
 			if m.failSync {
 				m.failSync = false
@@ -286,8 +317,12 @@ func (m *member) persist(p *core.Persist) {
 				return
 			}
 		}
-		w.trace.logf(w.now, "%s durable #%d", m.name, id)
-		m.node.Persisted(id)
+		w.trace.logf(w.now, "%s durable #%d", m.name, last)
+		m.node.Persisted(last)
+		m.walBusy = false
+		if len(m.walq) > 0 {
+			m.walTurn()
+		}
 	}))
 }
 
