@@ -25,7 +25,16 @@ type client struct {
 	// pending finishes the operation in flight, if any; at the end of a
 	// run it is recorded with an unknown outcome.
 	pending func(*core.Response)
+	// backoffUs is the extra wait after "too many requests", doubled on
+	// each refusal in a row, as an application would back off.
+	backoffUs int64
 }
+
+// backoffMinUs and backoffMaxUs bound a client's back-off.
+const (
+	backoffMinUs = 50_000
+	backoffMaxUs = 1_600_000
+)
 
 func newClient(w *World, id int) *client {
 	c := &client{w: w, id: id, rng: w.child(), lastMod: map[string]int64{}}
@@ -137,7 +146,7 @@ func (c *client) issue() {
 		done = true
 		c.pending = nil
 		c.record(op, resp)
-		w.after(c.think(), c.issue)
+		w.after(c.think()+c.backoffUs, c.issue)
 	}
 	c.pending = finish
 	m := w.members[c.target]
@@ -170,6 +179,12 @@ func (c *client) record(op *Op, resp *core.Response) {
 		if resp != nil {
 			c.target = c.pick()
 		}
+	case errors.Is(resp.Err, core.ErrTooManyRequests):
+		// Back-pressure is a legal answer: the write did not happen, and
+		// the client waits before it tries again.
+		op.Failed = true
+		w.stats.OpsFailed++
+		c.backoffUs = min(max(2*c.backoffUs, backoffMinUs), backoffMaxUs)
 	case resp.Err != nil:
 		op.Failed = true
 		w.stats.OpsFailed++
@@ -177,6 +192,7 @@ func (c *client) record(op *Op, resp *core.Response) {
 	default:
 		c.decode(op, resp)
 		w.stats.OpsOK++
+		c.backoffUs = 0
 	}
 	w.trace.logf(w.now, "%s", op)
 	w.checks.op(op)
