@@ -57,8 +57,8 @@ func login(m *member, user string) string {
 	return r.Msg.(*pb.AuthenticateResponse).Token
 }
 
-// as is r made with user's token.
-func as(tokens map[string]string, user string, r core.Request) core.Request {
+// asUser is r made with user's token.
+func asUser(tokens map[string]string, user string, r core.Request) core.Request {
 	r.Token = tokens[user]
 	return r
 }
@@ -72,11 +72,11 @@ func TestAuthLeaseRules(t *testing.T) {
 	m, tokens := authMember(t)
 	const other, empty, alices, unknown = 1, 2, 3, 99
 	for _, r := range []core.Request{
-		as(tokens, "root", core.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: other, TTL: 60}}),
-		as(tokens, "root", core.Request{Put: &pb.PutRequest{Key: []byte("/other"), Lease: other}}),
-		as(tokens, "bob", core.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: empty, TTL: 60}}),
-		as(tokens, "alice", core.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: alices, TTL: 60}}),
-		as(tokens, "alice", core.Request{Put: &pb.PutRequest{Key: []byte("/a/1"), Lease: alices}}),
+		asUser(tokens, "root", core.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: other, TTL: 60}}),
+		asUser(tokens, "root", core.Request{Put: &pb.PutRequest{Key: []byte("/other"), Lease: other}}),
+		asUser(tokens, "bob", core.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: empty, TTL: 60}}),
+		asUser(tokens, "alice", core.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: alices, TTL: 60}}),
+		asUser(tokens, "alice", core.Request{Put: &pb.PutRequest{Key: []byte("/a/1"), Lease: alices}}),
 	} {
 		if resp := m.do(r); resp.Err != nil {
 			t.Fatalf("setting up: %v: %v", r, resp.Err)
@@ -111,15 +111,15 @@ func TestAuthLeaseRules(t *testing.T) {
 		{"revoke of a lease holding a key the user cannot write", "bob", core.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: other}}, denied},
 		{"grant by a user without roles", "bob", core.Request{LeaseGrant: &pb.LeaseGrantRequest{ID: 4, TTL: 60}}, nil},
 	} {
-		if got := m.do(as(tokens, tt.user, tt.r)).Err; !errors.Is(got, tt.want) {
+		if got := m.do(asUser(tokens, tt.user, tt.r)).Err; !errors.Is(got, tt.want) {
 			t.Errorf("%s (%s): %v, want %v", tt.name, tt.user, got, tt.want)
 		}
 	}
-	if r := m.do(as(tokens, "root", core.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: other}})); r.Err != nil {
+	if r := m.do(asUser(tokens, "root", core.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: other}})); r.Err != nil {
 		t.Fatalf("root's revoke: %v", r.Err)
 	}
 	for user, want := range map[string]error{"alice": nil, "bob": denied} {
-		if got := m.do(as(tokens, user, core.Request{LeaseLeases: true})).Err; !errors.Is(got, want) {
+		if got := m.do(asUser(tokens, user, core.Request{LeaseLeases: true})).Err; !errors.Is(got, want) {
 			t.Errorf("leases of which only alice's holds a key, for %s: %v, want %v", user, got, want)
 		}
 	}
@@ -146,7 +146,7 @@ func TestAuthRangeEndBeforeKey(t *testing.T) {
 		{"txn reading outside", core.Request{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{{
 			Request: &pb.RequestOp_RequestRange{RequestRange: inverted("/z", "/a")}}}}}, auth.ErrPermissionDenied},
 	} {
-		if got := m.do(as(tokens, "alice", tt.r)).Err; !errors.Is(got, tt.want) {
+		if got := m.do(asUser(tokens, "alice", tt.r)).Err; !errors.Is(got, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 	}
@@ -159,7 +159,7 @@ func TestAuthRangeEndBeforeKey(t *testing.T) {
 func TestAuthSimpleTokenAcrossStoreChange(t *testing.T) {
 	m, tokens := authMember(t)
 	addRole := func(name string) core.Request {
-		return as(tokens, "root", core.Request{Auth: &pb.InternalRaftRequest{AuthRoleAdd: &pb.AuthRoleAddRequest{Name: name}}})
+		return asUser(tokens, "root", core.Request{Auth: &pb.InternalRaftRequest{AuthRoleAdd: &pb.AuthRoleAddRequest{Name: name}}})
 	}
 	if r := m.do(addRole("unrelated")); r.Err != nil {
 		t.Fatalf("role add: %v", r.Err)
@@ -170,14 +170,14 @@ func TestAuthSimpleTokenAcrossStoreChange(t *testing.T) {
 		"lease":      {LeaseGrant: &pb.LeaseGrantRequest{ID: 7, TTL: 60}},
 		"keep-alive": {LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: 7}},
 	} {
-		if got := m.do(as(tokens, "alice", r)).Err; got != nil {
+		if got := m.do(asUser(tokens, "alice", r)).Err; got != nil {
 			t.Errorf("%s after an unrelated auth change: %v", name, got)
 		}
 	}
 
 	// Both are checked before either is applied: the put, stamped with
 	// the revision before the role, is refused at apply.
-	put := as(tokens, "alice", core.Request{Put: &pb.PutRequest{Key: []byte("/a/2"), Value: []byte("v")}})
+	put := asUser(tokens, "alice", core.Request{Put: &pb.PutRequest{Key: []byte("/a/2"), Value: []byte("v")}})
 	resps := m.doTogether(addRole("another"), put)
 	if resps[0].Err != nil || !errors.Is(resps[1].Err, auth.ErrAuthOldRevision) {
 		t.Errorf("a put checked before an auth change applied first: role add %v, put %v; want the put refused", resps[0].Err, resps[1].Err)
