@@ -70,11 +70,15 @@ func (n *Node) tokenUser(r *Request) (string, uint64, error) {
 	case r.TokenUser != "":
 		return r.TokenUser, r.TokenRevision, nil
 	case r.Token != "":
-		user, rev, ok := n.tokens.Lookup(r.Token, n.ticks)
+		// A simple token names only its user, as etcd's: the request
+		// dates from now, so a change of the store since the token was
+		// issued does not turn it away (apply still does if the store
+		// changes before the request is applied).
+		user, ok := n.tokens.Lookup(r.Token, n.ticks)
 		if !ok {
 			return "", 0, auth.ErrInvalidAuthToken
 		}
-		return user, rev, nil
+		return user, n.st.auth.Revision(), nil
 	case r.CertUser != "":
 		return r.CertUser, n.st.auth.Revision(), nil
 	}
@@ -100,12 +104,10 @@ func (n *Node) permitted(user string, r *Request) error {
 		return n.deletePermitted(user, r.DeleteRange)
 	case r.Txn != nil:
 		return n.txnPermitted(user, r.Txn)
-	case r.LeaseRevoke != nil:
-		return n.leaseKeysPermitted(user, r.LeaseRevoke.ID, true)
-	case r.LeaseTimeToLive != nil:
-		return n.leaseKeysPermitted(user, r.LeaseTimeToLive.ID, false)
-	case r.LeaseGrant != nil, r.LeaseKeepAlive != nil, r.LeaseLeases, r.Status, r.MemberList != nil:
+	case r.LeaseGrant != nil, r.Status, r.MemberList != nil:
 		return nil
+	case r.LeaseRevoke != nil, r.LeaseKeepAlive != nil, r.LeaseTimeToLive != nil, r.LeaseLeases:
+		return n.leasePermitted(user, r)
 	case r.Alarm != nil && r.Alarm.Action == pb.AlarmRequest_GET:
 		return nil
 	case r.Auth != nil:
@@ -173,14 +175,45 @@ func (n *Node) txnPermitted(user string, t *pb.TxnRequest) error {
 	return nil
 }
 
-// leaseKeysPermitted: revoking a lease deletes its keys, so it needs
-// write permission on each; asking its time to live shows them, so it
-// needs read permission.
+// leasePermitted checks a lease request as etcd does: granting one, or
+// asking a lease's time to live without its keys, needs only a user.
+// Revoking a lease deletes its keys, and renewing it keeps them, so both
+// need write permission on each; asking for its keys shows them, and
+// listing the leases shows what every lease holds, so they need read
+// permission on each. Renewals are checked where they arrive, on this
+// member's leases, as etcd checks them before forwarding to the leader.
+func (n *Node) leasePermitted(user string, r *Request) error {
+	switch {
+	case r.LeaseRevoke != nil:
+		return n.leaseKeysPermitted(user, r.LeaseRevoke.ID, true)
+	case r.LeaseKeepAlive != nil:
+		return n.leaseKeysPermitted(user, r.LeaseKeepAlive.ID, true)
+	case r.LeaseTimeToLive != nil && r.LeaseTimeToLive.Keys:
+		return n.leaseKeysPermitted(user, r.LeaseTimeToLive.ID, false)
+	case r.LeaseLeases:
+		if n.st.auth.IsAdmin(user) == nil {
+			return nil
+		}
+		for _, l := range n.lessor.Leases() {
+			if err := n.keysPermitted(user, l, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// leaseKeysPermitted checks user's permission on the keys of lease id;
+// an unknown lease has none.
 func (n *Node) leaseKeysPermitted(user string, id int64, write bool) error {
 	l := n.lessor.Lookup(lease.ID(id))
-	if l == nil {
+	if l == nil || n.st.auth.IsAdmin(user) == nil {
 		return nil
 	}
+	return n.keysPermitted(user, l, write)
+}
+
+func (n *Node) keysPermitted(user string, l *lease.Lease, write bool) error {
 	for _, k := range l.Keys() {
 		if err := n.st.auth.IsRangePermitted(user, []byte(k), nil, write); err != nil {
 			return err
@@ -288,7 +321,7 @@ func (n *Node) applyAuthenticate(ir *pb.InternalRaftRequest, index uint64) (prot
 		return &pb.AuthenticateResponse{Header: n.header(0)}, nil // the driver signs one
 	}
 	token := fmt.Sprintf("%s.%d", req.SimpleToken, index)
-	n.tokens.Assign(token, req.Name, a.Revision(), n.ticks)
+	n.tokens.Assign(token, req.Name, n.ticks)
 	return &pb.AuthenticateResponse{Header: n.header(0), Token: token}, nil
 }
 

@@ -97,6 +97,9 @@ type authSession struct {
 	t       *testing.T
 	addr    string
 	clients map[string]*clientv3.Client
+	// leases are the leases steps granted, by the name the script gives
+	// them: their ids differ between the servers.
+	leases map[string]clientv3.LeaseID
 }
 
 // authStep is one step of the scenario; name says who does what.
@@ -108,7 +111,7 @@ type authStep struct {
 // runAuthScenario runs the scenario against the server at addr and
 // returns its transcript, one "name -> result" line per step.
 func runAuthScenario(t *testing.T, side, addr string) []string {
-	s := &authSession{t: t, addr: addr, clients: map[string]*clientv3.Client{}}
+	s := &authSession{t: t, addr: addr, clients: map[string]*clientv3.Client{}, leases: map[string]clientv3.LeaseID{}}
 	var out []string
 	for i, st := range authScenario() {
 		out = append(out, fmt.Sprintf("%02d %s -> %s", i+1, st.name, st.do(s)))
@@ -159,7 +162,8 @@ func open(name, user, pass string) func(*authSession) string {
 func authScenario() []authStep {
 	var steps []authStep
 	for _, part := range [][]authStep{
-		authSetupSteps(), authAliceSteps(), authMaintenanceSteps(), authRevokeSteps(), authTeardownSteps(),
+		authSetupSteps(), authAliceSteps(), authMaintenanceSteps(), authLeaseRuleSteps(), authRangeEndSteps(),
+		authTokenRevisionSteps(), authRevokeSteps(), authTeardownSteps(),
 	} {
 		steps = append(steps, part...)
 	}
@@ -768,18 +772,11 @@ func rawWatch(user, pass string) func(*authSession) string {
 	return func(s *authSession) string {
 		ctx, cancel := context.WithTimeout(context.Background(), authStepTimeout)
 		defer cancel()
-		conn, err := grpc.NewClient("passthrough:///"+s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return "dial " + err.Error()
+		conn, ctx, failed := rawDial(ctx, s.addr, user, pass)
+		if conn == nil {
+			return failed
 		}
 		defer conn.Close()
-		if user != "" {
-			r, err := pb.NewAuthClient(conn).Authenticate(ctx, &pb.AuthenticateRequest{Name: user, Password: pass})
-			if err != nil {
-				return "authenticate " + errStr(err)
-			}
-			ctx = metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, r.Token)
-		}
 		stream, err := pb.NewWatchClient(conn).Watch(ctx)
 		if err != nil {
 			return "watch " + errStr(err)
@@ -793,6 +790,25 @@ func rawWatch(user, pass string) func(*authSession) string {
 		}
 		return strings.Join(out, "; ")
 	}
+}
+
+// rawDial connects over plain gRPC and, unless user is empty,
+// authenticates as user: the context it returns carries the token. It
+// returns no connection, and why, if either fails.
+func rawDial(ctx context.Context, addr, user, pass string) (*grpc.ClientConn, context.Context, string) {
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, ctx, "dial " + err.Error()
+	}
+	if user == "" {
+		return conn, ctx, ""
+	}
+	r, err := pb.NewAuthClient(conn).Authenticate(ctx, &pb.AuthenticateRequest{Name: user, Password: pass})
+	if err != nil {
+		conn.Close()
+		return nil, ctx, "authenticate " + errStr(err)
+	}
+	return conn, metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, r.Token), ""
 }
 
 func rawWatchCreate(stream pb.Watch_WatchClient, cr *pb.WatchCreateRequest) string {

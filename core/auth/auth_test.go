@@ -55,6 +55,18 @@ func TestIsRangePermitted(t *testing.T) {
 		{"u", "l", "\x00", true, false},
 		{"root", "", "\x00", true, true},
 		{"nobody", "a", "", false, false},
+		// An end at or before the key: empty, but the key itself must be
+		// permitted.
+		{"u", "zzz", "a", false, false}, // [a, c) reaches past the end, not the key
+		{"u", "zzz", "c", false, false},
+		{"u", "b", "b", false, true},
+		{"u", "b", "a", false, true},
+		{"u", "c", "b", false, false},
+		{"u", "c", "c", false, false}, // [a, c) ends at the end, not the key
+		{"u", "x", "b", false, true},
+		{"u", "y", "x", false, false}, // the key x ends at the end y
+		{"u", "zzz", "m", true, true},
+		{"u", "l", "a", true, false},
 	} {
 		err := s.IsRangePermitted(tt.user, []byte(tt.key), []byte(tt.end), tt.write)
 		if (err == nil) != tt.ok {
@@ -148,19 +160,19 @@ func TestMarshalRoundTrip(t *testing.T) {
 
 func TestTokens(t *testing.T) {
 	tk := NewTokens(10)
-	tk.Assign("t1", "u", 3, 0)
-	if u, rev, ok := tk.Lookup("t1", 5); !ok || u != "u" || rev != 3 {
-		t.Fatalf("lookup: %q %d %v", u, rev, ok)
+	tk.Assign("t1", "u", 0)
+	if u, ok := tk.Lookup("t1", 5); !ok || u != "u" {
+		t.Fatalf("lookup: %q %v", u, ok)
 	}
-	if _, _, ok := tk.Lookup("t1", 14); !ok {
+	if _, ok := tk.Lookup("t1", 14); !ok {
 		t.Fatal("a used token lapsed before its TTL from the last use")
 	}
-	if _, _, ok := tk.Lookup("t1", 24); ok {
+	if _, ok := tk.Lookup("t1", 24); ok {
 		t.Fatal("a token outlived its TTL")
 	}
-	tk.Assign("t2", "v", 1, 0)
+	tk.Assign("t2", "v", 0)
 	tk.InvalidateUser("v")
-	if _, _, ok := tk.Lookup("t2", 1); ok {
+	if _, ok := tk.Lookup("t2", 1); ok {
 		t.Fatal("an invalidated user's token still works")
 	}
 }

@@ -18,8 +18,10 @@ func (s *Store) IsAdmin(user string) error {
 
 // IsRangePermitted reports whether user may read (or, with write, write)
 // every key in [key, end), with etcd's conventions for end: empty means
-// key alone, "\x00" every key from key on. The permissions of all the
-// user's roles add up: a range covered by two of them together is
+// key alone, "\x00" every key from key on. An end at or before key makes
+// the range empty, but, as etcd, it is permitted only if key itself is:
+// the check never depends on what a range holds. The permissions of all
+// the user's roles add up: a range covered by two of them together is
 // permitted.
 func (s *Store) IsRangePermitted(user string, key, end []byte, write bool) error {
 	if !s.enabled {
@@ -44,7 +46,11 @@ func (s *Store) IsRangePermitted(user string, key, end []byte, write bool) error
 			}
 		}
 	}
-	if covered(ivs, toInterval(key, end)) {
+	want := toInterval(key, end)
+	if !want.open && bytes.Compare(want.end, key) <= 0 {
+		want = toInterval(key, nil)
+	}
+	if covered(ivs, want) {
 		return nil
 	}
 	return ErrPermissionDenied

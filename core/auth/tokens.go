@@ -1,17 +1,16 @@
 package auth
 
-// Tokens are the simple tokens a member handed out: each names a user
-// and the auth revision it was issued at, and lapses after ttlTicks
-// without use, as etcd's simple tokens do.
+// Tokens are the simple tokens a member handed out: each names a user,
+// and only that (unlike a JWT, it does not date from an auth revision),
+// and lapses after ttlTicks without use, as etcd's simple tokens do.
 type Tokens struct {
 	ttlTicks int64
 	byToken  map[string]tokenInfo
 }
 
 type tokenInfo struct {
-	user     string
-	revision uint64
-	expiry   int64 // tick
+	user   string
+	expiry int64 // tick
 }
 
 // TokensMax bounds the tokens kept: past it the oldest-expiring are
@@ -23,23 +22,23 @@ func NewTokens(ttlTicks int64) *Tokens {
 	return &Tokens{ttlTicks: max(ttlTicks, 1), byToken: map[string]tokenInfo{}}
 }
 
-// Assign records a token for user at the store's revision rev.
-func (t *Tokens) Assign(token, user string, rev uint64, now int64) {
+// Assign records a token for user.
+func (t *Tokens) Assign(token, user string, now int64) {
 	if len(t.byToken) >= TokensMax {
 		t.dropOldest()
 	}
-	t.byToken[token] = tokenInfo{user: user, revision: rev, expiry: now + t.ttlTicks}
+	t.byToken[token] = tokenInfo{user: user, expiry: now + t.ttlTicks}
 }
 
-// Lookup returns the user and revision of a live token, renewing it.
-func (t *Tokens) Lookup(token string, now int64) (user string, rev uint64, ok bool) {
+// Lookup returns the user of a live token, renewing it.
+func (t *Tokens) Lookup(token string, now int64) (user string, ok bool) {
 	ti, found := t.byToken[token]
 	if !found || ti.expiry <= now {
-		return "", 0, false
+		return "", false
 	}
 	ti.expiry = now + t.ttlTicks
 	t.byToken[token] = ti
-	return ti.user, ti.revision, true
+	return ti.user, true
 }
 
 // Expire forgets the tokens whose time is up.
