@@ -85,6 +85,13 @@ var peerDesc = grpc.ServiceDesc{
 			}
 			return srv.(*Server).clusterInfo()
 		}},
+		{MethodName: "HashKV", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var in []byte
+			if err := dec(&in); err != nil {
+				return nil, err
+			}
+			return srv.(*Server).serveHashKV(ctx, in)
+		}},
 	},
 }
 
