@@ -42,9 +42,10 @@ func (as *alarms) any(t pb.AlarmType) bool {
 // refusedWhenCorrupt reports whether etcd's corrupt applier refuses the
 // request: every key-space write, compaction, and lease grant and revoke.
 // Alarms (so that CORRUPT can be cleared), auth, membership and lease
-// checkpoints still apply. Reads never go through the log.
+// checkpoints still apply. Reads, which etcd's applier refuses too, never
+// go through the log: they are served.
 func refusedWhenCorrupt(r *pb.InternalRaftRequest) bool {
-	return r.Range != nil || r.Put != nil || r.DeleteRange != nil || r.Txn != nil || r.Compaction != nil ||
+	return r.Put != nil || r.DeleteRange != nil || r.Txn != nil || r.Compaction != nil ||
 		r.LeaseGrant != nil || r.LeaseRevoke != nil
 }
 

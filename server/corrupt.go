@@ -179,17 +179,25 @@ func (s *Server) askHashKV(peerURL string, rev int64) (hashKVReply, error) {
 	return r, nil
 }
 
+// replayWaitMax bounds the initial check's wait for the member to replay
+// its log.
+const replayWaitMax = 5 * time.Minute
+
 // initialCorruptCheck is etcd's InitialCheck, for a member that restarts
 // with the InitialCorruptCheck gate: once it has applied what its log had
 // committed, it compares its hash with each peer's at the same revision.
 func (s *Server) initialCorruptCheck() error {
 	id := fmt.Sprintf("%x", s.node.ID())
 	s.log.Info("starting initial corruption check", "local-member-id", id, "timeout", s.reqTimeout().String())
-	ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout())
-	defer cancel()
-	if _, _, err := s.SerializableView(ctx); err != nil {
+	// Replaying the log is local work, which a long log makes longer than
+	// a request may take.
+	rctx, rcancel := context.WithTimeout(context.Background(), replayWaitMax)
+	defer rcancel()
+	if _, _, err := s.SerializableView(rctx); err != nil {
 		return fmt.Errorf("%s failed to fetch hash (%w)", id, err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout())
+	defer cancel()
 	h, _, err := s.localHash(ctx, 0)
 	if err != nil {
 		return fmt.Errorf("%s failed to fetch hash (%w)", id, err)

@@ -22,7 +22,8 @@ import (
 )
 
 // The peer transport: members exchange raft messages, member-to-member
-// messages and snapshots over gRPC streams on the peer URLs, with a codec
+// messages and snapshots over gRPC streams on the peer URLs (and answer
+// each other's HashKV for the corruption checks), with a codec
 // that passes bytes through (frames are detcd's own). Every stream opens
 // with a hello naming the cluster and the sender, so a member of another
 // cluster is refused.
