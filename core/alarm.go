@@ -24,13 +24,29 @@ func (as *alarms) has(member uint64, t pb.AlarmType) bool {
 	return ok
 }
 
-func (as *alarms) noSpace() bool {
+func (as *alarms) noSpace() bool { return as.any(pb.AlarmType_NOSPACE) }
+
+// corrupt reports whether a CORRUPT alarm is raised for any member: as in
+// etcd, one member's corruption fences the whole cluster.
+func (as *alarms) corrupt() bool { return as.any(pb.AlarmType_CORRUPT) }
+
+func (as *alarms) any(t pb.AlarmType) bool {
 	for _, a := range as.list {
-		if a.Alarm == pb.AlarmType_NOSPACE {
+		if a.Alarm == t {
 			return true
 		}
 	}
 	return false
+}
+
+// refusedWhenCorrupt reports whether etcd's corrupt applier refuses the
+// request: every key-space write, compaction, and lease grant and revoke.
+// Alarms (so that CORRUPT can be cleared), auth, membership and lease
+// checkpoints still apply. Reads, which etcd's applier refuses too, never
+// go through the log: they are served.
+func refusedWhenCorrupt(r *pb.InternalRaftRequest) bool {
+	return r.Put != nil || r.DeleteRange != nil || r.Txn != nil || r.Compaction != nil ||
+		r.LeaseGrant != nil || r.LeaseRevoke != nil
 }
 
 // activate raises an alarm and returns it (the existing one if it was up).

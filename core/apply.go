@@ -61,6 +61,11 @@ func (n *Node) applyNormal(e *raftpb.Entry) {
 // applyRequest applies one request from the log. Its result is the same
 // on every member; only the proposer answers a client with it.
 func (n *Node) applyRequest(r *pb.InternalRaftRequest, index uint64) (proto.Message, error) {
+	// etcd's corrupt applier is the outermost: it refuses before any
+	// permission check.
+	if n.st.alarms.corrupt() && refusedWhenCorrupt(r) {
+		return nil, ErrCorrupt
+	}
 	if err := n.applyAuthCheck(r); err != nil {
 		return nil, err
 	}

@@ -90,6 +90,9 @@ func (n *Node) Sizes() (size, inUse int64, keys int) {
 // NoSpace reports whether a NOSPACE alarm is raised.
 func (n *Node) NoSpace() bool { return n.st.alarms.noSpace() }
 
+// Corrupt reports whether a CORRUPT alarm is raised for any member.
+func (n *Node) Corrupt() bool { return n.st.alarms.corrupt() }
+
 // AuthHash is a hash of the auth store, for checkers comparing members.
 func (n *Node) AuthHash() uint32 { return crc32.ChecksumIEEE(n.st.auth.Marshal()) }
 

@@ -6,7 +6,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/core/mvcc"
 )
 
 type maintenanceServer struct {
@@ -50,7 +49,7 @@ func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	h, err := kvHash(resp, r.Revision)
+	h, err := core.KVHashAt(resp.View, resp.Hashes, r.Revision)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -79,15 +78,4 @@ func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.Ha
 // MoveLeader hands leadership to another member; only the leader can.
 func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
 	return do[*pb.MoveLeaderResponse](ctx, s.b, core.Request{MoveLeader: r})
-}
-
-// kvHash answers a HashKV at rev: a hash kept from a compaction at that
-// revision if there is one, as etcd does, else a new one.
-func kvHash(resp core.Response, rev int64) (mvcc.KVHash, error) {
-	for _, h := range resp.Hashes {
-		if int64(h.Rev) == rev {
-			return h, nil
-		}
-	}
-	return resp.View.HashKV(mvcc.Revision(rev))
 }

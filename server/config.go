@@ -41,9 +41,18 @@ type Config struct {
 	// progress notifications get one.
 	WatchProgressNotifyInterval time.Duration
 	// FeatureGates is etcd's --feature-gates: "Name=true,Name=false".
-	// detcd acts on LeaseCheckpoint (on unless set false) and accepts the
-	// others etcd 3.7 knows.
+	// detcd acts on LeaseCheckpoint (on unless set false),
+	// SetMemberLocalAddr, InitialCorruptCheck and CompactHashCheck (off
+	// unless set true, as in etcd) and accepts the others etcd 3.7 knows.
 	FeatureGates string
+	// CorruptCheckTime is how often the leader compares its key-space hash
+	// with the other members' (etcd's --corrupt-check-time; 0, the
+	// default, never).
+	CorruptCheckTime time.Duration
+	// CompactHashCheckTime is how often the leader compares the hashes the
+	// members kept at their last compactions, with the CompactHashCheck
+	// gate (etcd's --compact-hash-check-time, default 1m).
+	CompactHashCheckTime time.Duration
 	// ClientTLS and PeerTLS are the certificates of the client and peer
 	// URLs that are https.
 	ClientTLS TLSInfo
@@ -112,6 +121,7 @@ func DefaultConfig() Config {
 		QuotaBackendBytes:           core.DefaultQuotaBackendBytes,
 		AutoCompactionMode:          "periodic",
 		WatchProgressNotifyInterval: 10 * time.Minute,
+		CompactHashCheckTime:        time.Minute,
 		EnableGRPCGateway:           true,
 		CORS:                        []string{"*"},
 		MaxConcurrentStreams:        math.MaxUint32,
@@ -174,6 +184,12 @@ func (c *Config) Validate() error {
 	}
 	if c.WatchProgressNotifyInterval < 0 {
 		return errors.New("--watch-progress-notify-interval must not be negative")
+	}
+	if c.CorruptCheckTime < 0 {
+		return errors.New("--corrupt-check-time must not be negative")
+	}
+	if c.CompactHashCheckTime <= 0 {
+		return fmt.Errorf("--compact-hash-check-time must be >0 (set to %v)", c.CompactHashCheckTime)
 	}
 	if _, err := c.gates(); err != nil {
 		return err

@@ -101,6 +101,9 @@ func (s *Server) healthReason() string {
 	if s.metrics.noSpace.Load() {
 		return "ALARM NOSPACE"
 	}
+	if s.metrics.corrupt.Load() {
+		return "ALARM CORRUPT"
+	}
 	return ""
 }
 

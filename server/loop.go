@@ -48,6 +48,8 @@ func (s *Server) run() {
 				s.node.ReportSnapshot(r.to, r.ok)
 			case id := <-s.unreach:
 				s.node.ReportUnreachable(id)
+			case fn := <-s.loopFns:
+				fn()
 			case <-s.stopping:
 				s.shutdownLoop(waiters, sinks)
 				return
@@ -76,6 +78,8 @@ func (s *Server) run() {
 				s.node.ReportSnapshot(r.to, r.ok)
 			case id := <-s.unreach:
 				s.node.ReportUnreachable(id)
+			case fn := <-s.loopFns:
+				fn()
 			default:
 				break drain
 			}
@@ -175,6 +179,7 @@ func (s *Server) publish() {
 	s.metrics.inUse.Store(inUse)
 	s.metrics.keys.Store(int64(keys))
 	s.metrics.noSpace.Store(s.node.NoSpace())
+	s.metrics.corrupt.Store(s.node.Corrupt())
 }
 
 func (s *Server) publishView() publishedView {

@@ -24,7 +24,7 @@ type metrics struct {
 
 	// Published by the loop.
 	size, inUse, keys atomic.Int64
-	noSpace           atomic.Bool
+	noSpace, corrupt  atomic.Bool
 }
 
 func newMetrics(s *Server) *metrics {

@@ -22,7 +22,8 @@ import (
 )
 
 // The peer transport: members exchange raft messages, member-to-member
-// messages and snapshots over gRPC streams on the peer URLs, with a codec
+// messages and snapshots over gRPC streams on the peer URLs (and answer
+// each other's HashKV for the corruption checks), with a codec
 // that passes bytes through (frames are detcd's own). Every stream opens
 // with a hello naming the cluster and the sender, so a member of another
 // cluster is refused.
@@ -84,6 +85,13 @@ var peerDesc = grpc.ServiceDesc{
 				return nil, err
 			}
 			return srv.(*Server).clusterInfo()
+		}},
+		{MethodName: "HashKV", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var in []byte
+			if err := dec(&in); err != nil {
+				return nil, err
+			}
+			return srv.(*Server).serveHashKV(ctx, in)
 		}},
 	},
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/auth"
 	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/diskfs"
 	"github.com/detcd/detcd/gateway"
@@ -79,6 +80,12 @@ type Server struct {
 	localAddr *net.TCPAddr
 	walq      chan walOp
 	fatal     chan error
+	// loopFns are functions to run on the loop: the corruption checks
+	// read the key space and raise alarms there.
+	loopFns chan func()
+	// restarted is set when the member started from data it had: only
+	// such a member runs the initial corruption check, as in etcd.
+	restarted bool
 
 	// Published by the loop for handlers.
 	rev, compactRev atomic.Int64
@@ -165,6 +172,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	fsys := diskfs.New(cfg.DataDir)
+	restarted, err := wal.Exists(fsys, "member/wal")
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
 	if err := joinIfNew(ctxFor(cfg), fsys, &cfg, &ccfg, tlsc, log); err != nil {
 		return nil, err
 	}
@@ -187,6 +198,8 @@ func New(cfg Config) (*Server, error) {
 		unreach:   make(chan uint64, 64),
 		walq:      make(chan walOp, walQueueMax),
 		fatal:     make(chan error, 1),
+		loopFns:   make(chan func()),
+		restarted: restarted,
 		draining:  make(chan struct{}),
 		stopping:  make(chan struct{}),
 		loopDone:  make(chan struct{}),
@@ -260,6 +273,15 @@ func (s *Server) Start() error {
 	go s.run()
 	go s.runMemLimit()
 	go s.monitorLeader()
+	if gates, _ := s.cfg.gates(); gates["InitialCorruptCheck"] && s.restarted {
+		if err := s.initialCorruptCheck(); err != nil {
+			s.log.Error("initial corruption check failed", "err", err)
+			s.Stop()
+			return err
+		}
+	}
+	go s.monitorKVHash()
+	go s.monitorCompactHash()
 	for _, ln := range s.listeners {
 		s.log.Info("listening for client requests", "address", ln.Addr().String())
 	}

@@ -215,6 +215,8 @@ func TestConfigValidate(t *testing.T) {
 		{"unknown feature gate", func(c *Config) { c.FeatureGates = "Nope=true" }, "unrecognized feature gate: Nope"},
 		{"unknown auth token kind", func(c *Config) { c.AuthToken = "magic" }, "want simple or jwt"},
 		{"bcrypt cost", func(c *Config) { c.BcryptCost = 99 }, "invalid --bcrypt-cost 99"},
+		{"compact hash check time", func(c *Config) { c.CompactHashCheckTime = 0 }, "--compact-hash-check-time must be >0 (set to 0s)"},
+		{"negative corrupt check time", func(c *Config) { c.CorruptCheckTime = -time.Second }, "--corrupt-check-time must not be negative"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()

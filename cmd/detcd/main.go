@@ -112,7 +112,9 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.StringVar(&cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "Auto compaction retention length. 0 means disable auto compaction.")
 	fs.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", cfg.WatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
 	fs.StringVar(&logLevel, "log-level", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
-	fs.StringVar(&cfg.FeatureGates, "feature-gates", "", "A set of key=value pairs that describe server level feature gates, as etcd's (detcd acts on LeaseCheckpoint, default true).")
+	fs.StringVar(&cfg.FeatureGates, "feature-gates", "", "A set of key=value pairs that describe server level feature gates, as etcd's (detcd acts on LeaseCheckpoint, default true, and SetMemberLocalAddr, InitialCorruptCheck, CompactHashCheck, default false).")
+	fs.DurationVar(&cfg.CorruptCheckTime, "corrupt-check-time", cfg.CorruptCheckTime, "Duration of time between cluster corruption check passes.")
+	fs.DurationVar(&cfg.CompactHashCheckTime, "compact-hash-check-time", cfg.CompactHashCheckTime, "Duration of time between leader checks followers compaction hashes.")
 	fs.StringVar(&cfg.AuthToken, "auth-token", cfg.AuthToken, "Specify auth token type (detcd serves 'simple' tokens only).")
 	fs.IntVar(&cfg.BcryptCost, "bcrypt-cost", cfg.BcryptCost, "Specify bcrypt algorithm cost factor for auth password hashing.")
 	var authTokenTTLSec uint
