@@ -129,9 +129,11 @@ func (s *Store) stepCompact(j *job, budget int) (int, bool) {
 }
 
 // compactKey drops a key's history below target: the newest record at or
-// below target stays (moved to the cold slabs, so the hot ones can go)
-// unless it is a tombstone, and everything older goes. It returns the
-// records it visited.
+// below target stays (moved to the cold slabs, so the hot ones can go),
+// and everything older goes. A tombstone stays only if it is at target
+// itself, as in etcd since 3.5.16 (etcd #18089): a watcher starting at
+// target still gets the delete. The next compaction drops it. It returns
+// the records it visited.
 func (s *Store) compactKey(it item, target Revision) int {
 	// Find the newest record at or below the target without copying the
 	// chain: most keys need nothing.
@@ -146,20 +148,25 @@ func (s *Store) compactKey(it item, target Revision) int {
 		i++
 		visited++
 	}
+	drop := recTombstone(r) && recMod(r) < target
 	hot := recMod(r) > s.physRev
-	if !hot && n == nil {
+	if !hot && n == nil && !drop {
 		return visited // compacted before: its kept record is cold already
 	}
 	recs := it.records()
-	for _, old := range recs[i+1:] {
+	dead := recs[i+1:]
+	if drop {
+		dead = recs[i:]
+	}
+	for _, old := range dead {
 		if recMod(old) <= s.physRev {
 			s.coldLive -= recordFootprint(old)
 		}
 	}
 	switch {
-	case recTombstone(r) && i == 0:
+	case drop && i == 0:
 		s.tree.Delete(it)
-	case recTombstone(r):
+	case drop:
 		s.tree.ReplaceOrInsert(itemOf(recs[:i]))
 	case hot:
 		recs[i] = s.appendCold(r)

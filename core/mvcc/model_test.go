@@ -279,7 +279,7 @@ func TestStoreAgainstModel(t *testing.T) {
 						}
 					}
 					for k := range prev {
-						if _, ok := cur[k]; !ok && r != m.compact {
+						if _, ok := cur[k]; !ok {
 							want = append(want, fmt.Sprintf("DELETE %s= v0 c0", k))
 						}
 					}
