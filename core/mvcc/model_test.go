@@ -335,6 +335,7 @@ func TestStoreAgainstModel(t *testing.T) {
 				if h1 != h3 {
 					t.Fatalf("hash before physical compaction %+v, after %+v", h1, h3)
 				}
+				checkColdLive(t, s)
 				s = loaded
 				views = nil
 			},
