@@ -120,6 +120,7 @@ func Load(data []byte) (*Store, int, error) {
 		if _, dup := s.tree.ReplaceOrInsert(item{rec: r}); dup {
 			return fmt.Errorf("%w: key twice in cold section", ErrBadCheckpoint)
 		}
+		s.backendAdd(r)
 		return nil
 	})
 	if err != nil {
@@ -136,6 +137,7 @@ func Load(data []byte) (*Store, int, error) {
 		if m == s.compactRev {
 			return nil // indexed from the cold section; kept here for watchers
 		}
+		s.backendAdd(r)
 		if it, ok := s.tree.Get(probe(recKey(r))); ok {
 			s.tree.ReplaceOrInsert(it.pushed(r))
 		} else {

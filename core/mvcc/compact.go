@@ -23,6 +23,9 @@ type job struct {
 	next slabSeries
 	// done is called when the job finishes.
 	waiters []func()
+	// defrag marks a rewrite a client asked for: it shrinks the modelled
+	// database file as etcd's defragmentation does.
+	defrag bool
 }
 
 // jobQueue holds physical work in the order it was asked for.
@@ -95,7 +98,7 @@ func (s *Store) Step(budget int) bool {
 // Defragment queues a rewrite of the cold slabs, returning their garbage,
 // and calls onDone when it is finished.
 func (s *Store) Defragment(onDone func()) {
-	j := &job{kind: jobRewriteCold}
+	j := &job{kind: jobRewriteCold, defrag: true}
 	if onDone != nil {
 		j.waiters = append(j.waiters, onDone)
 	}
@@ -162,6 +165,7 @@ func (s *Store) compactKey(it item, target Revision) int {
 		if recMod(old) <= s.physRev {
 			s.coldLive -= recordFootprint(old)
 		}
+		s.backendDrop(old)
 	}
 	switch {
 	case drop && i == 0:
@@ -231,6 +235,9 @@ func (s *Store) stepRewrite(j *job, budget int) (int, bool) {
 		return 0, false
 	}
 	s.cold = j.next
+	if j.defrag {
+		s.backendSize = s.backendInUse
+	}
 	s.coldLive = 0
 	for _, sl := range s.cold.slabs {
 		s.coldLive += int64(len(sl.buf))
