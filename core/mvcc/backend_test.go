@@ -85,12 +85,18 @@ func TestBackendSizeLikeEtcdsFile(t *testing.T) {
 }
 
 // checkBackend checks that the modelled size in use is the bolt pages of
-// every record the index holds, and the size no less.
+// every record the index holds, and the size no less; and that each
+// record's pages are at least its slab bytes, so that the quota bounds
+// detcd's memory too.
 func checkBackend(t interface{ Fatalf(string, ...any) }, s *Store) {
 	var want int64
 	s.tree.Ascend(func(it item) bool {
 		for _, r := range it.records() {
-			want += boltBytes(r)
+			b := boltBytes(r)
+			if b < recordFootprint(r) {
+				t.Fatalf("record of %d slab bytes takes %d bytes of bolt pages", recordFootprint(r), b)
+			}
+			want += b
 		}
 		return true
 	})
