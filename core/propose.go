@@ -55,7 +55,9 @@ func (n *Node) propose(r Request) {
 		n.respond(r.ID, nil, ErrTooManyRequests)
 		return
 	}
-	if cost := quotaCost(&r); cost > 0 && n.kv.Size()+cost > n.cfg.QuotaBackendBytes {
+	// etcd takes a write only while the database's size plus the write's
+	// cost stays below the quota.
+	if cost := quotaCost(&r); cost > 0 && n.dbSize()+cost >= n.cfg.QuotaBackendBytes {
 		n.raiseNoSpace()
 		n.respond(r.ID, nil, ErrNoSpace)
 		return

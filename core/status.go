@@ -12,17 +12,26 @@ import (
 	"github.com/detcd/detcd/core/mvcc"
 )
 
-// dbSizeBaseBytes is added to the key space's size in Status: what an
-// empty etcd database file takes (20 KiB). Clients divide by the size:
-// etcdctl's endpoint status table fails on a zero.
-const dbSizeBaseBytes = 20 << 10
+// dbSizeBaseBytes and dbSizeInUseBaseBytes are what an empty etcd 3.7
+// database file takes, and uses, before the key space's share. Clients
+// divide by the size: etcdctl's endpoint status table fails on a zero.
+const (
+	dbSizeBaseBytes      = 20 << 10
+	dbSizeInUseBaseBytes = 16 << 10
+)
+
+// dbSize is etcd's database size, which the space quota is checked
+// against, and dbSizeInUse the part in use, both as etcd would have them
+// for this key space.
+func (n *Node) dbSize() int64      { return dbSizeBaseBytes + n.kv.Size() }
+func (n *Node) dbSizeInUse() int64 { return dbSizeInUseBaseBytes + n.kv.SizeInUse() }
 
 // status answers Maintenance.Status; the driver adds the version fields.
 func (n *Node) status() *pb.StatusResponse {
 	resp := &pb.StatusResponse{
 		Header:           n.header(0),
-		DbSize:           dbSizeBaseBytes + n.kv.Size(),
-		DbSizeInUse:      dbSizeBaseBytes + n.kv.SizeInUse(),
+		DbSize:           n.dbSize(),
+		DbSizeInUse:      n.dbSizeInUse(),
 		DbSizeQuota:      n.cfg.QuotaBackendBytes,
 		DowngradeInfo:    &pb.DowngradeInfo{},
 		Leader:           n.lead,
@@ -81,10 +90,10 @@ func (n *Node) IsLearner() bool {
 	return ok && m.IsLearner
 }
 
-// Sizes are the key space's memory (etcd's db size and size in use) and
-// its key count, for metrics.
+// Sizes are etcd's database size and size in use, as Status has them,
+// and the key count, for metrics.
 func (n *Node) Sizes() (size, inUse int64, keys int) {
-	return n.kv.Size(), n.kv.SizeInUse(), n.kv.Keys()
+	return n.dbSize(), n.dbSizeInUse(), n.kv.Keys()
 }
 
 // NoSpace reports whether a NOSPACE alarm is raised.

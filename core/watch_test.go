@@ -121,6 +121,30 @@ func TestWatchErrorsAndCompaction(t *testing.T) {
 	)
 }
 
+// TestWatchFromCompactRevGetsDelete: etcd keeps a tombstone at the
+// compaction revision (etcd #18089), so a watcher starting there learns
+// that the key is gone, with no prev_kv (the revision before is
+// compacted); once a later compaction passes it, it is gone.
+func TestWatchFromCompactRevGetsDelete(t *testing.T) {
+	m := startMember(t, memfs.New(), testConfig())
+	put(m, "k", "1")                                                          // rev 2
+	m.do(core.Request{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("k")}}) // rev 3
+	put(m, "j", "1")                                                          // rev 4
+	m.do(core.Request{Compaction: &pb.CompactionRequest{Revision: 3}})
+	m.n.WatchOpen(1)
+	m.watchDo(1, createReq("k", "", 3, func(c *pb.WatchCreateRequest) { c.PrevKv = true }))
+	m.watchDo(1, createReq("a", "z", 3, func(c *pb.WatchCreateRequest) { c.WatchId = 5 }))
+	expectWatch(t, m,
+		"id=0 rev=4 created",
+		"id=0 rev=4 DELETE:k=@3",
+		"id=5 rev=4 created",
+		"id=5 rev=4 DELETE:k=@3 PUT:j=1@4",
+	)
+	m.do(core.Request{Compaction: &pb.CompactionRequest{Revision: 4}})
+	m.watchDo(1, createReq("a", "z", 4, func(c *pb.WatchCreateRequest) { c.WatchId = 6 }))
+	expectWatch(t, m, "id=6 rev=4 created", "id=6 rev=4 PUT:j=1@4")
+}
+
 // TestWatchSlowConsumer: a stream that stops taking responses never holds
 // writes back; its watcher falls behind and catches up, in order and
 // without a gap, once the stream takes responses again.

@@ -977,3 +977,136 @@ func runDiff(t *testing.T, hashKV bool) {
 		t.Errorf("%d kinds of difference:\n%s", len(p.diffs), strings.Join(p.diffs, "\n\n"))
 	}
 }
+
+// TestDiffWatchFromCompactRev: a key deleted exactly at the compaction
+// revision. etcd keeps that tombstone (etcd #18089), so a watch starting
+// at the compaction revision still gets the DELETE; a compaction past it
+// drops it. Both servers get the same requests and must answer alike:
+// the watches' events (with prev_kv, which the compacted revision before
+// the delete leaves out) and HashKV at and after the compaction.
+func TestDiffWatchFromCompactRev(t *testing.T) {
+	p := newDiffPair(t)
+	sides := []*side{p.etcd, p.detcd}
+	put := func(key, value string) (rev int64) {
+		for _, s := range sides {
+			mustDo(t, s, "put", func() error {
+				r, err := s.kv.Put(ctxT(t, 20*time.Second), &pb.PutRequest{Key: []byte(key), Value: []byte(value)})
+				if err == nil {
+					rev = r.Header.Revision
+				}
+				return err
+			})
+		}
+		return rev
+	}
+	put("/w/k", "1")
+	var r int64 // the delete's revision
+	for _, s := range sides {
+		mustDo(t, s, "delete", func() error {
+			d, err := s.kv.DeleteRange(ctxT(t, 20*time.Second), &pb.DeleteRangeRequest{Key: []byte("/w/k")})
+			if err == nil {
+				r = d.Header.Revision
+			}
+			return err
+		})
+	}
+	put("/w/j", "1")
+	compare := func(stage string, from int64) {
+		t.Helper()
+		for _, s := range sides {
+			mustDo(t, s, "compact", func() error {
+				_, err := s.kv.Compact(ctxT(t, 20*time.Second), &pb.CompactionRequest{Revision: from, Physical: true})
+				return err
+			})
+		}
+		watches := []*pb.WatchCreateRequest{
+			{Key: []byte("/w/k"), StartRevision: from, PrevKv: true},
+			{Key: []byte("/w/"), RangeEnd: []byte("/w0"), StartRevision: from},
+		}
+		streams := make([][]pb.Watch_WatchClient, len(watches))
+		for i, w := range watches {
+			for _, s := range sides {
+				streams[i] = append(streams[i], openWatch(t, s, w))
+			}
+		}
+		// Every watch ends with this put: it shows there was nothing more.
+		end := put("/w/k", "end")
+		for i, w := range watches {
+			e := watchEventsUntil(t, p.etcd, streams[i][0], end)
+			d := watchEventsUntil(t, p.detcd, streams[i][1], end)
+			t.Logf("%s, watch %d from %d: etcd %s", stage, i, w.StartRevision, e)
+			if e != d {
+				t.Errorf("%s, watch %d from %d: etcd %s, detcd %s", stage, i, w.StartRevision, e, d)
+			}
+		}
+		for _, rev := range []int64{from, 0} {
+			e, d := hashKV(t, p.etcd, rev), hashKV(t, p.detcd, rev)
+			t.Logf("%s, HashKV at %d: etcd %s", stage, rev, e)
+			if e != d {
+				t.Errorf("%s: HashKV at %d: etcd %s, detcd %s", stage, rev, e, d)
+			}
+		}
+	}
+	compare("compacted at the delete", r)
+	compare("compacted past the delete", r+1)
+}
+
+func mustDo(t *testing.T, s *side, what string, f func() error) {
+	t.Helper()
+	if err := f(); err != nil {
+		t.Fatalf("%s: %s: %v", s.name, what, err)
+	}
+}
+
+// openWatch creates w on a new stream of s and takes the created answer.
+func openWatch(t *testing.T, s *side, w *pb.WatchCreateRequest) pb.Watch_WatchClient {
+	t.Helper()
+	stream, err := pb.NewWatchClient(s.conn).Watch(ctxT(t, 20*time.Second))
+	if err != nil {
+		t.Fatalf("%s: watch: %v", s.name, err)
+	}
+	if err := stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: w}}); err != nil {
+		t.Fatalf("%s: watch create: %v", s.name, err)
+	}
+	if r, err := stream.Recv(); err != nil || !r.Created || r.Canceled {
+		t.Fatalf("%s: watch create: %v %v", s.name, r, err)
+	}
+	return stream
+}
+
+// watchEventsUntil formats the events stream gets, up to the first at
+// revision end or later.
+func watchEventsUntil(t *testing.T, s *side, stream pb.Watch_WatchClient, end int64) string {
+	t.Helper()
+	var out []string
+	for range 100 {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("%s: watch recv: %v (so far %v)", s.name, err, out)
+		}
+		if resp.Canceled {
+			return fmt.Sprintf("canceled compact=%d reason=%q", resp.CompactRevision, resp.CancelReason)
+		}
+		for _, ev := range resp.Events {
+			e := fmt.Sprintf("%s %s=%s@%d", ev.Type, ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision)
+			if ev.PrevKv != nil {
+				e += fmt.Sprintf(" (prev %s@%d)", ev.PrevKv.Value, ev.PrevKv.ModRevision)
+			}
+			out = append(out, e)
+			if ev.Kv.ModRevision >= end {
+				return strings.Join(out, ", ")
+			}
+		}
+	}
+	t.Fatalf("%s: no event at %d after 100 responses: %v", s.name, end, out)
+	return ""
+}
+
+func hashKV(t *testing.T, s *side, rev int64) string {
+	t.Helper()
+	h, err := s.mt.HashKV(ctxT(t, 20*time.Second), &pb.HashKVRequest{Revision: rev})
+	if err != nil {
+		return status.Convert(err).Message()
+	}
+	return fmt.Sprintf("hash=%d compact=%d hash_revision=%d", h.Hash, h.CompactRevision, h.HashRevision)
+}

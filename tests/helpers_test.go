@@ -308,7 +308,8 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // startInProcDetcd starts an in-process detcd member with its data in a
 // fresh temporary directory and returns its client address (host:port).
-func startInProcDetcd(t testing.TB, fastTicks bool) (addr string, stop func()) {
+// opts change the configuration before the start.
+func startInProcDetcd(t testing.TB, fastTicks bool, opts ...func(*server.Config)) (addr string, stop func()) {
 	t.Helper()
 	peer := loopbackURL(freePort(t))
 	cfg := server.DefaultConfig()
@@ -323,6 +324,9 @@ func startInProcDetcd(t testing.TB, fastTicks bool) (addr string, stop func()) {
 		// A single member elects itself after an election timeout; short
 		// ones make a fresh start quick. Nothing else depends on them.
 		cfg.HeartbeatInterval, cfg.ElectionTimeout = 10*time.Millisecond, 100*time.Millisecond
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	s, err := server.New(cfg)
 	if err != nil {
@@ -341,8 +345,9 @@ func startInProcDetcd(t testing.TB, fastTicks bool) (addr string, stop func()) {
 
 // startEmbeddedEtcd starts a real etcd 3.7.3 member in this process, with
 // its data in a fresh temporary directory, on free loopback ports, and
-// waits until it serves. It returns the client address (host:port).
-func startEmbeddedEtcd(t testing.TB, fastTicks bool) (addr string, stop func()) {
+// waits until it serves. It returns the client address (host:port). opts
+// change the configuration before the start.
+func startEmbeddedEtcd(t testing.TB, fastTicks bool, opts ...func(*embed.Config)) (addr string, stop func()) {
 	t.Helper()
 	var e *embed.Etcd
 	var client url.URL
@@ -358,6 +363,9 @@ func startEmbeddedEtcd(t testing.TB, fastTicks bool) (addr string, stop func()) 
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		if fastTicks {
 			cfg.TickMs, cfg.ElectionMs = 10, 100 // as for detcd: a quick first election
+		}
+		for _, o := range opts {
+			o(cfg)
 		}
 		var err error
 		e, err = embed.StartEtcd(cfg)

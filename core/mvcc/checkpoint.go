@@ -16,10 +16,10 @@ import (
 // A section is a run of length-prefixed records ended by a zero length
 // byte, in the slab format, so that a loaded checkpoint's memory serves as
 // slabs without a copy. The cold section holds, in key order, each key's
-// newest record at or below the compaction point unless it is a tombstone;
-// the hot section every record from the compaction point on in revision
-// order, but for tombstones at the compaction point. The content depends only on the logical state, never on how far
-// physical compaction has got.
+// newest record at or below the compaction point unless it is a tombstone
+// below it; the hot section every record from the compaction point on in
+// revision order. The content depends only on the logical state, never on
+// how far physical compaction has got.
 
 const checkpointFormat = 1
 
@@ -43,21 +43,17 @@ func (v *View) WriteTo(w io.Writer) (int64, error) {
 		io.WriteString(cw, r)
 	}
 	v.tree.Ascend(func(it item) bool {
-		if s, ok := it.at(v.compactRev); ok {
+		if s, ok := it.kept(v.compactRev); ok {
 			put(s)
 		}
 		return cw.err == nil
 	})
 	cw.Write([]byte{0})
-	// The hot section starts at the compaction revision, whose puts
+	// The hot section starts at the compaction revision, whose changes
 	// watchers may still start from; the cold section holds them too.
 	v.scanHot(v.compactRev-1, func(r record) bool {
-		m := recMod(r)
-		if m > v.rev {
+		if recMod(r) > v.rev {
 			return false
-		}
-		if m == v.compactRev && recTombstone(r) {
-			return true
 		}
 		put(r)
 		return cw.err == nil
@@ -118,12 +114,13 @@ func Load(data []byte) (*Store, int, error) {
 	s.physRev = s.compactRev
 	coldStart := p
 	coldEnd, err := checkSection(data, p, func(r record) error {
-		if recMod(r) > s.compactRev || recTombstone(r) {
+		if m := recMod(r); m > s.compactRev || recTombstone(r) && m != s.compactRev {
 			return fmt.Errorf("%w: cold record at revision %d", ErrBadCheckpoint, recMod(r))
 		}
 		if _, dup := s.tree.ReplaceOrInsert(item{rec: r}); dup {
 			return fmt.Errorf("%w: key twice in cold section", ErrBadCheckpoint)
 		}
+		s.backendAdd(r)
 		return nil
 	})
 	if err != nil {
@@ -140,6 +137,7 @@ func Load(data []byte) (*Store, int, error) {
 		if m == s.compactRev {
 			return nil // indexed from the cold section; kept here for watchers
 		}
+		s.backendAdd(r)
 		if it, ok := s.tree.Get(probe(recKey(r))); ok {
 			s.tree.ReplaceOrInsert(it.pushed(r))
 		} else {

@@ -23,6 +23,9 @@ type job struct {
 	next slabSeries
 	// done is called when the job finishes.
 	waiters []func()
+	// defrag marks a rewrite a client asked for: it shrinks the modelled
+	// database file as etcd's defragmentation does.
+	defrag bool
 }
 
 // jobQueue holds physical work in the order it was asked for.
@@ -95,7 +98,7 @@ func (s *Store) Step(budget int) bool {
 // Defragment queues a rewrite of the cold slabs, returning their garbage,
 // and calls onDone when it is finished.
 func (s *Store) Defragment(onDone func()) {
-	j := &job{kind: jobRewriteCold}
+	j := &job{kind: jobRewriteCold, defrag: true}
 	if onDone != nil {
 		j.waiters = append(j.waiters, onDone)
 	}
@@ -129,9 +132,11 @@ func (s *Store) stepCompact(j *job, budget int) (int, bool) {
 }
 
 // compactKey drops a key's history below target: the newest record at or
-// below target stays (moved to the cold slabs, so the hot ones can go)
-// unless it is a tombstone, and everything older goes. It returns the
-// records it visited.
+// below target stays (moved to the cold slabs, so the hot ones can go),
+// and everything older goes. A tombstone stays only if it is at target
+// itself, as in etcd since 3.5.16 (etcd #18089): a watcher starting at
+// target still gets the delete. The next compaction drops it. It returns
+// the records it visited.
 func (s *Store) compactKey(it item, target Revision) int {
 	// Find the newest record at or below the target without copying the
 	// chain: most keys need nothing.
@@ -146,20 +151,26 @@ func (s *Store) compactKey(it item, target Revision) int {
 		i++
 		visited++
 	}
+	drop := recTombstone(r) && recMod(r) < target
 	hot := recMod(r) > s.physRev
-	if !hot && n == nil {
+	if !hot && n == nil && !drop {
 		return visited // compacted before: its kept record is cold already
 	}
 	recs := it.records()
-	for _, old := range recs[i+1:] {
+	dead := recs[i+1:]
+	if drop {
+		dead = recs[i:]
+	}
+	for _, old := range dead {
 		if recMod(old) <= s.physRev {
 			s.coldLive -= recordFootprint(old)
 		}
+		s.backendDrop(old)
 	}
 	switch {
-	case recTombstone(r) && i == 0:
+	case drop && i == 0:
 		s.tree.Delete(it)
-	case recTombstone(r):
+	case drop:
 		s.tree.ReplaceOrInsert(itemOf(recs[:i]))
 	case hot:
 		recs[i] = s.appendCold(r)
@@ -224,6 +235,9 @@ func (s *Store) stepRewrite(j *job, budget int) (int, bool) {
 		return 0, false
 	}
 	s.cold = j.next
+	if j.defrag {
+		s.backendSize = s.backendInUse
+	}
 	s.coldLive = 0
 	for _, sl := range s.cold.slabs {
 		s.coldLive += int64(len(sl.buf))

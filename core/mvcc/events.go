@@ -37,9 +37,10 @@ func (t *Txn) ChangedKeys(fn func(key string)) {
 }
 
 // ScanEvents calls fn for every change from revision from on, in revision
-// order, until fn returns false. At the compaction revision only the puts
-// survive, as in etcd, which removes a key's tombstone there. It returns
-// ErrCompacted if from is below the compaction revision.
+// order, until fn returns false. The compaction revision's deletes are
+// there too: etcd keeps a tombstone at the compaction revision for the
+// watchers that start there. It returns ErrCompacted if from is below the
+// compaction revision.
 func (s *Store) ScanEvents(from Revision, fn func(ev *mvccpb.Event) bool) error {
 	if from < s.compactRev {
 		return ErrCompacted
@@ -50,8 +51,7 @@ func (s *Store) ScanEvents(from Revision, fn func(ev *mvccpb.Event) bool) error 
 	for i := start; i < len(slabs); i++ {
 		stop := false
 		slabRecords(slabs[i].buf, 0, func(r record, _ int) bool {
-			m := recMod(r)
-			if m < from || m <= s.physRev && m < s.compactRev || m == s.compactRev && recTombstone(r) {
+			if recMod(r) < from {
 				return true
 			}
 			if !fn(event(r)) {

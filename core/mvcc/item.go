@@ -54,6 +54,14 @@ func (it item) at(rev Revision) (r record, ok bool) {
 	return "", false
 }
 
+// kept returns the record a compaction at rev keeps of the key: its newest
+// at or below rev, unless that is a tombstone older than rev. ok is false
+// if it keeps none.
+func (it item) kept(rev Revision) (r record, ok bool) {
+	r, live := it.at(rev)
+	return r, live || r != "" && recMod(r) == rev
+}
+
 // live reports whether the key exists now.
 func (it item) live() bool { return !recTombstone(it.rec) }
 

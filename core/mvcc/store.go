@@ -18,6 +18,13 @@ type Store struct {
 	// cold.bytes - coldLive is garbage that a rewrite would return.
 	coldLive int64
 
+	// backendInUse models the part of etcd's database file its key bucket
+	// uses: the bolt pages of every record the index holds (backend.go).
+	backendInUse int64
+	// backendSize models the file's size: the most backendInUse has been
+	// since the last defragmentation, as a file keeps its freed pages.
+	backendSize int64
+
 	jobs jobQueue
 	txn  Txn
 	// view is the newest view handed out; it is reused until the key space
@@ -41,12 +48,15 @@ func (s *Store) CompactRev() Revision { return s.compactRev }
 // Keys is the number of keys in the index, tombstoned ones included.
 func (s *Store) Keys() int { return s.tree.Len() }
 
-// Size is the memory the key space holds in slabs: what etcd reports as
-// the database size and what the space quota is checked against.
-func (s *Store) Size() int64 { return s.hot.bytes + s.cold.bytes }
+// Size is what the key space adds to etcd's database file, in etcd's
+// database size, which the space quota is checked against. It is a model
+// of etcd's file (backend.go), not detcd's memory: it grows as etcd's
+// would and only a defragmentation shrinks it.
+func (s *Store) Size() int64 { return s.backendSize }
 
-// SizeInUse is Size without the cold garbage a defragmentation returns.
-func (s *Store) SizeInUse() int64 { return s.hot.bytes + s.coldLive }
+// SizeInUse is the part of Size the key space uses: what compaction
+// frees comes off it at once.
+func (s *Store) SizeInUse() int64 { return s.backendInUse }
 
 func (s *Store) reader(rev Revision) reader {
 	return reader{tree: s.tree, rev: rev, compactRev: s.compactRev}

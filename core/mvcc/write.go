@@ -115,5 +115,7 @@ func (s *Store) appendHot(h *recHeader, key, value []byte) record {
 	n := recordSize(h, len(key), len(value))
 	dst := s.hot.append(n, h.mod)
 	encodeRecord(dst, h, key, value)
-	return asRecord(dst)
+	r := asRecord(dst)
+	s.backendAdd(r)
+	return r
 }
