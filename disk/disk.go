@@ -79,7 +79,7 @@ func HasLog(fsys wal.FS, dir string) (bool, error) {
 	if len(signs) == 0 {
 		return false, nil
 	}
-	return false, fmt.Errorf("disk: %w: %s holds no log segments, but %s remain: this member held data, "+
+	return false, fmt.Errorf("disk: %w: %s holds no log segments, yet the member's earlier state is still there (%s): this member held data, "+
 		"and starting it as a new member would silently lose every write it acknowledged. "+
 		"Remove the member from the cluster (etcdctl member remove), delete the data directory and add the member back "+
 		"(etcdctl member add, then start it with --initial-cluster-state existing); "+
