@@ -191,6 +191,7 @@ func (f *faultState) destroy(k Faults, m *member, heal int64) {
 		}
 	}
 	m.crash(false)
+	w.after(heal, func() { w.restart(m) })
 	var desc string
 	switch k {
 	case FaultWALWipe:
@@ -207,7 +208,6 @@ func (f *faultState) destroy(k Faults, m *member, heal int64) {
 	}
 	m.broken = k
 	w.trace.logf(w.now, "fault %s on %s: %s", k, m.name, desc)
-	w.after(heal, func() { w.restart(m) })
 }
 
 // walDir is where the simulated members' logs live.
