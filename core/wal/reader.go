@@ -155,10 +155,10 @@ type recovery struct {
 	after    uint64
 	rec      *Recovered
 	haveMeta bool
-	// count is how many records of the current segment were valid, and
-	// hsCopyOff where its hard state copy is.
-	count     int
-	hsCopyOff int64
+	// count is how many records of the current segment were read, and
+	// headEnd where its valid header and hard state copy end (-1 before).
+	count   int
+	headEnd int64
 }
 
 // checkSequence requires the segments to chain: sequence numbers without a
@@ -185,7 +185,7 @@ func checkSequence(dir string, segs []segment, afterIndex uint64) error {
 // Other errors, and damage a cut cannot leave a valid segment after, stay.
 func (r *recovery) repair(b []byte, res scanResult, err error) (scanResult, error) {
 	var ce *CorruptError
-	if err == nil || !errors.As(err, &ce) || r.count < 2 || ce.Offset <= r.hsCopyOff {
+	if err == nil || !errors.As(err, &ce) || r.headEnd < 0 || ce.Offset < r.headEnd {
 		return res, err
 	}
 	r.rec.Repaired = &Repair{File: ce.File, Offset: ce.Offset, DroppedBytes: writtenBytes(b[min(ce.Offset, int64(len(b))):]), Reason: ce.Reason}
@@ -201,7 +201,7 @@ func (r *recovery) readSegment(fsys FS, dir string, s segment, last bool) ([]byt
 	if err != nil {
 		return nil, 0, scanResult{}, err
 	}
-	r.count = 0
+	r.count, r.headEnd = 0, -1
 	res, err := scanSegment(file, b, size, last, func(off int64, typ recordType, p []byte) error {
 		r.count++
 		switch count := r.count; {
@@ -221,8 +221,10 @@ func (r *recovery) readSegment(fsys FS, dir string, s segment, last bool) ([]byt
 		case count == 2 && typ != recHardState:
 			return fmt.Errorf("segment header is followed by a %v record, want its hard state copy", typ)
 		case count == 2:
-			r.hsCopyOff = off
-			return r.setHardState(p)
+			if err := r.setHardState(p); err != nil {
+				return err
+			}
+			r.headEnd = off + recordHeaderBytes + 1 + int64(len(p))
 		case typ == recHardState:
 			return r.setHardState(p)
 		case typ == recEntry:

@@ -262,15 +262,18 @@ func TestBitFlipInFinalRecordIsCorrupt(t *testing.T) {
 }
 
 // The unsafe repair cuts only what leaves a valid segment: damage in the
-// last segment's header is still refused.
+// last segment's header or its hard state copy is still refused.
 func TestUnsafeRepairKeepsSegmentStart(t *testing.T) {
-	m, segs := corruptFixture(t)
-	last := segs[len(segs)-1]
-	must(t, m.FlipBit(path.Join(dir, last), recordBodyOffset+2, 0))
-	ropts := opts(1024)
-	ropts.UnsafeRepair = true
-	_, _, err := wal.Open(m, ropts, 0)
-	checkCorrupt(t, err, last, 0)
+	for rec := 0; rec < 2; rec++ {
+		m, segs := corruptFixture(t)
+		last := segs[len(segs)-1]
+		off := offsets(t, m, last)[rec]
+		must(t, m.FlipBit(path.Join(dir, last), off+recordBodyOffset+2, 0))
+		ropts := opts(1024)
+		ropts.UnsafeRepair = true
+		_, _, err := wal.Open(m, ropts, 0)
+		checkCorrupt(t, err, last, off)
+	}
 }
 
 // recordBodyOffset is where a record's type byte is, after its header.
