@@ -54,6 +54,15 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 	if len(ents) > 0 && ents[0].Index != ckptIndex+1 {
 		return nil, fmt.Errorf("%w: log starts at %d, checkpoint is at %d", ErrCorrupt, ents[0].Index, ckptIndex)
 	}
+	// A commit index past the log means committed entries are gone (raft
+	// would panic on it): refuse, as for any other loss.
+	lastIndex := ckptIndex
+	if len(ents) > 0 {
+		lastIndex = ents[len(ents)-1].Index
+	}
+	if hs.Commit > lastIndex {
+		return nil, fmt.Errorf("%w: the hard state commits index %d, but the checkpoint and the log end at %d", ErrCorrupt, hs.Commit, lastIndex)
+	}
 	for _, e := range ents {
 		if e.Index > hs.Commit || raftpb.EntryType(e.Type) != raftpb.EntryNormal {
 			break

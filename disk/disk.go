@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path"
+	"slices"
+	"strings"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal"
@@ -15,6 +18,7 @@ import (
 // Disk is a member's open data directory.
 type Disk struct {
 	fs      wal.FS
+	dir     string
 	walDir  string
 	snapDir string
 	w       *wal.WAL
@@ -31,7 +35,95 @@ type meta struct {
 type Options struct {
 	// SegmentBytes is the WAL segment size; zero means the default.
 	SegmentBytes int64
-	Logger       *slog.Logger
+	// UnsafeWALRepair cuts a corrupt record from the last log segment, and
+	// everything after it, instead of refusing to start (logged at WARN).
+	UnsafeWALRepair bool
+	Logger          *slog.Logger
+}
+
+// ErrLogMissing is wrapped by the error for a data directory whose log is
+// gone while signs of the member's earlier state remain.
+var ErrLogMissing = errors.New("the member's log is missing")
+
+// markerName is written, durably, once a member's log exists. It only
+// ever tells that the directory held a member: without a log beside it,
+// the log was lost, and starting afresh would drop what the member
+// acknowledged.
+const markerName = "initialized"
+
+// HasLog reports whether dir holds a member's log; false means a new data
+// directory. A directory whose log is gone (its segments or member/wal
+// deleted) while its checkpoints or the marker written at bootstrap remain
+// fails with an error wrapping ErrLogMissing that says what to do.
+func HasLog(fsys wal.FS, dir string) (bool, error) {
+	walDir, snapDir := path.Join(dir, "member", "wal"), path.Join(dir, "member", "snap")
+	exists, err := wal.Exists(fsys, walDir)
+	if err != nil || exists {
+		return exists, err
+	}
+	var signs []string
+	idxs, err := wal.ListCheckpoints(fsys, snapDir)
+	if err != nil {
+		return false, fmt.Errorf("disk: %w", err)
+	}
+	if n := len(idxs); n > 0 {
+		signs = append(signs, fmt.Sprintf("%d checkpoint(s) in %s, the newest at index %d", n, snapDir, idxs[n-1]))
+	}
+	marker, err := hasMarker(fsys, dir)
+	if err != nil {
+		return false, err
+	}
+	if marker {
+		signs = append(signs, fmt.Sprintf("the marker %s written when the member was created", path.Join(dir, "member", markerName)))
+	}
+	if len(signs) == 0 {
+		return false, nil
+	}
+	return false, fmt.Errorf("disk: %w: %s holds no log segments, yet the member's earlier state is still there (%s): this member held data, "+
+		"and starting it as a new member would silently lose every write it acknowledged. "+
+		"Remove the member from the cluster (etcdctl member remove), delete the data directory and add the member back "+
+		"(etcdctl member add, then start it with --initial-cluster-state existing); "+
+		"or restore every member from a snapshot (detcd snapshot restore)",
+		ErrLogMissing, walDir, strings.Join(signs, " and "))
+}
+
+func hasMarker(fsys wal.FS, dir string) (bool, error) {
+	names, err := fsys.List(path.Join(dir, "member"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("disk: list %s: %w", path.Join(dir, "member"), err)
+	}
+	return slices.Contains(names, markerName), nil
+}
+
+// writeMarker writes the marker durably: under a temporary name, synced,
+// renamed, and the directory synced.
+func writeMarker(fsys wal.FS, dir string, m []byte) error {
+	final := path.Join(dir, "member", markerName)
+	tmp := final + ".tmp"
+	f, err := fsys.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("disk: create %s: %w", tmp, err)
+	}
+	_, err = f.Write(m)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(tmp, final)
+	}
+	if err == nil {
+		err = fsys.SyncDir(path.Dir(final))
+	}
+	if err != nil {
+		return fmt.Errorf("disk: write %s: %w", final, err)
+	}
+	return nil
 }
 
 // Open starts the member whose data lives in dir: a new member of a new
@@ -43,11 +135,11 @@ func Open(fsys wal.FS, dir string, cfg core.Config, opts Options) (*core.Node, *
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Disk{fs: fsys, walDir: path.Join(dir, "member", "wal"), snapDir: path.Join(dir, "member", "snap"), log: log}
-	wopts := wal.Options{Dir: d.walDir, SegmentBytes: opts.SegmentBytes}
-	exists, err := wal.Exists(fsys, d.walDir)
+	d := &Disk{fs: fsys, dir: dir, walDir: path.Join(dir, "member", "wal"), snapDir: path.Join(dir, "member", "snap"), log: log}
+	wopts := wal.Options{Dir: d.walDir, SegmentBytes: opts.SegmentBytes, UnsafeRepair: opts.UnsafeWALRepair}
+	exists, err := HasLog(fsys, dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("disk: %w", err)
+		return nil, nil, err
 	}
 	if !exists {
 		n, err := d.bootstrap(cfg, wopts)
@@ -72,6 +164,9 @@ func (d *Disk) bootstrap(cfg core.Config, wopts wal.Options) (*core.Node, error)
 	m, _ := json.Marshal(meta{MemberID: cfg.ID, ClusterID: cfg.ClusterID})
 	if d.w, err = wal.Create(d.fs, wopts, m); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
+	}
+	if err := writeMarker(d.fs, d.dir, m); err != nil {
+		return nil, err
 	}
 	d.log.Info("bootstrapped a new member", "member", fmt.Sprintf("%x", cfg.ID), "cluster", fmt.Sprintf("%x", cfg.ClusterID), "wal", d.walDir)
 	return n, nil
@@ -103,6 +198,20 @@ func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
 	d.w = w
 	if rec.TornTail != "" {
 		d.log.Warn("cut a torn tail from the log", "detail", rec.TornTail)
+	}
+	if r := rec.Repaired; r != nil {
+		d.log.Warn("--unsafe-wal-repair cut a corrupt record and everything after it from the log: writes this member acknowledged may be lost",
+			"file", r.File, "offset", r.Offset, "dropped-bytes", r.DroppedBytes, "reason", r.Reason)
+	}
+	// Data directories from before the marker get it at their first
+	// restart, and so does one whose bootstrap crashed before writing it.
+	if ok, err := hasMarker(d.fs, d.dir); err != nil || !ok {
+		if err == nil {
+			err = writeMarker(d.fs, d.dir, rec.Meta)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	var m meta
 	if err := json.Unmarshal(rec.Meta, &m); err != nil {
@@ -239,9 +348,9 @@ func (c *counter) Write(p []byte) (int, error) {
 // from dir as from any restart.
 func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, ropts core.RestoreOptions, opts Options) error {
 	walDir, snapDir := path.Join(dir, "member", "wal"), path.Join(dir, "member", "snap")
-	exists, err := wal.Exists(fsys, walDir)
+	exists, err := HasLog(fsys, dir)
 	if err != nil {
-		return fmt.Errorf("disk: %w", err)
+		return fmt.Errorf("%w (restore into a new data directory)", err)
 	}
 	if exists {
 		return fmt.Errorf("disk: %s already holds a log: restore into a new data directory", walDir)
@@ -273,5 +382,8 @@ func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, ropts core
 		w.Close()
 		return fmt.Errorf("disk: %w", err)
 	}
-	return w.Close()
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return writeMarker(fsys, dir, m)
 }

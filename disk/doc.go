@@ -6,7 +6,9 @@
 // same code in both.
 //
 // Layout, as etcd's: DIR/member/wal holds the log segments and
-// DIR/member/snap the checkpoints.
+// DIR/member/snap the checkpoints. DIR/member/initialized, written once the
+// log exists, marks a directory that held a member: with checkpoints, it
+// tells a log that was lost from a new directory (HasLog).
 //
 // Disk is not safe for concurrent use except that WriteCheckpoint may run
 // on another goroutine while the log is written.

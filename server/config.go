@@ -93,6 +93,11 @@ type Config struct {
 	SelfSignedCertValidityYears uint
 	// EnablePprof serves Go's profiler on /debug/pprof, as etcd's flag does.
 	EnablePprof bool
+	// UnsafeWALRepair (--unsafe-wal-repair, detcd's own) starts the member
+	// even if the last log segment holds a corrupt record: it and
+	// everything after it are cut, with a WARN naming the file, offset and
+	// bytes dropped. Writes the member acknowledged may be lost.
+	UnsafeWALRepair bool
 
 	Logger *slog.Logger `json:"-"`
 	// LogOutput is where cmd writes logs (--log-outputs); nil is stderr.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal"
+	"github.com/detcd/detcd/disk"
 )
 
 // joinTimeout bounds asking the existing members who they are; joinRetry
@@ -29,8 +30,10 @@ func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config,
 	if cfg.InitialClusterState != "existing" {
 		return nil
 	}
-	if exists, err := wal.Exists(fsys, "member/wal"); err != nil || exists {
-		return err
+	if exists, err := disk.HasLog(fsys, "."); err != nil {
+		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	} else if exists {
+		return nil
 	}
 	var urls []string
 	for _, m := range ccfg.Members {

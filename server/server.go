@@ -180,7 +180,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	start := time.Now()
-	node, d, err := disk.Open(fsys, ".", ccfg, disk.Options{Logger: log})
+	node, d, err := disk.Open(fsys, ".", ccfg, disk.Options{Logger: log, UnsafeWALRepair: cfg.UnsafeWALRepair})
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}

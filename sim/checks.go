@@ -114,7 +114,7 @@ func (c *checkers) op(op *Op) {
 // converged reports whether every member is up, led, at the same revision
 // and holding the same key space.
 func (c *checkers) converged() bool {
-	ms := c.w.live()
+	ms := c.w.serving()
 	for _, m := range ms {
 		if !m.up || m.paused || m.node.Leader() == 0 {
 			return false
@@ -166,6 +166,10 @@ func (c *checkers) converged() bool {
 func (c *checkers) convergenceReport() string {
 	var parts []string
 	for _, m := range c.w.live() {
+		if m.refused {
+			parts = append(parts, m.name+" refused to start")
+			continue
+		}
 		if !m.up {
 			parts = append(parts, m.name+" down")
 			continue
@@ -240,7 +244,7 @@ func describeIllegal(info porcupine.LinearizationInfo, ops []porcupine.Operation
 // checkDurability requires every acknowledged write to survive in the
 // final state, or to be superseded by a later write.
 func (c *checkers) checkDurability() {
-	m := c.w.live()[0]
+	m := c.w.serving()[0]
 	if !m.up || m.node == nil {
 		return
 	}

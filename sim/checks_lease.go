@@ -33,7 +33,7 @@ func (c *checkers) noteApplied(data []byte) {
 // sent; a lease's keys all go in one revision; no live key is left on a
 // lease that is gone.
 func (c *checkers) checkLeases() {
-	m := c.w.live()[0]
+	m := c.w.serving()[0]
 	deletedAt := map[string]int64{}
 	m.node.ScanEvents(1, func(ev *mvccpb.Event) bool {
 		if ev.Type == mvccpb.Event_DELETE {

@@ -32,7 +32,7 @@ func (c *checkers) checkWatches() {
 	if len(c.w.watchers) == 0 {
 		return
 	}
-	m := c.w.live()[0]
+	m := c.w.serving()[0]
 	var history []*mvccpb.Event
 	if err := m.node.ScanEvents(1, func(ev *mvccpb.Event) bool {
 		history = append(history, ev)

@@ -2,8 +2,10 @@
 // running the real core.Node, each on its own simulated disk (memfs) with
 // its own virtual clock, linked by a simulated network (netsim), driven by
 // one event queue in virtual time on one goroutine, with faults
-// (partitions, crashes with torn writes, fsync failures, slow disks, clock
-// drift and jumps, pauses) and a client workload all drawn from one seed.
+// (partitions, crashes with torn writes of whole sectors, fsync failures,
+// slow disks, clock drift and jumps, pauses; and, when named, a deleted WAL
+// and a rotten log record, after which the member must refuse to start)
+// and a client workload all drawn from one seed.
 //
 // One seed decides everything: a root PRNG seeds every component's own
 // PRNG (the network, the fault schedule, each client, each member's
@@ -15,7 +17,8 @@
 // stop, the network heals, crashed members restart, and every member must
 // converge within a bound. Checkers are read-only observers of the world:
 // linearizability of the client history (porcupine, with an etcd key-value
-// model), durability of acknowledged writes, convergence of state hashes,
+// model), durability of acknowledged writes (and no restart with a
+// shorter log than the member had synced), convergence of state hashes,
 // raft safety (one leader per term, applied entries never differ) and
 // revisions that never go backwards.
 //

@@ -1,9 +1,13 @@
 package sim
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 
+	"github.com/detcd/detcd/core/wal"
+	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/netsim"
 )
 
@@ -20,7 +24,7 @@ type faultState struct {
 func (f *faultState) init(w *World) {
 	f.w, f.rng = w, w.child()
 	for k := Faults(1); k < faultsEnd; k <<= 1 {
-		if w.opts.Faults.Has(k) && k != FaultTorn && (k != FaultMembership || w.opts.Members >= votersMin) {
+		if w.opts.Faults.Has(k) && k != FaultTorn && (!k.needsQuorumToSpare() || w.opts.Members >= votersMin) {
 			f.kinds = append(f.kinds, k)
 		}
 	}
@@ -154,7 +158,98 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 			m.pause()
 			w.after(min(heal, 3_000_000), m.resume)
 		}
+	case FaultWALWipe, FaultRot:
+		f.destroy(k, m, heal)
 	}
+}
+
+// needsQuorumToSpare says a kind takes a member away for good or changes
+// the membership, so it runs only in clusters of at least votersMin.
+func (k Faults) needsQuorumToSpare() bool {
+	return k == FaultMembership || k == FaultWALWipe || k == FaultRot
+}
+
+// refusal is the error a start must fail with after a kind of damage.
+func (k Faults) refusal() error {
+	if k == FaultWALWipe {
+		return disk.ErrLogMissing
+	}
+	return wal.ErrCorrupt
+}
+
+// destroy stops m and damages its data as kind k does, then restarts it
+// after heal, when it must refuse. Only one member at a time is broken,
+// and only while enough voters remain, so the cluster keeps a quorum.
+func (f *faultState) destroy(k Faults, m *member, heal int64) {
+	w := f.w
+	if m.removed || m.broken != 0 || w.voters() < votersMin {
+		return
+	}
+	for _, o := range w.live() {
+		if o.broken != 0 {
+			return
+		}
+	}
+	m.crash(false)
+	w.after(heal, func() { w.restart(m) })
+	var desc string
+	switch k {
+	case FaultWALWipe:
+		if err := m.fs.RemoveAll(wipeDir); err != nil {
+			w.checks.fail("%s: wipe the WAL: %v", m.name, err)
+			return
+		}
+		desc = "operator deleted " + wipeDir
+	case FaultRot:
+		var ok bool
+		if desc, ok = f.rot(m); !ok {
+			return
+		}
+	}
+	m.broken = k
+	w.trace.logf(w.now, "fault %s on %s: %s", k, m.name, desc)
+}
+
+// walDir is where the simulated members' logs live.
+const walDir = "data/member/wal"
+
+// wipeDir is what FaultWALWipe deletes. Tests widen it to the whole member
+// directory, which leaves no sign of the member, to prove that the
+// checkers catch a member that starts afresh and serves less than it
+// acknowledged.
+var wipeDir = walDir
+
+// rot flips one bit of a synced record in m's last log segment, which
+// every restart reads.
+func (f *faultState) rot(m *member) (string, bool) {
+	names, err := m.fs.List(walDir)
+	if err != nil {
+		return "", false
+	}
+	var last string
+	for _, n := range names { // sorted: the last segment comes last
+		if strings.HasSuffix(n, ".wal") {
+			last = n
+		}
+	}
+	if last == "" {
+		return "", false
+	}
+	file := walDir + "/" + last
+	b, err := m.fs.ReadFile(file)
+	if err != nil {
+		return "", false
+	}
+	written := len(bytes.TrimRight(b, "\x00"))
+	if written == 0 {
+		return "", false
+	}
+	off, bit := f.rng.Int64N(int64(written)), uint(f.rng.IntN(8))
+	if err := m.fs.FlipBit(file, off, bit); err != nil {
+		f.w.checks.fail("%s: rot: %v", m.name, err)
+		return "", false
+	}
+	return fmt.Sprintf("bit %d of byte %d of %s (%d bytes written)", bit, off, file, written), true
 }
 
 func (f *faultState) healNet() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/core/wal/memfs"
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/disk"
@@ -57,6 +58,16 @@ type member struct {
 	// cluster's members as they were when they were added.
 	joining, learner, removed bool
 	initial                   []core.Member
+	// writtenLast is where the log ends after the writes handed to the
+	// disk, durableLast where it ended at the last successful fsync: a
+	// restart must come back with at least that much.
+	writtenLast, durableLast uint64
+	// broken names the damage a fault did to the member's data (walwipe,
+	// rot), which its next start must refuse; refused says it did, and
+	// the member stays down, as an operator would leave it until it is
+	// removed and replaced.
+	broken  Faults
+	refused bool
 }
 
 func newMember(w *World, idx int) *member {
@@ -65,6 +76,8 @@ func newMember(w *World, idx int) *member {
 		fs: memfs.New(), rng: w.child(), slow: 1, waiting: map[core.RequestID]func(core.Response){},
 		streams: map[watch.StreamID]*watchClient{},
 	}
+	// Torn writes keep whole sectors, as a disk writes them.
+	m.fs.SectorBytes = wal.SectorBytes
 	var seed [32]byte
 	for i := range seed {
 		seed[i] = byte(m.rng.Uint32())
@@ -114,7 +127,12 @@ func (m *member) start() error {
 	}
 	m.up, m.paused, m.walq, m.walBusy, m.deferred = true, false, nil, false, nil
 	m.scheduleTick()
-	m.w.trace.logf(m.w.now, "%s start incarnation %d: applied %d rev %d term %d commit %d last %d", m.name, m.inc, m.node.AppliedIndex(), m.node.Rev(), m.node.Term(), m.node.Commit(), m.node.LastIndex())
+	last := m.node.LastIndex()
+	m.w.trace.logf(m.w.now, "%s start incarnation %d: applied %d rev %d term %d commit %d last %d", m.name, m.inc, m.node.AppliedIndex(), m.node.Rev(), m.node.Term(), m.node.Commit(), last)
+	if last < m.durableLast {
+		m.w.checks.fail("%s restarted with its log ending at index %d, but it had synced up to %d: it serves less than it acknowledged", m.name, last, m.durableLast)
+	}
+	m.writtenLast, m.durableLast = last, last
 	m.with(func() {})
 	return nil
 }
@@ -259,6 +277,13 @@ func (m *member) persist(p *core.Persist) {
 		m.die(fmt.Sprintf("log write failed: %v", err))
 		return
 	}
+	if p.Snapshot != nil {
+		m.writtenLast = p.Snapshot.Index
+	}
+	if n := len(p.Entries); n > 0 {
+		// Raft's log ends at the last entry it appends, an overwrite too.
+		m.writtenLast = p.Entries[n-1].Index
+	}
 	desc := ""
 	if n := len(p.Entries); n > 0 {
 		desc = fmt.Sprintf(" entries %d-%d", p.Entries[0].Index, p.Entries[n-1].Index)
@@ -316,6 +341,7 @@ func (m *member) walTurn() {
 				m.die(fmt.Sprintf("fsync: %v", err))
 				return
 			}
+			m.durableLast = m.writtenLast
 		}
 		w.trace.logf(w.now, "%s durable #%d", m.name, last)
 		m.node.Persisted(last)

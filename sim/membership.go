@@ -146,6 +146,14 @@ func (f *faultState) removeMember(replace bool) {
 		return
 	}
 	m := cands[f.rng.IntN(len(cands))]
+	// An operator removes the member whose data was destroyed first, as
+	// etcd's recovery says (then adds a fresh one): taking a healthy voter
+	// away instead could leave the dead one needed for a quorum.
+	for _, c := range cands {
+		if c.broken != 0 {
+			m = c
+		}
+	}
 	f.changing = true
 	w.trace.logf(w.now, "membership: remove %s (replace %v)", m.name, replace)
 	w.admin(core.Request{MemberRemove: &pb.MemberRemoveRequest{ID: m.id}}, func(resp *core.Response) {

@@ -111,25 +111,30 @@ const (
 	FaultPause                         // process pauses
 	FaultPowerLoss                     // every member crashes at once
 	FaultMembership                    // members added (as learners, then promoted), removed, replaced
+	// The kinds below destroy a member's data and are only in runs that
+	// name them (all,walwipe,rot): the member must refuse to start.
+	FaultWALWipe // an operator deletes a stopped member's WAL
+	FaultRot     // a bit of a stopped member's synced log rots
 
 	faultsEnd
-	// AllFaults is every kind.
-	AllFaults = faultsEnd - 1
 )
 
-var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss", "membership"}
+// AllFaults is every kind that keeps each member's data: "all".
+const AllFaults = FaultMembership<<1 - 1
+
+var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss", "membership", "walwipe", "rot"}
 
 // Has reports whether f includes k.
 func (f Faults) Has(k Faults) bool { return f&k != 0 }
 
 func (f Faults) String() string {
-	switch f {
-	case 0:
+	if f == 0 {
 		return "none"
-	case AllFaults:
-		return "all"
 	}
 	var names []string
+	if f&AllFaults == AllFaults {
+		names, f = append(names, "all"), f&^AllFaults
+	}
 	for i, n := range faultNames {
 		if f.Has(1 << i) {
 			names = append(names, n)
@@ -138,16 +143,18 @@ func (f Faults) String() string {
 	return strings.Join(names, ",")
 }
 
-// ParseFaults reads "all", "none" or a comma-separated list of kinds.
+// ParseFaults reads "none" or a comma-separated list of kinds, where "all"
+// stands for AllFaults.
 func ParseFaults(s string) (Faults, error) {
-	switch s {
-	case "all":
-		return AllFaults, nil
-	case "none", "":
+	if s == "none" || s == "" {
 		return 0, nil
 	}
 	var f Faults
 	for _, n := range strings.Split(s, ",") {
+		if strings.TrimSpace(n) == "all" {
+			f |= AllFaults
+			continue
+		}
 		i := slices.Index(faultNames, strings.TrimSpace(n))
 		if i < 0 {
 			return 0, fmt.Errorf("sim: unknown fault %q (known: all, none, %s)", n, strings.Join(faultNames, ", "))

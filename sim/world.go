@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -50,8 +51,11 @@ type Stats struct {
 	Ops, OpsOK, OpsUnknown, OpsFailed int
 	Messages, Dropped                 int64
 	Faults                            map[string]int
-	SimulatedUs                       int64
-	Events                            uint64
+	// Refused counts starts refused, as they must be, after a fault
+	// destroyed a member's data.
+	Refused     int
+	SimulatedUs int64
+	Events      uint64
 }
 
 // New builds a world from options. trace, if not nil, receives the trace.
@@ -202,14 +206,38 @@ func (w *World) liveness() {
 	w.checks.fail("liveness: members did not converge within %v: %s", w.opts.Liveness, w.checks.convergenceReport())
 }
 
-// restart brings a crashed member back.
+// restart brings a crashed member back. A member whose data a fault
+// destroyed must refuse to start, and then stays down.
 func (w *World) restart(m *member) {
-	if m.up || m.removed {
+	if m.up || m.removed || m.refused {
 		return
 	}
-	if err := m.start(); err != nil {
+	err := m.start()
+	switch {
+	case m.broken == 0 && err != nil:
 		w.checks.fail("%v", err)
+	case m.broken == 0:
+	case err == nil:
+		w.checks.fail("%s started on a data directory damaged by %s: it must refuse to start", m.name, m.broken)
+	case errors.Is(err, m.broken.refusal()):
+		m.refused = true
+		w.stats.Refused++
+		w.trace.logf(w.now, "%s refuses to start: %v", m.name, err)
+	default:
+		w.checks.fail("%s refused to start after %s with the wrong error: %v", m.name, m.broken, err)
 	}
+}
+
+// serving are the members that are not removed and did not refuse to
+// start: the ones the checkers expect to converge.
+func (w *World) serving() []*member {
+	var out []*member
+	for _, m := range w.live() {
+		if !m.refused {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // send puts a raft message on the network.

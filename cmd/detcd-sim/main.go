@@ -129,6 +129,9 @@ func report(w io.Writer, r *sim.Result) {
 	fmt.Fprintf(w, "ops %d (ok %d, unknown %d, failed %d); messages %d (dropped %d); events %d\n",
 		s.Ops, s.OpsOK, s.OpsUnknown, s.OpsFailed, s.Messages, s.Dropped, s.Events)
 	fmt.Fprintf(w, "faults injected: %s\n", faultSummary(s.Faults))
+	if s.Refused > 0 {
+		fmt.Fprintf(w, "members that refused to start on destroyed data, as they must: %d\n", s.Refused)
+	}
 	fmt.Fprintf(w, "checks: linearizability %s, %d failures\n", r.Linearizability, len(r.Failures))
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "  FAIL %s\n", f)

@@ -143,6 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.StringVar(&logOutputs, "log-outputs", "default", "Where to write logs: 'default' or 'stderr', 'stdout', or a file path.")
 	ignored := ignoredFlags(fs)
 	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+	fs.BoolVar(&cfg.UnsafeWALRepair, "unsafe-wal-repair", false, "detcd only: if the last log segment holds a corrupt record, cut it and everything after it (logged at WARN with the file, offset and bytes dropped) instead of refusing to start. Writes this member acknowledged may be lost: prefer removing and re-adding the member.")
 	fs.BoolVar(&version, "version", false, "Print the version and exit.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

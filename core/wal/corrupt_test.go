@@ -2,6 +2,7 @@ package wal_test
 
 import (
 	"path"
+	"strings"
 	"testing"
 
 	"github.com/detcd/detcd/core/wal"
@@ -180,5 +181,65 @@ func TestIndexGap(t *testing.T) {
 	for _, after := range []uint64{6, 8} {
 		_, rec := open(t, m, 4096, after)
 		checkEntries(t, rec.Entries, entries(1, after+1, 9))
+	}
+}
+
+// Segments deleted from the front or the middle of the log are refused
+// with an error that says what is missing, unless a checkpoint covers
+// them (as after ReleaseTo).
+func TestMissingSegments(t *testing.T) {
+	tests := []struct {
+		name string
+		// remove returns the segments to delete and the checkpoint index.
+		remove func(segs []string) ([]string, uint64)
+		// errAt is the segment the error names, nil for no error; wantMsg
+		// must be in the error.
+		errAt   func(segs []string) string
+		wantMsg string
+	}{{
+		name:    "middle segment",
+		remove:  func(segs []string) ([]string, uint64) { return segs[1:2], 0 },
+		errAt:   func(segs []string) string { return segs[2] },
+		wantMsg: "the segment of sequence 1 (0000000000000001-*.wal) is missing",
+	}, {
+		name:    "oldest segment, no checkpoint",
+		remove:  func(segs []string) ([]string, uint64) { return segs[:1], 0 },
+		errAt:   func(segs []string) string { return segs[1] },
+		wantMsg: "newest checkpoint covers only up to index 0: entries 1 to",
+	}, {
+		name: "every segment but the last, checkpoint short of it",
+		remove: func(segs []string) ([]string, uint64) {
+			_, first, _ := wal.ParseSegmentName(segs[len(segs)-1])
+			return segs[:len(segs)-1], first - 2
+		},
+		errAt:   func(segs []string) string { return segs[len(segs)-1] },
+		wantMsg: "entries 48 to 48 are missing",
+	}, {
+		name: "oldest segments covered by the checkpoint",
+		remove: func(segs []string) ([]string, uint64) {
+			_, first, _ := wal.ParseSegmentName(segs[2])
+			return segs[:2], first - 1
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, segs := corruptFixture(t)
+			gone, after := tt.remove(segs)
+			for _, s := range gone {
+				must(t, m.Remove(path.Join(dir, s)))
+			}
+			_, rec, err := wal.Open(m, opts(1024), after)
+			if tt.errAt == nil {
+				must(t, err)
+				var model logModel
+				model.add(entries(1, 1, 60))
+				checkEntries(t, rec.Entries, model.after(after))
+				return
+			}
+			checkCorrupt(t, err, tt.errAt(segs), 0)
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Fatalf("error %q does not say %q", err, tt.wantMsg)
+			}
+		})
 	}
 }

@@ -28,10 +28,19 @@
 //     created, so any defect in a non-last segment is corruption.
 //   - Entries are written before the hard state of the same Save, so a torn
 //     tail that keeps a hard state keeps the entries its commit index needs.
-//   - Recovery cuts a torn tail only in the last segment and only when the
-//     damage is at the very end of the written data; anything else is
-//     refused with an error wrapping ErrCorrupt that names the file and the
-//     byte offset.
+//   - Recovery cuts a torn tail only in the last segment and only where a
+//     crash can have made it: a final record that runs past the end of
+//     the file, or whose bytes from a sector boundary (SectorBytes, by file
+//     offset) on are zeros with nothing but zeros after them (etcd's rule,
+//     with a disk that writes a write's sectors in order). A complete
+//     record that fails its checksum is damage, last record or not.
+//     Damage, segments missing from the front or the middle of the log,
+//     and a log that starts after the checkpoint's index are refused with
+//     an error wrapping ErrCorrupt that names the file and the byte offset;
+//     Options.UnsafeRepair lets an operator cut damage in the last segment
+//     instead. A record whose own bytes end in zeros across a sector
+//     boundary stays ambiguous: damage elsewhere in it, when it is the
+//     last record, is taken for a torn write.
 //
 // Checkpoint format. dir/%016x.ckpt (the index) holds a 24-byte header
 // (magic "detcdckp", u64 index, u32 version, u32 crc32c of those), the

@@ -23,14 +23,27 @@ type Recovered struct {
 	// TornTail describes the torn write recovery cut from the last segment,
 	// or is empty.
 	TornTail string
+	// Repaired, set only under Options.UnsafeRepair, is the damage that was
+	// cut from the last segment with everything after it.
+	Repaired *Repair
+}
+
+// Repair is what Options.UnsafeRepair cut: the damaged record at Offset in
+// File and everything after it, DroppedBytes written bytes in all.
+type Repair struct {
+	File         string
+	Offset       int64
+	DroppedBytes int64
+	Reason       string
 }
 
 // Open recovers the WAL in opts.Dir and readies it for appending. Entries at
 // or below afterIndex, the index a checkpoint covers, are not returned, and
 // segments holding nothing above it are not read. A torn tail of the last
 // segment is cut (truncated and synced) and reported; any other damage
-// fails with an error wrapping ErrCorrupt. A directory without a WAL fails
-// with an error wrapping fs.ErrNotExist.
+// fails with an error wrapping ErrCorrupt, unless opts.UnsafeRepair cuts
+// it. A directory without a WAL fails with an error wrapping
+// fs.ErrNotExist.
 func Open(fsys FS, opts Options, afterIndex uint64) (*WAL, *Recovered, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -53,10 +66,8 @@ func Open(fsys FS, opts Options, afterIndex uint64) (*WAL, *Recovered, error) {
 		return nil, nil, err
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].seq < segs[j].seq })
-	for i := 1; i < len(segs); i++ {
-		if segs[i].seq != segs[i-1].seq+1 {
-			return nil, nil, corruptf(path.Join(opts.Dir, segs[i].name()), 0, "segment sequence %d follows %d", segs[i].seq, segs[i-1].seq)
-		}
+	if err := checkSequence(opts.Dir, segs, afterIndex); err != nil {
+		return nil, nil, err
 	}
 	// The log before segment i ends at i's first index - 1, so every
 	// segment before the last one whose first index is at most afterIndex+1
@@ -74,7 +85,11 @@ func Open(fsys FS, opts Options, afterIndex uint64) (*WAL, *Recovered, error) {
 	var size int64
 	var res scanResult
 	for i := start; i < len(segs); i++ {
-		b, size, res, err = r.readSegment(fsys, opts.Dir, segs[i], i == len(segs)-1)
+		last := i == len(segs)-1
+		b, size, res, err = r.readSegment(fsys, opts.Dir, segs[i], last)
+		if last && opts.UnsafeRepair {
+			res, err = r.repair(b, res, err)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -140,20 +155,56 @@ type recovery struct {
 	after    uint64
 	rec      *Recovered
 	haveMeta bool
+	// count is how many records of the current segment were read, and
+	// headEnd where its valid header and hard state copy end (-1 before).
+	count   int
+	headEnd int64
+}
+
+// checkSequence requires the segments to chain: sequence numbers without a
+// gap, and the oldest one starting no later than just after the
+// checkpoint, so that no entry between the checkpoint and the log is
+// missing. Segments are removed only oldest first and only once a
+// checkpoint covers them, so a break is files lost or deleted.
+func checkSequence(dir string, segs []segment, afterIndex uint64) error {
+	for i := 1; i < len(segs); i++ {
+		if prev := segs[i-1].seq; segs[i].seq != prev+1 {
+			return corruptf(path.Join(dir, segs[i].name()), 0, "segment sequence %d follows %d: the segment of sequence %d (%016x-*%s) is missing",
+				segs[i].seq, prev, prev+1, prev+1, segmentSuffix)
+		}
+	}
+	if oldest := segs[0]; oldest.seq > 0 && oldest.first > afterIndex+1 {
+		return corruptf(path.Join(dir, oldest.name()), 0, "the oldest segment (sequence %d) starts at index %d, but the newest checkpoint covers only up to index %d: entries %d to %d are missing (an older segment or the newest checkpoint was deleted)",
+			oldest.seq, oldest.first, afterIndex, afterIndex+1, oldest.first-1)
+	}
+	return nil
+}
+
+// repair, under Options.UnsafeRepair, turns damage in the last segment
+// after its header and hard state copy into a cut at the damaged record.
+// Other errors, and damage a cut cannot leave a valid segment after, stay.
+func (r *recovery) repair(b []byte, res scanResult, err error) (scanResult, error) {
+	var ce *CorruptError
+	if err == nil || !errors.As(err, &ce) || r.headEnd < 0 || ce.Offset < r.headEnd {
+		return res, err
+	}
+	r.rec.Repaired = &Repair{File: ce.File, Offset: ce.Offset, DroppedBytes: writtenBytes(b[min(ce.Offset, int64(len(b))):]), Reason: ce.Reason}
+	return scanResult{end: ce.Offset}, nil
 }
 
 // readSegment reads one segment and applies its records. It returns the
-// file's bytes (but for a zero tail), its size and where its data ends.
+// file's bytes (but for a zero tail), also with a scan error, its size and
+// where its data ends.
 func (r *recovery) readSegment(fsys FS, dir string, s segment, last bool) ([]byte, int64, scanResult, error) {
 	file := path.Join(dir, s.name())
 	b, size, err := readSegmentFile(fsys, file, last)
 	if err != nil {
 		return nil, 0, scanResult{}, err
 	}
-	count := 0
+	r.count, r.headEnd = 0, -1
 	res, err := scanSegment(file, b, size, last, func(off int64, typ recordType, p []byte) error {
-		count++
-		switch {
+		r.count++
+		switch count := r.count; {
 		case count == 1:
 			if typ != recSegmentHeader {
 				return fmt.Errorf("segment starts with a %v record", typ)
@@ -169,12 +220,13 @@ func (r *recovery) readSegment(fsys FS, dir string, s segment, last bool) ([]byt
 			}
 		case count == 2 && typ != recHardState:
 			return fmt.Errorf("segment header is followed by a %v record, want its hard state copy", typ)
-		case typ == recHardState:
-			hs, err := decodeHardState(p)
-			if err != nil {
+		case count == 2:
+			if err := r.setHardState(p); err != nil {
 				return err
 			}
-			r.rec.HardState = hs
+			r.headEnd = off + recordHeaderBytes + 1 + int64(len(p))
+		case typ == recHardState:
+			return r.setHardState(p)
 		case typ == recEntry:
 			e, err := decodeEntry(p)
 			if err != nil {
@@ -187,12 +239,21 @@ func (r *recovery) readSegment(fsys FS, dir string, s segment, last bool) ([]byt
 		return nil
 	})
 	if err != nil {
-		return nil, 0, scanResult{}, err
+		return b, size, scanResult{}, err
 	}
-	if count < 2 {
+	if r.count < 2 {
 		return nil, 0, scanResult{}, corruptf(file, res.end, "segment ends before its header and hard state copy")
 	}
 	return b, size, res, nil
+}
+
+func (r *recovery) setHardState(p []byte) error {
+	hs, err := decodeHardState(p)
+	if err != nil {
+		return err
+	}
+	r.rec.HardState = hs
+	return nil
 }
 
 // addEntry applies raft's overwrite rule: an entry at index i replaces

@@ -27,6 +27,19 @@ func TestScanSegment(t *testing.T) {
 	binary.LittleEndian.PutUint32(hugeLen, RecordBytesMax+1)
 	binary.LittleEndian.PutUint32(hugeLen[4:], crc32.Checksum(hugeLen[:4], castagnoli))
 	badLenCRC := flipped(hs, 5)
+	// spanning is a record across the first sector boundary; torn zeros
+	// its bytes from that boundary on, as a crash that wrote only the
+	// first sector would.
+	spanning := cat(head, appendEntryRecord(nil, &Entry{Term: 1, Index: 1, Data: bytes.Repeat([]byte("x"), 600)}))
+	torn := func(b []byte) []byte {
+		c := append([]byte{}, b...)
+		clear(c[SectorBytes:])
+		return c
+	}
+	// headerAcross starts a record 6 bytes before the boundary, so the
+	// boundary splits its header.
+	filler := appendEntryRecord(nil, &Entry{Term: 1, Index: 1, Data: bytes.Repeat([]byte("f"), SectorBytes-6-len(head)-16)})
+	headerAcross := cat(head, filler, appendEntryRecord(nil, &Entry{Term: 1, Index: 2, Data: []byte("after")}))
 
 	tests := []struct {
 		name string
@@ -49,11 +62,17 @@ func TestScanSegment(t *testing.T) {
 		{name: "few bytes after, not last", b: cat(two, []byte{1, 2}), wantErr: true},
 		{name: "cut payload, last", b: cat(head, hs[:len(hs)-2]), last: true, wantEnd: len(head), wantTorn: true},
 		{name: "cut payload, not last", b: cat(head, hs[:len(hs)-2]), wantErr: true},
-		{name: "bad final body, last", b: badBody, last: true, wantEnd: len(head), wantTorn: true},
-		{name: "bad final body then zeros, last", b: cat(badBody, make([]byte, 30)), last: true, wantEnd: len(head), wantTorn: true},
+		{name: "bad final body, last", b: badBody, last: true, wantErr: true},
+		{name: "bad final body then zeros, last", b: cat(badBody, make([]byte, 30)), last: true, wantErr: true},
+		{name: "final record torn at a sector boundary", b: torn(spanning), size: 2 * SectorBytes, last: true, wantEnd: len(head), wantTorn: true},
+		{name: "final record torn at a sector boundary, not last", b: torn(spanning), wantErr: true},
+		{name: "final record across a sector boundary with a flipped bit", b: flipped(spanning, len(spanning)-3), last: true, wantErr: true},
+		{name: "final record across a sector boundary with a flipped bit before it", b: flipped(spanning, SectorBytes-3), last: true, wantErr: true},
+		{name: "zero sector in a record with data after it", b: cat(torn(spanning), []byte{1}), last: true, wantErr: true},
+		{name: "header torn at a sector boundary", b: torn(headerAcross), last: true, wantEnd: len(head) + len(filler), wantTorn: true},
 		{name: "bad body then a record, last", b: cat(badBody, hs), last: true, wantErr: true},
 		{name: "bad final body, not last", b: badBody, wantErr: true},
-		{name: "bad length crc then zeros, last", b: cat(head, badLenCRC[:recordHeaderBytes], make([]byte, 20)), last: true, wantEnd: len(head), wantTorn: true},
+		{name: "bad length crc then zeros, last", b: cat(head, badLenCRC[:recordHeaderBytes], make([]byte, 20)), last: true, wantErr: true},
 		{name: "bad length crc then data, last", b: cat(head, badLenCRC), last: true, wantErr: true},
 		{name: "length over max", b: cat(head, hugeLen, make([]byte, 100)), last: true, wantErr: true},
 		{name: "record ending in the zero tail", b: cat(head, zeroEnding[:len(zeroEnding)-60]), size: len(head) + len(zeroEnding) + 100, last: true, wantEnd: len(head) + len(zeroEnding)},

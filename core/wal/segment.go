@@ -96,12 +96,23 @@ type scanResult struct {
 	torn bool
 }
 
+// SectorBytes is the unit in which a disk writes: after a crash each sector
+// of an unsynced write holds its new content or its old content (zeros, in
+// a preallocated segment). Recovery assumes, as etcd does, that a torn
+// write is a run of written sectors and then unwritten ones, so it tells a
+// torn record from a damaged one by the sectors it spans.
+const SectorBytes = 512
+
 // scanSegment calls visit for each valid record of a segment file in order.
 // b holds the file's first bytes and the rest, up to size, is zeros, so a
 // preallocated tail costs no memory unless a record reaches into it. In the
-// last segment the scan stops at a torn tail or at zeros (preallocated,
-// never written); in any other segment the records must fill the file
-// exactly. Errors from visit become corruption at the record's offset.
+// last segment the scan stops at zeros (preallocated, never written) and at
+// a torn write: a final record that runs past the end of the file, or
+// whose bytes from a sector boundary on read as zeros, with nothing but
+// zeros after it. A complete record that fails its checksum is damage, not
+// a torn write, wherever it is. In any other segment the records must fill
+// the file exactly. Errors from visit become corruption at the record's
+// offset.
 func scanSegment(file string, b []byte, size int64, last bool, visit func(off int64, typ recordType, payload []byte) error) (scanResult, error) {
 	need := func(end int64) {
 		if end > int64(len(b)) {
@@ -138,10 +149,10 @@ func scanSegment(file string, b []byte, size int64, last bool, visit func(off in
 		}
 		n := binary.LittleEndian.Uint32(h[0:4])
 		if crc32.Checksum(h[0:4], castagnoli) != binary.LittleEndian.Uint32(h[4:8]) {
-			if last && allZero(b[off+recordHeaderBytes:]) {
+			if last && tornRecord(b, off+recordHeaderBytes) {
 				return scanResult{end: off, torn: true}, nil
 			}
-			return scanResult{}, corruptf(file, off, "record length checksum mismatch")
+			return scanResult{}, corruptf(file, off, "record length checksum mismatch (not a torn write: no unwritten sector in the record header)")
 		}
 		if n > RecordBytesMax {
 			return scanResult{}, corruptf(file, off, "record length %d exceeds RecordBytesMax %d", n, RecordBytesMax)
@@ -156,16 +167,27 @@ func scanSegment(file string, b []byte, size int64, last bool, visit func(off in
 		need(recEnd)
 		body := b[off+recordHeaderBytes : recEnd]
 		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(h[8:12]) {
-			if last && allZero(b[recEnd:]) {
+			if last && tornRecord(b, recEnd) {
 				return scanResult{end: off, torn: true}, nil
 			}
-			return scanResult{}, corruptf(file, off, "record checksum mismatch")
+			return scanResult{}, corruptf(file, off, "record checksum mismatch in a complete record of %d bytes (not a torn write: no unwritten sector, or data after it)", recEnd-off)
 		}
 		if err := visit(off, recordType(body[0]), body[1:]); err != nil {
 			return scanResult{}, corruptf(file, off, "%v", err)
 		}
 		off = recEnd
 	}
+}
+
+// tornRecord reports whether a damaged record that ends at end (or whose
+// header does) can be a torn write: some sector it reaches into, from a
+// sector boundary on, is all zeros, and so is everything after it. b is the
+// whole file but for trailing zeros, and the record's first byte is not
+// zero.
+func tornRecord(b []byte, end int64) bool {
+	written := writtenBytes(b)
+	unwrittenFrom := (written + SectorBytes - 1) / SectorBytes * SectorBytes
+	return unwrittenFrom < end
 }
 
 func allZero(b []byte) bool { return firstNonZero(b) < 0 }

@@ -64,9 +64,33 @@ func probeEnds(t *testing.T, synced [][]wal.Entry) []int64 {
 	return ends
 }
 
+// bigEntries makes entries lo..hi of term whose records span several
+// sectors between them, in lengths off multiples of 256 and of the sector.
+func bigEntries(term, lo, hi uint64) []wal.Entry {
+	out := entries(term, lo, hi)
+	for i := range out {
+		out[i].Data = append(out[i].Data, strings.Repeat("y", 150+37*i)...)
+	}
+	return out
+}
+
+// sectorKeep is how many of a write's unsynced bytes from start survive a
+// crash that keeps keep of unsynced of them, on a disk that writes whole
+// sectors (memfs with SectorBytes set).
+func sectorKeep(start int64, keep, unsynced int) int64 {
+	if keep >= unsynced {
+		return int64(keep)
+	}
+	end := start + int64(keep)
+	return max(end-end%wal.SectorBytes-start, 0)
+}
+
+// TestTornTail crashes during the final batch's write at every byte, on a
+// disk that writes whole sectors: what was written of it survives in whole
+// sectors, the rest reads as zeros, and recovery cuts the torn record.
 func TestTornTail(t *testing.T) {
 	synced := batches(4)
-	final := entries(2, 17, 21)
+	final := bigEntries(2, 17, 21)
 	ends := probeEnds(t, synced)
 	finalEnd := func() int64 { // where the final batch ends in one big segment
 		m := memfs.New()
@@ -86,7 +110,7 @@ func TestTornTail(t *testing.T) {
 	}{
 		{"into preallocated zeros", 4096, 0, false},
 		{"past the preallocated end", (ends[len(ends)-1] + finalEnd) / 2, 0, true},
-		{"first batch of a fresh segment", ends[len(ends)-2] + 1, 1, false},
+		{"first batch of a fresh segment, past its preallocated end", ends[len(ends)-2] + 1, 1, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,11 +141,14 @@ func TestTornTail(t *testing.T) {
 
 			for keep := 0; keep <= int(bounds[len(bounds)-1])+3; keep++ {
 				m := memfs.New()
+				m.SectorBytes = wal.SectorBytes
 				sc.run(t, m)
+				var kept64 int64
 				m.Crash(func(name string, n int) int {
 					if name != path.Join(dir, seg) {
 						t.Fatalf("crash tears %s too", name)
 					}
+					kept64 = sectorKeep(start, keep, n)
 					return keep
 				})
 				w, rec, err := wal.Open(m, opts(tt.segBytes), 0)
@@ -129,7 +156,7 @@ func TestTornTail(t *testing.T) {
 					t.Fatalf("keep %d: Open: %v", keep, err)
 				}
 				kept, cut := 0, int64(0)
-				for kept < len(bounds) && bounds[kept] <= int64(keep) {
+				for kept < len(bounds) && bounds[kept] <= kept64 {
 					cut = bounds[kept]
 					kept++
 				}
@@ -143,12 +170,12 @@ func TestTornTail(t *testing.T) {
 				if rec.HardState != wantHS {
 					t.Fatalf("keep %d: hard state %+v, want %+v", keep, rec.HardState, wantHS)
 				}
-				torn := kept < len(bounds) && int64(keep) > cut
+				torn := kept < len(bounds) && kept64 > cut
 				if got := rec.TornTail != ""; got != torn {
 					t.Fatalf("keep %d: torn tail %q, want torn %v", keep, rec.TornTail, torn)
 				}
 				// The report counts the torn bytes up to the last non-zero one.
-				written := strings.TrimRight(string(content[start+cut:min(start+int64(keep), int64(len(content)))]), "\x00")
+				written := strings.TrimRight(string(content[start+cut:min(start+kept64, int64(len(content)))]), "\x00")
 				if torn && rec.TornTail != fmt.Sprintf("file %s: cut %d bytes at offset %d", path.Join(dir, seg), len(written), start+cut) {
 					t.Fatalf("keep %d: torn tail report %q", keep, rec.TornTail)
 				}
@@ -187,25 +214,65 @@ func TestZeroTailIsNotTorn(t *testing.T) {
 	checkEntries(t, rec.Entries, entries(1, 1, 3))
 }
 
-// Damage to the final record of the last segment is indistinguishable from
-// a torn write: it is cut and reported, not refused.
-func TestBitFlipInFinalRecordIsCut(t *testing.T) {
-	m := memfs.New()
-	w := create(t, m, 4096)
-	save(t, w, hardState(1, 3), entries(1, 1, 3))
-	save(t, w, hardState(1, 5), entries(1, 4, 5))
-	must(t, w.Close())
-	seg := segments(t, m)[0]
-	offs := wal.RecordOffsets(readFile(t, m, seg))
-	final := offs[len(offs)-2]
-	must(t, m.FlipBit(path.Join(dir, seg), final+recordBodyOffset, 1))
-	_, rec := open(t, m, 4096, 0)
-	if !strings.Contains(rec.TornTail, fmt.Sprintf("at offset %d", final)) {
-		t.Fatalf("torn tail %q, want a cut at %d", rec.TornTail, final)
+// A bit flipped in the final record of the last segment, synced and
+// complete, is damage, not a torn write: recovery refuses, naming the file
+// and the record's offset, and the unsafe repair cuts it with a report.
+func TestBitFlipInFinalRecordIsCorrupt(t *testing.T) {
+	for _, bigFinal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("record across a sector boundary %v", bigFinal), func(t *testing.T) {
+			m := memfs.New()
+			w := create(t, m, 4096)
+			save(t, w, hardState(1, 3), entries(1, 1, 3))
+			final := entries(1, 4, 5)
+			if bigFinal {
+				final = bigEntries(1, 4, 5)
+			}
+			save(t, w, nil, final)
+			must(t, w.Close())
+			seg := segments(t, m)[0]
+			offs := wal.RecordOffsets(readFile(t, m, seg))
+			rec, end := offs[len(offs)-2], offs[len(offs)-1]
+			if bigFinal && rec/wal.SectorBytes == (end-1)/wal.SectorBytes {
+				t.Fatalf("final record [%d, %d) does not cross a sector boundary", rec, end)
+			}
+			must(t, m.FlipBit(path.Join(dir, seg), rec+recordBodyOffset+2, 1))
+			_, _, err := wal.Open(m, opts(4096), 0)
+			checkCorrupt(t, err, seg, rec)
+
+			ropts := opts(4096)
+			ropts.UnsafeRepair = true
+			w, got, err := wal.Open(m, ropts, 0)
+			must(t, err)
+			r := got.Repaired
+			if r == nil || r.File != path.Join(dir, seg) || r.Offset != rec || r.DroppedBytes != end-rec || r.Reason == "" {
+				t.Fatalf("repair report %+v, want a cut of %d bytes at %d in %s", r, end-rec, rec, seg)
+			}
+			want := append(entries(1, 1, 3), final[:len(final)-1]...)
+			checkEntries(t, got.Entries, want)
+			// The repaired log goes on and reopens clean.
+			save(t, w, hardState(2, 5), entries(2, 5, 6))
+			must(t, w.Close())
+			_, got = open(t, m, 4096, 0)
+			checkEntries(t, got.Entries, append(want, entries(2, 5, 6)...))
+			if got.Repaired != nil || got.TornTail != "" {
+				t.Fatalf("second open cut %+v %q", got.Repaired, got.TornTail)
+			}
+		})
 	}
-	checkEntries(t, rec.Entries, entries(1, 1, 5))
-	if rec.HardState != *hardState(1, 3) {
-		t.Fatalf("hard state %+v", rec.HardState)
+}
+
+// The unsafe repair cuts only what leaves a valid segment: damage in the
+// last segment's header or its hard state copy is still refused.
+func TestUnsafeRepairKeepsSegmentStart(t *testing.T) {
+	for rec := 0; rec < 2; rec++ {
+		m, segs := corruptFixture(t)
+		last := segs[len(segs)-1]
+		off := offsets(t, m, last)[rec]
+		must(t, m.FlipBit(path.Join(dir, last), off+recordBodyOffset+2, 0))
+		ropts := opts(1024)
+		ropts.UnsafeRepair = true
+		_, _, err := wal.Open(m, ropts, 0)
+		checkCorrupt(t, err, last, off)
 	}
 }
 

@@ -31,6 +31,11 @@ type Options struct {
 	// SegmentBytes is the size at which a segment is cut and to which new
 	// segments are preallocated. Zero means SegmentBytesDefault.
 	SegmentBytes int64
+	// UnsafeRepair makes Open cut damage in the last segment (a corrupt
+	// record and everything after it) instead of refusing, and report it
+	// in Recovered.Repaired. What is cut may include acknowledged writes:
+	// an operator's choice, never a default.
+	UnsafeRepair bool
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -86,22 +86,30 @@ func (n *inode) sync() {
 }
 
 // crash rolls back to the synced content, keeping the prefix of the
-// unsynced bytes from lo on that tear asks for.
-func (n *inode) crash(name string, tear func(string, int) int) {
+// unsynced bytes from lo on that tear asks for. With sector > 0 the kept
+// prefix ends at a sector boundary (by file offset) unless it keeps every
+// unsynced byte: the sectors past it hold their old content, as on a disk
+// that writes whole sectors, while the size may still reach the end tear
+// asked for.
+func (n *inode) crash(name string, tear func(string, int) int, sector int) {
 	if !n.dirty {
 		return
 	}
 	result, size := append([]byte{}, n.synced...), n.syncedSize
 	if unsynced := n.size - n.lo; unsynced > 0 && tear != nil {
 		end := n.lo + min(max(tear(name, unsynced), 0), unsynced)
-		explicit := min(end, len(n.data))
+		written := end
+		if sector > 0 && end < n.size {
+			written = end - end%sector
+		}
+		explicit := min(written, len(n.data))
 		result = materialize(result, explicit)
 		if n.lo < explicit {
 			copy(result[n.lo:explicit], n.data[n.lo:explicit])
 		}
-		// Kept bytes past data are zeros; only the explicit part of the
-		// result needs clearing.
-		if zlo, zhi := max(n.lo, explicit), min(end, len(result)); zlo < zhi {
+		// Written bytes past data are zeros; only the explicit part of
+		// the result needs clearing.
+		if zlo, zhi := max(n.lo, explicit), min(written, len(result)); zlo < zhi {
 			clear(result[zlo:zhi])
 		}
 		size = max(size, end)

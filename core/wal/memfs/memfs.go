@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"sort"
+	"strings"
 
 	"github.com/detcd/detcd/core/wal"
 )
@@ -23,6 +24,9 @@ type FS struct {
 	// file was opened under) and every SyncDir (with the directory). A
 	// non-nil result fails that call, and nothing becomes durable.
 	SyncErr func(name string) error
+	// SectorBytes, when positive, makes a torn write at Crash keep whole
+	// sectors only (see Crash). Zero tears at any byte.
+	SectorBytes int
 
 	dirs    map[string]bool
 	names   map[string]*inode
@@ -203,6 +207,32 @@ func (m *FS) SyncDir(dir string) error {
 	return nil
 }
 
+// RemoveAll removes dir and everything under it, durably at once, as an
+// operator's rm -r on a stopped member followed by a sync would.
+func (m *FS) RemoveAll(dir string) error {
+	c, err := clean("removeall", dir)
+	if err != nil {
+		return err
+	}
+	if c == "." {
+		return &fs.PathError{Op: "removeall", Path: dir, Err: fs.ErrInvalid}
+	}
+	under := func(n string) bool { return n == c || strings.HasPrefix(n, c+"/") }
+	for _, set := range []map[string]*inode{m.names, m.durable} {
+		for n := range set { //core:maporder-ok: deletes commute
+			if under(n) {
+				delete(set, n)
+			}
+		}
+	}
+	for d := range m.dirs { //core:maporder-ok: deletes commute
+		if under(d) {
+			delete(m.dirs, d)
+		}
+	}
+	return nil
+}
+
 // ReadFile returns a copy of name's current content, durable or not.
 func (m *FS) ReadFile(name string) ([]byte, error) {
 	_, n, err := m.lookup("read", name)
@@ -216,7 +246,12 @@ func (m *FS) ReadFile(name string) ([]byte, error) {
 // surviving file with unsynced bytes past its last synced point, tear is
 // called (in name order) with the file's name and how many such bytes there
 // are (zeros an unsynced Preallocate added count too), and returns how many
-// of them to keep; a nil tear keeps none. What survives a crash is durable.
+// of them to keep; a nil tear keeps none. With SectorBytes set, a keep short
+// of all of them is cut back to a sector boundary by file offset: the
+// sectors after it keep their old content (synced bytes, or zeros), as a
+// disk that wrote the first sectors of a write and not the rest, while the
+// file's size may still grow to the full keep. What survives a crash is
+// durable.
 func (m *FS) Crash(tear func(name string, unsyncedBytes int) (keep int)) {
 	m.gen++
 	m.names = make(map[string]*inode, len(m.durable))
@@ -233,7 +268,7 @@ func (m *FS) Crash(tear func(name string, unsyncedBytes int) (keep int)) {
 			continue
 		}
 		done[in] = true
-		in.crash(n, tear)
+		in.crash(n, tear, m.SectorBytes)
 	}
 }
 

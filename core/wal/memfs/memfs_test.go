@@ -49,6 +49,7 @@ func TestCrash(t *testing.T) {
 		ops  func(t *testing.T, m *memfs.FS)
 		// keep is what tear returns; tears records the calls.
 		keep      int
+		sector    int
 		want      map[string]string
 		wantTears []string
 	}{{
@@ -119,6 +120,50 @@ func TestCrash(t *testing.T) {
 		},
 		want:      map[string]string{"f": "ab\x00"},
 		wantTears: []string{"f:3"},
+	}, {
+		name: "sector tear keeps whole sectors, the rest old zeros",
+		ops: func(t *testing.T, m *memfs.FS) {
+			f := durableFile(t, m, "f", "ab")
+			must(t, f.Preallocate(12))
+			must(t, f.Sync())
+			write(t, f, "cdefghij")
+		},
+		keep:      5,
+		sector:    4,
+		want:      map[string]string{"f": "abcd\x00\x00\x00\x00\x00\x00\x00\x00"},
+		wantTears: []string{"f:10"},
+	}, {
+		name: "sector tear past the end keeps the size it reached",
+		ops: func(t *testing.T, m *memfs.FS) {
+			f := durableFile(t, m, "f", "ab")
+			write(t, f, "cdefgh")
+		},
+		keep:      4,
+		sector:    4,
+		want:      map[string]string{"f": "abcd\x00\x00"},
+		wantTears: []string{"f:6"},
+	}, {
+		name: "sector tear keeping everything keeps the partial last sector",
+		ops: func(t *testing.T, m *memfs.FS) {
+			f := durableFile(t, m, "f", "ab")
+			write(t, f, "cdefg")
+		},
+		keep:      5,
+		sector:    4,
+		want:      map[string]string{"f": "abcdefg"},
+		wantTears: []string{"f:5"},
+	}, {
+		name: "sector tear before the first boundary keeps nothing new",
+		ops: func(t *testing.T, m *memfs.FS) {
+			f := durableFile(t, m, "f", "ab")
+			must(t, f.Preallocate(8))
+			must(t, f.Sync())
+			write(t, f, "cdef")
+		},
+		keep:      1,
+		sector:    4,
+		want:      map[string]string{"f": "ab\x00\x00\x00\x00\x00\x00"},
+		wantTears: []string{"f:6"},
 	}, {
 		name: "unsynced preallocation lost",
 		ops: func(t *testing.T, m *memfs.FS) {
@@ -229,6 +274,7 @@ func TestCrash(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := memfs.New()
+			m.SectorBytes = tt.sector
 			tt.ops(t, m)
 			var tears []string
 			m.Crash(func(name string, n int) int {
@@ -333,6 +379,29 @@ func TestFlipBit(t *testing.T) {
 	}
 	if err := m.FlipBit("nope", 0, 0); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("FlipBit(missing) = %v", err)
+	}
+}
+
+func TestRemoveAll(t *testing.T) {
+	m := memfs.New()
+	must(t, m.MkdirAll("d/wal"))
+	durableFile(t, m, "d/wal/a", "x")
+	durableFile(t, m, "d/keep", "y")
+	durableFile(t, m, "dd", "z")
+	must(t, m.SyncDir("d"))
+	must(t, m.SyncDir("d/wal"))
+	must(t, m.RemoveAll("d/wal"))
+	m.Crash(nil)
+	if _, err := m.List("d/wal"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("List(d/wal) after RemoveAll and a crash = %v, want ErrNotExist", err)
+	}
+	for name, want := range map[string]string{"d/keep": "y", "dd": "z"} {
+		if got, err := m.ReadFile(name); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if err := m.RemoveAll("."); err == nil {
+		t.Error("RemoveAll(.) succeeded")
 	}
 }
 
