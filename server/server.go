@@ -92,6 +92,8 @@ type Server struct {
 
 	grpc *grpc.Server
 	hs   *health.Server
+	// closeLocal ends the in-process client of Lock and Election.
+	closeLocal func()
 	// The JSON gateway calls the gRPC server through an in-memory
 	// connection.
 	gatewayLn     *bufconn.Listener
@@ -245,7 +247,7 @@ func (s *Server) Start() error {
 	}), grpc.ChainUnaryInterceptor(s.metrics.unary))
 	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
-	s.hs = grpcsvc.Register(s.grpc, s)
+	s.hs, s.closeLocal = grpcsvc.Register(s.grpc, s)
 	if s.cfg.EnableGRPCGateway {
 		if err := s.startGateway(); err != nil {
 			s.closeListeners()
@@ -400,6 +402,9 @@ func (s *Server) Stop() error {
 		}
 		if s.gatewayConn != nil {
 			s.gatewayConn.Close()
+		}
+		if s.closeLocal != nil {
+			s.closeLocal()
 		}
 		if s.metricsHTTP != nil {
 			s.metricsHTTP.Close()
