@@ -120,6 +120,8 @@ type Server struct {
 	// sees a member the cluster lists as unstarted.
 	ready     chan struct{}
 	readyDone bool // on the loop: ready is closed
+	// loggedClusterVersion is the cluster version last logged; the loop's.
+	loggedClusterVersion string
 
 	errMu sync.Mutex
 	err   error
@@ -284,14 +286,14 @@ func (s *Server) serveClientsWhenReady() {
 			// gRPC requests to the gRPC server, so browsers and curl reach
 			// /health on the same port.
 			go func() { _ = s.http.Serve(tls.NewListener(ln, s.tls.client)) }()
-			s.log.Info("serving client requests over TLS", "address", ln.Addr().String())
+			s.logServingClients(ln.Addr().String(), true)
 			continue
 		}
 		m := newConnMux(ln)
 		go func() { _ = s.grpc.Serve(m.grpc) }()
 		go func() { _ = s.http.Serve(m.http) }()
 		go m.serve()
-		s.log.Info("serving client requests", "address", ln.Addr().String())
+		s.logServingClients(ln.Addr().String(), false)
 	}
 	if s.gatewayLn != nil {
 		go func() { _ = s.grpc.Serve(s.gatewayLn) }()

@@ -155,7 +155,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 		return cfg, 0, false, err
 	}
 	if version {
-		fmt.Fprintf(stderr, "detcd Version: %s (etcd API)\nGo Version: %s\nGo OS/Arch: %s/%s\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		printVersion(os.Stdout) // etcd prints it on stdout
 		return cfg, 0, true, nil
 	}
 	set := map[string]bool{}
