@@ -8,6 +8,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+	"google.golang.org/grpc/metadata"
 )
 
 // Lock and Election are etcd's: thin layers over KV, Lease and Watch,
@@ -32,6 +33,27 @@ func orphanSession(ctx context.Context, c *clientv3.Client, lease int64) (*concu
 	return s, nil
 }
 
+// callerKey is outgoing metadata that only clientv3 sees (the
+// in-process client hands contexts to the services as they are): clientv3
+// shares one watch stream among watches whose contexts carry the same
+// outgoing metadata, and that stream runs as the caller whose context
+// opened it. Naming the caller there gives each caller streams of its
+// own, so that no watch runs with another caller's token or certificate.
+const callerKey = "detcd-caller"
+
+// asCaller marks ctx with its caller's identity for clientv3 (see
+// callerKey); a caller without credentials is left as is. Every handler
+// that may watch starts with it (Unlock only deletes).
+func asCaller(ctx context.Context) context.Context {
+	if tok := TokenFrom(ctx); tok != "" {
+		return metadata.AppendToOutgoingContext(ctx, callerKey, "token:"+tok)
+	}
+	if cn := CertUserFrom(ctx); cn != "" {
+		return metadata.AppendToOutgoingContext(ctx, callerKey, "cert:"+cn)
+	}
+	return ctx
+}
+
 // noLease is what Leader and Observe open their session with: a lease id
 // that is never granted, so that no lease is created for a read.
 const noLease = -1
@@ -43,6 +65,7 @@ type lockServer struct {
 
 // Lock waits until the caller holds the lock name, under its lease.
 func (s *lockServer) Lock(ctx context.Context, r *v3lockpb.LockRequest) (*v3lockpb.LockResponse, error) {
+	ctx = asCaller(ctx)
 	sess, err := orphanSession(ctx, s.c, r.Lease)
 	if err != nil {
 		return nil, err
@@ -70,6 +93,7 @@ type electionServer struct {
 
 // Campaign waits until the caller leads the election name.
 func (s *electionServer) Campaign(ctx context.Context, r *v3electionpb.CampaignRequest) (*v3electionpb.CampaignResponse, error) {
+	ctx = asCaller(ctx)
 	sess, err := orphanSession(ctx, s.c, r.Lease)
 	if err != nil {
 		return nil, err
@@ -97,6 +121,7 @@ func (s *electionServer) resumed(ctx context.Context, l *v3electionpb.LeaderKey)
 
 // Proclaim sets the value of an election the caller leads.
 func (s *electionServer) Proclaim(ctx context.Context, r *v3electionpb.ProclaimRequest) (*v3electionpb.ProclaimResponse, error) {
+	ctx = asCaller(ctx)
 	e, err := s.resumed(ctx, r.Leader)
 	if err != nil {
 		return nil, err
@@ -109,6 +134,7 @@ func (s *electionServer) Proclaim(ctx context.Context, r *v3electionpb.ProclaimR
 
 // Resign gives up the leadership of an election.
 func (s *electionServer) Resign(ctx context.Context, r *v3electionpb.ResignRequest) (*v3electionpb.ResignResponse, error) {
+	ctx = asCaller(ctx)
 	e, err := s.resumed(ctx, r.Leader)
 	if err != nil {
 		return nil, err
@@ -121,6 +147,7 @@ func (s *electionServer) Resign(ctx context.Context, r *v3electionpb.ResignReque
 
 // Leader is the election's current leader key, or "election: no leader".
 func (s *electionServer) Leader(ctx context.Context, r *v3electionpb.LeaderRequest) (*v3electionpb.LeaderResponse, error) {
+	ctx = asCaller(ctx)
 	sess, err := orphanSession(ctx, s.c, noLease)
 	if err != nil {
 		return nil, err
@@ -135,7 +162,7 @@ func (s *electionServer) Leader(ctx context.Context, r *v3electionpb.LeaderReque
 // Observe streams the election's leader keys as they change, until the
 // client goes away.
 func (s *electionServer) Observe(r *v3electionpb.LeaderRequest, stream v3electionpb.Election_ObserveServer) error {
-	ctx := stream.Context()
+	ctx := asCaller(stream.Context())
 	sess, err := orphanSession(ctx, s.c, noLease)
 	if err != nil {
 		return err

@@ -256,3 +256,54 @@ func TestObserveGateway(t *testing.T) {
 		t.Fatalf("observe through the gateway: %q", line)
 	}
 }
+
+// TestLockWatchesAsCaller: the watches Lock waits with run as their
+// caller, each caller's on streams of its own. Were they to share one
+// stream (clientv3 shares them among contexts alike), root's wait would
+// ride on app's stream, whose token an auth change has made stale, and
+// be refused.
+func TestLockWatchesAsCaller(t *testing.T) {
+	_, anon := testServer(t, t.TempDir(), func(c *Config) { c.BcryptCost = 4 })
+	enableAuth(t, anon)
+	root := userClient(t, anon.Endpoints(), "root", "pw")
+	app := userClient(t, anon.Endpoints(), "app", "apppw")
+	c := ctx(t)
+	rootLock := v3lockpb.NewLockClient(root.ActiveConnection())
+	held, err := rootLock.Lock(c, &v3lockpb.LockRequest{Name: []byte("/app/l")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appWaits := async(func() (*v3lockpb.LockResponse, error) {
+		return v3lockpb.NewLockClient(app.ActiveConnection()).Lock(c, &v3lockpb.LockRequest{Name: []byte("/app/l")})
+	})
+	waitKeys(t, root, "/app/l/", 2)
+	if _, err := root.UserRevokeRole(c, "app", "app"); err != nil {
+		t.Fatal(err)
+	}
+	// The revoke made every token older than the auth store: root logs
+	// in again (app's stream keeps its old token).
+	root = userClient(t, anon.Endpoints(), "root", "pw")
+	rootLock = v3lockpb.NewLockClient(root.ActiveConnection())
+	rootWaits := make(chan error, 1)
+	go func() {
+		_, err := rootLock.Lock(c, &v3lockpb.LockRequest{Name: []byte("/app/l")})
+		rootWaits <- err
+	}()
+	waitKeys(t, root, "/app/l/", 3)
+	g, err := root.Get(c, "/app/l/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil || len(g.Kvs) != 3 {
+		t.Fatalf("the lock's keys: %v %v", g, err)
+	}
+	// Free the lock for root's waiter: app's key, then root's first.
+	for _, k := range [][]byte{g.Kvs[1].Key, held.Key} {
+		if _, err := rootLock.Unlock(c, &v3lockpb.UnlockRequest{Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-rootWaits; err != nil {
+		t.Fatalf("root's waiting Lock: %v", err)
+	}
+	if err := <-appWaits; err == nil {
+		t.Fatal("app's Lock succeeded without permissions")
+	}
+}
