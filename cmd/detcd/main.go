@@ -41,7 +41,7 @@ func run(args []string, stderr io.Writer) int {
 	if cfg.LogOutput != nil {
 		out = cfg.LogOutput
 	}
-	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: logLevel}))
+	log := slog.New(slog.NewJSONHandler(out, etcdLogOptions(logLevel)))
 	cfg.Logger = log
 	for _, f := range cfg.IgnoredFlags {
 		log.Warn("flag has no effect in detcd", "flag", f)
