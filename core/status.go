@@ -163,5 +163,9 @@ func (n *Node) InitialMembers() []Member { return slices.Clone(n.cfg.Members) }
 // have been applied: etcd serves clients only from then on.
 func (n *Node) Published() bool { return n.published }
 
+// ClusterVersion is the cluster version the node has applied, "" until
+// the leader has set it.
+func (n *Node) ClusterVersion() string { return n.st.clusterVersion }
+
 // ClusterID is the cluster's id.
 func (n *Node) ClusterID() uint64 { return n.cfg.ClusterID }

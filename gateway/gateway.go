@@ -8,6 +8,8 @@ import (
 	"net/http"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -37,6 +39,7 @@ func New(conn *grpc.ClientConn, bodyBytesMax int64) http.Handler {
 func routes(conn *grpc.ClientConn) map[string]http.Handler {
 	kv, lease, cl := pb.NewKVClient(conn), pb.NewLeaseClient(conn), pb.NewClusterClient(conn)
 	m, au := pb.NewMaintenanceClient(conn), pb.NewAuthClient(conn)
+	lock, el := v3lockpb.NewLockClient(conn), v3electionpb.NewElectionClient(conn)
 	r := map[string]http.Handler{
 		"/v3/kv/range":                        unary(kv.Range),
 		"/v3/kv/put":                          unary(kv.Put),
@@ -78,6 +81,13 @@ func routes(conn *grpc.ClientConn) map[string]http.Handler {
 		"/v3/auth/role/delete":                unary(au.RoleDelete),
 		"/v3/auth/role/grant":                 unary(au.RoleGrantPermission),
 		"/v3/auth/role/revoke":                unary(au.RoleRevokePermission),
+		"/v3/lock/lock":                       unary(lock.Lock),
+		"/v3/lock/unlock":                     unary(lock.Unlock),
+		"/v3/election/campaign":               unary(el.Campaign),
+		"/v3/election/proclaim":               unary(el.Proclaim),
+		"/v3/election/leader":                 unary(el.Leader),
+		"/v3/election/resign":                 unary(el.Resign),
+		"/v3/election/observe":                serverStream(el.Observe),
 		"/v3/maintenance/snapshot":            serverStream(m.Snapshot),
 		"/v3/watch": bidi(func(ctx context.Context) (grpc.BidiStreamingClient[pb.WatchRequest, pb.WatchResponse], error) {
 			return pb.NewWatchClient(conn).Watch(ctx)

@@ -3,4 +3,9 @@
 // encodes responses. It holds no state of its own. It is the only place
 // that maps core's errors to etcd's rpctypes errors, so clients see the
 // codes and messages etcd gives.
+//
+// Lock and Election (lock.go) are the exception, as in etcd: they are
+// clientv3's concurrency package on a client whose calls go straight to
+// this package's KV, Lease and Watch services with the caller's context
+// (inproc.go), and they answer with that client's errors.
 package grpcsvc

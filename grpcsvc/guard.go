@@ -56,7 +56,16 @@ func (g *Guard) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream)}
 }
 
-func guarded(method string) bool { return strings.HasPrefix(method, "/etcdserverpb.") }
+// guarded reports whether a method is one of etcd's services': its KV,
+// Watch, ... and the Lock and Election built on them.
+func guarded(method string) bool {
+	for _, svc := range []string{"/etcdserverpb.", "/v3lockpb.", "/v3electionpb."} {
+		if strings.HasPrefix(method, svc) {
+			return true
+		}
+	}
+	return false
+}
 
 func requiresLeader(ctx context.Context) bool {
 	md, ok := metadata.FromIncomingContext(ctx)

@@ -7,6 +7,8 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 )
@@ -39,6 +41,8 @@ func TestGuardUnary(t *testing.T) {
 		{"learner status", fakeRole{leader: 1, learner: true}, context.Background(), "/etcdserverpb.Maintenance/Status", &pb.StatusRequest{}, nil},
 		{"learner member list", fakeRole{leader: 1, learner: true}, context.Background(), "/etcdserverpb.Cluster/MemberList", &pb.MemberListRequest{}, rpctypes.ErrGRPCNotSupportedForLearner},
 		{"learner health check", fakeRole{learner: true}, requireLeader, "/grpc.health.v1.Health/Check", nil, nil},
+		{"learner lock", fakeRole{leader: 1, learner: true}, context.Background(), "/v3lockpb.Lock/Lock", &v3lockpb.LockRequest{}, rpctypes.ErrGRPCNotSupportedForLearner},
+		{"no leader, required, campaign", fakeRole{}, requireLeader, "/v3electionpb.Election/Campaign", &v3electionpb.CampaignRequest{}, rpctypes.ErrGRPCNoLeader},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewGuard(&tc.role)

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -51,17 +53,23 @@ type Options struct {
 	KeepaliveTimeout     time.Duration
 }
 
-// Register adds etcd's services and the gRPC health service to srv.
-func Register(srv *grpc.Server, b Backend) *health.Server {
-	pb.RegisterKVServer(srv, &kvServer{b: b})
+// Register adds etcd's services, Lock and Election included, and the
+// gRPC health service to srv. closeLocal ends the in-process client Lock
+// and Election work through; call it once srv has stopped.
+func Register(srv *grpc.Server, b Backend) (hs *health.Server, closeLocal func()) {
+	kv, lease, w := &kvServer{b: b}, &leaseServer{b: b}, &watchServer{b: b}
+	pb.RegisterKVServer(srv, kv)
 	pb.RegisterMaintenanceServer(srv, &maintenanceServer{b: b})
 	pb.RegisterClusterServer(srv, &clusterServer{b: b})
-	pb.RegisterWatchServer(srv, &watchServer{b: b})
-	pb.RegisterLeaseServer(srv, &leaseServer{b: b})
+	pb.RegisterWatchServer(srv, w)
+	pb.RegisterLeaseServer(srv, lease)
 	pb.RegisterAuthServer(srv, &authServer{b: b})
-	hs := health.NewServer()
+	local := inProcessClient(kv, lease, w)
+	v3lockpb.RegisterLockServer(srv, &lockServer{c: local})
+	v3electionpb.RegisterElectionServer(srv, &electionServer{c: local})
+	hs = health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	return hs
+	return hs, func() { local.Close() }
 }
 
 func mvccRev(r int64) mvcc.Revision { return mvcc.Revision(r) }

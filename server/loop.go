@@ -98,8 +98,10 @@ func (s *Server) run() {
 		s.publish()
 		if !s.readyDone && s.node.Published() {
 			s.readyDone = true
+			s.logPublished()
 			close(s.ready)
 		}
+		s.noteClusterVersion()
 		// After a restart, views wait until the member has applied what its
 		// log had committed (see core's LocalReadsReady).
 		if len(views) > 0 && s.node.LocalReadsReady() {

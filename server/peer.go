@@ -360,6 +360,7 @@ func (s *Server) syncPeers() {
 		}
 		p := &peer{s: s, id: id, urls: m.PeerURLs, q: make(chan *[]byte, peerQueueMax), stop: make(chan struct{})}
 		s.peers.byID[id] = p
+		s.log.Info("started HTTP pipelining with remote peer", "local-member-id", fmt.Sprintf("%x", s.node.ID()), "remote-peer-id", fmt.Sprintf("%x", id))
 		go p.run()
 	}
 }

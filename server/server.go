@@ -99,6 +99,8 @@ type Server struct {
 
 	grpc *grpc.Server
 	hs   *health.Server
+	// closeLocal ends the in-process client of Lock and Election.
+	closeLocal func()
 	// The JSON gateway calls the gRPC server through an in-memory
 	// connection.
 	gatewayLn     *bufconn.Listener
@@ -125,6 +127,8 @@ type Server struct {
 	// sees a member the cluster lists as unstarted.
 	ready     chan struct{}
 	readyDone bool // on the loop: ready is closed
+	// loggedClusterVersion is the cluster version last logged; the loop's.
+	loggedClusterVersion string
 
 	errMu sync.Mutex
 	err   error
@@ -258,7 +262,7 @@ func (s *Server) Start() error {
 	}), grpc.ChainUnaryInterceptor(s.metrics.unary))
 	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
-	s.hs = grpcsvc.Register(s.grpc, s)
+	s.hs, s.closeLocal = grpcsvc.Register(s.grpc, s)
 	if s.cfg.EnableGRPCGateway {
 		if err := s.startGateway(); err != nil {
 			s.closeListeners()
@@ -304,14 +308,14 @@ func (s *Server) serveClientsWhenReady() {
 			// gRPC requests to the gRPC server, so browsers and curl reach
 			// /health on the same port.
 			go func() { _ = s.http.Serve(tls.NewListener(ln, s.tls.client)) }()
-			s.log.Info("serving client requests over TLS", "address", ln.Addr().String())
+			s.logServingClients(ln.Addr().String(), true)
 			continue
 		}
 		m := newConnMux(ln)
 		go func() { _ = s.grpc.Serve(m.grpc) }()
 		go func() { _ = s.http.Serve(m.http) }()
 		go m.serve()
-		s.log.Info("serving client requests", "address", ln.Addr().String())
+		s.logServingClients(ln.Addr().String(), false)
 	}
 	if s.gatewayLn != nil {
 		go func() { _ = s.grpc.Serve(s.gatewayLn) }()
@@ -422,6 +426,9 @@ func (s *Server) Stop() error {
 		}
 		if s.gatewayConn != nil {
 			s.gatewayConn.Close()
+		}
+		if s.closeLocal != nil {
+			s.closeLocal()
 		}
 		if s.metricsHTTP != nil {
 			s.metricsHTTP.Close()

@@ -30,6 +30,9 @@ const (
 	// gwLeaseID is the lease the scenario grants: choosing it makes the
 	// IDs agree between the two servers.
 	gwLeaseID = 7587
+	// gwLockLeaseID is the lease Lock and Campaign run under: with a lease
+	// chosen, their keys (name/lease in hex) agree too.
+	gwLockLeaseID = 7588
 )
 
 // TestGatewayDiff sends the same HTTP/JSON requests to etcd's grpc-gateway
@@ -158,6 +161,7 @@ func gwScenario() []gwStep {
 	s = append(s, gwWatchStep(),
 		gwStep{name: "watch two creates in one body (stream)", do: gwTwoWatches})
 	s = append(s, gwClusterSteps()...)
+	s = append(s, gwLockSteps()...)
 	return s
 }
 
@@ -249,6 +253,48 @@ func gwClusterSteps() []gwStep {
 		gwPost("auth status", "/v3/auth/status", gwObj{}),
 		gwPost("auth authenticate (auth disabled)", "/v3/auth/authenticate", gwObj{"name": "root", "password": "pw"}),
 	}
+}
+
+func gwLockSteps() []gwStep {
+	lockKey := gwB(fmt.Sprintf("gwlock/%x", gwLockLeaseID))
+	return []gwStep{
+		gwPost("lease grant for locks", "/v3/lease/grant", gwObj{"ID": gwLockLeaseID, "TTL": 60}),
+		gwPost("lock gwlock", "/v3/lock/lock", gwObj{"name": gwB("gwlock"), "lease": fmt.Sprint(gwLockLeaseID)}),
+		gwPost("lock gwlock again, same lease", "/v3/lock/lock", gwObj{"name": gwB("gwlock"), "lease": fmt.Sprint(gwLockLeaseID)}),
+		gwPost("unlock gwlock", "/v3/lock/unlock", gwObj{"key": lockKey}),
+		gwPost("unlock gwlock again", "/v3/lock/unlock", gwObj{"key": lockKey}),
+		gwPost("lock with an unknown lease", "/v3/lock/lock", gwObj{"name": gwB("gwlock2"), "lease": "12345"}),
+		gwPost("election leader, none", "/v3/election/leader", gwObj{"name": gwB("gwel")}),
+		gwPost("election proclaim without leader", "/v3/election/proclaim", gwObj{"value": gwB("v")}),
+		gwPost("election resign without leader", "/v3/election/resign", gwObj{}),
+		{name: "election campaign, leader, observe, proclaim, resign", do: gwElection},
+		gwPost("election leader after resign", "/v3/election/leader", gwObj{"name": gwB("gwel")}),
+		gwPost("lease revoke for locks", "/v3/lease/revoke", gwObj{"ID": fmt.Sprint(gwLockLeaseID)}),
+	}
+}
+
+// gwElection campaigns, then uses the leader key the campaign returned:
+// each call's status and body are recorded, in order.
+func gwElection(c *gwClient) gwResult {
+	var out []any
+	record := func(r gwResult) { out = append(out, gwObj{"status": r.status, "body": r.body}) }
+	campaign := c.call(http.MethodPost, "/v3/election/campaign", gwCanon(gwObj{"name": gwB("gwel"), "value": gwB("v1"), "lease": fmt.Sprint(gwLockLeaseID)}), nil)
+	record(campaign)
+	var leader any
+	if m, ok := campaign.body.(map[string]any); ok {
+		leader = m["leader"]
+	}
+	record(c.call(http.MethodPost, "/v3/election/leader", gwCanon(gwObj{"name": gwB("gwel")}), nil))
+	s, err := c.openStream("/v3/election/observe", gwCanon(gwObj{"name": gwB("gwel")}))
+	if err != nil {
+		return gwFail(err)
+	}
+	defer s.close()
+	out = append(out, s.next())
+	record(c.call(http.MethodPost, "/v3/election/proclaim", gwCanon(gwObj{"leader": leader, "value": gwB("v2")}), nil))
+	out = append(out, s.next())
+	record(c.call(http.MethodPost, "/v3/election/resign", gwCanon(gwObj{"leader": leader}), nil))
+	return s.result(out)
 }
 
 // gwObj is a JSON object to send.

@@ -923,7 +923,14 @@ func binVersion(bin string) string {
 		return "version unknown"
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return strings.Join(lines[:min(2, len(lines))], "; ")
+	shown := lines[:min(2, len(lines))]
+	// detcd prints etcd's lines first, as etcd does, and its own after.
+	for _, l := range lines[len(shown):] {
+		if strings.HasPrefix(l, "detcd Version:") {
+			shown = append(shown, l)
+		}
+	}
+	return strings.Join(shown, "; ")
 }
 
 const compareHelp = `Runs detcd and etcd side by side on this machine, each run on a fresh data

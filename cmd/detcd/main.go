@@ -41,7 +41,7 @@ func run(args []string, stderr io.Writer) int {
 	if cfg.LogOutput != nil {
 		out = cfg.LogOutput
 	}
-	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: logLevel}))
+	log := slog.New(slog.NewJSONHandler(out, etcdLogOptions(logLevel)))
 	cfg.Logger = log
 	for _, f := range cfg.IgnoredFlags {
 		log.Warn("flag has no effect in detcd", "flag", f)
@@ -158,7 +158,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 		return cfg, 0, false, err
 	}
 	if version {
-		fmt.Fprintf(stderr, "detcd Version: %s (etcd API)\nGo Version: %s\nGo OS/Arch: %s/%s\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		printVersion(os.Stdout) // etcd prints it on stdout
 		return cfg, 0, true, nil
 	}
 	set := map[string]bool{}
