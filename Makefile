@@ -11,7 +11,7 @@ DATA ?= data/default.etcd
 # replays them.
 SIM_TIME ?= 10m
 sim:
-	$(GO) build -o $(BIN)/detcd-sim ./cmd/detcd-sim
+	$(GO) build -tags invariants -o $(BIN)/detcd-sim ./cmd/detcd-sim
 	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2
 	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2 --members 5 --clients 12 --auth 2
 
@@ -42,9 +42,12 @@ run: build
 
 # Everything CI runs: vet, the unit, property and end-to-end tests of the
 # main module, then the nested module's differential and etcdctl tests.
+# The simulator's tests and core's run with the invariants tag: deep checks
+# of core's whole state (core/internal/invariants).
 test: vet
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -tags detcdbugs -run 'TestPlantedBugs|TestSeedFiles' ./sim/
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/sim$$')
+	$(GO) test -count=1 -tags invariants ./core/... ./sim/
+	$(GO) test -count=1 -tags detcdbugs,invariants -run 'TestPlantedBugs|TestSeedFiles' ./sim/
 	$(MAKE) test-nested
 
 test-nested:

@@ -36,8 +36,10 @@ type Node struct {
 	reads reads
 	io    pendingIO
 	ckpt  checkpointer
-	auto  autoCompactor
-	watch *watch.Hub
+	// readys counts Readys, to space the deep invariant checks.
+	readys uint64
+	auto   autoCompactor
+	watch  *watch.Hub
 	// lessor holds the leases; only the leader expires them.
 	lessor *lease.Lessor
 	// tokens are the simple tokens this member handed out.
@@ -299,6 +301,7 @@ func (n *Node) Ready() Ready {
 	n.out.Watch = n.watch.Take()
 	n.out.More = n.kv.Pending() || n.watch.Pending()
 	n.out.Messages = coalesceMessages(n.out.Messages)
+	n.checkInvariants()
 	rd := n.out
 	n.out = Ready{}
 	return rd

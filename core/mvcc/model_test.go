@@ -294,6 +294,9 @@ func TestStoreAgainstModel(t *testing.T) {
 			"step": func(t *rapid.T) {
 				s.Step(rapid.IntRange(1, 20).Draw(t, "budget"))
 				checkBackend(t, s)
+				if err := s.CheckInvariants(); err != nil {
+					t.Fatal(err)
+				}
 			},
 			"view": func(t *rapid.T) {
 				views = append(views, heldView{s.View(), m.rev()})
