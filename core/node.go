@@ -50,6 +50,9 @@ type Node struct {
 	nextSeq     uint64
 	peerWaits   map[RequestID]peerOrigin
 	nextPeerReq RequestID
+	// activity is when this member heard from each peer, for the strict
+	// reconfiguration check.
+	activity peerActivity
 
 	out Ready
 	// incoming is a snapshot's content waiting for raft to accept it.
@@ -138,6 +141,7 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 	n.watch = watch.New(kv, n.watchHeader)
 	n.lessor = lease.New(cfg.lessorConfig())
 	n.forwards, n.peerWaits = map[uint64]forward{}, map[RequestID]peerOrigin{}
+	n.activity = newPeerActivity()
 	// A leader may still answer what this member forwarded before a
 	// restart: the new run's sequence numbers must not meet those.
 	n.nextSeq = cfg.ProposalEpoch
@@ -206,6 +210,7 @@ func (n *Node) Step(m *raftpb.Message) error {
 		n.out.Peer = append(n.out.Peer, &PeerMessage{From: n.cfg.ID, To: m.GetFrom(), Removed: true})
 		return nil
 	}
+	n.peerHeard(m.GetFrom())
 	err := n.rn.Step(m)
 	if err == raft.ErrStepPeerNotFound || err == raft.ErrStepLocalMsg {
 		return nil // a stale or misdirected message: raft drops these too
