@@ -84,6 +84,10 @@ type Config struct {
 	SelfSignedCertValidityYears uint
 	// EnablePprof serves Go's profiler on /debug/pprof, as etcd's flag does.
 	EnablePprof bool
+	// StrictReconfigCheck refuses membership changes that would leave
+	// fewer started or connected members than a quorum (etcd's
+	// --strict-reconfig-check, on by default).
+	StrictReconfigCheck bool
 
 	Logger *slog.Logger `json:"-"`
 	// LogOutput is where cmd writes logs (--log-outputs); nil is stderr.
@@ -123,6 +127,7 @@ func DefaultConfig() Config {
 		AuthToken:                   "simple",
 		BcryptCost:                  bcrypt.DefaultCost,
 		AuthTokenTTL:                300 * time.Second,
+		StrictReconfigCheck:         true,
 	}
 }
 
@@ -330,7 +335,7 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 	}
 	tick := c.HeartbeatInterval
 	election := int(c.ElectionTimeout / tick)
-	return core.Config{
+	cc := core.Config{
 		ID:                       self,
 		ClusterID:                core.ClusterID(ids),
 		Members:                  ms,
@@ -351,7 +356,9 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 		AuthTokenTTLTicks:        max(int(c.AuthTokenTTL/tick), 1),
 		AuthTokensExternal:       strings.HasPrefix(c.AuthToken, "jwt"),
 		Logger:                   log,
-	}, nil
+	}
+	cc.StrictReconfigCheckDisabled = !c.StrictReconfigCheck
+	return cc, nil
 }
 
 // etcdFeatureGates are the gates etcd 3.7 knows, with detcd's defaults:
