@@ -57,15 +57,8 @@ func (n *Node) memberAdd(r Request) {
 			n.respond(r.ID, nil, ErrTooManyLearners)
 			return
 		}
-	} else if n.strictReconfig() {
-		if !n.isLeader() {
-			n.forwardToLeader(r) // only the leader knows which voters are up
-			return
-		}
-		if err := n.mayAddVoter(); err != nil {
-			n.respond(r.ID, nil, err)
-			return
-		}
+	} else if n.strictReconfig() && !n.checkReconfig(r, n.addVoterStarted, n.addVoterConnected) {
+		return
 	}
 	m := Member{ID: r.NewMemberID, PeerURLs: a.PeerURLs, IsLearner: a.IsLearner}
 	t := raftpb.ConfChangeAddNode
@@ -82,21 +75,34 @@ func (n *Node) memberRemove(r Request) {
 		n.respond(r.ID, nil, ErrMemberNotFound)
 		return
 	}
-	if !m.IsLearner && n.strictReconfig() {
-		if !n.isLeader() {
-			n.forwardToLeader(r) // only the leader knows which voters are up
-			return
-		}
-		if err := n.mayRemoveVoter(id); err != nil {
-			n.respond(r.ID, nil, err)
-			return
-		}
+	if !m.IsLearner && n.strictReconfig() && !n.checkReconfig(r,
+		func() error { return n.removeVoterStarted(id) }, func() error { return n.removeVoterConnected(id) }) {
+		return
 	}
 	n.proposeConfChange(r.ID, raftpb.ConfChangeRemoveNode, m, false)
 }
 
 // strictReconfig is etcd's --strict-reconfig-check.
 func (n *Node) strictReconfig() bool { return !n.cfg.StrictReconfigCheckDisabled }
+
+// checkReconfig runs the strict check of a voter's addition or removal:
+// started here, connected on the leader, to which a follower forwards r.
+// It reports whether r may go on here; if not, r is answered or forwarded.
+func (n *Node) checkReconfig(r Request, started, connected func() error) bool {
+	err := started()
+	switch {
+	case err == nil && !n.isLeader():
+		n.forwardToLeader(r) // only the leader knows which voters are up
+		return false
+	case err == nil:
+		err = connected()
+	}
+	if err != nil {
+		n.respond(r.ID, nil, err)
+		return false
+	}
+	return true
+}
 
 func (n *Node) memberUpdate(r Request) {
 	u := r.MemberUpdate

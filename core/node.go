@@ -46,6 +46,8 @@ type Node struct {
 	// Lease requests forwarded to the leader, and those forwarded here.
 	forwards     map[uint64]forward
 	forwardOrder []uint64
+	// held are answers to forwarded membership changes waiting for apply.
+	held []heldReply
 	// nextSeq numbers forwards from this run's ProposalEpoch up.
 	nextSeq     uint64
 	peerWaits   map[RequestID]peerOrigin
@@ -290,6 +292,7 @@ func (n *Node) Ready() Ready {
 	n.reads.start(n)
 	n.processRaft()
 	n.reads.serve(n)
+	n.releaseHeld()
 	// Proposals made while applying (a retry after a leader change, say)
 	// go out in this Ready, not at the next input. Raft applies nothing
 	// before its appends are persisted, so this ends.

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core/auth"
 )
@@ -38,6 +39,11 @@ type PeerMessage struct {
 	// as that user: forwarding must neither widen nor lose a client's
 	// rights.
 	Caller *Caller `json:",omitempty"`
+	// Index, on the answer to a voter's addition or removal, is the
+	// leader's applied index: the asking member answers its client once it
+	// has applied as far, as an etcd member answers a membership change
+	// once it has applied it.
+	Index uint64 `json:",omitempty"`
 	// Err is the answer's error, as core's error text.
 	Err string `json:",omitempty"`
 	// Removed tells a member that the cluster removed it: it stops, as an
@@ -154,30 +160,64 @@ func (n *Node) StepPeer(m *PeerMessage) {
 			return // timed out already, or not the answer to it
 		}
 		delete(n.forwards, m.Seq)
-		var err error
 		if m.Err != "" {
-			err = peerError(m.Err)
+			n.respond(f.req, nil, peerError(m.Err))
+			return
 		}
-		switch {
-		case m.KeepAliveResp != nil:
-			n.respond(f.req, m.KeepAliveResp, err)
-		case m.TimeToLiveResp != nil:
-			n.respond(f.req, m.TimeToLiveResp, err)
-		case m.MemberPromoteResp != nil:
-			n.respond(f.req, m.MemberPromoteResp, err)
-		case m.MemberAddResp != nil:
-			n.respond(f.req, m.MemberAddResp, err)
-		case m.MemberRemoveResp != nil:
-			n.respond(f.req, m.MemberRemoveResp, err)
-		default:
-			n.respond(f.req, nil, err)
+		if m.Index > n.st.index {
+			n.held = append(n.held, heldReply{index: m.Index, req: f.req, msg: m.answer(), deadline: f.deadline})
+			return
 		}
+		n.respond(f.req, m.answer(), nil)
 		return
 	}
 	n.nextPeerReq++
 	id := peerRequestBit | n.nextPeerReq
 	n.peerWaits[id] = peerOrigin{from: m.From, seq: m.Seq}
 	n.Request(m.request(id))
+}
+
+// answer is the response a reply carries.
+func (m *PeerMessage) answer() proto.Message {
+	switch {
+	case m.KeepAliveResp != nil:
+		return m.KeepAliveResp
+	case m.TimeToLiveResp != nil:
+		return m.TimeToLiveResp
+	case m.MemberPromoteResp != nil:
+		return m.MemberPromoteResp
+	case m.MemberAddResp != nil:
+		return m.MemberAddResp
+	case m.MemberRemoveResp != nil:
+		return m.MemberRemoveResp
+	}
+	return nil
+}
+
+// heldReply is the leader's answer to a membership change this member
+// forwarded, waiting for this member to apply the change.
+type heldReply struct {
+	index    uint64
+	req      RequestID
+	msg      proto.Message
+	deadline int64
+}
+
+// releaseHeld answers the held replies this member has applied far
+// enough for, and fails those that waited too long.
+func (n *Node) releaseHeld() {
+	keep := n.held[:0]
+	for _, h := range n.held {
+		switch {
+		case h.index <= n.st.index:
+			n.respond(h.req, h.msg, nil)
+		case h.deadline <= n.ticks:
+			n.respond(h.req, nil, ErrTimeout)
+		default:
+			keep = append(keep, h)
+		}
+	}
+	n.held = keep
 }
 
 // replyPeer turns the response to a forwarded request into the reply.
@@ -199,9 +239,12 @@ func (n *Node) replyPeer(r Response) bool {
 	case *pb.MemberPromoteResponse:
 		reply.MemberPromoteResp = msg
 	case *pb.MemberAddResponse:
-		reply.MemberAddResp = msg
+		reply.MemberAddResp, reply.Index = msg, n.st.index
 	case *pb.MemberRemoveResponse:
 		reply.MemberRemoveResp = msg
+		if _, ok := n.st.members.get(o.from); ok {
+			reply.Index = n.st.index // a member that removed itself may never apply it
+		}
 	}
 	if !reply.isReply() {
 		reply.Err = ErrUnknownRequest.Error()

@@ -8,7 +8,9 @@ package core
 // Connected is etcd's transport notion, "active since": here, the member
 // has heard from the peer without a gap longer than an election timeout
 // for at least healthIntervalMs. Only the leader hears from every voter
-// (each answers its heartbeats), so the checks that need it run there.
+// (each answers its heartbeats), so a follower checks what it can (the
+// started members, the same on every member) and forwards the rest of the
+// request to the leader.
 
 // healthIntervalMs is etcd's HealthInterval: how long a peer must have
 // been connected to count towards a quorum of a reconfiguration.
@@ -76,29 +78,40 @@ func (n *Node) connectedVoters() (voters, connected int) {
 
 func quorum(voters int) int { return voters/2 + 1 }
 
-// mayAddVoter is etcd's check before adding a voter: enough started
-// voters, and, but in a one-member cluster, a quorum of the grown cluster
-// connected to this member (the new one counted as down).
-func (n *Node) mayAddVoter() error {
+// addVoterStarted is the first half of etcd's check before adding a
+// voter: enough started voters once it is added. It holds on any member.
+func (n *Node) addVoterStarted() error {
 	voters, started := n.st.members.started(0)
 	// Adding a second member to a one-member cluster restores a backup:
 	// etcd allows it.
 	if !(started == 1 && voters == 1) && started < quorum(voters+1) {
 		return ErrNotEnoughStarted
 	}
+	return nil
+}
+
+// addVoterConnected is the second half, on the leader: but in a
+// one-member cluster, a quorum of the grown cluster connected to this
+// member (the new one counted as down).
+func (n *Node) addVoterConnected() error {
 	if voters, connected := n.connectedVoters(); voters != 1 && connected < quorum(voters+1) {
 		return ErrUnhealthy
 	}
 	return nil
 }
 
-// mayRemoveVoter is etcd's check before removing voter id: enough started
-// voters among the rest, and, unless id is down already, a quorum of the
-// rest still connected to this member.
-func (n *Node) mayRemoveVoter(id uint64) error {
+// removeVoterStarted is the first half of etcd's check before removing
+// voter id: enough started voters among the rest. It holds on any member.
+func (n *Node) removeVoterStarted(id uint64) error {
 	if voters, started := n.st.members.started(id); started < quorum(voters) {
 		return ErrNotEnoughStarted
 	}
+	return nil
+}
+
+// removeVoterConnected is the second half, on the leader: unless id is
+// down already, a quorum of the rest still connected to this member.
+func (n *Node) removeVoterConnected(id uint64) error {
 	if !n.peerActive(id) {
 		return nil // a member that is down is not part of the active quorum
 	}

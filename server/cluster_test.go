@@ -243,16 +243,7 @@ func TestMemberAddJoinRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("member add: %v", err)
 	}
-	cfg := DefaultConfig()
-	cfg.Name, cfg.DataDir = "m3", t.TempDir()
-	cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
-	cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
-	cfg.InitialCluster = tc.cfgs[0].InitialCluster + ",m3=" + peer
-	cfg.InitialClusterState = "existing"
-	cfg.Logger = tc.cfgs[0].Logger
-	tc.cfgs = append(tc.cfgs, cfg)
-	tc.servers = append(tc.servers, nil)
-	tc.start(3)
+	tc.join("m3", client, peer)
 	checkLearner(t, c, tc.client(3), client)
 
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -286,6 +277,25 @@ func TestMemberAddJoinRestart(t *testing.T) {
 	if err != nil || g.Count != 20 {
 		t.Fatalf("a linearizable read on the new member: %v %v", g, err)
 	}
+}
+
+// join starts a member added with MemberAdd, as etcd's
+// --initial-cluster-state existing does, and returns its index.
+func (tc *testCluster) join(name, client, peer string) int {
+	tc.t.Helper()
+	cfg := DefaultConfig()
+	cfg.Name, cfg.DataDir = name, tc.t.TempDir()
+	cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
+	cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
+	cfg.InitialCluster = tc.cfgs[0].InitialCluster + "," + name + "=" + peer
+	cfg.InitialClusterState = "existing"
+	cfg.Logger = tc.cfgs[0].Logger
+	cfg.BcryptCost = tc.cfgs[0].BcryptCost
+	tc.cfgs = append(tc.cfgs, cfg)
+	tc.servers = append(tc.servers, nil)
+	i := len(tc.servers) - 1
+	tc.start(i)
+	return i
 }
 
 // checkLearner checks that a learner serves what etcd's learners serve
