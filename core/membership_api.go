@@ -52,12 +52,11 @@ func (n *Node) memberAdd(r Request) {
 		n.respond(r.ID, nil, ErrMemberBadURLs)
 		return
 	}
-	if a.IsLearner {
-		if n.st.members.learners() >= maxLearners {
-			n.respond(r.ID, nil, ErrTooManyLearners)
-			return
-		}
-	} else if n.strictReconfig() && !n.checkReconfig(r, n.addVoterStarted, n.addVoterConnected) {
+	if n.strictReconfig() && !n.checkReconfig(r, func() error { return n.addStarted(a.IsLearner) }, n.addConnected) {
+		return
+	}
+	if a.IsLearner && n.st.members.learners() >= maxLearners {
+		n.respond(r.ID, nil, ErrTooManyLearners)
 		return
 	}
 	m := Member{ID: r.NewMemberID, PeerURLs: a.PeerURLs, IsLearner: a.IsLearner}
@@ -85,7 +84,8 @@ func (n *Node) memberRemove(r Request) {
 // strictReconfig is etcd's --strict-reconfig-check.
 func (n *Node) strictReconfig() bool { return !n.cfg.StrictReconfigCheckDisabled }
 
-// checkReconfig runs the strict check of a voter's addition or removal:
+// checkReconfig runs the strict check of a member's addition or a voter's
+// removal:
 // started here, connected on the leader, to which a follower forwards r.
 // It reports whether r may go on here; if not, r is answered or forwarded.
 func (n *Node) checkReconfig(r Request, started, connected func() error) bool {

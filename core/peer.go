@@ -13,9 +13,9 @@ import (
 // the leader can answer (a lease keep-alive or time-to-live query, since
 // the leader alone keeps lease expiry; a learner's promotion, since the
 // leader alone knows how far it is; with the strict reconfiguration check,
-// adding or removing a voter, since the leader alone hears from every
-// voter) that a follower forwards, and the leader's answer. Drivers carry
-// them like raft messages.
+// adding a member or removing a voter, since the leader alone hears from
+// every voter) that a follower forwards, and the leader's answer. Drivers
+// carry them like raft messages.
 type PeerMessage struct {
 	From, To uint64
 	// Seq ties an answer to its request on the asking member.
@@ -28,8 +28,8 @@ type PeerMessage struct {
 	// Promoting a learner needs the leader's view of its progress.
 	MemberPromote     *pb.MemberPromoteRequest  `json:",omitempty"`
 	MemberPromoteResp *pb.MemberPromoteResponse `json:",omitempty"`
-	// Adding a voter (with the id the asking member's driver chose) or
-	// removing one needs the leader's view of which voters are up.
+	// Adding a member (with the id the asking member's driver chose) or
+	// removing a voter needs the leader's view of which voters are up.
 	MemberAdd        *pb.MemberAddRequest     `json:",omitempty"`
 	NewMemberID      uint64                   `json:",omitempty"`
 	MemberAddResp    *pb.MemberAddResponse    `json:",omitempty"`
@@ -39,7 +39,7 @@ type PeerMessage struct {
 	// as that user: forwarding must neither widen nor lose a client's
 	// rights.
 	Caller *Caller `json:",omitempty"`
-	// Index, on the answer to a voter's addition or removal, is the
+	// Index, on the answer to a member's addition or removal, is the
 	// leader's applied index: the asking member answers its client once it
 	// has applied as far, as an etcd member answers a membership change
 	// once it has applied it.

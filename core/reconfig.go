@@ -78,9 +78,13 @@ func (n *Node) connectedVoters() (voters, connected int) {
 
 func quorum(voters int) int { return voters/2 + 1 }
 
-// addVoterStarted is the first half of etcd's check before adding a
-// voter: enough started voters once it is added. It holds on any member.
-func (n *Node) addVoterStarted() error {
+// addStarted is the first half of etcd's check before adding a member:
+// for a voter, enough started voters once it is added. It holds on any
+// member.
+func (n *Node) addStarted(learner bool) error {
+	if learner {
+		return nil
+	}
 	voters, started := n.st.members.started(0)
 	// Adding a second member to a one-member cluster restores a backup:
 	// etcd allows it.
@@ -90,10 +94,10 @@ func (n *Node) addVoterStarted() error {
 	return nil
 }
 
-// addVoterConnected is the second half, on the leader: but in a
-// one-member cluster, a quorum of the grown cluster connected to this
-// member (the new one counted as down).
-func (n *Node) addVoterConnected() error {
+// addConnected is the second half, on the leader, for learners too: but
+// in a one-member cluster, a quorum of the grown cluster connected to
+// this member (the new one counted as down).
+func (n *Node) addConnected() error {
 	if voters, connected := n.connectedVoters(); voters != 1 && connected < quorum(voters+1) {
 		return ErrUnhealthy
 	}

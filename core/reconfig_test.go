@@ -69,10 +69,11 @@ func (e *env) await(id core.RequestID) string {
 }
 
 // TestStrictReconfigCheck: with etcd's strict reconfiguration check, a
-// voter is added or removed only if a quorum of started members remains
-// and, for the members still up, the leader has been connected to a
-// quorum for etcd's health interval (5 s, 50 ticks of 100 ms); learners
-// are exempt, followers ask the leader, and the check can be turned off.
+// voter is added or removed only if a quorum of started members remains,
+// and a member (learner or voter) is added or a voter that is up removed
+// only if the leader has been connected to a quorum for etcd's health
+// interval (5 s, 50 ticks of 100 ms); a learner's removal is not checked,
+// followers ask the leader, and the check can be turned off.
 func TestStrictReconfigCheck(t *testing.T) {
 	const (
 		unhealthy  = "error: core: unhealthy cluster"
@@ -97,9 +98,11 @@ func TestStrictReconfigCheck(t *testing.T) {
 			{"request 1 member-add 4", "member-add id=4"},
 			// 4 never starts: 3 of 4 voters started, 3 connected.
 			{"request 2 member-add 5", "member-add id=5"},
-			// 3 of 5 started: a sixth would need 4.
+			// 3 of 5 started: a sixth would need 4; and of 6, 4
+			// would have to be connected.
 			{"request 2 member-add 6", notStarted},
 			{"request 1 member-add 6", notStarted},
+			{"request 2 member-add 6 learner", unhealthy},
 			// Without 2, 2 of 4 would be started.
 			{"request 3 member-remove 2", notStarted},
 			// 4 and 5 are down: removing them is safe.
@@ -122,7 +125,13 @@ func TestStrictReconfigCheck(t *testing.T) {
 	}, {
 		name: "learners",
 		steps: []step{
+			// etcd checks the connected quorum for a learner too.
+			{"request 2 member-add 4 learner", unhealthy},
+			{"tick-all", ""},
 			{"request 2 member-add 4 learner", "member-add id=4"},
+			{"crash 3", ""},
+			{"tick-all 11", ""},
+			// A learner's removal is not checked.
 			{"request 2 member-remove 4", "member-remove"},
 		},
 	}, {

@@ -239,7 +239,13 @@ func TestMemberAddJoinRestart(t *testing.T) {
 	ports := freePorts(t, 2)
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	added, err := cli.MemberAddAsLearner(c, []string{peer})
+	var added *clientv3.MemberAddResponse
+	// The leader refuses additions until it has been in touch with a
+	// quorum for 5 s, as etcd's strict reconfiguration check does.
+	err := retryWhile(t, "member add", func() (err error) {
+		added, err = cli.MemberAddAsLearner(c, []string{peer})
+		return err
+	}, rpctypes.ErrGRPCUnhealthy)
 	if err != nil {
 		t.Fatalf("member add: %v", err)
 	}

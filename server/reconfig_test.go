@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -9,14 +10,15 @@ import (
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestStrictReconfigCheck: with a member down, etcd's default strict
-// check refuses to add a voter (the grown cluster would have fewer
-// members up than a quorum) or to remove one that is up, with "unhealthy
-// cluster", on the leader and on a follower alike, and lets the member
-// that is down go; --strict-reconfig-check=false lets the removal
-// through, as in etcd.
+// check refuses to add a member (the grown cluster would have fewer
+// members up than a quorum) or to remove a voter that is up, with
+// "unhealthy cluster", on the leader and on a follower alike, and lets
+// the member that is down go; --strict-reconfig-check=false lets the
+// removal through, as in etcd.
 func TestStrictReconfigCheck(t *testing.T) {
 	for _, strict := range []bool{true, false} {
 		t.Run(fmt.Sprintf("strict=%v", strict), func(t *testing.T) {
@@ -26,9 +28,13 @@ func TestStrictReconfigCheck(t *testing.T) {
 			c, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			leader, follower := tc.client(lead), tc.client(f)
-			// All up, past etcd's health interval: a learner comes and
-			// goes whatever the check.
-			l, err := follower.MemberAddAsLearner(c, []string{fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])})
+			// All up: a learner comes (once the leader has been in
+			// touch with the others for 5 s, if the check is on) and goes.
+			var l *clientv3.MemberAddResponse
+			err := retryWhile(t, "learner add", func() (err error) {
+				l, err = follower.MemberAddAsLearner(c, []string{fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])})
+				return err
+			}, rpctypes.ErrGRPCUnhealthy)
 			if err != nil {
 				t.Fatalf("learner add: %v", err)
 			}
@@ -39,6 +45,23 @@ func TestStrictReconfigCheck(t *testing.T) {
 			tc.stop(down)
 			nowhere := []string{fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])}
 			if strict {
+				// The leader counts a member as down once it has not heard
+				// from it for an election timeout; till then it lets a
+				// learner in (which is taken out again).
+				errStillUp := errors.New("the stopped member still counts as up")
+				err := retryWhile(t, "the leader noticing the stopped member", func() error {
+					l, err := leader.MemberAddAsLearner(c, []string{fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])})
+					if err != nil {
+						return err
+					}
+					if _, err := leader.MemberRemove(c, l.Member.ID); err != nil {
+						t.Fatalf("removing the learner: %v", err)
+					}
+					return errStillUp
+				}, errStillUp)
+				if !isErr(err, rpctypes.ErrGRPCUnhealthy) {
+					t.Fatalf("a learner's addition with a member down: %v, want %v", err, rpctypes.ErrGRPCUnhealthy)
+				}
 				for _, cli := range [](func() error){
 					func() error { _, err := leader.MemberAdd(c, nowhere); return err },
 					func() error { _, err := follower.MemberAdd(c, nowhere); return err },
@@ -50,7 +73,7 @@ func TestStrictReconfigCheck(t *testing.T) {
 					}
 				}
 				// The member that is down is no part of the active quorum.
-				err := retryWhile(t, "removing the member that is down", func() error {
+				err = retryWhile(t, "removing the member that is down", func() error {
 					_, err := follower.MemberRemove(c, downID)
 					return err
 				}, rpctypes.ErrGRPCUnhealthy)

@@ -153,7 +153,20 @@ func TestEtcdctlCluster(t *testing.T) {
 	// Add m4 as a learner, start it as etcdctl says, promote it once it
 	// has caught up, then remove it.
 	clientPort, peerPort := freePort(t), freePort(t)
-	out := c.ctl(c.endpoints(all...), "member", "add", "m4", "--learner", "--peer-urls="+loopbackURL(peerPort))
+	// As etcd's strict reconfiguration check does, the leader refuses
+	// additions ("unhealthy cluster") until it has been in touch with a
+	// quorum for 5 s.
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		out, err = c.run(c.endpoints(all...), true, "member", "add", "m4", "--learner", "--peer-urls="+loopbackURL(peerPort))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member add: %v %s", err, out)
+		}
+	}
 	id := regexp.MustCompile(`Member +([0-9a-f]+) added`).FindStringSubmatch(out)
 	initial := regexp.MustCompile(`ETCD_INITIAL_CLUSTER="([^"]+)"`).FindStringSubmatch(out)
 	if id == nil || initial == nil {
@@ -173,9 +186,7 @@ func TestEtcdctlCluster(t *testing.T) {
 	if list := c.ctl(c.endpoints("m4"), "member", "list"); !strings.Contains(list, ", started, m4, ") || strings.Contains(list, "true\n") {
 		t.Fatalf("member list after the promotion:\n%s", list)
 	}
-	// As etcd's strict reconfiguration check does, the leader refuses to
-	// remove a member that is up ("unhealthy cluster") until it has been
-	// in touch with enough of the others for 5 s.
+	// Likewise the removal of a member that is up.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		out, err := c.run(c.endpoints(all...), true, "member", "remove", id[1])
 		if err == nil && strings.Contains(out, "removed") {
