@@ -239,11 +239,11 @@ func (n *Node) replyPeer(r Response) bool {
 	case *pb.MemberPromoteResponse:
 		reply.MemberPromoteResp = msg
 	case *pb.MemberAddResponse:
-		reply.MemberAddResp, reply.Index = msg, n.st.index
+		reply.MemberAddResp, reply.Index = msg, n.confChangeIndex()
 	case *pb.MemberRemoveResponse:
 		reply.MemberRemoveResp = msg
 		if _, ok := n.st.members.get(o.from); ok {
-			reply.Index = n.st.index // a member that removed itself may never apply it
+			reply.Index = n.confChangeIndex() // a member that removed itself may never apply it
 		}
 	}
 	if !reply.isReply() {
@@ -252,6 +252,11 @@ func (n *Node) replyPeer(r Response) bool {
 	n.out.Peer = append(n.out.Peer, reply)
 	return true
 }
+
+// confChangeIndex is the index of the membership change being answered:
+// its answer is made while its entry is applied, before the applied index
+// moves to it.
+func (n *Node) confChangeIndex() uint64 { return n.st.index + 1 }
 
 // peerErrors are the errors a leader may answer a forwarded request with.
 var peerErrors = []error{ErrLeaseNotFound, ErrNotLeader, ErrNoLeader, ErrTimeout, ErrLeaderChanged, ErrStopped,

@@ -226,3 +226,64 @@ func TestForwardedRequestKeepsCaller(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardedMemberChangeAppliedFirst: a follower answers a membership
+// change it forwarded only once it has applied the change itself, as an
+// etcd member does, so that the client's next request to it sees it: with
+// the leader's answer in, but its log entries held back, no answer; with
+// them, the answer after the entry is applied.
+func TestForwardedMemberChangeAppliedFirst(t *testing.T) {
+	prev := cryptorand.Reader
+	defer func() { cryptorand.Reader = prev }()
+	e := &env{t: t, members: map[uint64]*imember{}}
+	e.run("add-members 3 elect=1")
+	e.tickAll(50) // the health interval
+	for _, tc := range []struct{ request, entry string }{
+		{"request 2 member-add 4", "conf-change add 4"},
+		{"request 2 member-remove 4", "conf-change remove 4"},
+	} {
+		e.run(tc.request)
+		answer := fmt.Sprintf("#%d ", e.nextReq)
+		e.out.Reset()
+		for range 20 { // the change commits with 1 and 3; 2 gets only peer messages
+			for _, id := range e.allIDs() {
+				if m := e.members[id]; m.up {
+					e.processReady(m)
+					e.sync(m)
+				}
+			}
+			e.deliver(func(env envelope) bool { return env.to != 2 || env.raft == nil }, false)
+		}
+		if early := e.out.String(); strings.Contains(early, answer) {
+			t.Fatalf("%s: answered before the member applied the change:\n%s", tc.request, early)
+		}
+		if err := appliedBefore(e.run("stabilize"), 2, tc.entry, answer); err != nil {
+			t.Errorf("%s: %v", tc.request, err)
+		}
+	}
+}
+
+// appliedBefore checks, in a stabilize transcript, that member applied
+// entry before it gave an answer starting with answer.
+func appliedBefore(out string, member int, entry, answer string) error {
+	ready := fmt.Sprintf("> %d handling Ready", member)
+	var section, part string
+	applied := false
+	for line := range strings.SplitSeq(out, "\n") {
+		l := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(l, "> "):
+			section = l
+		case strings.HasSuffix(l, ":") || strings.HasPrefix(l, "Persist"):
+			part = l
+		case section == ready && part == "Applied:" && strings.HasSuffix(l, entry):
+			applied = true
+		case section == ready && strings.HasPrefix(l, answer):
+			if !applied {
+				return fmt.Errorf("answered (%s) before applying %s", l, entry)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no answer %q", answer)
+}
