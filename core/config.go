@@ -91,6 +91,10 @@ type Config struct {
 	// AuthTokensExternal: the driver issues and checks tokens (JWT) and
 	// hands core the user and revision of each; core keeps none.
 	AuthTokensExternal bool
+	// StrictReconfigCheckDisabled turns off etcd's check that a
+	// membership change leaves a quorum of started and connected members
+	// (etcd's --strict-reconfig-check=false).
+	StrictReconfigCheckDisabled bool `json:",omitempty"`
 
 	// ProposalEpoch makes this run's proposal ids differ from any earlier
 	// run's, so an entry proposed before a restart never completes a

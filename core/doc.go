@@ -28,5 +28,7 @@
 //     if it goes through raft, again when it is applied, against the
 //     store of that moment: its header carries the user and the auth
 //     revision its token was issued at. Internal proposals carry neither
-//     and act as root. Core never hashes a password (drivers do).
+//     and act as root. A request a follower forwards to the leader outside
+//     raft carries its caller and is checked there again as that caller,
+//     never as root. Core never hashes a password (drivers do).
 package core

@@ -257,6 +257,14 @@ func describePeer(m *core.PeerMessage) string {
 		s += fmt.Sprintf(" MemberPromote id=%d", m.MemberPromote.ID)
 	case m.MemberPromoteResp != nil:
 		s += " MemberPromoteResp"
+	case m.MemberAdd != nil:
+		s += fmt.Sprintf(" MemberAdd id=%d", m.NewMemberID)
+	case m.MemberAddResp != nil:
+		s += " MemberAddResp"
+	case m.MemberRemove != nil:
+		s += fmt.Sprintf(" MemberRemove id=%d", m.MemberRemove.ID)
+	case m.MemberRemoveResp != nil:
+		s += " MemberRemoveResp"
 	case m.Removed:
 		s += " Removed"
 	}

@@ -33,6 +33,7 @@ import (
 // Commands (ids are member ids, 1-5):
 //
 //	add-members <n> [elect=<id>] [election=10] [heartbeat=1] [request-timeout=20]
+//	            [strict-reconfig=1]
 //	                              bootstrap a new cluster of members 1..n
 //	                              (and quietly elect <id> and settle)
 //	join <id>                     start a member that joins the cluster
@@ -110,6 +111,8 @@ type env struct {
 	initial                             []core.Member
 	out                                 strings.Builder
 	indent                              string
+	// noStrictReconfig turns off the strict reconfiguration check.
+	noStrictReconfig bool
 }
 
 // imember is a member of the interaction environment: the harness's
@@ -307,6 +310,8 @@ func (e *env) addMembers(d *datadriven.TestData) {
 			e.heartbeat = v
 		case "request-timeout":
 			e.requestTimeout = v
+		case "strict-reconfig":
+			e.noStrictReconfig = v == 0
 		default:
 			d.Fatalf(e.t, "unknown argument %s", a.Key)
 		}
@@ -354,6 +359,7 @@ func (e *env) newMember(id uint64, ms []core.Member, join bool) *imember {
 	m.cfg = core.Config{
 		ID: id, ClusterID: 100, Members: ms, Join: join,
 		ElectionTicks: e.election, HeartbeatTicks: e.heartbeat, RequestTimeoutTicks: e.requestTimeout,
+		StrictReconfigCheckDisabled: e.noStrictReconfig,
 		OnApply: func(index, term uint64, data []byte) {
 			m.applied = append(m.applied, applied{index, term, data})
 		},

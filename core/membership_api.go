@@ -21,7 +21,8 @@ type confContext struct {
 	IsPromote bool   `json:"isPromote,omitempty"`
 }
 
-// started members have published their attributes (a name), as in etcd.
+// started counts the voters but skip, and those of them that have
+// published their attributes (a name): etcd's started members.
 func (ms *members) started(skip uint64) (voters, started int) {
 	for _, m := range ms.list {
 		if m.IsLearner || m.ID == skip {
@@ -51,13 +52,11 @@ func (n *Node) memberAdd(r Request) {
 		n.respond(r.ID, nil, ErrMemberBadURLs)
 		return
 	}
-	if a.IsLearner {
-		if n.st.members.learners() >= maxLearners {
-			n.respond(r.ID, nil, ErrTooManyLearners)
-			return
-		}
-	} else if voters, started := n.st.members.started(0); !(started == 1 && voters+1 == 2) && started < (voters+1)/2+1 {
-		n.respond(r.ID, nil, ErrNotEnoughStarted)
+	if n.strictReconfig() && !n.checkReconfig(r, func() error { return n.addStarted(a.IsLearner) }, n.addConnected) {
+		return
+	}
+	if a.IsLearner && n.st.members.learners() >= maxLearners {
+		n.respond(r.ID, nil, ErrTooManyLearners)
 		return
 	}
 	m := Member{ID: r.NewMemberID, PeerURLs: a.PeerURLs, IsLearner: a.IsLearner}
@@ -75,36 +74,34 @@ func (n *Node) memberRemove(r Request) {
 		n.respond(r.ID, nil, ErrMemberNotFound)
 		return
 	}
-	if !m.IsLearner {
-		if voters, started := n.st.members.started(id); started < voters/2+1 {
-			n.respond(r.ID, nil, ErrNotEnoughStarted)
-			return
-		}
-		if n.isLeader() && !n.quorumActiveWithout(id) {
-			n.respond(r.ID, nil, ErrUnhealthy)
-			return
-		}
+	if !m.IsLearner && n.strictReconfig() && !n.checkReconfig(r,
+		func() error { return n.removeVoterStarted(id) }, func() error { return n.removeVoterConnected(id) }) {
+		return
 	}
 	n.proposeConfChange(r.ID, raftpb.ConfChangeRemoveNode, m, false)
 }
 
-// quorumActiveWithout reports whether the voters recently heard from, but
-// for id, would still form a quorum of the voters left (etcd's protection
-// against removing a member while others are down).
-func (n *Node) quorumActiveWithout(id uint64) bool {
-	st := n.rn.Status()
-	voters := 0
-	active := 0
-	for _, v := range n.st.confState.GetVoters() {
-		if v == id {
-			continue
-		}
-		voters++
-		if pr, ok := st.Progress[v]; v == n.cfg.ID || ok && pr.RecentActive {
-			active++
-		}
+// strictReconfig is etcd's --strict-reconfig-check.
+func (n *Node) strictReconfig() bool { return !n.cfg.StrictReconfigCheckDisabled }
+
+// checkReconfig runs the strict check of a member's addition or a voter's
+// removal:
+// started here, connected on the leader, to which a follower forwards r.
+// It reports whether r may go on here; if not, r is answered or forwarded.
+func (n *Node) checkReconfig(r Request, started, connected func() error) bool {
+	err := started()
+	switch {
+	case err == nil && !n.isLeader():
+		n.forwardToLeader(r) // only the leader knows which voters are up
+		return false
+	case err == nil:
+		err = connected()
 	}
-	return active >= voters/2+1
+	if err != nil {
+		n.respond(r.ID, nil, err)
+		return false
+	}
+	return true
 }
 
 func (n *Node) memberUpdate(r Request) {
@@ -145,6 +142,12 @@ func (n *Node) memberPromote(r Request) {
 	if !okLead || !okLearner || float64(learner.Match) < float64(lead.Match)*0.9 {
 		n.respond(r.ID, nil, ErrLearnerNotReady)
 		return
+	}
+	if n.strictReconfig() {
+		if err := n.mayPromote(); err != nil {
+			n.respond(r.ID, nil, err)
+			return
+		}
 	}
 	m.IsLearner = false
 	n.proposeConfChange(r.ID, raftpb.ConfChangeAddNode, m, true)

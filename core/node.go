@@ -48,10 +48,15 @@ type Node struct {
 	// Lease requests forwarded to the leader, and those forwarded here.
 	forwards     map[uint64]forward
 	forwardOrder []uint64
+	// held are answers to forwarded membership changes waiting for apply.
+	held []heldReply
 	// nextSeq numbers forwards from this run's ProposalEpoch up.
 	nextSeq     uint64
 	peerWaits   map[RequestID]peerOrigin
 	nextPeerReq RequestID
+	// activity is when this member heard from each peer, for the strict
+	// reconfiguration check.
+	activity peerActivity
 
 	out Ready
 	// incoming is a snapshot's content waiting for raft to accept it.
@@ -140,6 +145,7 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 	n.watch = watch.New(kv, n.watchHeader)
 	n.lessor = lease.New(cfg.lessorConfig())
 	n.forwards, n.peerWaits = map[uint64]forward{}, map[RequestID]peerOrigin{}
+	n.activity = newPeerActivity()
 	// A leader may still answer what this member forwarded before a
 	// restart: the new run's sequence numbers must not meet those.
 	n.nextSeq = cfg.ProposalEpoch
@@ -208,6 +214,7 @@ func (n *Node) Step(m *raftpb.Message) error {
 		n.out.Peer = append(n.out.Peer, &PeerMessage{From: n.cfg.ID, To: m.GetFrom(), Removed: true})
 		return nil
 	}
+	n.peerHeard(m.GetFrom())
 	err := n.rn.Step(m)
 	if err == raft.ErrStepPeerNotFound || err == raft.ErrStepLocalMsg {
 		return nil // a stale or misdirected message: raft drops these too
@@ -287,6 +294,7 @@ func (n *Node) Ready() Ready {
 	n.reads.start(n)
 	n.processRaft()
 	n.reads.serve(n)
+	n.releaseHeld()
 	// Proposals made while applying (a retry after a leader change, say)
 	// go out in this Ready, not at the next input. Raft applies nothing
 	// before its appends are persisted, so this ends.

@@ -4,13 +4,18 @@ import (
 	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core/auth"
 )
 
 // PeerMessage is a member-to-member request outside raft: a request only
 // the leader can answer (a lease keep-alive or time-to-live query, since
 // the leader alone keeps lease expiry; a learner's promotion, since the
-// leader alone knows how far it is) that a follower forwards, and the
-// leader's answer. Drivers carry them like raft messages.
+// leader alone knows how far it is; with the strict reconfiguration check,
+// adding a member or removing a voter, since the leader alone hears from
+// every voter) that a follower forwards, and the leader's answer. Drivers
+// carry them like raft messages.
 type PeerMessage struct {
 	From, To uint64
 	// Seq ties an answer to its request on the asking member.
@@ -23,6 +28,22 @@ type PeerMessage struct {
 	// Promoting a learner needs the leader's view of its progress.
 	MemberPromote     *pb.MemberPromoteRequest  `json:",omitempty"`
 	MemberPromoteResp *pb.MemberPromoteResponse `json:",omitempty"`
+	// Adding a member (with the id the asking member's driver chose) or
+	// removing a voter needs the leader's view of which voters are up.
+	MemberAdd        *pb.MemberAddRequest     `json:",omitempty"`
+	NewMemberID      uint64                   `json:",omitempty"`
+	MemberAddResp    *pb.MemberAddResponse    `json:",omitempty"`
+	MemberRemove     *pb.MemberRemoveRequest  `json:",omitempty"`
+	MemberRemoveResp *pb.MemberRemoveResponse `json:",omitempty"`
+	// Caller is who made a forwarded request, for the leader to check it
+	// as that user: forwarding must neither widen nor lose a client's
+	// rights.
+	Caller *Caller `json:",omitempty"`
+	// Index, on the answer to a member's addition or removal, is the
+	// leader's applied index: the asking member answers its client once it
+	// has applied as far, as an etcd member answers a membership change
+	// once it has applied it.
+	Index uint64 `json:",omitempty"`
 	// Err is the answer's error, as core's error text.
 	Err string `json:",omitempty"`
 	// Removed tells a member that the cluster removed it: it stops, as an
@@ -30,8 +51,43 @@ type PeerMessage struct {
 	Removed bool `json:",omitempty"`
 }
 
+// Caller is a forwarded request's credentials, as Request's fields of the
+// same names hold them. When the forwarding member found the user (auth
+// was on there), it is TokenUser, with the auth revision it checked the
+// request at as TokenRevision: the leader refuses the request if its auth
+// store changed since, as apply refuses a proposal. Otherwise they are the
+// client's own.
+type Caller struct {
+	Token         string `json:",omitempty"`
+	TokenUser     string `json:",omitempty"`
+	TokenRevision uint64 `json:",omitempty"`
+	CertUser      string `json:",omitempty"`
+}
+
+// callerOf is who made r, for the leader r is forwarded to.
+func callerOf(r Request) *Caller {
+	if r.user != "" {
+		return &Caller{TokenUser: r.user, TokenRevision: r.authRev}
+	}
+	if r.Token == "" && r.TokenUser == "" && r.CertUser == "" {
+		return nil
+	}
+	return &Caller{Token: r.Token, TokenUser: r.TokenUser, TokenRevision: r.TokenRevision, CertUser: r.CertUser}
+}
+
+// request is the forwarded request m carries, as its caller made it.
+func (m *PeerMessage) request(id RequestID) Request {
+	r := Request{ID: id, LeaseKeepAlive: m.KeepAlive, LeaseTimeToLive: m.TimeToLive, MemberPromote: m.MemberPromote,
+		MemberAdd: m.MemberAdd, NewMemberID: m.NewMemberID, MemberRemove: m.MemberRemove}
+	if c := m.Caller; c != nil {
+		r.Token, r.TokenUser, r.TokenRevision, r.CertUser = c.Token, c.TokenUser, c.TokenRevision, c.CertUser
+	}
+	return r
+}
+
 func (m *PeerMessage) isReply() bool {
-	return m.KeepAliveResp != nil || m.TimeToLiveResp != nil || m.MemberPromoteResp != nil || m.Err != ""
+	return m.KeepAliveResp != nil || m.TimeToLiveResp != nil || m.MemberPromoteResp != nil ||
+		m.MemberAddResp != nil || m.MemberRemoveResp != nil || m.Err != ""
 }
 
 // forward is a request this member sent to the leader.
@@ -48,6 +104,8 @@ const (
 	peerKeepAlive peerKind = iota + 1
 	peerTimeToLive
 	peerPromote
+	peerMemberAdd
+	peerMemberRemove
 )
 
 func (m *PeerMessage) kind() peerKind {
@@ -58,6 +116,10 @@ func (m *PeerMessage) kind() peerKind {
 		return peerTimeToLive
 	case m.MemberPromote != nil || m.MemberPromoteResp != nil:
 		return peerPromote
+	case m.MemberAdd != nil || m.MemberAddResp != nil:
+		return peerMemberAdd
+	case m.MemberRemove != nil || m.MemberRemoveResp != nil:
+		return peerMemberRemove
 	}
 	return 0
 }
@@ -67,7 +129,7 @@ type peerOrigin struct {
 	from, seq uint64
 }
 
-// forwardToLeader sends a lease request to the leader.
+// forwardToLeader sends a request only the leader can answer to it.
 func (n *Node) forwardToLeader(r Request) {
 	if n.lead == 0 {
 		n.respond(r.ID, nil, ErrNoLeader)
@@ -75,7 +137,8 @@ func (n *Node) forwardToLeader(r Request) {
 	}
 	n.nextSeq++
 	m := &PeerMessage{From: n.cfg.ID, To: n.lead, Seq: n.nextSeq,
-		KeepAlive: r.LeaseKeepAlive, TimeToLive: r.LeaseTimeToLive, MemberPromote: r.MemberPromote}
+		KeepAlive: r.LeaseKeepAlive, TimeToLive: r.LeaseTimeToLive, MemberPromote: r.MemberPromote,
+		MemberAdd: r.MemberAdd, NewMemberID: r.NewMemberID, MemberRemove: r.MemberRemove, Caller: callerOf(r)}
 	n.forwards[n.nextSeq] = forward{req: r.ID, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks), kind: m.kind()}
 	n.forwardOrder = append(n.forwardOrder, n.nextSeq)
 	n.out.Peer = append(n.out.Peer, m)
@@ -83,6 +146,7 @@ func (n *Node) forwardToLeader(r Request) {
 
 // StepPeer hands the node a member-to-member message.
 func (n *Node) StepPeer(m *PeerMessage) {
+	n.peerHeard(m.From)
 	if m.Removed {
 		if m.To == n.cfg.ID {
 			n.log.Warn("a peer says this member was removed from the cluster", "peer", m.From)
@@ -96,26 +160,64 @@ func (n *Node) StepPeer(m *PeerMessage) {
 			return // timed out already, or not the answer to it
 		}
 		delete(n.forwards, m.Seq)
-		var err error
 		if m.Err != "" {
-			err = peerError(m.Err)
+			n.respond(f.req, nil, peerError(m.Err))
+			return
 		}
-		switch {
-		case m.KeepAliveResp != nil:
-			n.respond(f.req, m.KeepAliveResp, err)
-		case m.TimeToLiveResp != nil:
-			n.respond(f.req, m.TimeToLiveResp, err)
-		case m.MemberPromoteResp != nil:
-			n.respond(f.req, m.MemberPromoteResp, err)
-		default:
-			n.respond(f.req, nil, err)
+		if m.Index > n.st.index {
+			n.held = append(n.held, heldReply{index: m.Index, req: f.req, msg: m.answer(), deadline: f.deadline})
+			return
 		}
+		n.respond(f.req, m.answer(), nil)
 		return
 	}
 	n.nextPeerReq++
 	id := peerRequestBit | n.nextPeerReq
 	n.peerWaits[id] = peerOrigin{from: m.From, seq: m.Seq}
-	n.Request(Request{ID: id, LeaseKeepAlive: m.KeepAlive, LeaseTimeToLive: m.TimeToLive, MemberPromote: m.MemberPromote})
+	n.Request(m.request(id))
+}
+
+// answer is the response a reply carries.
+func (m *PeerMessage) answer() proto.Message {
+	switch {
+	case m.KeepAliveResp != nil:
+		return m.KeepAliveResp
+	case m.TimeToLiveResp != nil:
+		return m.TimeToLiveResp
+	case m.MemberPromoteResp != nil:
+		return m.MemberPromoteResp
+	case m.MemberAddResp != nil:
+		return m.MemberAddResp
+	case m.MemberRemoveResp != nil:
+		return m.MemberRemoveResp
+	}
+	return nil
+}
+
+// heldReply is the leader's answer to a membership change this member
+// forwarded, waiting for this member to apply the change.
+type heldReply struct {
+	index    uint64
+	req      RequestID
+	msg      proto.Message
+	deadline int64
+}
+
+// releaseHeld answers the held replies this member has applied far
+// enough for, and fails those that waited too long.
+func (n *Node) releaseHeld() {
+	keep := n.held[:0]
+	for _, h := range n.held {
+		switch {
+		case h.index <= n.st.index:
+			n.respond(h.req, h.msg, nil)
+		case h.deadline <= n.ticks:
+			n.respond(h.req, nil, ErrTimeout)
+		default:
+			keep = append(keep, h)
+		}
+	}
+	n.held = keep
 }
 
 // replyPeer turns the response to a forwarded request into the reply.
@@ -136,19 +238,37 @@ func (n *Node) replyPeer(r Response) bool {
 		reply.TimeToLiveResp = msg
 	case *pb.MemberPromoteResponse:
 		reply.MemberPromoteResp = msg
+	case *pb.MemberAddResponse:
+		reply.MemberAddResp, reply.Index = msg, n.confChangeIndex()
+	case *pb.MemberRemoveResponse:
+		reply.MemberRemoveResp = msg
+		if _, ok := n.st.members.get(o.from); ok {
+			reply.Index = n.confChangeIndex() // a member that removed itself may never apply it
+		}
 	}
-	if reply.Err == "" && reply.KeepAliveResp == nil && reply.TimeToLiveResp == nil && reply.MemberPromoteResp == nil {
+	if !reply.isReply() {
 		reply.Err = ErrUnknownRequest.Error()
 	}
 	n.out.Peer = append(n.out.Peer, reply)
 	return true
 }
 
+// confChangeIndex is the index of the membership change being answered:
+// its answer is made while its entry is applied, before the applied index
+// moves to it.
+func (n *Node) confChangeIndex() uint64 { return n.st.index + 1 }
+
+// peerErrors are the errors a leader may answer a forwarded request with.
+var peerErrors = []error{ErrLeaseNotFound, ErrNotLeader, ErrNoLeader, ErrTimeout, ErrLeaderChanged, ErrStopped,
+	ErrMemberNotFound, ErrMemberNotLearner, ErrLearnerNotReady, ErrMemberRemoved, ErrNotEnoughStarted,
+	ErrTimeoutLeaderFail, ErrUnhealthy, ErrMemberExist, ErrPeerURLExist, ErrMemberBadURLs, ErrTooManyLearners,
+	ErrTooManyRequests, ErrRequestTooLarge, ErrNoSpace, ErrCorrupt, ErrUnknownRequest,
+	auth.ErrUserEmpty, auth.ErrUserNotFound, auth.ErrPermissionDenied, auth.ErrInvalidAuthToken,
+	auth.ErrAuthOldRevision}
+
 // peerError maps an error's text from a peer back to core's sentinel.
 func peerError(text string) error {
-	for _, e := range []error{ErrLeaseNotFound, ErrNotLeader, ErrNoLeader, ErrTimeout, ErrLeaderChanged, ErrStopped,
-		ErrMemberNotFound, ErrMemberNotLearner, ErrLearnerNotReady, ErrMemberRemoved, ErrNotEnoughStarted,
-		ErrTimeoutLeaderFail} {
+	for _, e := range peerErrors {
 		if e.Error() == text {
 			return e
 		}

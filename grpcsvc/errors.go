@@ -39,7 +39,9 @@ var errorMap = []struct {
 	{core.ErrMemberNotLearner, rpctypes.ErrGRPCMemberNotLearner},
 	{core.ErrLearnerNotReady, rpctypes.ErrGRPCLearnerNotReady},
 	{core.ErrTooManyLearners, rpctypes.ErrGRPCTooManyLearners},
-	{core.ErrNotEnoughStarted, rpctypes.ErrGRPCMemberNotEnoughStarted},
+	// etcd maps this one to rpctypes' client-side error, which gRPC sends
+	// as Unknown with its message.
+	{core.ErrNotEnoughStarted, status.Error(codes.Unknown, rpctypes.ErrorDesc(rpctypes.ErrGRPCMemberNotEnoughStarted))},
 	{core.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{core.ErrBadLeaderTransferee, rpctypes.ErrGRPCBadLeaderTransferee},
 	// etcd does not map this one: it reaches clients as Unknown.

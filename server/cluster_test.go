@@ -239,20 +239,17 @@ func TestMemberAddJoinRestart(t *testing.T) {
 	ports := freePorts(t, 2)
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	added, err := cli.MemberAddAsLearner(c, []string{peer})
+	var added *clientv3.MemberAddResponse
+	// The leader refuses additions until it has been in touch with a
+	// quorum for 5 s, as etcd's strict reconfiguration check does.
+	err := retryWhile(t, "member add", func() (err error) {
+		added, err = cli.MemberAddAsLearner(c, []string{peer})
+		return err
+	}, rpctypes.ErrGRPCUnhealthy)
 	if err != nil {
 		t.Fatalf("member add: %v", err)
 	}
-	cfg := DefaultConfig()
-	cfg.Name, cfg.DataDir = "m3", t.TempDir()
-	cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
-	cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
-	cfg.InitialCluster = tc.cfgs[0].InitialCluster + ",m3=" + peer
-	cfg.InitialClusterState = "existing"
-	cfg.Logger = tc.cfgs[0].Logger
-	tc.cfgs = append(tc.cfgs, cfg)
-	tc.servers = append(tc.servers, nil)
-	tc.start(3)
+	tc.join("m3", client, peer)
 	checkLearner(t, c, tc.client(3), client)
 
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -286,6 +283,25 @@ func TestMemberAddJoinRestart(t *testing.T) {
 	if err != nil || g.Count != 20 {
 		t.Fatalf("a linearizable read on the new member: %v %v", g, err)
 	}
+}
+
+// join starts a member added with MemberAdd, as etcd's
+// --initial-cluster-state existing does, and returns its index.
+func (tc *testCluster) join(name, client, peer string) int {
+	tc.t.Helper()
+	cfg := DefaultConfig()
+	cfg.Name, cfg.DataDir = name, tc.t.TempDir()
+	cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
+	cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
+	cfg.InitialCluster = tc.cfgs[0].InitialCluster + "," + name + "=" + peer
+	cfg.InitialClusterState = "existing"
+	cfg.Logger = tc.cfgs[0].Logger
+	cfg.BcryptCost = tc.cfgs[0].BcryptCost
+	tc.cfgs = append(tc.cfgs, cfg)
+	tc.servers = append(tc.servers, nil)
+	i := len(tc.servers) - 1
+	tc.start(i)
+	return i
 }
 
 // checkLearner checks that a learner serves what etcd's learners serve

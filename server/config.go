@@ -98,6 +98,10 @@ type Config struct {
 	// everything after it are cut, with a WARN naming the file, offset and
 	// bytes dropped. Writes the member acknowledged may be lost.
 	UnsafeWALRepair bool
+	// StrictReconfigCheck refuses membership changes that would leave
+	// fewer started or connected members than a quorum (etcd's
+	// --strict-reconfig-check, on by default).
+	StrictReconfigCheck bool
 
 	Logger *slog.Logger `json:"-"`
 	// LogOutput is where cmd writes logs (--log-outputs); nil is stderr.
@@ -138,6 +142,7 @@ func DefaultConfig() Config {
 		AuthToken:                   "simple",
 		BcryptCost:                  bcrypt.DefaultCost,
 		AuthTokenTTL:                300 * time.Second,
+		StrictReconfigCheck:         true,
 	}
 }
 
@@ -351,7 +356,7 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 	}
 	tick := c.HeartbeatInterval
 	election := int(c.ElectionTimeout / tick)
-	return core.Config{
+	cc := core.Config{
 		ID:                       self,
 		ClusterID:                core.ClusterID(ids),
 		Members:                  ms,
@@ -372,7 +377,9 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 		AuthTokenTTLTicks:        max(int(c.AuthTokenTTL/tick), 1),
 		AuthTokensExternal:       strings.HasPrefix(c.AuthToken, "jwt"),
 		Logger:                   log,
-	}, nil
+	}
+	cc.StrictReconfigCheckDisabled = !c.StrictReconfigCheck
+	return cc, nil
 }
 
 // etcdFeatureGates are the gates etcd 3.7 knows, with detcd's defaults:

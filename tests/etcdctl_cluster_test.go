@@ -153,8 +153,21 @@ func TestEtcdctlCluster(t *testing.T) {
 	// Add m4 as a learner, start it as etcdctl says, promote it once it
 	// has caught up, then remove it.
 	clientPort, peerPort := freePort(t), freePort(t)
-	out := c.ctl(c.endpoints(all...), "member", "add", "m4", "--learner", "--peer-urls="+loopbackURL(peerPort))
-	id := regexp.MustCompile(`Member ([0-9a-f]+) added`).FindStringSubmatch(out)
+	// As etcd's strict reconfiguration check does, the leader refuses
+	// additions ("unhealthy cluster") until it has been in touch with a
+	// quorum for 5 s.
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		out, err = c.run(c.endpoints(all...), true, "member", "add", "m4", "--learner", "--peer-urls="+loopbackURL(peerPort))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member add: %v %s", err, out)
+		}
+	}
+	id := regexp.MustCompile(`Member +([0-9a-f]+) added`).FindStringSubmatch(out)
 	initial := regexp.MustCompile(`ETCD_INITIAL_CLUSTER="([^"]+)"`).FindStringSubmatch(out)
 	if id == nil || initial == nil {
 		t.Fatalf("member add printed:\n%s", out)
@@ -173,7 +186,16 @@ func TestEtcdctlCluster(t *testing.T) {
 	if list := c.ctl(c.endpoints("m4"), "member", "list"); !strings.Contains(list, ", started, m4, ") || strings.Contains(list, "true\n") {
 		t.Fatalf("member list after the promotion:\n%s", list)
 	}
-	c.ctl(c.endpoints(all...), "member", "remove", id[1])
+	// Likewise the removal of a member that is up.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := c.run(c.endpoints(all...), true, "member", "remove", id[1])
+		if err == nil && strings.Contains(out, "removed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member remove: %v %s", err, out)
+		}
+	}
 	if list := c.ctl(c.endpoints("m1"), "member", "list"); strings.Contains(list, "m4") {
 		t.Fatalf("member list after the removal:\n%s", list)
 	}

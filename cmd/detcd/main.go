@@ -132,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	var cors string
 	fs.StringVar(&cors, "cors", strings.Join(cfg.CORS, ","), "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).")
 	fs.StringVar(&listenMetrics, "listen-metrics-urls", "", "List of URLs to listen on for the /metrics and /health endpoints.")
+	fs.BoolVar(&cfg.StrictReconfigCheck, "strict-reconfig-check", cfg.StrictReconfigCheck, "Reject reconfiguration requests that would cause quorum loss.")
 	fs.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "Enable the JSON gateway (/v3/...) on the client URLs.")
 	fs.UintVar(&maxConcurrentStreams, "max-concurrent-streams", uint(cfg.MaxConcurrentStreams), "Maximum concurrent streams that each client can open at a time.")
 	fs.DurationVar(&cfg.GRPCKeepAliveMinTime, "grpc-keepalive-min-time", cfg.GRPCKeepAliveMinTime, "Minimum interval duration that a client should wait before pinging server.")
@@ -232,7 +233,6 @@ func ignoredFlags(fs *flag.FlagSet) ignoredFlagSet {
 	defs := ignoredFlagSet{
 		"max-snapshots":                 "5",
 		"max-wals":                      "5",
-		"strict-reconfig-check":         "true",
 		"pre-vote":                      "true",
 		"initial-election-tick-advance": "true",
 	}
