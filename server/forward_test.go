@@ -126,8 +126,13 @@ func TestAuthForwardedAsCaller(t *testing.T) {
 	}
 	_, err = root.KeepAliveOnce(c, l.ID)
 	ok("lease keep-alive", err)
-	_, err = app.KeepAliveOnce(c, l.ID) // a keep-alive needs no permission
+	_, err = app.KeepAliveOnce(c, l.ID)
+	denied("lease keep-alive of a key it may not write", err)
+	free, err := root.Grant(c, 60)
 	if err != nil {
+		t.Fatalf("lease grant as root: %v", err)
+	}
+	if _, err := app.KeepAliveOnce(c, free.ID); err != nil { // no keys: no permission needed
 		t.Errorf("lease keep-alive as app through a follower: %v", err)
 	}
 	_, err = root.TimeToLive(c, l.ID, clientv3.WithAttachedKeys())
