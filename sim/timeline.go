@@ -1,0 +1,125 @@
+package sim
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The kinds of timeline rows. The page filters on them.
+const (
+	rowOp        = "op"        // a client operation, at the member it went to
+	rowMsg       = "msg"       // a raft message delivered
+	rowHeartbeat = "heartbeat" // a heartbeat or its response delivered
+	rowDrop      = "drop"      // a raft message the network dropped
+	rowFault     = "fault"     // an injected fault
+	rowMember    = "member"    // a member restarted or refused to
+	rowLeader    = "leader"    // a member became leader of a new term
+	rowPhase     = "phase"     // the liveness phase, convergence
+	rowCheck     = "check"     // a failed check
+)
+
+// clusterColumn is the column of rows that concern no one member.
+const clusterColumn = -1
+
+// TimelineRow is one row of a run's timeline: something that happened at
+// AtUs (until EndUs for spans; EndUs is -1 for an operation whose outcome
+// never came), in member column Column (an index, or clusterColumn).
+type TimelineRow struct {
+	AtUs   int64  `json:"at"`
+	EndUs  int64  `json:"end"`
+	Column int    `json:"col"`
+	Kind   string `json:"kind"`
+	Text   string `json:"text"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// timeline collects a run's rows as the world produces them. It only
+// appends: it draws no randomness and writes nothing to the trace, so a
+// recorded run has the same trace hash as an unrecorded one.
+type timeline struct {
+	rows []TimelineRow
+	// capturing is the fault row that collects the trace lines logged by
+	// the same event as the fault (which sides a partition cut, which
+	// files a crash tore), as its detail.
+	capturing   int
+	captureStep uint64
+}
+
+// EnableTimeline makes the world keep a timeline of the run, for
+// WriteTimelineHTML. Call it before Run.
+func (w *World) EnableTimeline() {
+	w.timeline = &timeline{capturing: -1}
+	w.trace.onLine = w.captureLine
+}
+
+func (w *World) addRow(r TimelineRow) {
+	if w.timeline == nil {
+		return
+	}
+	w.timeline.rows = append(w.timeline.rows, r)
+}
+
+// noteFault records a fault as it is injected: in the run's schedule,
+// which shrinking replays, and on the timeline.
+func (w *World) noteFault(k Faults, m *member, heal int64) {
+	w.injected = append(w.injected, ScheduledFault{AtUs: w.now, Kind: k, Member: m.idx, ForUs: heal})
+	if w.timeline == nil {
+		return
+	}
+	col := m.idx
+	switch k {
+	case FaultPartition, FaultPowerLoss, FaultMembership:
+		col = clusterColumn // the member drawn does not say where it acts
+	}
+	w.timeline.capturing, w.timeline.captureStep = len(w.timeline.rows), w.stats.Events
+	w.addRow(TimelineRow{AtUs: w.now, EndUs: w.now + heal, Column: col, Kind: rowFault, Text: k.String()})
+}
+
+// captureLine adds a trace line to the detail of the fault being injected,
+// if it comes from the same event.
+func (w *World) captureLine(now int64, line string) {
+	t := w.timeline
+	if t.capturing < 0 {
+		return
+	}
+	r := &t.rows[t.capturing]
+	if w.stats.Events != t.captureStep || now != r.AtUs {
+		t.capturing = -1
+		return
+	}
+	r.Detail += line + "\n"
+}
+
+// noteMessage records a raft message delivered (or dropped, at) member to.
+func (w *World) noteMessage(from, to *member, sentUs int64, desc string) {
+	kind := rowMsg
+	if strings.HasPrefix(desc, "MsgHeartbeat") {
+		kind = rowHeartbeat
+	}
+	w.addRow(TimelineRow{AtUs: sentUs, EndUs: w.now, Column: to.idx, Kind: kind, Text: from.name + "→" + to.name + " " + desc})
+}
+
+func (w *World) noteDrop(from *member, to uint64, desc string) {
+	w.addRow(TimelineRow{AtUs: w.now, EndUs: w.now, Column: from.idx, Kind: rowDrop, Text: "drop " + from.name + "→m" + strconv.FormatUint(to, 10) + " " + desc})
+}
+
+// note records an instant row.
+func (w *World) note(col int, kind, text string) {
+	w.addRow(TimelineRow{AtUs: w.now, EndUs: w.now, Column: col, Kind: kind, Text: text})
+}
+
+// timelineRows is the whole timeline: the recorded rows and the client
+// operations from the history, in time order.
+func (w *World) timelineRows() []TimelineRow {
+	rows := append([]TimelineRow(nil), w.timeline.rows...)
+	for _, op := range w.checks.history {
+		end := op.Return
+		if op.Unknown {
+			end = -1
+		}
+		rows = append(rows, TimelineRow{AtUs: op.Call, EndUs: end, Column: op.Member, Kind: rowOp, Text: op.String()})
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].AtUs < rows[j].AtUs })
+	return rows
+}
