@@ -42,10 +42,17 @@ run: build
 
 # Everything CI runs: vet, the unit, property and end-to-end tests of the
 # main module, then the nested module's differential and etcdctl tests.
-test: vet
+# chromium first, for the browser test of the simulator's pages.
+test: vet chromium
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags detcdbugs -run 'TestPlantedBugs|TestSeedFiles' ./sim/
 	$(MAKE) test-nested
+
+# chromium (Debian's package), which the simulator's browser test loads
+# its HTML pages in; a no-op when installed. See scripts/install-chromium.
+.PHONY: chromium
+chromium:
+	scripts/install-chromium
 
 test-nested:
 	cd tests && $(GO) test -count=1 -timeout 20m ./...

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,16 +92,24 @@ func (w *World) captureLine(now int64, line string) {
 	r.Detail += line + "\n"
 }
 
-// noteMessage records a raft message delivered (or dropped, at) member to.
+// noteMessage records a raft message delivered to member to, in its
+// column, when it arrived.
 func (w *World) noteMessage(from, to *member, sentUs int64, desc string) {
+	if w.timeline == nil {
+		return
+	}
 	kind := rowMsg
 	if strings.HasPrefix(desc, "MsgHeartbeat") {
 		kind = rowHeartbeat
 	}
-	w.addRow(TimelineRow{AtUs: sentUs, EndUs: w.now, Column: to.idx, Kind: kind, Text: from.name + "→" + to.name + " " + desc})
+	text := fmt.Sprintf("%s→%s %s (sent %.1f ms before)", from.name, to.name, desc, float64(w.now-sentUs)/1000)
+	w.addRow(TimelineRow{AtUs: w.now, EndUs: w.now, Column: to.idx, Kind: kind, Text: text})
 }
 
 func (w *World) noteDrop(from *member, to uint64, desc string) {
+	if w.timeline == nil {
+		return
+	}
 	w.addRow(TimelineRow{AtUs: w.now, EndUs: w.now, Column: from.idx, Kind: rowDrop, Text: "drop " + from.name + "→m" + strconv.FormatUint(to, 10) + " " + desc})
 }
 

@@ -266,8 +266,9 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 	}
 	if len(times) == 0 {
 		w.stats.Dropped++
-		w.trace.logf(w.now, "%s>m%d drop %s", from.name, to, describe(rm))
-		w.noteDrop(from, to, describe(rm))
+		d := describe(rm)
+		w.trace.logf(w.now, "%s>m%d drop %s", from.name, to, d)
+		w.noteDrop(from, to, d)
 		return
 	}
 	sent := w.now
@@ -286,8 +287,9 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 				return
 			}
 			target.event(func() {
-				w.trace.logf(w.now, "%s>%s %s", from.name, target.name, describe(m))
-				w.noteMessage(from, target, sent, describe(m))
+				d := describe(m)
+				w.trace.logf(w.now, "%s>%s %s", from.name, target.name, d)
+				w.noteMessage(from, target, sent, d)
 				if err := target.node.Step(m); err != nil {
 					w.trace.logf(w.now, "%s step: %v", target.name, err)
 				}
