@@ -261,6 +261,11 @@ function render() {
   body.appendChild(frag);
 }
 render();
+// The rows are built after the page loaded: go to a #fragment now.
+if (location.hash) {
+  const target = document.getElementById(location.hash.slice(1));
+  if (target) target.scrollIntoView({block: "center"});
+}
 </script>
 </body>
 </html>

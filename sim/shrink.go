@@ -40,6 +40,8 @@ type Shrunk struct {
 
 func (s Shrunk) String() string {
 	switch {
+	case s.From == 0:
+		return "no faults were injected: nothing to shrink"
 	case !s.Reproduced:
 		return fmt.Sprintf("the %d recorded faults, replayed as a schedule, do not fail with %q: not shrunk", s.From, s.Kind)
 	case s.Exhausted:

@@ -49,7 +49,7 @@ func (s shard) describe() string {
 	if s.of <= 1 {
 		return ""
 	}
-	return fmt.Sprintf(", shard %d/%d (every %dth)", s.index, s.of, s.of)
+	return fmt.Sprintf(", shard %d/%d", s.index, s.of)
 }
 
 // reportBase names a run's files: its seed and a hash of every option, so

@@ -50,7 +50,10 @@ replays the same run bit for bit.
 Commands:
   run      run one seed:          detcd-sim run --seed 42 [--members 3] [--clients 8] [--duration 60s] [--faults all] [--trace FILE]
   replay   replay seed files:     detcd-sim replay testdata/seeds/*.seed
-  explore  run many seeds:        detcd-sim explore --seeds 1000 | --time 10m [--parallel 2]
+  explore  run many seeds:        detcd-sim explore --seeds 1000 | --time 10m [--parallel 2] [--shard I/N --start S] [--failures DIR]
+
+A failing run writes its timeline and history as HTML pages, and explore
+(or run --shrink D) shrinks its fault schedule and prints the shrunk replay.
 
 Run 'detcd-sim <command> --help' for a command's flags.
 `)
@@ -64,7 +67,7 @@ func cmdRun(args []string) int {
 	asJSON := fs.Bool("json", false, "print the result as JSON (explore uses this)")
 	save := fs.String("save", "", "save the run as a seed file at this path (expecting its outcome)")
 	note := fs.String("note", "", "why the seed is kept, for --save")
-	reportDir := fs.String("report", ".", "if the run fails, write its timeline and history as HTML pages into this directory (\"\" for none)")
+	reportDir := fs.String("report", "sim-failures", "if the run fails, write its timeline and history as HTML pages into this directory (\"\" for none)")
 	shrinkTime := fs.Duration("shrink", 0, "if the run fails, shrink its fault schedule for up to this much wall time and print the shrunk replay")
 	if err := fs.Parse(args); err != nil {
 		return 2
