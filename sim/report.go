@@ -52,16 +52,17 @@ func (w *World) WriteTimelineHTML(out io.Writer) error {
 // each key group's operations and its longest linearizations, with the
 // faults and leader changes as annotations.
 func (w *World) WriteHistoryHTML(out io.Writer) error {
-	info := w.checks.linInfo
-	if info == nil {
+	var info porcupine.LinearizationInfo
+	if w.checks.linInfo != nil {
+		info = *w.checks.linInfo // a copy: the annotations go on this page only
+	} else {
 		// The run ended before its checks (a member panicked): check now.
-		_, li := porcupine.CheckOperationsVerbose(etcdModel(), porcupineOps(w.checks.history), checkTimeout)
-		info = &li
+		_, info = porcupine.CheckOperationsVerbose(etcdModel(), porcupineOps(w.checks.history), checkTimeout)
 	}
 	if w.timeline != nil {
 		info.AddAnnotations(w.annotations())
 	}
-	return porcupine.Visualize(etcdModel(), *info, out)
+	return porcupine.Visualize(etcdModel(), info, out)
 }
 
 // annotations are the timeline's faults, leader changes and failed checks,
