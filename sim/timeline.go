@@ -68,13 +68,17 @@ func (w *World) noteFault(k Faults, m *member, heal int64) {
 	if w.timeline == nil {
 		return
 	}
-	col := m.idx
+	col, end := m.idx, w.now+heal
 	switch k {
-	case FaultPartition, FaultPowerLoss, FaultMembership:
+	case FaultPartition, FaultPowerLoss:
 		col = clusterColumn // the member drawn does not say where it acts
+	case FaultMembership:
+		col, end = clusterColumn, w.now // a change takes its own time
+	case FaultFsync, FaultClock:
+		end = w.now // nothing to heal
 	}
 	w.timeline.capturing, w.timeline.captureStep = len(w.timeline.rows), w.stats.Events
-	w.addRow(TimelineRow{AtUs: w.now, EndUs: w.now + heal, Column: col, Kind: rowFault, Text: k.String()})
+	w.addRow(TimelineRow{AtUs: w.now, EndUs: end, Column: col, Kind: rowFault, Text: k.String()})
 }
 
 // captureLine adds a trace line to the detail of the fault being injected,
