@@ -143,7 +143,10 @@ thead th { position: sticky; top: 0; background: #333; color: #fff; padding: 4px
 th.time { width: 95px; }
 td { border-bottom: 1px solid #eee; padding: 2px 4px; vertical-align: top; overflow-wrap: anywhere; }
 td.time { color: #666; text-align: right; }
-td.down { background: repeating-linear-gradient(45deg, #fff, #fff 4px, #f3f3f3 4px, #f3f3f3 8px); }
+td.down, .key.down { background: repeating-linear-gradient(45deg, #fff, #fff 4px, #e0e0e0 4px, #e0e0e0 8px); }
+td.paused, .key.paused { background: repeating-linear-gradient(90deg, #fff, #fff 4px, #efe3bf 4px, #efe3bf 8px); }
+.key { margin-right: 10px; padding: 0 6px; border: 1px solid #ccc; }
+.legend { font-size: 12px; margin-top: 4px; }
 .op { color: #1a4fa0; }
 .op.unknown { color: #8a6d00; }
 .msg { color: #555; }
@@ -165,6 +168,7 @@ td.down { background: repeating-linear-gradient(45deg, #fff, #fff 4px, #f3f3f3 4
 <div id="verdict"></div>
 <div class="settings" id="settings"></div>
 <div class="filters" id="filters"></div>
+<div class="legend">shaded cells: <span class="key down">member down</span><span class="key paused">member paused</span></div>
 </header>
 <table id="timeline"><thead><tr id="head"></tr></thead><tbody id="rows"></tbody></table>
 <script id="data" type="application/json">/*DATA*/</script>
@@ -241,13 +245,17 @@ function render() {
   body.textContent = "";
   const frag = document.createDocumentFragment();
   let firstCheck = true;
+  let down = 0, paused = 0;
   for (const r of data.rows) {
+    if (r.known) { down = r.down || 0; paused = r.paused || 0; }
     if (!shown[r.kind]) continue;
     const tr = el("tr", "row " + r.kind);
     tr.appendChild(el("td", "time", secs(r.at)));
     const col = r.col < 0 ? ncols - 1 : r.col;
     for (let i = 0; i < ncols; i++) {
       const td = el("td");
+      if (i < ncols - 1 && (down >> i) & 1) td.className = "down";
+      else if (i < ncols - 1 && (paused >> i) & 1) td.className = "paused";
       if (i === col) {
         td.className = r.kind + (r.kind === "op" && r.end < 0 ? " unknown" : "");
         td.appendChild(document.createTextNode(r.text));

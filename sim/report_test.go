@@ -191,3 +191,43 @@ func TestPagesInBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestTimelineMemberState: rows carry which members are down or paused,
+// for the page to shade: m2 crashes for half a second, then m3 pauses
+// for two.
+func TestTimelineMemberState(t *testing.T) {
+	o := short(11)
+	o.Duration = 8 * time.Second
+	o.Schedule = []ScheduledFault{{AtUs: 3_000_000, Kind: FaultCrash, Member: 1, ForUs: 500_000}, {AtUs: 4_500_000, Kind: FaultPause, Member: 2, ForUs: 2_000_000}}
+	w, err := New(o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.EnableTimeline()
+	w.Run()
+	for _, tc := range []struct {
+		name               string
+		fromUs, toUs       int64
+		wantDown, wantPaus uint32
+	}{
+		{"before", 2_000_000, 3_000_000, 0, 0},
+		{"m2 down", 3_000_001, 3_500_000, 1 << 1, 0},
+		{"m3 paused", 4_500_001, 6_500_000, 0, 1 << 2},
+		{"after", 6_500_001, 8_000_000, 0, 0},
+	} {
+		rows := 0
+		for _, r := range w.timeline.rows {
+			if r.AtUs < tc.fromUs || r.AtUs >= tc.toUs {
+				continue
+			}
+			rows++
+			if r.Down != tc.wantDown || r.Paused != tc.wantPaus {
+				t.Errorf("%s: row %q at %dus: down %b paused %b, want %b and %b", tc.name, r.Text, r.AtUs, r.Down, r.Paused, tc.wantDown, tc.wantPaus)
+				break
+			}
+		}
+		if rows == 0 {
+			t.Errorf("%s: no rows in [%d, %d)us", tc.name, tc.fromUs, tc.toUs)
+		}
+	}
+}

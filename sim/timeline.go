@@ -33,6 +33,13 @@ type TimelineRow struct {
 	Kind   string `json:"kind"`
 	Text   string `json:"text"`
 	Detail string `json:"detail,omitempty"`
+	// Down and Paused have bit i set while member i is down (crashed,
+	// removed, refusing to start) or paused, as of the row; the page
+	// shades their cells. Client operations, added at the end, carry
+	// none: the page keeps the last known state.
+	Down   uint32 `json:"down,omitempty"`
+	Paused uint32 `json:"paused,omitempty"`
+	Known  bool   `json:"known,omitempty"`
 }
 
 // timeline collects a run's rows as the world produces them. It only
@@ -57,6 +64,15 @@ func (w *World) EnableTimeline() {
 func (w *World) addRow(r TimelineRow) {
 	if w.timeline == nil {
 		return
+	}
+	r.Known = true
+	for _, m := range w.members {
+		switch {
+		case !m.up || m.removed:
+			r.Down |= 1 << m.idx
+		case m.paused:
+			r.Paused |= 1 << m.idx
+		}
 	}
 	w.timeline.rows = append(w.timeline.rows, r)
 }
