@@ -43,12 +43,19 @@ run: build
 # Everything CI runs: vet, the unit, property and end-to-end tests of the
 # main module, then the nested module's differential and etcdctl tests.
 # The simulator's tests and core's run with the invariants tag: deep checks
-# of core's whole state (core/internal/invariants).
-test: vet
+# of core's whole state (core/internal/invariants). chromium first, for the
+# browser test of the simulator's pages.
+test: vet chromium
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/sim$$')
 	$(GO) test -count=1 -tags invariants ./core/... ./sim/
 	$(GO) test -count=1 -tags detcdbugs,invariants -run 'TestPlantedBugs|TestSeedFiles' ./sim/
 	$(MAKE) test-nested
+
+# chromium (Debian's package), which the simulator's browser test loads
+# its HTML pages in; a no-op when installed. See scripts/install-chromium.
+.PHONY: chromium
+chromium:
+	scripts/install-chromium
 
 test-nested:
 	cd tests && $(GO) test -count=1 -timeout 20m ./...

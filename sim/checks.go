@@ -38,6 +38,8 @@ type checkers struct {
 	revokedAt map[int64]int64
 	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
 	Linearizability string
+	// linInfo is porcupine's account of the check, for WriteHistoryHTML.
+	linInfo *porcupine.LinearizationInfo
 }
 
 func newCheckers(w *World) *checkers {
@@ -48,6 +50,7 @@ func (c *checkers) fail(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	c.failures = append(c.failures, msg)
 	c.w.trace.logf(c.w.now, "CHECK FAILED: %s", msg)
+	c.w.note(clusterColumn, rowCheck, msg)
 }
 
 // observe checks raft safety after a member handled an event: at most one
@@ -69,8 +72,12 @@ func (c *checkers) observe(m *member) {
 		return
 	}
 	term := m.node.Term()
-	if prev, ok := c.leaders[term]; ok && prev != m.id {
+	prev, ok := c.leaders[term]
+	if ok && prev != m.id {
 		c.fail("two leaders in term %d: m%d and %s", term, prev, m.name)
+	}
+	if !ok {
+		c.w.note(m.idx, rowLeader, fmt.Sprintf("%s leads term %d", m.name, term))
 	}
 	c.leaders[term] = m.id
 }
@@ -191,6 +198,7 @@ func (c *checkers) checkLinearizable() {
 	ops := porcupineOps(c.history)
 	res, info := porcupine.CheckOperationsVerbose(etcdModel(), ops, checkTimeout)
 	c.Linearizability = string(res)
+	c.linInfo = &info
 	switch res {
 	case porcupine.Illegal:
 		c.fail("history is not linearizable: %s", describeIllegal(info, ops))

@@ -86,6 +86,7 @@ func (f *faultState) leader() *member {
 // heal microseconds where it lasts.
 func (f *faultState) inject(k Faults, m *member, heal int64) {
 	w := f.w
+	w.noteFault(k, m, heal)
 	name := k.String()
 	w.stats.Faults[name]++
 	switch k {

@@ -16,6 +16,9 @@ type tracer struct {
 	w     io.Writer
 	lines int64
 	buf   []byte
+	// onLine, if set, sees each line's text (without the time) after it
+	// is hashed: the timeline takes fault details from it.
+	onLine func(nowUs int64, line string)
 }
 
 func newTracer(w io.Writer) *tracer { return &tracer{h: sha256.New(), w: w} }
@@ -29,6 +32,9 @@ func (t *tracer) logf(now int64, format string, args ...any) {
 	t.lines++
 	if t.w != nil {
 		t.w.Write(t.buf)
+	}
+	if t.onLine != nil {
+		t.onLine(now, fmt.Sprintf(format, args...))
 	}
 }
 

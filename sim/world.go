@@ -37,6 +37,11 @@ type World struct {
 	checks     *checkers
 	faults     faultState
 	stats      Stats
+	// injected is every fault injected so far, as a schedule that
+	// replays them (Result.Injected); timeline, if not nil, records the
+	// run for WriteTimelineHTML.
+	injected []ScheduledFault
+	timeline *timeline
 	// stopping is set in the liveness phase: clients finish what they
 	// have in flight and start nothing new.
 	stopping bool
@@ -116,6 +121,9 @@ type Result struct {
 	Wall      time.Duration
 	// Linearizability is porcupine's verdict: ok, illegal or unknown.
 	Linearizability string
+	// Injected is the faults the run injected, as a schedule (for --at)
+	// that shrinking cuts down.
+	Injected []ScheduledFault `json:",omitempty"`
 }
 
 // OK reports whether every checker passed.
@@ -178,13 +186,15 @@ func (w *World) Run() (res *Result) {
 func (w *World) result(start time.Time) *Result {
 	w.stats.SimulatedUs = w.now
 	return &Result{Options: w.opts, Settings: w.settings, Stats: w.stats, Failures: w.checks.failures,
-		TraceHash: w.trace.sum(), Wall: time.Since(start), Linearizability: w.checks.Linearizability}
+		TraceHash: w.trace.sum(), Wall: time.Since(start), Linearizability: w.checks.Linearizability,
+		Injected: w.injected}
 }
 
 // liveness stops the faults and the workload, heals everything and
 // requires every member to converge within the bound.
 func (w *World) liveness() {
 	w.trace.logf(w.now, "liveness phase: heal")
+	w.note(clusterColumn, rowPhase, "liveness phase: faults stop, the network heals")
 	w.stopping = true
 	w.faults.healAll()
 	deadline := w.now + w.opts.Liveness.Microseconds()
@@ -198,6 +208,7 @@ func (w *World) liveness() {
 		if w.now >= next {
 			if w.checks.converged() {
 				w.trace.logf(w.now, "converged")
+				w.note(clusterColumn, rowPhase, "converged")
 				return
 			}
 			next = w.now + checkEvery
@@ -217,12 +228,14 @@ func (w *World) restart(m *member) {
 	case m.broken == 0 && err != nil:
 		w.checks.fail("%v", err)
 	case m.broken == 0:
+		w.note(m.idx, rowMember, m.name+" restarts")
 	case err == nil:
 		w.checks.fail("%s started on a data directory damaged by %s: it must refuse to start", m.name, m.broken)
 	case errors.Is(err, m.broken.refusal()):
 		m.refused = true
 		w.stats.Refused++
 		w.trace.logf(w.now, "%s refuses to start: %v", m.name, err)
+		w.note(m.idx, rowMember, m.name+" refuses to start: "+err.Error())
 	default:
 		w.checks.fail("%s refused to start after %s with the wrong error: %v", m.name, m.broken, err)
 	}
@@ -253,9 +266,12 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 	}
 	if len(times) == 0 {
 		w.stats.Dropped++
-		w.trace.logf(w.now, "%s>m%d drop %s", from.name, to, describe(rm))
+		d := describe(rm)
+		w.trace.logf(w.now, "%s>m%d drop %s", from.name, to, d)
+		w.noteDrop(from, to, d)
 		return
 	}
+	sent := w.now
 	for i, at := range times {
 		m := rm
 		if i > 0 {
@@ -271,7 +287,9 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 				return
 			}
 			target.event(func() {
-				w.trace.logf(w.now, "%s>%s %s", from.name, target.name, describe(m))
+				d := describe(m)
+				w.trace.logf(w.now, "%s>%s %s", from.name, target.name, d)
+				w.noteMessage(from, target, sent, d)
 				if err := target.node.Step(m); err != nil {
 					w.trace.logf(w.now, "%s step: %v", target.name, err)
 				}

@@ -26,6 +26,10 @@ func cmdExplore(args []string) int {
 	budget := fs.Duration("time", 0, "run seeds until this much wall time has passed")
 	parallel := fs.Int("parallel", 2, "runs at a time")
 	start := fs.Uint64("start", 0, "first seed (default: drawn from the clock, and printed)")
+	var sh shard
+	fs.Var(&sh, "shard", "run only shard `I/N` of the seeds (I in 0..N-1): N machines with the same --start run disjoint seeds")
+	failDir := fs.String("failures", "sim-failures", "write each failure here: a seed file that replays it, and its timeline and history pages")
+	shrinkTime := fs.Duration("shrink", time.Minute, "shrink each failure's fault schedule for up to this much wall time (0: do not)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -37,34 +41,46 @@ func cmdExplore(args []string) int {
 		fmt.Fprintln(os.Stderr, "detcd-sim explore: give --seeds N or --time D")
 		return 2
 	}
+	if *start == 0 && sh.of > 1 {
+		fmt.Fprintln(os.Stderr, "detcd-sim explore: --shard needs --start, the same on every shard")
+		return 2
+	}
 	if *start == 0 {
 		*start = uint64(time.Now().UnixNano()) % 1_000_000_000
+	}
+	if err := os.MkdirAll(*failDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Printf("detcd-sim explore: seeds from %d, %s, %d at a time\n", *start, o, *parallel)
+	fmt.Printf("detcd-sim explore: seeds from %d%s, %s, %d at a time; failures into %s\n", *start, sh.describe(), o, *parallel, *failDir)
 	began := time.Now()
 	var (
 		mu       sync.Mutex
 		runs     int
 		failures int
 		simUs    int64
-		next     = *start
+		taken    uint64
+		first    = sh.seed(*start, 0)
+		last     = first
 		wg       sync.WaitGroup
 	)
 	take := func() (uint64, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		if *seeds > 0 && next >= *start+uint64(*seeds) || *budget > 0 && time.Since(began) > *budget {
+		s := sh.seed(*start, taken)
+		if *seeds > 0 && s >= *start+uint64(*seeds) || *budget > 0 && time.Since(began) > *budget {
 			return 0, false
 		}
-		s := next
-		next++
+		taken++
+		last = s
 		return s, true
 	}
+	fx := failureWriter{self: self, dir: *failDir, shrink: *shrinkTime}
 	for range *parallel {
 		wg.Add(1)
 		go func() {
@@ -76,16 +92,16 @@ func cmdExplore(args []string) int {
 				}
 				ro := o
 				ro.Seed = seed
-				res, err := runChild(self, ro)
+				res, err := runChild(self, ro, *failDir)
+				var report string
+				if err != nil || !res.OK() {
+					report = fx.write(ro, res, err) // outside the lock: shrinking takes a while
+				}
 				mu.Lock()
 				runs++
-				switch {
-				case err != nil:
+				if report != "" {
 					failures++
-					fmt.Printf("FAIL seed %d: %v\n  replay: detcd-sim run %s --trace trace.txt\n", seed, err, ro)
-				case !res.OK():
-					failures++
-					fmt.Printf("FAIL seed %d: %s\n  replay: detcd-sim run %s --trace trace.txt\n", seed, res.Failures[0], ro)
+					fmt.Print(report)
 				}
 				if res != nil {
 					simUs += res.Stats.SimulatedUs
@@ -98,16 +114,18 @@ func cmdExplore(args []string) int {
 		}()
 	}
 	wg.Wait()
-	fmt.Printf("explored %d seeds (%d..%d): %.2f simulated hours in %v; %d failures\n",
-		runs, *start, next-1, float64(simUs)/3.6e9, time.Since(began).Round(time.Second), failures)
+	fmt.Printf("explored %d seeds (%d..%d%s): %.2f simulated hours in %v; %d failures\n",
+		runs, first, last, sh.describe(), float64(simUs)/3.6e9, time.Since(began).Round(time.Second), failures)
 	if failures > 0 {
 		return 1
 	}
 	return 0
 }
 
-func runChild(self string, o sim.Options) (*sim.Result, error) {
-	args := append([]string{"run", "--json"}, splitFlags(o)...)
+// runChild runs options in a child process; a failing run writes its
+// pages into reportDir ("" for none).
+func runChild(self string, o sim.Options, reportDir string) (*sim.Result, error) {
+	args := append([]string{"run", "--json", "--report", reportDir}, splitFlags(o)...)
 	cmd := exec.Command(self, args...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr

@@ -50,7 +50,10 @@ replays the same run bit for bit.
 Commands:
   run      run one seed:          detcd-sim run --seed 42 [--members 3] [--clients 8] [--duration 60s] [--faults all] [--trace FILE]
   replay   replay seed files:     detcd-sim replay testdata/seeds/*.seed
-  explore  run many seeds:        detcd-sim explore --seeds 1000 | --time 10m [--parallel 2]
+  explore  run many seeds:        detcd-sim explore --seeds 1000 | --time 10m [--parallel 2] [--shard I/N --start S] [--failures DIR]
+
+A failing run writes its timeline and history as HTML pages, and explore
+(or run --shrink D) shrinks its fault schedule and prints the shrunk replay.
 
 Run 'detcd-sim <command> --help' for a command's flags.
 `)
@@ -64,6 +67,8 @@ func cmdRun(args []string) int {
 	asJSON := fs.Bool("json", false, "print the result as JSON (explore uses this)")
 	save := fs.String("save", "", "save the run as a seed file at this path (expecting its outcome)")
 	note := fs.String("note", "", "why the seed is kept, for --save")
+	reportDir := fs.String("report", "sim-failures", "if the run fails, write its timeline and history as HTML pages into this directory (\"\" for none)")
+	shrinkTime := fs.Duration("shrink", 0, "if the run fails, shrink its fault schedule for up to this much wall time and print the shrunk replay")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -86,6 +91,9 @@ func cmdRun(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	if *reportDir != "" {
+		w.EnableTimeline()
+	}
 	if !*asJSON {
 		fmt.Printf("detcd-sim run %s\nsettings: %s\n", o, w.Settings())
 		last := time.Now()
@@ -103,24 +111,55 @@ func cmdRun(args []string) int {
 		report(os.Stdout, res)
 	}
 	if *save != "" {
-		expect := "pass"
-		if !res.OK() {
-			kind, _, _ := strings.Cut(res.Failures[0], ":")
-			expect = "fail: " + kind
-		}
-		if err := sim.WriteSeedFile(*save, *note, o, expect, commit()); err != nil {
+		if err := sim.WriteSeedFile(*save, *note, o, expectOf(res), commit()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		fmt.Printf("saved %s\n", *save)
 	}
-	if !res.OK() {
-		if !*asJSON {
-			fmt.Printf("\nFAILED. Replay, with the trace, with:\n  detcd-sim run %s --trace trace.txt\n", o)
+	if res.OK() {
+		return 0
+	}
+	var pages sim.ReportPaths
+	if *reportDir != "" {
+		if pages, err = w.WriteReport(*reportDir, reportBase(o)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
+	}
+	if *asJSON {
 		return 1
 	}
-	return 0
+	fmt.Printf("\nFAILED. Replay, with the trace, with:\n  detcd-sim run %s --trace trace.txt\n", o)
+	printPages(os.Stdout, pages)
+	if *shrinkTime > 0 {
+		s, err := sim.Shrink(o, res, runInProcess, sim.ShrinkBudget{Runs: shrinkRunsMax, Time: *shrinkTime})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		printShrunk(os.Stdout, s)
+	}
+	return 1
+}
+
+// expectOf is a seed file's expectation for a result: pass, or the first
+// failure's text up to its colon.
+func expectOf(res *sim.Result) string {
+	if res.OK() {
+		return "pass"
+	}
+	kind, _, _ := strings.Cut(res.Failures[0], ":")
+	return "fail: " + kind
+}
+
+// runInProcess runs options in this process, one world at a time.
+func runInProcess(o sim.Options) (*sim.Result, error) {
+	w, err := sim.New(o, nil)
+	if err != nil {
+		return nil, err
+	}
+	return w.Run(), nil
 }
 
 func report(w io.Writer, r *sim.Result) {
