@@ -1,0 +1,340 @@
+package tests
+
+// Snapshots in etcd's format, both ways: detcd's Maintenance.Snapshot
+// stream is etcd's database file, which etcdutl (linked in here, as
+// go.etcd.io/etcd/etcdutl/v3/snapshot) reads, checks and restores for a
+// real etcd 3.7.3 (embedded) to serve; and `detcd snapshot restore` takes
+// what etcd wrote. The state compared after each hop is everything a
+// restore keeps: keys with their revisions and versions, the HashKV at the
+// same revision, the compaction point, leases with their keys, users,
+// roles and the auth revision.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.etcd.io/etcd/api/v3/authpb"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/detcd/detcd/server"
+)
+
+const snapTimeout = 30 * time.Second
+
+// TestSnapshotToEtcd: detcd's snapshot passes etcdutl's status and hash
+// check with the revision and key count of etcd's snapshot of the same
+// history, and the real etcd restored from it serves detcd's state.
+func TestSnapshotToEtcd(t *testing.T) {
+	detcdAddr, _ := startInProcDetcd(t, true)
+	etcdAddr, _ := startEmbeddedEtcd(t, true)
+	for _, addr := range []string{detcdAddr, etcdAddr} {
+		snapHistory(t, addr)
+	}
+	want := readSnapState(t, detcdAddr)
+	detcdFile, etcdFile := saveSnap(t, detcdAddr), saveSnap(t, etcdAddr)
+
+	got, err := snapshot.NewV3(zap.NewNop()).Status(detcdFile)
+	if err != nil {
+		t.Fatalf("etcdutl snapshot status of detcd's snapshot: %v", err)
+	}
+	ref, err := snapshot.NewV3(zap.NewNop()).Status(etcdFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version is left out: etcd writes its storage version some time
+	// after it starts.
+	if got.Revision != ref.Revision || got.TotalKey != ref.TotalKey {
+		t.Errorf("etcdutl status: detcd's snapshot %+v, etcd's %+v", got, ref)
+	}
+
+	etcdRestored := restoreIntoEtcd(t, detcdFile)
+	if diff := cmp.Diff(want, readSnapState(t, etcdRestored), protocmp.Transform()); diff != "" {
+		t.Errorf("etcd restored from detcd's snapshot (-detcd +etcd):\n%s", diff)
+	}
+}
+
+// TestSnapshotRoundTrip: real etcd -> snapshot -> detcd -> snapshot ->
+// real etcd ends with the state it started with; detcd also restores a
+// stopped etcd member's database file, and its status agrees with
+// etcdutl's.
+func TestSnapshotRoundTrip(t *testing.T) {
+	etcdDir := filepath.Join(t.TempDir(), "etcd")
+	etcdAddr, stopEtcd := startEmbeddedEtcd(t, true, func(c *embed.Config) { c.Dir = etcdDir })
+	snapHistory(t, etcdAddr)
+	want := readSnapState(t, etcdAddr)
+	etcdFile := saveSnap(t, etcdAddr)
+
+	st, size, err := server.SnapshotStatus(etcdFile)
+	if err != nil {
+		t.Fatalf("detcd snapshot status of etcd's snapshot: %v", err)
+	}
+	ref, err := snapshot.NewV3(zap.NewNop()).Status(etcdFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Revision != ref.Revision || st.Keys != ref.TotalKey || st.Hash != want.Hash.Hash || size != fileSize(t, etcdFile) {
+		t.Errorf("detcd snapshot status: %+v, %d B; etcdutl: %+v; HashKV %d", st, size, ref, want.Hash.Hash)
+	}
+
+	detcdAddr := restoreIntoDetcd(t, etcdFile, server.RestoreOptions{})
+	if diff := cmp.Diff(want, readSnapState(t, detcdAddr), protocmp.Transform()); diff != "" {
+		t.Fatalf("detcd restored from etcd's snapshot (-etcd +detcd):\n%s", diff)
+	}
+	back := restoreIntoEtcd(t, saveSnap(t, detcdAddr))
+	if diff := cmp.Diff(want, readSnapState(t, back), protocmp.Transform()); diff != "" {
+		t.Errorf("etcd after the round trip (-before +after):\n%s", diff)
+	}
+
+	// A stopped member's database file has no hash: as etcdutl, detcd
+	// takes it with --skip-hash-check only.
+	stopEtcd()
+	db := filepath.Join(etcdDir, "member", "snap", "db")
+	if err := server.Restore(restoreConfig(t.TempDir(), freePort(t)), db, server.RestoreOptions{}); err == nil {
+		t.Error("restore of member/snap/db without --skip-hash-check was accepted")
+	}
+	fromDB := restoreIntoDetcd(t, db, server.RestoreOptions{SkipHashCheck: true})
+	if diff := cmp.Diff(want, readSnapState(t, fromDB), protocmp.Transform()); diff != "" {
+		t.Errorf("detcd restored from etcd's member/snap/db (-etcd +detcd):\n%s", diff)
+	}
+}
+
+// snapHistory writes a history with every kind of state a snapshot
+// carries: puts, overwrites, deletes, a multi-key transaction, a
+// compaction, leases with and without keys, users, roles, permissions.
+func snapHistory(t *testing.T, addr string) {
+	t.Helper()
+	cli := newSnapClient(t, addr, "", "")
+	ctx, cancel := context.WithTimeout(context.Background(), snapTimeout)
+	defer cancel()
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	l1, err := cli.Grant(ctx, 3600)
+	must(l1, err)
+	must(cli.Grant(ctx, 600))
+	for i := range 20 {
+		must(cli.Put(ctx, fmt.Sprintf("k%02d", i), fmt.Sprint("v", i)))
+	}
+	must(cli.Put(ctx, "leased", "x", clientv3.WithLease(l1.ID)))
+	must(cli.Put(ctx, "k03", "again"))
+	must(cli.Delete(ctx, "k04"))
+	must(cli.Delete(ctx, "k1", clientv3.WithPrefix()))
+	must(cli.Txn(ctx).Then(clientv3.OpPut("t1", "a"), clientv3.OpPut("t2", "b"), clientv3.OpDelete("k05"), clientv3.OpPut("k06", "txn")).Commit())
+	mid, err := cli.Put(ctx, "k07", "before compaction")
+	must(mid, err)
+	must(cli.Delete(ctx, "k08"))
+	must(cli.Compact(ctx, mid.Header.Revision+1, clientv3.WithCompactPhysical()))
+	must(cli.Put(ctx, "k08", "reborn"))
+	must(cli.Put(ctx, "k07", "after compaction"))
+	must(cli.Delete(ctx, "t2"))
+	must(cli.RoleAdd(ctx, "root"))
+	must(cli.UserAdd(ctx, "root", "rootpw"))
+	must(cli.UserGrantRole(ctx, "root", "root"))
+	must(cli.RoleAdd(ctx, "reader"))
+	must(cli.RoleGrantPermission(ctx, "reader", "k", "l", clientv3.PermissionType(clientv3.PermRead)))
+	must(cli.UserAdd(ctx, "alice", "alicepw"))
+	must(cli.UserGrantRole(ctx, "alice", "reader"))
+	must(cli.AuthEnable(ctx))
+}
+
+// snapState is what a restore must keep.
+type snapState struct {
+	Rev         int64
+	Hash        *pb.HashKVResponse
+	KVs         []*pb.RangeResponse
+	Leases      []snapLease
+	Users       []snapUser
+	Roles       []snapRole
+	AuthEnabled bool
+	AuthRev     uint64
+}
+
+type snapUser struct {
+	Name  string
+	Roles []string
+}
+
+type snapRole struct {
+	Name  string
+	Perms []*authpb.Permission
+}
+
+type snapLease struct {
+	ID, TTL int64
+	Keys    []string
+}
+
+// readSnapState reads the state of the member at addr, as root.
+func readSnapState(t *testing.T, addr string) snapState {
+	t.Helper()
+	cli := newSnapClient(t, addr, "root", "rootpw")
+	ctx, cancel := context.WithTimeout(context.Background(), snapTimeout)
+	defer cancel()
+	var s snapState
+	all, err := cli.Get(ctx, "", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Rev = all.Header.Revision
+	hash, err := cli.HashKV(ctx, cli.Endpoints()[0], s.Rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Hash = &pb.HashKVResponse{Hash: hash.Hash, CompactRevision: hash.CompactRevision, HashRevision: hash.HashRevision}
+	// Every revision from the compaction point on reads the same.
+	for rev := max(hash.CompactRevision, 1); rev <= s.Rev; rev++ {
+		r, err := cli.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithRev(rev))
+		if err != nil {
+			t.Fatalf("get at %d: %v", rev, err)
+		}
+		s.KVs = append(s.KVs, &pb.RangeResponse{Kvs: r.Kvs, Count: r.Count})
+	}
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases.Leases {
+		ttl, err := cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sl := snapLease{ID: int64(l.ID), TTL: ttl.GrantedTTL}
+		for _, k := range ttl.Keys {
+			sl.Keys = append(sl.Keys, string(k))
+		}
+		slices.Sort(sl.Keys)
+		s.Leases = append(s.Leases, sl)
+	}
+	sort.Slice(s.Leases, func(i, j int) bool { return s.Leases[i].ID < s.Leases[j].ID })
+	users, err := cli.UserList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users.Users {
+		r, err := cli.UserGet(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Users = append(s.Users, snapUser{Name: u, Roles: r.Roles})
+	}
+	roles, err := cli.RoleList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range roles.Roles {
+		r, err := cli.RoleGet(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Roles = append(s.Roles, snapRole{Name: name, Perms: r.Perm})
+	}
+	st, err := cli.AuthStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AuthEnabled, s.AuthRev = st.Enabled, st.AuthRevision
+	return s
+}
+
+func newSnapClient(t *testing.T, addr, user, pass string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: snapTimeout,
+		Username: user, Password: pass, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// saveSnap writes the member's snapshot to a file, as etcdctl snapshot
+// save does.
+func saveSnap(t *testing.T, addr string) string {
+	t.Helper()
+	cli := newSnapClient(t, addr, "root", "rootpw")
+	ctx, cancel := context.WithTimeout(context.Background(), snapTimeout)
+	defer cancel()
+	rc, err := cli.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("snapshot stream: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "snap.db")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// restoreIntoEtcd restores a snapshot file with etcdutl into a new data
+// directory, starts the embedded etcd on it and returns its address.
+func restoreIntoEtcd(t *testing.T, file string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "restored.etcd")
+	peer := mustURL(t, loopbackURL(freePort(t)))
+	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
+		SnapshotPath: file, Name: "default", OutputDataDir: dir, PeerURLs: []string{peer.String()},
+		InitialCluster: "default=" + peer.String(), InitialClusterToken: "etcd-cluster",
+	})
+	if err != nil {
+		t.Fatalf("etcdutl snapshot restore: %v", err)
+	}
+	addr, _ := startEmbeddedEtcd(t, true, func(c *embed.Config) {
+		c.Dir = dir
+		c.ListenPeerUrls, c.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+		c.InitialCluster = "default=" + peer.String()
+	})
+	return addr
+}
+
+func restoreConfig(dir string, peerPort int) server.Config {
+	cfg := server.DefaultConfig()
+	peer := loopbackURL(peerPort)
+	cfg.DataDir, cfg.InitialCluster, cfg.InitialAdvertisePeerURLs = dir, "default="+peer, []string{peer}
+	cfg.ListenPeerURLs = []string{peer}
+	return cfg
+}
+
+// restoreIntoDetcd restores a snapshot file as `detcd snapshot restore`
+// does, starts detcd on it and returns its address.
+func restoreIntoDetcd(t *testing.T, file string, opts server.RestoreOptions) string {
+	t.Helper()
+	rc := restoreConfig(filepath.Join(t.TempDir(), "restored"), freePort(t))
+	if err := server.Restore(rc, file, opts); err != nil {
+		t.Fatalf("detcd snapshot restore: %v", err)
+	}
+	addr, _ := startInProcDetcd(t, true, func(c *server.Config) {
+		c.DataDir, c.InitialCluster = rc.DataDir, rc.InitialCluster
+		c.ListenPeerURLs, c.InitialAdvertisePeerURLs = rc.ListenPeerURLs, rc.InitialAdvertisePeerURLs
+	})
+	return addr
+}
