@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
@@ -38,7 +39,10 @@ func IsBolt(head []byte) bool {
 // checks it, and must have etcd's schema.
 func ReadBackup(path string) ([]byte, error) {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("etcd database %s is locked: is its etcd member still running?", path)
+	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrNotEtcd, err)
 	}
 	defer db.Close()

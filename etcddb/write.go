@@ -80,25 +80,32 @@ func Write(path string, ex *core.ExchangeState, kv *mvcc.View) (err error) {
 
 // writeKeys fills the key bucket in transactions of keysPerTx entries.
 func writeKeys(db *bolt.DB, kv *mvcc.View) error {
-	tx, err := db.Begin(true)
-	if err != nil {
+	var tx *bolt.Tx
+	var b *bolt.Bucket
+	begin := func() (err error) {
+		if tx, err = db.Begin(true); err != nil {
+			return err
+		}
+		b = tx.Bucket(bucketKey)
+		b.FillPercent = keyBucketFill
+		return nil
+	}
+	if err := begin(); err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }() // after a commit, a no-op
 	n := 0
-	err = kv.ExportBucket(func(k, v []byte) error {
+	err := kv.ExportBucket(func(k, v []byte) error {
 		if n == keysPerTx {
 			if err := tx.Commit(); err != nil {
 				return err
 			}
-			if tx, err = db.Begin(true); err != nil {
+			if err := begin(); err != nil {
 				return err
 			}
 			n = 0
 		}
 		n++
-		b := tx.Bucket(bucketKey)
-		b.FillPercent = keyBucketFill
 		return b.Put(k, v)
 	})
 	if err != nil {

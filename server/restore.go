@@ -29,7 +29,11 @@ func Restore(cfg Config, path string, opts RestoreOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	state, err := readSnapshot(path, opts.SkipHashCheck)
+	check := hashRequired
+	if opts.SkipHashCheck {
+		check = hashSkipped
+	}
+	state, err := readSnapshot(path, check)
 	if err != nil {
 		return err
 	}
@@ -60,9 +64,10 @@ type RestoreOptions struct {
 	MarkCompacted bool
 }
 
-// SnapshotStatus reads a snapshot file's status, checking its hash.
+// SnapshotStatus reads a snapshot file's status, checking its hash if it
+// has one (a member's database file has none).
 func SnapshotStatus(path string) (core.BackupStatus, int64, error) {
-	state, err := readSnapshot(path, false)
+	state, err := readSnapshot(path, hashIfPresent)
 	if err != nil {
 		return core.BackupStatus{}, 0, err
 	}
@@ -82,7 +87,7 @@ func SnapshotStatus(path string) (core.BackupStatus, int64, error) {
 // etcd or detcd, or as a stopped etcd member's member/snap/db is, or a
 // backup in detcd's own format from before detcd wrote etcd's: the format
 // is told by bolt's magic number.
-func readSnapshot(path string, skipHashCheck bool) ([]byte, error) {
+func readSnapshot(path string, check hashCheck) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
@@ -99,10 +104,10 @@ func readSnapshot(path string, skipHashCheck bool) ([]byte, error) {
 	switch {
 	case hasHash:
 		size -= sha256.Size
-		if err := checkHash(f, size); err != nil && !skipHashCheck {
+		if err := checkHash(f, size); err != nil && check != hashSkipped {
 			return nil, fmt.Errorf("snapshot %s: %w", path, err)
 		}
-	case !skipHashCheck:
+	case check == hashRequired:
 		return nil, fmt.Errorf("snapshot %s: no SHA-256 at its end (not written by etcdctl snapshot save?); --skip-hash-check restores it anyway", path)
 	}
 	head := make([]byte, 64)
@@ -119,6 +124,18 @@ func readSnapshot(path string, skipHashCheck bool) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// hashCheck is how a snapshot file's trailing SHA-256 is checked.
+type hashCheck int
+
+const (
+	// hashRequired: a missing or wrong hash is an error (restore).
+	hashRequired hashCheck = iota
+	// hashIfPresent: a wrong hash is an error, a missing one is not (status).
+	hashIfPresent
+	// hashSkipped: neither is (restore --skip-hash-check).
+	hashSkipped
+)
 
 // checkHash checks that the SHA-256 of f's first size bytes follows them.
 func checkHash(f *os.File, size int64) error {
