@@ -62,9 +62,7 @@ func (v *View) ExportBucket(fn func(key, value []byte) error) error {
 	kb := make([]byte, 0, bucketKeyBytes+1)
 	var err error
 	emit := func(r record) bool {
-		var k, val []byte
-		k, val = bucketEntry(kb, r)
-		err = fn(k, val)
+		err = fn(bucketEntry(kb, r))
 		return err == nil
 	}
 	for _, r := range cold {
