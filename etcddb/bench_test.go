@@ -2,7 +2,9 @@ package etcddb
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -14,7 +16,10 @@ import (
 // BenchmarkWrite writes etcd's database file of a key space of 100k keys
 // with 100-byte values, as the Snapshot stream does before it sends it.
 func BenchmarkWrite(b *testing.B) {
-	const keys = 100000
+	keys := 100000
+	if k := os.Getenv("ETCDDB_BENCH_KEYS"); k != "" {
+		keys, _ = strconv.Atoi(k)
+	}
 	s := mvcc.New()
 	value := make([]byte, 100)
 	for i := 0; i < keys; i += 128 {

@@ -95,6 +95,7 @@ func writeKeys(db *bolt.DB, kv *mvcc.View) error {
 	}
 	defer func() { _ = tx.Rollback() }() // after a commit, a no-op
 	n := 0
+	var values arena
 	err := kv.ExportBucket(func(k, v []byte) error {
 		if n == keysPerTx {
 			if err := tx.Commit(); err != nil {
@@ -103,15 +104,32 @@ func writeKeys(db *bolt.DB, kv *mvcc.View) error {
 			if err := begin(); err != nil {
 				return err
 			}
-			n = 0
+			n, values = 0, arena{}
 		}
 		n++
-		return b.Put(k, v)
+		// bolt copies the key but keeps the value until the commit.
+		return b.Put(k, values.copy(v))
 	})
 	if err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// arenaBlockBytes is the size of an arena's blocks.
+const arenaBlockBytes = 1 << 20
+
+// arena keeps copies of byte slices in large blocks, so that a
+// transaction's values cost a few allocations instead of one each.
+type arena struct{ block []byte }
+
+func (a *arena) copy(b []byte) []byte {
+	if cap(a.block)-len(a.block) < len(b) {
+		a.block = make([]byte, 0, max(arenaBlockBytes, len(b)))
+	}
+	start := len(a.block)
+	a.block = append(a.block, b...)
+	return a.block[start:len(a.block):len(a.block)]
 }
 
 // writeState creates every bucket and writes all but the key space.

@@ -24,32 +24,47 @@ const bucketKeyBytes = 17
 // ErrBadBucket is an entry of etcd's key bucket that does not decode.
 var ErrBadBucket = errors.New("mvcc: malformed key bucket entry")
 
-// bucketEntry appends to kb the key bucket key of a record and returns it
-// with the record's encoded KeyValue, as etcd stores and hashes them.
-func bucketEntry(kb []byte, r record) (key, value []byte) {
+// bucketEntry returns the key bucket key of a record and its encoded
+// KeyValue, as etcd stores and hashes them, in kb and vb (reused: their
+// contents are overwritten) with kv as scratch.
+func bucketEntry(kb, vb []byte, kv *mvccpb.KeyValue, r record) (key, value []byte) {
 	hdr, k, v := decodeRecord(r)
 	kb = binary.BigEndian.AppendUint64(kb[:0], uint64(hdr.mod))
 	kb = append(kb, '_')
 	kb = binary.BigEndian.AppendUint64(kb, uint64(hdr.sub))
-	kv := &mvccpb.KeyValue{Key: bytesOf(k)}
+	kv.Reset()
+	kv.Key = bytesOf(k)
 	if hdr.tombstone {
 		kb = append(kb, 't')
 	} else {
 		kv.CreateRevision, kv.ModRevision, kv.Version = int64(hdr.create), int64(hdr.mod), hdr.version
 		kv.Value, kv.Lease = bytesOf(v), int64(hdr.lease)
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(kv)
+	vb, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(vb[:0], kv)
 	if err != nil {
 		panic("mvcc: marshal KeyValue: " + err.Error())
 	}
-	return kb, b
+	return kb, vb
+}
+
+// bucketEncoder encodes records as key bucket entries, reusing its
+// buffers from one record to the next.
+type bucketEncoder struct {
+	kb, vb []byte
+	kv     mvccpb.KeyValue
+}
+
+func (e *bucketEncoder) entry(r record) (key, value []byte) {
+	e.kb, e.vb = bucketEntry(e.kb, e.vb, &e.kv, r)
+	return e.kb, e.vb
 }
 
 // ExportBucket calls fn, in revision order, with the key bucket entry of
 // every record a checkpoint of the view holds: each key's newest record at
 // or below the compaction point (a tombstone only at that point, as etcd's
-// compaction leaves it) and every record after. key is reused between
-// calls. The view must come from Snapshot; it runs off the loop.
+// compaction leaves it) and every record after. key and value are reused
+// between calls: fn copies what it keeps. The view must come from
+// Snapshot; it runs off the loop.
 func (v *View) ExportBucket(fn func(key, value []byte) error) error {
 	var cold []record
 	v.tree.Ascend(func(it item) bool {
@@ -59,10 +74,10 @@ func (v *View) ExportBucket(fn func(key, value []byte) error) error {
 		return true
 	})
 	slices.SortFunc(cold, compareRev)
-	kb := make([]byte, 0, bucketKeyBytes+1)
+	var enc bucketEncoder
 	var err error
 	emit := func(r record) bool {
-		err = fn(bucketEntry(kb, r))
+		err = fn(enc.entry(r))
 		return err == nil
 	}
 	for _, r := range cold {

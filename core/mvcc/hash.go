@@ -65,9 +65,9 @@ func (v *View) hashAt(rev Revision, compaction bool) KVHash {
 	slices.SortFunc(kept, compareRev)
 	h := crc32.New(castagnoli)
 	h.Write([]byte("key"))
-	kb := make([]byte, 0, bucketKeyBytes+1)
+	var enc bucketEncoder
 	write := func(r record) {
-		k, v := bucketEntry(kb, r)
+		k, v := enc.entry(r)
 		h.Write(k)
 		h.Write(v)
 	}
