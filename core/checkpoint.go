@@ -55,6 +55,8 @@ func (n *Node) stateNow() *Checkpoint {
 	view := n.kv.Snapshot()
 	return &Checkpoint{
 		Index: n.st.index,
+		meta:  meta,
+		view:  view,
 		Write: func(w io.Writer) error {
 			if _, err := w.Write(meta); err != nil {
 				return err

@@ -64,6 +64,9 @@ type Checkpoint struct {
 	// Write writes the checkpoint content. It reads only immutable state,
 	// so it may run on any goroutine.
 	Write func(w io.Writer) error
+	// meta and view are the state Write writes, for Export.
+	meta []byte
+	view *mvcc.View
 }
 
 // Release names what a durable checkpoint makes redundant.

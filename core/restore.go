@@ -108,3 +108,10 @@ func StatBackup(backup []byte) (BackupStatus, error) {
 	}
 	return BackupStatus{Revision: int64(kv.Rev()), CompactRevision: int64(kv.CompactRev()), Keys: res.Count, Hash: h.Hash}, nil
 }
+
+// IsBackup reports whether b starts as a backup in detcd's own format
+// does, the format Maintenance.Snapshot streamed before etcd's.
+func IsBackup(b []byte) bool {
+	_, _, _, err := decodeMeta(b)
+	return err == nil
+}

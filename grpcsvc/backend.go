@@ -36,4 +36,7 @@ type Backend interface {
 	// revision rev, when the member signs its tokens (JWT); "" when core
 	// hands out simple tokens.
 	SignToken(user string, rev uint64) (string, error)
+	// SnapshotDir is where Snapshot writes the file it streams: in the
+	// data directory, on the disk that has room for the state.
+	SnapshotDir() string
 }

@@ -3,12 +3,16 @@ package grpcsvc
 import (
 	"crypto/sha256"
 	"hash"
+	"io"
+	"os"
+	"path/filepath"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/etcddb"
 	"github.com/detcd/detcd/internal/chunk"
 )
 
@@ -16,17 +20,13 @@ import (
 // stream, as etcd's.
 const snapshotChunkBytes = 32 << 10
 
-// snapshotAlignBytes: clients find the trailing SHA-256 by the file's
-// size, which for etcd's database is a whole number of pages: the state is
-// padded with zeros to a multiple of this (restore ignores the padding).
-const snapshotAlignBytes = 512
-
-// Snapshot streams the member's whole state at its applied index, as
-// etcd streams its database file, and then the SHA-256 of what it sent,
-// which `etcdctl snapshot save` keeps at the end of the file and
-// `detcd snapshot restore` checks. The state is written from an immutable
-// view twice: once to learn its size for remaining_bytes, then to send it.
-// It is padded to snapshotAlignBytes.
+// Snapshot streams the member's state at its applied index as etcd's
+// database file, as etcd streams its own, and then the SHA-256 of what it
+// sent, which `etcdctl snapshot save` keeps at the end of the file and
+// `etcdutl snapshot restore` and `detcd snapshot restore` check. The file
+// is written from an immutable view into a temporary file in the member's
+// data directory, so that the state is not held twice in memory, then
+// streamed and removed.
 func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, ss pb.Maintenance_SnapshotServer) error {
 	resp, err := s.b.Do(ss.Context(), core.Request{Backup: true})
 	if err == nil {
@@ -35,34 +35,58 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, ss pb.Maintenance_Sn
 	if err != nil {
 		return toGRPC(err)
 	}
-	var size countingWriter
-	if err := resp.Backup.Write(&size); err != nil {
+	f, cleanup, err := writeSnapshotFile(s.b.SnapshotDir(), resp.Backup)
+	if err != nil {
 		return status.Errorf(codes.Internal, "snapshot: %v", err)
 	}
-	pad := (snapshotAlignBytes - int64(size)%snapshotAlignBytes) % snapshotAlignBytes
-	sender := &snapshotSender{ss: ss, hdr: resp.Header, left: uint64(int64(size)+pad) + sha256.Size, sum: sha256.New()}
-	w := &chunk.Writer{Size: snapshotChunkBytes, Send: sender.send}
-	if err := resp.Backup.Write(w); err != nil {
-		return err
+	defer cleanup()
+	fi, err := f.Stat()
+	if err != nil {
+		return status.Errorf(codes.Internal, "snapshot: %v", err)
 	}
-	if _, err := w.Write(make([]byte, pad)); err != nil {
+	sender := &snapshotSender{ss: ss, hdr: resp.Header, left: uint64(fi.Size()) + sha256.Size, sum: sha256.New()}
+	w := &chunk.Writer{Size: snapshotChunkBytes, Send: sender.send}
+	if _, err := io.Copy(w, f); err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if sender.left != sha256.Size {
-		return status.Errorf(codes.Internal, "snapshot: the state changed size between two writes of one view")
-	}
 	return ss.Send(&pb.SnapshotResponse{Header: resp.Header, Blob: sender.sum.Sum(nil), Version: storageVersion})
 }
 
-type countingWriter int64
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	*c += countingWriter(len(p))
-	return len(p), nil
+// writeSnapshotFile writes the state as etcd's database file in a new
+// temporary directory in dir, and returns it open at its start, and what
+// removes it.
+func writeSnapshotFile(dir string, state *core.Checkpoint) (*os.File, func(), error) {
+	ex, kv, err := state.Export()
+	if err != nil {
+		return nil, nil, err
+	}
+	tmp, err := os.MkdirTemp(dir, SnapshotTempPrefix+"*")
+	if err != nil {
+		return nil, nil, err
+	}
+	path := filepath.Join(tmp, "db")
+	err = etcddb.Write(path, ex, kv)
+	var f *os.File
+	if err == nil {
+		f, err = os.Open(path)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, nil, err
+	}
+	return f, func() {
+		f.Close()
+		os.RemoveAll(tmp)
+	}, nil
 }
+
+// SnapshotTempPrefix starts the name of the temporary directory a
+// snapshot is written to in the data directory; one left by a crash may
+// be removed.
+const SnapshotTempPrefix = "snapshot-tmp-"
 
 // snapshotSender sends the state's chunks, counting down what is left
 // and hashing what went.

@@ -1,14 +1,24 @@
 package server
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/etcddb"
+	"github.com/detcd/detcd/grpcsvc"
 )
 
 // TestSnapshotRestore: a snapshot streamed by Maintenance.Snapshot
@@ -154,4 +164,126 @@ func TestSnapshotRestoreBump(t *testing.T) {
 	if p, err := restored.Put(ctx(t), "k9", "v"); err != nil || p.Header.Revision != 1007 {
 		t.Fatalf("put after a bumped restore: %v %v", p, err)
 	}
+}
+
+// TestSnapshotRestoreFormats: the Snapshot stream is etcd's database file
+// (bolt's magic at its head) with its SHA-256; restore still takes a backup
+// in detcd's own older format; a file of neither format, or a bolt file
+// without etcd's schema, is refused with a clear error and leaves no data
+// directory.
+func TestSnapshotRestoreFormats(t *testing.T) {
+	srv, cli := testServer(t, t.TempDir(), nil)
+	for i := range 5 {
+		if _, err := cli.Put(ctx(t), fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, b := saveSnapshot(t, cli)
+	if !etcddb.IsBolt(b) || len(b)%512 != sha256.Size {
+		t.Fatalf("the snapshot stream is not a bolt file and its hash: %d bytes, head %x", len(b), b[:32])
+	}
+	if left, _ := filepath.Glob(filepath.Join(srv.cfg.DataDir, grpcsvc.SnapshotTempPrefix+"*")); len(left) != 0 {
+		t.Errorf("the snapshot's temporary files were left: %v", left)
+	}
+
+	old := oldFormatBackup(t, srv)
+	st, _, err := SnapshotStatus(old)
+	if err != nil || st.Revision != 6 || st.Keys != 5 {
+		t.Fatalf("status of a detcd-format backup: %+v %v", st, err)
+	}
+	dir := filepath.Join(t.TempDir(), "from-old")
+	if err := Restore(restoreCfg(dir), old, RestoreOptions{}); err != nil {
+		t.Fatalf("restore of a detcd-format backup: %v", err)
+	}
+	_, restored := testServer(t, dir, nil)
+	if r, err := restored.Get(ctx(t), "k", clientv3.WithPrefix()); err != nil || r.Header.Revision != 6 || len(r.Kvs) != 5 {
+		t.Fatalf("restored from a detcd-format backup: %v %v", r, err)
+	}
+
+	for _, tc := range []struct {
+		name, want string
+		content    []byte
+	}{
+		{"garbage", "neither etcd's database file nor a detcd backup", withHash(bytes.Repeat([]byte{0xfe}, 4096))},
+		{"bolt without etcd's buckets", "no \"key\" bucket", withHash(boltFile(t, "other"))},
+		{"bolt with only the key bucket", "no \"meta\" bucket", withHash(boltFile(t, "key"))},
+	} {
+		file := filepath.Join(t.TempDir(), "bad.db")
+		if err := os.WriteFile(file, tc.content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "restored")
+		err := Restore(restoreCfg(dir), file, RestoreOptions{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: restore: %v, want an error with %q", tc.name, err, tc.want)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: a failed restore left %s (%v)", tc.name, dir, err)
+		}
+		if _, _, err := SnapshotStatus(file); err == nil {
+			t.Errorf("%s: status accepted it", tc.name)
+		}
+	}
+}
+
+func restoreCfg(dir string) Config {
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.InitialCluster = dir, "default=http://127.0.0.1:2380"
+	cfg.InitialAdvertisePeerURLs = []string{"http://127.0.0.1:2380"}
+	return cfg
+}
+
+// oldFormatBackup writes the member's state as Maintenance.Snapshot
+// streamed it before it streamed etcd's file: detcd's checkpoint, padded
+// to 512 bytes, and its SHA-256.
+func oldFormatBackup(t *testing.T, srv *Server) string {
+	t.Helper()
+	resp, err := srv.Do(ctx(t), core.Request{Backup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := resp.Backup.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	buf.Write(make([]byte, (512-buf.Len()%512)%512))
+	file := filepath.Join(t.TempDir(), "old.db")
+	if err := os.WriteFile(file, withHash(buf.Bytes()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func withHash(b []byte) []byte {
+	h := sha256.Sum256(b)
+	return append(slices.Clone(b), h[:]...)
+}
+
+// boltFile is a bolt database with the named empty buckets.
+func boltFile(t *testing.T, buckets ...string) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bolt.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range buckets {
+			if _, err := tx.CreateBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -206,6 +206,8 @@ func authSetupSteps() []authStep {
 		{"anon: RoleGet reader", as("anon", roleGet("reader"))},
 		{"anon: RoleGet writer", as("anon", roleGet("writer"))},
 		{"anon: RoleGet nosuch", as("anon", roleGet("nosuch"))},
+		// etcd answers for root with the permission the role implies.
+		{"anon: RoleGet root", as("anon", roleGet("root"))},
 		{"anon: UserGet alice", as("anon", userGet("alice"))},
 		{"anon: UserGet nosuch", as("anon", userGet("nosuch"))},
 		{"anon: UserAdd nopw (no password)", as("anon", userAddNoPassword("nopw"))},

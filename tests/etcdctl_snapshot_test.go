@@ -2,17 +2,21 @@ package tests
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/detcd/detcd/etcddb"
 )
 
-// TestEtcdctlSnapshot: etcdctl snapshot save against a detcd binary, then
-// detcd snapshot restore into a new data directory: the restored member
-// serves the same keys at the same revision.
+// TestEtcdctlSnapshot: etcdctl snapshot save against a detcd binary gives
+// etcd's database file, which detcd snapshot status describes; detcd
+// snapshot restore makes a new data directory of it, whose member serves
+// the same keys at the same revision.
 func TestEtcdctlSnapshot(t *testing.T) {
 	bin, ctl := binaries(t)
 	src := startDetcd(t, t.TempDir(), 0, 0)
@@ -25,6 +29,18 @@ func TestEtcdctlSnapshot(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "backup.db")
 	if out := c.ctl([]string{src.endpoint()}, "snapshot", "save", file); !strings.Contains(out, "Snapshot saved at "+file) {
 		t.Fatalf("snapshot save: %q", out)
+	}
+
+	saved, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !etcddb.IsBolt(saved) {
+		t.Fatalf("etcdctl saved no bolt file: %x", saved[:min(len(saved), 64)])
+	}
+	status, err := exec.Command(bin, "snapshot", "status", file, "--write-out", "json").CombinedOutput()
+	if err != nil || !strings.Contains(string(status), `"revision":5,`) || !strings.Contains(string(status), `"totalKey":2,`) {
+		t.Fatalf("detcd snapshot status: %v\n%s", err, status)
 	}
 
 	dir := filepath.Join(t.TempDir(), "restored")

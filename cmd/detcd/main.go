@@ -323,8 +323,9 @@ Every flag can also be given as an ETCD_* environment variable
 (ETCD_DATA_DIR for --data-dir).
 
 'detcd snapshot restore FILE' makes a data directory from a snapshot that
-'etcdctl snapshot save' took, 'detcd snapshot status FILE' describes one
-(see 'detcd snapshot restore --help').
+'etcdctl snapshot save' took from detcd or etcd (etcd's database file),
+'detcd snapshot status FILE' describes one (see 'detcd snapshot restore
+--help').
 
 Flags:
 `)

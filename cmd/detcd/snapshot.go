@@ -15,16 +15,21 @@ const snapshotUsage = `Usage:
   detcd snapshot restore FILE [flags]
   detcd snapshot status FILE [--write-out simple|json]
 
-restore makes a new data directory from a snapshot taken with 'etcdctl
-snapshot save' from detcd, as 'etcdutl snapshot restore' does for etcd:
-the keys, their revisions, the leases and the users and roles are kept;
-the cluster is a new one, made of the members --initial-cluster names.
-Restore every member of the new cluster from the same file with its own
---name and --initial-advertise-peer-urls, then start each with the same
---initial-cluster and --initial-cluster-token.
+restore makes a new data directory from a snapshot, as 'etcdutl snapshot
+restore' does for etcd. The file is etcd's database file: one 'etcdctl
+snapshot save' took from detcd or from etcd, or the member/snap/db of a
+stopped etcd member (it has no hash: give --skip-hash-check); a backup in
+detcd's own earlier format is read too. The keys, their revisions, the
+leases and the users and roles are kept; the cluster is a new one, made
+of the members --initial-cluster names. Restore every member of the new
+cluster from the same file with its own --name and
+--initial-advertise-peer-urls, then start each with the same
+--initial-cluster and --initial-cluster-token. A file whose hash or
+format is wrong is refused and no data directory is made.
 
 status checks a snapshot's hash and prints its HashKV, revision, number
-of keys and size.
+of keys and size (etcdutl snapshot status prints a hash of the file's
+buckets instead of the HashKV).
 
 Flags of restore:
 `

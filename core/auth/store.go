@@ -191,11 +191,16 @@ func (s *Store) RoleDelete(name string) error {
 	return nil
 }
 
-// RoleGet returns a role's permissions, sorted by key.
+// RoleGet returns a role's permissions, sorted by key. As etcd, it shows
+// root's as the one it implies, read-write on every key, whatever the
+// role was granted.
 func (s *Store) RoleGet(name string) ([]*authpb.Permission, error) {
 	r, ok := s.roles[name]
 	if !ok {
 		return nil, ErrRoleNotFound
+	}
+	if name == Root {
+		return []*authpb.Permission{{PermType: authpb.Permission_READWRITE, Key: []byte{}, RangeEnd: []byte{0}}}, nil
 	}
 	out := make([]*authpb.Permission, len(r.KeyPermission))
 	for i, p := range r.KeyPermission {

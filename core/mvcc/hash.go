@@ -1,13 +1,8 @@
 package mvcc
 
 import (
-	"cmp"
-	"encoding/binary"
 	"hash/crc32"
 	"slices"
-
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	"google.golang.org/protobuf/proto"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -67,34 +62,14 @@ func (v *View) hashAt(rev Revision, compaction bool) KVHash {
 	if anyLive {
 		kept = current
 	}
-	slices.SortFunc(kept, func(a, b record) int {
-		ha, _, _ := decodeRecord(a)
-		hb, _, _ := decodeRecord(b)
-		return cmp.Or(cmp.Compare(ha.mod, hb.mod), cmp.Compare(ha.sub, hb.sub))
-	})
+	slices.SortFunc(kept, compareRev)
 	h := crc32.New(castagnoli)
 	h.Write([]byte("key"))
-	var kb [18]byte
+	var enc bucketEncoder
 	write := func(r record) {
-		hdr, key, value := decodeRecord(r)
-		binary.BigEndian.PutUint64(kb[0:8], uint64(hdr.mod))
-		kb[8] = '_'
-		binary.BigEndian.PutUint64(kb[9:17], uint64(hdr.sub))
-		n := 17
-		kv := &mvccpb.KeyValue{Key: bytesOf(key)}
-		if hdr.tombstone {
-			kb[17] = 't'
-			n = 18
-		} else {
-			kv.CreateRevision, kv.ModRevision, kv.Version = int64(hdr.create), int64(hdr.mod), hdr.version
-			kv.Value, kv.Lease = bytesOf(value), int64(hdr.lease)
-		}
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(kv)
-		if err != nil {
-			panic("mvcc: marshal KeyValue: " + err.Error())
-		}
-		h.Write(kb[:n])
-		h.Write(b)
+		k, v := enc.entry(r)
+		h.Write(k)
+		h.Write(v)
 	}
 	for _, r := range kept {
 		if recMod(r) <= rev {

@@ -1,0 +1,177 @@
+package mvcc
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// etcd's database file keeps the key space in its "key" bucket: one entry
+// per revision, keyed by the revision (8 bytes big-endian main, '_', 8
+// bytes big-endian sub, and a 't' for a delete), whose value is the
+// encoded mvccpb.KeyValue (a delete's holds only the key). The functions
+// here translate between that and the records a checkpoint holds.
+
+// bucketKeyBytes is the size of a revision's key in etcd's key bucket; a
+// tombstone's has one more byte, 't'.
+const bucketKeyBytes = 17
+
+// ErrBadBucket is an entry of etcd's key bucket that does not decode.
+var ErrBadBucket = errors.New("mvcc: malformed key bucket entry")
+
+// bucketEntry returns the key bucket key of a record and its encoded
+// KeyValue, as etcd stores and hashes them, in kb and vb (reused: their
+// contents are overwritten) with kv as scratch.
+func bucketEntry(kb, vb []byte, kv *mvccpb.KeyValue, r record) (key, value []byte) {
+	hdr, k, v := decodeRecord(r)
+	kb = binary.BigEndian.AppendUint64(kb[:0], uint64(hdr.mod))
+	kb = append(kb, '_')
+	kb = binary.BigEndian.AppendUint64(kb, uint64(hdr.sub))
+	kv.Reset()
+	kv.Key = bytesOf(k)
+	if hdr.tombstone {
+		kb = append(kb, 't')
+	} else {
+		kv.CreateRevision, kv.ModRevision, kv.Version = int64(hdr.create), int64(hdr.mod), hdr.version
+		kv.Value, kv.Lease = bytesOf(v), int64(hdr.lease)
+	}
+	vb, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(vb[:0], kv)
+	if err != nil {
+		panic("mvcc: marshal KeyValue: " + err.Error())
+	}
+	return kb, vb
+}
+
+// bucketEncoder encodes records as key bucket entries, reusing its
+// buffers from one record to the next.
+type bucketEncoder struct {
+	kb, vb []byte
+	kv     mvccpb.KeyValue
+}
+
+func (e *bucketEncoder) entry(r record) (key, value []byte) {
+	e.kb, e.vb = bucketEntry(e.kb, e.vb, &e.kv, r)
+	return e.kb, e.vb
+}
+
+// ExportBucket calls fn, in revision order, with the key bucket entry of
+// every record a checkpoint of the view holds: each key's newest record at
+// or below the compaction point (a tombstone only at that point, as etcd's
+// compaction leaves it) and every record after. key and value are reused
+// between calls: fn copies what it keeps. The view must come from
+// Snapshot; it runs off the loop.
+func (v *View) ExportBucket(fn func(key, value []byte) error) error {
+	var cold []record
+	v.tree.Ascend(func(it item) bool {
+		if r, ok := it.kept(v.compactRev); ok && recMod(r) < v.compactRev {
+			cold = append(cold, r)
+		}
+		return true
+	})
+	slices.SortFunc(cold, compareRev)
+	var enc bucketEncoder
+	var err error
+	emit := func(r record) bool {
+		err = fn(enc.entry(r))
+		return err == nil
+	}
+	for _, r := range cold {
+		if !emit(r) {
+			return err
+		}
+	}
+	v.scanHot(v.compactRev-1, func(r record) bool {
+		return recMod(r) <= v.rev && emit(r)
+	})
+	return err
+}
+
+func compareRev(a, b record) int {
+	ha, _, _ := decodeRecord(a)
+	hb, _, _ := decodeRecord(b)
+	return cmp.Or(cmp.Compare(ha.mod, hb.mod), cmp.Compare(ha.sub, hb.sub))
+}
+
+// BucketImporter builds a key space from etcd's key bucket, read in key
+// (that is, revision) order.
+type BucketImporter struct {
+	recs    []record
+	lastMod Revision
+	lastSub int64
+}
+
+// Add decodes one key bucket entry.
+func (im *BucketImporter) Add(key, value []byte) error {
+	if len(key) != bucketKeyBytes && (len(key) != bucketKeyBytes+1 || key[bucketKeyBytes] != 't') || key[8] != '_' {
+		return fmt.Errorf("%w: key %x is not a revision", ErrBadBucket, key)
+	}
+	h := recHeader{
+		tombstone: len(key) > bucketKeyBytes,
+		mod:       Revision(binary.BigEndian.Uint64(key[:8])),
+		sub:       int64(binary.BigEndian.Uint64(key[9:])),
+	}
+	if h.mod < 1 || h.sub < 0 || len(im.recs) > 0 && cmp.Or(cmp.Compare(h.mod, im.lastMod), cmp.Compare(h.sub, im.lastSub)) <= 0 {
+		return fmt.Errorf("%w: revision %d.%d out of order", ErrBadBucket, h.mod, h.sub)
+	}
+	var kv mvccpb.KeyValue
+	if err := proto.Unmarshal(value, &kv); err != nil {
+		return fmt.Errorf("%w: revision %d.%d: %v", ErrBadBucket, h.mod, h.sub, err)
+	}
+	if len(kv.Key) == 0 {
+		return fmt.Errorf("%w: revision %d.%d has no key", ErrBadBucket, h.mod, h.sub)
+	}
+	if !h.tombstone {
+		h.create, h.version, h.lease = Revision(kv.CreateRevision), kv.Version, LeaseID(kv.Lease)
+		if kv.ModRevision != int64(h.mod) || h.create < 1 || h.create > h.mod || h.version < 1 || h.lease < 0 {
+			return fmt.Errorf("%w: revision %d.%d holds %v", ErrBadBucket, h.mod, h.sub, &kv)
+		}
+	}
+	b := make([]byte, recordSize(&h, len(kv.Key), len(kv.Value)))
+	encodeRecord(b, &h, kv.Key, kv.Value)
+	im.recs = append(im.recs, asRecord(b))
+	im.lastMod, im.lastSub = h.mod, h.sub
+	return nil
+}
+
+// Checkpoint writes the key space as checkpoint content (see Load), with
+// compaction point compactRev (-1: never compacted) and the revision etcd
+// starts at with that bucket: the newest of its revisions, the
+// compaction point and 1. Records a compaction at compactRev would remove
+// (etcd compacts in the background, so its file may still hold them) are
+// dropped.
+func (im *BucketImporter) Checkpoint(compactRev Revision) []byte {
+	rev := max(1, im.lastMod, compactRev)
+	newest := map[string]record{}
+	for _, r := range im.recs {
+		if recMod(r) <= compactRev {
+			newest[recKey(r)] = r
+		}
+	}
+	var cold []record
+	for _, r := range newest { //core:maporder-ok: sorted below
+		if !recTombstone(r) || recMod(r) == compactRev {
+			cold = append(cold, r)
+		}
+	}
+	slices.SortFunc(cold, func(a, b record) int { return cmp.Compare(recKey(a), recKey(b)) })
+	var b []byte
+	b = binary.AppendUvarint(b, checkpointFormat)
+	b = binary.AppendUvarint(b, uint64(rev))
+	b = binary.AppendUvarint(b, uint64(compactRev+1))
+	b = appendSection(b, cold)
+	i, _ := slices.BinarySearchFunc(im.recs, compactRev, func(r record, c Revision) int { return cmp.Compare(recMod(r), c) })
+	return appendSection(b, im.recs[i:])
+}
+
+func appendSection(b []byte, recs []record) []byte {
+	for _, r := range recs {
+		b = binary.AppendUvarint(b, uint64(len(r)))
+		b = append(b, r...)
+	}
+	return append(b, 0)
+}

@@ -1,0 +1,258 @@
+package etcddb
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
+)
+
+// Bucket and key names of etcd 3.7's schema (server/storage/schema).
+var (
+	bucketKey            = []byte("key")
+	bucketMeta           = []byte("meta")
+	bucketLease          = []byte("lease")
+	bucketAlarm          = []byte("alarm")
+	bucketCluster        = []byte("cluster")
+	bucketMembers        = []byte("members")
+	bucketMembersRemoved = []byte("members_removed")
+	bucketAuth           = []byte("auth")
+	bucketAuthUsers      = []byte("authUsers")
+	bucketAuthRoles      = []byte("authRoles")
+
+	allBuckets = [][]byte{bucketKey, bucketMeta, bucketLease, bucketAlarm, bucketCluster,
+		bucketMembers, bucketMembersRemoved, bucketAuth, bucketAuthUsers, bucketAuthRoles}
+
+	metaConsistentIndex  = []byte("consistent_index")
+	metaTerm             = []byte("term")
+	metaConfState        = []byte("confState")
+	metaScheduledCompact = []byte("scheduledCompactRev")
+	metaFinishedCompact  = []byte("finishedCompactRev")
+	metaStorageVersion   = []byte("storageVersion")
+	clusterVersionKey    = []byte("clusterVersion")
+	authEnabledKey       = []byte("authEnabled")
+	authRevisionKey      = []byte("authRevision")
+)
+
+// StorageVersion is the schema version the files detcd writes declare:
+// etcd 3.7's, major.minor.0 as etcd stores it.
+const StorageVersion = "3.7.0"
+
+// keysPerTx bounds a bolt transaction of Write: bolt keeps a transaction's
+// dirty pages in memory until it commits, so one transaction for the
+// whole key space would hold a second copy of it.
+const keysPerTx = 10000
+
+// keyBucketFill is the fill of the key bucket's pages. Its keys are
+// written in order, so pages need little room for inserts; etcd uses the
+// same for its sequential puts.
+const keyBucketFill = 0.9
+
+// Write creates etcd's database file at path (which must not exist) with
+// the state ex and the key space kv.
+func Write(path string, ex *core.ExchangeState, kv *mvcc.View) (err error) {
+	// The file is written once and streamed; a crash loses nothing that a
+	// new snapshot would not give, so it is not synced.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, NoGrowSync: true, NoFreelistSync: true})
+	if err != nil {
+		return fmt.Errorf("etcddb: %w", err)
+	}
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("etcddb: %w", cerr)
+		}
+	}()
+	if err := db.Update(func(tx *bolt.Tx) error { return writeState(tx, ex) }); err != nil {
+		return fmt.Errorf("etcddb: %w", err)
+	}
+	if err := writeKeys(db, kv); err != nil {
+		return fmt.Errorf("etcddb: key bucket: %w", err)
+	}
+	return nil
+}
+
+// writeKeys fills the key bucket in transactions of keysPerTx entries.
+func writeKeys(db *bolt.DB, kv *mvcc.View) error {
+	var tx *bolt.Tx
+	var b *bolt.Bucket
+	begin := func() (err error) {
+		if tx, err = db.Begin(true); err != nil {
+			return err
+		}
+		b = tx.Bucket(bucketKey)
+		b.FillPercent = keyBucketFill
+		return nil
+	}
+	if err := begin(); err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }() // after a commit, a no-op
+	n := 0
+	var values arena
+	err := kv.ExportBucket(func(k, v []byte) error {
+		if n == keysPerTx {
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			if err := begin(); err != nil {
+				return err
+			}
+			n, values = 0, arena{}
+		}
+		n++
+		// bolt copies the key but keeps the value until the commit.
+		return b.Put(k, values.copy(v))
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// arenaBlockBytes is the size of an arena's blocks.
+const arenaBlockBytes = 1 << 20
+
+// arena keeps copies of byte slices in large blocks, so that a
+// transaction's values cost a few allocations instead of one each.
+type arena struct{ block []byte }
+
+func (a *arena) copy(b []byte) []byte {
+	if cap(a.block)-len(a.block) < len(b) {
+		a.block = make([]byte, 0, max(arenaBlockBytes, len(b)))
+	}
+	start := len(a.block)
+	a.block = append(a.block, b...)
+	return a.block[start:len(a.block):len(a.block)]
+}
+
+// writeState creates every bucket and writes all but the key space.
+func writeState(tx *bolt.Tx, ex *core.ExchangeState) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	var err error
+	put := func(bucket, k, v []byte) {
+		if err == nil {
+			if err = tx.Bucket(bucket).Put(k, v); err != nil {
+				err = fmt.Errorf("bucket %s: %w", bucket, err)
+			}
+		}
+	}
+	putJSON := func(bucket, k []byte, v any) {
+		b, jerr := json.Marshal(v)
+		if err == nil && jerr != nil {
+			err = jerr
+		}
+		put(bucket, k, b)
+	}
+	putProto := func(bucket, k []byte, m proto.Message) {
+		b, perr := proto.Marshal(m)
+		if err == nil && perr != nil {
+			err = perr
+		}
+		put(bucket, k, b)
+	}
+	put(bucketMeta, metaConsistentIndex, be64(ex.Index))
+	put(bucketMeta, metaTerm, be64(ex.Term))
+	putJSON(bucketMeta, metaConfState, ex.ConfState)
+	put(bucketMeta, metaStorageVersion, []byte(StorageVersion))
+	if ex.CompactRev > 0 {
+		// etcd records a compaction as scheduled, then as finished.
+		put(bucketMeta, metaScheduledCompact, revKey(ex.CompactRev))
+		put(bucketMeta, metaFinishedCompact, revKey(ex.CompactRev))
+	}
+	put(bucketAuth, authRevisionKey, be64(ex.AuthRevision))
+	if ex.AuthEnabled {
+		// etcd writes the flag when auth is first enabled.
+		put(bucketAuth, authEnabledKey, []byte{1})
+	}
+	if ex.ClusterVersion != "" {
+		put(bucketCluster, clusterVersionKey, []byte(ex.ClusterVersion))
+	}
+	for _, m := range ex.Members {
+		putJSON(bucketMembers, memberKey(m.ID), fromMember(m))
+	}
+	for _, id := range ex.Removed {
+		put(bucketMembersRemoved, memberKey(id), []byte("removed"))
+	}
+	for _, a := range ex.Alarms {
+		k, perr := proto.Marshal(a)
+		if err == nil && perr != nil {
+			err = perr
+		}
+		put(bucketAlarm, k, nil)
+	}
+	for _, l := range ex.Leases {
+		put(bucketLease, be64(uint64(l.ID)), marshalLease(l))
+	}
+	for _, u := range ex.Users {
+		putProto(bucketAuthUsers, u.Name, u)
+	}
+	for _, r := range ex.Roles {
+		putProto(bucketAuthRoles, r.Name, r)
+	}
+	return err
+}
+
+// etcdMember is a member as etcd's members bucket holds it (etcd's
+// membership.Member, with its field order).
+type etcdMember struct {
+	ID         uint64   `json:"id"`
+	PeerURLs   []string `json:"peerURLs"`
+	IsLearner  bool     `json:"isLearner,omitempty"`
+	Name       string   `json:"name,omitempty"`
+	ClientURLs []string `json:"clientURLs,omitempty"`
+}
+
+func fromMember(m core.Member) etcdMember {
+	return etcdMember{ID: m.ID, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner, Name: m.Name, ClientURLs: m.ClientURLs}
+}
+
+func (m etcdMember) member() core.Member {
+	return core.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
+}
+
+// memberKey is a member's key in etcd's members buckets: its id in hex.
+func memberKey(id uint64) []byte { return []byte(strconv.FormatUint(id, 16)) }
+
+// The lease bucket's values are leasepb.Lease: ID = 1, TTL = 2,
+// RemainingTTL = 3, all int64. leasepb lives in etcd's server module, which
+// detcd does not depend on; the three varints are encoded here.
+const (
+	leaseFieldID        protowire.Number = 1
+	leaseFieldTTL       protowire.Number = 2
+	leaseFieldRemaining protowire.Number = 3
+)
+
+func marshalLease(l core.ExchangeLease) []byte {
+	var b []byte
+	for _, f := range []struct {
+		num protowire.Number
+		v   int64
+	}{{leaseFieldID, l.ID}, {leaseFieldTTL, l.TTL}, {leaseFieldRemaining, l.RemainingTTL}} {
+		if f.v != 0 { // proto3: zero values are not encoded
+			b = protowire.AppendTag(b, f.num, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(f.v))
+		}
+	}
+	return b
+}
+
+func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// revKey encodes a main revision as etcd's meta bucket holds compaction
+// points: as a key bucket key with sub revision 0.
+func revKey(main int64) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(main))
+	b = append(b, '_')
+	return binary.BigEndian.AppendUint64(b, 0)
+}
