@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -286,4 +287,21 @@ func boltFile(t *testing.T, buckets ...string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestSnapshotTempsRemovedAtStart: the temporary directory of a snapshot
+// that a crash interrupted does not stay in the data dir.
+func TestSnapshotTempsRemovedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	left := filepath.Join(dir, grpcsvc.SnapshotTempPrefix+"123")
+	if err := os.MkdirAll(left, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, "db"), []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	removeSnapshotTemps(dir, slog.New(slog.DiscardHandler))
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Fatalf("%s still there after start-up clean-up: %v", left, err)
+	}
 }

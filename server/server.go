@@ -189,6 +189,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	log.Info("opened data directory", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
+	removeSnapshotTemps(cfg.DataDir, log)
 	s := &Server{
 		cfg: cfg, log: log, node: node, disk: d, tls: tlsc, jwt: jwtTok,
 		calls:     make(chan call, callQueueMax),
