@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
 
+	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/codes"
@@ -19,18 +21,20 @@ import (
 
 // TokenFrom returns the auth token a client sent in its metadata, as
 // clientv3 sends it ("token") or the JSON gateway forwards it
-// ("authorization"), or "".
-func TokenFrom(ctx context.Context) string {
+// ("authorization", where etcd drops a "Bearer " prefix), and whether it
+// sent one at all: etcd takes an empty token for an invalid one, not for
+// no token.
+func TokenFrom(ctx context.Context) (string, bool) {
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
-		return ""
+		return "", false
 	}
 	for _, k := range []string{"token", "authorization"} {
 		if ts := md.Get(k); len(ts) > 0 {
-			return ts[0]
+			return strings.TrimPrefix(ts[0], "Bearer "), true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // CertUserFrom returns the common name of the client's verified TLS
@@ -212,8 +216,14 @@ func (s *authServer) RoleAdd(ctx context.Context, r *pb.AuthRoleAddRequest) (*pb
 	return authOp[*pb.AuthRoleAddResponse](ctx, s.b, &pb.InternalRaftRequest{AuthRoleAdd: r})
 }
 
+// RoleGet answers for the root role, as etcd does, with the one
+// permission root has whatever was granted to it: read-write on every key.
 func (s *authServer) RoleGet(ctx context.Context, r *pb.AuthRoleGetRequest) (*pb.AuthRoleGetResponse, error) {
-	return authOp[*pb.AuthRoleGetResponse](ctx, s.b, &pb.InternalRaftRequest{AuthRoleGet: r})
+	resp, err := authOp[*pb.AuthRoleGetResponse](ctx, s.b, &pb.InternalRaftRequest{AuthRoleGet: r})
+	if err == nil && r.Role == auth.Root {
+		resp.Perm = []*authpb.Permission{{PermType: authpb.READWRITE, Key: []byte{}, RangeEnd: []byte{0}}}
+	}
+	return resp, err
 }
 
 func (s *authServer) RoleList(ctx context.Context, r *pb.AuthRoleListRequest) (*pb.AuthRoleListResponse, error) {

@@ -458,7 +458,11 @@ func (s *Server) Stop() error {
 // shared by every handler would be a point of lock contention.
 func (s *Server) Do(ctx context.Context, r core.Request) (core.Response, error) {
 	if r.Token == "" {
-		r.Token = grpcsvc.TokenFrom(ctx)
+		tok, sent := grpcsvc.TokenFrom(ctx)
+		if sent && tok == "" && s.authEnabled.Load() {
+			return core.Response{ID: r.ID, Err: auth.ErrInvalidAuthToken}, nil
+		}
+		r.Token = tok
 	}
 	if r.Token != "" && s.jwt != nil {
 		// A JWT is checked here, off the loop; core gets what it says.
