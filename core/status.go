@@ -2,7 +2,6 @@ package core
 
 import (
 	"cmp"
-	"fmt"
 	"hash/crc32"
 	"slices"
 
@@ -46,7 +45,8 @@ func (n *Node) status() *pb.StatusResponse {
 		resp.IsLearner = m.IsLearner
 	}
 	for _, a := range n.st.alarms.list {
-		resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%s ", a.MemberID, a.Alarm))
+		// etcd's words: the alarm's protobuf text form.
+		resp.Errors = append(resp.Errors, a.String())
 	}
 	return resp
 }
