@@ -56,9 +56,7 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // the health endpoints.
 func (s *Server) addMetricsRoutes(mux *http.ServeMux) {
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/health", s.handleHealth)
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
-	mux.HandleFunc("/readyz", s.handleReadyz)
+	s.addHealthRoutes(mux)
 }
 
 // metricsHandler serves the --listen-metrics-urls.
@@ -91,45 +89,4 @@ func (s *Server) httpHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
-}
-
-// healthReason is what etcd's /health reports: empty when healthy.
-func (s *Server) healthReason() string {
-	if s.leader.Load() == 0 {
-		return "RAFT NO LEADER"
-	}
-	if s.metrics.noSpace.Load() {
-		return "ALARM NOSPACE"
-	}
-	if s.metrics.corrupt.Load() {
-		return "ALARM CORRUPT"
-	}
-	return ""
-}
-
-func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	reason := s.healthReason()
-	h := struct {
-		Health string `json:"health"`
-		Reason string `json:"reason"`
-	}{Health: "true", Reason: reason}
-	code := http.StatusOK
-	if reason != "" {
-		h.Health, code = "false", http.StatusServiceUnavailable
-		s.metrics.healthFailures.Inc()
-	} else {
-		s.metrics.healthSuccess.Inc()
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(code)
-	b, _ := json.Marshal(h)
-	w.Write(b)
-}
-
-func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if reason := s.healthReason(); reason != "" {
-		http.Error(w, reason, http.StatusServiceUnavailable)
-		return
-	}
-	w.Write([]byte("ok"))
 }

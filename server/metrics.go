@@ -21,6 +21,7 @@ type metrics struct {
 	healthFailures prometheus.Counter
 	leaderChanges  prometheus.Counter
 	handled        *prometheus.CounterVec
+	health         healthMetrics
 
 	// Published by the loop.
 	size, inUse, keys atomic.Int64
@@ -28,7 +29,7 @@ type metrics struct {
 }
 
 func newMetrics(s *Server) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &metrics{reg: prometheus.NewRegistry(), health: newHealthMetrics()}
 	m.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "etcd_disk_wal_fsync_duration_seconds", Help: "The latency distributions of fsync called by WAL.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
@@ -45,6 +46,7 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.fsync, m.walBytes, m.healthSuccess, m.healthFailures, m.leaderChanges, m.handled,
+		m.health.gauge, m.health.counter,
 		gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", func() float64 {
 			if s.leader.Load() != 0 {
 				return 1
