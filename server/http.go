@@ -55,7 +55,7 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // addMetricsRoutes adds what --listen-metrics-urls serve too: /metrics and
 // the health endpoints.
 func (s *Server) addMetricsRoutes(mux *http.ServeMux) {
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(s.metrics.reg, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	s.addHealthRoutes(mux)
 }
 

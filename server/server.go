@@ -259,10 +259,12 @@ func (s *Server) Start() error {
 		KeepaliveMinTime:     s.cfg.GRPCKeepAliveMinTime,
 		KeepaliveInterval:    s.cfg.GRPCKeepAliveInterval,
 		KeepaliveTimeout:     s.cfg.GRPCKeepAliveTimeout,
-	}), grpc.ChainUnaryInterceptor(s.metrics.unary))
+	}), grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor(), s.metrics.unary),
+		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor(), s.metrics.stream))
 	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
 	s.hs, s.closeLocal = grpcsvc.Register(s.grpc, s)
+	s.metrics.grpc.InitializeMetrics(s.grpc)
 	if s.cfg.EnableGRPCGateway {
 		if err := s.startGateway(); err != nil {
 			s.closeListeners()

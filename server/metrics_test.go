@@ -1,0 +1,62 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// TestMetricsCountWork: etcd's key space, lease and watch metrics follow
+// what clients did.
+func TestMetricsCountWork(t *testing.T) {
+	s, cli := testServer(t, t.TempDir(), nil)
+	c := ctx(t)
+	wch := cli.Watch(c, "k", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	<-wch
+	lease, err := cli.Grant(c, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"k1", "k2"} {
+		if _, err := cli.Put(c, k, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cli.Txn(c).Then(clientv3.OpPut("k3", "v"), clientv3.OpGet("k1")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(c, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(c, "k2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Revoke(c, lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(s.metrics.req.events) < 4 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := &s.metrics.req
+	for _, tc := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"etcd_mvcc_put_total", testutil.ToFloat64(r.puts), 3},
+		{"etcd_mvcc_delete_total", testutil.ToFloat64(r.deletes), 1},
+		{"etcd_mvcc_range_total", testutil.ToFloat64(r.ranges), 2},
+		{"etcd_mvcc_txn_total", testutil.ToFloat64(r.txn), 1},
+		{"etcd_debugging_mvcc_total_put_size_in_bytes", testutil.ToFloat64(r.putBytes), 9},
+		{"etcd_debugging_lease_granted_total", testutil.ToFloat64(r.leaseGranted), 1},
+		{"etcd_debugging_lease_revoked_total", testutil.ToFloat64(r.leaseRevoked), 1},
+		{"etcd_debugging_mvcc_watch_stream_total", testutil.ToFloat64(r.watchStreams), 1},
+		{"etcd_debugging_mvcc_watcher_total", testutil.ToFloat64(r.watchers), 1},
+		{"etcd_debugging_mvcc_events_total", testutil.ToFloat64(r.events), 4},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
