@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
@@ -31,6 +30,7 @@ type metrics struct {
 	leaderChanges   prometheus.Counter
 	health          healthMetrics
 	req             requestMetrics
+	peer            peerMetrics
 
 	// Published by the loop.
 	size, inUse, keys atomic.Int64
@@ -81,6 +81,7 @@ func newMetrics(s *Server) *metrics {
 		leaderChanges:  counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen."),
 		health:         newHealthMetrics(),
 		req:            newRequestMetrics(),
+		peer:           newPeerMetrics(),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -89,6 +90,7 @@ func newMetrics(s *Server) *metrics {
 		m.health.gauge, m.health.counter,
 	)
 	m.req.register(m.reg)
+	m.peer.register(m.reg)
 	m.reg.MustRegister(m.stateGauges(s)...)
 	m.reg.MustRegister(m.infoGauges(s)...)
 	m.reg.MustRegister(absentConcepts()...)
@@ -131,7 +133,7 @@ func (m *metrics) infoGauges(s *Server) []prometheus.Collector {
 		info("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", Version),
 		info("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", ClusterVersion),
 		info("etcd_server_go_version", "Which Go version server is running with. 1 for 'server_go_version' label with current version.", "server_go_version", runtime.Version()),
-		info("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", strconv.FormatUint(s.node.ID(), 16)),
+		info("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", hexID(s.node.ID())),
 		featureGauge(s.cfg),
 	}
 }
@@ -210,8 +212,40 @@ func (k *knownPeers) Collect(ch chan<- prometheus.Metric) {
 			k.seen = append(k.seen, id)
 		}
 	}
-	local := fmt.Sprintf("%x", k.s.node.ID())
+	local := hexID(k.s.node.ID())
 	for _, id := range k.seen {
-		ch <- prometheus.MustNewConstMetric(k.desc, prometheus.GaugeValue, boolValue(slices.Contains(now, id)), local, fmt.Sprintf("%x", id))
+		ch <- prometheus.MustNewConstMetric(k.desc, prometheus.GaugeValue, boolValue(slices.Contains(now, id)), local, hexID(id))
 	}
 }
+
+// peerMetrics are etcd's metrics of the traffic between members, by the
+// other member's id in hexadecimal.
+type peerMetrics struct {
+	sent, received         *prometheus.CounterVec
+	sendFailed, recvFailed *prometheus.CounterVec
+	active, disconnected   *prometheus.GaugeVec
+}
+
+func newPeerMetrics() peerMetrics {
+	counters := func(name, help, label string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+	}
+	gauges := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"Local", "Remote"})
+	}
+	return peerMetrics{
+		sent:         counters("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", "To"),
+		received:     counters("etcd_network_peer_received_bytes_total", "The total number of bytes received from peers.", "From"),
+		sendFailed:   counters("etcd_network_peer_sent_failures_total", "The total number of send failures from peers.", "To"),
+		recvFailed:   counters("etcd_network_peer_received_failures_total", "The total number of receive failures from peers.", "From"),
+		active:       gauges("etcd_network_active_peers", "The current number of active peer connections."),
+		disconnected: gauges("etcd_network_disconnected_peers_total", "The total number of disconnected peers."),
+	}
+}
+
+func (p *peerMetrics) register(reg *prometheus.Registry) {
+	reg.MustRegister(p.sent, p.received, p.sendFailed, p.recvFailed, p.active, p.disconnected)
+}
+
+// hexID is a member id as etcd's metric labels write it.
+func hexID(id uint64) string { return strconv.FormatUint(id, 16) }

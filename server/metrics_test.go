@@ -60,3 +60,23 @@ func TestMetricsCountWork(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsPeers: the traffic between members shows, by member id, in
+// etcd's network metrics.
+func TestMetricsPeers(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	lead := tc.leader()
+	if _, err := tc.client(lead).Put(ctx(t), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	leader, follower := tc.servers[lead], tc.servers[(lead+1)%3]
+	sent := testutil.ToFloat64(leader.metrics.peer.sent.WithLabelValues(hexID(follower.node.ID())))
+	received := testutil.ToFloat64(follower.metrics.peer.received.WithLabelValues(hexID(leader.node.ID())))
+	active := testutil.ToFloat64(leader.metrics.peer.active.WithLabelValues(hexID(leader.node.ID()), hexID(follower.node.ID())))
+	if sent == 0 || received == 0 || active != 1 {
+		t.Fatalf("leader sent %v bytes to a follower, which received %v; active %v", sent, received, active)
+	}
+	if n := testutil.CollectAndCount(leader.metrics.reg, "etcd_network_known_peers"); n != 3 {
+		t.Fatalf("etcd_network_known_peers has %d series, want 3", n)
+	}
+}

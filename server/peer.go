@@ -124,17 +124,21 @@ func (s *Server) checkHello(ss grpc.ServerStream) (hello, error) {
 }
 
 func (s *Server) receiveMessages(ss grpc.ServerStream) error {
-	if _, err := s.checkHello(ss); err != nil {
+	h, err := s.checkHello(ss)
+	if err != nil {
 		return err
 	}
+	from := hexID(h.From)
 	for {
 		var b []byte
 		if err := ss.RecvMsg(&b); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
+			s.metrics.peer.recvFailed.WithLabelValues(from).Inc()
 			return err
 		}
+		s.metrics.peer.received.WithLabelValues(from).Add(float64(len(b)))
 		if len(b) == 0 {
 			continue
 		}
@@ -293,6 +297,12 @@ func (p *peer) session() error {
 	if err := stream.SendMsg(frame(frameHello, h)); err != nil {
 		return err
 	}
+	pm, local, to := &p.s.metrics.peer, hexID(p.s.node.ID()), hexID(p.id)
+	pm.active.WithLabelValues(local, to).Inc()
+	defer func() {
+		pm.active.WithLabelValues(local, to).Dec()
+		pm.disconnected.WithLabelValues(local, to).Inc()
+	}()
 	for {
 		select {
 		case <-p.stop:
@@ -300,8 +310,10 @@ func (p *peer) session() error {
 			return nil
 		case f := <-p.q:
 			if err := stream.SendMsg(f); err != nil {
+				pm.sendFailed.WithLabelValues(to).Inc()
 				return err
 			}
+			pm.sent.WithLabelValues(to).Add(float64(len(*f)))
 		}
 	}
 }
@@ -389,6 +401,7 @@ func (s *Server) sendRaft(ms []*raftpb.Message) {
 			continue
 		}
 		if !p.send(frame(frameRaft, b)) {
+			s.metrics.peer.sendFailed.WithLabelValues(hexID(m.GetTo())).Inc()
 			s.node.ReportUnreachable(m.GetTo())
 		}
 	}
