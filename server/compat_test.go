@@ -1,6 +1,11 @@
 package server
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,4 +40,59 @@ func newClient(t *testing.T, cfg clientv3.Config) *clientv3.Client {
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// TestUnixSockets: unix:// client and peer URLs listen on socket files,
+// as etcd's; clients reach the member through its client socket.
+func TestUnixSockets(t *testing.T) {
+	dir := t.TempDir()
+	peer := "unix://" + filepath.Join(dir, "peer.sock")
+	client := "unix://" + filepath.Join(dir, "client.sock")
+	s, _ := testServer(t, filepath.Join(dir, "data"), func(c *Config) {
+		c.ListenClientURLs, c.AdvertiseClientURLs = []string{client}, []string{client}
+		c.ListenPeerURLs, c.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
+		c.InitialCluster = "default=" + peer
+	})
+	if got := s.Addrs(); len(got) != 1 || got[0] != filepath.Join(dir, "client.sock") {
+		t.Fatalf("client addresses %v", got)
+	}
+	cli := newClient(t, clientv3.Config{Endpoints: []string{client}})
+	c := ctx(t)
+	if _, err := cli.Put(c, "k", "v"); err != nil {
+		t.Fatalf("put over the unix socket: %v", err)
+	}
+	if ms, err := cli.MemberList(c); err != nil || len(ms.Members) != 1 || ms.Members[0].PeerURLs[0] != peer {
+		t.Fatalf("member list: %v %v", ms, err)
+	}
+}
+
+// TestUnixPeers: members whose peer URLs are unix sockets form a cluster.
+func TestUnixPeers(t *testing.T) {
+	dir := t.TempDir()
+	tc := &testCluster{t: t}
+	var initial []string
+	for i := range 3 {
+		initial = append(initial, fmt.Sprintf("m%d=unix://%s", i, filepath.Join(dir, fmt.Sprintf("p%d.sock", i))))
+	}
+	for i := range 3 {
+		cfg := DefaultConfig()
+		cfg.Name, cfg.DataDir = fmt.Sprintf("m%d", i), filepath.Join(dir, fmt.Sprintf("d%d", i))
+		client := "unix://" + filepath.Join(dir, fmt.Sprintf("c%d.sock", i))
+		peer := strings.TrimPrefix(initial[i], cfg.Name+"=")
+		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
+		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
+		cfg.InitialCluster = strings.Join(initial, ",")
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		tc.cfgs, tc.servers = append(tc.cfgs, cfg), append(tc.servers, nil)
+		tc.start(i)
+	}
+	t.Cleanup(func() {
+		for _, s := range tc.servers {
+			s.Stop()
+		}
+	})
+	lead := tc.leader()
+	if _, err := tc.client((lead+1)%3).Put(ctx(t), "k", "v"); err != nil {
+		t.Fatalf("put through a follower: %v", err)
+	}
 }

@@ -237,11 +237,15 @@ func checkURLs(us []string) error {
 		if err != nil {
 			return fmt.Errorf("invalid URL %q: %w", s, err)
 		}
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return fmt.Errorf("URL scheme must be http or https: %s", s)
-		}
-		if u.Host == "" || u.Port() == "" {
-			return fmt.Errorf("URL address does not have the form \"host:port\": %s", s)
+		switch u.Scheme {
+		case "http", "https":
+			if u.Host == "" || u.Port() == "" {
+				return fmt.Errorf("URL address does not have the form \"host:port\": %s", s)
+			}
+		case "unix", "unixs":
+			// A socket file, named by what follows the scheme.
+		default:
+			return fmt.Errorf("URL scheme must be http, https, unix, or unixs: %s", s)
 		}
 	}
 	return nil

@@ -240,12 +240,16 @@ func (s *Server) dialPeer(urls []string) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	creds := insecure.NewCredentials()
-	if u.Scheme == "https" {
+	if secureURL(urls[0]) {
 		creds = credentials.NewTLS(s.tls.peerClient)
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)),
+	}
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
+		// The socket file a unix:// peer URL names, as listen opens it.
+		return grpc.NewClient("unix:"+u.Host+u.Path, opts...)
 	}
 	if s.localAddr != nil {
 		// etcd's SetMemberLocalAddr: peers see this member's connections

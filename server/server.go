@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,7 +233,7 @@ func (s *Server) Start() error {
 			return err
 		}
 		s.peerListeners = append(s.peerListeners, ln)
-		if strings.HasPrefix(u, "https://") {
+		if secureURL(u) {
 			ln = tls.NewListener(ln, s.tls.peerServer)
 		}
 		go func() { _ = s.peerGRPC.Serve(ln) }()
@@ -305,7 +304,7 @@ func (s *Server) serveClientsWhenReady() {
 		return
 	}
 	for i, ln := range s.listeners {
-		if strings.HasPrefix(s.cfg.ListenClientURLs[i], "https://") {
+		if secureURL(s.cfg.ListenClientURLs[i]) {
 			// As etcd does over TLS: net/http negotiates HTTP/2 and hands
 			// gRPC requests to the gRPC server, so browsers and curl reach
 			// /health on the same port.
@@ -338,7 +337,7 @@ func (s *Server) serveMetrics() error {
 			return err
 		}
 		s.metricsListeners = append(s.metricsListeners, ln)
-		if strings.HasPrefix(u, "https://") {
+		if secureURL(u) {
 			ln = tls.NewListener(ln, s.tls.client)
 		}
 		go func() { _ = s.metricsHTTP.Serve(ln) }()
