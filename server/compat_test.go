@@ -1,9 +1,11 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,5 +96,27 @@ func TestUnixPeers(t *testing.T) {
 	lead := tc.leader()
 	if _, err := tc.client((lead+1)%3).Put(ctx(t), "k", "v"); err != nil {
 		t.Fatalf("put through a follower: %v", err)
+	}
+}
+
+// TestV3betaAndDebugVars: etcd 3.7 still serves the gateway under
+// /v3beta/, and the process's expvars on /debug/vars.
+func TestV3betaAndDebugVars(t *testing.T) {
+	s, _ := testServer(t, t.TempDir(), nil)
+	addr := s.Addrs()[0]
+	if code, body := gatewayPost(t, addr, "/v3beta/kv/put", `{"key":"`+b64("k")+`","value":"`+b64("v")+`"}`, ""); code != http.StatusOK {
+		t.Fatalf("/v3beta/kv/put: %d %s", code, body)
+	}
+	if code, body := gatewayPost(t, addr, "/v3/kv/range", `{"key":"`+b64("k")+`"}`, ""); code != http.StatusOK || !strings.Contains(body, b64("v")) {
+		t.Fatalf("/v3/kv/range after a /v3beta put: %d %s", code, body)
+	}
+	resp, err := http.Get("http://" + addr + "/debug/vars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var vars map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil || vars["memstats"] == nil || vars["cmdline"] == nil {
+		t.Fatalf("/debug/vars: %v, keys %d", err, len(vars))
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"expvar"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -17,6 +18,10 @@ func (s *Server) grpcOrHTTP() http.Handler {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			s.grpc.ServeHTTP(w, r)
 			return
+		}
+		// etcd 3.7 still serves the gateway's old /v3beta/ prefix as /v3/.
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/v3beta/"); ok {
+			r.URL.Path = "/v3/" + rest
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -78,6 +83,8 @@ func (s *Server) httpHandler() http.Handler {
 		}{Version, ClusterVersion, ClusterVersion})
 	})
 	s.addMetricsRoutes(mux)
+	// etcd's /debug/vars: the process's expvars (cmdline, memstats).
+	mux.Handle("/debug/vars", expvar.Handler())
 	if s.gateway != nil {
 		mux.Handle("/v3/", s.gateway)
 	}
