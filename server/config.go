@@ -73,6 +73,11 @@ type Config struct {
 	// ListenMetricsURLs serve /metrics and the health endpoints on their
 	// own port (etcd's --listen-metrics-urls).
 	ListenMetricsURLs []string
+	// ListenClientHTTPURLs take the client port's HTTP traffic (the JSON
+	// gateway, /health, /metrics...) on listeners of their own; the
+	// --listen-client-urls then serve gRPC only (etcd's
+	// --listen-client-http-urls).
+	ListenClientHTTPURLs []string
 	// CORS are the origins allowed to call the HTTP endpoints from a
 	// browser (etcd's --cors; "*" any, none: no CORS headers).
 	CORS []string
@@ -157,7 +162,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		c.DataDir = c.Name + ".etcd"
 	}
-	for _, u := range [][]string{c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenPeerURLs, c.InitialAdvertisePeerURLs, c.ListenMetricsURLs} {
+	for _, u := range [][]string{c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenPeerURLs, c.InitialAdvertisePeerURLs, c.ListenMetricsURLs, c.ListenClientHTTPURLs} {
 		if err := checkURLs(u); err != nil {
 			return err
 		}

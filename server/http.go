@@ -15,8 +15,13 @@ import (
 func (s *Server) grpcOrHTTP() http.Handler {
 	h := s.withCORS(s.httpHandler())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		grpcOnly, httpOnly := s.splitAt(r)
+		if !httpOnly && r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			s.grpc.ServeHTTP(w, r)
+			return
+		}
+		if grpcOnly {
+			http.NotFound(w, r)
 			return
 		}
 		// etcd 3.7 still serves the gateway's old /v3beta/ prefix as /v3/.

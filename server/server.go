@@ -106,7 +106,7 @@ type Server struct {
 	gatewayConn   *grpc.ClientConn
 	gateway       http.Handler
 	http          *http.Server
-	listeners     []net.Listener
+	listeners     []clientListener
 	peerListeners []net.Listener
 	// metricsHTTP serves the --listen-metrics-urls.
 	metricsHTTP      *http.Server
@@ -243,13 +243,9 @@ func (s *Server) Start() error {
 		s.closeListeners()
 		return err
 	}
-	for _, u := range s.cfg.ListenClientURLs {
-		ln, err := listen(u)
-		if err != nil {
-			s.closeListeners()
-			return err
-		}
-		s.listeners = append(s.listeners, ln)
+	if err := s.openClientListeners(); err != nil {
+		s.closeListeners()
+		return err
 	}
 	s.guard = grpcsvc.NewGuard(s)
 	opts := append(grpcsvc.ServerOptions(grpcsvc.Options{
@@ -303,20 +299,8 @@ func (s *Server) serveClientsWhenReady() {
 	case <-s.draining:
 		return
 	}
-	for i, ln := range s.listeners {
-		if secureURL(s.cfg.ListenClientURLs[i]) {
-			// As etcd does over TLS: net/http negotiates HTTP/2 and hands
-			// gRPC requests to the gRPC server, so browsers and curl reach
-			// /health on the same port.
-			go func() { _ = s.http.Serve(tls.NewListener(ln, s.tls.client)) }()
-			s.logServingClients(ln.Addr().String(), true)
-			continue
-		}
-		m := newConnMux(ln)
-		go func() { _ = s.grpc.Serve(m.grpc) }()
-		go func() { _ = s.http.Serve(m.http) }()
-		go m.serve()
-		s.logServingClients(ln.Addr().String(), false)
+	for _, cl := range s.listeners {
+		s.serveClientListener(cl)
 	}
 	if s.gatewayLn != nil {
 		go func() { _ = s.grpc.Serve(s.gatewayLn) }()

@@ -80,7 +80,7 @@ func (c *Config) validateTLS() error {
 	if err := c.PeerTLS.validate("peer-"); err != nil {
 		return err
 	}
-	for _, u := range slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs) {
+	for _, u := range slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs, c.ListenClientHTTPURLs) {
 		if secureURL(u) && !c.ClientTLS.hasCert() {
 			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u)
 		}
@@ -139,8 +139,8 @@ func newTLSConfigs(c *Config, log *slog.Logger) (tlsConfigs, error) {
 	if err != nil {
 		return out, err
 	}
-	if anyHTTPS(c.ListenClientURLs) || anyHTTPS(c.ListenMetricsURLs) {
-		certs, err := loadSide(c.ClientTLS, filepath.Join(c.DataDir, "fixtures", "client"), slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs), c.selfCertValidity(), log)
+	if anyHTTPS(c.ListenClientURLs) || anyHTTPS(c.ListenMetricsURLs) || anyHTTPS(c.ListenClientHTTPURLs) {
+		certs, err := loadSide(c.ClientTLS, filepath.Join(c.DataDir, "fixtures", "client"), slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs, c.ListenClientHTTPURLs), c.selfCertValidity(), log)
 		if err != nil {
 			return out, err
 		}
