@@ -99,6 +99,15 @@ func (n *Node) Sizes() (size, inUse int64, keys int) {
 // NoSpace reports whether a NOSPACE alarm is raised.
 func (n *Node) NoSpace() bool { return n.st.alarms.noSpace() }
 
+// Alarms are the raised alarms, copied, for drivers' metrics.
+func (n *Node) Alarms() []*pb.AlarmMember {
+	var out []*pb.AlarmMember
+	for _, a := range n.st.alarms.list {
+		out = append(out, &pb.AlarmMember{MemberID: a.MemberID, Alarm: a.Alarm})
+	}
+	return out
+}
+
 // Corrupt reports whether a CORRUPT alarm is raised for any member.
 func (n *Node) Corrupt() bool { return n.st.alarms.corrupt() }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -78,6 +79,9 @@ func TestHealthEndpoints(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !s.metrics.noSpace.Load() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+	if v := testutil.ToFloat64(s.metrics.alarms); v != 1 {
+		t.Errorf("etcd_debugging_server_alarms under NOSPACE = %v, want 1", v)
 	}
 	checkHealthGets(t, addr, []healthGet{
 		{"GET", "/health", 503, []string{`{"health":"false","reason":"ALARM NOSPACE"}`}, nil},

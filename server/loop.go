@@ -185,6 +185,7 @@ func (s *Server) publish() {
 	s.metrics.authRev.Store(s.node.AuthRevision())
 	s.metrics.noSpace.Store(s.node.NoSpace())
 	s.metrics.corrupt.Store(s.node.Corrupt())
+	s.metrics.alarms.publish(s.node.Alarms())
 }
 
 func (s *Server) publishView() publishedView {

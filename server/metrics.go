@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"sync/atomic"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -37,6 +39,7 @@ type metrics struct {
 	applied, commit   atomic.Uint64
 	authRev           atomic.Uint64
 	noSpace, corrupt  atomic.Bool
+	alarms            *alarmGauge
 }
 
 // Buckets for durations in seconds and milliseconds.
@@ -82,12 +85,13 @@ func newMetrics(s *Server) *metrics {
 		health:         newHealthMetrics(),
 		req:            newRequestMetrics(),
 		peer:           newPeerMetrics(),
+		alarms:         newAlarmGauge(),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpc, m.fsync, m.walWrite, m.walBytes, m.healthSuccess, m.healthFailures, m.leaderChanges,
-		m.health.gauge, m.health.counter,
+		m.health.gauge, m.health.counter, m.alarms,
 	)
 	m.req.register(m.reg)
 	m.peer.register(m.reg)
@@ -249,3 +253,43 @@ func (p *peerMetrics) register(reg *prometheus.Registry) {
 
 // hexID is a member id as etcd's metric labels write it.
 func hexID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// alarmGauge is etcd_debugging_server_alarms: 1 for each raised alarm by
+// member and type, 0 for each raised before and since disarmed.
+type alarmGauge struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	now  []*pb.AlarmMember
+	seen []*pb.AlarmMember
+}
+
+func newAlarmGauge() *alarmGauge {
+	return &alarmGauge{desc: prometheus.NewDesc("etcd_debugging_server_alarms",
+		"Alarms for every member in cluster. 1 for 'server_id' label with current ID. 2 for 'alarm_type' label with type of this alarm",
+		[]string{"server_id", "alarm_type"}, nil)}
+}
+
+func sameAlarm(a, b *pb.AlarmMember) bool { return a.MemberID == b.MemberID && a.Alarm == b.Alarm }
+
+// publish takes the raised alarms; on the loop.
+func (g *alarmGauge) publish(alarms []*pb.AlarmMember) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.now = alarms
+	for _, a := range alarms {
+		if !slices.ContainsFunc(g.seen, func(b *pb.AlarmMember) bool { return sameAlarm(a, b) }) {
+			g.seen = append(g.seen, a)
+		}
+	}
+}
+
+func (g *alarmGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *alarmGauge) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, a := range g.seen {
+		raised := slices.ContainsFunc(g.now, func(b *pb.AlarmMember) bool { return sameAlarm(a, b) })
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, boolValue(raised), hexID(a.MemberID), a.Alarm.String())
+	}
+}
