@@ -162,6 +162,14 @@ var featureStages = map[string]string{
 	"SetMemberLocalAddr": "ALPHA", "StopGRPCServiceOnDefrag": "ALPHA", "TxnModeWriteWithSharedBuffer": "BETA",
 }
 
+// zeroCounterVec is a labelled counter with one series at zero, so that
+// the family shows on /metrics though nothing ever counts in it.
+func zeroCounterVec(name, help, label, value string) prometheus.Collector {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+	c.WithLabelValues(value)
+	return c
+}
+
 // absentConcepts are etcd's metrics of things detcd does not have: bbolt's
 // backend and its transactions, snapshot files, the v2 store, raft
 // snapshots applied from files, heartbeats sent apart from raft's
@@ -182,6 +190,8 @@ func absentConcepts() []prometheus.Collector {
 		counter("etcd_debugging_store_expires_total", "Total number of expired keys."),
 		counter("etcd_debugging_store_watch_requests_total", "Total number of incoming watch requests (new or reestablished)."),
 		gauge("etcd_debugging_store_watchers", "Count of currently active watchers."),
+		zeroCounterVec("etcd_debugging_store_reads_total", "Total number of reads action by (get/getRecursive), local to this member.", "action", "get"),
+		zeroCounterVec("etcd_debugging_store_writes_total", "Total number of writes (e.g. set/compareAndDelete) seen by this member.", "action", "set"),
 		gauge("etcd_server_snapshot_apply_in_progress_total", "1 if the server is applying the incoming snapshot. 0 if none."),
 		counter("etcd_server_heartbeat_send_failures_total", "The total number of leader heartbeat send failures (likely overloaded from slow disk)."),
 		// detcd has no queue of unsynced watchers' events apart from
