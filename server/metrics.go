@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"sync/atomic"
@@ -238,6 +239,42 @@ type peerMetrics struct {
 	sent, received         *prometheus.CounterVec
 	sendFailed, recvFailed *prometheus.CounterVec
 	active, disconnected   *prometheus.GaugeVec
+	snapSend, snapReceive  snapshotMetrics
+}
+
+// snapshotMetrics are etcd's metrics of snapshots sent to or received
+// from peers, by peer.
+type snapshotMetrics struct {
+	success, failures *prometheus.CounterVec
+	inflight          *prometheus.GaugeVec
+	seconds           *prometheus.HistogramVec
+}
+
+func newSnapshotMetrics(way, label string) snapshotMetrics {
+	name := "etcd_network_snapshot_" + way + "_"
+	return snapshotMetrics{
+		success:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: name + "success", Help: "Total number of successful snapshot " + way + "s"}, []string{label}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name + "failures", Help: "Total number of snapshot " + way + " failures"}, []string{label}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name + "inflights_total", Help: "Total number of inflight snapshot " + way + "s"}, []string{label}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name + "total_duration_seconds", Help: "Total latency distributions of v3 snapshot " + way + "s",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 10)}, []string{label}),
+	}
+}
+
+// snapshotStarted counts a snapshot in flight to or from peer; the
+// function it returns counts its end.
+func (p *peerMetrics) snapshotStarted(m *snapshotMetrics, peer string) func(error) {
+	start := time.Now()
+	m.inflight.WithLabelValues(peer).Inc()
+	return func(err error) {
+		m.inflight.WithLabelValues(peer).Dec()
+		if err != nil {
+			m.failures.WithLabelValues(peer).Inc()
+			return
+		}
+		m.success.WithLabelValues(peer).Inc()
+		m.seconds.WithLabelValues(peer).Observe(time.Since(start).Seconds())
+	}
 }
 
 func newPeerMetrics() peerMetrics {
@@ -254,11 +291,16 @@ func newPeerMetrics() peerMetrics {
 		recvFailed:   counters("etcd_network_peer_received_failures_total", "The total number of receive failures from peers.", "From"),
 		active:       gauges("etcd_network_active_peers", "The current number of active peer connections."),
 		disconnected: gauges("etcd_network_disconnected_peers_total", "The total number of disconnected peers."),
+		snapSend:     newSnapshotMetrics("send", "To"),
+		snapReceive:  newSnapshotMetrics("receive", "From"),
 	}
 }
 
 func (p *peerMetrics) register(reg *prometheus.Registry) {
 	reg.MustRegister(p.sent, p.received, p.sendFailed, p.recvFailed, p.active, p.disconnected)
+	for _, m := range []snapshotMetrics{p.snapSend, p.snapReceive} {
+		reg.MustRegister(m.success, m.failures, m.inflight, m.seconds)
+	}
 }
 
 // hexID is a member id as etcd's metric labels write it.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -78,5 +79,30 @@ func TestMetricsPeers(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(leader.metrics.reg, "etcd_network_known_peers"); n != 3 {
 		t.Fatalf("etcd_network_known_peers has %d series, want 3", n)
+	}
+}
+
+// TestMetricsSnapshots: a member that fell behind the leader's log gets a
+// snapshot, which both sides count.
+func TestMetricsSnapshots(t *testing.T) {
+	tc := newTestClusterWith(t, 3, "http", func(c *Config) { c.SnapshotCount, c.SnapshotCatchUpEntries = 10, 5 })
+	lead := tc.leader()
+	behind := (lead + 1) % 3
+	tc.stop(behind)
+	cli := tc.client(lead)
+	for i := range 50 {
+		if _, err := cli.Put(ctx(t), fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.start(behind)
+	b := tc.servers[behind]
+	for deadline := time.Now().Add(20 * time.Second); b.rev.Load() < 51 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	sent := testutil.ToFloat64(tc.servers[lead].metrics.peer.snapSend.success.WithLabelValues(hexID(b.node.ID())))
+	received := testutil.ToFloat64(b.metrics.peer.snapReceive.success.WithLabelValues(hexID(tc.servers[lead].node.ID())))
+	if sent < 1 || received < 1 {
+		t.Fatalf("snapshots sent %v, received %v (member at revision %d)", sent, received, b.rev.Load())
 	}
 }

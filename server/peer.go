@@ -168,9 +168,19 @@ func (s *Server) receiveMessages(ss grpc.ServerStream) error {
 }
 
 func (s *Server) receiveSnapshot(ss grpc.ServerStream) error {
-	if _, err := s.checkHello(ss); err != nil {
+	h, err := s.checkHello(ss)
+	if err != nil {
 		return err
 	}
+	done := s.metrics.peer.snapshotStarted(&s.metrics.peer.snapReceive, hexID(h.From))
+	err = s.receiveSnapshotBody(ss)
+	done(err)
+	return err
+}
+
+// receiveSnapshotBody takes a snapshot's message and content after the
+// hello and hands them to the loop.
+func (s *Server) receiveSnapshotBody(ss grpc.ServerStream) error {
 	var b []byte
 	if err := ss.RecvMsg(&b); err != nil {
 		return err
@@ -424,7 +434,9 @@ func (s *Server) sendPeerMessages(ms []*core.PeerMessage) {
 // sendSnapshot streams a snapshot to a peer off the loop and reports the
 // outcome to the loop.
 func (s *Server) sendSnapshot(snap core.OutgoingSnapshot, urls []string) {
+	done := s.metrics.peer.snapshotStarted(&s.metrics.peer.snapSend, hexID(snap.To))
 	err := s.streamSnapshot(snap, urls)
+	done(err)
 	if err != nil {
 		s.log.Warn("sending a snapshot failed", "to", fmt.Sprintf("%x", snap.To), "index", snap.Index, "err", err)
 	} else {
