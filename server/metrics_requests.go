@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -31,6 +32,7 @@ type requestMetrics struct {
 	readIndexFailed, slowRead  prometheus.Counter
 	slowApply                  prometheus.Counter
 	learnerPromotions          prometheus.Counter
+	learnerPromoteFailed       *prometheus.CounterVec
 	compactionLast             prometheus.Gauge
 	compactionKeys             prometheus.Counter
 	compactionTotalMs          prometheus.Histogram
@@ -56,23 +58,25 @@ func newRequestMetrics() requestMetrics {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: secondsBuckets}, labels)
 	}
 	return requestMetrics{
-		clientRequests:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_server_client_requests_total", Help: "The total number of client requests per client version."}, []string{"type", "client_api_version"}),
-		grpcReceived:           counter("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients."),
-		grpcSent:               counter("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients."),
-		puts:                   counter("etcd_mvcc_put_total", "Total number of puts seen by this member."),
-		deletes:                counter("etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
-		ranges:                 counter("etcd_mvcc_range_total", "Total number of ranges seen by this member."),
-		txn:                    counter("etcd_mvcc_txn_total", "Total number of txns seen by this member."),
-		putBytes:               gauge("etcd_debugging_mvcc_total_put_size_in_bytes", "The total size of put kv pairs seen by this member."),
-		requestSeconds:         vec("etcd_server_request_duration_seconds", "The latency distribution of requests.", "type", "success"),
-		applySeconds:           vec("etcd_server_apply_duration_seconds", "The latency distributions of v2 apply called by backend.", "version", "op", "success"),
-		rangeSeconds:           vec("etcd_server_range_duration_seconds", "The latency distributions of txn.Range", "success"),
-		proposalsPending:       gauge("etcd_server_proposals_pending", "The current number of pending proposals to commit."),
-		proposalsFailed:        counter("etcd_server_proposals_failed_total", "The total number of failed proposals seen."),
-		readIndexFailed:        counter("etcd_server_read_indexes_failed_total", "The total number of failed read indexes seen."),
-		slowRead:               counter("etcd_server_slow_read_indexes_total", "The total number of pending read indexes not in sync with leader's or timed out read index requests."),
-		slowApply:              counter("etcd_server_slow_apply_total", "The total number of slow apply requests (likely overloaded from slow disk)."),
-		learnerPromotions:      counter("etcd_server_learner_promote_successes", "The total number of successful learner promotions while this member is leader."),
+		clientRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_server_client_requests_total", Help: "The total number of client requests per client version."}, []string{"type", "client_api_version"}),
+		grpcReceived:      counter("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients."),
+		grpcSent:          counter("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients."),
+		puts:              counter("etcd_mvcc_put_total", "Total number of puts seen by this member."),
+		deletes:           counter("etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
+		ranges:            counter("etcd_mvcc_range_total", "Total number of ranges seen by this member."),
+		txn:               counter("etcd_mvcc_txn_total", "Total number of txns seen by this member."),
+		putBytes:          gauge("etcd_debugging_mvcc_total_put_size_in_bytes", "The total size of put kv pairs seen by this member."),
+		requestSeconds:    vec("etcd_server_request_duration_seconds", "The latency distribution of requests.", "type", "success"),
+		applySeconds:      vec("etcd_server_apply_duration_seconds", "The latency distributions of v2 apply called by backend.", "version", "op", "success"),
+		rangeSeconds:      vec("etcd_server_range_duration_seconds", "The latency distributions of txn.Range", "success"),
+		proposalsPending:  gauge("etcd_server_proposals_pending", "The current number of pending proposals to commit."),
+		proposalsFailed:   counter("etcd_server_proposals_failed_total", "The total number of failed proposals seen."),
+		readIndexFailed:   counter("etcd_server_read_indexes_failed_total", "The total number of failed read indexes seen."),
+		slowRead:          counter("etcd_server_slow_read_indexes_total", "The total number of pending read indexes not in sync with leader's or timed out read index requests."),
+		slowApply:         counter("etcd_server_slow_apply_total", "The total number of slow apply requests (likely overloaded from slow disk)."),
+		learnerPromotions: counter("etcd_server_learner_promote_successes", "The total number of successful learner promotions while this member is leader."),
+		learnerPromoteFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_server_learner_promote_failures", Help: "The total number of failed learner promotions (likely learner not ready) while this member is leader."},
+			[]string{"Reason"}),
 		compactionLast:         gauge("etcd_debugging_mvcc_db_compaction_last", "The unix time of the last db compaction. Resets to 0 on start."),
 		compactionKeys:         counter("etcd_debugging_mvcc_db_compaction_keys_total", "Total number of db keys compacted."),
 		compactionTotalMs:      histogram("etcd_debugging_mvcc_db_compaction_total_duration_milliseconds", "Bucketed histogram of db compaction total duration.", millisecondsBuckets),
@@ -103,7 +107,7 @@ func newRequestMetrics() requestMetrics {
 func (r *requestMetrics) register(reg *prometheus.Registry) {
 	reg.MustRegister(r.clientRequests, r.grpcReceived, r.grpcSent, r.puts, r.deletes, r.ranges, r.txn, r.putBytes,
 		r.requestSeconds, r.applySeconds, r.rangeSeconds, r.proposalsPending, r.proposalsFailed, r.readIndexFailed,
-		r.slowRead, r.slowApply, r.learnerPromotions, r.compactionLast, r.compactionKeys, r.compactionTotalMs,
+		r.slowRead, r.slowApply, r.learnerPromotions, r.learnerPromoteFailed, r.compactionLast, r.compactionKeys, r.compactionTotalMs,
 		r.compactionPauseMs, r.indexCompactionPauseMs, r.defragSeconds, r.defragInflight, r.snapshotSeconds,
 		r.hashSeconds, r.hashRevSecond, r.leaseGranted, r.leaseRenewed, r.leaseRevoked, r.leaseExpired, r.leaseTTL,
 		r.watchStreams, r.watchers, r.events, r.watchSendControl, r.watchSendProgress, r.watchSendEvents, r.watchSendPerEvent)
@@ -154,7 +158,7 @@ func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 		r.defragInflight.Set(0)
 	}
 	if err != nil {
-		r.failed(method, write, req)
+		r.failed(write, req, err)
 	} else {
 		r.grpcSent.Add(protoSize(resp))
 		r.succeeded(method, req, resp, took)
@@ -169,12 +173,18 @@ func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	return resp, err
 }
 
-func (r *requestMetrics) failed(method string, write bool, req any) {
+func (r *requestMetrics) failed(write bool, req any, err error) {
 	if write {
 		r.proposalsFailed.Inc()
 	}
-	if rr, ok := req.(*pb.RangeRequest); ok && !rr.Serializable {
-		r.readIndexFailed.Inc()
+	switch q := req.(type) {
+	case *pb.RangeRequest:
+		if !q.Serializable {
+			r.readIndexFailed.Inc()
+		}
+	case *pb.MemberPromoteRequest:
+		// etcd labels the failure with its error's words.
+		r.learnerPromoteFailed.WithLabelValues(status.Convert(err).Message()).Inc()
 	}
 }
 

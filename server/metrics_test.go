@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/status"
 )
 
 // TestMetricsCountWork: etcd's key space, lease and watch metrics follow
@@ -104,5 +105,19 @@ func TestMetricsSnapshots(t *testing.T) {
 	received := testutil.ToFloat64(b.metrics.peer.snapReceive.success.WithLabelValues(hexID(tc.servers[lead].node.ID())))
 	if sent < 1 || received < 1 {
 		t.Fatalf("snapshots sent %v, received %v (member at revision %d)", sent, received, b.rev.Load())
+	}
+}
+
+// TestMetricsLearnerPromoteFailure: a refused promotion is counted by its
+// reason, in etcd's words.
+func TestMetricsLearnerPromoteFailure(t *testing.T) {
+	s, cli := testServer(t, t.TempDir(), nil)
+	_, err := cli.MemberPromote(ctx(t), s.node.ID())
+	if err == nil {
+		t.Fatal("promoting a voting member succeeded")
+	}
+	reason := status.Convert(err).Message()
+	if v := testutil.ToFloat64(s.metrics.req.learnerPromoteFailed.WithLabelValues(reason)); v != 1 {
+		t.Fatalf("etcd_server_learner_promote_failures{Reason=%q} = %v, want 1", reason, v)
 	}
 }
