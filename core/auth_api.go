@@ -29,6 +29,9 @@ type AuthLookup struct {
 // off the loop: with auth on they send them through it instead.
 func (n *Node) AuthEnabled() bool { return n.st.auth.Enabled() }
 
+// AuthRevision is the auth store's revision, for metrics.
+func (n *Node) AuthRevision() uint64 { return n.st.auth.Revision() }
+
 // authTokenSweepTicks is how often lapsed tokens are forgotten.
 const authTokenSweepTicks = 1024
 

@@ -2,7 +2,6 @@ package core
 
 import (
 	"cmp"
-	"fmt"
 	"hash/crc32"
 	"slices"
 
@@ -46,7 +45,8 @@ func (n *Node) status() *pb.StatusResponse {
 		resp.IsLearner = m.IsLearner
 	}
 	for _, a := range n.st.alarms.list {
-		resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%s ", a.MemberID, a.Alarm))
+		// etcd's words: the alarm's protobuf text form.
+		resp.Errors = append(resp.Errors, a.String())
 	}
 	return resp
 }
@@ -98,6 +98,15 @@ func (n *Node) Sizes() (size, inUse int64, keys int) {
 
 // NoSpace reports whether a NOSPACE alarm is raised.
 func (n *Node) NoSpace() bool { return n.st.alarms.noSpace() }
+
+// Alarms are the raised alarms, copied, for drivers' metrics.
+func (n *Node) Alarms() []*pb.AlarmMember {
+	var out []*pb.AlarmMember
+	for _, a := range n.st.alarms.list {
+		out = append(out, &pb.AlarmMember{MemberID: a.MemberID, Alarm: a.Alarm})
+	}
+	return out
+}
 
 // Corrupt reports whether a CORRUPT alarm is raised for any member.
 func (n *Node) Corrupt() bool { return n.st.alarms.corrupt() }

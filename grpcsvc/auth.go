@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"golang.org/x/crypto/bcrypt"
@@ -19,18 +20,20 @@ import (
 
 // TokenFrom returns the auth token a client sent in its metadata, as
 // clientv3 sends it ("token") or the JSON gateway forwards it
-// ("authorization"), or "".
-func TokenFrom(ctx context.Context) string {
+// ("authorization", where etcd drops a "Bearer " prefix), and whether it
+// sent one at all: etcd takes an empty token for an invalid one, not for
+// no token.
+func TokenFrom(ctx context.Context) (string, bool) {
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
-		return ""
+		return "", false
 	}
 	for _, k := range []string{"token", "authorization"} {
 		if ts := md.Get(k); len(ts) > 0 {
-			return ts[0]
+			return strings.TrimPrefix(ts[0], "Bearer "), true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // CertUserFrom returns the common name of the client's verified TLS

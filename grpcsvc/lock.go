@@ -45,7 +45,7 @@ const callerKey = "detcd-caller"
 // callerKey); a caller without credentials is left as is. Every handler
 // that may watch starts with it (Unlock only deletes).
 func asCaller(ctx context.Context) context.Context {
-	if tok := TokenFrom(ctx); tok != "" {
+	if tok, _ := TokenFrom(ctx); tok != "" {
 		return metadata.AppendToOutgoingContext(ctx, callerKey, "token:"+tok)
 	}
 	if cn := CertUserFrom(ctx); cn != "" {

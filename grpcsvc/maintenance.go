@@ -31,8 +31,12 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 // format differs, but clients only display it.
 const storageVersion = "3.7.0"
 
+// Defragment answers, as etcd does, with an empty response: no header.
 func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	return do[*pb.DefragmentResponse](ctx, s.b, core.Request{Defragment: true})
+	if _, err := do[*pb.DefragmentResponse](ctx, s.b, core.Request{Defragment: true}); err != nil {
+		return nil, err
+	}
+	return &pb.DefragmentResponse{}, nil
 }
 
 // snapshot returns a view to hash, off the loop.

@@ -110,23 +110,54 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 
 // refuseCreate answers, with auth on, a watch the client may not read as
 // etcd does: created and at once canceled, with watch id -1 and the
-// reason; nil when the watch may go ahead.
+// reason; nil when the watch may go ahead. As etcd's, it checks the key
+// as the watch will use it (an empty key is "\x00") and leaves a negative
+// start revision to the member, which refuses it whoever asks.
 func (s *watchServer) refuseCreate(ctx context.Context, cr *pb.WatchCreateRequest) *pb.WatchResponse {
-	if cr == nil {
+	if cr == nil || cr.StartRevision < 0 {
 		return nil
 	}
-	_, err := permitRead(ctx, s.b, cr.Key, cr.RangeEnd)
+	key := cr.Key
+	if len(key) == 0 {
+		key = []byte{0}
+	}
+	_, err := permitRead(ctx, s.b, key, cr.RangeEnd)
 	if err == nil {
 		return nil
 	}
 	_, hdr, _ := s.b.SerializableView(ctx)
-	return &pb.WatchResponse{Header: hdr, WatchId: -1, Created: true, Canceled: true, CancelReason: err.Error()}
+	return &pb.WatchResponse{Header: hdr, WatchId: -1, Created: true, Canceled: true, CancelReason: watchDeniedReason(err).Error()}
+}
+
+// watchDeniedReason is the error etcd names as a refused watch's reason:
+// the credential errors as they are, anything else as permission denied.
+func watchDeniedReason(err error) error {
+	for _, e := range []error{rpctypes.ErrGRPCInvalidAuthToken, rpctypes.ErrGRPCAuthOldRevision, rpctypes.ErrGRPCUserEmpty} {
+		if errors.Is(err, e) {
+			return e
+		}
+	}
+	return rpctypes.ErrGRPCPermissionDenied
+}
+
+// etcdCancelReason is the reason etcd gives where core's words differ:
+// etcd refuses a negative start revision with its "etcdserver: " error.
+func etcdCancelReason(reason string) string {
+	if reason == watch.ErrCompacted.Error() {
+		return rpctypes.ErrCompacted.Error()
+	}
+	return reason
 }
 
 // sendWatch sends a response, split into fragments as etcd does when the
 // watcher asked for fragments and the response is too large.
 func sendWatch(stream pb.Watch_WatchServer, o watch.Out, limit int) error {
 	wr := o.Resp
+	if reason := etcdCancelReason(wr.CancelReason); reason != wr.CancelReason {
+		// A copy: the member's responses may be shared.
+		wr = proto.CloneOf(wr)
+		wr.CancelReason = reason
+	}
 	if !o.Fragment || len(wr.Events) < 2 || proto.Size(wr) < limit {
 		return stream.Send(wr)
 	}

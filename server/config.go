@@ -73,6 +73,11 @@ type Config struct {
 	// ListenMetricsURLs serve /metrics and the health endpoints on their
 	// own port (etcd's --listen-metrics-urls).
 	ListenMetricsURLs []string
+	// ListenClientHTTPURLs take the client port's HTTP traffic (the JSON
+	// gateway, /health, /metrics...) on listeners of their own; the
+	// --listen-client-urls then serve gRPC only (etcd's
+	// --listen-client-http-urls).
+	ListenClientHTTPURLs []string
 	// CORS are the origins allowed to call the HTTP endpoints from a
 	// browser (etcd's --cors; "*" any, none: no CORS headers).
 	CORS []string
@@ -157,7 +162,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		c.DataDir = c.Name + ".etcd"
 	}
-	for _, u := range [][]string{c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenPeerURLs, c.InitialAdvertisePeerURLs, c.ListenMetricsURLs} {
+	for _, u := range [][]string{c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenPeerURLs, c.InitialAdvertisePeerURLs, c.ListenMetricsURLs, c.ListenClientHTTPURLs} {
 		if err := checkURLs(u); err != nil {
 			return err
 		}
@@ -237,11 +242,15 @@ func checkURLs(us []string) error {
 		if err != nil {
 			return fmt.Errorf("invalid URL %q: %w", s, err)
 		}
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return fmt.Errorf("URL scheme must be http or https: %s", s)
-		}
-		if u.Host == "" || u.Port() == "" {
-			return fmt.Errorf("URL address does not have the form \"host:port\": %s", s)
+		switch u.Scheme {
+		case "http", "https":
+			if u.Host == "" || u.Port() == "" {
+				return fmt.Errorf("URL address does not have the form \"host:port\": %s", s)
+			}
+		case "unix", "unixs":
+			// A socket file, named by what follows the scheme.
+		default:
+			return fmt.Errorf("URL scheme must be http, https, unix, or unixs: %s", s)
 		}
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +178,11 @@ func TestQuotaAlarm(t *testing.T) {
 	if _, err := cli.Put(c, "small", "x"); !errors.Is(err, rpctypes.ErrNoSpace) {
 		t.Fatalf("a small write while the alarm is raised: %v", err)
 	}
+	// etcd's Status lists each alarm in its protobuf text form.
+	st, err := cli.Status(c, cli.Endpoints()[0])
+	if err != nil || !slices.Contains(st.Errors, alarms.Alarms[0].String()) {
+		t.Fatalf("status under the alarm: %v %v", st, err)
+	}
 	if _, err := cli.Delete(c, "nothing"); err != nil {
 		t.Fatalf("deletes go on under the alarm: %v", err)
 	}
@@ -187,8 +193,9 @@ func TestQuotaAlarm(t *testing.T) {
 	if _, err := cli.Compact(c, g.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Defragment(c, cli.Endpoints()[0]); err != nil {
-		t.Fatal(err)
+	// etcd's Defragment response carries no header.
+	if d, err := cli.Defragment(c, cli.Endpoints()[0]); err != nil || d.Header != nil {
+		t.Fatalf("defragment: %v %v", d, err)
 	}
 	if _, err := cli.AlarmDisarm(c, &clientv3.AlarmMember{MemberID: alarms.Alarms[0].MemberID, Alarm: alarms.Alarms[0].Alarm}); err != nil {
 		t.Fatal(err)

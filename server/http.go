@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"expvar"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -14,9 +15,18 @@ import (
 func (s *Server) grpcOrHTTP() http.Handler {
 	h := s.withCORS(s.httpHandler())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		grpcOnly, httpOnly := s.splitAt(r)
+		if !httpOnly && r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			s.grpc.ServeHTTP(w, r)
 			return
+		}
+		if grpcOnly {
+			http.NotFound(w, r)
+			return
+		}
+		// etcd 3.7 still serves the gateway's old /v3beta/ prefix as /v3/.
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/v3beta/"); ok {
+			r.URL.Path = "/v3/" + rest
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -55,10 +65,8 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // addMetricsRoutes adds what --listen-metrics-urls serve too: /metrics and
 // the health endpoints.
 func (s *Server) addMetricsRoutes(mux *http.ServeMux) {
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/health", s.handleHealth)
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
-	mux.HandleFunc("/readyz", s.handleReadyz)
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(s.metrics.reg, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
+	s.addHealthRoutes(mux)
 }
 
 // metricsHandler serves the --listen-metrics-urls.
@@ -80,6 +88,8 @@ func (s *Server) httpHandler() http.Handler {
 		}{Version, ClusterVersion, ClusterVersion})
 	})
 	s.addMetricsRoutes(mux)
+	// etcd's /debug/vars: the process's expvars (cmdline, memstats).
+	mux.Handle("/debug/vars", expvar.Handler())
 	if s.gateway != nil {
 		mux.Handle("/v3/", s.gateway)
 	}
@@ -91,45 +101,4 @@ func (s *Server) httpHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
-}
-
-// healthReason is what etcd's /health reports: empty when healthy.
-func (s *Server) healthReason() string {
-	if s.leader.Load() == 0 {
-		return "RAFT NO LEADER"
-	}
-	if s.metrics.noSpace.Load() {
-		return "ALARM NOSPACE"
-	}
-	if s.metrics.corrupt.Load() {
-		return "ALARM CORRUPT"
-	}
-	return ""
-}
-
-func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	reason := s.healthReason()
-	h := struct {
-		Health string `json:"health"`
-		Reason string `json:"reason"`
-	}{Health: "true", Reason: reason}
-	code := http.StatusOK
-	if reason != "" {
-		h.Health, code = "false", http.StatusServiceUnavailable
-		s.metrics.healthFailures.Inc()
-	} else {
-		s.metrics.healthSuccess.Inc()
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(code)
-	b, _ := json.Marshal(h)
-	w.Write(b)
-}
-
-func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if reason := s.healthReason(); reason != "" {
-		http.Error(w, reason, http.StatusServiceUnavailable)
-		return
-	}
-	w.Write([]byte("ok"))
 }

@@ -3,23 +3,43 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"time"
 )
 
+// listen opens a listener for a client, peer or metrics URL: a TCP port,
+// or for unix:// and unixs:// a socket file named by the rest of the URL
+// (unix://localhost:2379 is the file "localhost:2379"), as etcd's.
 func listen(rawURL string) (net.Listener, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", u.Host)
+	network, addr := "tcp", u.Host
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
+		network, addr = "unix", u.Host+u.Path
+		// A socket file left by an earlier run would refuse the listen.
+		if err := os.Remove(addr); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("listen on %s: %w", rawURL, err)
+		}
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", rawURL, err)
 	}
 	return ln, nil
+}
+
+// secureURL reports whether a URL's scheme asks for TLS.
+func secureURL(u string) bool {
+	return strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "unixs://")
 }
 
 // http2Preface opens every HTTP/2 (and so gRPC) connection.

@@ -180,8 +180,12 @@ func (s *Server) publish() {
 	s.metrics.size.Store(size)
 	s.metrics.inUse.Store(inUse)
 	s.metrics.keys.Store(int64(keys))
+	s.metrics.applied.Store(s.node.AppliedIndex())
+	s.metrics.commit.Store(s.node.Commit())
+	s.metrics.authRev.Store(s.node.AuthRevision())
 	s.metrics.noSpace.Store(s.node.NoSpace())
 	s.metrics.corrupt.Store(s.node.Corrupt())
+	s.metrics.alarms.publish(s.node.Alarms())
 }
 
 func (s *Server) publishView() publishedView {

@@ -124,17 +124,21 @@ func (s *Server) checkHello(ss grpc.ServerStream) (hello, error) {
 }
 
 func (s *Server) receiveMessages(ss grpc.ServerStream) error {
-	if _, err := s.checkHello(ss); err != nil {
+	h, err := s.checkHello(ss)
+	if err != nil {
 		return err
 	}
+	from := hexID(h.From)
 	for {
 		var b []byte
 		if err := ss.RecvMsg(&b); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
+			s.metrics.peer.recvFailed.WithLabelValues(from).Inc()
 			return err
 		}
+		s.metrics.peer.received.WithLabelValues(from).Add(float64(len(b)))
 		if len(b) == 0 {
 			continue
 		}
@@ -164,9 +168,19 @@ func (s *Server) receiveMessages(ss grpc.ServerStream) error {
 }
 
 func (s *Server) receiveSnapshot(ss grpc.ServerStream) error {
-	if _, err := s.checkHello(ss); err != nil {
+	h, err := s.checkHello(ss)
+	if err != nil {
 		return err
 	}
+	done := s.metrics.peer.snapshotStarted(&s.metrics.peer.snapReceive, hexID(h.From))
+	err = s.receiveSnapshotBody(ss)
+	done(err)
+	return err
+}
+
+// receiveSnapshotBody takes a snapshot's message and content after the
+// hello and hands them to the loop.
+func (s *Server) receiveSnapshotBody(ss grpc.ServerStream) error {
 	var b []byte
 	if err := ss.RecvMsg(&b); err != nil {
 		return err
@@ -236,12 +250,16 @@ func (s *Server) dialPeer(urls []string) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	creds := insecure.NewCredentials()
-	if u.Scheme == "https" {
+	if secureURL(urls[0]) {
 		creds = credentials.NewTLS(s.tls.peerClient)
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)),
+	}
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
+		// The socket file a unix:// peer URL names, as listen opens it.
+		return grpc.NewClient("unix:"+u.Host+u.Path, opts...)
 	}
 	if s.localAddr != nil {
 		// etcd's SetMemberLocalAddr: peers see this member's connections
@@ -293,6 +311,12 @@ func (p *peer) session() error {
 	if err := stream.SendMsg(frame(frameHello, h)); err != nil {
 		return err
 	}
+	pm, local, to := &p.s.metrics.peer, hexID(p.s.node.ID()), hexID(p.id)
+	pm.active.WithLabelValues(local, to).Inc()
+	defer func() {
+		pm.active.WithLabelValues(local, to).Dec()
+		pm.disconnected.WithLabelValues(local, to).Inc()
+	}()
 	for {
 		select {
 		case <-p.stop:
@@ -300,8 +324,10 @@ func (p *peer) session() error {
 			return nil
 		case f := <-p.q:
 			if err := stream.SendMsg(f); err != nil {
+				pm.sendFailed.WithLabelValues(to).Inc()
 				return err
 			}
+			pm.sent.WithLabelValues(to).Add(float64(len(*f)))
 		}
 	}
 }
@@ -389,6 +415,7 @@ func (s *Server) sendRaft(ms []*raftpb.Message) {
 			continue
 		}
 		if !p.send(frame(frameRaft, b)) {
+			s.metrics.peer.sendFailed.WithLabelValues(hexID(m.GetTo())).Inc()
 			s.node.ReportUnreachable(m.GetTo())
 		}
 	}
@@ -407,7 +434,9 @@ func (s *Server) sendPeerMessages(ms []*core.PeerMessage) {
 // sendSnapshot streams a snapshot to a peer off the loop and reports the
 // outcome to the loop.
 func (s *Server) sendSnapshot(snap core.OutgoingSnapshot, urls []string) {
+	done := s.metrics.peer.snapshotStarted(&s.metrics.peer.snapSend, hexID(snap.To))
 	err := s.streamSnapshot(snap, urls)
+	done(err)
 	if err != nil {
 		s.log.Warn("sending a snapshot failed", "to", fmt.Sprintf("%x", snap.To), "index", snap.Index, "err", err)
 	} else {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,7 +106,7 @@ type Server struct {
 	gatewayConn   *grpc.ClientConn
 	gateway       http.Handler
 	http          *http.Server
-	listeners     []net.Listener
+	listeners     []clientListener
 	peerListeners []net.Listener
 	// metricsHTTP serves the --listen-metrics-urls.
 	metricsHTTP      *http.Server
@@ -235,7 +234,7 @@ func (s *Server) Start() error {
 			return err
 		}
 		s.peerListeners = append(s.peerListeners, ln)
-		if strings.HasPrefix(u, "https://") {
+		if secureURL(u) {
 			ln = tls.NewListener(ln, s.tls.peerServer)
 		}
 		go func() { _ = s.peerGRPC.Serve(ln) }()
@@ -245,13 +244,9 @@ func (s *Server) Start() error {
 		s.closeListeners()
 		return err
 	}
-	for _, u := range s.cfg.ListenClientURLs {
-		ln, err := listen(u)
-		if err != nil {
-			s.closeListeners()
-			return err
-		}
-		s.listeners = append(s.listeners, ln)
+	if err := s.openClientListeners(); err != nil {
+		s.closeListeners()
+		return err
 	}
 	s.guard = grpcsvc.NewGuard(s)
 	opts := append(grpcsvc.ServerOptions(grpcsvc.Options{
@@ -260,10 +255,12 @@ func (s *Server) Start() error {
 		KeepaliveMinTime:     s.cfg.GRPCKeepAliveMinTime,
 		KeepaliveInterval:    s.cfg.GRPCKeepAliveInterval,
 		KeepaliveTimeout:     s.cfg.GRPCKeepAliveTimeout,
-	}), grpc.ChainUnaryInterceptor(s.metrics.unary))
+	}), grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor(), s.metrics.unary),
+		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor(), s.metrics.stream))
 	opts = append(opts, s.guard.ServerOptions()...)
 	s.grpc = grpc.NewServer(opts...)
 	s.hs, s.closeLocal = grpcsvc.Register(s.grpc, s)
+	s.metrics.grpc.InitializeMetrics(s.grpc)
 	if s.cfg.EnableGRPCGateway {
 		if err := s.startGateway(); err != nil {
 			s.closeListeners()
@@ -303,20 +300,8 @@ func (s *Server) serveClientsWhenReady() {
 	case <-s.draining:
 		return
 	}
-	for i, ln := range s.listeners {
-		if strings.HasPrefix(s.cfg.ListenClientURLs[i], "https://") {
-			// As etcd does over TLS: net/http negotiates HTTP/2 and hands
-			// gRPC requests to the gRPC server, so browsers and curl reach
-			// /health on the same port.
-			go func() { _ = s.http.Serve(tls.NewListener(ln, s.tls.client)) }()
-			s.logServingClients(ln.Addr().String(), true)
-			continue
-		}
-		m := newConnMux(ln)
-		go func() { _ = s.grpc.Serve(m.grpc) }()
-		go func() { _ = s.http.Serve(m.http) }()
-		go m.serve()
-		s.logServingClients(ln.Addr().String(), false)
+	for _, cl := range s.listeners {
+		s.serveClientListener(cl)
 	}
 	if s.gatewayLn != nil {
 		go func() { _ = s.grpc.Serve(s.gatewayLn) }()
@@ -337,7 +322,7 @@ func (s *Server) serveMetrics() error {
 			return err
 		}
 		s.metricsListeners = append(s.metricsListeners, ln)
-		if strings.HasPrefix(u, "https://") {
+		if secureURL(u) {
 			ln = tls.NewListener(ln, s.tls.client)
 		}
 		go func() { _ = s.metricsHTTP.Serve(ln) }()
@@ -459,7 +444,11 @@ func (s *Server) Stop() error {
 // shared by every handler would be a point of lock contention.
 func (s *Server) Do(ctx context.Context, r core.Request) (core.Response, error) {
 	if r.Token == "" {
-		r.Token = grpcsvc.TokenFrom(ctx)
+		tok, sent := grpcsvc.TokenFrom(ctx)
+		if sent && tok == "" && s.authEnabled.Load() {
+			return core.Response{ID: r.ID, Err: auth.ErrInvalidAuthToken}, nil
+		}
+		r.Token = tok
 	}
 	if r.Token != "" && s.jwt != nil {
 		// A JWT is checked here, off the loop; core gets what it says.

@@ -44,12 +44,12 @@ func majorMinor(v string) string {
 }
 
 // logServingClients is etcd's pair of lines when a client listener starts
-// serving gRPC and HTTP.
-func (s *Server) logServingClients(addr string, secure bool) {
+// serving; traffic is "grpc+http", "grpc" or "http".
+func (s *Server) logServingClients(addr string, secure bool, traffic string) {
 	s.log.Info("ready to serve client requests")
 	if secure {
-		s.log.Info("serving client traffic securely", "traffic", "grpc+http", "address", addr)
+		s.log.Info("serving client traffic securely", "traffic", traffic, "address", addr)
 		return
 	}
-	s.log.Info("serving client traffic insecurely; this is strongly discouraged!", "traffic", "grpc+http", "address", addr)
+	s.log.Info("serving client traffic insecurely; this is strongly discouraged!", "traffic", traffic, "address", addr)
 }

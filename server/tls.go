@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -81,13 +80,13 @@ func (c *Config) validateTLS() error {
 	if err := c.PeerTLS.validate("peer-"); err != nil {
 		return err
 	}
-	for _, u := range slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs) {
-		if strings.HasPrefix(u, "https://") && !c.ClientTLS.hasCert() {
+	for _, u := range slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs, c.ListenClientHTTPURLs) {
+		if secureURL(u) && !c.ClientTLS.hasCert() {
 			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u)
 		}
 	}
 	for _, u := range append(slices.Clone(c.ListenPeerURLs), c.InitialAdvertisePeerURLs...) {
-		if strings.HasPrefix(u, "https://") && !c.PeerTLS.hasCert() {
+		if secureURL(u) && !c.PeerTLS.hasCert() {
 			return fmt.Errorf("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url %s with HTTPS scheme", u)
 		}
 	}
@@ -140,8 +139,8 @@ func newTLSConfigs(c *Config, log *slog.Logger) (tlsConfigs, error) {
 	if err != nil {
 		return out, err
 	}
-	if anyHTTPS(c.ListenClientURLs) || anyHTTPS(c.ListenMetricsURLs) {
-		certs, err := loadSide(c.ClientTLS, filepath.Join(c.DataDir, "fixtures", "client"), slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs), c.selfCertValidity(), log)
+	if anyHTTPS(c.ListenClientURLs) || anyHTTPS(c.ListenMetricsURLs) || anyHTTPS(c.ListenClientHTTPURLs) {
+		certs, err := loadSide(c.ClientTLS, filepath.Join(c.DataDir, "fixtures", "client"), slices.Concat(c.ListenClientURLs, c.AdvertiseClientURLs, c.ListenMetricsURLs, c.ListenClientHTTPURLs), c.selfCertValidity(), log)
 		if err != nil {
 			return out, err
 		}
@@ -171,7 +170,7 @@ func newTLSConfigs(c *Config, log *slog.Logger) (tlsConfigs, error) {
 }
 
 func anyHTTPS(urls []string) bool {
-	return slices.ContainsFunc(urls, func(u string) bool { return strings.HasPrefix(u, "https://") })
+	return slices.ContainsFunc(urls, func(u string) bool { return secureURL(u) })
 }
 
 // verifyClient checks a verified client certificate against the

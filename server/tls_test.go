@@ -208,7 +208,7 @@ func TestConfigValidate(t *testing.T) {
 		{"cipher suites with TLS 1.3 only", func(c *Config) {
 			c.TLSMinVersion, c.CipherSuites = "TLS1.3", []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}
 		}, "cannot be used with --tls-min-version TLS1.3"},
-		{"ftp URL", func(c *Config) { c.ListenClientURLs = []string{"ftp://127.0.0.1:2379"} }, "URL scheme must be http or https"},
+		{"ftp URL", func(c *Config) { c.ListenClientURLs = []string{"ftp://127.0.0.1:2379"} }, "URL scheme must be http, https, unix, or unixs"},
 		{"short election timeout", func(c *Config) { c.ElectionTimeout = 300 * time.Millisecond }, "should be at least as 5 times as --heartbeat-interval"},
 		{"bad cluster state", func(c *Config) { c.InitialClusterState = "old" }, "invalid value \"old\" for --initial-cluster-state"},
 		{"missing from initial cluster", func(c *Config) { c.Name = "other" }, "couldn't find local name \"other\""},

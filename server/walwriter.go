@@ -53,9 +53,11 @@ func (s *Server) writeBatch(batch []walOp) error {
 	var bytes int
 	for _, op := range batch {
 		if p := op.persist; p != nil {
+			start := time.Now()
 			if err := s.disk.Write(p); err != nil {
 				return fmt.Errorf("log write: %w", err)
 			}
+			s.metrics.walWrite.Observe(time.Since(start).Seconds())
 			last, sync = p.ID, sync || p.Sync
 			for _, e := range p.Entries {
 				bytes += len(e.Data)

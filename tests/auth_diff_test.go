@@ -206,8 +206,11 @@ func authSetupSteps() []authStep {
 		{"anon: RoleGet reader", as("anon", roleGet("reader"))},
 		{"anon: RoleGet writer", as("anon", roleGet("writer"))},
 		{"anon: RoleGet nosuch", as("anon", roleGet("nosuch"))},
-		// etcd answers for root with the permission the role implies.
+		// etcd answers for root with the permission the role implies,
+		// whatever was granted to it.
 		{"anon: RoleGet root", as("anon", roleGet("root"))},
+		{"anon: RoleGrantPermission root READ /x", as("anon", grantPerm("root", "/x", "", permRead))},
+		{"anon: RoleGet root after a grant", as("anon", roleGet("root"))},
 		{"anon: UserGet alice", as("anon", userGet("alice"))},
 		{"anon: UserGet nosuch", as("anon", userGet("nosuch"))},
 		{"anon: UserAdd nopw (no password)", as("anon", userAddNoPassword("nopw"))},
@@ -257,8 +260,10 @@ func authAliceSteps() []authStep {
 		{"alice: Watch /other", as("alice", watchDenied("/other"))},
 		{"alice: Watch prefix / (wider than granted)", as("alice", watchDenied("/", clientv3.WithPrefix()))},
 		{"anon: Watch /pub/a", as("anon", watchDenied("/pub/a"))},
-		{"alice (raw gRPC): Watch /other, then prefix /pub/", rawWatch("alice", "alicepw")},
-		{"anon (raw gRPC): Watch /other, then prefix /pub/", rawWatch("", "")},
+		{"alice (raw gRPC): Watch /other, prefix /pub/, all keys, /other from revision -1", rawWatch("alice", "alicepw")},
+		{"anon (raw gRPC): Watch /other, prefix /pub/, all keys, /other from revision -1", rawWatch("", "")},
+		{"root (raw gRPC): Watch all keys", rawWatchAll("root", "rootpw")},
+		{"empty token (raw gRPC): Get /pub/a, Watch /pub/a", rawEmptyToken},
 		{"alice: LeaseGrant 60 + Put /rw with it + TimeToLive + Revoke", leaseSteps},
 		{"root: lease holding /other; alice attaches /rw to it, revokes it", leaseOfOthers},
 		{"alice: Get /rw after the lease's revocation", as("alice", get("/rw"))},
@@ -787,11 +792,51 @@ func rawWatch(user, pass string) func(*authSession) string {
 		for _, cr := range []*pb.WatchCreateRequest{
 			{Key: []byte("/other")},
 			{Key: []byte("/pub/"), RangeEnd: []byte("/pub0")},
+			{RangeEnd: []byte{0}},
+			{Key: []byte("/other"), StartRevision: -1},
 		} {
 			out = append(out, rawWatchCreate(stream, cr))
 		}
 		return strings.Join(out, "; ")
 	}
+}
+
+// rawWatchAll asks, as user, for a watch on the whole key space.
+func rawWatchAll(user, pass string) func(*authSession) string {
+	return func(s *authSession) string {
+		ctx, cancel := context.WithTimeout(context.Background(), authStepTimeout)
+		defer cancel()
+		conn, ctx, failed := rawDial(ctx, s.addr, user, pass)
+		if conn == nil {
+			return failed
+		}
+		defer conn.Close()
+		stream, err := pb.NewWatchClient(conn).Watch(ctx)
+		if err != nil {
+			return "watch " + errStr(err)
+		}
+		return rawWatchCreate(stream, &pb.WatchCreateRequest{RangeEnd: []byte{0}})
+	}
+}
+
+// rawEmptyToken sends requests with an empty token, which etcd takes for
+// an invalid token rather than for none.
+func rawEmptyToken(s *authSession) string {
+	ctx, cancel := context.WithTimeout(context.Background(), authStepTimeout)
+	defer cancel()
+	conn, ctx, failed := rawDial(ctx, s.addr, "", "")
+	if conn == nil {
+		return failed
+	}
+	defer conn.Close()
+	ctx = metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, "")
+	_, err := pb.NewKVClient(conn).Range(ctx, &pb.RangeRequest{Key: []byte("/pub/a")})
+	out := "range " + errStr(err)
+	stream, err := pb.NewWatchClient(conn).Watch(ctx)
+	if err != nil {
+		return out + "; watch " + errStr(err)
+	}
+	return out + "; " + rawWatchCreate(stream, &pb.WatchCreateRequest{Key: []byte("/pub/a")})
 }
 
 // rawDial connects over plain gRPC and, unless user is empty,

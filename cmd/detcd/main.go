@@ -90,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 		version                                                  bool
 		maxRequestBytes, maxTxnOps                               uint
 		cipherSuites, listenMetrics, logger, logOutputs          string
+		listenClientHTTP                                         string
 		maxConcurrentStreams                                     uint
 		selfSignedYears                                          uint
 	)
@@ -132,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	var cors string
 	fs.StringVar(&cors, "cors", strings.Join(cfg.CORS, ","), "Comma-separated white list of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).")
 	fs.StringVar(&listenMetrics, "listen-metrics-urls", "", "List of URLs to listen on for the /metrics and /health endpoints.")
+	fs.StringVar(&listenClientHTTP, "listen-client-http-urls", "", "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls.")
 	fs.BoolVar(&cfg.StrictReconfigCheck, "strict-reconfig-check", cfg.StrictReconfigCheck, "Reject reconfiguration requests that would cause quorum loss.")
 	fs.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "Enable the JSON gateway (/v3/...) on the client URLs.")
 	fs.UintVar(&maxConcurrentStreams, "max-concurrent-streams", uint(cfg.MaxConcurrentStreams), "Maximum concurrent streams that each client can open at a time.")
@@ -173,6 +175,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
 	defaultInitialCluster(&cfg, set)
 	cfg.ListenMetricsURLs = splitURLs(listenMetrics)
+	cfg.ListenClientHTTPURLs = splitURLs(listenClientHTTP)
 	cfg.CORS = splitURLs(cors)
 	if len(cfg.CORS) == 0 {
 		cfg.CORS = []string{"*"} // etcd: empty allows all
