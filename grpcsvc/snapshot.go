@@ -44,7 +44,7 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, ss pb.Maintenance_Sn
 	if err != nil {
 		return status.Errorf(codes.Internal, "snapshot: %v", err)
 	}
-	sender := &snapshotSender{ss: ss, hdr: resp.Header, left: uint64(fi.Size()) + sha256.Size, sum: sha256.New()}
+	sender := &snapshotSender{ss: ss, left: uint64(fi.Size()) + sha256.Size, sum: sha256.New()}
 	w := &chunk.Writer{Size: snapshotChunkBytes, Send: sender.send}
 	if _, err := io.Copy(w, f); err != nil {
 		return err
@@ -52,7 +52,8 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, ss pb.Maintenance_Sn
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	return ss.Send(&pb.SnapshotResponse{Header: resp.Header, Blob: sender.sum.Sum(nil), Version: storageVersion})
+	// As etcd's, the snapshot's responses carry no header.
+	return ss.Send(&pb.SnapshotResponse{Blob: sender.sum.Sum(nil), Version: storageVersion})
 }
 
 // writeSnapshotFile writes the state as etcd's database file in a new
@@ -92,7 +93,6 @@ const SnapshotTempPrefix = "snapshot-tmp-"
 // and hashing what went.
 type snapshotSender struct {
 	ss   pb.Maintenance_SnapshotServer
-	hdr  *pb.ResponseHeader
 	left uint64 // bytes after those sent, the hash included
 	sum  hash.Hash
 }
@@ -100,5 +100,5 @@ type snapshotSender struct {
 func (w *snapshotSender) send(b []byte) error {
 	w.sum.Write(b)
 	w.left -= uint64(len(b))
-	return w.ss.Send(&pb.SnapshotResponse{Header: w.hdr, RemainingBytes: w.left, Blob: b, Version: storageVersion})
+	return w.ss.Send(&pb.SnapshotResponse{RemainingBytes: w.left, Blob: b, Version: storageVersion})
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -118,5 +119,35 @@ func TestV3betaAndDebugVars(t *testing.T) {
 	var vars map[string]json.RawMessage
 	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil || vars["memstats"] == nil || vars["cmdline"] == nil {
 		t.Fatalf("/debug/vars: %v, keys %d", err, len(vars))
+	}
+}
+
+// TestSnapshotResponsesHaveNoHeader: etcd's Snapshot stream leaves every
+// response's header empty, the checksum's included.
+func TestSnapshotResponsesHaveNoHeader(t *testing.T) {
+	s, _ := testServer(t, t.TempDir(), nil)
+	cli := newClient(t, clientv3.Config{Endpoints: s.Addrs()})
+	c := ctx(t)
+	if _, err := cli.Put(c, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Snapshot(c, &pb.SnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; ; n++ {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			if n < 2 {
+				t.Fatalf("%d responses, want the data and the checksum", n)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Header != nil {
+			t.Fatalf("response %d carries header %v; etcd's carry none", n, resp.Header)
+		}
 	}
 }
