@@ -3,13 +3,13 @@
 //
 //	e2ereport -server detcd -out results-detcd.txt [-baseline results-etcd.txt] run1.json run2.json
 //
-// Each input is the output of `go tool test2json -p PKG` over one suite's test binary; a plain
-// log (the test output alone) is written next to it as .log. A test is counted once, at the
-// deepest level it has a result: subtests are counted and their parents are not, unless a
-// parent failed on its own (no subtest failed). A test that started but never finished (the
-// binary timed out or crashed) counts as failed. With -baseline (the results file of the same
-// selection against the real etcd), a test that fails on both is counted as skipped and listed:
-// it says nothing about detcd.
+// Each input is the output of `go tool test2json -p PKG` over one run of a suite's test
+// binary; a plain log (the test output alone) is written next to it as .log. A test is
+// counted once, at the deepest level it has a result: subtests are counted and their parents
+// are not, unless a parent failed on its own (no subtest failed). A test that started but
+// never finished (the binary timed out or crashed) counts as failed. With -baseline (the
+// results file of the same selection against the real etcd), a test that fails on both is
+// counted as skipped and listed: it says nothing about detcd.
 package main
 
 import (
@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -37,8 +38,8 @@ const (
 // maxListedFailures bounds the failures echoed to the terminal; the results file has them all.
 const maxListedFailures = 25
 
-// packageTest names the pseudo-test that carries a suite's own failure (a build error, a crash
-// outside any test) when none of its tests reported one.
+// packageTest names the pseudo-test that carries a test binary's own failure (a crash in
+// TestMain, a goroutine leak check) when none of its tests reported one.
 const packageTest = "(package)"
 
 // event is one line of test2json output.
@@ -61,13 +62,22 @@ type result struct {
 
 func (r *result) key() string { return r.pkg + "\t" + r.name }
 
-// run is everything read from the inputs, keyed by package and test name.
+// run is everything read from the inputs: results keyed by package and test name, and a
+// pseudo-test for each input whose binary failed with no failed test to show for it.
 type run struct {
-	results map[string]*result
-	// pkgFailed and pkgReason keep each package's verdict and last telling line of its own
-	// output (Test empty): where a timeout panic or a build error shows.
-	pkgFailed map[string]bool
-	pkgReason map[string]string
+	results     map[string]*result
+	pkgFailures []*result
+}
+
+// input is what one test2json stream (one run of a test binary) says beyond its tests.
+type input struct {
+	name    string    // the file's base name, naming a package failure
+	pkg     string    // the package of its events
+	started []*result // the tests it ran
+	failed  bool      // the binary's verdict
+	// reason is the line that says why the binary failed outside its tests: a panic (a
+	// timeout shows as one), else the last line before go test's FAIL and exit status lines.
+	reason string
 }
 
 // fileLine matches the "    name_test.go:42: message" prefix of a test's t.Log/t.Error line.
@@ -79,7 +89,7 @@ func main() {
 	baseline := flag.String("baseline", "", "results file of the same selection against etcd (optional)")
 	selection := flag.String("run", "", "the -run regexp used, for the header")
 	flag.Parse()
-	if *out == "" || flag.NArg() == 0 {
+	if *out == "" {
 		fmt.Fprintln(os.Stderr, "usage: e2ereport -server NAME -out FILE [-baseline FILE] run.json...")
 		os.Exit(2)
 	}
@@ -91,7 +101,7 @@ func main() {
 
 // report reads the inputs, writes the results file and prints the failures and closing line.
 func report(server, selection, out, baselinePath string, inputs []string, w io.Writer) error {
-	r := run{results: map[string]*result{}, pkgFailed: map[string]bool{}, pkgReason: map[string]string{}}
+	r := run{results: map[string]*result{}}
 	for _, in := range inputs {
 		if err := r.readFile(in); err != nil {
 			return err
@@ -128,19 +138,38 @@ func (r *run) readFile(path string) error {
 	}
 	defer logFile.Close()
 	logW := bufio.NewWriter(logFile)
-	if err := r.read(f, logW); err != nil {
+	in := &input{name: strings.TrimSuffix(filepath.Base(path), ".json")}
+	if err := r.read(f, logW, in); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err := logW.Flush(); err != nil {
 		return fmt.Errorf("write plain log: %w", err)
 	}
+	r.finish(in)
 	return nil
+}
+
+// finish fails the tests of an input that never finished, and records a pseudo-test for a
+// binary that failed without a failed test (a crash in TestMain, a goroutine leak check).
+func (r *run) finish(in *input) {
+	testFailed := false
+	for _, res := range in.started {
+		if res.status == "" {
+			res.status = statusFail
+			res.reason = strings.TrimSpace("did not finish: " + in.reason)
+		}
+		testFailed = testFailed || res.status == statusFail
+	}
+	if in.failed && !testFailed {
+		r.pkgFailures = append(r.pkgFailures, &result{pkg: in.pkg, name: packageTest + " " + in.name,
+			status: statusFail, reason: in.reason})
+	}
 }
 
 // read applies a test2json stream's events; lines that are not JSON (a crash of test2json's
 // child before any framing) go to the log and to the package's reason.
-func (r *run) read(in io.Reader, logW io.Writer) error {
-	sc := bufio.NewScanner(in)
+func (r *run) read(stream io.Reader, logW io.Writer, in *input) error {
+	sc := bufio.NewScanner(stream)
 	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
 	for sc.Scan() {
 		var ev event
@@ -152,7 +181,7 @@ func (r *run) read(in io.Reader, logW io.Writer) error {
 				return fmt.Errorf("write plain log: %w", err)
 			}
 		}
-		r.apply(ev)
+		r.apply(ev, in)
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read test2json output: %w", err)
@@ -161,9 +190,12 @@ func (r *run) read(in io.Reader, logW io.Writer) error {
 }
 
 // apply records one event.
-func (r *run) apply(ev event) {
+func (r *run) apply(ev event, in *input) {
+	if ev.Package != "" {
+		in.pkg = ev.Package
+	}
 	if ev.Test == "" {
-		r.applyPackage(ev)
+		in.applyPackage(ev)
 		return
 	}
 	key := ev.Package + "\t" + ev.Test
@@ -171,6 +203,7 @@ func (r *run) apply(ev event) {
 	if !ok {
 		res = &result{pkg: ev.Package, name: ev.Test}
 		r.results[key] = res
+		in.started = append(in.started, res)
 	}
 	switch ev.Action {
 	case "pass":
@@ -184,20 +217,19 @@ func (r *run) apply(ev event) {
 	}
 }
 
-// applyPackage records a package-level event: its verdict, and the line that says why a
-// package failed outside its tests: a panic (a timeout shows as one), else the last line
-// before go test's own FAIL and exit status lines (a crash in TestMain).
-func (r *run) applyPackage(ev event) {
+// applyPackage records a package-level event: the binary's verdict, or a line of its own
+// output that may say why it failed.
+func (in *input) applyPackage(ev event) {
 	switch ev.Action {
 	case "fail":
-		r.pkgFailed[ev.Package] = true
+		in.failed = true
 	case "output":
 		line := strings.TrimSpace(ev.Output)
 		if line == "" || strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "exit status") ||
-			strings.HasPrefix(r.pkgReason[ev.Package], "panic:") {
+			strings.HasPrefix(in.reason, "panic:") {
 			return
 		}
-		r.pkgReason[ev.Package] = line
+		in.reason = line
 	}
 }
 
@@ -234,10 +266,6 @@ func (res *result) noteOutput(output string) {
 func (r *run) counted() []*result {
 	var all []*result
 	for _, res := range r.results {
-		if res.status == "" {
-			res.status = statusFail
-			res.reason = strings.TrimSpace("did not finish " + r.pkgReason[res.pkg])
-		}
 		all = append(all, res)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].key() < all[j].key() })
@@ -248,7 +276,7 @@ func (r *run) counted() []*result {
 			counted = append(counted, res)
 		}
 	}
-	return append(counted, r.packageFailures(all)...)
+	return append(counted, r.pkgFailures...)
 }
 
 // parents returns, by key, the tests that have subtests and those with a failed subtest.
@@ -262,29 +290,6 @@ func (r *run) parents() (hasChild, childFailed map[string]bool) {
 		}
 	}
 	return hasChild, childFailed
-}
-
-// packageFailures returns a pseudo-test for each package that failed without any failed test
-// to show for it (a build error, or a crash in TestMain).
-func (r *run) packageFailures(all []*result) []*result {
-	failedTest := map[string]bool{}
-	for _, res := range all {
-		if res.status == statusFail {
-			failedTest[res.pkg] = true
-		}
-	}
-	var pkgs []string
-	for pkg, failed := range r.pkgFailed {
-		if failed && !failedTest[pkg] {
-			pkgs = append(pkgs, pkg)
-		}
-	}
-	sort.Strings(pkgs)
-	var out []*result
-	for _, pkg := range pkgs {
-		out = append(out, &result{pkg: pkg, name: packageTest, status: statusFail, reason: r.pkgReason[pkg]})
-	}
-	return out
 }
 
 // readBaseline reads a results file into status by package and test.

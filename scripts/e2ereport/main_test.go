@@ -72,14 +72,14 @@ func TestReport(t *testing.T) {
 			name: "a test cut off by the timeout fails with the panic",
 			streams: map[string]string{"a.json": stream("e2e",
 				"run TestSlow", "output - panic: test timed out after 1m0s", "fail -")},
-			wantLines: []string{"FAIL e2e TestSlow did not finish panic: test timed out after 1m0s"},
+			wantLines: []string{"FAIL e2e TestSlow did not finish: panic: test timed out after 1m0s"},
 			wantLast:  "e2e-etcd: 0 passed, 1 failed, 0 skipped",
 		},
 		{
 			name: "a package that fails without a test failing gets a pseudo-test",
 			streams: map[string]string{"a.json": stream("common",
 				"output - flag provided but not defined: -bin-dir", "output - FAIL\tcommon\t0.01s", "fail -")},
-			wantLines: []string{"FAIL common (package) flag provided but not defined: -bin-dir"},
+			wantLines: []string{"FAIL common (package) a flag provided but not defined: -bin-dir"},
 			wantLast:  "e2e-etcd: 0 passed, 1 failed, 0 skipped",
 		},
 		{
