@@ -264,19 +264,16 @@ func (res *result) noteOutput(output string) {
 
 // counted returns the results that the closing line counts, sorted by package and name.
 func (r *run) counted() []*result {
-	var all []*result
-	for _, res := range r.results {
-		all = append(all, res)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].key() < all[j].key() })
 	hasChild, childFailed := r.parents()
 	var counted []*result
-	for _, res := range all {
+	for _, res := range r.results {
 		if !hasChild[res.key()] || (res.status == statusFail && !childFailed[res.key()]) {
 			counted = append(counted, res)
 		}
 	}
-	return append(counted, r.pkgFailures...)
+	counted = append(counted, r.pkgFailures...)
+	sort.Slice(counted, func(i, j int) bool { return counted[i].key() < counted[j].key() })
+	return counted
 }
 
 // parents returns, by key, the tests that have subtests and those with a failed subtest.

@@ -83,6 +83,17 @@ func TestReport(t *testing.T) {
 			wantLast:  "e2e-etcd: 0 passed, 1 failed, 0 skipped",
 		},
 		{
+			name: "each binary run answers for its own tests: a timeout in one, a leak check in another",
+			streams: map[string]string{
+				"TestSlow.json": stream("e2e", "run TestSlow", "output - panic: test timed out after 5m0s", "fail -"),
+				"TestLeak.json": stream("e2e", "run TestLeak", "pass TestLeak",
+					"output - Unexpected goroutines running after all test(s).", "fail -"),
+			},
+			wantLines: []string{"FAIL e2e (package) TestLeak Unexpected goroutines running after all test(s).",
+				"PASS e2e TestLeak", "FAIL e2e TestSlow did not finish: panic: test timed out after 5m0s"},
+			wantLast: "e2e-etcd: 1 passed, 2 failed, 0 skipped",
+		},
+		{
 			name: "failures shared with the baseline count as skipped, across two suites",
 			streams: map[string]string{
 				"e.json": stream("e2e", "run TestC", "fail TestC", "run TestD", "fail TestD"),
