@@ -59,7 +59,7 @@ func (p *pendingIO) append(n *Node, m *raftpb.Message) {
 	op := ioOp{responses: m.GetResponses(), release: release}
 	if m.Term != nil {
 		hs := wal.HardState{Term: m.GetTerm(), Vote: m.GetVote(), Commit: m.GetCommit()}
-		if hs.Term != p.last.Term || hs.Vote != p.last.Vote {
+		if hs.Term != p.last.Term || hs.Vote != p.last.Vote && !n.bug(BugVoteNoFsync) { // planted: a vote in the same term is not synced
 			per.Sync = true
 		}
 		p.last = hs
@@ -67,7 +67,7 @@ func (p *pendingIO) append(n *Node, m *raftpb.Message) {
 		op.commit = hs.Commit
 		n.storage.SetHardState(&raftpb.HardState{Term: &hs.Term, Vote: &hs.Vote, Commit: &hs.Commit})
 	}
-	if len(ents) > 0 {
+	if len(ents) > 0 && !n.bug(BugEntriesNoFsync) { // planted: new entries are written, not synced
 		per.Sync = true
 	}
 	p.nextID++

@@ -48,7 +48,7 @@ func (rs *reads) add(n *Node, r Request) {
 // index may lag writes that were acknowledged before a restart or an
 // election (raft's single-member ReadIndex path does not check this).
 func (rs *reads) start(n *Node) {
-	if rs.round != nil || len(rs.waiting) == 0 || n.lead == raft.None || n.st.term != n.term {
+	if rs.round != nil || len(rs.waiting) == 0 || n.lead == raft.None || n.st.term != n.term && !n.bug(BugReadBeforeTermApplied) { // planted: asks before an entry of its term is applied
 		return
 	}
 	rs.nextCtx++
@@ -78,7 +78,7 @@ func (rs *reads) serve(n *Node) {
 		rs.local = rs.local[:0]
 	}
 	k := 0
-	for k < len(rs.indexed) && rs.indexed[k].index <= n.st.index {
+	for k < len(rs.indexed) && (rs.indexed[k].index <= n.st.index || n.bug(BugReadBeforeApplied)) { // planted: served before the read index is applied
 		for _, pr := range rs.indexed[k].reads {
 			n.serveRead(pr.req)
 		}

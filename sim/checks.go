@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -66,6 +67,14 @@ func (c *checkers) observe(m *member) {
 		}
 		c.fail("%s stopped: %v", m.name, err)
 		m.crash(false)
+		return
+	}
+	// A member that applied its own removal must stop, as etcd's does:
+	// the operator's retiring it after the answer would hide one that
+	// carries on.
+	if m.node.Published() && !slices.ContainsFunc(m.node.Members(), func(x core.Member) bool { return x.ID == m.id }) {
+		c.fail("%s applied its own removal but keeps running", m.name)
+		c.w.retire(m)
 		return
 	}
 	if m.node.Leader() != m.id {

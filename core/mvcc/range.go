@@ -37,6 +37,8 @@ type reader struct {
 	tree       *btree.BTreeG[item]
 	rev        Revision
 	compactRev Revision
+	// tombstones is a planted bug: reads see deleted keys.
+	tombstones bool
 }
 
 // rangeKeys serves a range over [key, end). A nil end means the single
@@ -60,6 +62,9 @@ func (rd reader) rangeKeys(key, end []byte, ro RangeOptions) (*RangeResult, erro
 			return false
 		}
 		r, ok := it.at(rev)
+		if rd.tombstones && r != "" {
+			ok = true // planted: a tombstone read as the key
+		}
 		if !ok {
 			return true
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+
+	"github.com/detcd/detcd/core/internal/planted"
 )
 
 const (
@@ -36,6 +38,9 @@ type Options struct {
 	// in Recovered.Repaired. What is cut may include acknowledged writes:
 	// an operator's choice, never a default.
 	UnsafeRepair bool
+	// Bug names a planted bug (core/internal/planted); empty but in
+	// detcdbugs builds.
+	Bug string
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -74,6 +79,7 @@ type WAL struct {
 	unsynced bool
 	// err is sticky: once a write, sync or cut fails nothing more is done.
 	err error
+	bug string
 }
 
 // Exists reports whether dir holds a WAL segment.
@@ -123,6 +129,7 @@ func Create(fsys FS, opts Options, meta []byte) (*WAL, error) {
 		dir:      opts.Dir,
 		segBytes: opts.SegmentBytes,
 		meta:     append([]byte(nil), meta...),
+		bug:      opts.Bug,
 	}
 	if err := w.startSegment(segment{seq: 0, first: 0}); err != nil {
 		return nil, err
@@ -244,7 +251,11 @@ func (w *WAL) Save(hs *HardState, ents []Entry) error {
 		w.buf = appendEntryRecord(w.buf, e)
 		w.lastIndex = e.Index
 	}
-	if hs != nil && *hs != w.hs {
+	changed := hs != nil && *hs != w.hs
+	if planted.Enabled && w.bug == planted.WALHardStateTermOnly {
+		changed = hs != nil && hs.Term != w.hs.Term // planted: a new vote or commit in the same term is not saved
+	}
+	if changed {
 		if err := w.reserve(recordHeaderBytes + 1 + 3*binary.MaxVarintLen64); err != nil {
 			return err
 		}
@@ -299,7 +310,9 @@ func (w *WAL) cut() error {
 	if err := w.f.Truncate(w.off); err != nil {
 		return fmt.Errorf("wal: cut %s: truncate: %w", name, err)
 	}
-	if err := w.f.Sync(); err != nil {
+	if planted.Enabled && w.bug == planted.WALCutNoSync {
+		// planted: the finished segment's tail is closed unsynced
+	} else if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("wal: cut %s: sync: %w", name, err)
 	}
 	err := w.f.Close()
@@ -320,7 +333,7 @@ func (w *WAL) Sync() error {
 	if err := w.flush(); err != nil {
 		return err
 	}
-	if !w.unsynced {
+	if !w.unsynced || planted.Enabled && w.bug == planted.WALSyncSkipped { // planted: written but never synced
 		return nil
 	}
 	if err := w.f.Sync(); err != nil {
