@@ -144,7 +144,7 @@ func (n *Node) applyMembership(ch *raftpb.ConfChangeSingle, ctx confContext) {
 		n.st.members.add(m)
 	case raftpb.ConfChangeRemoveNode:
 		n.st.members.remove(id)
-		if id == n.cfg.ID && !n.bug(BugRemovedKeepsRunning) { // planted: a removed member carries on
+		if id == n.cfg.ID {
 			n.log.Warn("this member was removed from the cluster")
 			n.fail(ErrMemberRemoved)
 		}

@@ -17,25 +17,22 @@ const (
 	// BugStaleRead serves linearizable reads from the member's own state
 	// without a ReadIndex round, so a partitioned member answers stale.
 	BugStaleRead = "stale-read"
-	// BugVoteNoFsync does not sync a hard state whose vote changed in
-	// the same term: a crash forgets the vote, and the member may vote
-	// twice in one term.
-	BugVoteNoFsync = "vote-no-fsync"
 	// BugReadBeforeApplied answers a linearizable read once its read
 	// index is known, before the member has applied up to it.
 	BugReadBeforeApplied = "read-before-applied"
-	// BugReadBeforeTermApplied asks for a read index before the member
-	// applied an entry of its own term, when its commit index may lag.
-	BugReadBeforeTermApplied = "read-before-term-applied"
+	// BugRestartAppliesUncommitted replays the whole log at a restart,
+	// entries past the persisted commit index too: a new leader may
+	// replace them.
+	BugRestartAppliesUncommitted = "restart-applies-uncommitted"
 	// BugLeaseAttachLost does not put a key written with a lease on the
 	// lease: revoking the lease leaves the key.
 	BugLeaseAttachLost = "lease-attach-lost"
-	// BugRemovedKeepsRunning lets a member removed from the cluster
-	// carry on instead of stopping.
-	BugRemovedKeepsRunning = "member-removed-keeps-running"
 	// BugCheckpointDropsAuth writes checkpoints (and snapshots for
 	// peers) without the auth store.
 	BugCheckpointDropsAuth = "checkpoint-drops-auth"
+	// BugSnapshotKeepsMembers installs a snapshot from the leader but
+	// keeps the member list the member had before it.
+	BugSnapshotKeepsMembers = "snapshot-keeps-members"
 	// BugEntriesNoFsync writes new log entries without asking the driver
 	// to sync them before they count as persisted.
 	BugEntriesNoFsync = "entries-no-fsync"
@@ -46,6 +43,9 @@ const (
 	BugMVCCTombstoneVisible = planted.MVCCTombstoneVisible
 	// BugMVCCPrevKVOffByOne gives an event's own key-value as its prev_kv.
 	BugMVCCPrevKVOffByOne = planted.MVCCPrevKVOffByOne
+	// BugMVCCCheckpointDropsLast writes checkpoints (and snapshots)
+	// without the changes of their newest revision.
+	BugMVCCCheckpointDropsLast = planted.MVCCCheckpointDropsLast
 	// BugWatchCatchUpSkipLast leaves a catch-up batch's last revision out.
 	BugWatchCatchUpSkipLast = planted.WatchCatchUpSkipLast
 	// BugWatchNotifyFirstOnly sends a synced watcher only the first of a
@@ -63,22 +63,22 @@ const (
 	BugLeaseExpiresEarly = planted.LeaseExpiresEarly
 	// BugWALSyncSkipped writes the WAL but never fsyncs it.
 	BugWALSyncSkipped = planted.WALSyncSkipped
-	// BugWALHardStateTermOnly saves a hard state only when its term
-	// changes: a vote (or commit) in the same term is lost.
-	BugWALHardStateTermOnly = planted.WALHardStateTermOnly
 	// BugWALCutNoSync closes a full segment without syncing its tail.
 	BugWALCutNoSync = planted.WALCutNoSync
+	// BugWALSyncBeforeFlush syncs the segment before writing the buffered
+	// records out, so a sync makes only the previous one's records durable.
+	BugWALSyncBeforeFlush = planted.WALSyncBeforeFlush
 )
 
 // PlantedBugs lists the bugs a detcdbugs build can plant.
 var PlantedBugs = []string{
 	BugAckBeforeFsync, BugStaleRead,
-	BugEntriesNoFsync, BugVoteNoFsync, BugReadBeforeApplied, BugReadBeforeTermApplied,
-	BugLeaseAttachLost, BugRemovedKeepsRunning, BugCheckpointDropsAuth,
-	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne,
+	BugEntriesNoFsync, BugRestartAppliesUncommitted, BugReadBeforeApplied,
+	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers,
+	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
-	BugWALSyncSkipped, BugWALHardStateTermOnly, BugWALCutNoSync,
+	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
 }
 
 func validateBug(name string) error {

@@ -59,7 +59,7 @@ func (p *pendingIO) append(n *Node, m *raftpb.Message) {
 	op := ioOp{responses: m.GetResponses(), release: release}
 	if m.Term != nil {
 		hs := wal.HardState{Term: m.GetTerm(), Vote: m.GetVote(), Commit: m.GetCommit()}
-		if hs.Term != p.last.Term || hs.Vote != p.last.Vote && !n.bug(BugVoteNoFsync) { // planted: a vote in the same term is not synced
+		if hs.Term != p.last.Term || hs.Vote != p.last.Vote {
 			per.Sync = true
 		}
 		p.last = hs

@@ -48,7 +48,7 @@ func (rs *reads) add(n *Node, r Request) {
 // index may lag writes that were acknowledged before a restart or an
 // election (raft's single-member ReadIndex path does not check this).
 func (rs *reads) start(n *Node) {
-	if rs.round != nil || len(rs.waiting) == 0 || n.lead == raft.None || n.st.term != n.term && !n.bug(BugReadBeforeTermApplied) { // planted: asks before an entry of its term is applied
+	if rs.round != nil || len(rs.waiting) == 0 || n.lead == raft.None || n.st.term != n.term {
 		return
 	}
 	rs.nextCtx++

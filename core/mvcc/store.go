@@ -1,10 +1,6 @@
 package mvcc
 
-import (
-	"github.com/google/btree"
-
-	"github.com/detcd/detcd/core/internal/planted"
-)
+import "github.com/google/btree"
 
 // Store is the key space. It is owned by one goroutine (core's loop); other
 // goroutines read through Views.
@@ -67,7 +63,7 @@ func (s *Store) Size() int64 { return s.backendSize }
 func (s *Store) SizeInUse() int64 { return s.backendInUse }
 
 func (s *Store) reader(rev Revision) reader {
-	return reader{tree: s.tree, rev: rev, compactRev: s.compactRev, tombstones: planted.Enabled && s.Bug == planted.MVCCTombstoneVisible}
+	return reader{tree: s.tree, rev: rev, compactRev: s.compactRev, bug: s.Bug}
 }
 
 // Range reads the current state (or a past revision) of the key space.

@@ -251,11 +251,7 @@ func (w *WAL) Save(hs *HardState, ents []Entry) error {
 		w.buf = appendEntryRecord(w.buf, e)
 		w.lastIndex = e.Index
 	}
-	changed := hs != nil && *hs != w.hs
-	if planted.Enabled && w.bug == planted.WALHardStateTermOnly {
-		changed = hs != nil && hs.Term != w.hs.Term // planted: a new vote or commit in the same term is not saved
-	}
-	if changed {
+	if hs != nil && *hs != w.hs {
 		if err := w.reserve(recordHeaderBytes + 1 + 3*binary.MaxVarintLen64); err != nil {
 			return err
 		}
@@ -329,6 +325,10 @@ func (w *WAL) cut() error {
 func (w *WAL) Sync() error {
 	if err := w.usable(); err != nil {
 		return err
+	}
+	if planted.Enabled && w.bug == planted.WALSyncBeforeFlush && w.f != nil {
+		w.f.Sync() // planted: syncs the file before writing the buffer out
+		return w.flush()
 	}
 	if err := w.flush(); err != nil {
 		return err

@@ -8,15 +8,16 @@ package planted
 
 // The subpackages' planted bugs; core/bugs.go documents what each does.
 const (
-	MVCCTombstoneVisible = "mvcc-tombstone-visible"
-	MVCCPrevKVOffByOne   = "mvcc-prevkv-off-by-one"
-	WatchCatchUpSkipLast = "watch-catchup-skip-last"
-	WatchNotifyFirstOnly = "watch-notify-first-only"
-	WatchProgressAhead   = "watch-progress-ahead"
-	LeaseRenewNoRefresh  = "lease-renew-no-refresh"
-	LeaseRevokeKeepsKeys = "lease-revoke-keeps-keys"
-	LeaseExpiresEarly    = "lease-expires-early"
-	WALSyncSkipped       = "wal-sync-skipped"
-	WALHardStateTermOnly = "wal-hardstate-term-only"
-	WALCutNoSync         = "wal-cut-no-sync"
+	MVCCTombstoneVisible    = "mvcc-tombstone-visible"
+	MVCCPrevKVOffByOne      = "mvcc-prevkv-off-by-one"
+	MVCCCheckpointDropsLast = "mvcc-checkpoint-drops-last"
+	WatchCatchUpSkipLast    = "watch-catchup-skip-last"
+	WatchNotifyFirstOnly    = "watch-notify-first-only"
+	WatchProgressAhead      = "watch-progress-ahead"
+	LeaseRenewNoRefresh     = "lease-renew-no-refresh"
+	LeaseRevokeKeepsKeys    = "lease-revoke-keeps-keys"
+	LeaseExpiresEarly       = "lease-expires-early"
+	WALSyncSkipped          = "wal-sync-skipped"
+	WALCutNoSync            = "wal-cut-no-sync"
+	WALSyncBeforeFlush      = "wal-sync-before-flush"
 )
