@@ -15,6 +15,19 @@ sim:
 	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2
 	$(BIN)/detcd-sim explore --time $(SIM_TIME) --parallel 2 --members 5 --clients 12 --auth 2
 
+# The mutation suite: detcd-sim explore (default flags, --shrink 0,
+# stopping at the first failure) on each bug a detcdbugs build can plant
+# (core/bugs.go), for up to MUTANTS_BUDGET of wall time each; prints which
+# checker caught each mutant, at which seed, how fast, and fails if one
+# survives. MUTANTS_RUN=REGEX picks mutants by name. Logs and failures go
+# to sim-mutants/. See scripts/mutants.
+MUTANTS_BUDGET ?= 5m
+MUTANTS_RUN ?= .
+.PHONY: mutants
+mutants:
+	$(GO) build -tags detcdbugs,invariants -o $(BIN)/detcd-sim-bugs ./cmd/detcd-sim
+	MUTANTS_BUDGET=$(MUTANTS_BUDGET) MUTANTS_RUN='$(MUTANTS_RUN)' scripts/mutants $(BIN)/detcd-sim-bugs
+
 # The chaos suite (tests/chaos_test.go): a 3-member cluster of real
 # detcd processes on loopback under CHAOS_DURATION of seeded faults (kill -9,
 # SIGSTOP, partitions through proxies in front of the peer listeners, a

@@ -1,6 +1,10 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/detcd/detcd/core/internal/planted"
+)
 
 // Planted bugs, for proving that the simulator's checkers bite. They exist
 // only in builds with the detcdbugs tag; Config.Validate refuses them
@@ -13,10 +17,69 @@ const (
 	// BugStaleRead serves linearizable reads from the member's own state
 	// without a ReadIndex round, so a partitioned member answers stale.
 	BugStaleRead = "stale-read"
+	// BugReadBeforeApplied answers a linearizable read once its read
+	// index is known, before the member has applied up to it.
+	BugReadBeforeApplied = "read-before-applied"
+	// BugRestartAppliesUncommitted replays the whole log at a restart,
+	// entries past the persisted commit index too: a new leader may
+	// replace them.
+	BugRestartAppliesUncommitted = "restart-applies-uncommitted"
+	// BugLeaseAttachLost does not put a key written with a lease on the
+	// lease: revoking the lease leaves the key.
+	BugLeaseAttachLost = "lease-attach-lost"
+	// BugCheckpointDropsAuth writes checkpoints (and snapshots for
+	// peers) without the auth store.
+	BugCheckpointDropsAuth = "checkpoint-drops-auth"
+	// BugSnapshotKeepsMembers installs a snapshot from the leader but
+	// keeps the member list the member had before it.
+	BugSnapshotKeepsMembers = "snapshot-keeps-members"
+	// BugEntriesNoFsync writes new log entries without asking the driver
+	// to sync them before they count as persisted.
+	BugEntriesNoFsync = "entries-no-fsync"
+
+	// The subpackages' planted bugs (core/internal/planted).
+
+	// BugMVCCTombstoneVisible reads a deleted key as present.
+	BugMVCCTombstoneVisible = planted.MVCCTombstoneVisible
+	// BugMVCCPrevKVOffByOne gives an event's own key-value as its prev_kv.
+	BugMVCCPrevKVOffByOne = planted.MVCCPrevKVOffByOne
+	// BugMVCCCheckpointDropsLast writes checkpoints (and snapshots)
+	// without the changes of their newest revision.
+	BugMVCCCheckpointDropsLast = planted.MVCCCheckpointDropsLast
+	// BugWatchCatchUpSkipLast leaves a catch-up batch's last revision out.
+	BugWatchCatchUpSkipLast = planted.WatchCatchUpSkipLast
+	// BugWatchNotifyFirstOnly sends a synced watcher only the first of a
+	// transaction's events for it.
+	BugWatchNotifyFirstOnly = planted.WatchNotifyFirstOnly
+	// BugWatchProgressAhead answers a progress request with the next
+	// revision, claiming one not yet delivered.
+	BugWatchProgressAhead = planted.WatchProgressAhead
+	// BugLeaseRenewNoRefresh answers a keep-alive without moving the
+	// lease's expiry.
+	BugLeaseRenewNoRefresh = planted.LeaseRenewNoRefresh
+	// BugLeaseRevokeKeepsKeys revokes a lease without deleting its keys.
+	BugLeaseRevokeKeepsKeys = planted.LeaseRevokeKeepsKeys
+	// BugLeaseExpiresEarly ends every lease a second before its TTL.
+	BugLeaseExpiresEarly = planted.LeaseExpiresEarly
+	// BugWALSyncSkipped writes the WAL but never fsyncs it.
+	BugWALSyncSkipped = planted.WALSyncSkipped
+	// BugWALCutNoSync closes a full segment without syncing its tail.
+	BugWALCutNoSync = planted.WALCutNoSync
+	// BugWALSyncBeforeFlush syncs the segment before writing the buffered
+	// records out, so a sync makes only the previous one's records durable.
+	BugWALSyncBeforeFlush = planted.WALSyncBeforeFlush
 )
 
 // PlantedBugs lists the bugs a detcdbugs build can plant.
-var PlantedBugs = []string{BugAckBeforeFsync, BugStaleRead}
+var PlantedBugs = []string{
+	BugAckBeforeFsync, BugStaleRead,
+	BugEntriesNoFsync, BugRestartAppliesUncommitted, BugReadBeforeApplied,
+	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers,
+	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
+	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
+	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
+	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
+}
 
 func validateBug(name string) error {
 	if name == "" {

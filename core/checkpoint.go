@@ -51,7 +51,11 @@ func (n *Node) checkpointNow() *Checkpoint {
 // and backups hold it: a small header encoded now, and an immutable view
 // of the key space written later, off the loop.
 func (n *Node) stateNow() *Checkpoint {
-	meta := encodeMeta(&n.st, n.lessor.Leases())
+	st := n.st
+	if n.bug(BugCheckpointDropsAuth) {
+		st.auth = auth.New() // planted: the checkpoint leaves out users, roles and permissions
+	}
+	meta := encodeMeta(&st, n.lessor.Leases())
 	view := n.kv.Snapshot()
 	return &Checkpoint{
 		Index: n.st.index,

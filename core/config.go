@@ -241,6 +241,7 @@ func (c Config) lessorConfig() lease.Config {
 		MinTTL:         (3*electionMs/2 + 999) / 1000,
 		RevokesPerTick: max(c.LeaseRevokesPerSecond*c.TickMs/1000, 1),
 		RetryTicks:     max(int64(leaseExpiryRetryMs/c.TickMs), 1),
+		Bug:            c.PlantedBug,
 	}
 	if !c.LeaseCheckpointDisabled {
 		lc.CheckpointTicks = c.LeaseCheckpointTicks

@@ -67,7 +67,7 @@ func (p *pendingIO) append(n *Node, m *raftpb.Message) {
 		op.commit = hs.Commit
 		n.storage.SetHardState(&raftpb.HardState{Term: &hs.Term, Vote: &hs.Vote, Commit: &hs.Commit})
 	}
-	if len(ents) > 0 {
+	if len(ents) > 0 && !n.bug(BugEntriesNoFsync) { // planted: new entries are written, not synced
 		per.Sync = true
 	}
 	p.nextID++

@@ -141,8 +141,10 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	kv.Bug = cfg.PlantedBug
 	n := &Node{cfg: cfg, log: log, kv: kv, storage: storage}
 	n.watch = watch.New(kv, n.watchHeader)
+	n.watch.Bug = cfg.PlantedBug
 	n.lessor = lease.New(cfg.lessorConfig())
 	n.forwards, n.peerWaits = map[uint64]forward{}, map[RequestID]peerOrigin{}
 	n.activity = newPeerActivity()

@@ -78,7 +78,7 @@ func (rs *reads) serve(n *Node) {
 		rs.local = rs.local[:0]
 	}
 	k := 0
-	for k < len(rs.indexed) && rs.indexed[k].index <= n.st.index {
+	for k < len(rs.indexed) && (rs.indexed[k].index <= n.st.index || n.bug(BugReadBeforeApplied)) { // planted: served before the read index is applied
 		for _, pr := range rs.indexed[k].reads {
 			n.serveRead(pr.req)
 		}

@@ -64,7 +64,7 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 		return nil, fmt.Errorf("%w: the hard state commits index %d, but the checkpoint and the log end at %d", ErrCorrupt, hs.Commit, lastIndex)
 	}
 	for _, e := range ents {
-		if e.Index > hs.Commit || raftpb.EntryType(e.Type) != raftpb.EntryNormal {
+		if e.Index > hs.Commit && !n.bug(BugRestartAppliesUncommitted) || raftpb.EntryType(e.Type) != raftpb.EntryNormal { // planted: replays entries past the commit index
 			break
 		}
 		if len(e.Data) > 0 {

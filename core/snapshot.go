@@ -83,6 +83,10 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot, per *Persist) bool {
 		return false
 	}
 	seen := int64(n.kv.Rev())
+	kv.Bug = n.cfg.PlantedBug
+	if n.bug(BugSnapshotKeepsMembers) {
+		st.members = n.st.members // planted: the snapshot's member list is ignored
+	}
 	n.kv, n.st, n.lessor = kv, st, lessor
 	n.watch.SetStore(kv, seen)
 	n.ckpt.lastIndex, n.ckpt.lastSize, n.ckpt.logBytes = index, int64(len(in.Content)), 0

@@ -136,7 +136,7 @@ func Open(fsys wal.FS, dir string, cfg core.Config, opts Options) (*core.Node, *
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Disk{fs: fsys, dir: dir, walDir: path.Join(dir, "member", "wal"), snapDir: path.Join(dir, "member", "snap"), log: log}
-	wopts := wal.Options{Dir: d.walDir, SegmentBytes: opts.SegmentBytes, UnsafeRepair: opts.UnsafeWALRepair}
+	wopts := wal.Options{Dir: d.walDir, SegmentBytes: opts.SegmentBytes, UnsafeRepair: opts.UnsafeWALRepair, Bug: cfg.PlantedBug}
 	exists, err := HasLog(fsys, dir)
 	if err != nil {
 		return nil, nil, err

@@ -1,9 +1,11 @@
 package sim
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -158,6 +160,13 @@ func (c *checkers) converged() bool {
 			return false
 		}
 	}
+	m0 := memberList(ms[0].node.Members())
+	for _, m := range ms[1:] {
+		if l := memberList(m.node.Members()); l != m0 {
+			c.fail("members at applied index %d disagree on the membership: %s has %s, %s has %s", last, ms[0].name, m0, m.name, l)
+			return false
+		}
+	}
 	for _, m := range ms[1:] {
 		h, err := m.node.HashKV(0)
 		if err != nil || h != h0 {
@@ -168,6 +177,19 @@ func (c *checkers) converged() bool {
 		}
 	}
 	return true
+}
+
+// memberList is a member list's ids (L: learner), by id.
+func memberList(ms []core.Member) string {
+	slices.SortFunc(ms, func(a, b core.Member) int { return cmp.Compare(a.ID, b.ID) })
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, " m%d", m.ID)
+		if m.IsLearner {
+			b.WriteString("L")
+		}
+	}
+	return b.String()
 }
 
 func (c *checkers) convergenceReport() string {

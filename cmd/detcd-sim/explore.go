@@ -30,6 +30,7 @@ func cmdExplore(args []string) int {
 	fs.Var(&sh, "shard", "run only shard `I/N` of the seeds (I in 0..N-1): N machines with the same --start run disjoint seeds")
 	failDir := fs.String("failures", "sim-failures", "write each failure here: a seed file that replays it, and its timeline and history pages")
 	shrinkTime := fs.Duration("shrink", time.Minute, "shrink each failure's fault schedule for up to this much wall time (0: do not)")
+	stopAtFirst := fs.Bool("stop-at-first", false, "start no more seeds after the first failure (runs under way finish)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -73,7 +74,7 @@ func cmdExplore(args []string) int {
 		mu.Lock()
 		defer mu.Unlock()
 		s := sh.seed(*start, taken)
-		if *seeds > 0 && s >= *start+uint64(*seeds) || *budget > 0 && time.Since(began) > *budget {
+		if *seeds > 0 && s >= *start+uint64(*seeds) || *budget > 0 && time.Since(began) > *budget || *stopAtFirst && failures > 0 {
 			return 0, false
 		}
 		taken++

@@ -131,6 +131,16 @@ func TestExploreShardFailures(t *testing.T) {
 	}
 }
 
+// TestExploreStopAtFirst: --stop-at-first starts no seed after a failure
+// (make mutants times the first catch with it).
+func TestExploreStopAtFirst(t *testing.T) {
+	out, code := detcdSim(t, "explore", "--seeds", "10", "--start", "1", "--parallel", "1", "--duration", "2s",
+		"--liveness", "1us", "--failures", t.TempDir(), "--shrink", "0", "--stop-at-first")
+	if code != 1 || strings.Count(out, "FAIL seed ") != 1 || !strings.Contains(out, "explored 1 seeds (1..1)") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
 func TestExploreShardNeedsStart(t *testing.T) {
 	out, code := detcdSim(t, "explore", "--seeds", "4", "--shard", "1/2")
 	if code != 2 || !strings.Contains(out, "--shard needs --start") {

@@ -29,6 +29,8 @@ func main() {
 		code = cmdReplay(os.Args[2:])
 	case "explore":
 		code = cmdExplore(os.Args[2:])
+	case "bugs":
+		code = cmdBugs()
 	case "-h", "--help", "help":
 		usage(os.Stdout)
 	default:
@@ -50,7 +52,8 @@ replays the same run bit for bit.
 Commands:
   run      run one seed:          detcd-sim run --seed 42 [--members 3] [--clients 8] [--duration 60s] [--faults all] [--trace FILE]
   replay   replay seed files:     detcd-sim replay testdata/seeds/*.seed
-  explore  run many seeds:        detcd-sim explore --seeds 1000 | --time 10m [--parallel 2] [--shard I/N --start S] [--failures DIR]
+  explore  run many seeds:        detcd-sim explore --seeds 1000 | --time 10m [--parallel 2] [--shard I/N --start S] [--failures DIR] [--stop-at-first]
+  bugs     list the bugs --bug can plant (binaries built with -tags detcdbugs; make mutants runs each)
 
 A failing run writes its timeline and history as HTML pages, and explore
 (or run --shrink D) shrinks its fault schedule and prints the shrunk replay.
@@ -247,4 +250,16 @@ func commit() string {
 		return strings.TrimSpace(string(out))
 	}
 	return "unknown"
+}
+
+// cmdBugs lists the planted bugs, one a line, for make mutants.
+func cmdBugs() int {
+	if !core.PlantedBugsAvailable() {
+		fmt.Fprintln(os.Stderr, "detcd-sim bugs: this binary was built without -tags detcdbugs")
+		return 1
+	}
+	for _, b := range core.PlantedBugs {
+		fmt.Println(b)
+	}
+	return 0
 }

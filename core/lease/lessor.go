@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"errors"
 	"slices"
+
+	"github.com/detcd/detcd/core/internal/planted"
 )
 
 // ID names a lease; 0 means no lease.
@@ -69,6 +71,9 @@ type Config struct {
 	// RetryTicks is how long an expired lease waits before its revoke is
 	// proposed again (etcd: 3 s).
 	RetryTicks int64
+	// Bug names a planted bug (core/internal/planted); empty but in
+	// detcdbugs builds.
+	Bug string
 }
 
 // Lessor holds the leases.
@@ -150,6 +155,9 @@ func (le *Lessor) Revoke(id ID) ([]string, error) {
 		return nil, ErrNotFound
 	}
 	delete(le.leases, id)
+	if planted.Enabled && le.cfg.Bug == planted.LeaseRevokeKeepsKeys {
+		return nil, nil // planted: the lease goes, its keys stay
+	}
 	return l.Keys(), nil
 }
 
@@ -173,7 +181,9 @@ func (le *Lessor) Renew(id ID, now int64) (int64, error) {
 	if l == nil || l.expiry <= now {
 		return -1, ErrNotFound
 	}
-	le.refresh(l, now, 0)
+	if !(planted.Enabled && le.cfg.Bug == planted.LeaseRenewNoRefresh) { // planted: the renewal leaves the expiry alone
+		le.refresh(l, now, 0)
+	}
 	return l.TTL, nil
 }
 
@@ -195,6 +205,9 @@ func (le *Lessor) Remaining(l *Lease, now int64) int64 {
 // before its TTL has passed since the renewal, in the leader's time.
 func (le *Lessor) refresh(l *Lease, now, extendTicks int64) {
 	l.expiry = now + 1 + extendTicks + l.remainingSeconds()*le.cfg.TicksPerSecond
+	if planted.Enabled && le.cfg.Bug == planted.LeaseExpiresEarly {
+		l.expiry -= le.cfg.TicksPerSecond // planted: a second short, as a seconds rounding bug would be
+	}
 	l.revokeAt = 0
 	heap.Push(&le.expiries, timed{at: l.expiry, id: l.ID})
 }

@@ -4,6 +4,8 @@ import (
 	"sort"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/detcd/detcd/core/internal/planted"
 )
 
 // event turns a record into a watch event as etcd builds them: a delete's
@@ -71,7 +73,11 @@ func (s *Store) ScanEvents(from Revision, fn func(ev *mvccpb.Event) bool) error 
 // prev_kv sees it; nil if the key did not exist or that revision is
 // compacted.
 func (s *Store) PrevKV(key []byte, rev Revision) *mvccpb.KeyValue {
-	rr, err := s.Range(key, nil, RangeOptions{Rev: rev - 1})
+	before := rev - 1
+	if planted.Enabled && s.Bug == planted.MVCCPrevKVOffByOne {
+		before = rev // planted: the event's own revision
+	}
+	rr, err := s.Range(key, nil, RangeOptions{Rev: before})
 	if err != nil || len(rr.KVs) == 0 {
 		return nil
 	}

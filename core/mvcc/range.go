@@ -3,6 +3,8 @@ package mvcc
 import (
 	"github.com/google/btree"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/detcd/detcd/core/internal/planted"
 )
 
 // RangeOptions are the parts of a range request the key space serves.
@@ -37,6 +39,8 @@ type reader struct {
 	tree       *btree.BTreeG[item]
 	rev        Revision
 	compactRev Revision
+	// bug is the store's planted bug.
+	bug string
 }
 
 // rangeKeys serves a range over [key, end). A nil end means the single
@@ -60,6 +64,9 @@ func (rd reader) rangeKeys(key, end []byte, ro RangeOptions) (*RangeResult, erro
 			return false
 		}
 		r, ok := it.at(rev)
+		if planted.Enabled && rd.bug == planted.MVCCTombstoneVisible && r != "" {
+			ok = true // planted: a tombstone read as the key
+		}
 		if !ok {
 			return true
 		}

@@ -5,6 +5,10 @@ import "github.com/google/btree"
 // Store is the key space. It is owned by one goroutine (core's loop); other
 // goroutines read through Views.
 type Store struct {
+	// Bug names a planted bug (core/internal/planted); empty but in
+	// detcdbugs builds.
+	Bug string
+
 	tree       *btree.BTreeG[item]
 	rev        Revision
 	compactRev Revision
@@ -59,7 +63,7 @@ func (s *Store) Size() int64 { return s.backendSize }
 func (s *Store) SizeInUse() int64 { return s.backendInUse }
 
 func (s *Store) reader(rev Revision) reader {
-	return reader{tree: s.tree, rev: rev, compactRev: s.compactRev}
+	return reader{tree: s.tree, rev: rev, compactRev: s.compactRev, bug: s.Bug}
 }
 
 // Range reads the current state (or a past revision) of the key space.

@@ -119,6 +119,7 @@ func Open(fsys FS, opts Options, afterIndex uint64) (*WAL, *Recovered, error) {
 		fs:        fsys,
 		dir:       opts.Dir,
 		segBytes:  opts.SegmentBytes,
+		bug:       opts.Bug,
 		meta:      append([]byte{}, r.rec.Meta...),
 		segs:      segs,
 		f:         f,

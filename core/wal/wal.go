@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+
+	"github.com/detcd/detcd/core/internal/planted"
 )
 
 const (
@@ -36,6 +38,9 @@ type Options struct {
 	// in Recovered.Repaired. What is cut may include acknowledged writes:
 	// an operator's choice, never a default.
 	UnsafeRepair bool
+	// Bug names a planted bug (core/internal/planted); empty but in
+	// detcdbugs builds.
+	Bug string
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -74,6 +79,8 @@ type WAL struct {
 	unsynced bool
 	// err is sticky: once a write, sync or cut fails nothing more is done.
 	err error
+	// bug is Options.Bug.
+	bug string
 }
 
 // Exists reports whether dir holds a WAL segment.
@@ -123,6 +130,7 @@ func Create(fsys FS, opts Options, meta []byte) (*WAL, error) {
 		dir:      opts.Dir,
 		segBytes: opts.SegmentBytes,
 		meta:     append([]byte(nil), meta...),
+		bug:      opts.Bug,
 	}
 	if err := w.startSegment(segment{seq: 0, first: 0}); err != nil {
 		return nil, err
@@ -299,7 +307,11 @@ func (w *WAL) cut() error {
 	if err := w.f.Truncate(w.off); err != nil {
 		return fmt.Errorf("wal: cut %s: truncate: %w", name, err)
 	}
-	if err := w.f.Sync(); err != nil {
+	sync := w.f.Sync
+	if planted.Enabled && w.bug == planted.WALCutNoSync {
+		sync = func() error { return nil } // planted: the finished segment's tail is closed unsynced
+	}
+	if err := sync(); err != nil {
 		return fmt.Errorf("wal: cut %s: sync: %w", name, err)
 	}
 	err := w.f.Close()
@@ -317,10 +329,14 @@ func (w *WAL) Sync() error {
 	if err := w.usable(); err != nil {
 		return err
 	}
+	if planted.Enabled && w.bug == planted.WALSyncBeforeFlush && w.f != nil {
+		w.f.Sync() // planted: syncs the file before writing the buffer out
+		return w.flush()
+	}
 	if err := w.flush(); err != nil {
 		return err
 	}
-	if !w.unsynced {
+	if !w.unsynced || planted.Enabled && w.bug == planted.WALSyncSkipped { // planted: written but never synced
 		return nil
 	}
 	if err := w.f.Sync(); err != nil {

@@ -6,6 +6,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
+	"github.com/detcd/detcd/core/internal/planted"
 	"github.com/detcd/detcd/core/mvcc"
 )
 
@@ -34,6 +35,9 @@ func (h *Hub) Notify(rev int64, tx *mvcc.Txn) {
 			return
 		}
 		b := index[w]
+		if b != nil && planted.Enabled && h.Bug == planted.WatchNotifyFirstOnly {
+			return // planted: one event per watcher and revision
+		}
 		if b == nil {
 			b = &batch{w: w}
 			index[w] = b
@@ -207,8 +211,8 @@ func (h *Hub) catchUp(group []*watcher, cur int64, budget int) {
 	at, visited := int64(-1), 0
 	h.store.ScanEvents(mvcc.Revision(from), func(ev *mvccpb.Event) bool {
 		rev := ev.Kv.ModRevision
-		if rev > cur {
-			return false
+		if rev > cur || planted.Enabled && h.Bug == planted.WatchCatchUpSkipLast && rev == cur {
+			return false // planted variant: the batch's last revision is left out
 		}
 		if rev != at {
 			if visited >= budget {
@@ -264,6 +268,9 @@ func (h *Hub) progressAll(s *stream) {
 		if !w.synced || cur < w.startRev {
 			return
 		}
+	}
+	if planted.Enabled && h.Bug == planted.WatchProgressAhead {
+		cur++ // planted: the progress claims the next revision, not yet written
 	}
 	h.emit(s, &pb.WatchResponse{Header: h.header(cur), WatchId: invalidWatchID}, false)
 }

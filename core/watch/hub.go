@@ -54,6 +54,10 @@ type Out struct {
 
 // Hub holds every watcher of a member.
 type Hub struct {
+	// Bug names a planted bug (core/internal/planted); empty but in
+	// detcdbugs builds.
+	Bug string
+
 	store  *mvcc.Store
 	header func(rev int64) *pb.ResponseHeader
 	// streams by id, and in creation order for deterministic walks.
