@@ -291,16 +291,19 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 		w.trace.logf(w.now, "%s>m%d drop peer message %d", from.name, to, pm.Seq)
 		return
 	}
+	// Every copy arrives: a duplicated forward must be carried out once.
 	target := w.members[to-1]
-	w.schedule(times[0], func() {
-		if !w.net.Connected(from.id, to) {
-			return
-		}
-		target.event(func() {
-			w.trace.logf(w.now, "%s>%s peer message %d", from.name, target.name, pm.Seq)
-			target.node.StepPeer(pm)
-		})()
-	})
+	for _, at := range times {
+		w.schedule(at, func() {
+			if !w.net.Connected(from.id, to) {
+				return
+			}
+			target.event(func() {
+				w.trace.logf(w.now, "%s>%s peer message %d", from.name, target.name, pm.Seq)
+				target.node.StepPeer(pm)
+			})()
+		})
+	}
 }
 
 // sendSnapshot streams a snapshot: its content takes time in proportion to
