@@ -252,15 +252,65 @@ func (f *faultState) rot(m *member) (string, bool) {
 	return fmt.Sprintf("bit %d of byte %d of %s (%d bytes written)", bit, off, file, written), true
 }
 
+// healNet heals the network, but for the members the liveness phase
+// keeps cut off.
 func (f *faultState) healNet() {
 	f.w.net.Heal()
+	f.isolateKept()
 	f.w.trace.logf(f.w.now, "heal network")
 }
 
-// healAll ends every fault for the liveness phase.
+func (f *faultState) isolateKept() {
+	for _, m := range f.w.members {
+		if m.kept && m.up {
+			f.w.net.Isolate(m.id)
+		}
+	}
+}
+
+// keepMinority, in runs that keep a faulty minority, picks up to a
+// minority of the voters (counting those whose data a fault destroyed)
+// for the liveness phase to leave crashed or cut off.
+func (f *faultState) keepMinority() {
+	w := f.w
+	if !w.opts.keepsFaulty() {
+		return
+	}
+	var voters, healthy []*member
+	for _, m := range w.live() {
+		if m.learner {
+			continue
+		}
+		voters = append(voters, m)
+		if m.broken == 0 {
+			healthy = append(healthy, m)
+		}
+	}
+	budget := (len(voters)-1)/2 - (len(voters) - len(healthy))
+	if budget <= 0 {
+		return
+	}
+	f.rng.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
+	for _, m := range healthy[:1+f.rng.IntN(budget)] {
+		m.kept = true
+		switch {
+		case !m.up:
+			w.trace.logf(w.now, "liveness phase keeps %s down", m.name)
+		case f.rng.IntN(2) == 0:
+			w.trace.logf(w.now, "liveness phase crashes %s and keeps it down", m.name)
+			m.crash(w.opts.Faults.Has(FaultTorn))
+		default:
+			w.trace.logf(w.now, "liveness phase keeps %s cut off", m.name)
+		}
+	}
+}
+
+// healAll ends every fault for the liveness phase, but keeps the members
+// keepMinority picked crashed or cut off.
 func (f *faultState) healAll() {
 	w := f.w
 	w.net.Heal()
+	f.isolateKept()
 	for _, m := range w.members {
 		m.slow, m.failSync = 1, false
 		if m.paused {

@@ -68,6 +68,9 @@ type member struct {
 	// removed and replaced.
 	broken  Faults
 	refused bool
+	// kept says the liveness phase keeps this member crashed or cut off:
+	// it stays as it is, and the others must converge and serve without it.
+	kept bool
 }
 
 func newMember(w *World, idx int) *member {

@@ -27,6 +27,11 @@ type Options struct {
 	// Liveness bounds the liveness phase: once faults stop, every member
 	// must converge within it.
 	Liveness time.Duration
+	// KeepFaulty says whether the liveness phase leaves a minority of the
+	// voters crashed or cut off, as TigerBeetle's VOPR does, instead of
+	// healing everything: "on", "off", or "" for a quarter of the seeds,
+	// chosen from the seed.
+	KeepFaulty string `json:",omitempty"`
 	// PlantedBug plants a core bug (detcdbugs builds only).
 	PlantedBug string `json:",omitempty"`
 	// Schedule, if not nil, replaces the faults drawn from the seed with
@@ -65,6 +70,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: duration must be in (0, %v]", durationMax)
 	case o.Liveness <= 0:
 		return errors.New("sim: liveness bound must be positive")
+	case o.KeepFaulty != "" && o.KeepFaulty != "on" && o.KeepFaulty != "off":
+		return fmt.Errorf("sim: keep-faulty must be on, off or empty (from the seed), not %q", o.KeepFaulty)
 	}
 	for _, f := range o.Schedule {
 		if f.AtUs < 0 || f.ForUs < 0 || f.Member < 0 || f.Kind == 0 || f.Kind >= faultsEnd || f.Kind&(f.Kind-1) != 0 {
@@ -81,6 +88,9 @@ func (o Options) String() string {
 	if o.AuthClients > 0 {
 		s += fmt.Sprintf(" --auth %d", o.AuthClients)
 	}
+	if o.KeepFaulty != "" {
+		s += " --keep-faulty " + o.KeepFaulty
+	}
 	if o.PlantedBug != "" {
 		s += " --bug " + o.PlantedBug
 	}
@@ -88,6 +98,22 @@ func (o Options) String() string {
 		s += fmt.Sprintf(" --at %dus:%s:m%d:%dus", f.AtUs, f.Kind, f.Member+1, f.ForUs)
 	}
 	return s
+}
+
+// keepsFaulty reports whether the liveness phase keeps a faulty minority:
+// as the option says, or, left empty, for a quarter of the seeds (a hash
+// of the seed, so no component's draws shift).
+func (o Options) keepsFaulty() bool {
+	switch o.KeepFaulty {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	z := o.Seed + 0x9e3779b97f4a7c15 // splitmix64's finalizer
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return (z^z>>31)%4 == 0
 }
 
 const (

@@ -181,12 +181,16 @@ func (w *World) result(start time.Time) *Result {
 		TraceHash: w.trace.sum(), Wall: time.Since(start), Linearizability: w.checks.Linearizability}
 }
 
-// liveness stops the faults and the workload, heals everything and
-// requires every member to converge within the bound.
+// liveness stops the faults and the workload, heals everything (but a
+// faulty minority, in runs that keep one) and requires every other member
+// to converge, and, with a minority kept, to serve a write and a
+// linearizable read, within the bound.
 func (w *World) liveness() {
 	w.trace.logf(w.now, "liveness phase: heal")
 	w.stopping = true
+	w.faults.keepMinority()
 	w.faults.healAll()
+	p := w.startProbe()
 	deadline := w.now + w.opts.Liveness.Microseconds()
 	checkEvery := int64(200_000)
 	next := w.now + checkEvery
@@ -196,20 +200,20 @@ func (w *World) liveness() {
 		}
 		w.stats.Events++
 		if w.now >= next {
-			if w.checks.converged() {
+			if p.done() && w.checks.converged() {
 				w.trace.logf(w.now, "converged")
 				return
 			}
 			next = w.now + checkEvery
 		}
 	}
-	w.checks.fail("liveness: members did not converge within %v: %s", w.opts.Liveness, w.checks.convergenceReport())
+	w.checks.fail("liveness: members did not converge within %v: %s%s", w.opts.Liveness, w.checks.convergenceReport(), p.report())
 }
 
 // restart brings a crashed member back. A member whose data a fault
 // destroyed must refuse to start, and then stays down.
 func (w *World) restart(m *member) {
-	if m.up || m.removed || m.refused {
+	if m.up || m.removed || m.refused || m.kept {
 		return
 	}
 	err := m.start()
@@ -228,12 +232,12 @@ func (w *World) restart(m *member) {
 	}
 }
 
-// serving are the members that are not removed and did not refuse to
-// start: the ones the checkers expect to converge.
+// serving are the members that are not removed, did not refuse to start
+// and are not kept faulty: the ones the checkers expect to converge.
 func (w *World) serving() []*member {
 	var out []*member
 	for _, m := range w.live() {
-		if !m.refused {
+		if !m.refused && !m.kept {
 			out = append(out, m)
 		}
 	}
