@@ -219,23 +219,19 @@ const walDir = "data/member/wal"
 // acknowledged.
 var wipeDir = walDir
 
-// rot flips one bit of a synced record in m's last log segment, which
-// every restart reads.
+// snapDir is where the simulated members' checkpoints live.
+const snapDir = "data/member/snap"
+
+// rot flips one bit of the synced data a restart reads: the latest
+// checkpoint, or any log segment from the one the checkpoint's index
+// falls in on, the last segment included.
 func (f *faultState) rot(m *member) (string, bool) {
-	names, err := m.fs.List(walDir)
-	if err != nil {
+	files := rotTargets(m)
+	if len(files) == 0 {
 		return "", false
 	}
-	var last string
-	for _, n := range names { // sorted: the last segment comes last
-		if strings.HasSuffix(n, ".wal") {
-			last = n
-		}
-	}
-	if last == "" {
-		return "", false
-	}
-	file := walDir + "/" + last
+	i := f.rng.IntN(len(files))
+	file := files[i]
 	b, err := m.fs.ReadFile(file)
 	if err != nil {
 		return "", false
@@ -249,7 +245,36 @@ func (f *faultState) rot(m *member) (string, bool) {
 		f.w.checks.fail("%s: rot: %v", m.name, err)
 		return "", false
 	}
-	return fmt.Sprintf("bit %d of byte %d of %s (%d bytes written)", bit, off, file, written), true
+	return fmt.Sprintf("bit %d of byte %d of %s (%d bytes written; file %d of the %d a restart reads)", bit, off, file, written, i+1, len(files)), true
+}
+
+// rotTargets are the files a restart of m reads, as wal.Open and
+// disk.Open choose them: the latest checkpoint and the segments from the
+// last one whose first index is at most the checkpoint's index + 1.
+func rotTargets(m *member) []string {
+	var files []string
+	var after uint64
+	if idxs, err := wal.ListCheckpoints(m.fs, snapDir); err == nil && len(idxs) > 0 {
+		after = idxs[len(idxs)-1]
+		files = append(files, fmt.Sprintf("%s/%016x.ckpt", snapDir, after))
+	}
+	names, err := m.fs.List(walDir)
+	if err != nil {
+		return nil
+	}
+	var segs []string
+	start := 0
+	for _, n := range names { // sorted by sequence number
+		var seq, first uint64
+		if _, err := fmt.Sscanf(n, "%016x-%016x.wal", &seq, &first); err != nil || !strings.HasSuffix(n, ".wal") {
+			continue
+		}
+		if len(segs) > 0 && (first == 0 || first-1 <= after) {
+			start = len(segs)
+		}
+		segs = append(segs, walDir+"/"+n)
+	}
+	return append(files, segs[start:]...)
 }
 
 // healNet heals the network, but for the members the liveness phase

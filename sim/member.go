@@ -68,6 +68,9 @@ type member struct {
 	// removed and replaced.
 	broken  Faults
 	refused bool
+	// segmentBytes is the size of the member's log segments; tests make
+	// it small to have many.
+	segmentBytes int64
 	// kept says the liveness phase keeps this member crashed or cut off:
 	// it stays as it is, and the others must converge and serve without it.
 	kept bool
@@ -76,7 +79,7 @@ type member struct {
 func newMember(w *World, idx int) *member {
 	m := &member{
 		w: w, idx: idx, id: uint64(idx + 1), name: fmt.Sprintf("m%d", idx+1),
-		fs: memfs.New(), rng: w.child(), slow: 1, waiting: map[core.RequestID]func(core.Response){},
+		fs: memfs.New(), rng: w.child(), slow: 1, segmentBytes: 256 << 10, waiting: map[core.RequestID]func(core.Response){},
 		streams: map[watch.StreamID]*watchClient{},
 	}
 	// Torn writes keep whole sectors, as a disk writes them.
@@ -123,7 +126,7 @@ func (m *member) start() error {
 	m.cfg = m.config()
 	var err error
 	m.with(func() {
-		m.node, m.disk, err = disk.Open(m.fs, "data", m.cfg, disk.Options{SegmentBytes: 256 << 10})
+		m.node, m.disk, err = disk.Open(m.fs, "data", m.cfg, disk.Options{SegmentBytes: m.segmentBytes})
 	})
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", m.name, err)

@@ -140,7 +140,7 @@ const (
 	// The kinds below destroy a member's data and are only in runs that
 	// name them (all,walwipe,rot): the member must refuse to start.
 	FaultWALWipe // an operator deletes a stopped member's WAL
-	FaultRot     // a bit of a stopped member's synced log rots
+	FaultRot     // a bit rots in a stopped member's synced data: a log segment or its checkpoint
 
 	faultsEnd
 )

@@ -1,0 +1,74 @@
+package sim
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runTraced runs a world built from o, after prepare adjusts it, and
+// returns the result and the trace.
+func runTraced(t *testing.T, o Options, prepare func(*World)) (*Result, string) {
+	t.Helper()
+	var trace bytes.Buffer
+	w, err := New(o, &trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(w)
+	}
+	return w.Run(), trace.String()
+}
+
+// TestRotAnywhere: bit rot in any synced file a restart reads (the latest
+// checkpoint, a segment before the last, the last one) makes the member
+// refuse to start, and the cluster goes on. Small segments and frequent
+// checkpoints give each kind of file a chance.
+func TestRotAnywhere(t *testing.T) {
+	hit := map[string]int{}
+	for seed := uint64(1); seed <= 6; seed++ {
+		o := DefaultOptions()
+		o.Seed, o.Members, o.Duration, o.Faults = seed, 5, 20*time.Second, FaultCrash|FaultNetwork|FaultRot
+		for i := 0; i < 4; i++ {
+			o.Schedule = append(o.Schedule, ScheduledFault{AtUs: int64(8_000_000 + 3_000_000*i), Kind: FaultRot, Member: i, ForUs: 1_000_000})
+		}
+		res, trace := runTraced(t, o, func(w *World) {
+			w.settings.SnapshotCount, w.settings.CheckpointMinBytes = 50, 1
+			for _, m := range w.members {
+				m.segmentBytes = 4 << 10
+			}
+		})
+		if !res.OK() {
+			t.Errorf("seed %d: %s\n  replay: detcd-sim run %s --trace trace.txt (with small segments)", seed, strings.Join(res.Failures, "; "), o)
+		}
+		for _, l := range strings.Split(trace, "\n") {
+			_, desc, ok := strings.Cut(l, "fault rot on ")
+			if !ok {
+				continue
+			}
+			var i, n int
+			_, after, _ := strings.Cut(desc, "; file ")
+			fmt.Sscanf(after, "%d of the %d", &i, &n)
+			switch {
+			case strings.Contains(desc, ".ckpt"):
+				hit["checkpoint"]++
+			case i < n:
+				hit["earlier segment"]++
+			default:
+				hit["last segment"]++
+			}
+		}
+		if res.Stats.Refused == 0 {
+			t.Errorf("seed %d: no member refused to start after rot", seed)
+		}
+	}
+	for _, k := range []string{"checkpoint", "earlier segment"} {
+		if hit[k] == 0 {
+			t.Errorf("no rot hit a %s (hits: %v)", k, hit)
+		}
+	}
+	t.Logf("rot hits: %v", hit)
+}
