@@ -72,3 +72,47 @@ func TestRotAnywhere(t *testing.T) {
 	}
 	t.Logf("rot hits: %v", hit)
 }
+
+// TestKeepFaultyMinority: a liveness phase that leaves a minority of the
+// voters crashed or cut off still converges, and the rest serves a write
+// and a linearizable read.
+func TestKeepFaultyMinority(t *testing.T) {
+	kept := 0
+	for seed := uint64(1); seed <= 8; seed++ {
+		o := short(seed)
+		o.KeepFaulty = "on"
+		if seed%2 == 0 {
+			o.Members = 5
+		}
+		res, trace := runTraced(t, o, nil)
+		if !res.OK() {
+			t.Errorf("seed %d: %s\n  replay: detcd-sim run %s --trace trace.txt", seed, strings.Join(res.Failures, "; "), o)
+		}
+		if strings.Contains(trace, "liveness phase keeps") || strings.Contains(trace, "liveness phase crashes") {
+			kept++
+			if !strings.Contains(trace, "liveness probe: ") || !strings.Contains(trace, "read it back") {
+				t.Errorf("seed %d: a minority was kept, but the probe did not read its write back", seed)
+			}
+		}
+	}
+	if kept < 6 {
+		t.Errorf("only %d of 8 runs kept a faulty minority", kept)
+	}
+}
+
+// TestKeepFaultyFromSeed: left empty, the option keeps a faulty minority
+// for about a quarter of the seeds.
+func TestKeepFaultyFromSeed(t *testing.T) {
+	n := 0
+	for seed := uint64(0); seed < 1000; seed++ {
+		if (Options{Seed: seed}).keepsFaulty() {
+			n++
+		}
+	}
+	if n < 200 || n > 300 {
+		t.Fatalf("%d of 1000 seeds keep a faulty minority, want about 250", n)
+	}
+	if (Options{Seed: 1, KeepFaulty: "off"}).keepsFaulty() || !(Options{Seed: 1, KeepFaulty: "on"}).keepsFaulty() {
+		t.Fatal("on and off do not decide")
+	}
+}
