@@ -90,8 +90,9 @@ func (n *inode) sync() {
 // prefix ends at a sector boundary (by file offset) unless it keeps every
 // unsynced byte: the sectors past it hold their old content, as on a disk
 // that writes whole sectors, while the size may still reach the end tear
-// asked for.
-func (n *inode) crash(name string, tear func(string, int) int, sector int) {
+// asked for; garbage, if set, may fill the unsynced bytes of the sector
+// past the kept prefix.
+func (n *inode) crash(name string, tear func(string, int) int, sector int, garbage func(string, int, int) []byte) {
 	if !n.dirty {
 		return
 	}
@@ -113,6 +114,18 @@ func (n *inode) crash(name string, tear func(string, int) int, sector int) {
 			clear(result[zlo:zhi])
 		}
 		size = max(size, end)
+		if sector > 0 && end < n.size && garbage != nil {
+			// The sector being written when the power went: only its
+			// bytes written since the last sync, within the file, may turn
+			// to garbage.
+			lo, hi := max(written, n.lo), min(written+sector, size, n.hi)
+			if lo < hi {
+				if g := garbage(name, lo, hi-lo); len(g) == hi-lo {
+					result = materialize(result, hi)
+					copy(result[lo:hi], g)
+				}
+			}
+		}
 	}
 	n.data, n.size = result, size
 	n.synced, n.syncedSize = append([]byte{}, result...), size
