@@ -52,9 +52,9 @@
 //     rests on. Recovery refuses it with ErrCorrupt naming the last
 //     segment and an offset in its tail, as etcd refuses a CRC mismatch;
 //     the operator replaces the member or, knowing the disk, starts it
-//     with Options.UnsafeRepair, which cuts the tail there. The damage is
-//     never past the last record's start: garbage can only be in bytes
-//     written since the last fsync.
+//     with Options.UnsafeRepair, which cuts the tail there. Such a
+//     refusal's offset is at or past the end of the synced data, since
+//     garbage can only be in bytes written since the last fsync.
 //
 // Checkpoint format. dir/%016x.ckpt (the index) holds a 24-byte header
 // (magic "detcdckp", u64 index, u32 version, u32 crc32c of those), the
