@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -158,7 +159,7 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 			m.pause()
 			w.after(min(heal, 3_000_000), m.resume)
 		}
-	case FaultWALWipe, FaultRot:
+	case FaultWALWipe, FaultRot, FaultGarbage:
 		f.destroy(k, m, heal)
 	}
 }
@@ -166,7 +167,7 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 // needsQuorumToSpare says a kind takes a member away for good or changes
 // the membership, so it runs only in clusters of at least votersMin.
 func (k Faults) needsQuorumToSpare() bool {
-	return k == FaultMembership || k == FaultWALWipe || k == FaultRot
+	return k == FaultMembership || k == FaultWALWipe || k == FaultRot || k == FaultGarbage
 }
 
 // refusal is the error a start must fail with after a kind of damage.
@@ -178,17 +179,20 @@ func (k Faults) refusal() error {
 }
 
 // destroy stops m and damages its data as kind k does, then restarts it
-// after heal, when it must refuse. Only one member at a time is broken,
-// and only while enough voters remain, so the cluster keeps a quorum.
+// after heal, when it must (for garbage, may) refuse. Only one member at a
+// time is broken, and only while enough voters remain, so the cluster
+// keeps a quorum.
 func (f *faultState) destroy(k Faults, m *member, heal int64) {
 	w := f.w
-	if m.removed || m.broken != 0 || w.voters() < votersMin {
+	if !f.canBreak(m) {
 		return
 	}
-	for _, o := range w.live() {
-		if o.broken != 0 {
-			return
+	if k == FaultGarbage {
+		if m.up {
+			m.garbageArmed = heal
+			w.trace.logf(w.now, "fault %s armed on %s: it crashes at its next log write, before the fsync", k, m.name)
 		}
+		return
 	}
 	m.crash(false)
 	w.after(heal, func() { w.restart(m) })
@@ -208,6 +212,100 @@ func (f *faultState) destroy(k Faults, m *member, heal int64) {
 	}
 	m.broken = k
 	w.trace.logf(w.now, "fault %s on %s: %s", k, m.name, desc)
+}
+
+// garbageSpan is garbage a crash left in bytes [off, end) of file, whose
+// unsynced bytes started at from.
+type garbageSpan struct {
+	file           string
+	from, off, end int64
+}
+
+func (g garbageSpan) String() string {
+	return fmt.Sprintf("%s bytes %d-%d (unsynced from %d)", g.file, g.off, g.end, g.from)
+}
+
+// canBreak says whether a fault may damage m's data now: only one member
+// at a time is broken, and only while enough voters remain, so the
+// cluster keeps a quorum.
+func (f *faultState) canBreak(m *member) bool {
+	w := f.w
+	if m.removed || m.broken != 0 || w.voters() < votersMin {
+		return false
+	}
+	for _, o := range w.live() {
+		if o.broken != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// garbageCrash crashes m between a log write and its fsync, on a disk that
+// does not write sectors atomically: the write is torn somewhere in the
+// bytes it wrote, and the unsynced bytes of the sector it was writing
+// read as garbage. The WAL cannot tell that from rot in its last synced
+// record (core/wal/doc.go), so m may refuse to start, but only for damage
+// where its unsynced bytes began or later.
+func (f *faultState) garbageCrash(m *member) {
+	w := f.w
+	heal := m.garbageArmed
+	m.garbageArmed = 0
+	if w.stopping || !f.canBreak(m) {
+		return
+	}
+	// The tear falls within the bytes the log wrote, not in the zeros
+	// past them that a preallocation left.
+	sizes, ends := map[string]int{}, map[string]int{}
+	if names, err := m.fs.List(walDir); err == nil {
+		for _, n := range names {
+			if b, err := m.fs.ReadFile(walDir + "/" + n); err == nil {
+				sizes[walDir+"/"+n], ends[walDir+"/"+n] = len(b), len(bytes.TrimRight(b, "\x00"))
+			}
+		}
+	}
+	m.garbage = nil
+	m.fs.TornGarbage = func(name string, from, off, n int) []byte {
+		if !strings.HasPrefix(name, walDir+"/") || !strings.HasSuffix(name, ".wal") {
+			return nil
+		}
+		g := make([]byte, n)
+		for i := range g {
+			g[i] = byte(f.rng.Uint32())
+		}
+		m.garbage = append(m.garbage, garbageSpan{file: name, from: int64(from), off: int64(off), end: int64(off + n)})
+		return g
+	}
+	m.crashWith(func(name string, unsynced int) int {
+		from := sizes[name] - unsynced
+		return m.tear(name, f.rng.IntN(max(ends[name]-from, 0)+1), unsynced)
+	})
+	m.fs.TornGarbage = nil
+	w.after(heal, func() { w.restart(m) })
+	if len(m.garbage) > 0 {
+		m.broken = FaultGarbage
+		w.trace.logf(w.now, "fault %s on %s: %v", FaultGarbage, m.name, m.garbage)
+	}
+}
+
+// damageExplains says whether the damage a fault did to m's data accounts
+// for err, its refusal to start: after garbage, only corruption in a file
+// with garbage, at or past where its unsynced bytes began and before the
+// garbage ended.
+func (m *member) damageExplains(err error) bool {
+	if m.broken != FaultGarbage {
+		return true
+	}
+	var ce *wal.CorruptError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	for _, g := range m.garbage {
+		if ce.File == g.file && ce.Offset >= g.from && ce.Offset < g.end {
+			return true
+		}
+	}
+	return false
 }
 
 // walDir is where the simulated members' logs live.

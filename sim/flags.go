@@ -11,7 +11,7 @@ import (
 // RegisterFlags adds the flags that choose a run to fs, with o's values as
 // defaults; the returned function finishes parsing after fs.Parse.
 func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
-	faults := fs.String("faults", o.Faults.String(), "fault mix: all, none, or a comma-separated list of all and "+strings.Join(faultNames, ", ")+" (all leaves out walwipe and rot)")
+	faults := fs.String("faults", o.Faults.String(), "fault mix: all, none, or a comma-separated list of all and "+strings.Join(faultNames, ", ")+" (all leaves out walwipe, rot and garbage)")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "the seed that decides everything")
 	fs.IntVar(&o.Members, "members", o.Members, "members in the cluster (1, 3 or 5)")
 	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent simulated clients")

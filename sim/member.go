@@ -63,11 +63,17 @@ type member struct {
 	// restart must come back with at least that much.
 	writtenLast, durableLast uint64
 	// broken names the damage a fault did to the member's data (walwipe,
-	// rot), which its next start must refuse; refused says it did, and
+	// rot, garbage), which its next start must (may, for garbage) refuse; refused says it did, and
 	// the member stays down, as an operator would leave it until it is
 	// removed and replaced.
 	broken  Faults
 	refused bool
+	// garbage is where a garbage fault left garbage in the log;
+	// garbageArmed, if positive, makes the disk's next turn crash the
+	// member between its write and its fsync and leave garbage (see
+	// garbageCrash), and is how long until the member restarts.
+	garbage      []garbageSpan
+	garbageArmed int64
 	// segmentBytes is the size of the member's log segments; tests make
 	// it small to have many.
 	segmentBytes int64
@@ -275,14 +281,16 @@ func (m *member) carryOut(rd core.Ready) {
 	}
 }
 
-// persist writes a log write to the simulated disk now (unsynced) and
-// queues it for the disk's next turn.
+// persist hands a log write to the WAL, which buffers it, and queues it
+// for the disk's next turn, which writes it to the file and later fsyncs
+// it.
 func (m *member) persist(p *core.Persist) {
 	w := m.w
 	if err := m.disk.Write(p); err != nil {
 		m.die(fmt.Sprintf("log write failed: %v", err))
 		return
 	}
+
 	if p.Snapshot != nil {
 		m.writtenLast = p.Snapshot.Index
 	}
@@ -333,6 +341,18 @@ func (m *member) walTurn() {
 	}
 	lat := int64(10)
 	if sync {
+		// The turn writes its records to the file now and fsyncs them
+		// after the disk's latency: a crash in between leaves them
+		// unsynced, to be lost or torn.
+		if err := m.disk.WriteOut(); err != nil {
+			m.die(fmt.Sprintf("log write failed: %v", err))
+			return
+		}
+		if m.garbageArmed > 0 {
+			// The crash is an event of its own, right after this one and
+			// before the fsync's, so it never falls inside a start.
+			m.w.schedule(m.w.now, m.event(func() { m.w.faults.garbageCrash(m) }))
+		}
 		lat = m.diskLatency()
 	}
 	last := batch[len(batch)-1].id
@@ -374,6 +394,24 @@ func (m *member) die(why string) {
 // crash loses everything the disk did not sync; torn keeps a random prefix
 // of each file's unsynced bytes.
 func (m *member) crash(torn bool) {
+	m.crashWith(func(name string, unsynced int) int {
+		if !torn || unsynced == 0 {
+			return 0
+		}
+		return m.tear(name, m.rng.IntN(unsynced+1), unsynced)
+	})
+}
+
+// tear notes in the trace that a crash keeps keep of a file's unsynced
+// bytes, and returns keep.
+func (m *member) tear(name string, keep, unsynced int) int {
+	m.w.trace.logf(m.w.now, "%s tear %s keeps %d of %d unsynced bytes", m.name, name, keep, unsynced)
+	return keep
+}
+
+// crashWith is a crash in which tear says how many of each file's
+// unsynced bytes survive.
+func (m *member) crashWith(tear func(name string, unsynced int) int) {
 	if !m.up {
 		return
 	}
@@ -392,14 +430,7 @@ func (m *member) crash(torn bool) {
 	}
 	m.streams = map[watch.StreamID]*watchClient{}
 	m.workPending = false
-	m.fs.Crash(func(name string, unsynced int) int {
-		if !torn || unsynced == 0 {
-			return 0
-		}
-		keep := m.rng.IntN(unsynced + 1)
-		m.w.trace.logf(m.w.now, "%s tear %s keeps %d of %d unsynced bytes", m.name, name, keep, unsynced)
-		return keep
-	})
+	m.fs.Crash(tear)
 	m.w.trace.logf(m.w.now, "%s crash", m.name)
 }
 

@@ -137,10 +137,12 @@ const (
 	FaultPause                         // process pauses
 	FaultPowerLoss                     // every member crashes at once
 	FaultMembership                    // members added (as learners, then promoted), removed, replaced
-	// The kinds below destroy a member's data and are only in runs that
-	// name them (all,walwipe,rot): the member must refuse to start.
+	// The kinds below damage a member's data and are only in runs that
+	// name them (all,walwipe,rot,garbage): the member must (for garbage,
+	// may) refuse to start.
 	FaultWALWipe // an operator deletes a stopped member's WAL
 	FaultRot     // a bit rots in a stopped member's synced data: a log segment or its checkpoint
+	FaultGarbage // a crash leaves the sector its log was writing as garbage
 
 	faultsEnd
 )
@@ -148,7 +150,7 @@ const (
 // AllFaults is every kind that keeps each member's data: "all".
 const AllFaults = FaultMembership<<1 - 1
 
-var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss", "membership", "walwipe", "rot"}
+var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss", "membership", "walwipe", "rot", "garbage"}
 
 // Has reports whether f includes k.
 func (f Faults) Has(k Faults) bool { return f&k != 0 }

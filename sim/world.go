@@ -221,9 +221,11 @@ func (w *World) restart(m *member) {
 	case m.broken == 0 && err != nil:
 		w.checks.fail("%v", err)
 	case m.broken == 0:
+	case err == nil && m.broken == FaultGarbage:
+		m.broken = 0 // recovery cut the torn tail; start checked it kept what was synced
 	case err == nil:
 		w.checks.fail("%s started on a data directory damaged by %s: it must refuse to start", m.name, m.broken)
-	case errors.Is(err, m.broken.refusal()):
+	case errors.Is(err, m.broken.refusal()) && m.damageExplains(err):
 		m.refused = true
 		w.stats.Refused++
 		w.trace.logf(w.now, "%s refuses to start: %v", m.name, err)

@@ -356,7 +356,7 @@ func TestTornGarbageTail(t *testing.T) {
 		m := memfs.New()
 		m.SectorBytes = wal.SectorBytes
 		seg, start := sc.run(t, m)
-		m.TornGarbage = func(_ string, _, n int) []byte {
+		m.TornGarbage = func(_ string, _, _, n int) []byte {
 			g := make([]byte, n)
 			for i := range g {
 				g[i] = byte(0xa5 ^ i*7)

@@ -29,12 +29,14 @@ type FS struct {
 	SectorBytes int
 	// TornGarbage, when set with SectorBytes, is asked at a Crash for the
 	// content of the sector a torn write was writing when the power went:
-	// name's unsynced bytes [off, off+n) in the first sector past the
-	// kept prefix. It returns n bytes to leave there instead of the old
-	// content, or nil to leave the old content. Only unsynced bytes of
-	// that one sector can turn to garbage, as on a disk that does not
-	// write a sector atomically; synced bytes never change.
-	TornGarbage func(name string, off, n int) []byte
+	// name's bytes [off, off+n) in the first sector past the kept prefix
+	// that were written (not zero-filled by Truncate or Preallocate) since
+	// the last sync, where the file's unsynced bytes start at from. It
+	// returns n bytes to leave there instead of the old content, or nil
+	// to leave the old content. Only unsynced bytes of that one sector can
+	// turn to garbage, as on a disk that does not write a sector
+	// atomically; synced bytes never change.
+	TornGarbage func(name string, from, off, n int) []byte
 
 	dirs    map[string]bool
 	names   map[string]*inode

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/detcd/detcd/core/wal"
@@ -430,9 +431,9 @@ func TestTornGarbage(t *testing.T) {
 		want     string
 		wantCall string
 	}{
-		{"the sector past the kept ones", 5, true, "abcdXXXX\x00\x00\x00\x00", "f:4+4"},
-		{"only unsynced bytes of a sector it shares with synced ones", 1, true, "abXX\x00\x00\x00\x00\x00\x00\x00\x00", "f:2+2"},
-		{"nil keeps the old content", 5, false, "abcd\x00\x00\x00\x00\x00\x00\x00\x00", "f:4+4"},
+		{"the sector past the kept ones", 5, true, "abcdXXXX\x00\x00\x00\x00", "f:2:4+4"},
+		{"only unsynced bytes of a sector it shares with synced ones", 1, true, "abXX\x00\x00\x00\x00\x00\x00\x00\x00", "f:2:2+2"},
+		{"nil keeps the old content", 5, false, "abcd\x00\x00\x00\x00\x00\x00\x00\x00", "f:2:4+4"},
 		{"a write kept whole was not torn", 10, true, "abcdefghij\x00\x00", ""},
 	}
 	for _, tt := range tests {
@@ -440,8 +441,8 @@ func TestTornGarbage(t *testing.T) {
 			m := memfs.New()
 			m.SectorBytes = 4
 			var call string
-			m.TornGarbage = func(name string, off, n int) []byte {
-				call = fmt.Sprintf("%s:%d+%d", name, off, n)
+			m.TornGarbage = func(name string, from, off, n int) []byte {
+				call = fmt.Sprintf("%s:%d:%d+%d", name, from, off, n)
 				if !tt.garbage {
 					return nil
 				}
@@ -460,5 +461,24 @@ func TestTornGarbage(t *testing.T) {
 				t.Errorf("TornGarbage called as %q, want %q", call, tt.wantCall)
 			}
 		})
+	}
+}
+
+// TestTornGarbageOnlyInWrittenBytes: zeros a preallocation added were
+// never written by the disk, so a crash leaves no garbage among them.
+func TestTornGarbageOnlyInWrittenBytes(t *testing.T) {
+	m := memfs.New()
+	m.SectorBytes = 4
+	m.TornGarbage = func(name string, from, off, n int) []byte {
+		t.Errorf("garbage in %s at %d+%d: only preallocated zeros are unsynced there", name, off, n)
+		return nil
+	}
+	f := durableFile(t, m, "f", "ab")
+	write(t, f, "cd")
+	must(t, f.Preallocate(24))
+	m.Crash(func(string, int) int { return 9 })
+	got, err := m.ReadFile("f")
+	if err != nil || string(got) != "abcd"+strings.Repeat("\x00", 7) {
+		t.Errorf("ReadFile = %q, %v", got, err)
 	}
 }
