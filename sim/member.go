@@ -63,9 +63,9 @@ type member struct {
 	// restart must come back with at least that much.
 	writtenLast, durableLast uint64
 	// broken names the damage a fault did to the member's data (walwipe,
-	// rot, garbage), which its next start must (may, for garbage) refuse; refused says it did, and
-	// the member stays down, as an operator would leave it until it is
-	// removed and replaced.
+	// rot, garbage), which its next start must (for garbage, may) refuse;
+	// refused says it did, and the member stays down, as an operator would
+	// leave it until it is removed and replaced.
 	broken  Faults
 	refused bool
 	// garbage is where a garbage fault left garbage in the log;
@@ -290,7 +290,6 @@ func (m *member) persist(p *core.Persist) {
 		m.die(fmt.Sprintf("log write failed: %v", err))
 		return
 	}
-
 	if p.Snapshot != nil {
 		m.writtenLast = p.Snapshot.Index
 	}
