@@ -179,9 +179,7 @@ func (k Faults) refusal() error {
 }
 
 // destroy stops m and damages its data as kind k does, then restarts it
-// after heal, when it must (for garbage, may) refuse. Only one member at a
-// time is broken, and only while enough voters remain, so the cluster
-// keeps a quorum.
+// after heal, when it must (for garbage, may) refuse, if canBreak allows.
 func (f *faultState) destroy(k Faults, m *member, heal int64) {
 	w := f.w
 	if !f.canBreak(m) {
@@ -225,20 +223,21 @@ func (g garbageSpan) String() string {
 	return fmt.Sprintf("%s bytes %d-%d (unsynced from %d)", g.file, g.off, g.end, g.from)
 }
 
-// canBreak says whether a fault may damage m's data now: only one member
-// at a time is broken, and only while enough voters remain, so the
-// cluster keeps a quorum.
+// canBreak says whether a fault may damage m's data now: only while
+// enough voters remain, and only a minority of them (one of 3, two of 5)
+// is ever broken, so the cluster keeps a quorum.
 func (f *faultState) canBreak(m *member) bool {
 	w := f.w
 	if m.removed || m.broken != 0 || w.voters() < votersMin {
 		return false
 	}
+	broken := 1 // m
 	for _, o := range w.live() {
 		if o.broken != 0 {
-			return false
+			broken++
 		}
 	}
-	return true
+	return broken <= (w.voters()-1)/2
 }
 
 // garbageCrash crashes m between a log write and its fsync, on a disk that
