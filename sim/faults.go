@@ -253,16 +253,7 @@ func (f *faultState) garbageCrash(m *member) {
 	if w.stopping || !f.canBreak(m) {
 		return
 	}
-	// The tear falls within the bytes the log wrote, not in the zeros
-	// past them that a preallocation left.
-	sizes, ends := map[string]int{}, map[string]int{}
-	if names, err := m.fs.List(walDir); err == nil {
-		for _, n := range names {
-			if b, err := m.fs.ReadFile(walDir + "/" + n); err == nil {
-				sizes[walDir+"/"+n], ends[walDir+"/"+n] = len(b), len(bytes.TrimRight(b, "\x00"))
-			}
-		}
-	}
+	tear := m.tornWrites(f.rng)
 	m.garbage = nil
 	m.fs.TornGarbage = func(name string, from, off, n int) []byte {
 		if !strings.HasPrefix(name, walDir+"/") || !strings.HasSuffix(name, ".wal") {
@@ -275,10 +266,7 @@ func (f *faultState) garbageCrash(m *member) {
 		m.garbage = append(m.garbage, garbageSpan{file: name, from: int64(from), off: int64(off), end: int64(off + n)})
 		return g
 	}
-	m.crashWith(func(name string, unsynced int) int {
-		from := sizes[name] - unsynced
-		return m.tear(name, f.rng.IntN(max(ends[name]-from, 0)+1), unsynced)
-	})
+	m.crashWith(tear)
 	m.fs.TornGarbage = nil
 	w.after(heal, func() { w.restart(m) })
 	if len(m.garbage) > 0 {

@@ -393,19 +393,39 @@ func (m *member) die(why string) {
 // crash loses everything the disk did not sync; torn keeps a random prefix
 // of each file's unsynced bytes.
 func (m *member) crash(torn bool) {
-	m.crashWith(func(name string, unsynced int) int {
-		if !torn || unsynced == 0 {
-			return 0
-		}
-		return m.tear(name, m.rng.IntN(unsynced+1), unsynced)
-	})
+	tear := func(string, int) int { return 0 }
+	if torn {
+		tear = m.tornWrites(m.rng)
+	}
+	m.crashWith(tear)
 }
 
-// tear notes in the trace that a crash keeps keep of a file's unsynced
-// bytes, and returns keep.
-func (m *member) tear(name string, keep, unsynced int) int {
-	m.w.trace.logf(m.w.now, "%s tear %s keeps %d of %d unsynced bytes", m.name, name, keep, unsynced)
-	return keep
+// tornWrites is a crash's tear that keeps, drawn from rng, a prefix of the
+// bytes each log segment was written since its last fsync: the zeros a
+// preallocation left past them are no write's, so the tear never falls
+// there (where it would keep the whole write). Other files keep a prefix
+// of their unsynced bytes.
+func (m *member) tornWrites(rng *rand.Rand) func(name string, unsynced int) int {
+	sizes, ends := map[string]int{}, map[string]int{}
+	if names, err := m.fs.List(walDir); err == nil {
+		for _, n := range names {
+			if b, err := m.fs.ReadFile(walDir + "/" + n); err == nil {
+				sizes[walDir+"/"+n], ends[walDir+"/"+n] = len(b), len(bytes.TrimRight(b, "\x00"))
+			}
+		}
+	}
+	return func(name string, unsynced int) int {
+		if unsynced == 0 {
+			return 0
+		}
+		written := unsynced
+		if size, ok := sizes[name]; ok {
+			written = min(max(ends[name]-(size-unsynced), 0), unsynced)
+		}
+		keep := rng.IntN(written + 1)
+		m.w.trace.logf(m.w.now, "%s tear %s keeps %d of %d unsynced bytes", m.name, name, keep, unsynced)
+		return keep
+	}
 }
 
 // crashWith is a crash in which tear says how many of each file's
