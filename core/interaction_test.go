@@ -53,7 +53,9 @@ import (
 //	process-ready <id>...         one Ready each: writes, applied entries,
 //	                              messages sent, responses, watch output
 //	sync <id>...                  fsync the writes so far, report them durable
-//	deliver-msgs [<to>|<from>-><to>]... [type=MsgApp] [drop]
+//	deliver-msgs [<to>|<from>-><to>]... [type=MsgApp] [drop|dup]
+//	                              dup delivers each message twice, as a
+//	                              network that duplicates does
 //	stabilize [<id>...]           Ready, deliver, sync until nothing moves
 //	partition <id>...             cut these members off from the others
 //	heal                          undo the partition
@@ -635,14 +637,14 @@ func writeIDs(ids []uint64) string {
 	return fmt.Sprintf("#%d-#%d", ids[0], ids[len(ids)-1])
 }
 
-// deliverCmd: deliver-msgs [<to>|<from>-><to>]... [drop]
+// deliverCmd: deliver-msgs [<to>|<from>-><to>]... [drop|dup]
 func (e *env) deliverCmd(d *datadriven.TestData) {
-	drop := d.HasArg("drop")
+	drop, dup := d.HasArg("drop"), d.HasArg("dup")
 	typ := ""
 	type link struct{ from, to uint64 }
 	var links []link
 	for _, a := range d.CmdArgs {
-		if a.Key == "drop" {
+		if a.Key == "drop" || a.Key == "dup" {
 			continue
 		}
 		if a.Key == "type" {
@@ -668,6 +670,15 @@ func (e *env) deliverCmd(d *datadriven.TestData) {
 			}
 		}
 		return false
+	}
+	if dup {
+		e.net = append(e.net, slices.Collect(func(yield func(envelope) bool) {
+			for _, env := range e.net {
+				if match(env) && !yield(env) {
+					return
+				}
+			}
+		})...)
 	}
 	if e.deliver(match, drop) == 0 {
 		e.printf("no messages")

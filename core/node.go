@@ -54,6 +54,9 @@ type Node struct {
 	nextSeq     uint64
 	peerWaits   map[RequestID]peerOrigin
 	nextPeerReq RequestID
+	// peerSeen are the last forwards taken from each peer, so a
+	// duplicated one is not carried out twice.
+	peerSeen map[uint64][]uint64
 	// activity is when this member heard from each peer, for the strict
 	// reconfiguration check.
 	activity peerActivity
@@ -146,7 +149,7 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 	n.watch = watch.New(kv, n.watchHeader)
 	n.watch.Bug = cfg.PlantedBug
 	n.lessor = lease.New(cfg.lessorConfig())
-	n.forwards, n.peerWaits = map[uint64]forward{}, map[RequestID]peerOrigin{}
+	n.forwards, n.peerWaits, n.peerSeen = map[uint64]forward{}, map[RequestID]peerOrigin{}, map[uint64][]uint64{}
 	n.activity = newPeerActivity()
 	// A leader may still answer what this member forwarded before a
 	// restart: the new run's sequence numbers must not meet those.

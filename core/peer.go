@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
@@ -171,10 +172,35 @@ func (n *Node) StepPeer(m *PeerMessage) {
 		n.respond(f.req, m.answer(), nil)
 		return
 	}
+	if n.seenPeer(m.From, m.Seq) {
+		return
+	}
 	n.nextPeerReq++
 	id := peerRequestBit | n.nextPeerReq
 	n.peerWaits[id] = peerOrigin{from: m.From, seq: m.Seq}
 	n.Request(m.request(id))
+}
+
+// peerSeenMax is how many recent forwards per peer the leader remembers.
+// A duplicate arrives within moments of its original, long before the
+// peer has forwarded this many more.
+const peerSeenMax = 64
+
+// seenPeer reports whether the forward seq from a peer was taken already,
+// and remembers it if not. A duplicated forward (a network may deliver a
+// message twice) must not be carried out twice: a second promotion,
+// addition or removal would answer the asking member with an error for a
+// change that succeeded.
+func (n *Node) seenPeer(from, seq uint64) bool {
+	seen := n.peerSeen[from]
+	if slices.Contains(seen, seq) {
+		return true
+	}
+	if len(seen) == peerSeenMax {
+		seen = seen[1:]
+	}
+	n.peerSeen[from] = append(seen, seq)
+	return false
 }
 
 // answer is the response a reply carries.

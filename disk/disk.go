@@ -295,6 +295,11 @@ func (d *Disk) Write(p *core.Persist) error {
 // Flush makes every written record durable.
 func (d *Disk) Flush() error { return d.w.Sync() }
 
+// WriteOut hands the written records to the file system without making
+// them durable: the write before Flush's fsync, for a driver that
+// schedules the two apart.
+func (d *Disk) WriteOut() error { return d.w.Flush() }
+
 // WriteCheckpoint writes a checkpoint durably and returns its size. It may
 // run on its own goroutine.
 func (d *Disk) WriteCheckpoint(c *core.Checkpoint) (int64, error) {

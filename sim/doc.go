@@ -2,10 +2,12 @@
 // running the real core.Node, each on its own simulated disk (memfs) with
 // its own virtual clock, linked by a simulated network (netsim), driven by
 // one event queue in virtual time on one goroutine, with faults
-// (partitions, crashes with torn writes of whole sectors, fsync failures,
-// slow disks, clock drift and jumps, pauses; and, when named, a deleted WAL
-// and a rotten log record, after which the member must refuse to start)
-// and a client workload all drawn from one seed.
+// (partitions, lost and duplicated messages, crashes between a log write
+// and its fsync with torn writes of whole sectors, fsync failures, slow
+// disks, clock drift and jumps, pauses; and, when named, a deleted WAL
+// and rot in synced data, after which the member must refuse to start,
+// and garbage in the sector a crash tore, after which it may) and a
+// client workload all drawn from one seed.
 //
 // One seed decides everything: a root PRNG seeds every component's own
 // PRNG (the network, the fault schedule, each client, each member's
@@ -15,7 +17,9 @@
 //
 // A run has a safety phase under faults and then a liveness phase: faults
 // stop, the network heals, crashed members restart, and every member must
-// converge within a bound. Checkers are read-only observers of the world:
+// converge within a bound; in a quarter of the seeds (Options.KeepFaulty)
+// a minority of the voters stays crashed or cut off, and the rest must
+// converge and serve a write and a linearizable read. Checkers are read-only observers of the world:
 // linearizability of the client history (porcupine, with an etcd key-value
 // model), durability of acknowledged writes (and no restart with a
 // shorter log than the member had synced), convergence of state hashes,

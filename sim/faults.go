@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -159,7 +160,7 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 			m.pause()
 			w.after(min(heal, 3_000_000), m.resume)
 		}
-	case FaultWALWipe, FaultRot:
+	case FaultWALWipe, FaultRot, FaultGarbage:
 		f.destroy(k, m, heal)
 	}
 }
@@ -167,7 +168,7 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 // needsQuorumToSpare says a kind takes a member away for good or changes
 // the membership, so it runs only in clusters of at least votersMin.
 func (k Faults) needsQuorumToSpare() bool {
-	return k == FaultMembership || k == FaultWALWipe || k == FaultRot
+	return k == FaultMembership || k == FaultWALWipe || k == FaultRot || k == FaultGarbage
 }
 
 // refusal is the error a start must fail with after a kind of damage.
@@ -179,17 +180,18 @@ func (k Faults) refusal() error {
 }
 
 // destroy stops m and damages its data as kind k does, then restarts it
-// after heal, when it must refuse. Only one member at a time is broken,
-// and only while enough voters remain, so the cluster keeps a quorum.
+// after heal, when it must (for garbage, may) refuse, if canBreak allows.
 func (f *faultState) destroy(k Faults, m *member, heal int64) {
 	w := f.w
-	if m.removed || m.broken != 0 || w.voters() < votersMin {
+	if !f.canBreak(m) {
 		return
 	}
-	for _, o := range w.live() {
-		if o.broken != 0 {
-			return
+	if k == FaultGarbage {
+		if m.up {
+			m.garbageArmed = heal
+			w.trace.logf(w.now, "fault %s armed on %s: it crashes at its next log write, before the fsync", k, m.name)
 		}
+		return
 	}
 	m.crash(false)
 	w.after(heal, func() { w.restart(m) })
@@ -211,6 +213,89 @@ func (f *faultState) destroy(k Faults, m *member, heal int64) {
 	w.trace.logf(w.now, "fault %s on %s: %s", k, m.name, desc)
 }
 
+// garbageSpan is garbage a crash left in bytes [off, end) of file, whose
+// unsynced bytes started at from.
+type garbageSpan struct {
+	file           string
+	from, off, end int64
+}
+
+func (g garbageSpan) String() string {
+	return fmt.Sprintf("%s bytes %d-%d (unsynced from %d)", g.file, g.off, g.end, g.from)
+}
+
+// canBreak says whether a fault may damage m's data now: only while
+// enough voters remain, and only a minority of them (one of 3, two of 5)
+// is ever broken, so the cluster keeps a quorum.
+func (f *faultState) canBreak(m *member) bool {
+	w := f.w
+	if m.removed || m.broken != 0 || w.voters() < votersMin {
+		return false
+	}
+	broken := 1 // m
+	for _, o := range w.live() {
+		if o.broken != 0 {
+			broken++
+		}
+	}
+	return broken <= (w.voters()-1)/2
+}
+
+// garbageCrash crashes m between a log write and its fsync, on a disk that
+// does not write sectors atomically: the write is torn somewhere in the
+// bytes it wrote, and the unsynced bytes of the sector it was writing
+// read as garbage. The WAL cannot tell that from rot in its last synced
+// record (core/wal/doc.go), so m may refuse to start, but only for damage
+// where its unsynced bytes began or later.
+func (f *faultState) garbageCrash(m *member) {
+	w := f.w
+	heal := m.garbageArmed
+	m.garbageArmed = 0
+	if w.stopping || !f.canBreak(m) {
+		return
+	}
+	tear := m.tornWrites(f.rng)
+	m.garbage = nil
+	m.fs.TornGarbage = func(name string, from, off, n int) []byte {
+		if !strings.HasPrefix(name, walDir+"/") || !strings.HasSuffix(name, ".wal") {
+			return nil
+		}
+		g := make([]byte, n)
+		for i := range g {
+			g[i] = byte(f.rng.Uint32())
+		}
+		m.garbage = append(m.garbage, garbageSpan{file: name, from: int64(from), off: int64(off), end: int64(off + n)})
+		return g
+	}
+	m.crashWith(tear)
+	m.fs.TornGarbage = nil
+	w.after(heal, func() { w.restart(m) })
+	if len(m.garbage) > 0 {
+		m.broken = FaultGarbage
+		w.trace.logf(w.now, "fault %s on %s: %v", FaultGarbage, m.name, m.garbage)
+	}
+}
+
+// damageExplains says whether the damage a fault did to m's data accounts
+// for err, its refusal to start: after garbage, only corruption in a file
+// with garbage, at or past where its unsynced bytes began and before the
+// garbage ended.
+func (m *member) damageExplains(err error) bool {
+	if m.broken != FaultGarbage {
+		return true
+	}
+	var ce *wal.CorruptError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	for _, g := range m.garbage {
+		if ce.File == g.file && ce.Offset >= g.from && ce.Offset < g.end {
+			return true
+		}
+	}
+	return false
+}
+
 // walDir is where the simulated members' logs live.
 const walDir = "data/member/wal"
 
@@ -220,23 +305,19 @@ const walDir = "data/member/wal"
 // acknowledged.
 var wipeDir = walDir
 
-// rot flips one bit of a synced record in m's last log segment, which
-// every restart reads.
+// snapDir is where the simulated members' checkpoints live.
+const snapDir = "data/member/snap"
+
+// rot flips one bit of the synced data a restart reads: the latest
+// checkpoint, or any log segment from the one the checkpoint's index
+// falls in on, the last segment included.
 func (f *faultState) rot(m *member) (string, bool) {
-	names, err := m.fs.List(walDir)
-	if err != nil {
+	files := rotTargets(m)
+	if len(files) == 0 {
 		return "", false
 	}
-	var last string
-	for _, n := range names { // sorted: the last segment comes last
-		if strings.HasSuffix(n, ".wal") {
-			last = n
-		}
-	}
-	if last == "" {
-		return "", false
-	}
-	file := walDir + "/" + last
+	i := f.rng.IntN(len(files))
+	file := files[i]
 	b, err := m.fs.ReadFile(file)
 	if err != nil {
 		return "", false
@@ -250,18 +331,97 @@ func (f *faultState) rot(m *member) (string, bool) {
 		f.w.checks.fail("%s: rot: %v", m.name, err)
 		return "", false
 	}
-	return fmt.Sprintf("bit %d of byte %d of %s (%d bytes written)", bit, off, file, written), true
+	return fmt.Sprintf("bit %d of byte %d of %s (%d bytes written; file %d of the %d a restart reads)", bit, off, file, written, i+1, len(files)), true
 }
 
+// rotTargets are the files a restart of m reads, as wal.Open and
+// disk.Open choose them: the latest checkpoint and the segments from the
+// last one whose first index is at most the checkpoint's index + 1.
+func rotTargets(m *member) []string {
+	var files []string
+	var after uint64
+	if idxs, err := wal.ListCheckpoints(m.fs, snapDir); err == nil && len(idxs) > 0 {
+		after = idxs[len(idxs)-1]
+		files = append(files, fmt.Sprintf("%s/%016x.ckpt", snapDir, after))
+	}
+	names, err := m.fs.List(walDir)
+	if err != nil {
+		return nil
+	}
+	var segs []string
+	start := 0
+	for _, n := range names { // sorted by sequence number
+		var seq, first uint64
+		if _, err := fmt.Sscanf(n, "%016x-%016x.wal", &seq, &first); err != nil || !strings.HasSuffix(n, ".wal") {
+			continue
+		}
+		if len(segs) > 0 && (first == 0 || first-1 <= after) {
+			start = len(segs)
+		}
+		segs = append(segs, walDir+"/"+n)
+	}
+	return append(files, segs[start:]...)
+}
+
+// healNet heals the network, but for the members the liveness phase
+// keeps cut off.
 func (f *faultState) healNet() {
 	f.w.net.Heal()
+	f.isolateKept()
 	f.w.trace.logf(f.w.now, "heal network")
 }
 
-// healAll ends every fault for the liveness phase.
+func (f *faultState) isolateKept() {
+	for _, m := range f.w.members {
+		if m.kept && m.up {
+			f.w.net.Isolate(m.id)
+		}
+	}
+}
+
+// keepMinority, in runs that keep a faulty minority, picks up to a
+// minority of the voters (counting those whose data a fault destroyed)
+// for the liveness phase to leave crashed or cut off.
+func (f *faultState) keepMinority() {
+	w := f.w
+	if !w.opts.keepsFaulty() {
+		return
+	}
+	var voters, healthy []*member
+	for _, m := range w.live() {
+		if m.learner {
+			continue
+		}
+		voters = append(voters, m)
+		if m.broken == 0 {
+			healthy = append(healthy, m)
+		}
+	}
+	budget := (len(voters)-1)/2 - (len(voters) - len(healthy))
+	if budget <= 0 {
+		return
+	}
+	f.rng.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
+	for _, m := range healthy[:1+f.rng.IntN(budget)] {
+		m.kept = true
+		switch {
+		case !m.up:
+			w.trace.logf(w.now, "liveness phase keeps %s down", m.name)
+		case f.rng.IntN(2) == 0:
+			w.trace.logf(w.now, "liveness phase crashes %s and keeps it down", m.name)
+			m.crash(w.opts.Faults.Has(FaultTorn))
+		default:
+			w.trace.logf(w.now, "liveness phase keeps %s cut off", m.name)
+		}
+	}
+}
+
+// healAll ends every fault for the liveness phase, but keeps the members
+// keepMinority picked crashed or cut off.
 func (f *faultState) healAll() {
 	w := f.w
 	w.net.Heal()
+	f.isolateKept()
 	for _, m := range w.members {
 		m.slow, m.failSync = 1, false
 		if m.paused {

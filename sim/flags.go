@@ -11,7 +11,7 @@ import (
 // RegisterFlags adds the flags that choose a run to fs, with o's values as
 // defaults; the returned function finishes parsing after fs.Parse.
 func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
-	faults := fs.String("faults", o.Faults.String(), "fault mix: all, none, or a comma-separated list of all and "+strings.Join(faultNames, ", ")+" (all leaves out walwipe and rot)")
+	faults := fs.String("faults", o.Faults.String(), "fault mix: all, none, or a comma-separated list of all and "+strings.Join(faultNames, ", ")+" (all leaves out walwipe, rot and garbage)")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "the seed that decides everything")
 	fs.IntVar(&o.Members, "members", o.Members, "members in the cluster (1, 3 or 5)")
 	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent simulated clients")
@@ -20,6 +20,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
 	fs.IntVar(&o.AuthClients, "auth", o.AuthClients, "simulated administrators changing users, roles and permissions (auth stays off)")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "simulated length of the safety phase (faults on)")
 	fs.DurationVar(&o.Liveness, "liveness", o.Liveness, "bound on the liveness phase: members must converge within it")
+	fs.StringVar(&o.KeepFaulty, "keep-faulty", o.KeepFaulty, "whether the liveness phase leaves a minority of voters crashed or cut off: on, off, or empty for a quarter of the seeds")
 	fs.StringVar(&o.PlantedBug, "bug", o.PlantedBug, "plant a core bug (binaries built with -tags detcdbugs only)")
 	fs.Var((*scheduleFlag)(&o.Schedule), "at", "a scheduled fault `TIMEus:KIND:mN:FORus`, replacing the seed's fault schedule (repeatable)")
 	return func() (err error) {

@@ -63,17 +63,29 @@ type member struct {
 	// restart must come back with at least that much.
 	writtenLast, durableLast uint64
 	// broken names the damage a fault did to the member's data (walwipe,
-	// rot), which its next start must refuse; refused says it did, and
-	// the member stays down, as an operator would leave it until it is
-	// removed and replaced.
+	// rot, garbage), which its next start must (for garbage, may) refuse;
+	// refused says it did, and the member stays down, as an operator would
+	// leave it until it is removed and replaced.
 	broken  Faults
 	refused bool
+	// garbage is where a garbage fault left garbage in the log;
+	// garbageArmed, if positive, makes the disk's next turn crash the
+	// member between its write and its fsync and leave garbage (see
+	// garbageCrash), and is how long until the member restarts.
+	garbage      []garbageSpan
+	garbageArmed int64
+	// segmentBytes is the size of the member's log segments; tests make
+	// it small to have many.
+	segmentBytes int64
+	// kept says the liveness phase keeps this member crashed or cut off:
+	// it stays as it is, and the others must converge and serve without it.
+	kept bool
 }
 
 func newMember(w *World, idx int) *member {
 	m := &member{
 		w: w, idx: idx, id: uint64(idx + 1), name: fmt.Sprintf("m%d", idx+1),
-		fs: memfs.New(), rng: w.child(), slow: 1, waiting: map[core.RequestID]func(core.Response){},
+		fs: memfs.New(), rng: w.child(), slow: 1, segmentBytes: 256 << 10, waiting: map[core.RequestID]func(core.Response){},
 		streams: map[watch.StreamID]*watchClient{},
 	}
 	// Torn writes keep whole sectors, as a disk writes them.
@@ -120,7 +132,7 @@ func (m *member) start() error {
 	m.cfg = m.config()
 	var err error
 	m.with(func() {
-		m.node, m.disk, err = disk.Open(m.fs, "data", m.cfg, disk.Options{SegmentBytes: 256 << 10})
+		m.node, m.disk, err = disk.Open(m.fs, "data", m.cfg, disk.Options{SegmentBytes: m.segmentBytes})
 	})
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", m.name, err)
@@ -269,8 +281,9 @@ func (m *member) carryOut(rd core.Ready) {
 	}
 }
 
-// persist writes a log write to the simulated disk now (unsynced) and
-// queues it for the disk's next turn.
+// persist hands a log write to the WAL, which buffers it, and queues it
+// for the disk's next turn, which writes it to the file and later fsyncs
+// it.
 func (m *member) persist(p *core.Persist) {
 	w := m.w
 	if err := m.disk.Write(p); err != nil {
@@ -327,6 +340,18 @@ func (m *member) walTurn() {
 	}
 	lat := int64(10)
 	if sync {
+		// The turn writes its records to the file now and fsyncs them
+		// after the disk's latency: a crash in between leaves them
+		// unsynced, to be lost or torn.
+		if err := m.disk.WriteOut(); err != nil {
+			m.die(fmt.Sprintf("log write failed: %v", err))
+			return
+		}
+		if m.garbageArmed > 0 {
+			// The crash is an event of its own, right after this one and
+			// before the fsync's, so it never falls inside a start.
+			m.w.schedule(m.w.now, m.event(func() { m.w.faults.garbageCrash(m) }))
+		}
 		lat = m.diskLatency()
 	}
 	last := batch[len(batch)-1].id
@@ -368,6 +393,44 @@ func (m *member) die(why string) {
 // crash loses everything the disk did not sync; torn keeps a random prefix
 // of each file's unsynced bytes.
 func (m *member) crash(torn bool) {
+	tear := func(string, int) int { return 0 }
+	if torn {
+		tear = m.tornWrites(m.rng)
+	}
+	m.crashWith(tear)
+}
+
+// tornWrites is a crash's tear that keeps, drawn from rng, a prefix of the
+// bytes each log segment was written since its last fsync: the zeros a
+// preallocation left past them are no write's, so the tear never falls
+// there (where it would keep the whole write). Other files keep a prefix
+// of their unsynced bytes.
+func (m *member) tornWrites(rng *rand.Rand) func(name string, unsynced int) int {
+	sizes, ends := map[string]int{}, map[string]int{}
+	if names, err := m.fs.List(walDir); err == nil {
+		for _, n := range names {
+			if b, err := m.fs.ReadFile(walDir + "/" + n); err == nil {
+				sizes[walDir+"/"+n], ends[walDir+"/"+n] = len(b), len(bytes.TrimRight(b, "\x00"))
+			}
+		}
+	}
+	return func(name string, unsynced int) int {
+		if unsynced == 0 {
+			return 0
+		}
+		written := unsynced
+		if size, ok := sizes[name]; ok {
+			written = min(max(ends[name]-(size-unsynced), 0), unsynced)
+		}
+		keep := rng.IntN(written + 1)
+		m.w.trace.logf(m.w.now, "%s tear %s keeps %d of %d unsynced bytes", m.name, name, keep, unsynced)
+		return keep
+	}
+}
+
+// crashWith is a crash in which tear says how many of each file's
+// unsynced bytes survive.
+func (m *member) crashWith(tear func(name string, unsynced int) int) {
 	if !m.up {
 		return
 	}
@@ -386,14 +449,7 @@ func (m *member) crash(torn bool) {
 	}
 	m.streams = map[watch.StreamID]*watchClient{}
 	m.workPending = false
-	m.fs.Crash(func(name string, unsynced int) int {
-		if !torn || unsynced == 0 {
-			return 0
-		}
-		keep := m.rng.IntN(unsynced + 1)
-		m.w.trace.logf(m.w.now, "%s tear %s keeps %d of %d unsynced bytes", m.name, name, keep, unsynced)
-		return keep
-	})
+	m.fs.Crash(tear)
 	m.w.trace.logf(m.w.now, "%s crash", m.name)
 }
 

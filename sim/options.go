@@ -27,6 +27,11 @@ type Options struct {
 	// Liveness bounds the liveness phase: once faults stop, every member
 	// must converge within it.
 	Liveness time.Duration
+	// KeepFaulty says whether the liveness phase leaves a minority of the
+	// voters crashed or cut off, as TigerBeetle's VOPR does, instead of
+	// healing everything: "on", "off", or "" for a quarter of the seeds,
+	// chosen from the seed.
+	KeepFaulty string `json:",omitempty"`
 	// PlantedBug plants a core bug (detcdbugs builds only).
 	PlantedBug string `json:",omitempty"`
 	// Schedule, if not nil, replaces the faults drawn from the seed with
@@ -65,6 +70,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: duration must be in (0, %v]", durationMax)
 	case o.Liveness <= 0:
 		return errors.New("sim: liveness bound must be positive")
+	case o.KeepFaulty != "" && o.KeepFaulty != "on" && o.KeepFaulty != "off":
+		return fmt.Errorf("sim: keep-faulty must be on, off or empty (from the seed), not %q", o.KeepFaulty)
 	}
 	for _, f := range o.Schedule {
 		if f.AtUs < 0 || f.ForUs < 0 || f.Member < 0 || f.Kind == 0 || f.Kind >= faultsEnd || f.Kind&(f.Kind-1) != 0 {
@@ -81,6 +88,9 @@ func (o Options) String() string {
 	if o.AuthClients > 0 {
 		s += fmt.Sprintf(" --auth %d", o.AuthClients)
 	}
+	if o.KeepFaulty != "" {
+		s += " --keep-faulty " + o.KeepFaulty
+	}
 	if o.PlantedBug != "" {
 		s += " --bug " + o.PlantedBug
 	}
@@ -88,6 +98,22 @@ func (o Options) String() string {
 		s += fmt.Sprintf(" --at %dus:%s:m%d:%dus", f.AtUs, f.Kind, f.Member+1, f.ForUs)
 	}
 	return s
+}
+
+// keepsFaulty reports whether the liveness phase keeps a faulty minority:
+// as the option says, or, left empty, for a quarter of the seeds (a hash
+// of the seed, so no component's draws shift).
+func (o Options) keepsFaulty() bool {
+	switch o.KeepFaulty {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	z := o.Seed + 0x9e3779b97f4a7c15 // splitmix64's finalizer
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return (z^z>>31)%4 == 0
 }
 
 const (
@@ -111,10 +137,12 @@ const (
 	FaultPause                         // process pauses
 	FaultPowerLoss                     // every member crashes at once
 	FaultMembership                    // members added (as learners, then promoted), removed, replaced
-	// The kinds below destroy a member's data and are only in runs that
-	// name them (all,walwipe,rot): the member must refuse to start.
+	// The kinds below damage a member's data and are only in runs that
+	// name them (all,walwipe,rot,garbage): the member must (for garbage,
+	// may) refuse to start.
 	FaultWALWipe // an operator deletes a stopped member's WAL
-	FaultRot     // a bit of a stopped member's synced log rots
+	FaultRot     // a bit rots in a stopped member's synced data: a log segment or its checkpoint
+	FaultGarbage // a crash leaves the sector its log was writing as garbage
 
 	faultsEnd
 )
@@ -122,7 +150,7 @@ const (
 // AllFaults is every kind that keeps each member's data: "all".
 const AllFaults = FaultMembership<<1 - 1
 
-var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss", "membership", "walwipe", "rot"}
+var faultNames = []string{"partition", "oneway", "network", "crash", "torn", "fsync", "slowdisk", "clock", "pause", "powerloss", "membership", "walwipe", "rot", "garbage"}
 
 // Has reports whether f includes k.
 func (f Faults) Has(k Faults) bool { return f&k != 0 }

@@ -190,13 +190,17 @@ func (w *World) result(start time.Time) *Result {
 		Injected: w.injected}
 }
 
-// liveness stops the faults and the workload, heals everything and
-// requires every member to converge within the bound.
+// liveness stops the faults and the workload, heals everything (but a
+// faulty minority, in runs that keep one) and requires every other member
+// to converge, and, with a minority kept, to serve a write and a
+// linearizable read, within the bound.
 func (w *World) liveness() {
 	w.trace.logf(w.now, "liveness phase: heal")
 	w.note(clusterColumn, rowPhase, "liveness phase: faults stop, the network heals")
 	w.stopping = true
+	w.faults.keepMinority()
 	w.faults.healAll()
+	p := w.startProbe()
 	deadline := w.now + w.opts.Liveness.Microseconds()
 	checkEvery := int64(200_000)
 	next := w.now + checkEvery
@@ -206,7 +210,7 @@ func (w *World) liveness() {
 		}
 		w.stats.Events++
 		if w.now >= next {
-			if w.checks.converged() {
+			if p.done() && w.checks.converged() {
 				w.trace.logf(w.now, "converged")
 				w.note(clusterColumn, rowPhase, "converged")
 				return
@@ -214,24 +218,30 @@ func (w *World) liveness() {
 			next = w.now + checkEvery
 		}
 	}
-	w.checks.fail("liveness: members did not converge within %v: %s", w.opts.Liveness, w.checks.convergenceReport())
+	w.checks.fail("liveness: members did not converge within %v: %s%s", w.opts.Liveness, w.checks.convergenceReport(), p.report())
 }
 
 // restart brings a crashed member back. A member whose data a fault
 // destroyed must refuse to start, and then stays down.
 func (w *World) restart(m *member) {
-	if m.up || m.removed || m.refused {
+	if m.up || m.removed || m.refused || m.kept {
 		return
 	}
 	err := m.start()
 	switch {
 	case m.broken == 0 && err != nil:
+		// A failure: the member stays down, so that the checkers that
+		// follow look only at members that run.
+		m.refused = true
 		w.checks.fail("%v", err)
 	case m.broken == 0:
 		w.note(m.idx, rowMember, m.name+" restarts")
+	case err == nil && m.broken == FaultGarbage:
+		m.broken = 0 // recovery cut the torn tail; start checked it kept what was synced
+		w.note(m.idx, rowMember, m.name+" restarts")
 	case err == nil:
 		w.checks.fail("%s started on a data directory damaged by %s: it must refuse to start", m.name, m.broken)
-	case errors.Is(err, m.broken.refusal()):
+	case errors.Is(err, m.broken.refusal()) && m.damageExplains(err):
 		m.refused = true
 		w.stats.Refused++
 		w.trace.logf(w.now, "%s refuses to start: %v", m.name, err)
@@ -241,12 +251,12 @@ func (w *World) restart(m *member) {
 	}
 }
 
-// serving are the members that are not removed and did not refuse to
-// start: the ones the checkers expect to converge.
+// serving are the members that are not removed, did not refuse to start
+// and are not kept faulty: the ones the checkers expect to converge.
 func (w *World) serving() []*member {
 	var out []*member
 	for _, m := range w.live() {
-		if !m.refused {
+		if !m.refused && !m.kept {
 			out = append(out, m)
 		}
 	}
@@ -309,16 +319,19 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 		w.trace.logf(w.now, "%s>m%d drop peer message %d", from.name, to, pm.Seq)
 		return
 	}
+	// Every copy arrives: a duplicated forward must be carried out once.
 	target := w.members[to-1]
-	w.schedule(times[0], func() {
-		if !w.net.Connected(from.id, to) {
-			return
-		}
-		target.event(func() {
-			w.trace.logf(w.now, "%s>%s peer message %d", from.name, target.name, pm.Seq)
-			target.node.StepPeer(pm)
-		})()
-	})
+	for _, at := range times {
+		w.schedule(at, func() {
+			if !w.net.Connected(from.id, to) {
+				return
+			}
+			target.event(func() {
+				w.trace.logf(w.now, "%s>%s peer message %d", from.name, target.name, pm.Seq)
+				target.node.StepPeer(pm)
+			})()
+		})
+	}
 }
 
 // sendSnapshot streams a snapshot: its content takes time in proportion to

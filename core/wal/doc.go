@@ -41,6 +41,20 @@
 //     instead. A record whose own bytes end in zeros across a sector
 //     boundary stays ambiguous: damage elsewhere in it, when it is the
 //     last record, is taken for a torn write.
+//   - Garbage in a torn tail is refused, not cut. A disk that writes each
+//     sector atomically leaves a torn write's sectors new or old (zeros),
+//     which the rule above cuts. A disk that does not may leave the sector
+//     it was writing at the power loss as garbage (or unreadable). The WAL
+//     keeps no record of how far it synced (that would cost a second fsync
+//     per batch), so a final record damaged by garbage in its last sector
+//     cannot be told from the last synced record damaged by rot; cutting
+//     it could drop an entry this member acknowledged, which raft's safety
+//     rests on. Recovery refuses it with ErrCorrupt naming the last
+//     segment and an offset in its tail, as etcd refuses a CRC mismatch;
+//     the operator replaces the member or, knowing the disk, starts it
+//     with Options.UnsafeRepair, which cuts the tail there. Such a
+//     refusal's offset is at or past the end of the synced data, since
+//     garbage can only be in bytes written since the last fsync.
 //
 // Checkpoint format. dir/%016x.ckpt (the index) holds a 24-byte header
 // (magic "detcdckp", u64 index, u32 version, u32 crc32c of those), the

@@ -323,6 +323,17 @@ func (w *WAL) cut() error {
 	return w.startSegment(segment{seq: cur.seq + 1, first: w.lastIndex + 1})
 }
 
+// Flush writes the buffered records to the segment file without making
+// them durable, as the write before an fsync: a driver that separates the
+// two (the simulator, to crash between them) calls it first. Sync
+// flushes too.
+func (w *WAL) Flush() error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	return w.flush()
+}
+
 // Sync writes the buffered records and makes everything saved so far
 // durable. Only after it returns nil may a write be acknowledged.
 func (w *WAL) Sync() error {

@@ -272,3 +272,24 @@ func TestOptions(t *testing.T) {
 		t.Error("Create with oversized meta succeeded")
 	}
 }
+
+// TestFlushWritesWithoutSync: Flush puts the buffered records in the file,
+// where a crash loses them (or tears them); only Sync makes them durable.
+func TestFlushWritesWithoutSync(t *testing.T) {
+	m := memfs.New()
+	w := create(t, m, 1<<20)
+	save(t, w, hardState(1, 4), entries(1, 1, 4))
+	before := w.WrittenBytes()
+	must(t, w.Save(hardState(1, 8), entries(1, 5, 8)))
+	must(t, w.Flush())
+	if w.WrittenBytes() <= before {
+		t.Fatalf("Flush wrote nothing: %d bytes before, %d after", before, w.WrittenBytes())
+	}
+	var unsynced int
+	m.Crash(func(_ string, n int) int { unsynced = n; return 0 })
+	if unsynced == 0 {
+		t.Fatal("the crash found no unsynced bytes: Flush did not write to the file")
+	}
+	_, rec := open(t, m, 1<<20, 0)
+	checkEntries(t, rec.Entries, entries(1, 1, 4))
+}

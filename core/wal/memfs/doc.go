@@ -11,7 +11,9 @@
 //     durable as soon as MkdirAll returns.
 //   - Crash drops everything not durable: the namespace rolls back to its
 //     durable state and every file to its synced content, except that the
-//     caller may keep a prefix of each file's unsynced bytes (a torn write).
+//     caller may keep a prefix of each file's unsynced bytes (a torn write)
+//     and, with TornGarbage, fill the unsynced bytes of the sector past
+//     that prefix with garbage, as a disk without atomic sector writes can.
 //     Files opened before a crash are dead: every call on them fails.
 //   - A Sync or SyncDir failed by SyncErr changes nothing durable.
 //

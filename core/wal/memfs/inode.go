@@ -13,6 +13,10 @@ type inode struct {
 	// [lo, hi) or in size; lo is where a torn write would start.
 	dirty  bool
 	lo, hi int
+	// wlo and whi bound the bytes written (not zero-filled by a truncate
+	// or preallocation) since the last sync, if whi > wlo: only those can
+	// turn to garbage at a crash.
+	wlo, whi int
 }
 
 func (n *inode) mark(lo, hi int) {
@@ -52,6 +56,11 @@ func (n *inode) writeAt(p []byte, off int) {
 	n.data = materialize(n.data, end)
 	copy(n.data[off:], p)
 	n.mark(off, end)
+	if n.whi <= n.wlo {
+		n.wlo, n.whi = off, end
+	} else {
+		n.wlo, n.whi = min(n.wlo, off), max(n.whi, end)
+	}
 }
 
 func (n *inode) truncate(size int) {
@@ -82,7 +91,7 @@ func (n *inode) sync() {
 		copy(n.synced[n.lo:hi], n.data[n.lo:hi])
 	}
 	n.syncedSize = n.size
-	n.dirty = false
+	n.dirty, n.wlo, n.whi = false, 0, 0
 }
 
 // crash rolls back to the synced content, keeping the prefix of the
@@ -90,8 +99,9 @@ func (n *inode) sync() {
 // prefix ends at a sector boundary (by file offset) unless it keeps every
 // unsynced byte: the sectors past it hold their old content, as on a disk
 // that writes whole sectors, while the size may still reach the end tear
-// asked for.
-func (n *inode) crash(name string, tear func(string, int) int, sector int) {
+// asked for; garbage, if set, may fill the unsynced bytes of the sector
+// past the kept prefix.
+func (n *inode) crash(name string, tear func(string, int) int, sector int, garbage func(string, int, int, int) []byte) {
 	if !n.dirty {
 		return
 	}
@@ -113,10 +123,22 @@ func (n *inode) crash(name string, tear func(string, int) int, sector int) {
 			clear(result[zlo:zhi])
 		}
 		size = max(size, end)
+		if sector > 0 && end < n.size && garbage != nil {
+			// The sector being written when the power went: only its
+			// bytes written since the last sync, within the file, may turn
+			// to garbage.
+			lo, hi := max(written, n.lo, n.wlo), min(written+sector, size, n.whi)
+			if lo < hi {
+				if g := garbage(name, n.lo, lo, hi-lo); len(g) == hi-lo {
+					result = materialize(result, hi)
+					copy(result[lo:hi], g)
+				}
+			}
+		}
 	}
 	n.data, n.size = result, size
 	n.synced, n.syncedSize = append([]byte{}, result...), size
-	n.dirty = false
+	n.dirty, n.wlo, n.whi = false, 0, 0
 }
 
 // flipBit flips a bit of the synced content and, if it reaches off, of the

@@ -27,6 +27,16 @@ type FS struct {
 	// SectorBytes, when positive, makes a torn write at Crash keep whole
 	// sectors only (see Crash). Zero tears at any byte.
 	SectorBytes int
+	// TornGarbage, when set with SectorBytes, is asked at a Crash for the
+	// content of the sector a torn write was writing when the power went:
+	// name's bytes [off, off+n) in the first sector past the kept prefix
+	// that were written (not zero-filled by Truncate or Preallocate) since
+	// the last sync, where the file's unsynced bytes start at from. It
+	// returns n bytes to leave there instead of the old content, or nil
+	// to leave the old content. Only unsynced bytes of that one sector can
+	// turn to garbage, as on a disk that does not write a sector
+	// atomically; synced bytes never change.
+	TornGarbage func(name string, from, off, n int) []byte
 
 	dirs    map[string]bool
 	names   map[string]*inode
@@ -250,8 +260,9 @@ func (m *FS) ReadFile(name string) ([]byte, error) {
 // of all of them is cut back to a sector boundary by file offset: the
 // sectors after it keep their old content (synced bytes, or zeros), as a
 // disk that wrote the first sectors of a write and not the rest, while the
-// file's size may still grow to the full keep. What survives a crash is
-// durable.
+// file's size may still grow to the full keep, and TornGarbage may fill
+// the unsynced bytes of the sector past the kept ones. What survives a
+// crash is durable.
 func (m *FS) Crash(tear func(name string, unsyncedBytes int) (keep int)) {
 	m.gen++
 	m.names = make(map[string]*inode, len(m.durable))
@@ -268,7 +279,7 @@ func (m *FS) Crash(tear func(name string, unsyncedBytes int) (keep int)) {
 			continue
 		}
 		done[in] = true
-		in.crash(n, tear, m.SectorBytes)
+		in.crash(n, tear, m.SectorBytes, m.TornGarbage)
 	}
 }
 

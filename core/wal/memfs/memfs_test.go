@@ -1,11 +1,14 @@
 package memfs_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/detcd/detcd/core/wal"
@@ -414,5 +417,68 @@ func TestFileBytesMax(t *testing.T) {
 	}
 	if err := f.Truncate(-1); err == nil {
 		t.Error("Truncate(-1) succeeded")
+	}
+}
+
+// TestTornGarbage: with TornGarbage set, a torn write may leave garbage
+// in the unsynced bytes of the one sector it was writing, never in synced
+// bytes, never elsewhere.
+func TestTornGarbage(t *testing.T) {
+	tests := []struct {
+		name     string
+		keep     int
+		garbage  bool
+		want     string
+		wantCall string
+	}{
+		{"the sector past the kept ones", 5, true, "abcdXXXX\x00\x00\x00\x00", "f:2:4+4"},
+		{"only unsynced bytes of a sector it shares with synced ones", 1, true, "abXX\x00\x00\x00\x00\x00\x00\x00\x00", "f:2:2+2"},
+		{"nil keeps the old content", 5, false, "abcd\x00\x00\x00\x00\x00\x00\x00\x00", "f:2:4+4"},
+		{"a write kept whole was not torn", 10, true, "abcdefghij\x00\x00", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := memfs.New()
+			m.SectorBytes = 4
+			var call string
+			m.TornGarbage = func(name string, from, off, n int) []byte {
+				call = fmt.Sprintf("%s:%d:%d+%d", name, from, off, n)
+				if !tt.garbage {
+					return nil
+				}
+				return bytes.Repeat([]byte("X"), n)
+			}
+			f := durableFile(t, m, "f", "ab")
+			must(t, f.Preallocate(12))
+			must(t, f.Sync())
+			write(t, f, "cdefghij")
+			m.Crash(func(string, int) int { return tt.keep })
+			got, err := m.ReadFile("f")
+			if err != nil || string(got) != tt.want {
+				t.Errorf("ReadFile = %q, %v; want %q", got, err, tt.want)
+			}
+			if call != tt.wantCall {
+				t.Errorf("TornGarbage called as %q, want %q", call, tt.wantCall)
+			}
+		})
+	}
+}
+
+// TestTornGarbageOnlyInWrittenBytes: zeros a preallocation added were
+// never written by the disk, so a crash leaves no garbage among them.
+func TestTornGarbageOnlyInWrittenBytes(t *testing.T) {
+	m := memfs.New()
+	m.SectorBytes = 4
+	m.TornGarbage = func(name string, from, off, n int) []byte {
+		t.Errorf("garbage in %s at %d+%d: only preallocated zeros are unsynced there", name, off, n)
+		return nil
+	}
+	f := durableFile(t, m, "f", "ab")
+	write(t, f, "cd")
+	must(t, f.Preallocate(24))
+	m.Crash(func(string, int) int { return 9 })
+	got, err := m.ReadFile("f")
+	if err != nil || string(got) != "abcd"+strings.Repeat("\x00", 7) {
+		t.Errorf("ReadFile = %q, %v", got, err)
 	}
 }
