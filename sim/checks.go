@@ -124,6 +124,9 @@ func (c *checkers) op(op *Op) {
 // and holding the same key space.
 func (c *checkers) converged() bool {
 	ms := c.w.serving()
+	if len(ms) == 0 {
+		return false
+	}
 	for _, m := range ms {
 		if !m.up || m.paused || m.node.Leader() == 0 {
 			return false
@@ -210,9 +213,16 @@ func (c *checkers) convergenceReport() string {
 
 // final runs the end-of-run checks.
 func (c *checkers) final() {
-	c.checkDurability()
-	c.checkWatches()
-	c.checkLeases()
+	// The state checks read the first serving member; with none up (a
+	// failed liveness phase, or restarts that failed) only the history
+	// can be checked.
+	if ms := c.w.serving(); len(ms) == 0 || !ms[0].up || ms[0].node == nil {
+		c.fail("no member serves at the end of the run: durability, watch and lease checks skipped")
+	} else {
+		c.checkDurability()
+		c.checkWatches()
+		c.checkLeases()
+	}
 	c.checkLinearizable()
 }
 
@@ -275,9 +285,6 @@ func describeIllegal(info porcupine.LinearizationInfo, ops []porcupine.Operation
 // final state, or to be superseded by a later write.
 func (c *checkers) checkDurability() {
 	m := c.w.serving()[0]
-	if !m.up || m.node == nil {
-		return
-	}
 	v, _ := m.node.View()
 	final := map[string]kv{}
 	rr, err := core.ExecuteRange(v, &pb.RangeRequest{Key: []byte("g"), RangeEnd: []byte("h")})
