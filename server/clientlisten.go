@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"time"
 )
 
 // clientListener is one client address and the traffic etcd serves on
@@ -68,8 +67,8 @@ func (s *Server) serveClientListener(cl clientListener) {
 	if cl.secure && cl.insecure {
 		sp := newTLSSplit(cl)
 		go sp.serve()
-		s.serveSecure(cl, sp.tls)
-		s.serveInsecure(cl, sp.plain)
+		s.serveSecure(cl, sp.yes)
+		s.serveInsecure(cl, sp.no)
 		return
 	}
 	if cl.secure {
@@ -97,8 +96,8 @@ func (s *Server) serveInsecure(cl clientListener, ln net.Listener) {
 		go func() { _ = s.http.Serve(ln) }()
 	default:
 		m := newConnMux(ln)
-		go func() { _ = s.grpc.Serve(m.grpc) }()
-		go func() { _ = s.http.Serve(m.http) }()
+		go func() { _ = s.grpc.Serve(m.yes) }()
+		go func() { _ = s.http.Serve(m.no) }()
 		go m.serve()
 	}
 	s.logServingClients(cl.Addr().String(), false, cl.traffic())
@@ -133,45 +132,15 @@ func (s *Server) splitAt(r *http.Request) (grpcOnly, httpOnly bool) {
 // tlsRecordHandshake opens every TLS connection (a handshake record).
 const tlsRecordHandshake = 0x16
 
-// tlsSplit sends the connections of one listener that open with a TLS
-// handshake to one side, the others to the other, as etcd does for http
-// and https URLs on one port.
-type tlsSplit struct {
-	ln         net.Listener
-	tls, plain *chanListener
-}
-
-func newTLSSplit(ln net.Listener) *tlsSplit {
-	return &tlsSplit{ln: ln, tls: newChanListener(ln), plain: newChanListener(ln)}
-}
-
-func (sp *tlsSplit) serve() {
-	for {
-		c, err := sp.ln.Accept()
+// newTLSSplit sends the connections of one listener that open with a TLS
+// handshake to one side (yes), the others to the other (no), as etcd does
+// for http and https URLs on one port.
+func newTLSSplit(ln net.Listener) *splitListener {
+	return newSplitListener(ln, 16, func(r *bufio.Reader) (yes, ok bool) {
+		b, err := r.Peek(1)
 		if err != nil {
-			sp.tls.close(err)
-			sp.plain.close(err)
-			return
+			return false, false
 		}
-		go sp.route(c)
-	}
-}
-
-func (sp *tlsSplit) route(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(prefaceTimeout))
-	r := bufio.NewReaderSize(c, 16)
-	b, err := r.Peek(1)
-	_ = c.SetReadDeadline(time.Time{})
-	if err != nil {
-		c.Close()
-		return
-	}
-	isTLS := b[0] == tlsRecordHandshake
-	buffered, _ := r.Peek(r.Buffered())
-	pc := &prefixConn{Conn: c, prefix: append([]byte(nil), buffered...)}
-	if isTLS {
-		sp.tls.deliver(pc)
-		return
-	}
-	sp.plain.deliver(pc)
+		return b[0] == tlsRecordHandshake, true
+	})
 }

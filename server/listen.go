@@ -49,58 +49,70 @@ var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 // protocol it speaks.
 const prefaceTimeout = 10 * time.Second
 
-// connMux serves gRPC and HTTP/1 on one port, as etcd's client port does:
-// a connection that opens with the HTTP/2 preface goes to gRPC's own
-// server (faster than gRPC over net/http), anything else to net/http.
-type connMux struct {
-	ln   net.Listener
-	grpc *chanListener
-	http *chanListener
+// splitListener hands each connection of ln to one of two listeners by
+// its first bytes, which it replays: sniff reads at most peekMax of them
+// and says whether the connection goes to yes; ok is false for a
+// connection that closed before saying anything.
+type splitListener struct {
+	ln      net.Listener
+	yes, no *chanListener
+	peekMax int
+	sniff   func(r *bufio.Reader) (yes, ok bool)
 }
 
-func newConnMux(ln net.Listener) *connMux {
-	return &connMux{ln: ln, grpc: newChanListener(ln), http: newChanListener(ln)}
+func newSplitListener(ln net.Listener, peekMax int, sniff func(*bufio.Reader) (yes, ok bool)) *splitListener {
+	return &splitListener{ln: ln, yes: newChanListener(ln), no: newChanListener(ln), peekMax: peekMax, sniff: sniff}
 }
 
-func (m *connMux) serve() {
+func (sp *splitListener) serve() {
 	for {
-		c, err := m.ln.Accept()
+		c, err := sp.ln.Accept()
 		if err != nil {
-			m.grpc.close(err)
-			m.http.close(err)
+			sp.yes.close(err)
+			sp.no.close(err)
 			return
 		}
-		go m.route(c)
+		go sp.route(c)
 	}
 }
 
-func (m *connMux) route(c net.Conn) {
+func (sp *splitListener) route(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(prefaceTimeout))
-	r := bufio.NewReaderSize(c, len(http2Preface))
-	isGRPC := true
+	r := bufio.NewReaderSize(c, sp.peekMax)
+	yes, ok := sp.sniff(r)
+	_ = c.SetReadDeadline(time.Time{})
+	if !ok {
+		c.Close()
+		return
+	}
+	buffered, _ := r.Peek(r.Buffered())
+	pc := &prefixConn{Conn: c, prefix: append([]byte(nil), buffered...)}
+	if yes {
+		sp.yes.deliver(pc)
+		return
+	}
+	sp.no.deliver(pc)
+}
+
+// newConnMux serves gRPC and HTTP/1 on one port, as etcd's client port
+// does: a connection that opens with the HTTP/2 preface goes to gRPC's
+// own server (faster than gRPC over net/http), yes; anything else to
+// net/http, no.
+func newConnMux(ln net.Listener) *splitListener {
+	return newSplitListener(ln, len(http2Preface), sniffHTTP2)
+}
+
+func sniffHTTP2(r *bufio.Reader) (yes, ok bool) {
 	for n := 1; n <= len(http2Preface); n++ {
 		b, err := r.Peek(n)
 		if err != nil {
-			if len(b) == 0 {
-				c.Close()
-				return
-			}
-			isGRPC = false
-			break
+			return false, len(b) > 0
 		}
 		if !bytes.Equal(b, http2Preface[:n]) {
-			isGRPC = false
-			break
+			return false, true
 		}
 	}
-	_ = c.SetReadDeadline(time.Time{})
-	buffered, _ := r.Peek(r.Buffered())
-	pc := &prefixConn{Conn: c, prefix: append([]byte(nil), buffered...)}
-	if isGRPC {
-		m.grpc.deliver(pc)
-	} else {
-		m.http.deliver(pc)
-	}
+	return true, true
 }
 
 // prefixConn replays the bytes read to sniff the protocol.

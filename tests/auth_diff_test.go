@@ -260,9 +260,9 @@ func authAliceSteps() []authStep {
 		{"alice: Watch /other", as("alice", watchDenied("/other"))},
 		{"alice: Watch prefix / (wider than granted)", as("alice", watchDenied("/", clientv3.WithPrefix()))},
 		{"anon: Watch /pub/a", as("anon", watchDenied("/pub/a"))},
-		{"alice (raw gRPC): Watch /other, prefix /pub/, all keys, /other from revision -1", rawWatch("alice", "alicepw")},
-		{"anon (raw gRPC): Watch /other, prefix /pub/, all keys, /other from revision -1", rawWatch("", "")},
-		{"root (raw gRPC): Watch all keys", rawWatchAll("root", "rootpw")},
+		{"alice (raw gRPC): Watch /other, prefix /pub/, all keys, /other from revision -1", rawWatch("alice", "alicepw", watchesOtherPubAll...)},
+		{"anon (raw gRPC): Watch /other, prefix /pub/, all keys, /other from revision -1", rawWatch("", "", watchesOtherPubAll...)},
+		{"root (raw gRPC): Watch all keys", rawWatch("root", "rootpw", &pb.WatchCreateRequest{RangeEnd: []byte{0}})},
 		{"empty token (raw gRPC): Get /pub/a, Watch /pub/a", rawEmptyToken},
 		{"alice: LeaseGrant 60 + Put /rw with it + TimeToLive + Revoke", leaseSteps},
 		{"root: lease holding /other; alice attaches /rw to it, revokes it", leaseOfOthers},
@@ -771,11 +771,10 @@ func hashKVOf(name string) func(*authSession) string {
 	}
 }
 
-// rawWatch asks for a watch on a key user may not read, then for one on a
-// prefix it may, on one stream over plain gRPC with user's token (none
-// when user is empty): clientv3 replaces a refused watch's answer with one
-// of its own, which hides what the server sent.
-func rawWatch(user, pass string) func(*authSession) string {
+// rawWatch asks, as user (none when user is empty), for each watch of
+// creates on one stream over plain gRPC: clientv3 replaces a refused
+// watch's answer with one of its own, which hides what the server sent.
+func rawWatch(user, pass string, creates ...*pb.WatchCreateRequest) func(*authSession) string {
 	return func(s *authSession) string {
 		ctx, cancel := context.WithTimeout(context.Background(), authStepTimeout)
 		defer cancel()
@@ -789,34 +788,21 @@ func rawWatch(user, pass string) func(*authSession) string {
 			return "watch " + errStr(err)
 		}
 		var out []string
-		for _, cr := range []*pb.WatchCreateRequest{
-			{Key: []byte("/other")},
-			{Key: []byte("/pub/"), RangeEnd: []byte("/pub0")},
-			{RangeEnd: []byte{0}},
-			{Key: []byte("/other"), StartRevision: -1},
-		} {
+		for _, cr := range creates {
 			out = append(out, rawWatchCreate(stream, cr))
 		}
 		return strings.Join(out, "; ")
 	}
 }
 
-// rawWatchAll asks, as user, for a watch on the whole key space.
-func rawWatchAll(user, pass string) func(*authSession) string {
-	return func(s *authSession) string {
-		ctx, cancel := context.WithTimeout(context.Background(), authStepTimeout)
-		defer cancel()
-		conn, ctx, failed := rawDial(ctx, s.addr, user, pass)
-		if conn == nil {
-			return failed
-		}
-		defer conn.Close()
-		stream, err := pb.NewWatchClient(conn).Watch(ctx)
-		if err != nil {
-			return "watch " + errStr(err)
-		}
-		return rawWatchCreate(stream, &pb.WatchCreateRequest{RangeEnd: []byte{0}})
-	}
+// watchesOtherPubAll are the watches of the raw watch steps: a key the
+// user may not read, a prefix it may, the whole key space, and the
+// forbidden key from a negative revision.
+var watchesOtherPubAll = []*pb.WatchCreateRequest{
+	{Key: []byte("/other")},
+	{Key: []byte("/pub/"), RangeEnd: []byte("/pub0")},
+	{RangeEnd: []byte{0}},
+	{Key: []byte("/other"), StartRevision: -1},
 }
 
 // rawEmptyToken sends requests with an empty token, which etcd takes for

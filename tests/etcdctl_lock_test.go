@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -32,16 +31,5 @@ func TestEtcdctlLockElect(t *testing.T) {
 		{args: []string{"get", "--prefix", "-w", "fields", "el"}},
 		{args: []string{"elect"}},
 	}
-	for i, st := range steps {
-		name := fmt.Sprintf("%02d %s", i, strings.Join(st.args, " "))
-		e := targets[0].run(t, ctl, st)
-		dd := targets[1].run(t, ctl, st)
-		if st.want != nil && e.stdout != *st.want {
-			t.Errorf("%s: etcd's output is not what the test expects:\n%q\nwant\n%q", name, e.stdout, *st.want)
-		}
-		if e != dd {
-			t.Errorf("DIFF etcdctl %s:\n  etcd  (exit %d):\n%s%s\n  detcd (exit %d):\n%s%s", name,
-				e.code, indent(e.stdout), indent(e.stderr), dd.code, indent(dd.stdout), indent(dd.stderr))
-		}
-	}
+	runCtlSteps(t, ctl, targets[0], targets[1], steps)
 }

@@ -327,19 +327,7 @@ func TestEtcdctl(t *testing.T) {
 		{args: []string{"lease", "grant", "0"}, capture: regexp.MustCompile(`lease (?P<lease2>[0-9a-f]+) granted`)},
 		{args: []string{"lease", "timetolive", "1234"}, want: want("lease 0000000000001234 already expired\n")},
 	}
-	for i, st := range steps {
-		name := fmt.Sprintf("%02d %s", i, strings.Join(st.args, " "))
-		e := targets[0].run(t, ctl, st)
-		dd := targets[1].run(t, ctl, st)
-		if st.want != nil && e.stdout != *st.want {
-			// etcd is the ground truth; this guards the test itself.
-			t.Errorf("%s: etcd's output is not what the test expects:\n%q\nwant\n%q", name, e.stdout, *st.want)
-		}
-		if e != dd {
-			t.Errorf("DIFF etcdctl %s:\n  etcd  (exit %d):\n%s%s\n  detcd (exit %d):\n%s%s", name,
-				e.code, indent(e.stdout), indent(e.stderr), dd.code, indent(dd.stdout), indent(dd.stderr))
-		}
-	}
+	runCtlSteps(t, ctl, targets[0], targets[1], steps)
 }
 
 func indent(s string) string {
@@ -347,4 +335,23 @@ func indent(s string) string {
 		return ""
 	}
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}
+
+// runCtlSteps runs each step against etcd
+// and detcd and reports every difference, and any etcd output the step
+// does not expect: etcd is the ground truth, so that guards the test.
+func runCtlSteps(t *testing.T, ctl string, etcd, detcd *ctlTarget, steps []ctlStep) {
+	t.Helper()
+	for i, st := range steps {
+		name := fmt.Sprintf("%02d %s", i, strings.Join(st.args, " "))
+		e := etcd.run(t, ctl, st)
+		dd := detcd.run(t, ctl, st)
+		if st.want != nil && e.stdout != *st.want {
+			t.Errorf("%s: etcd's output is not what the test expects:\n%q\nwant\n%q", name, e.stdout, *st.want)
+		}
+		if e != dd {
+			t.Errorf("DIFF etcdctl %s:\n  etcd  (exit %d):\n%s%s\n  detcd (exit %d):\n%s%s", name,
+				e.code, indent(e.stdout), indent(e.stderr), dd.code, indent(dd.stdout), indent(dd.stderr))
+		}
+	}
 }
