@@ -196,9 +196,7 @@ func (m *member) doTogether(rs ...core.Request) []core.Response {
 	m.t.Helper()
 	ids := make([]core.RequestID, len(rs))
 	for i, r := range rs {
-		m.next++
-		r.ID, ids[i] = m.next, m.next
-		m.n.Request(r)
+		ids[i] = m.request(r)
 	}
 	out := make([]core.Response, len(rs))
 	for i, id := range ids {

@@ -3,22 +3,26 @@ package core_test
 import (
 	"testing"
 
+	"go.etcd.io/raft/v3/raftpb"
+
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal/memfs"
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/disk"
+	"github.com/detcd/detcd/driver"
 )
 
-// member drives one core.Node over an in-memory disk, synchronously: the
-// smallest driver there is.
+// member drives one core.Node over an in-memory disk with the one
+// driver, synchronously: background work runs when the test settles it.
 type member struct {
-	t    testing.TB
-	fs   *memfs.FS
-	cfg  core.Config
-	n    *core.Node
-	d    *disk.Disk
-	next core.RequestID
-	got  map[core.RequestID]core.Response
+	t   testing.TB
+	fs  *memfs.FS
+	cfg core.Config
+	n   *core.Node
+	d   *disk.Disk
+	drv *driver.Driver
+	env *driver.Manual
+	got map[core.RequestID]core.Response
 	// watched collects watch responses; credit is held back while
 	// holdCredit is set, to play a slow consumer.
 	watched    []watch.Out
@@ -50,66 +54,81 @@ func openMember(t testing.TB, fs *memfs.FS, cfg core.Config) *member {
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	return &member{t: t, fs: fs, cfg: cfg, n: n, d: d, got: map[core.RequestID]core.Response{}}
+	return newMember(t, fs, cfg, n, d)
 }
 
-// settle carries out Readys until there is nothing left to do.
+func newMember(t testing.TB, fs *memfs.FS, cfg core.Config, n *core.Node, d *disk.Disk) *member {
+	t.Helper()
+	m := &member{t: t, fs: fs, cfg: cfg, n: n, d: d, env: &driver.Manual{}, got: map[core.RequestID]core.Response{}}
+	drv, err := driver.New(driver.Config{Node: n, Disk: d, Env: m.env, Transport: soloTransport{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.drv = drv
+	return m
+}
+
+// soloTransport is a single member's: it never has anything to send.
+type soloTransport struct{ t testing.TB }
+
+func (s soloTransport) Send(msgs []*raftpb.Message) {
+	s.t.Fatalf("a single member sent messages: %v", msgs)
+}
+func (s soloTransport) SendPeer(msgs []*core.PeerMessage) {
+	s.t.Fatalf("a single member sent peer messages: %v", msgs)
+}
+func (s soloTransport) SendSnapshot(snap core.OutgoingSnapshot) {
+	s.t.Fatalf("a single member sent a snapshot to %d", snap.To)
+}
+
+// settle carries out Readys and the work they hand off until there is
+// nothing left to do.
 func (m *member) settle() {
 	m.t.Helper()
 	for i := 0; i < 10000; i++ {
-		rd := m.n.Ready()
-		if rd.IsEmpty() {
+		m.drv.Process()
+		if m.env.Err != nil {
+			m.t.Fatalf("driver: %v", m.env.Err)
+		}
+		if !m.env.RunPending() {
 			return
 		}
-		m.carryOut(rd)
 	}
 	m.t.Fatal("member never settled")
 }
 
-func (m *member) carryOut(rd core.Ready) {
-	m.t.Helper()
-	if rd.Persist != nil {
-		if err := m.d.Persist(rd.Persist); err != nil {
-			m.t.Fatalf("persist: %v", err)
-		}
-		m.n.Persisted(rd.Persist.ID)
-	}
-	if len(rd.Messages) > 0 {
-		m.t.Fatalf("a single member sent messages: %v", rd.Messages)
-	}
-	for _, r := range rd.Responses {
-		m.got[r.ID] = r
-	}
-	for _, o := range rd.Watch {
-		m.watched = append(m.watched, o)
-		if m.holdCredit {
-			m.held = append(m.held, o)
-		} else {
-			m.n.WatchCredit(o.Stream, o.Bytes)
-		}
-	}
-	if c := rd.Checkpoint; c != nil {
-		size, err := m.d.WriteCheckpoint(c)
-		m.n.CheckpointDone(c.Index, size, err)
-	}
-	if rd.Release != nil {
-		if err := m.d.Release(rd.Release); err != nil {
-			m.t.Fatalf("release: %v", err)
-		}
+// request hands r to the member; its response lands in m.got under the
+// id the driver chose, which request returns.
+func (m *member) request(r core.Request) core.RequestID {
+	return m.drv.Request(r, func(resp core.Response) { m.got[resp.ID] = resp })
+}
+
+// watchOpen opens a watch stream whose responses land in m.watched.
+func (m *member) watchOpen(id watch.StreamID) { m.drv.OpenWatch(id, harnessSink{m}) }
+
+type harnessSink struct{ m *member }
+
+func (s harnessSink) Push(o watch.Out) {
+	m := s.m
+	m.watched = append(m.watched, o)
+	if m.holdCredit {
+		m.held = append(m.held, o)
+	} else {
+		m.n.WatchCredit(o.Stream, o.Bytes)
 	}
 }
+
+func (s harnessSink) End() {}
 
 // do sends a request and drives the member (ticking if it must) until the
 // response arrives.
 func (m *member) do(r core.Request) core.Response {
 	m.t.Helper()
-	m.next++
-	r.ID = m.next
-	m.n.Request(r)
+	id := m.request(r)
 	for i := 0; i < 200; i++ {
 		m.settle()
-		if resp, ok := m.got[r.ID]; ok {
-			delete(m.got, r.ID)
+		if resp, ok := m.got[id]; ok {
+			delete(m.got, id)
 			return resp
 		}
 		m.n.Tick()

@@ -208,10 +208,10 @@ func TestSerializableReadAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &member{t: t, fs: fs, cfg: m.cfg, n: n, d: d, got: map[core.RequestID]core.Response{}}
-	n.Request(core.Request{ID: 1, Range: &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), Serializable: true}})
+	r := newMember(t, fs, m.cfg, n, d)
+	id := r.request(core.Request{Range: &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), Serializable: true}})
 	r.settle()
-	resp, ok := r.got[1]
+	resp, ok := r.got[id]
 	if !ok {
 		t.Fatal("no answer once the member settled")
 	}

@@ -67,7 +67,7 @@ func TestWatchLiveAndHistorical(t *testing.T) {
 	m := startMember(t, memfs.New(), testConfig())
 	put(m, "a", "1") // rev 2
 	put(m, "b", "2") // rev 3
-	m.n.WatchOpen(1)
+	m.watchOpen(1)
 	m.watchDo(1, createReq("a", "", 0, func(c *pb.WatchCreateRequest) { c.PrevKv = true }))
 	m.watchDo(1, createReq("a", "c", 2, func(c *pb.WatchCreateRequest) {
 		c.Filters = []pb.WatchCreateRequest_FilterType{pb.WatchCreateRequest_NODELETE}
@@ -104,7 +104,7 @@ func TestWatchErrorsAndCompaction(t *testing.T) {
 		put(m, "k", fmt.Sprint(i)) // revs 2..6
 	}
 	m.do(core.Request{Compaction: &pb.CompactionRequest{Revision: 4}})
-	m.n.WatchOpen(7)
+	m.watchOpen(7)
 	m.watchDo(7, createReq("k", "", 3))
 	m.watchDo(7, createReq("k", "", 4, func(c *pb.WatchCreateRequest) { c.WatchId = 9 }))
 	m.watchDo(7, createReq("k", "", 0, func(c *pb.WatchCreateRequest) { c.WatchId = 9 }))
@@ -131,7 +131,7 @@ func TestWatchFromCompactRevGetsDelete(t *testing.T) {
 	m.do(core.Request{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("k")}}) // rev 3
 	put(m, "j", "1")                                                          // rev 4
 	m.do(core.Request{Compaction: &pb.CompactionRequest{Revision: 3}})
-	m.n.WatchOpen(1)
+	m.watchOpen(1)
 	m.watchDo(1, createReq("k", "", 3, func(c *pb.WatchCreateRequest) { c.PrevKv = true }))
 	m.watchDo(1, createReq("a", "z", 3, func(c *pb.WatchCreateRequest) { c.WatchId = 5 }))
 	expectWatch(t, m,
@@ -150,7 +150,7 @@ func TestWatchFromCompactRevGetsDelete(t *testing.T) {
 // without a gap, once the stream takes responses again.
 func TestWatchSlowConsumer(t *testing.T) {
 	m := startMember(t, memfs.New(), testConfig())
-	m.n.WatchOpen(1)
+	m.watchOpen(1)
 	m.watchDo(1, createReq("k", "", 0))
 	m.takeWatch()
 	m.holdCredit = true

@@ -63,26 +63,6 @@ var hashErrs = map[string]error{hashErrCompacted: core.ErrCompacted, hashErrFutu
 // reqTimeout is etcd's request timeout: 5s plus two election timeouts.
 func (s *Server) reqTimeout() time.Duration { return 5*time.Second + 2*s.cfg.ElectionTimeout }
 
-// onLoop runs fn on the loop, which owns the node, and waits for it.
-func (s *Server) onLoop(ctx context.Context, fn func(*core.Node)) error {
-	done := make(chan struct{})
-	select {
-	case s.loopFns <- func() { fn(s.node); close(done) }:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.stopping:
-		return core.ErrStopped
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.stopping:
-		return core.ErrStopped
-	}
-}
-
 // localHash is this member's HashKV at rev (0: its current revision), and
 // its current revision.
 func (s *Server) localHash(ctx context.Context, rev int64) (mvcc.KVHash, int64, error) {

@@ -1,170 +1,61 @@
 package server
 
 import (
+	"context"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/auth"
 	"github.com/detcd/detcd/core/mvcc"
-	"github.com/detcd/detcd/core/watch"
+	"github.com/detcd/detcd/driver"
+	"github.com/detcd/detcd/grpcsvc"
 )
 
-// run is the event loop: the only goroutine that touches the Node.
-func (s *Server) run() {
-	defer close(s.loopDone)
-	ticker := time.NewTicker(s.cfg.HeartbeatInterval)
-	defer ticker.Stop()
-	waiters := map[core.RequestID]chan core.Response{}
-	sinks := map[watch.StreamID]*watchSink{}
-	var next core.RequestID
-	var views []chan publishedView
-	more := false
-	take := func(c call) {
-		next++
-		c.req.ID = next
-		waiters[next] = c.done
-		s.node.Request(c.req)
+// newDriver puts the node on the one driver, with the real runtime.
+func (s *Server) newDriver() error {
+	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.die, AfterTurn: s.afterTurn})
+	if err != nil {
+		return err
 	}
-	for {
-		if !more {
-			// Block for the next event.
-			select {
-			case c := <-s.calls:
-				take(c)
-			case op := <-s.watchOps:
-				s.handleWatchOp(sinks, op)
-			case ch := <-s.viewReqs:
-				views = append(views, ch)
-			case id := <-s.persisted:
-				s.node.Persisted(id)
-			case <-ticker.C:
-				s.node.Tick()
-			case r := <-s.ckptDone:
-				s.node.CheckpointDone(r.index, r.size, r.err)
-			case h := <-s.hashes:
-				s.node.CompactionHash(h)
-			case in := <-s.peerIn:
-				s.stepPeer(in)
-			case r := <-s.snapDone:
-				s.node.ReportSnapshot(r.to, r.ok)
-			case id := <-s.unreach:
-				s.node.ReportUnreachable(id)
-			case fn := <-s.loopFns:
-				fn()
-			case <-s.stopping:
-				s.shutdownLoop(waiters, sinks)
-				return
-			}
-		}
-		// Take everything else that is waiting, so that it shares this
-		// turn's log write.
-	drain:
-		for i := 0; i < callBatchMax; i++ {
-			select {
-			case c := <-s.calls:
-				take(c)
-			case op := <-s.watchOps:
-				s.handleWatchOp(sinks, op)
-			case ch := <-s.viewReqs:
-				views = append(views, ch)
-			case id := <-s.persisted:
-				s.node.Persisted(id)
-			case r := <-s.ckptDone:
-				s.node.CheckpointDone(r.index, r.size, r.err)
-			case h := <-s.hashes:
-				s.node.CompactionHash(h)
-			case in := <-s.peerIn:
-				s.stepPeer(in)
-			case r := <-s.snapDone:
-				s.node.ReportSnapshot(r.to, r.ok)
-			case id := <-s.unreach:
-				s.node.ReportUnreachable(id)
-			case fn := <-s.loopFns:
-				fn()
-			default:
-				break drain
-			}
-		}
-		rd := s.node.Ready()
-		more = rd.More
-		if rd.Persist != nil || rd.Release != nil {
-			s.enqueueWAL(walOp{persist: rd.Persist, release: rd.Release})
-		}
-		if c := rd.Checkpoint; c != nil {
-			go s.writeCheckpoint(c)
-		}
-		for _, h := range rd.Hashes {
-			go s.hashCompaction(h)
-		}
-		s.publish()
-		if !s.readyDone && s.node.Published() {
-			s.readyDone = true
-			s.logPublished()
-			close(s.ready)
-		}
-		s.noteClusterVersion()
-		// After a restart, views wait until the member has applied what its
-		// log had committed (see core's LocalReadsReady).
-		if len(views) > 0 && s.node.LocalReadsReady() {
-			pv := s.publishView()
-			for _, ch := range views {
-				ch <- pv
-			}
-			views = views[:0]
-		}
-		for _, r := range rd.Responses {
-			if ch, ok := waiters[r.ID]; ok {
-				ch <- r
-				delete(waiters, r.ID)
-			}
-		}
-		for _, o := range rd.Watch {
-			if sink, ok := sinks[o.Stream]; ok {
-				sink.push(o)
-			}
-		}
-		s.syncPeers()
-		s.sendRaft(rd.Messages)
-		s.sendPeerMessages(rd.Peer)
-		for _, snap := range rd.Snapshots {
-			if p := s.peers.byID[snap.To]; p != nil {
-				go s.sendSnapshot(snap, p.urls)
-			} else {
-				s.node.ReportSnapshot(snap.To, false)
-			}
-		}
-		if err := s.node.Err(); err != nil {
-			s.die(err)
-		}
+	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: (*transport)(s), Observer: walMetrics{s.metrics}, Logger: s.log})
+	if err != nil {
+		return err
 	}
+	s.loop, s.drv = loop, d
+	return nil
 }
 
-// stepPeer hands the node what a peer sent.
-func (s *Server) stepPeer(in peerIn) {
-	switch {
-	case in.done != nil:
-		in.done <- s.node.StepSnapshot(in.raft, in.content)
-	case in.raft != nil:
-		if err := s.node.Step(in.raft); err != nil {
-			s.log.Debug("step", "err", err)
-		}
-	case in.peer != nil:
-		s.node.StepPeer(in.peer)
+// afterTurn runs on the loop after every turn.
+func (s *Server) afterTurn() {
+	s.syncPeers()
+	s.publish()
+	if !s.readyDone && s.node.Published() {
+		s.readyDone = true
+		s.logPublished()
+		close(s.ready)
 	}
+	s.noteClusterVersion()
 }
 
-// enqueueWAL hands a write to the WAL goroutine. While the queue is full
-// it keeps taking durability notices, so the two goroutines never wait on
-// each other.
-func (s *Server) enqueueWAL(op walOp) {
-	for {
-		select {
-		case s.walq <- op:
-			return
-		case id := <-s.persisted:
-			s.node.Persisted(id)
-		}
-	}
+// walMetrics feeds the log writer's timings to etcd's disk metrics.
+type walMetrics struct {
+	m *metrics
 }
+
+func (w walMetrics) Ready(*core.Ready) {}
+func (w walMetrics) Wrote(p *core.Persist, took time.Duration) {
+	w.m.walWrite.Observe(took.Seconds())
+	bytes := 0
+	for _, e := range p.Entries {
+		bytes += len(e.Data)
+	}
+	w.m.walBytes.Add(float64(bytes))
+}
+func (w walMetrics) Synced(took time.Duration)                        { w.m.fsync.Observe(took.Seconds()) }
+func (w walMetrics) Durable(uint64)                                   {}
+func (w walMetrics) Checkpointed(uint64, int64, time.Duration, error) {}
 
 // publish makes the loop's state visible to handlers and metrics.
 func (s *Server) publish() {
@@ -188,44 +79,88 @@ func (s *Server) publish() {
 	s.metrics.alarms.publish(s.node.Alarms())
 }
 
-func (s *Server) publishView() publishedView {
-	v, hdr := s.node.View()
-	pv := publishedView{view: v, hdr: hdr}
-	s.view.Store(&pv)
-	return pv
-}
-
-// shutdownLoop answers everything still waiting and lets the WAL drain.
-func (s *Server) shutdownLoop(waiters map[core.RequestID]chan core.Response, sinks map[watch.StreamID]*watchSink) {
-	for id, ch := range waiters { //detcd:maporder-ok: each waiter gets its own answer
-		ch <- core.Response{ID: id, Err: core.ErrStopped}
-	}
-	for _, sink := range sinks { //detcd:maporder-ok: each stream ends on its own
-		sink.end()
-	}
-	for _, p := range s.peers.byID { //detcd:maporder-ok: each sender stops on its own
-		close(p.stop)
-	}
-	close(s.walq)
-}
-
-func (s *Server) writeCheckpoint(c *core.Checkpoint) {
-	start := time.Now()
-	size, err := s.disk.WriteCheckpoint(c)
-	if err == nil {
-		s.log.Info("checkpoint durable", "index", c.Index, "bytes", size, "took", time.Since(start).Round(time.Millisecond).String())
+// onLoop runs fn on the loop, which owns the node, and waits for it.
+func (s *Server) onLoop(ctx context.Context, fn func(*core.Node)) error {
+	done := make(chan struct{})
+	if err := s.loop.Post(ctx, func() { fn(s.node); close(done) }); err != nil {
+		return err
 	}
 	select {
-	case s.ckptDone <- ckptResult{index: c.Index, size: size, err: err}:
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	case <-s.stopping:
+		return core.ErrStopped
 	}
 }
 
-// hashCompaction computes a compaction's hash off the loop.
-func (s *Server) hashCompaction(j core.HashJob) {
-	h := j.View.CompactionHash(mvcc.Revision(j.Rev))
+// Do implements grpcsvc.Backend. It waits only on its own channel and
+// the caller's context: Stop lets in-flight requests finish (the loop
+// answers every request it took) before it stops the loop.
+func (s *Server) Do(ctx context.Context, r core.Request) (core.Response, error) {
+	if err := s.credentials(ctx, &r); err != nil {
+		return core.Response{ID: r.ID, Err: err}, nil
+	}
+	done := make(chan core.Response, 1)
+	if err := s.loop.Post(ctx, func() { s.drv.Request(r, func(resp core.Response) { done <- resp }) }); err != nil {
+		return core.Response{}, err
+	}
 	select {
-	case s.hashes <- h:
+	case resp := <-done:
+		return resp, nil
+	case <-ctx.Done():
+		return core.Response{}, ctx.Err()
+	}
+}
+
+// credentials fills in who sends r: the token the client sent (a JWT
+// checked here, off the loop; core gets what it says), else the common
+// name of its client certificate.
+func (s *Server) credentials(ctx context.Context, r *core.Request) error {
+	if r.Token == "" {
+		tok, sent := grpcsvc.TokenFrom(ctx)
+		if sent && tok == "" && s.authEnabled.Load() {
+			return auth.ErrInvalidAuthToken
+		}
+		r.Token = tok
+	}
+	if r.Token != "" && s.jwt != nil {
+		user, rev, ok := s.jwt.verify(r.Token)
+		if !ok && s.authEnabled.Load() {
+			return auth.ErrInvalidAuthToken
+		}
+		r.Token, r.TokenUser, r.TokenRevision = "", user, rev
+	}
+	if r.Token == "" && r.TokenUser == "" && s.tls.client != nil {
+		r.CertUser = grpcsvc.CertUserFrom(ctx)
+	}
+	return nil
+}
+
+// SerializableView implements grpcsvc.Backend: the published view if it
+// holds everything applied, else a new one from the loop.
+func (s *Server) SerializableView(ctx context.Context) (*mvcc.View, *pb.ResponseHeader, error) {
+	if pv := s.view.Load(); pv != nil && int64(pv.view.Rev()) == s.rev.Load() && int64(pv.view.CompactRev()) == s.compactRev.Load() {
+		return pv.view, pv.hdr, nil
+	}
+	ch := make(chan publishedView, 1)
+	err := s.loop.Post(ctx, func() {
+		s.drv.View(func(v *mvcc.View, hdr *pb.ResponseHeader) {
+			pv := publishedView{view: v, hdr: hdr}
+			s.view.Store(&pv)
+			ch <- pv
+		})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case pv := <-ch:
+		return pv.view, pv.hdr, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
 	case <-s.stopping:
+		return nil, nil, core.ErrStopped
 	}
 }

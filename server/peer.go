@@ -33,8 +33,6 @@ const (
 	// peerQueueMax bounds the messages waiting for one peer: a slow or
 	// dead peer loses messages (raft retries) instead of holding the loop.
 	peerQueueMax = 4096
-	// peerInMax bounds the messages received and not yet taken by the loop.
-	peerInMax = 4096
 	// snapshotChunkBytes is the size of a snapshot's content frames.
 	snapshotChunkBytes = 1 << 20
 	peerDialTimeout    = 3 * time.Second
@@ -96,14 +94,6 @@ var peerDesc = grpc.ServiceDesc{
 	},
 }
 
-// peerIn is what the receiving side hands the loop.
-type peerIn struct {
-	raft    *raftpb.Message
-	peer    *core.PeerMessage
-	content []byte // with a MsgSnap
-	done    chan error
-}
-
 // errClusterMismatch refuses a member of another cluster.
 var errClusterMismatch = errors.New("cluster ID mismatch")
 
@@ -142,27 +132,21 @@ func (s *Server) receiveMessages(ss grpc.ServerStream) error {
 		if len(b) == 0 {
 			continue
 		}
-		in := peerIn{}
+		// A loop that is behind drops what it cannot take, as a lossy
+		// network would.
 		switch b[0] {
 		case frameRaft:
 			m := &raftpb.Message{}
 			if err := proto.Unmarshal(b[1:], m); err != nil {
 				return fmt.Errorf("bad raft message: %w", err)
 			}
-			in.raft = m
+			s.loop.PostPeer(func() { s.drv.Step(m) })
 		case framePeer:
 			m := &core.PeerMessage{}
 			if err := json.Unmarshal(b[1:], m); err != nil {
 				return fmt.Errorf("bad peer message: %w", err)
 			}
-			in.peer = m
-		default:
-			continue
-		}
-		select {
-		case s.peerIn <- in:
-		default:
-			// The loop is behind: drop, as a lossy network would.
+			s.loop.PostPeer(func() { s.drv.StepPeer(m) })
 		}
 	}
 }
@@ -202,10 +186,8 @@ func (s *Server) receiveSnapshotBody(ss grpc.ServerStream) error {
 		}
 	}
 	done := make(chan error, 1)
-	select {
-	case s.peerIn <- peerIn{raft: m, content: content.Bytes(), done: done}:
-	case <-ss.Context().Done():
-		return ss.Context().Err()
+	if err := s.loop.Post(ss.Context(), func() { done <- s.drv.StepSnapshot(m, content.Bytes()) }); err != nil {
+		return err
 	}
 	select {
 	case err := <-done:
@@ -403,8 +385,14 @@ func sameURLs(a, b []string) bool {
 	return true
 }
 
-// sendRaft hands raft messages to their peers' senders; on the loop.
-func (s *Server) sendRaft(ms []*raftpb.Message) {
+// transport is the server's side of driver.Transport: the peer senders.
+type transport Server
+
+// Send implements driver.Transport: it hands raft messages to their
+// peers' senders.
+func (t *transport) Send(ms []*raftpb.Message) {
+	s := (*Server)(t)
+	s.syncPeers()
 	for _, m := range ms {
 		p := s.peers.byID[m.GetTo()]
 		if p == nil {
@@ -421,13 +409,27 @@ func (s *Server) sendRaft(ms []*raftpb.Message) {
 	}
 }
 
-func (s *Server) sendPeerMessages(ms []*core.PeerMessage) {
+// SendPeer implements driver.Transport.
+func (t *transport) SendPeer(ms []*core.PeerMessage) {
+	s := (*Server)(t)
+	s.syncPeers()
 	for _, m := range ms {
 		if p := s.peers.byID[m.To]; p != nil {
 			if b, err := json.Marshal(m); err == nil {
 				p.send(frame(framePeer, b))
 			}
 		}
+	}
+}
+
+// SendSnapshot implements driver.Transport.
+func (t *transport) SendSnapshot(snap core.OutgoingSnapshot) {
+	s := (*Server)(t)
+	s.syncPeers()
+	if p := s.peers.byID[snap.To]; p != nil {
+		go s.sendSnapshot(snap, p.urls)
+	} else {
+		s.drv.ReportSnapshot(snap.To, false)
 	}
 }
 
@@ -442,15 +444,8 @@ func (s *Server) sendSnapshot(snap core.OutgoingSnapshot, urls []string) {
 	} else {
 		s.log.Info("sent a snapshot", "to", fmt.Sprintf("%x", snap.To), "index", snap.Index)
 	}
-	select {
-	case s.snapDone <- snapResult{to: snap.To, ok: err == nil}:
-	case <-s.stopping:
-	}
-}
-
-type snapResult struct {
-	to uint64
-	ok bool
+	ok := err == nil
+	_ = s.loop.Post(context.Background(), func() { s.drv.ReportSnapshot(snap.To, ok) })
 }
 
 func (s *Server) streamSnapshot(snap core.OutgoingSnapshot, urls []string) error {
@@ -491,10 +486,7 @@ func (s *Server) streamSnapshot(snap core.OutgoingSnapshot, urls []string) error
 }
 
 func (s *Server) unreachable(id uint64) {
-	select {
-	case s.unreach <- id:
-	default:
-	}
+	s.loop.PostPeer(func() { s.drv.ReportUnreachable(id) })
 }
 
 // fetchCluster asks the members in --initial-cluster for the cluster a

@@ -23,11 +23,11 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/core/auth"
 	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/diskfs"
+	"github.com/detcd/detcd/driver"
 	"github.com/detcd/detcd/gateway"
 	"github.com/detcd/detcd/grpcsvc"
 )
@@ -38,18 +38,6 @@ const Version = "3.7.3"
 // ClusterVersion is the cluster version detcd reports.
 const ClusterVersion = "3.7.0"
 
-// Limits on the loop's queues.
-const (
-	// callQueueMax bounds requests waiting for the loop; a full queue makes
-	// handlers wait (and their deadlines apply), never drops a request.
-	callQueueMax = 8192
-	// callBatchMax is how many waiting requests one loop turn takes, so
-	// that many proposals share one log write and fsync.
-	callBatchMax = 4096
-	// walQueueMax bounds log writes handed to the WAL goroutine.
-	walQueueMax = 1024
-)
-
 // Server is a running detcd member.
 type Server struct {
 	cfg  Config
@@ -57,16 +45,10 @@ type Server struct {
 	node *core.Node
 	disk *disk.Disk
 
-	calls     chan call
-	watchOps  chan watchOp
-	viewReqs  chan chan publishedView
-	persisted chan uint64
-	ckptDone  chan ckptResult
-	hashes    chan mvcc.KVHash
+	// loop is the real runtime the one driver, drv, runs on.
+	loop *driver.Loop
+	drv  *driver.Driver
 	// The peer transport.
-	peerIn     chan peerIn
-	snapDone   chan snapResult
-	unreach    chan uint64
 	clusterID  atomic.Uint64
 	peers      peers // the loop's
 	peersMu    sync.Mutex
@@ -77,11 +59,7 @@ type Server struct {
 	// localAddr is the source address of peer connections, with the
 	// SetMemberLocalAddr feature gate.
 	localAddr *net.TCPAddr
-	walq      chan walOp
 	fatal     chan error
-	// loopFns are functions to run on the loop: the corruption checks
-	// read the key space and raise alarms there.
-	loopFns chan func()
 	// restarted is set when the member started from data it had: only
 	// such a member runs the initial corruption check, as in etcd.
 	restarted bool
@@ -119,8 +97,6 @@ type Server struct {
 	// flight are done and the loop should end.
 	draining chan struct{}
 	stopping chan struct{}
-	loopDone chan struct{}
-	walDone  chan struct{}
 	// ready is closed once this start's attributes are applied: as etcd
 	// does, the client listeners serve nothing before, so a client never
 	// sees a member the cluster lists as unstarted.
@@ -133,20 +109,9 @@ type Server struct {
 	err   error
 }
 
-type call struct {
-	req  core.Request
-	done chan core.Response
-}
-
 type publishedView struct {
 	view *mvcc.View
 	hdr  *pb.ResponseHeader
-}
-
-type ckptResult struct {
-	index uint64
-	size  int64
-	err   error
 }
 
 // New opens the member's data directory and prepares it to serve.
@@ -191,26 +156,16 @@ func New(cfg Config) (*Server, error) {
 	removeSnapshotTemps(cfg.DataDir, log)
 	s := &Server{
 		cfg: cfg, log: log, node: node, disk: d, tls: tlsc, jwt: jwtTok,
-		calls:     make(chan call, callQueueMax),
-		watchOps:  make(chan watchOp, callQueueMax),
-		viewReqs:  make(chan chan publishedView, callQueueMax),
-		persisted: make(chan uint64, walQueueMax),
-		ckptDone:  make(chan ckptResult, 1),
-		hashes:    make(chan mvcc.KVHash, 16),
-		peerIn:    make(chan peerIn, peerInMax),
-		snapDone:  make(chan snapResult, 16),
-		unreach:   make(chan uint64, 64),
-		walq:      make(chan walOp, walQueueMax),
 		fatal:     make(chan error, 1),
-		loopFns:   make(chan func()),
 		restarted: restarted,
 		draining:  make(chan struct{}),
 		stopping:  make(chan struct{}),
-		loopDone:  make(chan struct{}),
-		walDone:   make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
+	if err := s.newDriver(); err != nil {
+		return nil, err
+	}
 	s.clusterID.Store(node.ClusterID())
 	if gates, _ := cfg.gates(); gates["SetMemberLocalAddr"] && len(cfg.InitialAdvertisePeerURLs) > 0 {
 		if u, err := url.Parse(cfg.InitialAdvertisePeerURLs[0]); err == nil {
@@ -271,8 +226,7 @@ func (s *Server) Start() error {
 		// gRPC over TLS comes through net/http's HTTP/2: the same
 		// --max-concurrent-streams as the gRPC server's own.
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(min(s.cfg.MaxConcurrentStreams, math.MaxInt32))}}
-	go s.runWAL()
-	go s.run()
+	go s.loop.Run(s.drv)
 	go s.runMemLimit()
 	go s.monitorLeader()
 	if gates, _ := s.cfg.gates(); gates["InitialCorruptCheck"] && s.restarted {
@@ -425,8 +379,10 @@ func (s *Server) Stop() error {
 		s.closeListeners()
 		close(s.stopping)
 		if s.grpc != nil {
-			<-s.loopDone
-			<-s.walDone
+			s.loop.Stop()
+			for _, p := range s.peers.byID { //detcd:maporder-ok: each sender stops on its own
+				close(p.stop)
+			}
 		}
 		if err := s.disk.Close(); err != nil {
 			s.setErr(err)
@@ -438,72 +394,6 @@ func (s *Server) Stop() error {
 	return s.err
 }
 
-// Do implements grpcsvc.Backend. It waits only on its own channels and
-// the caller's context: Stop lets in-flight requests finish (the loop
-// answers every request it took) before it stops the loop, and a channel
-// shared by every handler would be a point of lock contention.
-func (s *Server) Do(ctx context.Context, r core.Request) (core.Response, error) {
-	if r.Token == "" {
-		tok, sent := grpcsvc.TokenFrom(ctx)
-		if sent && tok == "" && s.authEnabled.Load() {
-			return core.Response{ID: r.ID, Err: auth.ErrInvalidAuthToken}, nil
-		}
-		r.Token = tok
-	}
-	if r.Token != "" && s.jwt != nil {
-		// A JWT is checked here, off the loop; core gets what it says.
-		user, rev, ok := s.jwt.verify(r.Token)
-		if !ok && s.authEnabled.Load() {
-			return core.Response{ID: r.ID, Err: auth.ErrInvalidAuthToken}, nil
-		}
-		r.Token, r.TokenUser, r.TokenRevision = "", user, rev
-	}
-	if r.Token == "" && r.TokenUser == "" && s.tls.client != nil {
-		r.CertUser = grpcsvc.CertUserFrom(ctx)
-	}
-	c := call{req: r, done: make(chan core.Response, 1)}
-	select {
-	case s.calls <- c:
-	default:
-		select {
-		case s.calls <- c:
-		case <-ctx.Done():
-			return core.Response{}, ctx.Err()
-		}
-	}
-	select {
-	case resp := <-c.done:
-		return resp, nil
-	case <-ctx.Done():
-		return core.Response{}, ctx.Err()
-	}
-}
-
-// SerializableView implements grpcsvc.Backend: the published view if it
-// holds everything applied, else a new one from the loop.
-func (s *Server) SerializableView(ctx context.Context) (*mvcc.View, *pb.ResponseHeader, error) {
-	if pv := s.view.Load(); pv != nil && int64(pv.view.Rev()) == s.rev.Load() && int64(pv.view.CompactRev()) == s.compactRev.Load() {
-		return pv.view, pv.hdr, nil
-	}
-	ch := make(chan publishedView, 1)
-	select {
-	case s.viewReqs <- ch:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	case <-s.stopping:
-		return nil, nil, core.ErrStopped
-	}
-	select {
-	case pv := <-ch:
-		return pv.view, pv.hdr, nil
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	case <-s.stopping:
-		return nil, nil, core.ErrStopped
-	}
-}
-
-// MaxTxnOps implements grpcsvc.Backend.
 // Leader is the member's leader as the loop last published it, 0 if none.
 func (s *Server) Leader() uint64 { return s.leader.Load() }
 

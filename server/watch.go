@@ -11,15 +11,6 @@ import (
 	"github.com/detcd/detcd/grpcsvc"
 )
 
-// watchOp is a watch stream's request to the loop.
-type watchOp struct {
-	stream watch.StreamID
-	sink   *watchSink // set to open the stream
-	req    *pb.WatchRequest
-	credit int
-	close  bool
-}
-
 // watchSink carries a stream's responses from the loop to its gRPC
 // goroutine. It never blocks the loop: its size is bounded by the stream's
 // credit in the core, not by a channel.
@@ -36,29 +27,18 @@ type watchSink struct {
 func (s *Server) OpenWatch(ctx context.Context) (grpcsvc.WatchStream, error) {
 	id := watch.StreamID(s.nextStream.Add(1))
 	sink := &watchSink{s: s, id: id, notify: make(chan struct{}, 1)}
-	if err := s.sendWatchOp(ctx, watchOp{stream: id, sink: sink}); err != nil {
+	if err := s.loop.Post(ctx, func() { s.drv.OpenWatch(id, sink) }); err != nil {
 		return nil, err
 	}
 	return sink, nil
 }
 
-func (s *Server) sendWatchOp(ctx context.Context, op watchOp) error {
-	select {
-	case s.watchOps <- op:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.stopping:
-		return core.ErrStopped
-	}
-}
-
 func (w *watchSink) Request(ctx context.Context, r *pb.WatchRequest) error {
-	return w.s.sendWatchOp(ctx, watchOp{stream: w.id, req: r})
+	return w.s.loop.Post(ctx, func() { w.s.drv.WatchRequest(w.id, r) })
 }
 
 func (w *watchSink) Credit(ctx context.Context, bytes int) error {
-	return w.s.sendWatchOp(ctx, watchOp{stream: w.id, credit: bytes})
+	return w.s.loop.Post(ctx, func() { w.s.drv.WatchCredit(w.id, bytes) })
 }
 
 // Next waits for the stream's next responses.
@@ -88,14 +68,11 @@ func (w *watchSink) Next(ctx context.Context) ([]watch.Out, error) {
 }
 
 func (w *watchSink) Close() {
-	select {
-	case w.s.watchOps <- watchOp{stream: w.id, close: true}:
-	case <-w.s.stopping:
-	}
+	_ = w.s.loop.Post(context.Background(), func() { w.s.drv.CloseWatch(w.id) })
 }
 
-// push is called by the loop.
-func (w *watchSink) push(o watch.Out) {
+// Push implements driver.Sink; it is called by the loop.
+func (w *watchSink) Push(o watch.Out) {
 	w.mu.Lock()
 	w.queue = append(w.queue, o)
 	w.mu.Unlock()
@@ -105,28 +82,13 @@ func (w *watchSink) push(o watch.Out) {
 	}
 }
 
-func (w *watchSink) end() {
+// End implements driver.Sink.
+func (w *watchSink) End() {
 	w.mu.Lock()
 	w.done = true
 	w.mu.Unlock()
 	select {
 	case w.notify <- struct{}{}:
 	default:
-	}
-}
-
-// handleWatchOp runs on the loop.
-func (s *Server) handleWatchOp(sinks map[watch.StreamID]*watchSink, op watchOp) {
-	switch {
-	case op.sink != nil:
-		sinks[op.stream] = op.sink
-		s.node.WatchOpen(op.stream)
-	case op.close:
-		delete(sinks, op.stream)
-		s.node.WatchClose(op.stream)
-	case op.req != nil:
-		s.node.WatchRequest(op.stream, op.req)
-	case op.credit > 0:
-		s.node.WatchCredit(op.stream, op.credit)
 	}
 }

@@ -147,11 +147,11 @@ func crashBetweenWriteAndFsync(t *testing.T, seed uint64, torn bool) {
 	var watch func()
 	watch = func() {
 		for _, m := range w.members {
-			if !m.up || m.writtenLast <= m.durableLast || crashed >= 3 {
+			if !m.up || m.d.Written() <= m.d.Durable() || crashed >= 3 {
 				continue
 			}
 			crashed++
-			written, durable := m.writtenLast, m.durableLast
+			written, durable := m.d.Written(), m.d.Durable()
 			m.crash(torn)
 			w.after(100_000, func() {
 				w.restart(m)

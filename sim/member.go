@@ -11,11 +11,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/core/wal/memfs"
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/disk"
+	"github.com/detcd/detcd/driver"
 )
 
 // member is one simulated member: a core.Node on a simulated disk with its
@@ -29,7 +29,10 @@ type member struct {
 	fs   *memfs.FS
 	node *core.Node
 	disk *disk.Disk
-	rng  *rand.Rand
+	// d is the one driver, carrying out the node's Readys in virtual
+	// time on this member's simulated disk (env.go).
+	d   *driver.Driver
+	rng *rand.Rand
 	// jitter is raft's randomness, swapped in as crypto/rand.Reader around
 	// every call into the node.
 	jitter *rand.ChaCha8
@@ -39,10 +42,6 @@ type member struct {
 	// inc counts incarnations: events scheduled for an earlier one are
 	// dropped after a crash.
 	inc int
-	// walq are log writes waiting for the disk's next turn; walBusy is
-	// set while a turn is under way.
-	walq    []walWrite
-	walBusy bool
 	// slow multiplies disk latency while a slow-disk fault lasts.
 	slow int64
 	// failSync makes the next fsync fail.
@@ -50,18 +49,15 @@ type member struct {
 	// deferred are events that reached the member while it was paused.
 	deferred    []func()
 	workPending bool
-	nextReq     core.RequestID
-	waiting     map[core.RequestID]func(core.Response)
 	// streams are the watch streams open on this member.
 	streams map[watch.StreamID]*watchClient
 	// Membership: joining members start from an empty log with the
 	// cluster's members as they were when they were added.
 	joining, learner, removed bool
 	initial                   []core.Member
-	// writtenLast is where the log ends after the writes handed to the
-	// disk, durableLast where it ended at the last successful fsync: a
-	// restart must come back with at least that much.
-	writtenLast, durableLast uint64
+	// durableLast is where the log ended at the last successful fsync
+	// before a crash: the restart must come back with at least that much.
+	durableLast uint64
 	// broken names the damage a fault did to the member's data (walwipe,
 	// rot, garbage), which its next start must (for garbage, may) refuse;
 	// refused says it did, and the member stays down, as an operator would
@@ -85,7 +81,7 @@ type member struct {
 func newMember(w *World, idx int) *member {
 	m := &member{
 		w: w, idx: idx, id: uint64(idx + 1), name: fmt.Sprintf("m%d", idx+1),
-		fs: memfs.New(), rng: w.child(), slow: 1, segmentBytes: 256 << 10, waiting: map[core.RequestID]func(core.Response){},
+		fs: memfs.New(), rng: w.child(), slow: 1, segmentBytes: 256 << 10,
 		streams: map[watch.StreamID]*watchClient{},
 	}
 	// Torn writes keep whole sectors, as a disk writes them.
@@ -137,14 +133,18 @@ func (m *member) start() error {
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", m.name, err)
 	}
-	m.up, m.paused, m.walq, m.walBusy, m.deferred = true, false, nil, false, nil
+	m.d, err = driver.New(driver.Config{Node: m.node, Disk: m.disk, Env: (*env)(m), Transport: (*transport)(m), Observer: (*observer)(m)})
+	if err != nil {
+		return fmt.Errorf("%s: start: %w", m.name, err)
+	}
+	m.up, m.paused, m.deferred = true, false, nil
 	m.scheduleTick()
 	last := m.node.LastIndex()
 	m.w.trace.logf(m.w.now, "%s start incarnation %d: applied %d rev %d term %d commit %d last %d", m.name, m.inc, m.node.AppliedIndex(), m.node.Rev(), m.node.Term(), m.node.Commit(), last)
 	if last < m.durableLast {
 		m.w.checks.fail("%s restarted with its log ending at index %d, but it had synced up to %d: it serves less than it acknowledged", m.name, last, m.durableLast)
 	}
-	m.writtenLast, m.durableLast = last, last
+	m.durableLast = last
 	m.with(func() {})
 	return nil
 }
@@ -200,7 +200,7 @@ func (m *member) scheduleTick() {
 		}
 		m.clock.ticked(m.w.now, m.w.settings.TickUs)
 		if !m.paused {
-			m.with(m.node.Tick)
+			m.with(m.d.Tick)
 			m.w.checks.observe(m)
 		}
 		m.scheduleTick()
@@ -209,20 +209,8 @@ func (m *member) scheduleTick() {
 
 // drain carries out Readys until the node has nothing more to do now.
 func (m *member) drain() {
-	for {
-		rd := m.node.Ready()
-		more := rd.More
-		rd.More = false
-		if rd.IsEmpty() {
-			if more {
-				m.scheduleWork()
-			}
-			return
-		}
-		m.carryOut(rd)
-		if !m.up {
-			return
-		}
+	if m.d.Process() {
+		m.scheduleWork()
 	}
 }
 
@@ -232,149 +220,6 @@ func (m *member) scheduleWork() {
 	}
 	m.workPending = true
 	m.w.after(1_000, m.event(func() { m.workPending = false }))
-}
-
-func (m *member) carryOut(rd core.Ready) {
-	w := m.w
-	if p := rd.Persist; p != nil {
-		m.persist(p)
-		if !m.up {
-			return
-		}
-	}
-	for _, msg := range rd.Messages {
-		w.send(m, msg)
-	}
-	for _, s := range rd.Snapshots {
-		w.sendSnapshot(m, s)
-	}
-	for _, pm := range rd.Peer {
-		w.sendPeer(m, pm)
-	}
-	for _, r := range rd.Responses {
-		if cb, ok := m.waiting[r.ID]; ok {
-			delete(m.waiting, r.ID)
-			cb(r)
-		}
-	}
-	for _, o := range rd.Watch {
-		w.trace.logf(w.now, "%s stream %d watch %d: %s", m.name, o.Stream, o.Resp.WatchId, describeWatch(o.Resp))
-		if c := m.streams[o.Stream]; c != nil {
-			c.deliver(m, o)
-		}
-	}
-	if c := rd.Checkpoint; c != nil {
-		delay := m.diskLatency() * 4
-		m.w.after(delay, m.event(func() {
-			size, err := m.disk.WriteCheckpoint(c)
-			w.trace.logf(w.now, "%s checkpoint %d (%d bytes) err=%v", m.name, c.Index, size, err)
-			m.node.CheckpointDone(c.Index, size, err)
-		}))
-	}
-	for _, h := range rd.Hashes {
-		m.node.CompactionHash(h.View.CompactionHash(mvcc.Revision(h.Rev)))
-	}
-	if r := rd.Release; r != nil {
-		if err := m.disk.Release(r); err != nil {
-			w.trace.logf(w.now, "%s release: %v", m.name, err)
-		}
-	}
-}
-
-// persist hands a log write to the WAL, which buffers it, and queues it
-// for the disk's next turn, which writes it to the file and later fsyncs
-// it.
-func (m *member) persist(p *core.Persist) {
-	w := m.w
-	if err := m.disk.Write(p); err != nil {
-		m.die(fmt.Sprintf("log write failed: %v", err))
-		return
-	}
-	if p.Snapshot != nil {
-		m.writtenLast = p.Snapshot.Index
-	}
-	if n := len(p.Entries); n > 0 {
-		// Raft's log ends at the last entry it appends, an overwrite too.
-		m.writtenLast = p.Entries[n-1].Index
-	}
-	desc := ""
-	if n := len(p.Entries); n > 0 {
-		desc = fmt.Sprintf(" entries %d-%d", p.Entries[0].Index, p.Entries[n-1].Index)
-	}
-	if hs := p.HardState; hs != nil {
-		desc += fmt.Sprintf(" hs t%d v%d c%d", hs.Term, hs.Vote, hs.Commit)
-	}
-	if p.Snapshot != nil {
-		desc += fmt.Sprintf(" snapshot %d", p.Snapshot.Index)
-	}
-	w.trace.logf(w.now, "%s write #%d%s sync=%v", m.name, p.ID, desc, p.Sync)
-	m.walq = append(m.walq, walWrite{id: p.ID, sync: p.Sync})
-	if !m.walBusy {
-		m.walTurn()
-	}
-}
-
-// walBatchMax is the most writes one turn takes, as the server's
-// walQueueMax.
-const walBatchMax = 1024
-
-// walWrite is a log write waiting for the disk's next turn.
-type walWrite struct {
-	id   uint64
-	sync bool
-}
-
-// walTurn models the server's log writer (server/walwriter.go): every
-// write waiting when a turn starts shares one fsync, and the turn reports
-// the last of them durable. Writes that arrive meanwhile wait for the next
-// turn, so a slow disk makes batches larger instead of a queue that never
-// drains.
-func (m *member) walTurn() {
-	w := m.w
-	n := min(len(m.walq), walBatchMax)
-	batch := m.walq[:n]
-	m.walq, m.walBusy = m.walq[n:], true
-	sync := false
-	for _, b := range batch {
-		sync = sync || b.sync
-	}
-	lat := int64(10)
-	if sync {
-		// The turn writes its records to the file now and fsyncs them
-		// after the disk's latency: a crash in between leaves them
-		// unsynced, to be lost or torn.
-		if err := m.disk.WriteOut(); err != nil {
-			m.die(fmt.Sprintf("log write failed: %v", err))
-			return
-		}
-		if m.garbageArmed > 0 {
-			// The crash is an event of its own, right after this one and
-			// before the fsync's, so it never falls inside a start.
-			m.w.schedule(m.w.now, m.event(func() { m.w.faults.garbageCrash(m) }))
-		}
-		lat = m.diskLatency()
-	}
-	last := batch[len(batch)-1].id
-	w.schedule(w.now+lat, m.event(func() {
-		if sync {
-			if m.failSync {
-				m.failSync = false
-				m.die("fsync failed")
-				return
-			}
-			if err := m.disk.Flush(); err != nil {
-				m.die(fmt.Sprintf("fsync: %v", err))
-				return
-			}
-			m.durableLast = m.writtenLast
-		}
-		w.trace.logf(w.now, "%s durable #%d", m.name, last)
-		m.node.Persisted(last)
-		m.walBusy = false
-		if len(m.walq) > 0 {
-			m.walTurn()
-		}
-	}))
 }
 
 func (m *member) diskLatency() int64 {
@@ -434,9 +279,9 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 	if !m.up {
 		return
 	}
-	m.up, m.paused, m.node, m.disk = false, false, nil, nil
+	m.durableLast = m.d.Durable()
+	m.up, m.paused, m.node, m.disk, m.d = false, false, nil, nil, nil
 	m.inc++
-	m.waiting = map[core.RequestID]func(core.Response){}
 	m.deferred = nil
 	// A dead process's watch streams break; their clients resume elsewhere.
 	ids := make([]watch.StreamID, 0, len(m.streams))
@@ -472,12 +317,7 @@ func (m *member) resume() {
 }
 
 // request hands a client request to the node; cb gets the response.
-func (m *member) request(r core.Request, cb func(core.Response)) {
-	m.nextReq++
-	r.ID = m.nextReq
-	m.waiting[r.ID] = cb
-	m.node.Request(r)
-}
+func (m *member) request(r core.Request, cb func(core.Response)) { m.d.Request(r, cb) }
 
 // describe formats a raft message for the trace.
 func describe(msg *raftpb.Message) string {

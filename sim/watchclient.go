@@ -105,8 +105,8 @@ func (c *watchClient) connect(from int64) {
 	stream := c.stream
 	w.trace.logf(w.now, "w%d watch [%s,%s) from %d on %s (stream %d)", c.id, c.key, c.end, from, m.name, stream)
 	w.after(c.w.settings.Net.LatencyMinUs, m.event(func() {
-		m.node.WatchOpen(stream)
-		m.node.WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}})
+		m.d.OpenWatch(stream, sink{c, m})
+		m.d.WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}})
 	}))
 	c.scheduleProgressRequest(stream)
 }
@@ -118,11 +118,23 @@ func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
 		}
 		m := c.member
 		m.event(func() {
-			m.node.WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
+			m.d.WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
 		})()
 		c.scheduleProgressRequest(stream)
 	})
 }
+
+// sink takes a watch client's responses from the member's driver.
+type sink struct {
+	c *watchClient
+	m *member
+}
+
+func (s sink) Push(o watch.Out) { s.c.deliver(s.m, o) }
+
+// End never comes: a simulated member stops only by crashing, and a
+// crash breaks its streams (member.crashWith).
+func (s sink) End() {}
 
 // deliver is a response reaching the client, after the network.
 func (c *watchClient) deliver(m *member, o watch.Out) {
@@ -132,7 +144,7 @@ func (c *watchClient) deliver(m *member, o watch.Out) {
 			return
 		}
 		c.receive(o.Resp)
-		credit := func() { m.event(func() { m.node.WatchCredit(o.Stream, o.Bytes) })() }
+		credit := func() { m.event(func() { m.d.WatchCredit(o.Stream, o.Bytes) })() }
 		if c.slow {
 			w.after(w.between(100_000, 1_000_000), credit)
 		} else {

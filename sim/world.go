@@ -300,9 +300,7 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 				d := describe(m)
 				w.trace.logf(w.now, "%s>%s %s", from.name, target.name, d)
 				w.noteMessage(from, target, sent, d)
-				if err := target.node.Step(m); err != nil {
-					w.trace.logf(w.now, "%s step: %v", target.name, err)
-				}
+				target.d.Step(m)
 			})()
 		})
 	}
@@ -328,7 +326,7 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 			}
 			target.event(func() {
 				w.trace.logf(w.now, "%s>%s peer message %d", from.name, target.name, pm.Seq)
-				target.node.StepPeer(pm)
+				target.d.StepPeer(pm)
 			})()
 		})
 	}
@@ -341,7 +339,7 @@ func (w *World) sendSnapshot(from *member, s core.OutgoingSnapshot) {
 	to := s.To
 	target := w.members[to-1]
 	report := func(ok bool) {
-		from.event(func() { from.node.ReportSnapshot(to, ok) })()
+		from.event(func() { from.d.ReportSnapshot(to, ok) })()
 	}
 	if err != nil || len(w.net.Send(from.id, to, w.now)) == 0 {
 		w.trace.logf(w.now, "%s>%s snapshot %d lost", from.name, target.name, s.Index)
@@ -356,7 +354,7 @@ func (w *World) sendSnapshot(from *member, s core.OutgoingSnapshot) {
 			return
 		}
 		target.event(func() {
-			if err := target.node.StepSnapshot(s.Msg, content); err != nil {
+			if err := target.d.StepSnapshot(s.Msg, content); err != nil {
 				w.trace.logf(w.now, "%s step snapshot: %v", target.name, err)
 			}
 		})()

@@ -1,0 +1,223 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/detcd/detcd/core"
+)
+
+// Limits on the real runtime's queues.
+const (
+	// InboxMax bounds the events (requests, peer messages) waiting for
+	// the loop; a full inbox makes handlers wait (and their deadlines
+	// apply), never drops a request.
+	InboxMax = 8192
+	// TurnEventsMax is how many waiting events one turn of the loop
+	// takes before it carries out the node's Ready, so that many
+	// proposals share one log write and fsync.
+	TurnEventsMax = 4096
+	// PeerInboxMax bounds the messages from peers waiting for the loop:
+	// they have a queue of their own so that a flood of client requests
+	// never crowds out heartbeats.
+	PeerInboxMax = 4096
+	// doneMax bounds completed background work waiting for the loop.
+	doneMax = 64
+)
+
+// LoopConfig configures the real runtime.
+type LoopConfig struct {
+	// Tick is the wall-clock length of one of the node's ticks.
+	Tick time.Duration
+	// Fatal is told of a failure after which the member cannot go on;
+	// its owner should stop it.
+	Fatal func(error)
+	// AfterTurn, if set, runs on the loop after every turn, once the
+	// node's Ready was carried out: the server publishes its state there.
+	AfterTurn func()
+}
+
+// Validate reports a LoopConfig that cannot run.
+func (c *LoopConfig) Validate() error {
+	if c.Tick <= 0 {
+		return errors.New("driver: tick interval must be positive")
+	}
+	if c.Fatal == nil {
+		return errors.New("driver: no fatal handler")
+	}
+	return nil
+}
+
+// Loop is the real runtime: one goroutine runs the Driver, ticks come
+// from a wall-clock ticker (which drops ticks while the loop is busy, as
+// time.Ticker does), background work runs on goroutines of its own.
+type Loop struct {
+	cfg      LoopConfig
+	d        *Driver
+	inbox    chan func()
+	peers    chan func()
+	done     chan func()
+	stopOnce sync.Once
+	stopping chan struct{}
+	stopped  chan struct{}
+}
+
+// NewLoop returns a real runtime; Run starts it once its Driver exists.
+func NewLoop(cfg LoopConfig) (*Loop, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Loop{
+		cfg:      cfg,
+		inbox:    make(chan func(), InboxMax),
+		peers:    make(chan func(), PeerInboxMax),
+		done:     make(chan func(), doneMax),
+		stopping: make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}, nil
+}
+
+// Now implements Env.
+func (l *Loop) Now() time.Time { return time.Now() }
+
+// Fail implements Env.
+func (l *Loop) Fail(err error) { l.cfg.Fatal(err) }
+
+// Background implements Env: the job runs on a goroutine of its own, and
+// its completion waits for the loop ahead of new requests.
+func (l *Loop) Background(j Job) {
+	go func() {
+		var err error
+		for _, s := range j.Steps {
+			if err = s.Run(); err != nil {
+				break
+			}
+		}
+		select {
+		case l.done <- func() { j.Done(err) }:
+		case <-l.stopped:
+		}
+	}()
+}
+
+// Post runs fn on the loop. It waits while the inbox is full, until ctx
+// ends or the loop stops.
+func (l *Loop) Post(ctx context.Context, fn func()) error {
+	select {
+	case l.inbox <- fn:
+		return nil
+	default:
+	}
+	select {
+	case l.inbox <- fn:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.stopping:
+		return core.ErrStopped
+	}
+}
+
+// PostPeer runs fn, a peer's message, on the loop if the peers' inbox
+// has room, and reports whether it did: a lagging loop drops peers'
+// messages as a lossy network would (raft retries).
+func (l *Loop) PostPeer(fn func()) bool {
+	select {
+	case l.peers <- fn:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stopping is closed once Stop was called.
+func (l *Loop) Stopping() <-chan struct{} { return l.stopping }
+
+// Run runs the loop on d until Stop; it returns once every log write
+// handed over is durable (or failed).
+func (l *Loop) Run(d *Driver) {
+	l.d = d
+	defer close(l.stopped)
+	ticker := time.NewTicker(l.cfg.Tick)
+	defer ticker.Stop()
+	more := false
+	for {
+		if !more && !l.wait(ticker.C) {
+			l.shutdown()
+			return
+		}
+		l.drain()
+		more = d.Process()
+		if l.cfg.AfterTurn != nil {
+			l.cfg.AfterTurn()
+		}
+	}
+}
+
+// wait blocks for the next event and runs it; false once the loop should
+// stop.
+func (l *Loop) wait(tick <-chan time.Time) bool {
+	inbox := l.inbox
+	if l.d.Saturated() {
+		inbox = nil
+	}
+	select {
+	case fn := <-inbox:
+		fn()
+	case fn := <-l.peers:
+		fn()
+	case fn := <-l.done:
+		fn()
+	case <-tick:
+		l.d.Tick()
+	case <-l.stopping:
+		return false
+	}
+	return true
+}
+
+// drain runs every other event waiting, so that they share this turn's
+// log write.
+func (l *Loop) drain() {
+	for i := 0; i < TurnEventsMax; i++ {
+		inbox := l.inbox
+		if l.d.Saturated() {
+			inbox = nil
+		}
+		select {
+		case fn := <-l.done:
+			fn()
+		case fn := <-l.peers:
+			fn()
+		case fn := <-inbox:
+			fn()
+		default:
+			return
+		}
+	}
+}
+
+// Stop ends the loop and waits until Run returned, once the log is
+// durable. Call it only once Run was started.
+func (l *Loop) Stop() {
+	l.stopOnce.Do(func() { close(l.stopping) })
+	<-l.stopped
+}
+
+// shutdown answers what waits, lets the log writer finish and makes the
+// log durable.
+func (l *Loop) shutdown() {
+	l.d.Shutdown()
+	for !l.d.WALIdle() && !l.d.Failed() {
+		fn := <-l.done
+		fn()
+	}
+	if l.d.Failed() {
+		return
+	}
+	if err := l.d.disk.Flush(); err != nil {
+		l.d.fail(errorf("final log sync: %w", err))
+	}
+}

@@ -1,0 +1,159 @@
+package driver
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/detcd/detcd/core"
+)
+
+// WALBatchMax is the most log writes one turn of the log writer takes:
+// every write waiting when a turn starts shares its fsync (group commit),
+// so a slow disk makes batches larger instead of a queue that never
+// drains.
+const WALBatchMax = 1024
+
+// WALQueueMax bounds the log writes waiting for the writer. A runtime
+// stops taking new requests while Saturated says the queue is full.
+const WALQueueMax = 4 * WALBatchMax
+
+type walOp struct {
+	persist *core.Persist
+	release *core.Release
+}
+
+// walWriter is the log writer's state, on the loop: one turn at a time is
+// in the runtime's hands.
+type walWriter struct {
+	queue []walOp
+	busy  bool
+	// written is where the log ends after the writes handed to the
+	// writer; durable where it ended at the last successful fsync: a
+	// restart must come back with at least that much.
+	written, durable uint64
+}
+
+// Saturated reports that the log writer's queue is full: the runtime
+// should take no new requests until a turn completes.
+func (d *Driver) Saturated() bool { return len(d.wal.queue) >= WALQueueMax }
+
+// WALIdle reports that every log write handed over is done.
+func (d *Driver) WALIdle() bool { return !d.wal.busy && len(d.wal.queue) == 0 }
+
+// Written is the index the log ends at after the writes handed to the
+// writer; Durable the index it ended at after the last fsync.
+func (d *Driver) Written() uint64 { return d.wal.written }
+
+// Durable is the index the log ended at after the last fsync.
+func (d *Driver) Durable() uint64 { return d.wal.durable }
+
+func (w *walWriter) enqueue(d *Driver, op walOp) {
+	if p := op.persist; p != nil {
+		if p.Snapshot != nil {
+			w.written = p.Snapshot.Index
+		}
+		if n := len(p.Entries); n > 0 {
+			// Raft's log ends at the last entry it appends, an overwrite
+			// too.
+			w.written = p.Entries[n-1].Index
+		}
+	}
+	w.queue = append(w.queue, op)
+	if !w.busy {
+		w.turn(d)
+	}
+}
+
+// turn hands the writes waiting to the runtime: written, then (if any of
+// them asks) fsynced as one, then reported durable.
+func (w *walWriter) turn(d *Driver) {
+	n := min(len(w.queue), WALBatchMax)
+	batch := slices.Clone(w.queue[:n])
+	w.queue = slices.Delete(w.queue, 0, n)
+	w.busy = true
+	var last uint64
+	sync := false
+	for _, op := range batch {
+		if p := op.persist; p != nil {
+			last, sync = p.ID, sync || p.Sync
+		}
+	}
+	// Writes queued after the batch moved w.written on; this turn covers
+	// the log up to the batch's own end.
+	end := batchEnd(batch, w.durable)
+	steps := []Step{{Kind: StepWALWrite, Run: func() error { return d.writeBatch(batch, sync) }}}
+	if sync {
+		steps = append(steps, Step{Kind: StepWALSync, Run: d.syncLog})
+	}
+	d.env.Background(Job{Steps: steps, Done: func(err error) {
+		if err != nil {
+			d.fail(err)
+			return
+		}
+		if sync {
+			w.durable = end
+		}
+		w.busy = false
+		if last != 0 {
+			d.obs.Durable(last)
+			d.node.Persisted(last)
+		}
+		if len(w.queue) > 0 {
+			w.turn(d)
+		}
+	}})
+}
+
+// batchEnd is where the log ends after batch, from prev.
+func batchEnd(batch []walOp, prev uint64) uint64 {
+	end := prev
+	for _, op := range batch {
+		if p := op.persist; p != nil {
+			if p.Snapshot != nil {
+				end = p.Snapshot.Index
+			}
+			if n := len(p.Entries); n > 0 {
+				end = p.Entries[n-1].Index
+			}
+		}
+	}
+	return end
+}
+
+// writeBatch runs off the loop: it hands a turn's records to the file
+// system, unsynced, and removes what durable checkpoints made redundant.
+func (d *Driver) writeBatch(batch []walOp, sync bool) error {
+	for _, op := range batch {
+		if p := op.persist; p != nil {
+			start := d.env.Now()
+			if err := d.disk.Write(p); err != nil {
+				return errorf("log write: %w", err)
+			}
+			d.obs.Wrote(p, d.env.Now().Sub(start))
+		}
+		if r := op.release; r != nil {
+			if err := d.disk.Release(r); err != nil {
+				d.log.Warn("releasing old log files", "err", err)
+			}
+		}
+	}
+	if !sync {
+		return nil
+	}
+	if err := d.disk.WriteOut(); err != nil {
+		return errorf("log write: %w", err)
+	}
+	return nil
+}
+
+// syncLog runs off the loop: the turn's fsync.
+func (d *Driver) syncLog() error {
+	start := d.env.Now()
+	if err := d.disk.Flush(); err != nil {
+		return errorf("log fsync: %w", err)
+	}
+	d.obs.Synced(d.env.Now().Sub(start))
+	return nil
+}
+
+func sortIDs[T cmp.Ordered](ids []T) { slices.Sort(ids) }

@@ -1,0 +1,147 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/driver"
+)
+
+// env is a member's runtime for the one driver: background work runs as
+// the member's events in virtual time, each step after the latency its
+// kind has on the simulated disk, with the disk's faults.
+type env member
+
+// walWriteUs is how long handing a turn's records to the file system
+// takes; an fsync takes the disk's latency.
+const walWriteUs = 10
+
+// Now implements driver.Env: the world's virtual time.
+func (e *env) Now() time.Time { return time.UnixMicro(e.w.now) }
+
+// Fail implements driver.Env. A failed disk kills the process, and the
+// fault schedule restarts it later; the node's own failure (removed from
+// the cluster, or a bug) is the checkers' to judge, after the event.
+func (e *env) Fail(err error) {
+	m := (*member)(e)
+	if nerr := m.node.Err(); nerr != nil && errors.Is(err, nerr) {
+		return
+	}
+	m.die(err.Error())
+}
+
+// Background implements driver.Env.
+func (e *env) Background(j driver.Job) { (*member)(e).step(j, 0) }
+
+// step runs job j's step i as an event of its own, then the next, then
+// j.Done; a crash in between drops the rest, as it would a goroutine's.
+func (m *member) step(j driver.Job, i int) {
+	s := j.Steps[i]
+	m.w.schedule(m.w.now+m.stepLatency(s.Kind), m.event(func() {
+		if err := m.runStep(s); err != nil {
+			j.Done(err)
+			return
+		}
+		if i+1 < len(j.Steps) {
+			m.step(j, i+1)
+			return
+		}
+		j.Done(nil)
+	}))
+}
+
+func (m *member) stepLatency(k driver.StepKind) int64 {
+	switch k {
+	case driver.StepWALWrite:
+		return walWriteUs
+	case driver.StepWALSync:
+		return m.diskLatency()
+	case driver.StepCheckpoint:
+		return 4 * m.diskLatency()
+	}
+	return 0
+}
+
+// errFsync is the failure a failing-fsync fault injects.
+var errFsync = errors.New("fsync failed")
+
+// runStep runs a step with the faults armed for it.
+func (m *member) runStep(s driver.Step) error {
+	if s.Kind == driver.StepWALSync && m.failSync {
+		m.failSync = false
+		return errFsync
+	}
+	err := s.Run()
+	if s.Kind == driver.StepWALWrite && err == nil && m.garbageArmed > 0 {
+		// The crash is an event of its own, right after this one and
+		// before the fsync's, so it never falls inside a start.
+		m.w.schedule(m.w.now, m.event(func() { m.w.faults.garbageCrash(m) }))
+	}
+	return err
+}
+
+// transport carries a member's messages over the simulated network.
+type transport member
+
+// Send implements driver.Transport.
+func (t *transport) Send(msgs []*raftpb.Message) {
+	for _, msg := range msgs {
+		t.w.send((*member)(t), msg)
+	}
+}
+
+// SendPeer implements driver.Transport.
+func (t *transport) SendPeer(msgs []*core.PeerMessage) {
+	for _, pm := range msgs {
+		t.w.sendPeer((*member)(t), pm)
+	}
+}
+
+// SendSnapshot implements driver.Transport.
+func (t *transport) SendSnapshot(s core.OutgoingSnapshot) { t.w.sendSnapshot((*member)(t), s) }
+
+// observer writes what the driver does into the trace.
+type observer member
+
+// Ready implements driver.Observer.
+func (o *observer) Ready(rd *core.Ready) {
+	w := o.w
+	if p := rd.Persist; p != nil {
+		w.trace.logf(w.now, "%s write #%d%s sync=%v", o.name, p.ID, describePersist(p), p.Sync)
+	}
+	for _, out := range rd.Watch {
+		w.trace.logf(w.now, "%s stream %d watch %d: %s", o.name, out.Stream, out.Resp.WatchId, describeWatch(out.Resp))
+	}
+}
+
+func describePersist(p *core.Persist) string {
+	desc := ""
+	if n := len(p.Entries); n > 0 {
+		desc = fmt.Sprintf(" entries %d-%d", p.Entries[0].Index, p.Entries[n-1].Index)
+	}
+	if hs := p.HardState; hs != nil {
+		desc += fmt.Sprintf(" hs t%d v%d c%d", hs.Term, hs.Vote, hs.Commit)
+	}
+	if p.Snapshot != nil {
+		desc += fmt.Sprintf(" snapshot %d", p.Snapshot.Index)
+	}
+	return desc
+}
+
+// Wrote implements driver.Observer.
+func (o *observer) Wrote(*core.Persist, time.Duration) {}
+
+// Synced implements driver.Observer.
+func (o *observer) Synced(time.Duration) {}
+
+// Durable implements driver.Observer.
+func (o *observer) Durable(id uint64) { o.w.trace.logf(o.w.now, "%s durable #%d", o.name, id) }
+
+// Checkpointed implements driver.Observer.
+func (o *observer) Checkpointed(index uint64, size int64, _ time.Duration, err error) {
+	o.w.trace.logf(o.w.now, "%s checkpoint %d (%d bytes) err=%v", o.name, index, size, err)
+}
