@@ -4,27 +4,31 @@ import (
 	"bytes"
 	cryptorand "crypto/rand"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/datadriven"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/core/wal/memfs"
 	"github.com/detcd/detcd/core/watch"
+	"github.com/detcd/detcd/disk"
+	"github.com/detcd/detcd/driver"
 )
 
 // TestInteraction runs the protocol transcripts in testdata/interaction,
 // in the style of raft's interaction tests: members of one cluster, each a
-// core.Node on its own in-memory disk, joined by a network the transcript
-// drives message by message. Regenerate the expected output with
+// core.Node on its own in-memory disk carried out by the one driver
+// (package driver), joined by a network the transcript drives message by
+// message. Regenerate the expected output with
 //
 //	go test ./core/ -run TestInteraction -rewrite
 //
@@ -50,9 +54,13 @@ import (
 //	                              member-remove <id>, member-list,
 //	                              move-leader <id>
 //	watch <id> <key> [end] [rev=N] [prev-kv] [stream=N]
-//	process-ready <id>...         one Ready each: writes, applied entries,
-//	                              messages sent, responses, watch output
-//	sync <id>...                  fsync the writes so far, report them durable
+//	process-ready <id>...         one Ready each (Driver.ProcessReady):
+//	                              writes, applied entries, messages sent,
+//	                              responses, watch output; checkpoints and
+//	                              hashes it asks for are done right after
+//	sync <id>...                  run the log writer until it is idle: its
+//	                              turns write, fsync if a write needs it,
+//	                              and report durable; releases go with them
 //	deliver-msgs [<to>|<from>-><to>]... [type=MsgApp] [drop|dup]
 //	                              dup delivers each message twice, as a
 //	                              network that duplicates does
@@ -98,6 +106,12 @@ func (m *imember) node() *core.Node {
 	return m.n
 }
 
+// driver is the member's driver, with the member's jitter in place.
+func (m *imember) driver() *driver.Driver {
+	cryptorand.Reader = jitter(m.id)
+	return m.drv
+}
+
 // env is one cluster and its network.
 type env struct {
 	t       *testing.T
@@ -117,23 +131,41 @@ type env struct {
 	noStrictReconfig bool
 }
 
-// imember is a member of the interaction environment: the harness's
-// member plus what a transcript needs to show.
+// imember is a member of the interaction environment: a core.Node on its
+// own in-memory disk, carried out by the one driver, plus what a
+// transcript needs to show. It is the driver's runtime (driver.Env): the
+// log writer's turns wait until sync runs them, so that a crash loses what
+// was not synced; other background work (checkpoints, hashes) runs right
+// after the Ready that handed it over.
 type imember struct {
-	// member is the current incarnation; fs and cfg outlive it.
-	*member
-	id      uint64
-	fs      *memfs.FS
-	cfg     core.Config
+	e   *env
+	id  uint64
+	fs  *memfs.FS
+	cfg core.Config
+	// n and drv are the current incarnation's; fs and cfg outlive it.
+	n       *core.Node
+	drv     *driver.Driver
 	up      bool
 	inc     int
 	streams map[watch.StreamID]bool
+	// reqs maps the driver's ids of the requests waiting for an answer to
+	// the transcript's.
+	reqs map[core.RequestID]core.RequestID
+	// walTurns are the log writer's turns waiting for sync; jobs the other
+	// background work, waiting for the end of the Ready that handed it over.
+	walTurns, jobs []driver.Job
 	// log mirrors the entries written, to print what is applied; durable
 	// is what of it was synced, what a crash leaves.
 	log, durable map[uint64]wal.Entry
 	applied      []applied
-	// unsynced are writes handed to the disk and not yet fsynced.
-	unsynced []uint64
+	// unsynced are writes handed to the log writer and not yet reported
+	// durable; synced those reported during the sync under way; unflushed
+	// those written (and reported, needing no fsync) with no fsync since.
+	unsynced, synced, unflushed []uint64
+	// releases are the Releases handed to the log writer and not yet done,
+	// hashRevs the compaction revisions of the hash jobs not yet run.
+	releases []*core.Release
+	hashRevs []int64
 	// snapAt is the index of the last snapshot installed from the leader.
 	snapAt uint64
 	// lead and term as last printed.
@@ -174,7 +206,7 @@ func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
 			count = e.atoi(d.CmdArgs[1].Key)
 		}
 		for range count {
-			m.node().Tick()
+			m.driver().Tick()
 		}
 	case "request":
 		e.request(d)
@@ -357,7 +389,7 @@ func (e *env) join(id uint64) {
 }
 
 func (e *env) newMember(id uint64, ms []core.Member, join bool) *imember {
-	m := &imember{id: id, fs: memfs.New(), log: map[uint64]wal.Entry{}, durable: map[uint64]wal.Entry{}}
+	m := &imember{e: e, id: id, fs: memfs.New(), log: map[uint64]wal.Entry{}, durable: map[uint64]wal.Entry{}}
 	m.cfg = core.Config{
 		ID: id, ClusterID: 100, Members: ms, Join: join,
 		ElectionTicks: e.election, HeartbeatTicks: e.heartbeat, RequestTimeoutTicks: e.requestTimeout,
@@ -378,8 +410,31 @@ func (e *env) open(m *imember) {
 	m.cfg.ProposalEpoch = m.id*1_000_000 + uint64(m.inc)*10_000
 	m.applied = nil
 	cryptorand.Reader = jitter(m.id)
-	m.member = openMember(e.t, m.fs, m.cfg)
-	m.up, m.streams, m.unsynced, m.lead, m.term = true, map[watch.StreamID]bool{}, nil, 0, 0
+	n, d, err := disk.Open(m.fs, "data", m.cfg, disk.Options{SegmentBytes: 1 << 20})
+	if err != nil {
+		e.t.Fatalf("open %d: %v", m.id, err)
+	}
+	drv, err := driver.New(driver.Config{
+		Node: n, Disk: d, Env: m, Transport: transport{m}, Observer: observer{m: m},
+		Logger: slog.New(slog.NewTextHandler(warnings{e}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m.n, m.drv, m.up = n, drv, true
+	m.streams, m.reqs = map[watch.StreamID]bool{}, map[core.RequestID]core.RequestID{}
+	m.walTurns, m.jobs, m.releases, m.hashRevs = nil, nil, nil, nil
+	m.unsynced, m.synced, m.unflushed = nil, nil, nil
+	m.lead, m.term = 0, 0
+}
+
+// warnings fails the test on what the driver logs as a warning (a
+// release or checkpoint that failed on the in-memory disk).
+type warnings struct{ e *env }
+
+func (w warnings) Write(p []byte) (int, error) {
+	w.e.t.Errorf("driver: %s", p)
+	return len(p), nil
 }
 
 func (e *env) voters(m *imember) string {
@@ -400,8 +455,8 @@ func (e *env) voters(m *imember) string {
 
 func (e *env) crash(m *imember) {
 	lost := ""
-	if len(m.unsynced) > 0 {
-		lost = fmt.Sprintf("; unsynced writes %s lost", writeIDs(m.unsynced))
+	if gone := append(slices.Clone(m.unflushed), m.unsynced...); len(gone) > 0 {
+		lost = fmt.Sprintf("; unsynced writes %s lost", writeIDs(gone))
 	}
 	m.fs.Crash(func(string, int) int { return 0 })
 	m.up = false
@@ -417,10 +472,7 @@ func (e *env) restart(id uint64) {
 	e.open(m)
 	n := m.n
 	e.printf("%d restarted: term=%d commit=%d applied=%d last=%d rev=%d", id, n.Term(), n.Commit(), n.AppliedIndex(), n.LastIndex(), n.Rev())
-	if len(m.applied) > 0 {
-		e.printf("Replayed from the log:")
-		e.printApplied(m)
-	}
+	e.printApplied(m, "Replayed from the log:")
 }
 
 func (e *env) status(id uint64) {
@@ -450,91 +502,80 @@ func (e *env) status(id uint64) {
 	e.printf("%s", s)
 }
 
-// processReady carries out one Ready of the member and prints it. Writes
-// go to the disk unsynced; sync makes them durable.
+// processReady has the member's driver carry out one Ready; the
+// observer prints what it holds. The log writer's turn waits for sync;
+// checkpoints and hashes are done right after, and printed.
 func (e *env) processReady(m *imember) bool {
-	rd := m.node().Ready()
-	printed := false
-	if lead, term := m.node().Leader(), m.node().Term(); lead != m.lead || term != m.term {
+	mark := e.out.Len()
+	did, more := m.driver().ProcessReady()
+	if !did {
+		// Raft's state moved without anything to carry out.
+		e.leader(m)
+		e.printApplied(m, "Applied:")
+	}
+	m.runJobs()
+	if more && e.out.Len() == mark {
+		e.printf("(background work pending)")
+	}
+	return e.out.Len() > mark
+}
+
+// leader prints the member's leader and term if they changed.
+func (e *env) leader(m *imember) {
+	if lead, term := m.n.Leader(), m.n.Term(); lead != m.lead || term != m.term {
 		m.lead, m.term = lead, term
 		e.printf("Lead:%d Term:%d", lead, term)
-		printed = true
 	}
+}
+
+// printReady prints what a Ready holds, before the driver carries it out.
+func (e *env) printReady(m *imember, rd *core.Ready) {
+	e.leader(m)
 	if p := rd.Persist; p != nil {
 		e.persist(m, p)
-		printed = true
 	}
-	if len(m.applied) > 0 {
-		e.printf("Applied:")
-		e.printApplied(m)
-		printed = true
-	}
+	e.printApplied(m, "Applied:")
 	var msgs []string
 	for _, msg := range rd.Messages {
-		e.net = append(e.net, envelope{from: m.id, to: msg.GetTo(), raft: msg})
 		msgs = append(msgs, describeMsg(msg))
 	}
 	for _, s := range rd.Snapshots {
-		var buf bytes.Buffer
-		if err := s.Write(&buf); err != nil {
-			e.t.Fatalf("snapshot: %v", err)
-		}
-		e.net = append(e.net, envelope{from: m.id, to: s.To, raft: s.Msg, snap: buf.Bytes()})
-		msgs = append(msgs, fmt.Sprintf("%s (%d bytes beside it)", describeMsg(s.Msg), buf.Len()))
+		msgs = append(msgs, fmt.Sprintf("%s (state at index %d beside it)", describeMsg(s.Msg), s.Index))
 	}
 	for _, pm := range rd.Peer {
-		e.net = append(e.net, envelope{from: pm.From, to: pm.To, peer: pm})
 		msgs = append(msgs, describePeer(pm))
 	}
 	if len(msgs) > 0 {
 		e.printf("Messages:")
 		e.printGrouped("  ", msgs)
-		printed = true
 	}
 	if len(rd.Responses) > 0 {
 		e.printf("Responses:")
 		for _, r := range rd.Responses {
+			id, ok := m.reqs[r.ID]
+			if !ok {
+				e.t.Fatalf("%d answered request %d, which it was not sent", m.id, r.ID)
+			}
+			r.ID = id
 			e.printf("  %s", describeResponse(r))
 		}
-		printed = true
 	}
 	if len(rd.Watch) > 0 {
 		e.printf("Watch:")
 		for _, o := range rd.Watch {
 			e.printf("  %s", strings.ReplaceAll(describeWatch(o), "\n", "\n  "))
-			m.node().WatchCredit(o.Stream, o.Bytes)
 		}
-		printed = true
-	}
-	if c := rd.Checkpoint; c != nil {
-		size, err := m.d.WriteCheckpoint(c)
-		m.node().CheckpointDone(c.Index, size, err)
-		e.printf("Checkpoint at index %d written (err=%v)", c.Index, err)
-		printed = true
-	}
-	for _, h := range rd.Hashes {
-		m.node().CompactionHash(h.View.CompactionHash(mvcc.Revision(h.Rev)))
-		e.printf("Hashed the key space at compaction revision %d", h.Rev)
-		printed = true
 	}
 	if r := rd.Release; r != nil {
-		if err := m.d.Release(r); err != nil {
-			e.t.Fatalf("release: %v", err)
-		}
-		e.printf("Released log before %d, checkpoints before %d", r.WALBefore, r.CheckpointsBefore)
-		printed = true
+		m.releases = append(m.releases, r)
+		e.printf("Release log before %d, checkpoints before %d (to the log writer)", r.WALBefore, r.CheckpointsBefore)
 	}
-	if rd.More && !printed {
-		e.printf("(background work pending)")
-		printed = true
+	for _, h := range rd.Hashes {
+		m.hashRevs = append(m.hashRevs, h.Rev)
 	}
-	return printed
 }
 
 func (e *env) persist(m *imember, p *core.Persist) {
-	if err := m.d.Write(p); err != nil {
-		e.t.Fatalf("write: %v", err)
-	}
 	m.unsynced = append(m.unsynced, p.ID)
 	head := fmt.Sprintf("Persist #%d", p.ID)
 	if p.Sync {
@@ -580,7 +621,13 @@ func (e *env) persist(m *imember, p *core.Persist) {
 	}
 }
 
-func (e *env) printApplied(m *imember) {
+// printApplied prints the entries the member applied since the last time,
+// if any, under title.
+func (e *env) printApplied(m *imember, title string) {
+	if len(m.applied) == 0 {
+		return
+	}
+	e.printf("%s", title)
 	for _, a := range m.applied {
 		if a.data == nil && a.index == m.snapAt {
 			e.printf("  snapshot at %d/%d", a.term, a.index)
@@ -614,21 +661,144 @@ func (e *env) printGrouped(prefix string, lines []string) {
 	}
 }
 
-// sync fsyncs the member's writes and reports them durable.
+// syncTurnsMax bounds the log writer's turns one sync runs: each takes at
+// least one of the writes the Readys handed over since the last sync.
+const syncTurnsMax = 1 << 16
+
+// sync runs the log writer's turns waiting, and those they start, until
+// the writer is idle: the writes are made durable (if they asked for it)
+// and reported to the node, releases done.
 func (e *env) sync(m *imember) bool {
-	if len(m.unsynced) == 0 {
+	if len(m.walTurns) == 0 {
 		return false
 	}
-	if err := m.d.Flush(); err != nil {
-		e.t.Fatalf("sync: %v", err)
+	for i := 0; len(m.walTurns) > 0; i++ {
+		if i >= syncTurnsMax {
+			e.t.Fatalf("%d: the log writer never gets idle", m.id)
+		}
+		j := m.walTurns[0]
+		m.walTurns = m.walTurns[1:]
+		cryptorand.Reader = jitter(m.id)
+		runJob(j)
 	}
-	last := m.unsynced[len(m.unsynced)-1]
-	e.printf("Persisted %s", writeIDs(m.unsynced))
-	m.unsynced = nil
+	if !m.drv.WALIdle() && !m.drv.Failed() {
+		e.t.Fatalf("%d: the log writer is busy with no turn waiting", m.id)
+	}
+	if len(m.synced) > 0 {
+		e.printf("Persisted %s", writeIDs(m.synced))
+		m.synced = nil
+	}
+	for _, r := range m.releases {
+		e.printf("Released log before %d, checkpoints before %d", r.WALBefore, r.CheckpointsBefore)
+	}
+	m.releases = nil
 	m.durable = maps.Clone(m.log)
-	m.node().Persisted(last)
 	return true
 }
+
+// runJob runs a background job's steps and then its completion, as
+// driver.Env promises.
+func runJob(j driver.Job) {
+	var err error
+	for _, s := range j.Steps {
+		if err = s.Run(); err != nil {
+			break
+		}
+	}
+	j.Done(err)
+}
+
+// runJobs runs the background work other than the log writer's, in the
+// order it was handed over.
+func (m *imember) runJobs() {
+	for len(m.jobs) > 0 {
+		j := m.jobs[0]
+		m.jobs = m.jobs[1:]
+		cryptorand.Reader = jitter(m.id)
+		runJob(j)
+		if j.Steps[0].Kind == driver.StepHash {
+			m.e.printf("Hashed the key space at compaction revision %d", m.hashRevs[0])
+			m.hashRevs = m.hashRevs[1:]
+		}
+	}
+}
+
+// Background implements driver.Env: a log writer's turn waits for sync,
+// other work for the end of the Ready.
+func (m *imember) Background(j driver.Job) {
+	if j.Steps[0].Kind == driver.StepWALWrite {
+		m.walTurns = append(m.walTurns, j)
+	} else {
+		m.jobs = append(m.jobs, j)
+	}
+}
+
+// Now implements driver.Env: time stands still.
+func (m *imember) Now() time.Time { return time.Time{} }
+
+// Fail implements driver.Env.
+func (m *imember) Fail(err error) { m.e.printf("%d failed: %v", m.id, err) }
+
+// observer prints what the member's driver does.
+type observer struct {
+	driver.NopObserver
+	m *imember
+}
+
+func (o observer) Ready(rd *core.Ready) { o.m.e.printReady(o.m, rd) }
+
+// Durable moves the writes up to id from unsynced to synced.
+func (o observer) Durable(id uint64) {
+	m := o.m
+	n := 0
+	for n < len(m.unsynced) && m.unsynced[n] <= id {
+		n++
+	}
+	m.synced = append(m.synced, m.unsynced[:n]...)
+	m.unsynced = slices.Delete(m.unsynced, 0, n)
+}
+
+// Wrote: a write went to the disk, unsynced until the next fsync.
+func (o observer) Wrote(p *core.Persist, _ time.Duration) {
+	o.m.unflushed = append(o.m.unflushed, p.ID)
+}
+
+// Synced: the log was fsynced, with every write before.
+func (o observer) Synced(time.Duration) { o.m.unflushed = nil }
+
+func (o observer) Checkpointed(index uint64, _ int64, _ time.Duration, err error) {
+	o.m.e.printf("Checkpoint at index %d written (err=%v)", index, err)
+}
+
+// transport puts what the member sends on the network.
+type transport struct{ m *imember }
+
+func (t transport) Send(msgs []*raftpb.Message) {
+	for _, msg := range msgs {
+		t.m.e.net = append(t.m.e.net, envelope{from: t.m.id, to: msg.GetTo(), raft: msg})
+	}
+}
+
+func (t transport) SendPeer(msgs []*core.PeerMessage) {
+	for _, pm := range msgs {
+		t.m.e.net = append(t.m.e.net, envelope{from: pm.From, to: pm.To, peer: pm})
+	}
+}
+
+func (t transport) SendSnapshot(s core.OutgoingSnapshot) {
+	var buf bytes.Buffer
+	if err := s.Write(&buf); err != nil {
+		t.m.e.t.Fatalf("snapshot: %v", err)
+	}
+	t.m.e.net = append(t.m.e.net, envelope{from: t.m.id, to: s.To, raft: s.Msg, snap: buf.Bytes()})
+}
+
+// sink takes a watch stream's responses (printed with the Ready) and
+// gives their credit back at once, as a consumer that keeps up.
+type sink struct{ m *imember }
+
+func (s sink) Push(o watch.Out) { s.m.drv.WatchCredit(o.Stream, o.Bytes) }
+func (s sink) End()             {}
 
 func writeIDs(ids []uint64) string {
 	if len(ids) == 1 {
@@ -717,7 +887,7 @@ func (e *env) deliver(match func(envelope) bool, drop bool) int {
 		}
 		if env.snap != nil {
 			if from := e.members[env.from]; from != nil && from.up {
-				from.node().ReportSnapshot(env.to, false)
+				from.driver().ReportSnapshot(env.to, false)
 			}
 		}
 	}
@@ -728,15 +898,17 @@ func (e *env) deliver(match func(envelope) bool, drop bool) int {
 func (e *env) step(to *imember, env envelope) error {
 	switch {
 	case env.peer != nil:
-		to.node().StepPeer(env.peer)
+		to.driver().StepPeer(env.peer)
 		return nil
 	case env.snap != nil:
-		err := to.node().StepSnapshot(env.raft, env.snap)
+		err := to.driver().StepSnapshot(env.raft, env.snap)
 		if from := e.members[env.from]; from != nil && from.up {
-			from.node().ReportSnapshot(env.to, err == nil)
+			from.driver().ReportSnapshot(env.to, err == nil)
 		}
 		return err
 	}
+	// The node's own Step, not the driver's, which only logs the error:
+	// the transcript shows it.
 	return to.node().Step(env.raft)
 }
 
@@ -794,7 +966,7 @@ func (e *env) stabilize(ids []uint64, all bool) {
 			})
 		}
 		for _, id := range ids {
-			if m := e.members[id]; m != nil && m.up && len(m.unsynced) > 0 {
+			if m := e.members[id]; m != nil && m.up && len(m.walTurns) > 0 {
 				done = false
 				e.section(true, fmt.Sprintf("%d syncing", id), func() { e.sync(m) })
 			}
@@ -896,10 +1068,15 @@ func (e *env) request(d *datadriven.TestData) {
 	default:
 		d.Fatalf(e.t, "unknown request %s", op)
 	}
+	e.printf("#%d to %d: %s", e.submit(m, r), m.id, desc)
+}
+
+// submit hands r to the member's driver under the transcript's next
+// request id, which it returns.
+func (e *env) submit(m *imember, r core.Request) core.RequestID {
 	e.nextReq++
-	r.ID = e.nextReq
-	e.printf("#%d to %d: %s", r.ID, m.id, desc)
-	m.node().Request(r)
+	m.reqs[m.driver().Request(r, func(resp core.Response) { delete(m.reqs, resp.ID) })] = e.nextReq
+	return e.nextReq
 }
 
 // parseTxn reads a transaction from the command's input:
@@ -986,9 +1163,9 @@ func (e *env) watch(d *datadriven.TestData) {
 	}
 	if !m.streams[stream] {
 		m.streams[stream] = true
-		m.node().WatchOpen(stream)
+		m.driver().OpenWatch(stream, sink{m})
 	}
-	m.node().WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: c}})
+	m.driver().WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: c}})
 	s := fmt.Sprintf("stream %d on %d: watch %s", stream, m.id, describeRange(c.Key, c.RangeEnd))
 	if c.StartRevision != 0 {
 		s += fmt.Sprintf(" from rev=%d", c.StartRevision)

@@ -45,10 +45,7 @@ func (e *env) answer(request string) string {
 // send hands member to a request and returns its response as answer does.
 func (e *env) send(to uint64, r core.Request) string {
 	e.t.Helper()
-	e.nextReq++
-	r.ID = e.nextReq
-	e.up(to).node().Request(r)
-	return e.await(r.ID)
+	return e.await(e.submit(e.up(to), r))
 }
 
 // await settles the cluster, ticking, until request id is answered.
