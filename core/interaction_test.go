@@ -698,15 +698,7 @@ func (e *env) sync(m *imember) bool {
 
 // runJob runs a background job's steps and then its completion, as
 // driver.Env promises.
-func runJob(j driver.Job) {
-	var err error
-	for _, s := range j.Steps {
-		if err = s.Run(); err != nil {
-			break
-		}
-	}
-	j.Done(err)
-}
+func runJob(j driver.Job) { j.Done(j.RunSteps()) }
 
 // runJobs runs the background work other than the log writer's, in the
 // order it was handed over.

@@ -68,6 +68,18 @@ type Job struct {
 	Done  func(err error)
 }
 
+// RunSteps runs the job's steps in order, up to the first that fails, and
+// returns its error: what a runtime does off the loop before it calls
+// Done on the loop.
+func (j Job) RunSteps() error {
+	for _, s := range j.Steps {
+		if err := s.Run(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Transport carries messages to the other members. Its methods run on
 // the loop and must not block: a message that cannot go now is dropped
 // (raft retries) and, for raft messages, reported with

@@ -89,12 +89,7 @@ func (l *Loop) Fail(err error) { l.cfg.Fatal(err) }
 // its completion waits for the loop ahead of new requests.
 func (l *Loop) Background(j Job) {
 	go func() {
-		var err error
-		for _, s := range j.Steps {
-			if err = s.Run(); err != nil {
-				break
-			}
-		}
+		err := j.RunSteps()
 		select {
 		case l.done <- func() { j.Done(err) }:
 		case <-l.stopped:
@@ -132,8 +127,37 @@ func (l *Loop) PostPeer(fn func()) bool {
 	}
 }
 
-// Stopping is closed once Stop was called.
-func (l *Loop) Stopping() <-chan struct{} { return l.stopping }
+// NewSignal implements Runtime.
+func (l *Loop) NewSignal() Signal { return chanSignal{ch: make(chan struct{}, 1), stopped: l.stopped} }
+
+// chanSignal is the real runtime's Signal.
+type chanSignal struct {
+	ch      chan struct{}
+	stopped <-chan struct{}
+}
+
+func (s chanSignal) Fire() {
+	select {
+	case s.ch <- struct{}{}:
+	default:
+	}
+}
+
+func (s chanSignal) Wait(ctx context.Context) error {
+	select {
+	case <-s.ch:
+		return nil
+	default:
+	}
+	select {
+	case <-s.ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stopped:
+		return core.ErrStopped
+	}
+}
 
 // Run runs the loop on d until Stop; it returns once every log write
 // handed over is durable (or failed).

@@ -33,13 +33,7 @@ func (m *Manual) RunPending() bool {
 	jobs := m.pending
 	m.pending = nil
 	for _, j := range jobs {
-		var err error
-		for _, s := range j.Steps {
-			if err = s.Run(); err != nil {
-				break
-			}
-		}
-		j.Done(err)
+		j.Done(j.RunSteps())
 	}
 	return len(jobs) > 0
 }

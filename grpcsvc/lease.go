@@ -10,30 +10,31 @@ import (
 	"github.com/detcd/detcd/core"
 )
 
-type leaseServer struct {
+// LeaseService is etcd's Lease service.
+type LeaseService struct {
 	pb.UnimplementedLeaseServer
 	b Backend
 }
 
-func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+func (s *LeaseService) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
 	return do[*pb.LeaseGrantResponse](ctx, s.b, core.Request{LeaseGrant: r})
 }
 
-func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+func (s *LeaseService) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
 	return do[*pb.LeaseRevokeResponse](ctx, s.b, core.Request{LeaseRevoke: r})
 }
 
-func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+func (s *LeaseService) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	return do[*pb.LeaseTimeToLiveResponse](ctx, s.b, core.Request{LeaseTimeToLive: r})
 }
 
-func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+func (s *LeaseService) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	return do[*pb.LeaseLeasesResponse](ctx, s.b, core.Request{LeaseLeases: true})
 }
 
 // LeaseKeepAlive renews leases as the stream asks, one at a time, as etcd
 // does.
-func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+func (s *LeaseService) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
 	type recv struct {
 		req *pb.LeaseKeepAliveRequest
@@ -70,7 +71,7 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		if err != nil {
 			return err
 		}
-		resp, err := do[*pb.LeaseKeepAliveResponse](ctx, s.b, core.Request{LeaseKeepAlive: req})
+		resp, err := s.KeepAliveOnce(ctx, req)
 		if err != nil {
 			return err
 		}
@@ -78,4 +79,10 @@ func (s *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 			return err
 		}
 	}
+}
+
+// KeepAliveOnce renews a lease as one request of a keep-alive stream: the
+// simulator's keep-alive streams call it as LeaseKeepAlive does.
+func (s *LeaseService) KeepAliveOnce(ctx context.Context, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
+	return do[*pb.LeaseKeepAliveResponse](ctx, s.b, core.Request{LeaseKeepAlive: req})
 }

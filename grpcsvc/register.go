@@ -60,14 +60,14 @@ type Options struct {
 // gRPC health service to srv. closeLocal ends the in-process client Lock
 // and Election work through; call it once srv has stopped.
 func Register(srv *grpc.Server, b Backend) (hs *health.Server, closeLocal func()) {
-	kv, lease, w := &kvServer{b: b}, &leaseServer{b: b}, &watchServer{b: b}
-	pb.RegisterKVServer(srv, kv)
-	pb.RegisterMaintenanceServer(srv, &maintenanceServer{b: b})
-	pb.RegisterClusterServer(srv, &clusterServer{b: b})
-	pb.RegisterWatchServer(srv, w)
-	pb.RegisterLeaseServer(srv, lease)
-	pb.RegisterAuthServer(srv, &authServer{b: b})
-	local := inProcessClient(kv, lease, w)
+	svc := NewServices(b)
+	pb.RegisterKVServer(srv, svc.KV)
+	pb.RegisterMaintenanceServer(srv, svc.Maintenance)
+	pb.RegisterClusterServer(srv, svc.Cluster)
+	pb.RegisterWatchServer(srv, svc.Watch)
+	pb.RegisterLeaseServer(srv, svc.Lease)
+	pb.RegisterAuthServer(srv, svc.Auth)
+	local := inProcessClient(svc.KV, svc.Lease, svc.Watch)
 	v3lockpb.RegisterLockServer(srv, &lockServer{c: local})
 	v3electionpb.RegisterElectionServer(srv, &electionServer{c: local})
 	hs = health.NewServer()

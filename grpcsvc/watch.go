@@ -24,24 +24,80 @@ type WatchStream interface {
 	Close()
 }
 
-type watchServer struct {
+// WatchService is etcd's Watch service. Watch serves a gRPC stream; the
+// simulator drives a WatchSession, the same steps, from its tasks.
+type WatchService struct {
 	pb.UnimplementedWatchServer
 	b Backend
 }
 
-// Watch serves one bidirectional watch stream: requests go to the member
-// as they arrive; responses come back in order, fragmented when a watcher
-// asked for it and a response is over the request size limit.
-func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
-	ctx, cancel := context.WithCancel(stream.Context())
-	defer cancel()
+// WatchSession is one watch stream's server side, step by step: Handle
+// takes the client's requests, Next waits for the member's responses,
+// Deliver sends them and gives their credit back.
+type WatchSession struct {
+	s     *WatchService
+	ws    WatchStream
+	send  func(*pb.WatchResponse) error
+	limit int
+	// sendMu: Handle answers refused creates itself, while Deliver sends.
+	sendMu sync.Mutex
+}
+
+// Open starts a session whose responses go out through send.
+func (s *WatchService) Open(ctx context.Context, send func(*pb.WatchResponse) error) (*WatchSession, error) {
 	ws, err := s.b.OpenWatch(ctx)
 	if err != nil {
-		return toGRPC(err)
+		return nil, toGRPC(err)
 	}
-	defer ws.Close()
+	return &WatchSession{s: s, ws: ws, send: send, limit: s.b.MaxRequestBytes() + grpcOverheadBytes}, nil
+}
+
+// Handle takes one request from the client.
+func (w *WatchSession) Handle(ctx context.Context, req *pb.WatchRequest) error {
+	if denied := w.s.refuseCreate(ctx, req.GetCreateRequest()); denied != nil {
+		w.sendMu.Lock()
+		defer w.sendMu.Unlock()
+		return w.send(denied)
+	}
+	return w.ws.Request(ctx, req)
+}
+
+// Next waits for the member's next responses.
+func (w *WatchSession) Next(ctx context.Context) ([]watch.Out, error) { return w.ws.Next(ctx) }
+
+// Deliver sends responses, fragmented when a watcher asked for it and a
+// response is over the request size limit, and gives their credit back.
+func (w *WatchSession) Deliver(ctx context.Context, outs []watch.Out) error {
+	credit := 0
+	w.sendMu.Lock()
+	var err error
+	for _, o := range outs {
+		if err = sendWatch(w.send, o, w.limit); err != nil {
+			break
+		}
+		credit += o.Bytes
+	}
+	w.sendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return toGRPC(w.ws.Credit(ctx, credit))
+}
+
+// Close ends the session.
+func (w *WatchSession) Close() { w.ws.Close() }
+
+// Watch serves one bidirectional watch stream: requests go to the member
+// as they arrive; responses come back in order.
+func (s *WatchService) Watch(stream pb.Watch_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	sess, err := s.Open(ctx, stream.Send)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
 	recvErr := make(chan error, 1)
-	var sendMu sync.Mutex // the receiver answers refused creates itself
 	go func() {
 		for {
 			req, err := stream.Recv()
@@ -50,39 +106,22 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 				// its events (the JSON gateway half-closes at once).
 				return
 			}
+			if err == nil {
+				err = sess.Handle(ctx, req)
+			}
 			if err != nil {
-				recvErr <- err
-				cancel()
-				return
-			}
-			if denied := s.refuseCreate(ctx, req.GetCreateRequest()); denied != nil {
-				sendMu.Lock()
-				err := stream.Send(denied)
-				sendMu.Unlock()
-				if err != nil {
-					recvErr <- err
-					cancel()
-					return
-				}
-				continue
-			}
-			if err := ws.Request(ctx, req); err != nil {
 				recvErr <- err
 				cancel()
 				return
 			}
 		}
 	}()
-	limit := s.b.MaxRequestBytes() + grpcOverheadBytes
 	for {
-		outs, err := ws.Next(ctx)
+		outs, err := sess.Next(ctx)
 		if err != nil {
 			select {
 			case rerr := <-recvErr:
-				if rerr != nil {
-					return rerr
-				}
-				return nil
+				return rerr
 			default:
 			}
 			if errors.Is(err, context.Canceled) {
@@ -90,20 +129,8 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			}
 			return toGRPC(err)
 		}
-		credit := 0
-		sendMu.Lock()
-		for _, o := range outs {
-			if err = sendWatch(stream, o, limit); err != nil {
-				break
-			}
-			credit += o.Bytes
-		}
-		sendMu.Unlock()
-		if err != nil {
+		if err := sess.Deliver(ctx, outs); err != nil {
 			return err
-		}
-		if err := ws.Credit(ctx, credit); err != nil {
-			return toGRPC(err)
 		}
 	}
 }
@@ -113,7 +140,7 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 // reason; nil when the watch may go ahead. As etcd's, it checks the key
 // as the watch will use it (an empty key is "\x00") and leaves a negative
 // start revision to the member, which refuses it whoever asks.
-func (s *watchServer) refuseCreate(ctx context.Context, cr *pb.WatchCreateRequest) *pb.WatchResponse {
+func (s *WatchService) refuseCreate(ctx context.Context, cr *pb.WatchCreateRequest) *pb.WatchResponse {
 	if cr == nil || cr.StartRevision < 0 {
 		return nil
 	}
@@ -151,7 +178,7 @@ func etcdCancelReason(reason string) string {
 
 // sendWatch sends a response, split into fragments as etcd does when the
 // watcher asked for fragments and the response is too large.
-func sendWatch(stream pb.Watch_WatchServer, o watch.Out, limit int) error {
+func sendWatch(send func(*pb.WatchResponse) error, o watch.Out, limit int) error {
 	wr := o.Resp
 	if reason := etcdCancelReason(wr.CancelReason); reason != wr.CancelReason {
 		// A copy: the member's responses may be shared.
@@ -159,7 +186,7 @@ func sendWatch(stream pb.Watch_WatchServer, o watch.Out, limit int) error {
 		wr.CancelReason = reason
 	}
 	if !o.Fragment || len(wr.Events) < 2 || proto.Size(wr) < limit {
-		return stream.Send(wr)
+		return send(wr)
 	}
 	idx := 0
 	for {
@@ -179,7 +206,7 @@ func sendWatch(stream pb.Watch_WatchServer, o watch.Out, limit int) error {
 		if idx == len(wr.Events) {
 			cur.Fragment = false
 		}
-		if err := stream.Send(cur); err != nil {
+		if err := send(cur); err != nil {
 			return err
 		}
 		if !cur.Fragment {

@@ -152,7 +152,7 @@ func (tc *testCluster) waitApplied(rev int64) {
 	for i := 0; i < 400; i++ {
 		all := true
 		for _, s := range tc.servers {
-			all = all && (s == nil || s.rev.Load() >= rev)
+			all = all && (s == nil || s.Rev() >= rev)
 		}
 		if all {
 			return

@@ -119,7 +119,7 @@ func parsePrivateKey(m jwt.SigningMethod, b []byte) (crypto.PrivateKey, error) {
 }
 
 // sign issues a token for user at auth revision rev.
-func (t *jwtTokens) sign(user string, rev uint64) (string, error) {
+func (t *jwtTokens) Sign(user string, rev uint64) (string, error) {
 	if t.signKey == nil {
 		return "", fmt.Errorf("this member has no --auth-token priv-key to sign tokens with")
 	}
@@ -128,7 +128,7 @@ func (t *jwtTokens) sign(user string, rev uint64) (string, error) {
 }
 
 // verify returns the user and auth revision of a valid, unexpired token.
-func (t *jwtTokens) verify(token string) (string, uint64, bool) {
+func (t *jwtTokens) Verify(token string) (string, uint64, bool) {
 	parsed, err := jwt.Parse(token, func(*jwt.Token) (any, error) { return t.verifyKey, nil },
 		jwt.WithValidMethods([]string{t.method.Alg()}), jwt.WithExpirationRequired())
 	if err != nil || !parsed.Valid {

@@ -98,13 +98,13 @@ func TestMetricsSnapshots(t *testing.T) {
 	}
 	tc.start(behind)
 	b := tc.servers[behind]
-	for deadline := time.Now().Add(20 * time.Second); b.rev.Load() < 51 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(20 * time.Second); b.Rev() < 51 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	sent := testutil.ToFloat64(tc.servers[lead].metrics.peer.snapSend.success.WithLabelValues(hexID(b.node.ID())))
 	received := testutil.ToFloat64(b.metrics.peer.snapReceive.success.WithLabelValues(hexID(tc.servers[lead].node.ID())))
 	if sent < 1 || received < 1 {
-		t.Fatalf("snapshots sent %v, received %v (member at revision %d)", sent, received, b.rev.Load())
+		t.Fatalf("snapshots sent %v, received %v (member at revision %d)", sent, received, b.Rev())
 	}
 }
 

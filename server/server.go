@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -23,7 +22,6 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/diskfs"
@@ -64,13 +62,12 @@ type Server struct {
 	// such a member runs the initial corruption check, as in etcd.
 	restarted bool
 
+	// Frontend is the member's grpcsvc.Backend, over the driver.
+	*driver.Frontend
 	// Published by the loop for handlers.
-	rev, compactRev atomic.Int64
-	view            atomic.Pointer[publishedView]
-	leader, term    atomic.Uint64
-	learner         atomic.Bool
-	authEnabled     atomic.Bool
-	guard           *grpcsvc.Guard
+	leader, term atomic.Uint64
+	learner      atomic.Bool
+	guard        *grpcsvc.Guard
 
 	metrics *metrics
 
@@ -90,8 +87,6 @@ type Server struct {
 	metricsHTTP      *http.Server
 	metricsListeners []net.Listener
 
-	nextStream atomic.Uint64
-
 	stopOnce sync.Once
 	// draining is closed when Stop begins; stopping once requests in
 	// flight are done and the loop should end.
@@ -107,11 +102,6 @@ type Server struct {
 
 	errMu sync.Mutex
 	err   error
-}
-
-type publishedView struct {
-	view *mvcc.View
-	hdr  *pb.ResponseHeader
 }
 
 // New opens the member's data directory and prepares it to serve.
@@ -345,6 +335,7 @@ func (s *Server) Fatal() <-chan error { return s.fatal }
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		close(s.draining)
+		s.Frontend.Drain()
 		if s.hs != nil {
 			s.hs.Shutdown()
 		}
@@ -415,33 +406,11 @@ func (s *Server) monitorLeader() {
 	}
 }
 
-func (s *Server) MaxTxnOps() int { return s.cfg.MaxTxnOps }
-
-// AuthEnabled implements grpcsvc.Backend.
-func (s *Server) AuthEnabled() bool { return s.authEnabled.Load() }
-
-// SignToken implements grpcsvc.Backend.
-func (s *Server) SignToken(user string, rev uint64) (string, error) {
-	if s.jwt == nil {
-		return "", nil
-	}
-	return s.jwt.sign(user, rev)
-}
-
-// BcryptCost implements grpcsvc.Backend.
-func (s *Server) BcryptCost() int { return s.cfg.BcryptCost }
-
-// MaxRequestBytes implements grpcsvc.Backend.
-func (s *Server) MaxRequestBytes() int { return s.cfg.MaxRequestBytes }
-
-// NewMemberID implements grpcsvc.Backend: etcd's id for a member added
-// at runtime, from its peer URLs, the cluster token and the time.
-func (s *Server) NewMemberID(peerURLs []string) uint64 {
+// newMemberID is etcd's id for a member added at runtime, from its peer
+// URLs, the cluster token and the time.
+func (s *Server) newMemberID(peerURLs []string) uint64 {
 	return core.MemberID(peerURLs, s.cfg.InitialClusterToken+fmt.Sprint(time.Now().Unix()))
 }
-
-// Version implements grpcsvc.Backend.
-func (s *Server) Version() string { return Version }
 
 // die records a failure that stops the member; Fatal tells the owner,
 // who stops the server.

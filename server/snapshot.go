@@ -8,10 +8,6 @@ import (
 	"github.com/detcd/detcd/grpcsvc"
 )
 
-// SnapshotDir is where Maintenance.Snapshot writes the etcd database file
-// it streams: the data directory.
-func (s *Server) SnapshotDir() string { return s.cfg.DataDir }
-
 // removeSnapshotTemps removes the temporary files of snapshots that a
 // crash interrupted: no stream is open before the server starts.
 func removeSnapshotTemps(dataDir string, log *slog.Logger) {

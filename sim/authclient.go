@@ -42,7 +42,7 @@ func (c *authClient) issue() {
 	live := w.live()
 	m := live[c.rng.IntN(len(live))]
 	r := core.Request{Auth: c.next()}
-	w.after(w.settings.Net.LatencyMinUs, m.event(func() { m.request(r, func(core.Response) {}) }))
+	w.after(w.settings.Net.LatencyMinUs, m.event(func() { m.call(r, func(core.Response) {}) }))
 	w.after(200_000+c.rng.Int64N(800_000), c.issue)
 }
 

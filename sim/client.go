@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/detcd/detcd/core"
 )
@@ -151,7 +152,7 @@ func (c *client) issue() {
 	c.pending = finish
 	m := w.members[c.target]
 	w.after(c.latency(), m.event(func() {
-		m.request(op.request(), func(r core.Response) {
+		m.call(op.request(), func(r core.Response) {
 			w.after(c.latency(), func() { finish(&r) })
 		})
 	}))
@@ -179,7 +180,7 @@ func (c *client) record(op *Op, resp *core.Response) {
 		if resp != nil {
 			c.target = c.pick()
 		}
-	case errors.Is(resp.Err, core.ErrTooManyRequests):
+	case errors.Is(resp.Err, rpctypes.ErrGRPCRequestTooManyRequests):
 		// Back-pressure is a legal answer: the write did not happen, and
 		// the client waits before it tries again.
 		op.Failed = true
@@ -200,7 +201,7 @@ func (c *client) record(op *Op, resp *core.Response) {
 
 // definite errors say the request had no effect.
 func definite(err error) bool {
-	for _, e := range []error{core.ErrTimeout, core.ErrTimeoutLeaderFail, core.ErrNoLeader, core.ErrLeaderChanged, core.ErrStopped} {
+	for _, e := range []error{rpctypes.ErrGRPCTimeout, rpctypes.ErrGRPCTimeoutDueToLeaderFail, rpctypes.ErrGRPCNoLeader, rpctypes.ErrGRPCLeaderChanged, rpctypes.ErrGRPCStopped} {
 		if errors.Is(err, e) {
 			return false
 		}

@@ -3,6 +3,8 @@ package sim
 import (
 	"testing"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/detcd/detcd/core"
 )
 
@@ -19,7 +21,7 @@ func TestTooManyRequestsIsLegal(t *testing.T) {
 	var backoffs []int64
 	for range 3 {
 		op := &Op{Kind: opPut, Key: "g00/k0", Value: "v"}
-		c.record(op, &core.Response{Err: core.ErrTooManyRequests})
+		c.record(op, &core.Response{Err: rpctypes.ErrGRPCRequestTooManyRequests})
 		if !op.Failed || op.Unknown {
 			t.Fatalf("refused put recorded as failed=%v unknown=%v, want failed", op.Failed, op.Unknown)
 		}

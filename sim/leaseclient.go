@@ -57,7 +57,7 @@ func (c *leaseClient) call(r core.Request, cb func(*core.Response)) {
 		}
 	}
 	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
-		m.request(r, func(resp core.Response) { w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) }) })
+		m.call(r, func(resp core.Response) { w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) }) })
 	}))
 	w.after(w.settings.ClientTimeoutUs, func() { finish(nil) })
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/driver"
+	"github.com/detcd/detcd/grpcsvc"
 )
 
 // member is one simulated member: a core.Node on a simulated disk with its
@@ -31,8 +32,14 @@ type member struct {
 	disk *disk.Disk
 	// d is the one driver, carrying out the node's Readys in virtual
 	// time on this member's simulated disk (env.go).
-	d   *driver.Driver
-	rng *rand.Rand
+	d *driver.Driver
+	// front and svc are the member's request path: etcd's services over
+	// the driver, as the server has them (frontend.go); waits are the
+	// tasks waiting on it.
+	front *driver.Frontend
+	svc   *grpcsvc.Services
+	waits map[uint64]*signal
+	rng   *rand.Rand
 	// jitter is raft's randomness, swapped in as crypto/rand.Reader around
 	// every call into the node.
 	jitter *rand.ChaCha8
@@ -138,6 +145,7 @@ func (m *member) start() error {
 		return fmt.Errorf("%s: start: %w", m.name, err)
 	}
 	m.up, m.paused, m.deferred = true, false, nil
+	m.startFrontend()
 	m.scheduleTick()
 	last := m.node.LastIndex()
 	m.w.trace.logf(m.w.now, "%s start incarnation %d: applied %d rev %d term %d commit %d last %d", m.name, m.inc, m.node.AppliedIndex(), m.node.Rev(), m.node.Term(), m.node.Commit(), last)
@@ -163,6 +171,7 @@ func (m *member) with(f func()) {
 	f()
 	if m.node != nil && m.up {
 		m.drain()
+		m.front.Publish()
 	}
 }
 
@@ -280,8 +289,9 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 		return
 	}
 	m.durableLast = m.d.Durable()
-	m.up, m.paused, m.node, m.disk, m.d = false, false, nil, nil, nil
+	m.up, m.paused, m.node, m.disk, m.d, m.front, m.svc = false, false, nil, nil, nil, nil, nil
 	m.inc++
+	m.wakeWaits()
 	m.deferred = nil
 	// A dead process's watch streams break; their clients resume elsewhere.
 	ids := make([]watch.StreamID, 0, len(m.streams))
@@ -315,9 +325,6 @@ func (m *member) resume() {
 		fn()
 	}
 }
-
-// request hands a client request to the node; cb gets the response.
-func (m *member) request(r core.Request, cb func(core.Response)) { m.d.Request(r, cb) }
 
 // describe formats a raft message for the trace.
 func describe(msg *raftpb.Message) string {

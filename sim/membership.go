@@ -59,7 +59,7 @@ func (w *World) admin(r core.Request, cb func(*core.Response)) {
 		}
 	}
 	m.event(func() {
-		m.request(r, func(resp core.Response) { w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) }) })
+		m.call(r, func(resp core.Response) { w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) }) })
 	})()
 	w.after(w.settings.ClientTimeoutUs*2, func() { finish(nil) })
 }

@@ -80,7 +80,7 @@ func (p *probe) next() {
 	}
 	w.after(w.settings.ClientTimeoutUs, func() { retry("timeout") })
 	m.event(func() {
-		m.request(req, func(r core.Response) {
+		m.call(req, func(r core.Response) {
 			if p.attempt != attempt {
 				return
 			}

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 
@@ -8,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/detcd/detcd/core/watch"
+	"github.com/detcd/detcd/grpcsvc"
 )
 
 // watchClient is a simulated client with one watcher: it watches a key,
@@ -22,6 +25,8 @@ type watchClient struct {
 	member *member
 	stream watch.StreamID
 	open   bool
+	// sess is the open stream's server side, once the member opened it.
+	sess *grpcsvc.WatchSession
 	// What is watched.
 	key, end       string
 	noPut, noDel   bool
@@ -92,7 +97,7 @@ func (c *watchClient) connect(from int64) {
 		return
 	}
 	w.nextStream++
-	c.member, c.stream, c.open = m, w.nextStream, true
+	c.member, c.stream, c.open, c.sess = m, w.nextStream, true, nil
 	c.sessions++
 	m.streams[c.stream] = c
 	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify}
@@ -104,11 +109,62 @@ func (c *watchClient) connect(from int64) {
 	}
 	stream := c.stream
 	w.trace.logf(w.now, "w%d watch [%s,%s) from %d on %s (stream %d)", c.id, c.key, c.end, from, m.name, stream)
+	create := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}}
 	w.after(c.w.settings.Net.LatencyMinUs, m.event(func() {
-		m.d.OpenWatch(stream, sink{c, m})
-		m.d.WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}})
+		svc := m.svc
+		w.spawn(func() { c.serve(svc, stream, create) })
 	}))
 	c.scheduleProgressRequest(stream)
+}
+
+// serve is the stream's server side, a task running the Watch service's
+// session as its gRPC handler would: open, create the watcher, then send
+// what the member has until the stream ends.
+func (c *watchClient) serve(svc *grpcsvc.Services, stream watch.StreamID, create *pb.WatchRequest) {
+	ctx := context.Background()
+	sess, err := svc.Watch.Open(ctx, func(r *pb.WatchResponse) error { return c.send(stream, r) })
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	if c.stream != stream || !c.open {
+		return
+	}
+	c.sess = sess
+	if err := sess.Handle(ctx, create); err != nil {
+		return
+	}
+	for {
+		outs, err := sess.Next(ctx)
+		if err != nil {
+			return
+		}
+		if err := sess.Deliver(ctx, outs); err != nil {
+			return
+		}
+	}
+}
+
+// errStreamGone: the client left the stream; the handler's send fails.
+var errStreamGone = errors.New("sim: watch stream closed by the client")
+
+// send is the handler's stream.Send: the response reaches the client
+// after the network. A slow client reads late, and flow control holds
+// the handler meanwhile, so the member's credit for the stream runs low.
+func (c *watchClient) send(stream watch.StreamID, r *pb.WatchResponse) error {
+	w := c.w
+	if !c.open || c.stream != stream {
+		return errStreamGone
+	}
+	w.after(w.settings.Net.LatencyMinUs, func() {
+		if c.open && c.stream == stream {
+			c.receive(r)
+		}
+	})
+	if c.slow {
+		w.sleep(w.between(100_000, 1_000_000))
+	}
+	return nil
 }
 
 func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
@@ -116,40 +172,15 @@ func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
 		if !c.open || c.stream != stream || c.w.stopping {
 			return
 		}
-		m := c.member
-		m.event(func() {
-			m.d.WatchRequest(stream, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
-		})()
+		if sess := c.sess; sess != nil {
+			m := c.member
+			m.event(func() {
+				c.w.spawn(func() {
+					_ = sess.Handle(context.Background(), &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
+				})
+			})()
+		}
 		c.scheduleProgressRequest(stream)
-	})
-}
-
-// sink takes a watch client's responses from the member's driver.
-type sink struct {
-	c *watchClient
-	m *member
-}
-
-func (s sink) Push(o watch.Out) { s.c.deliver(s.m, o) }
-
-// End never comes: a simulated member stops only by crashing, and a
-// crash breaks its streams (member.crashWith).
-func (s sink) End() {}
-
-// deliver is a response reaching the client, after the network.
-func (c *watchClient) deliver(m *member, o watch.Out) {
-	w := c.w
-	w.after(w.settings.Net.LatencyMinUs, func() {
-		if !c.open || c.stream != o.Stream {
-			return
-		}
-		c.receive(o.Resp)
-		credit := func() { m.event(func() { m.d.WatchCredit(o.Stream, o.Bytes) })() }
-		if c.slow {
-			w.after(w.between(100_000, 1_000_000), credit)
-		} else {
-			credit()
-		}
 	})
 }
 

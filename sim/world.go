@@ -33,10 +33,16 @@ type World struct {
 	admins   []*authClient
 	// nextStream names watch streams across the world.
 	nextStream watch.StreamID
-	trace      *tracer
-	checks     *checkers
-	faults     faultState
-	stats      Stats
+	// Request handlers running as tasks (task.go): the one running, all
+	// alive, and the randomness they see as crypto/rand.Reader.
+	curTask              *task
+	tasks                map[uint64]*task
+	nextTask, nextSignal uint64
+	taskRand             io.Reader
+	trace                *tracer
+	checks               *checkers
+	faults               faultState
+	stats                Stats
 	// injected is every fault injected so far, as a schedule that
 	// replays them (Result.Injected); timeline, if not nil, records the
 	// run for WriteTimelineHTML.
@@ -97,6 +103,12 @@ func New(opts Options, trace io.Writer) (*World, error) {
 		w.admins = append(w.admins, newAuthClient(w, i))
 	}
 	w.faults.init(w)
+	var seed [32]byte
+	tr := w.child()
+	for i := range seed {
+		seed[i] = byte(tr.Uint32())
+	}
+	w.taskRand, w.tasks = rand.NewChaCha8(seed), map[uint64]*task{}
 	return w, nil
 }
 
@@ -134,6 +146,7 @@ func (r *Result) OK() bool { return len(r.Failures) == 0 }
 // acknowledged entries) ends the run with a failure naming it.
 func (w *World) Run() (res *Result) {
 	start := time.Now()
+	defer w.stopTasks()
 	defer func() {
 		r := recover()
 		if r == nil {

@@ -1,0 +1,194 @@
+package driver
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/auth"
+	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/core/watch"
+	"github.com/detcd/detcd/grpcsvc"
+)
+
+// Runtime is how request handlers reach the loop and wait for it: the
+// real one's handlers are goroutines, the simulator's are tasks it steps
+// in virtual time.
+type Runtime interface {
+	// Post runs fn on the loop. It waits while the loop's inbox is full,
+	// until ctx ends or the member stops.
+	Post(ctx context.Context, fn func()) error
+	// NewSignal returns a one-shot signal for a handler to wait on.
+	NewSignal() Signal
+}
+
+// Signal is what a handler waits on: Fire (on the loop, or from any
+// goroutine in the real runtime) ends Wait. Wait also ends when ctx does,
+// or with core.ErrStopped when the member stops.
+type Signal interface {
+	Fire()
+	Wait(ctx context.Context) error
+}
+
+// Tokens checks and issues signed tokens (JWT); nil with simple tokens,
+// which core hands out and checks itself.
+type Tokens interface {
+	Verify(token string) (user string, authRev uint64, ok bool)
+	Sign(user string, authRev uint64) (string, error)
+}
+
+// FrontendConfig is the part of a member's configuration its request
+// handlers need.
+type FrontendConfig struct {
+	MaxTxnOps, MaxRequestBytes, BcryptCost int
+	Version                                string
+	SnapshotDir                            string
+	Tokens                                 Tokens
+	// CertUsers takes a request's user from its client certificate when
+	// it carries no token (client certificate auth is on).
+	CertUsers bool
+	// NewMemberID chooses the id of a member added at runtime.
+	NewMemberID func(peerURLs []string) uint64
+}
+
+// Frontend is a member's grpcsvc.Backend: what etcd's services call, over
+// the one driver. Handlers call it from their own goroutines (tasks);
+// only Publish runs on the loop.
+type Frontend struct {
+	cfg FrontendConfig
+	rt  Runtime
+	d   *Driver
+
+	// Published by the loop for handlers.
+	rev, compactRev atomic.Int64
+	authEnabled     atomic.Bool
+	view            atomic.Pointer[publishedView]
+
+	nextStream atomic.Uint64
+	// sinks are the open watch streams, for Drain.
+	mu       sync.Mutex
+	sinks    map[watch.StreamID]*watchSink
+	draining bool
+}
+
+type publishedView struct {
+	view *mvcc.View
+	hdr  *pb.ResponseHeader
+}
+
+// NewFrontend returns the handlers' side of d, reaching it through rt.
+func NewFrontend(d *Driver, rt Runtime, cfg FrontendConfig) *Frontend {
+	f := &Frontend{cfg: cfg, rt: rt, d: d, sinks: map[watch.StreamID]*watchSink{}}
+	f.Publish()
+	return f
+}
+
+// Publish makes the loop's state visible to handlers; the runtime calls
+// it on the loop after every turn.
+func (f *Frontend) Publish() {
+	n := f.d.node
+	f.rev.Store(n.Rev())
+	f.compactRev.Store(n.CompactRev())
+	f.authEnabled.Store(n.AuthEnabled())
+}
+
+// Rev and CompactRev are the revisions as last published.
+func (f *Frontend) Rev() int64        { return f.rev.Load() }
+func (f *Frontend) CompactRev() int64 { return f.compactRev.Load() }
+
+// Do implements grpcsvc.Backend. It waits only for its own answer and the
+// caller's context: a stopping member answers every request it took.
+func (f *Frontend) Do(ctx context.Context, r core.Request) (core.Response, error) {
+	if err := f.credentials(ctx, &r); err != nil {
+		return core.Response{ID: r.ID, Err: err}, nil
+	}
+	var resp core.Response
+	sig := f.rt.NewSignal()
+	if err := f.rt.Post(ctx, func() { f.d.Request(r, func(x core.Response) { resp = x; sig.Fire() }) }); err != nil {
+		return core.Response{}, err
+	}
+	if err := sig.Wait(ctx); err != nil {
+		return core.Response{}, err
+	}
+	return resp, nil
+}
+
+// credentials fills in who sends r: the token the client sent (a JWT is
+// checked here, off the loop, and core gets what it says), else the
+// common name of its client certificate.
+func (f *Frontend) credentials(ctx context.Context, r *core.Request) error {
+	if r.Token == "" {
+		tok, sent := grpcsvc.TokenFrom(ctx)
+		if sent && tok == "" && f.authEnabled.Load() {
+			return auth.ErrInvalidAuthToken
+		}
+		r.Token = tok
+	}
+	if r.Token != "" && f.cfg.Tokens != nil {
+		user, rev, ok := f.cfg.Tokens.Verify(r.Token)
+		if !ok && f.authEnabled.Load() {
+			return auth.ErrInvalidAuthToken
+		}
+		r.Token, r.TokenUser, r.TokenRevision = "", user, rev
+	}
+	if r.Token == "" && r.TokenUser == "" && f.cfg.CertUsers {
+		r.CertUser = grpcsvc.CertUserFrom(ctx)
+	}
+	return nil
+}
+
+// SerializableView implements grpcsvc.Backend: the published view if it
+// holds everything applied, else a new one from the loop.
+func (f *Frontend) SerializableView(ctx context.Context) (*mvcc.View, *pb.ResponseHeader, error) {
+	if pv := f.view.Load(); pv != nil && int64(pv.view.Rev()) == f.rev.Load() && int64(pv.view.CompactRev()) == f.compactRev.Load() {
+		return pv.view, pv.hdr, nil
+	}
+	var pv publishedView
+	sig := f.rt.NewSignal()
+	err := f.rt.Post(ctx, func() {
+		f.d.View(func(v *mvcc.View, hdr *pb.ResponseHeader) {
+			pv = publishedView{view: v, hdr: hdr}
+			f.view.Store(&pv)
+			sig.Fire()
+		})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sig.Wait(ctx); err != nil {
+		return nil, nil, err
+	}
+	return pv.view, pv.hdr, nil
+}
+
+// AuthEnabled implements grpcsvc.Backend.
+func (f *Frontend) AuthEnabled() bool { return f.authEnabled.Load() }
+
+// MaxTxnOps implements grpcsvc.Backend.
+func (f *Frontend) MaxTxnOps() int { return f.cfg.MaxTxnOps }
+
+// MaxRequestBytes implements grpcsvc.Backend.
+func (f *Frontend) MaxRequestBytes() int { return f.cfg.MaxRequestBytes }
+
+// BcryptCost implements grpcsvc.Backend.
+func (f *Frontend) BcryptCost() int { return f.cfg.BcryptCost }
+
+// Version implements grpcsvc.Backend.
+func (f *Frontend) Version() string { return f.cfg.Version }
+
+// SnapshotDir implements grpcsvc.Backend.
+func (f *Frontend) SnapshotDir() string { return f.cfg.SnapshotDir }
+
+// NewMemberID implements grpcsvc.Backend.
+func (f *Frontend) NewMemberID(peerURLs []string) uint64 { return f.cfg.NewMemberID(peerURLs) }
+
+// SignToken implements grpcsvc.Backend.
+func (f *Frontend) SignToken(user string, rev uint64) (string, error) {
+	if f.cfg.Tokens == nil {
+		return "", nil
+	}
+	return f.cfg.Tokens.Sign(user, rev)
+}
