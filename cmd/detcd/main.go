@@ -29,6 +29,9 @@ func run(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "snapshot" {
 		return snapshotCmd(args[1:], os.Stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "gateway" {
+		return gatewayCmd(args[1:], stderr)
+	}
 	cfg, logLevel, done, err := parseFlags(args, stderr)
 	if done {
 		return 0
@@ -329,6 +332,9 @@ Every flag can also be given as an ETCD_* environment variable
 'etcdctl snapshot save' took from detcd or etcd (etcd's database file),
 'detcd snapshot status FILE' describes one (see 'detcd snapshot restore
 --help').
+
+'detcd gateway start --endpoints=HOST:PORT,...' is etcd's gateway, a TCP
+proxy to the members of a cluster (see 'detcd gateway --help').
 
 Flags:
 `)
