@@ -41,6 +41,10 @@ type metrics struct {
 	authRev           atomic.Uint64
 	noSpace, corrupt  atomic.Bool
 	alarms            *alarmGauge
+	// clusterVersion is the applied cluster version ("3.7.0"), nil until
+	// the leader set one; clusterVersions is etcd_cluster_version.
+	clusterVersion  atomic.Pointer[string]
+	clusterVersions *prometheus.GaugeVec
 }
 
 // Buckets for durations in seconds and milliseconds.
@@ -136,11 +140,32 @@ func (m *metrics) infoGauges(s *Server) []prometheus.Collector {
 	}
 	return []prometheus.Collector{
 		info("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", Version),
-		info("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", ClusterVersion),
+		m.clusterVersionGauge(),
 		info("etcd_server_go_version", "Which Go version server is running with. 1 for 'server_go_version' label with current version.", "server_go_version", runtime.Version()),
 		info("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", hexID(s.node.ID())),
 		featureGauge(s.cfg),
 	}
+}
+
+// clusterVersionGauge is etcd_cluster_version: 1 for the cluster version
+// in force, 0 for those it had before (setClusterVersion).
+func (m *metrics) clusterVersionGauge() prometheus.Collector {
+	m.clusterVersions = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcd_cluster_version", Help: "Which version is running. 1 for 'cluster_version' label with current cluster version"}, []string{"cluster_version"})
+	m.clusterVersions.WithLabelValues(majorMinor(ClusterVersion)).Set(1)
+	return m.clusterVersions
+}
+
+// setClusterVersion publishes a cluster version the loop applied, for
+// /version and etcd_cluster_version.
+func (m *metrics) setClusterVersion(old, v string) {
+	m.clusterVersion.Store(&v)
+	if old == "" {
+		old = ClusterVersion // the gauge starts at the version detcd runs
+	}
+	if old != v {
+		m.clusterVersions.WithLabelValues(majorMinor(old)).Set(0)
+	}
+	m.clusterVersions.WithLabelValues(majorMinor(v)).Set(1)
 }
 
 // featureGauge is etcd_server_feature_enabled for each of etcd's feature

@@ -32,6 +32,7 @@ func (s *Server) noteClusterVersion() {
 		s.log.Info("updated cluster version", append(ids, "from", majorMinor(s.loggedClusterVersion), "to", majorMinor(v))...)
 	}
 	s.log.Info("enabled capabilities for version", "cluster-version", majorMinor(v))
+	s.metrics.setClusterVersion(s.loggedClusterVersion, v)
 	s.loggedClusterVersion = v
 }
 
