@@ -265,6 +265,7 @@ type peerMetrics struct {
 	sendFailed, recvFailed *prometheus.CounterVec
 	active, disconnected   *prometheus.GaugeVec
 	snapSend, snapReceive  snapshotMetrics
+	rtt                    *prometheus.HistogramVec
 }
 
 // snapshotMetrics are etcd's metrics of snapshots sent to or received
@@ -318,11 +319,13 @@ func newPeerMetrics() peerMetrics {
 		disconnected: gauges("etcd_network_disconnected_peers_total", "The total number of disconnected peers."),
 		snapSend:     newSnapshotMetrics("send", "To"),
 		snapReceive:  newSnapshotMetrics("receive", "From"),
+		rtt: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "etcd_network_peer_round_trip_time_seconds", Help: "Round-Trip-Time histogram between peers",
+			Buckets: secondsBuckets}, []string{"To"}),
 	}
 }
 
 func (p *peerMetrics) register(reg *prometheus.Registry) {
-	reg.MustRegister(p.sent, p.received, p.sendFailed, p.recvFailed, p.active, p.disconnected)
+	reg.MustRegister(p.sent, p.received, p.sendFailed, p.recvFailed, p.active, p.disconnected, p.rtt)
 	for _, m := range []snapshotMetrics{p.snapSend, p.snapReceive} {
 		reg.MustRegister(m.success, m.failures, m.inflight, m.seconds)
 	}
