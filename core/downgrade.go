@@ -2,11 +2,11 @@ package core
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/coreos/go-semver/semver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.etcd.io/etcd/api/v3/version"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -29,15 +29,6 @@ func downgradeVersion(v string) (semver.Version, error) {
 		}
 	}
 	return semver.Version{Major: ver.Major, Minor: ver.Minor}, nil
-}
-
-// majorMinor is etcd's form of a cluster version in responses: "3.7".
-func majorMinor(v string) string {
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 3 {
-		return v
-	}
-	return parts[0] + "." + parts[1]
 }
 
 // downgrade takes a Downgrade request: its version is checked at once,
@@ -127,7 +118,7 @@ func (n *Node) setDowngrade(id RequestID, set *membershippb.DowngradeInfoSetRequ
 }
 
 func (n *Node) downgradeResponse() *pb.DowngradeResponse {
-	return &pb.DowngradeResponse{Header: n.header(0), Version: majorMinor(n.st.clusterVersion)}
+	return &pb.DowngradeResponse{Header: n.header(0), Version: version.Cluster(n.st.clusterVersion)}
 }
 
 // applyDowngradeInfoSet records the job's state, as etcd's cluster store

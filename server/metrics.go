@@ -7,8 +7,10 @@ import (
 	"sync"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"sync/atomic"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/version"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
@@ -151,7 +153,7 @@ func (m *metrics) infoGauges(s *Server) []prometheus.Collector {
 // in force, 0 for those it had before (setClusterVersion).
 func (m *metrics) clusterVersionGauge() prometheus.Collector {
 	m.clusterVersions = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcd_cluster_version", Help: "Which version is running. 1 for 'cluster_version' label with current cluster version"}, []string{"cluster_version"})
-	m.clusterVersions.WithLabelValues(majorMinor(ClusterVersion)).Set(1)
+	m.clusterVersions.WithLabelValues(version.Cluster(ClusterVersion)).Set(1)
 	return m.clusterVersions
 }
 
@@ -163,9 +165,9 @@ func (m *metrics) setClusterVersion(old, v string) {
 		old = ClusterVersion // the gauge starts at the version detcd runs
 	}
 	if old != v {
-		m.clusterVersions.WithLabelValues(majorMinor(old)).Set(0)
+		m.clusterVersions.WithLabelValues(version.Cluster(old)).Set(0)
 	}
-	m.clusterVersions.WithLabelValues(majorMinor(v)).Set(1)
+	m.clusterVersions.WithLabelValues(version.Cluster(v)).Set(1)
 }
 
 // featureGauge is etcd_server_feature_enabled for each of etcd's feature
