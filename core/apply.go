@@ -98,6 +98,9 @@ func (n *Node) applyRequest(r *pb.InternalRaftRequest, index uint64) (proto.Mess
 	case r.ClusterVersionSet != nil:
 		n.st.clusterVersion = r.ClusterVersionSet.Ver
 		return nil, nil
+	case r.DowngradeInfoSet != nil:
+		n.applyDowngradeInfoSet(r.DowngradeInfoSet)
+		return nil, nil
 	}
 	return nil, nil
 }

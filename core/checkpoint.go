@@ -103,14 +103,19 @@ func (n *Node) ForceCheckpoint() {
 //	bytes confState | bytes members (JSON) | uvarint count, removed ids |
 //	uvarint count, (uvarint member, uvarint type) alarms |
 //	uvarint count, (uvarint id, uvarint ttl, uvarint remaining) leases |
-//	bytes cluster version | bytes auth store (format 4 on)
+//	bytes cluster version | bytes auth store (format 4 on) |
+//	bytes downgrade target (format 5 on)
 //
 // where bytes is a uvarint length and the bytes. The key space follows;
 // the keys attached to each lease are rebuilt from it.
-const metaFormat = 4
+const metaFormat = 5
 
-// metaFormatNoAuth is the format before the auth store; it still loads.
-const metaFormatNoAuth = 3
+// metaFormatNoAuth and metaFormatNoDowngrade are the formats before the
+// auth store and before the downgrade job; they still load.
+const (
+	metaFormatNoAuth      = 3
+	metaFormatNoDowngrade = 4
+)
 
 type checkpointMembers struct {
 	Members []Member `json:"members"`
@@ -147,7 +152,8 @@ func encodeMeta(st *applied, ls []*lease.Lease) []byte {
 		b = binary.AppendUvarint(b, uint64(l.RemainingTTL))
 	}
 	b = uvar.AppendBytes(b, []byte(st.clusterVersion))
-	return uvar.AppendBytes(b, st.auth.Marshal())
+	b = uvar.AppendBytes(b, st.auth.Marshal())
+	return uvar.AppendBytes(b, []byte(st.downgradeTarget))
 }
 
 // loadCheckpoint restores the state a checkpoint holds. The key space
@@ -173,7 +179,7 @@ func loadCheckpoint(data []byte, lc lease.Config) (applied, *mvcc.Store, *lease.
 func decodeMeta(data []byte) (st applied, ls []*lease.Lease, kvAt int, err error) {
 	d := uvar.NewReader(data, ErrCorrupt, "checkpoint header")
 	format := d.Uvarint()
-	if d.Err() == nil && format != metaFormat && format != metaFormatNoAuth {
+	if d.Err() == nil && format != metaFormat && format != metaFormatNoDowngrade && format != metaFormatNoAuth {
 		return st, nil, 0, fmt.Errorf("%w: checkpoint format %d unknown", ErrCorrupt, format)
 	}
 	st.index = d.Uvarint()
@@ -195,13 +201,16 @@ func decodeMeta(data []byte) (st applied, ls []*lease.Lease, kvAt int, err error
 	}
 	st.clusterVersion = string(d.Bytes())
 	st.auth = auth.New()
-	if format >= metaFormat {
+	if format >= metaFormatNoDowngrade {
 		a := d.Bytes()
 		if d.Err() == nil {
 			if st.auth, err = auth.Unmarshal(a); err != nil {
 				return st, nil, 0, fmt.Errorf("%w: checkpoint auth store: %v", ErrCorrupt, err)
 			}
 		}
+	}
+	if format >= metaFormat {
+		st.downgradeTarget = string(d.Bytes())
 	}
 	if d.Err() != nil {
 		return st, nil, 0, d.Err()

@@ -42,6 +42,12 @@ var (
 	ErrStopped               = errors.New("core: member is stopped")
 	ErrUnknownRequest        = errors.New("core: unknown request")
 	ErrCorrupt               = errors.New("core: corrupt state")
+	ErrUnknownMethod         = errors.New("core: unknown method")
+	// Downgrade jobs.
+	ErrWrongDowngradeVersionFormat   = errors.New("core: wrong downgrade target version format")
+	ErrInvalidDowngradeTargetVersion = errors.New("core: invalid downgrade target version")
+	ErrClusterVersionUnavailable     = errors.New("core: cluster version not found during downgrade")
+	ErrDowngradeInProcess            = errors.New("core: cluster has a downgrade job in progress")
 	// ErrCompacted and ErrFutureRev are the key space's own.
 	ErrCompacted = mvcc.ErrCompacted
 	ErrFutureRev = mvcc.ErrFutureRev

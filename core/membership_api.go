@@ -230,8 +230,9 @@ func (n *Node) checkTransfers() {
 
 // publishAttributes proposes this member's name and client URLs once
 // after every start, as etcd publishes them (members count as started
-// once they have), and, on the leader, the cluster version once per
-// cluster, as etcd sets it. Both retry until applied.
+// once they have), and, on the leader, the cluster version when it is not
+// the one wanted (unset in a new cluster, or a downgrade job started or
+// ended), as etcd's version monitor sets it. Both retry until applied.
 func (n *Node) publishAttributes() {
 	if n.lead == 0 || n.ticks < n.publishRetryAt {
 		return
@@ -239,7 +240,8 @@ func (n *Node) publishAttributes() {
 	self, ok := n.cfg.memberByID(n.cfg.ID)
 	cur, applied := n.st.members.get(n.cfg.ID)
 	needAttrs := ok && applied && (!n.published || cur.Name != self.Name || !slices.Equal(cur.ClientURLs, self.ClientURLs))
-	needVersion := n.isLeader() && n.st.clusterVersion == "" && n.cfg.ClusterVersion != ""
+	want := n.wantClusterVersion()
+	needVersion := n.isLeader() && want != "" && n.st.clusterVersion != want
 	if !needAttrs && !needVersion {
 		return
 	}
@@ -252,6 +254,6 @@ func (n *Node) publishAttributes() {
 		})
 	}
 	if needVersion {
-		n.proposeInternal(&pb.InternalRaftRequest{ClusterVersionSet: &membershippb.ClusterVersionSetRequest{Ver: n.cfg.ClusterVersion}}, nil)
+		n.proposeInternal(&pb.InternalRaftRequest{ClusterVersionSet: &membershippb.ClusterVersionSetRequest{Ver: want}}, nil)
 	}
 }

@@ -94,7 +94,10 @@ type applied struct {
 	alarms      alarms
 	// clusterVersion is the version the leader set for the cluster.
 	clusterVersion string
-	auth           *auth.Store
+	// downgradeTarget is the cluster version a downgrade job aims at
+	// ("3.6.0"), "" while none is on.
+	downgradeTarget string
+	auth            *auth.Store
 }
 
 // New bootstraps a member of a new cluster with empty storage.
@@ -277,6 +280,8 @@ func (n *Node) Request(r Request) {
 		n.memberPromote(r)
 	case r.MoveLeader != nil:
 		n.moveLeader(r)
+	case r.Downgrade != nil:
+		n.downgrade(r)
 	case r.Snapshot:
 		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.Snapshot(), Header: n.header(0), Hashes: slices.Clone(n.hashes)})
 	case r.Backup:

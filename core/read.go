@@ -148,6 +148,8 @@ func (n *Node) serveRead(r Request) {
 		n.serveLease(r)
 	case r.MemberList != nil:
 		n.respond(r.ID, n.memberListResponse(), nil)
+	case r.Downgrade != nil:
+		n.serveDowngrade(r)
 	}
 }
 

@@ -65,6 +65,9 @@ type Request struct {
 	MemberPromote *pb.MemberPromoteRequest
 	MemberList    *pb.MemberListRequest
 	MoveLeader    *pb.MoveLeaderRequest
+	// Downgrade validates, enables or cancels a downgrade job
+	// (Maintenance.Downgrade).
+	Downgrade *pb.DowngradeRequest
 	// Defragment returns the key space's garbage memory; it answers when
 	// done, with a DefragmentResponse.
 	Defragment bool

@@ -38,12 +38,13 @@ func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64
 		return 0, nil, fmt.Errorf("core: restore: no members")
 	}
 	st := applied{
-		index:          uint64(len(cfg.Members)),
-		term:           1,
-		confState:      &raftpb.ConfState{},
-		members:        members{list: slices.Clone(cfg.Members)},
-		clusterVersion: old.clusterVersion,
-		auth:           old.auth,
+		index:           uint64(len(cfg.Members)),
+		term:            1,
+		confState:       &raftpb.ConfState{},
+		members:         members{list: slices.Clone(cfg.Members)},
+		clusterVersion:  old.clusterVersion,
+		downgradeTarget: old.downgradeTarget,
+		auth:            old.auth,
 	}
 	// The list is kept in id order, as conf changes build it.
 	slices.SortFunc(st.members.list, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })

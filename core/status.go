@@ -32,7 +32,7 @@ func (n *Node) status() *pb.StatusResponse {
 		DbSize:           n.dbSize(),
 		DbSizeInUse:      n.dbSizeInUse(),
 		DbSizeQuota:      n.cfg.QuotaBackendBytes,
-		DowngradeInfo:    &pb.DowngradeInfo{},
+		DowngradeInfo:    n.downgradeInfo(),
 		Leader:           n.lead,
 		RaftIndex:        n.rn.BasicStatus().GetCommit(),
 		RaftTerm:         n.term,

@@ -64,6 +64,7 @@ func routes(conn *grpc.ClientConn) map[string]http.Handler {
 		"/v3/maintenance/hash":                unary(m.Hash),
 		"/v3/maintenance/hashkv":              unary(m.HashKV),
 		"/v3/maintenance/transfer-leadership": unary(m.MoveLeader),
+		"/v3/maintenance/downgrade":           unary(m.Downgrade),
 		"/v3/auth/enable":                     unary(au.AuthEnable),
 		"/v3/auth/disable":                    unary(au.AuthDisable),
 		"/v3/auth/status":                     unary(au.AuthStatus),

@@ -54,6 +54,12 @@ var errorMap = []struct {
 	{core.ErrCompacted, rpctypes.ErrGRPCCompacted},
 	{core.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
 	{core.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
+	// etcd does not map this one: it reaches clients as Unknown.
+	{core.ErrUnknownMethod, status.Error(codes.Unknown, "etcdserver: unknown method")},
+	{core.ErrWrongDowngradeVersionFormat, rpctypes.ErrGRPCWrongDowngradeVersionFormat},
+	{core.ErrInvalidDowngradeTargetVersion, rpctypes.ErrGRPCInvalidDowngradeTargetVersion},
+	{core.ErrClusterVersionUnavailable, rpctypes.ErrGRPCClusterVersionUnavailable},
+	{core.ErrDowngradeInProcess, rpctypes.ErrGRPCDowngradeInProcess},
 	{auth.ErrRootUserNotExist, rpctypes.ErrGRPCRootUserNotExist},
 	{auth.ErrRootRoleNotExist, rpctypes.ErrGRPCRootRoleNotExist},
 	{auth.ErrUserAlreadyExist, rpctypes.ErrGRPCUserAlreadyExist},

@@ -27,6 +27,11 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	return resp, nil
 }
 
+// Downgrade validates, enables or cancels a downgrade job, as etcd does.
+func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	return do[*pb.DowngradeResponse](ctx, s.b, core.Request{Downgrade: r})
+}
+
 // storageVersion is the storage format etcd 3.7 reports; detcd's own
 // format differs, but clients only display it.
 const storageVersion = "3.7.0"

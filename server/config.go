@@ -107,6 +107,9 @@ type Config struct {
 	// fewer started or connected members than a quorum (etcd's
 	// --strict-reconfig-check, on by default).
 	StrictReconfigCheck bool
+	// Discovery bootstraps a new cluster through etcd's v3 discovery
+	// (--discovery-*), instead of --initial-cluster.
+	Discovery DiscoveryConfig
 
 	Logger *slog.Logger `json:"-"`
 	// LogOutput is where cmd writes logs (--log-outputs); nil is stderr.
@@ -148,6 +151,11 @@ func DefaultConfig() Config {
 		BcryptCost:                  bcrypt.DefaultCost,
 		AuthTokenTTL:                300 * time.Second,
 		StrictReconfigCheck:         true,
+		Discovery: DiscoveryConfig{ // etcd's defaults
+			DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second,
+			KeepAliveTime: 2 * time.Second, KeepAliveTimeout: 6 * time.Second,
+			InsecureTransport: true,
+		},
 	}
 }
 
@@ -181,6 +189,9 @@ func (c *Config) Validate() error {
 	}
 	if c.InitialClusterState != "new" && c.InitialClusterState != "existing" {
 		return fmt.Errorf("invalid value %q for --initial-cluster-state: valid values are \"new\" or \"existing\"", c.InitialClusterState)
+	}
+	if err := c.validateDiscovery(); err != nil {
+		return err
 	}
 	if c.MaxRequestBytes <= 0 {
 		return errors.New("--max-request-bytes must be positive")

@@ -80,12 +80,18 @@ func (s *Server) metricsHandler() http.Handler {
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		// As etcd's: the applied cluster version, "not_decided" before the
+		// leader set one; etcd's storage version follows it.
+		cluster, storage := "not_decided", "unknown"
+		if v := s.metrics.clusterVersion.Load(); v != nil {
+			cluster, storage = *v, *v
+		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(struct {
 			Server  string `json:"etcdserver"`
 			Cluster string `json:"etcdcluster"`
 			Storage string `json:"storage"`
-		}{Version, ClusterVersion, ClusterVersion})
+		}{Version, cluster, storage})
 	})
 	s.addMetricsRoutes(mux)
 	// etcd's /debug/vars: the process's expvars (cmdline, memstats).

@@ -26,7 +26,13 @@ func ctxFor(Config) context.Context { return context.Background() }
 // members in --initial-cluster for the cluster's id and members, as etcd
 // does, and finds itself among them by its peer URLs (an operator added it
 // with MemberAdd first). A member with data restarts from it alone.
+//
+// A new member with --discovery-* learns its cluster from the discovery
+// service instead (discovery.go).
 func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config, tlsc tlsConfigs, log *slog.Logger) error {
+	if cfg.Discovery.enabled() {
+		return discoverIfNew(ctx, fsys, cfg, ccfg, log)
+	}
 	if cfg.InitialClusterState != "existing" {
 		return nil
 	}

@@ -7,8 +7,10 @@ import (
 	"sync"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"sync/atomic"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/version"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +43,10 @@ type metrics struct {
 	authRev           atomic.Uint64
 	noSpace, corrupt  atomic.Bool
 	alarms            *alarmGauge
+	// clusterVersion is the applied cluster version ("3.7.0"), nil until
+	// the leader set one; clusterVersions is etcd_cluster_version.
+	clusterVersion  atomic.Pointer[string]
+	clusterVersions *prometheus.GaugeVec
 }
 
 // Buckets for durations in seconds and milliseconds.
@@ -136,11 +142,32 @@ func (m *metrics) infoGauges(s *Server) []prometheus.Collector {
 	}
 	return []prometheus.Collector{
 		info("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", Version),
-		info("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", ClusterVersion),
+		m.clusterVersionGauge(),
 		info("etcd_server_go_version", "Which Go version server is running with. 1 for 'server_go_version' label with current version.", "server_go_version", runtime.Version()),
 		info("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", hexID(s.node.ID())),
 		featureGauge(s.cfg),
 	}
+}
+
+// clusterVersionGauge is etcd_cluster_version: 1 for the cluster version
+// in force, 0 for those it had before (setClusterVersion).
+func (m *metrics) clusterVersionGauge() prometheus.Collector {
+	m.clusterVersions = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcd_cluster_version", Help: "Which version is running. 1 for 'cluster_version' label with current cluster version"}, []string{"cluster_version"})
+	m.clusterVersions.WithLabelValues(version.Cluster(ClusterVersion)).Set(1)
+	return m.clusterVersions
+}
+
+// setClusterVersion publishes a cluster version the loop applied, for
+// /version and etcd_cluster_version.
+func (m *metrics) setClusterVersion(old, v string) {
+	m.clusterVersion.Store(&v)
+	if old == "" {
+		old = ClusterVersion // the gauge starts at the version detcd runs
+	}
+	if old != v {
+		m.clusterVersions.WithLabelValues(version.Cluster(old)).Set(0)
+	}
+	m.clusterVersions.WithLabelValues(version.Cluster(v)).Set(1)
 }
 
 // featureGauge is etcd_server_feature_enabled for each of etcd's feature
@@ -240,6 +267,7 @@ type peerMetrics struct {
 	sendFailed, recvFailed *prometheus.CounterVec
 	active, disconnected   *prometheus.GaugeVec
 	snapSend, snapReceive  snapshotMetrics
+	rtt                    *prometheus.HistogramVec
 }
 
 // snapshotMetrics are etcd's metrics of snapshots sent to or received
@@ -293,11 +321,13 @@ func newPeerMetrics() peerMetrics {
 		disconnected: gauges("etcd_network_disconnected_peers_total", "The total number of disconnected peers."),
 		snapSend:     newSnapshotMetrics("send", "To"),
 		snapReceive:  newSnapshotMetrics("receive", "From"),
+		rtt: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "etcd_network_peer_round_trip_time_seconds", Help: "Round-Trip-Time histogram between peers",
+			Buckets: secondsBuckets}, []string{"To"}),
 	}
 }
 
 func (p *peerMetrics) register(reg *prometheus.Registry) {
-	reg.MustRegister(p.sent, p.received, p.sendFailed, p.recvFailed, p.active, p.disconnected)
+	reg.MustRegister(p.sent, p.received, p.sendFailed, p.recvFailed, p.active, p.disconnected, p.rtt)
 	for _, m := range []snapshotMetrics{p.snapSend, p.snapReceive} {
 		reg.MustRegister(m.success, m.failures, m.inflight, m.seconds)
 	}

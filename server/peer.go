@@ -91,6 +91,7 @@ var peerDesc = grpc.ServiceDesc{
 			}
 			return srv.(*Server).serveHashKV(ctx, in)
 		}},
+		probeMethod,
 	},
 }
 
@@ -370,6 +371,7 @@ func (s *Server) syncPeers() {
 		s.peers.byID[id] = p
 		s.log.Info("started HTTP pipelining with remote peer", "local-member-id", fmt.Sprintf("%x", s.node.ID()), "remote-peer-id", fmt.Sprintf("%x", id))
 		go p.run()
+		go p.probeRTT()
 	}
 }
 

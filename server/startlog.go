@@ -2,7 +2,8 @@ package server
 
 import (
 	"fmt"
-	"strings"
+
+	"go.etcd.io/etcd/api/v3/version"
 )
 
 // etcd's start-up lines. etcd's e2e framework, scripts and operators wait
@@ -27,20 +28,13 @@ func (s *Server) noteClusterVersion() {
 	}
 	ids := []any{"cluster-id", fmt.Sprintf("%x", s.clusterID.Load()), "local-member-id", fmt.Sprintf("%x", s.node.ID())}
 	if s.loggedClusterVersion == "" {
-		s.log.Info("set the initial cluster version", append(ids, "cluster-version", majorMinor(v))...)
+		s.log.Info("set the initial cluster version", append(ids, "cluster-version", version.Cluster(v))...)
 	} else {
-		s.log.Info("updated cluster version", append(ids, "from", majorMinor(s.loggedClusterVersion), "to", majorMinor(v))...)
+		s.log.Info("updated cluster version", append(ids, "from", version.Cluster(s.loggedClusterVersion), "to", version.Cluster(v))...)
 	}
-	s.log.Info("enabled capabilities for version", "cluster-version", majorMinor(v))
+	s.log.Info("enabled capabilities for version", "cluster-version", version.Cluster(v))
+	s.metrics.setClusterVersion(s.loggedClusterVersion, v)
 	s.loggedClusterVersion = v
-}
-
-// majorMinor is how etcd logs a cluster version: "3.7" for "3.7.0".
-func majorMinor(v string) string {
-	if parts := strings.SplitN(v, ".", 3); len(parts) == 3 {
-		return parts[0] + "." + parts[1]
-	}
-	return v
 }
 
 // logServingClients is etcd's pair of lines when a client listener starts

@@ -249,6 +249,8 @@ func gwClusterSteps() []gwStep {
 		// Both compute HashKV with etcd's algorithm over the same history,
 		// so the hash itself should agree.
 		gwPost("maintenance hashkv rev 0", "/v3/maintenance/hashkv", gwObj{"revision": 0}),
+		gwPost("maintenance downgrade validate 3.6", "/v3/maintenance/downgrade", gwObj{"action": "VALIDATE", "version": "3.6"}),
+		gwPost("maintenance downgrade validate 3.5", "/v3/maintenance/downgrade", gwObj{"action": "VALIDATE", "version": "3.5"}),
 		gwPost("cluster member list", "/v3/cluster/member/list", gwObj{}).with(gwShape),
 		gwPost("auth status", "/v3/auth/status", gwObj{}),
 		gwPost("auth authenticate (auth disabled)", "/v3/auth/authenticate", gwObj{"name": "root", "password": "pw"}),

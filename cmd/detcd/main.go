@@ -29,6 +29,9 @@ func run(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "snapshot" {
 		return snapshotCmd(args[1:], os.Stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "gateway" {
+		return gatewayCmd(args[1:], stderr)
+	}
 	cfg, logLevel, done, err := parseFlags(args, stderr)
 	if done {
 		return 0
@@ -144,6 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.UintVar(&selfSignedYears, "self-signed-cert-validity", cfg.SelfSignedCertValidityYears, "The validity period of the client and peer certificates that are automatically generated when --auto-tls or --peer-auto-tls is given, in years.")
 	fs.StringVar(&logger, "logger", "zap", "Currently only supports 'zap' for structured logging (detcd logs JSON lines with log/slog).")
 	fs.StringVar(&logOutputs, "log-outputs", "default", "Where to write logs: 'default' or 'stderr', 'stdout', or a file path.")
+	discoveryEndpoints := discoveryFlags(fs, &cfg.Discovery)
 	ignored := ignoredFlags(fs)
 	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.BoolVar(&cfg.UnsafeWALRepair, "unsafe-wal-repair", false, "detcd only: if the last log segment holds a corrupt record, cut it and everything after it (logged at WARN with the file, offset and bytes dropped) instead of refusing to start. Writes this member acknowledged may be lost: prefer removing and re-adding the member.")
@@ -173,6 +177,13 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	cfg.AdvertiseClientURLs = splitURLs(advertiseClient)
 	cfg.ListenPeerURLs = splitURLs(listenPeer)
 	cfg.InitialAdvertisePeerURLs = splitURLs(advertisePeer)
+	if *discoveryEndpoints != "" {
+		// Not splitURLs: etcd refuses empty endpoints (Validate).
+		cfg.Discovery.Endpoints = strings.Split(*discoveryEndpoints, ",")
+	}
+	if len(cfg.Discovery.Endpoints) > 0 && set["initial-cluster"] {
+		return cfg, 0, false, errConflictBootstrapFlags
+	}
 	defaultInitialCluster(&cfg, set)
 	cfg.ListenMetricsURLs = splitURLs(listenMetrics)
 	cfg.ListenClientHTTPURLs = splitURLs(listenClientHTTP)
@@ -216,6 +227,28 @@ func tlsFlags(fs *flag.FlagSet, t *server.TLSInfo, prefix, side string) {
 	fs.StringVar(&t.TrustedCAFile, prefix+"trusted-ca-file", "", "Path to the "+side+" TLS trusted CA file: certificates "+side+"s present are verified against it.")
 	fs.BoolVar(&t.ClientCertAuth, prefix+"client-cert-auth", false, "Refuse "+side+" connections without a certificate signed by --"+prefix+"trusted-ca-file.")
 	fs.BoolVar(&t.AutoTLS, prefix+"auto-tls", false, strings.ToUpper(side[:1])+side[1:]+" TLS using a generated self-signed certificate (kept in the data directory's fixtures/"+side+").")
+}
+
+// errConflictBootstrapFlags is etcd's refusal of two ways to bootstrap.
+var errConflictBootstrapFlags = errors.New(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery-endpoints" or "discovery-srv"`)
+
+// discoveryFlags defines etcd's v3 discovery flags; it returns where
+// --discovery-endpoints goes.
+func discoveryFlags(fs *flag.FlagSet, d *server.DiscoveryConfig) *string {
+	endpoints := fs.String("discovery-endpoints", "", "V3 discovery: List of gRPC endpoints of the discovery service.")
+	fs.StringVar(&d.Token, "discovery-token", "", "V3 discovery: discovery token for the etcd cluster to be bootstrapped.")
+	fs.DurationVar(&d.DialTimeout, "discovery-dial-timeout", d.DialTimeout, "V3 discovery: dial timeout for client connections.")
+	fs.DurationVar(&d.RequestTimeout, "discovery-request-timeout", d.RequestTimeout, "V3 discovery: timeout for discovery requests (excluding dial timeout).")
+	fs.DurationVar(&d.KeepAliveTime, "discovery-keepalive-time", d.KeepAliveTime, "V3 discovery: keepalive time for client connections.")
+	fs.DurationVar(&d.KeepAliveTimeout, "discovery-keepalive-timeout", d.KeepAliveTimeout, "V3 discovery: keepalive timeout for client connections.")
+	fs.BoolVar(&d.InsecureTransport, "discovery-insecure-transport", d.InsecureTransport, "V3 discovery: disable transport security for client connections.")
+	fs.BoolVar(&d.InsecureSkipVerify, "discovery-insecure-skip-tls-verify", false, "V3 discovery: skip server certificate verification (CAUTION: this option should be enabled only for testing purposes).")
+	fs.StringVar(&d.CertFile, "discovery-cert", "", "V3 discovery: identify secure client using this TLS certificate file.")
+	fs.StringVar(&d.KeyFile, "discovery-key", "", "V3 discovery: identify secure client using this TLS key file.")
+	fs.StringVar(&d.CAFile, "discovery-cacert", "", "V3 discovery: verify certificates of TLS-enabled secure servers using this CA bundle.")
+	fs.StringVar(&d.User, "discovery-user", "", "V3 discovery: username[:password] for authentication (prompt if password is not supplied).")
+	fs.StringVar(&d.Password, "discovery-password", "", "V3 discovery: password for authentication (if this option is used, --user option shouldn't include password).")
+	return endpoints
 }
 
 // defaultInitialCluster makes this member alone the initial cluster when
@@ -329,6 +362,9 @@ Every flag can also be given as an ETCD_* environment variable
 'etcdctl snapshot save' took from detcd or etcd (etcd's database file),
 'detcd snapshot status FILE' describes one (see 'detcd snapshot restore
 --help').
+
+'detcd gateway start --endpoints=HOST:PORT,...' is etcd's gateway, a TCP
+proxy to the members of a cluster (see 'detcd gateway --help').
 
 Flags:
 `)
