@@ -64,7 +64,9 @@ type Frontend struct {
 
 	// Published by the loop for handlers.
 	rev, compactRev atomic.Int64
+	leader          atomic.Uint64
 	authEnabled     atomic.Bool
+	learner         atomic.Bool
 	view            atomic.Pointer[publishedView]
 
 	nextStream atomic.Uint64
@@ -92,8 +94,17 @@ func (f *Frontend) Publish() {
 	n := f.d.node
 	f.rev.Store(n.Rev())
 	f.compactRev.Store(n.CompactRev())
+	f.leader.Store(n.Leader())
 	f.authEnabled.Store(n.AuthEnabled())
+	f.learner.Store(n.IsLearner())
 }
+
+// Leader is the member's leader as last published, 0 if none; with
+// IsLearner it makes the Frontend a grpcsvc.Role for the Guard.
+func (f *Frontend) Leader() uint64 { return f.leader.Load() }
+
+// IsLearner reports whether the member is a learner, as last published.
+func (f *Frontend) IsLearner() bool { return f.learner.Load() }
 
 // Rev and CompactRev are the revisions as last published.
 func (f *Frontend) Rev() int64        { return f.rev.Load() }

@@ -99,6 +99,13 @@ func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 }
 
 // snapshotMethod is the one stream etcd lets a learner serve.
+// Unary runs a unary call through the guard's checks, as the gRPC
+// server's interceptor chain does: for callers in process (the
+// simulator), method is the call's full gRPC name.
+func (g *Guard) Unary(ctx context.Context, method string, req any, handler grpc.UnaryHandler) (any, error) {
+	return g.unary(ctx, req, &grpc.UnaryServerInfo{FullMethod: method}, handler)
+}
+
 const snapshotMethod = "/etcdserverpb.Maintenance/Snapshot"
 
 func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

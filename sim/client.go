@@ -186,6 +186,12 @@ func (c *client) record(op *Op, resp *core.Response) {
 		op.Failed = true
 		w.stats.OpsFailed++
 		c.backoffUs = min(max(2*c.backoffUs, backoffMinUs), backoffMaxUs)
+	case errors.Is(resp.Err, rpctypes.ErrGRPCNotSupportedForLearner):
+		// A learner serves no such call, as etcd's: clientv3 moves to
+		// another endpoint.
+		op.Failed = true
+		w.stats.OpsFailed++
+		c.target = c.pick()
 	case resp.Err != nil:
 		op.Failed = true
 		w.stats.OpsFailed++

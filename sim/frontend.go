@@ -11,6 +11,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
@@ -38,6 +39,7 @@ func (m *member) startFrontend() {
 		NewMemberID: memberIDFromURL,
 	})
 	m.svc = grpcsvc.NewServices(m.front)
+	m.guard = grpcsvc.NewGuard(m.front)
 }
 
 // memberIDFromURL is a new member's id in the world: the number in its
@@ -55,86 +57,105 @@ func memberIDFromURL(peerURLs []string) uint64 {
 }
 
 // call runs r through the member's gRPC services in a task, as a
-// client's call reaches a handler; cb gets, as an event of the world, the
-// response (Msg) or etcd's gRPC error (Err).
+// client's call reaches a handler: the guard's checks first (a learner
+// refuses most calls), then the service method. cb gets, as an event of
+// the world, the response (Msg) or etcd's gRPC error (Err).
 func (m *member) call(r core.Request, cb func(core.Response)) {
-	w, svc := m.w, m.svc
+	w, svc, guard := m.w, m.svc, m.guard
 	if !m.up || svc == nil {
 		w.schedule(w.now, func() { cb(core.Response{Err: rpctypes.ErrGRPCStopped}) })
 		return
 	}
 	w.spawn(func() {
-		msg, err := serve(context.Background(), svc, r)
+		msg, err := serve(context.Background(), svc, guard, r)
 		w.schedule(w.now, func() { cb(core.Response{Msg: msg, Err: err}) })
 	})
 }
 
-// answer turns a handler's typed answer into a message and an error
-// (a nil pointer is no message).
-func answer[T proto.Message](t T, err error) (proto.Message, error) {
-	if err != nil {
-		return nil, err
+// unary is a service method as the guard calls it.
+func unary[Req, Resp proto.Message](fn func(context.Context, Req) (Resp, error)) grpc.UnaryHandler {
+	return func(ctx context.Context, req any) (any, error) {
+		resp, err := fn(ctx, req.(Req))
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
-	return t, nil
 }
 
 // errNoService: the simulator sent a request it has no service call for.
 var errNoService = errors.New("sim: no service for the request")
 
-// serve calls the service method that serves r.
-func serve(ctx context.Context, svc *grpcsvc.Services, r core.Request) (proto.Message, error) {
-	switch {
-	case r.Range != nil:
-		return answer(svc.KV.Range(ctx, r.Range))
-	case r.Put != nil:
-		return answer(svc.KV.Put(ctx, r.Put))
-	case r.DeleteRange != nil:
-		return answer(svc.KV.DeleteRange(ctx, r.DeleteRange))
-	case r.Txn != nil:
-		return answer(svc.KV.Txn(ctx, r.Txn))
-	case r.Compaction != nil:
-		return answer(svc.KV.Compact(ctx, r.Compaction))
-	case r.LeaseGrant != nil:
-		return answer(svc.Lease.LeaseGrant(ctx, r.LeaseGrant))
-	case r.LeaseRevoke != nil:
-		return answer(svc.Lease.LeaseRevoke(ctx, r.LeaseRevoke))
-	case r.LeaseKeepAlive != nil:
-		return answer(svc.Lease.KeepAliveOnce(ctx, r.LeaseKeepAlive))
-	case r.LeaseTimeToLive != nil:
-		return answer(svc.Lease.LeaseTimeToLive(ctx, r.LeaseTimeToLive))
-	case r.MemberAdd != nil:
-		return answer(svc.Cluster.MemberAdd(ctx, r.MemberAdd))
-	case r.MemberRemove != nil:
-		return answer(svc.Cluster.MemberRemove(ctx, r.MemberRemove))
-	case r.MemberPromote != nil:
-		return answer(svc.Cluster.MemberPromote(ctx, r.MemberPromote))
-	case r.Auth != nil:
-		return serveAuth(ctx, svc.Auth, r.Auth)
+// serve calls, through the guard, the service method that serves r.
+func serve(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard, r core.Request) (proto.Message, error) {
+	method, req, h := route(svc, r)
+	if h == nil {
+		return nil, fmt.Errorf("%w: %v", errNoService, &r)
 	}
-	return nil, fmt.Errorf("%w: %v", errNoService, &r)
+	resp, err := guard.Unary(ctx, method, req, h)
+	if err != nil {
+		return nil, err
+	}
+	return resp.(proto.Message), nil
 }
 
-// serveAuth calls the Auth service method for an auth change.
-func serveAuth(ctx context.Context, a pb.AuthServer, ir *pb.InternalRaftRequest) (proto.Message, error) {
+// route names the gRPC method for r, its request message and the handler.
+func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.UnaryHandler) {
+	switch {
+	case r.Range != nil:
+		return "/etcdserverpb.KV/Range", r.Range, unary(svc.KV.Range)
+	case r.Put != nil:
+		return "/etcdserverpb.KV/Put", r.Put, unary(svc.KV.Put)
+	case r.DeleteRange != nil:
+		return "/etcdserverpb.KV/DeleteRange", r.DeleteRange, unary(svc.KV.DeleteRange)
+	case r.Txn != nil:
+		return "/etcdserverpb.KV/Txn", r.Txn, unary(svc.KV.Txn)
+	case r.Compaction != nil:
+		return "/etcdserverpb.KV/Compact", r.Compaction, unary(svc.KV.Compact)
+	case r.LeaseGrant != nil:
+		return "/etcdserverpb.Lease/LeaseGrant", r.LeaseGrant, unary(svc.Lease.LeaseGrant)
+	case r.LeaseRevoke != nil:
+		return "/etcdserverpb.Lease/LeaseRevoke", r.LeaseRevoke, unary(svc.Lease.LeaseRevoke)
+	case r.LeaseKeepAlive != nil:
+		// One request of a keep-alive stream; the guard checks the
+		// stream when it opens, as it does here for each.
+		return "/etcdserverpb.Lease/LeaseKeepAlive", r.LeaseKeepAlive, unary(svc.Lease.KeepAliveOnce)
+	case r.LeaseTimeToLive != nil:
+		return "/etcdserverpb.Lease/LeaseTimeToLive", r.LeaseTimeToLive, unary(svc.Lease.LeaseTimeToLive)
+	case r.MemberAdd != nil:
+		return "/etcdserverpb.Cluster/MemberAdd", r.MemberAdd, unary(svc.Cluster.MemberAdd)
+	case r.MemberRemove != nil:
+		return "/etcdserverpb.Cluster/MemberRemove", r.MemberRemove, unary(svc.Cluster.MemberRemove)
+	case r.MemberPromote != nil:
+		return "/etcdserverpb.Cluster/MemberPromote", r.MemberPromote, unary(svc.Cluster.MemberPromote)
+	case r.Auth != nil:
+		return routeAuth(svc.Auth, r.Auth)
+	}
+	return "", nil, nil
+}
+
+// routeAuth routes an auth change to its Auth service method.
+func routeAuth(a pb.AuthServer, ir *pb.InternalRaftRequest) (string, proto.Message, grpc.UnaryHandler) {
+	const p = "/etcdserverpb.Auth/"
 	switch {
 	case ir.AuthUserAdd != nil:
-		return answer(a.UserAdd(ctx, ir.AuthUserAdd))
+		return p + "UserAdd", ir.AuthUserAdd, unary(a.UserAdd)
 	case ir.AuthUserDelete != nil:
-		return answer(a.UserDelete(ctx, ir.AuthUserDelete))
+		return p + "UserDelete", ir.AuthUserDelete, unary(a.UserDelete)
 	case ir.AuthUserChangePassword != nil:
-		return answer(a.UserChangePassword(ctx, ir.AuthUserChangePassword))
+		return p + "UserChangePassword", ir.AuthUserChangePassword, unary(a.UserChangePassword)
 	case ir.AuthRoleAdd != nil:
-		return answer(a.RoleAdd(ctx, ir.AuthRoleAdd))
+		return p + "RoleAdd", ir.AuthRoleAdd, unary(a.RoleAdd)
 	case ir.AuthRoleDelete != nil:
-		return answer(a.RoleDelete(ctx, ir.AuthRoleDelete))
+		return p + "RoleDelete", ir.AuthRoleDelete, unary(a.RoleDelete)
 	case ir.AuthRoleGrantPermission != nil:
-		return answer(a.RoleGrantPermission(ctx, ir.AuthRoleGrantPermission))
+		return p + "RoleGrantPermission", ir.AuthRoleGrantPermission, unary(a.RoleGrantPermission)
 	case ir.AuthRoleRevokePermission != nil:
-		return answer(a.RoleRevokePermission(ctx, ir.AuthRoleRevokePermission))
+		return p + "RoleRevokePermission", ir.AuthRoleRevokePermission, unary(a.RoleRevokePermission)
 	case ir.AuthUserGrantRole != nil:
-		return answer(a.UserGrantRole(ctx, ir.AuthUserGrantRole))
+		return p + "UserGrantRole", ir.AuthUserGrantRole, unary(a.UserGrantRole)
 	case ir.AuthUserRevokeRole != nil:
-		return answer(a.UserRevokeRole(ctx, ir.AuthUserRevokeRole))
+		return p + "UserRevokeRole", ir.AuthUserRevokeRole, unary(a.UserRevokeRole)
 	}
-	return nil, fmt.Errorf("%w: %v", errNoService, ir)
+	return "", nil, nil
 }

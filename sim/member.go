@@ -38,6 +38,7 @@ type member struct {
 	// tasks waiting on it.
 	front *driver.Frontend
 	svc   *grpcsvc.Services
+	guard *grpcsvc.Guard
 	waits map[uint64]*signal
 	rng   *rand.Rand
 	// jitter is raft's randomness, swapped in as crypto/rand.Reader around
@@ -289,7 +290,7 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 		return
 	}
 	m.durableLast = m.d.Durable()
-	m.up, m.paused, m.node, m.disk, m.d, m.front, m.svc = false, false, nil, nil, nil, nil, nil
+	m.up, m.paused, m.node, m.disk, m.d, m.front, m.svc, m.guard = false, false, nil, nil, nil, nil, nil, nil
 	m.inc++
 	m.wakeWaits()
 	m.deferred = nil
