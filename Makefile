@@ -60,8 +60,8 @@ run: build
 # browser test of the simulator's pages.
 test: vet chromium
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/sim$$')
-	$(GO) test -count=1 -tags invariants ./core/... ./sim/
-	$(GO) test -count=1 -tags detcdbugs,invariants -run 'TestPlantedBugs|TestSeedFiles' ./sim/
+	$(GO) test -count=1 -timeout 30m -tags invariants ./core/... ./sim/
+	$(GO) test -count=1 -timeout 30m -tags detcdbugs,invariants -run 'TestPlantedBugs|TestSeedFiles' ./sim/
 	$(MAKE) test-nested
 
 # chromium (Debian's package), which the simulator's browser test loads
