@@ -3,7 +3,6 @@ package server
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,32 +33,6 @@ import (
 // check: its hash differs from a peer's.
 var ErrDataInconsistency = errors.New("found data inconsistency with peers")
 
-// hashKVRequest asks a peer for its hash at a revision (0: its current).
-type hashKVRequest struct {
-	ClusterID uint64 `json:"clusterID"`
-	Revision  int64  `json:"revision"`
-}
-
-// hashKVReply is a peer's HashKVResponse, or why it has none.
-type hashKVReply struct {
-	MemberID uint64 `json:"memberID"`
-	// Revision is the peer's current revision (the response header's).
-	Revision        int64  `json:"revision"`
-	Hash            uint32 `json:"hash"`
-	CompactRevision int64  `json:"compactRevision"`
-	HashRevision    int64  `json:"hashRevision"`
-	Err             string `json:"err,omitempty"`
-}
-
-// The errors a hashKVReply carries, by name.
-const (
-	hashErrCompacted = "compacted"
-	hashErrFutureRev = "future revision"
-	hashErrCluster   = "cluster ID mismatch"
-)
-
-var hashErrs = map[string]error{hashErrCompacted: core.ErrCompacted, hashErrFutureRev: core.ErrFutureRev, hashErrCluster: errClusterMismatch}
-
 // reqTimeout is etcd's request timeout: 5s plus two election timeouts.
 func (s *Server) reqTimeout() time.Duration { return 5*time.Second + 2*s.cfg.ElectionTimeout }
 
@@ -75,31 +48,6 @@ func (s *Server) localHash(ctx context.Context, rev int64) (mvcc.KVHash, int64, 
 	return h, int64(v.Rev()), err
 }
 
-// serveHashKV answers a peer's hashKVRequest (etcd's /members/hashkv).
-func (s *Server) serveHashKV(ctx context.Context, in []byte) (*[]byte, error) {
-	var req hashKVRequest
-	if err := json.Unmarshal(in, &req); err != nil {
-		return nil, fmt.Errorf("bad hash request: %w", err)
-	}
-	reply := hashKVReply{MemberID: s.node.ID()}
-	if req.ClusterID != s.clusterID.Load() {
-		reply.Err = hashErrCluster
-	} else {
-		h, rev, err := s.localHash(ctx, req.Revision)
-		switch {
-		case errors.Is(err, core.ErrCompacted):
-			reply.Err = hashErrCompacted
-		case errors.Is(err, core.ErrFutureRev):
-			reply.Err = hashErrFutureRev
-		case err != nil:
-			return nil, err
-		}
-		reply.Revision, reply.Hash, reply.CompactRevision, reply.HashRevision = rev, h.Hash, int64(h.CompactRev), int64(h.Rev)
-	}
-	b, err := json.Marshal(reply)
-	return &b, err
-}
-
 // peerHash is one peer's answer to a hash request: reply nil with err when
 // it had none.
 type peerHash struct {
@@ -112,7 +60,7 @@ type peerHash struct {
 // turn until one answers, as etcd does.
 func (s *Server) peerHashes(rev int64) []peerHash {
 	var out []peerHash
-	ms := s.members()
+	ms := s.peers.memberList()
 	slices.SortFunc(ms, func(a, b core.Member) int { return cmp.Compare(a.ID, b.ID) })
 	for _, m := range ms {
 		if m.ID == s.node.ID() || len(m.PeerURLs) == 0 {
@@ -121,7 +69,8 @@ func (s *Server) peerHashes(rev int64) []peerHash {
 		p := peerHash{id: m.ID}
 		for _, u := range m.PeerURLs {
 			var r hashKVReply
-			if r, p.err = s.askHashKV(u, rev); p.err == nil {
+			req := hashKVRequest{ClusterID: s.peers.clusterID, Revision: rev}
+			if r, p.err = s.peers.dialer.askHashKV(u, req, s.reqTimeout()); p.err == nil {
 				p.reply = &r
 				break
 			}
@@ -130,33 +79,6 @@ func (s *Server) peerHashes(rev int64) []peerHash {
 		out = append(out, p)
 	}
 	return out
-}
-
-// askHashKV asks the member at a peer URL for its hash at rev.
-func (s *Server) askHashKV(peerURL string, rev int64) (hashKVReply, error) {
-	conn, err := s.dialPeer([]string{peerURL})
-	if err != nil {
-		return hashKVReply{}, err
-	}
-	defer conn.Close()
-	in, _ := json.Marshal(hashKVRequest{ClusterID: s.clusterID.Load(), Revision: rev})
-	ctx, cancel := context.WithTimeout(context.Background(), s.reqTimeout())
-	defer cancel()
-	var out []byte
-	if err := conn.Invoke(ctx, "/"+peerService+"/HashKV", &in, &out); err != nil {
-		return hashKVReply{}, err
-	}
-	var r hashKVReply
-	if err := json.Unmarshal(out, &r); err != nil {
-		return hashKVReply{}, fmt.Errorf("bad hash reply: %w", err)
-	}
-	if r.Err != "" {
-		if e, ok := hashErrs[r.Err]; ok {
-			return hashKVReply{}, e
-		}
-		return hashKVReply{}, fmt.Errorf("unknown error: %s", r.Err)
-	}
-	return r, nil
 }
 
 // replayWaitMax bounds the initial check's wait for the member to replay

@@ -14,11 +14,12 @@ func (s *Server) newDriver() error {
 	if err != nil {
 		return err
 	}
-	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: (*transport)(s), Observer: walMetrics{s.metrics}, Logger: s.log})
+	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: s.peers, Observer: walMetrics{s.metrics}, Logger: s.log})
 	if err != nil {
 		return err
 	}
 	s.loop, s.drv = loop, d
+	s.peers.attach(loop, d, s.localHash)
 	fcfg := driver.FrontendConfig{
 		MaxTxnOps: s.cfg.MaxTxnOps, MaxRequestBytes: s.cfg.MaxRequestBytes, BcryptCost: s.cfg.BcryptCost,
 		Version: Version, SnapshotDir: s.cfg.DataDir, CertUsers: s.tls.client != nil,
@@ -33,7 +34,7 @@ func (s *Server) newDriver() error {
 
 // afterTurn runs on the loop after every turn.
 func (s *Server) afterTurn() {
-	s.syncPeers()
+	s.peers.syncPeers()
 	s.Frontend.Publish()
 	s.publish()
 	if !s.readyDone && s.node.Published() {

@@ -214,12 +214,10 @@ type knownPeers struct {
 func (k *knownPeers) Describe(ch chan<- *prometheus.Desc) { ch <- k.desc }
 
 func (k *knownPeers) Collect(ch chan<- prometheus.Metric) {
-	k.s.peersMu.Lock()
 	var now []uint64
-	for _, m := range k.s.memberList {
+	for _, m := range k.s.peers.memberList() {
 		now = append(now, m.ID)
 	}
-	k.s.peersMu.Unlock()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, id := range now {

@@ -10,7 +10,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,20 +43,12 @@ type Server struct {
 	disk *disk.Disk
 
 	// loop is the real runtime the one driver, drv, runs on.
-	loop *driver.Loop
-	drv  *driver.Driver
-	// The peer transport.
-	clusterID  atomic.Uint64
-	peers      peers // the loop's
-	peersMu    sync.Mutex
-	memberList []core.Member
-	peerGRPC   *grpc.Server
-	tls        tlsConfigs
-	jwt        *jwtTokens // nil with simple tokens
-	// localAddr is the source address of peer connections, with the
-	// SetMemberLocalAddr feature gate.
-	localAddr *net.TCPAddr
-	fatal     chan error
+	loop  *driver.Loop
+	drv   *driver.Driver
+	peers *peerTransport
+	tls   tlsConfigs
+	jwt   *jwtTokens // nil with simple tokens
+	fatal chan error
 	// restarted is set when the member started from data it had: only
 	// such a member runs the initial corruption check, as in etcd.
 	restarted bool
@@ -77,12 +68,11 @@ type Server struct {
 	closeLocal func()
 	// The JSON gateway calls the gRPC server through an in-memory
 	// connection.
-	gatewayLn     *bufconn.Listener
-	gatewayConn   *grpc.ClientConn
-	gateway       http.Handler
-	http          *http.Server
-	listeners     []clientListener
-	peerListeners []net.Listener
+	gatewayLn   *bufconn.Listener
+	gatewayConn *grpc.ClientConn
+	gateway     http.Handler
+	http        *http.Server
+	listeners   []clientListener
 	// metricsHTTP serves the --listen-metrics-urls.
 	metricsHTTP      *http.Server
 	metricsListeners []net.Listener
@@ -153,16 +143,9 @@ func New(cfg Config) (*Server, error) {
 		ready:     make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
+	s.peers = newPeerTransport(log, node.ID(), node.ClusterID(), newPeerDialer(&cfg, tlsc), &s.metrics.peer)
 	if err := s.newDriver(); err != nil {
 		return nil, err
-	}
-	s.clusterID.Store(node.ClusterID())
-	if gates, _ := cfg.gates(); gates["SetMemberLocalAddr"] && len(cfg.InitialAdvertisePeerURLs) > 0 {
-		if u, err := url.Parse(cfg.InitialAdvertisePeerURLs[0]); err == nil {
-			if ip := net.ParseIP(u.Hostname()); ip != nil && !ip.IsUnspecified() {
-				s.localAddr = &net.TCPAddr{IP: ip}
-			}
-		}
 	}
 	s.publish()
 	return s, nil
@@ -170,20 +153,9 @@ func New(cfg Config) (*Server, error) {
 
 // Start listens on the peer and client URLs and starts serving.
 func (s *Server) Start() error {
-	s.peerGRPC = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(1<<30), grpc.MaxSendMsgSize(1<<30))
-	s.peerGRPC.RegisterService(&peerDesc, s)
-	for _, u := range s.cfg.ListenPeerURLs {
-		ln, err := listen(u)
-		if err != nil {
-			s.closeListeners()
-			return err
-		}
-		s.peerListeners = append(s.peerListeners, ln)
-		if secureURL(u) {
-			ln = tls.NewListener(ln, s.tls.peerServer)
-		}
-		go func() { _ = s.peerGRPC.Serve(ln) }()
-		s.log.Info("serving peer traffic", "address", ln.Addr().String())
+	if err := s.peers.listen(s.cfg.ListenPeerURLs, s.tls.peerServer); err != nil {
+		s.closeListeners()
+		return err
 	}
 	if err := s.serveMetrics(); err != nil {
 		s.closeListeners()
@@ -303,19 +275,11 @@ func (s *Server) closeListeners() {
 	for _, ln := range s.metricsListeners {
 		ln.Close()
 	}
-	for _, ln := range s.peerListeners {
-		ln.Close()
-	}
+	s.peers.closeListeners()
 }
 
 // PeerAddrs are the addresses the server takes peer traffic on.
-func (s *Server) PeerAddrs() []string {
-	var out []string
-	for _, ln := range s.peerListeners {
-		out = append(out, ln.Addr().String())
-	}
-	return out
-}
+func (s *Server) PeerAddrs() []string { return s.peers.addrs() }
 
 // Addrs are the addresses the server listens on.
 func (s *Server) Addrs() []string {
@@ -364,16 +328,12 @@ func (s *Server) Stop() error {
 		if s.metricsHTTP != nil {
 			s.metricsHTTP.Close()
 		}
-		if s.peerGRPC != nil {
-			s.peerGRPC.Stop()
-		}
+		s.peers.stopServing()
 		s.closeListeners()
 		close(s.stopping)
 		if s.grpc != nil {
 			s.loop.Stop()
-			for _, p := range s.peers.byID { //detcd:maporder-ok: each sender stops on its own
-				close(p.stop)
-			}
+			s.peers.stopSenders()
 		}
 		if err := s.disk.Close(); err != nil {
 			s.setErr(err)

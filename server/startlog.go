@@ -15,7 +15,7 @@ func (s *Server) logPublished() {
 	s.log.Info("published local member to cluster through raft",
 		"local-member-id", fmt.Sprintf("%x", s.node.ID()),
 		"local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:%v}", s.cfg.Name, s.cfg.AdvertiseClientURLs),
-		"cluster-id", fmt.Sprintf("%x", s.clusterID.Load()))
+		"cluster-id", fmt.Sprintf("%x", s.node.ClusterID()))
 }
 
 // noteClusterVersion logs etcd's lines when the cluster version the
@@ -25,7 +25,7 @@ func (s *Server) noteClusterVersion() {
 	if v == s.loggedClusterVersion {
 		return
 	}
-	ids := []any{"cluster-id", fmt.Sprintf("%x", s.clusterID.Load()), "local-member-id", fmt.Sprintf("%x", s.node.ID())}
+	ids := []any{"cluster-id", fmt.Sprintf("%x", s.node.ClusterID()), "local-member-id", fmt.Sprintf("%x", s.node.ID())}
 	if s.loggedClusterVersion == "" {
 		s.log.Info("set the initial cluster version", append(ids, "cluster-version", majorMinor(v))...)
 	} else {
