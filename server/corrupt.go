@@ -134,9 +134,6 @@ func initialMismatches(log *slog.Logger, local mvcc.KVHash, peers []peerHash) in
 	return mismatch
 }
 
-// isLeader reports whether this member leads, as last published.
-func (s *Server) isLeader() bool { return s.leader.Load() == s.node.ID() }
-
 // raiseCorrupt proposes the CORRUPT alarm for a member.
 func (s *Server) raiseCorrupt(member uint64) {
 	s.log.Error("raising the CORRUPT alarm", "member", fmt.Sprintf("%x", member))
@@ -162,7 +159,7 @@ func (s *Server) monitorKVHash() {
 			return
 		case <-t.C:
 		}
-		if !s.isLeader() {
+		if !s.status.isLeader() {
 			continue
 		}
 		if err := s.periodicCheck(); err != nil {
@@ -244,7 +241,7 @@ func (s *Server) monitorCompactHash() {
 			return
 		case <-time.After(s.cfg.CompactHashCheckTime):
 		}
-		if s.isLeader() {
+		if s.status.isLeader() {
 			checked = s.compactHashCheck(checked)
 		}
 	}

@@ -53,14 +53,14 @@ func (s *Server) livezChecks() []healthCheck {
 func (s *Server) readyzChecks() []healthCheck {
 	return []healthCheck{
 		{"data_corruption", func(context.Context) error {
-			if s.metrics.corrupt.Load() {
+			if s.status.corrupt.Load() {
 				return fmt.Errorf("alarm activated: CORRUPT")
 			}
 			return nil
 		}},
 		{"linearizable_read", s.readCheck(false)},
 		{"non_learner", func(context.Context) error {
-			if s.IsLearner() {
+			if s.status.IsLearner() {
 				return fmt.Errorf("not supported for learner")
 			}
 			return nil
@@ -81,27 +81,15 @@ func (s *Server) addHealthRoutes(mux *http.ServeMux) {
 	}
 }
 
-// activeAlarms are the member's alarms by etcd's names, NOSPACE first.
-func (s *Server) activeAlarms() []string {
-	var out []string
-	if s.metrics.noSpace.Load() {
-		out = append(out, "NOSPACE")
-	}
-	if s.metrics.corrupt.Load() {
-		out = append(out, "CORRUPT")
-	}
-	return out
-}
-
 // healthReason is what etcd's /health reports, "" when healthy: an alarm
 // not excluded, then no leader (unless serializable), then a failed read.
 func (s *Server) healthReason(ctx context.Context, excluded map[string]bool, serializable bool) string {
-	for _, a := range s.activeAlarms() {
+	for _, a := range s.status.activeAlarms() {
 		if !excluded[a] {
 			return "ALARM " + a
 		}
 	}
-	if !serializable && s.leader.Load() == 0 {
+	if !serializable && s.status.Leader() == 0 {
 		return "RAFT NO LEADER"
 	}
 	if err := s.readCheck(serializable)(ctx); err != nil {

@@ -2,19 +2,18 @@ package server
 
 import (
 	"context"
-	"time"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/driver"
 )
 
 // newDriver puts the node on the one driver, with the real runtime.
-func (s *Server) newDriver() error {
+func (s *Server) newDriver(wal *walMetrics) error {
 	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.die, AfterTurn: s.afterTurn})
 	if err != nil {
 		return err
 	}
-	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: s.peers, Observer: walMetrics{s.metrics}, Logger: s.log})
+	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: s.peers, Observer: wal, Logger: s.log})
 	if err != nil {
 		return err
 	}
@@ -45,41 +44,13 @@ func (s *Server) afterTurn() {
 	s.noteClusterVersion()
 }
 
-// walMetrics feeds the log writer's timings to etcd's disk metrics.
-type walMetrics struct {
-	m *metrics
-}
-
-func (w walMetrics) Ready(*core.Ready) {}
-func (w walMetrics) Wrote(p *core.Persist, took time.Duration) {
-	w.m.walWrite.Observe(took.Seconds())
-	bytes := 0
-	for _, e := range p.Entries {
-		bytes += len(e.Data)
-	}
-	w.m.walBytes.Add(float64(bytes))
-}
-func (w walMetrics) Synced(took time.Duration)                        { w.m.fsync.Observe(took.Seconds()) }
-func (w walMetrics) Durable(uint64)                                   {}
-func (w walMetrics) Checkpointed(uint64, int64, time.Duration, error) {}
-
-// publish makes the loop's state visible to handlers and metrics.
+// publish makes the loop's state visible off the loop; on the loop.
 func (s *Server) publish() {
-	s.term.Store(s.node.Term())
-	s.learner.Store(s.node.IsLearner())
-	if l := s.node.Leader(); l != s.leader.Swap(l) {
+	p := publishedOf(s.node)
+	if s.status.store(p) {
 		s.metrics.leaderChanges.Inc()
 	}
-	size, inUse, keys := s.node.Sizes()
-	s.metrics.size.Store(size)
-	s.metrics.inUse.Store(inUse)
-	s.metrics.keys.Store(int64(keys))
-	s.metrics.applied.Store(s.node.AppliedIndex())
-	s.metrics.commit.Store(s.node.Commit())
-	s.metrics.authRev.Store(s.node.AuthRevision())
-	s.metrics.noSpace.Store(s.node.NoSpace())
-	s.metrics.corrupt.Store(s.node.Corrupt())
-	s.metrics.alarms.publish(s.node.Alarms())
+	s.metrics.alarms.publish(p.alarms)
 }
 
 // onLoop runs fn on the loop, which owns the node, and waits for it.

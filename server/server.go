@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,10 +54,8 @@ type Server struct {
 
 	// Frontend is the member's grpcsvc.Backend, over the driver.
 	*driver.Frontend
-	// Published by the loop for handlers.
-	leader, term atomic.Uint64
-	learner      atomic.Bool
-	guard        *grpcsvc.Guard
+	status *memberStatus
+	guard  *grpcsvc.Guard
 
 	metrics *metrics
 
@@ -142,11 +139,13 @@ func New(cfg Config) (*Server, error) {
 		stopping:  make(chan struct{}),
 		ready:     make(chan struct{}),
 	}
-	s.metrics = newMetrics(s)
-	s.peers = newPeerTransport(log, node.ID(), node.ClusterID(), newPeerDialer(&cfg, tlsc), &s.metrics.peer)
-	if err := s.newDriver(); err != nil {
+	s.status = &memberStatus{id: node.ID()}
+	wal, peer := newWALMetrics(), newPeerMetrics()
+	s.peers = newPeerTransport(log, node.ID(), node.ClusterID(), newPeerDialer(&cfg, tlsc), peer)
+	if err := s.newDriver(wal); err != nil {
 		return nil, err
 	}
+	s.metrics = newMetrics(metricSources{cfg: &s.cfg, status: s.status, revs: s.Frontend, members: s.peers.memberList, peer: peer, wal: wal})
 	s.publish()
 	return s, nil
 }
@@ -165,7 +164,7 @@ func (s *Server) Start() error {
 		s.closeListeners()
 		return err
 	}
-	s.guard = grpcsvc.NewGuard(s)
+	s.guard = grpcsvc.NewGuard(s.status)
 	opts := append(grpcsvc.ServerOptions(grpcsvc.Options{
 		MaxRequestBytes:      s.cfg.MaxRequestBytes,
 		MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
@@ -344,12 +343,6 @@ func (s *Server) Stop() error {
 	defer s.errMu.Unlock()
 	return s.err
 }
-
-// Leader is the member's leader as the loop last published it, 0 if none.
-func (s *Server) Leader() uint64 { return s.leader.Load() }
-
-// IsLearner reports whether the member is a learner, as last published.
-func (s *Server) IsLearner() bool { return s.learner.Load() }
 
 // monitorLeader lets the guard end the streams that require a leader once
 // the member has been without one for a while (see grpcsvc.Guard).
