@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -29,16 +28,10 @@ type healthCheck struct {
 	check func(ctx context.Context) error
 }
 
-// healthReadTimeout bounds a health check's read as etcd's request
-// timeout does: 5 s plus two election timeouts.
-func (s *Server) healthReadTimeout() time.Duration {
-	return 5*time.Second + 2*s.cfg.ElectionTimeout
-}
-
 // readCheck is etcd's serializable_read or linearizable_read check.
 func (s *Server) readCheck(serializable bool) func(context.Context) error {
 	return func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, s.healthReadTimeout())
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.requestTimeout())
 		defer cancel()
 		return grpcsvc.CheckRead(ctx, s, serializable)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/driver"
 )
 
@@ -18,7 +19,7 @@ func (s *Server) newDriver(wal *walMetrics) error {
 		return err
 	}
 	s.loop, s.drv = loop, d
-	s.peers.attach(loop, d, s.localHash)
+	s.peers.attach(loop, d, s.calls().hash)
 	fcfg := driver.FrontendConfig{
 		MaxTxnOps: s.cfg.MaxTxnOps, MaxRequestBytes: s.cfg.MaxRequestBytes, BcryptCost: s.cfg.BcryptCost,
 		Version: Version, SnapshotDir: s.cfg.DataDir, CertUsers: s.tls.client != nil,
@@ -53,10 +54,22 @@ func (s *Server) publish() {
 	s.metrics.alarms.publish(p.alarms)
 }
 
-// onLoop runs fn on the loop, which owns the node, and waits for it.
-func (s *Server) onLoop(ctx context.Context, fn func(*core.Node)) error {
+// loopCaller runs functions on the loop, which owns the node, for
+// goroutines off it, and waits for them.
+type loopCaller struct {
+	loop     *driver.Loop
+	node     *core.Node
+	stopping <-chan struct{}
+}
+
+func (s *Server) calls() loopCaller {
+	return loopCaller{loop: s.loop, node: s.node, stopping: s.stopping}
+}
+
+// call runs fn on the loop and waits for it.
+func (c loopCaller) call(ctx context.Context, fn func(*core.Node)) error {
 	done := make(chan struct{})
-	if err := s.loop.Post(ctx, func() { fn(s.node); close(done) }); err != nil {
+	if err := c.loop.Post(ctx, func() { fn(c.node); close(done) }); err != nil {
 		return err
 	}
 	select {
@@ -64,7 +77,19 @@ func (s *Server) onLoop(ctx context.Context, fn func(*core.Node)) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-s.stopping:
+	case <-c.stopping:
 		return core.ErrStopped
 	}
+}
+
+// hash is the member's HashKV at rev (0: its current revision), and its
+// current revision: the hashFunc the peer transport answers with.
+func (c loopCaller) hash(ctx context.Context, rev int64) (mvcc.KVHash, int64, error) {
+	var v *mvcc.View
+	var kept []mvcc.KVHash
+	if err := c.call(ctx, func(n *core.Node) { v, kept = n.HashView(), n.CompactionHashes() }); err != nil {
+		return mvcc.KVHash{}, 0, err
+	}
+	h, err := core.KVHashAt(v, kept, rev)
+	return h, int64(v.Rev()), err
 }

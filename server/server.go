@@ -58,6 +58,7 @@ type Server struct {
 	guard  *grpcsvc.Guard
 
 	metrics *metrics
+	corrupt *corruptChecks
 
 	grpc *grpc.Server
 	hs   *health.Server
@@ -146,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics(metricSources{cfg: &s.cfg, status: s.status, revs: s.Frontend, members: s.peers.memberList, peer: peer, wal: wal})
+	s.corrupt = newCorruptChecks(s)
 	s.publish()
 	return s, nil
 }
@@ -191,14 +193,13 @@ func (s *Server) Start() error {
 	go s.runMemLimit()
 	go s.monitorLeader()
 	if gates, _ := s.cfg.gates(); gates["InitialCorruptCheck"] && s.restarted {
-		if err := s.initialCorruptCheck(); err != nil {
+		if err := s.corrupt.initial(); err != nil {
 			s.log.Error("initial corruption check failed", "err", err)
 			s.Stop()
 			return err
 		}
 	}
-	go s.monitorKVHash()
-	go s.monitorCompactHash()
+	s.corrupt.start()
 	for _, ln := range s.listeners {
 		s.log.Info("listening for client requests", "address", ln.Addr().String())
 	}
