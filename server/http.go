@@ -15,7 +15,7 @@ import (
 func (s *Server) grpcOrHTTP() http.Handler {
 	h := s.withCORS(s.httpHandler())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		grpcOnly, httpOnly := s.splitAt(r)
+		grpcOnly, httpOnly := s.lis.splitAt(r)
 		if !httpOnly && r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			s.grpc.ServeHTTP(w, r)
 			return

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -70,10 +69,9 @@ type Server struct {
 	gatewayConn *grpc.ClientConn
 	gateway     http.Handler
 	http        *http.Server
-	listeners   []clientListener
+	lis         *listeners
 	// metricsHTTP serves the --listen-metrics-urls.
-	metricsHTTP      *http.Server
-	metricsListeners []net.Listener
+	metricsHTTP *http.Server
 
 	stopOnce sync.Once
 	// draining is closed when Stop begins; stopping once requests in
@@ -148,6 +146,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(metricSources{cfg: &s.cfg, status: s.status, revs: s.Frontend, members: s.peers.memberList, peer: peer, wal: wal})
 	s.corrupt = newCorruptChecks(s)
+	s.lis = &listeners{log: log, tls: tlsc.client}
 	s.publish()
 	return s, nil
 }
@@ -162,7 +161,7 @@ func (s *Server) Start() error {
 		s.closeListeners()
 		return err
 	}
-	if err := s.openClientListeners(); err != nil {
+	if err := s.lis.openClients(s.cfg.ListenClientURLs, s.cfg.ListenClientHTTPURLs); err != nil {
 		s.closeListeners()
 		return err
 	}
@@ -200,9 +199,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.corrupt.start()
-	for _, ln := range s.listeners {
-		s.log.Info("listening for client requests", "address", ln.Addr().String())
-	}
+	s.lis.logClients()
 	go s.serveClientsWhenReady()
 	return nil
 }
@@ -216,9 +213,7 @@ func (s *Server) serveClientsWhenReady() {
 	case <-s.draining:
 		return
 	}
-	for _, cl := range s.listeners {
-		s.serveClientListener(cl)
-	}
+	s.lis.serveClients(clientServers{grpc: s.grpc, http: s.http})
 	if s.gatewayLn != nil {
 		go func() { _ = s.grpc.Serve(s.gatewayLn) }()
 	}
@@ -232,19 +227,7 @@ func (s *Server) serveMetrics() error {
 		return nil
 	}
 	s.metricsHTTP = &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
-	for _, u := range s.cfg.ListenMetricsURLs {
-		ln, err := listen(u)
-		if err != nil {
-			return err
-		}
-		s.metricsListeners = append(s.metricsListeners, ln)
-		if secureURL(u) {
-			ln = tls.NewListener(ln, s.tls.client)
-		}
-		go func() { _ = s.metricsHTTP.Serve(ln) }()
-		s.log.Info("serving metrics", "address", ln.Addr().String())
-	}
-	return nil
+	return s.lis.serveMetrics(s.cfg.ListenMetricsURLs, s.metricsHTTP)
 }
 
 // gatewayBufBytes is the in-memory connection's buffer.
@@ -269,12 +252,7 @@ func (s *Server) startGateway() error {
 const gatewayBodySlackBytes = 1 << 20
 
 func (s *Server) closeListeners() {
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
-	for _, ln := range s.metricsListeners {
-		ln.Close()
-	}
+	s.lis.close()
 	s.peers.closeListeners()
 }
 
@@ -282,13 +260,7 @@ func (s *Server) closeListeners() {
 func (s *Server) PeerAddrs() []string { return s.peers.addrs() }
 
 // Addrs are the addresses the server listens on.
-func (s *Server) Addrs() []string {
-	var out []string
-	for _, ln := range s.listeners {
-		out = append(out, ln.Addr().String())
-	}
-	return out
-}
+func (s *Server) Addrs() []string { return s.lis.clientAddrs() }
 
 // Fatal delivers a failure after which the member cannot go on (a failed
 // fsync, say); the owner should Stop the server and exit non-zero.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -45,11 +46,11 @@ func majorMinor(v string) string {
 
 // logServingClients is etcd's pair of lines when a client listener starts
 // serving; traffic is "grpc+http", "grpc" or "http".
-func (s *Server) logServingClients(addr string, secure bool, traffic string) {
-	s.log.Info("ready to serve client requests")
+func logServingClients(log *slog.Logger, addr string, secure bool, traffic string) {
+	log.Info("ready to serve client requests")
 	if secure {
-		s.log.Info("serving client traffic securely", "traffic", traffic, "address", addr)
+		log.Info("serving client traffic securely", "traffic", traffic, "address", addr)
 		return
 	}
-	s.log.Info("serving client traffic insecurely; this is strongly discouraged!", "traffic", traffic, "address", addr)
+	log.Info("serving client traffic insecurely; this is strongly discouraged!", "traffic", traffic, "address", addr)
 }
