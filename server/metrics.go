@@ -22,14 +22,12 @@ type metrics struct {
 
 	grpc *grpcprom.ServerMetrics
 
-	wal            *walMetrics
-	healthSuccess  prometheus.Counter
-	healthFailures prometheus.Counter
-	leaderChanges  prometheus.Counter
-	health         healthMetrics
-	req            requestMetrics
-	peer           *peerMetrics
-	alarms         *alarmGauge
+	wal           *walMetrics
+	leaderChanges prometheus.Counter
+	health        *healthMetrics
+	req           requestMetrics
+	peer          *peerMetrics
+	alarms        *alarmGauge
 }
 
 // metricSources are what the metrics read when scraped, and the parts
@@ -83,23 +81,20 @@ func boolValue(b bool) float64 {
 
 func newMetrics(src metricSources) *metrics {
 	m := &metrics{
-		reg:            prometheus.NewRegistry(),
-		grpc:           grpcprom.NewServerMetrics(),
-		wal:            src.wal,
-		healthSuccess:  counter("etcd_server_health_success", "The total number of successful health checks"),
-		healthFailures: counter("etcd_server_health_failures", "The total number of failed health checks"),
-		leaderChanges:  counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen."),
-		health:         newHealthMetrics(),
-		req:            newRequestMetrics(),
-		peer:           src.peer,
-		alarms:         newAlarmGauge(),
+		reg:           prometheus.NewRegistry(),
+		grpc:          grpcprom.NewServerMetrics(),
+		wal:           src.wal,
+		leaderChanges: counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen."),
+		health:        newHealthMetrics(),
+		req:           newRequestMetrics(),
+		peer:          src.peer,
+		alarms:        newAlarmGauge(),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.wal.fsync, m.wal.write, m.wal.bytes, m.healthSuccess, m.healthFailures, m.leaderChanges,
-		m.health.gauge, m.health.counter, m.alarms,
-	)
+		m.grpc, m.wal.fsync, m.wal.write, m.wal.bytes, m.leaderChanges, m.alarms)
+	m.health.register(m.reg)
 	m.req.register(m.reg)
 	m.peer.register(m.reg)
 	m.reg.MustRegister(stateGauges(src)...)

@@ -1,29 +1,22 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"math"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/diskfs"
 	"github.com/detcd/detcd/driver"
-	"github.com/detcd/detcd/gateway"
 	"github.com/detcd/detcd/grpcsvc"
 )
 
@@ -63,15 +56,8 @@ type Server struct {
 	hs   *health.Server
 	// closeLocal ends the in-process client of Lock and Election.
 	closeLocal func()
-	// The JSON gateway calls the gRPC server through an in-memory
-	// connection.
-	gatewayLn   *bufconn.Listener
-	gatewayConn *grpc.ClientConn
-	gateway     http.Handler
-	http        *http.Server
-	lis         *listeners
-	// metricsHTTP serves the --listen-metrics-urls.
-	metricsHTTP *http.Server
+	lis        *listeners
+	web        *httpEndpoints
 
 	stopOnce sync.Once
 	// draining is closed when Stop begins; stopping once requests in
@@ -147,6 +133,8 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(metricSources{cfg: &s.cfg, status: s.status, revs: s.Frontend, members: s.peers.memberList, peer: peer, wal: wal})
 	s.corrupt = newCorruptChecks(s)
 	s.lis = &listeners{log: log, tls: tlsc.client}
+	health := &healthChecks{backend: s.Frontend, status: s.status, timeout: cfg.requestTimeout(), metrics: s.metrics.health}
+	s.web = newHTTPEndpoints(&s.cfg, s.metrics.reg, health, s.lis)
 	s.publish()
 	return s, nil
 }
@@ -157,7 +145,7 @@ func (s *Server) Start() error {
 		s.closeListeners()
 		return err
 	}
-	if err := s.serveMetrics(); err != nil {
+	if err := s.web.serveMetrics(s.cfg.ListenMetricsURLs); err != nil {
 		s.closeListeners()
 		return err
 	}
@@ -178,16 +166,10 @@ func (s *Server) Start() error {
 	s.grpc = grpc.NewServer(opts...)
 	s.hs, s.closeLocal = grpcsvc.Register(s.grpc, s)
 	s.metrics.grpc.InitializeMetrics(s.grpc)
-	if s.cfg.EnableGRPCGateway {
-		if err := s.startGateway(); err != nil {
-			s.closeListeners()
-			return err
-		}
+	if err := s.web.startClient(s.grpc); err != nil {
+		s.closeListeners()
+		return err
 	}
-	s.http = &http.Server{Handler: s.grpcOrHTTP(), ReadHeaderTimeout: 10 * time.Second,
-		// gRPC over TLS comes through net/http's HTTP/2: the same
-		// --max-concurrent-streams as the gRPC server's own.
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(min(s.cfg.MaxConcurrentStreams, math.MaxInt32))}}
 	go s.loop.Run(s.drv)
 	go s.runMemLimit()
 	go s.monitorLeader()
@@ -213,43 +195,12 @@ func (s *Server) serveClientsWhenReady() {
 	case <-s.draining:
 		return
 	}
-	s.lis.serveClients(clientServers{grpc: s.grpc, http: s.http})
-	if s.gatewayLn != nil {
-		go func() { _ = s.grpc.Serve(s.gatewayLn) }()
+	s.lis.serveClients(clientServers{grpc: s.grpc, http: s.web.client})
+	if s.web.gateway != nil {
+		s.web.gateway.serve(s.grpc)
 	}
 	s.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 }
-
-// serveMetrics serves /metrics and the health endpoints on the
-// --listen-metrics-urls, at once: a member that is not ready yet says so.
-func (s *Server) serveMetrics() error {
-	if len(s.cfg.ListenMetricsURLs) == 0 {
-		return nil
-	}
-	s.metricsHTTP = &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
-	return s.lis.serveMetrics(s.cfg.ListenMetricsURLs, s.metricsHTTP)
-}
-
-// gatewayBufBytes is the in-memory connection's buffer.
-const gatewayBufBytes = 1 << 20
-
-func (s *Server) startGateway() error {
-	s.gatewayLn = bufconn.Listen(gatewayBufBytes)
-	conn, err := grpc.NewClient("passthrough:///detcd-gateway",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.gatewayLn.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	s.gatewayConn = conn
-	s.gateway = gateway.New(conn, int64(s.cfg.MaxRequestBytes)+gatewayBodySlackBytes)
-	return nil
-}
-
-// gatewayBodySlackBytes: a request's JSON, base64 included, is larger
-// than its protobuf, which --max-request-bytes bounds.
-const gatewayBodySlackBytes = 1 << 20
 
 func (s *Server) closeListeners() {
 	s.lis.close()
@@ -284,21 +235,9 @@ func (s *Server) Stop() error {
 				s.grpc.Stop()
 			}
 		}
-		if s.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if s.http.Shutdown(ctx) != nil {
-				s.http.Close() // streams over TLS still open
-			}
-			cancel()
-		}
-		if s.gatewayConn != nil {
-			s.gatewayConn.Close()
-		}
+		s.web.stop()
 		if s.closeLocal != nil {
 			s.closeLocal()
-		}
-		if s.metricsHTTP != nil {
-			s.metricsHTTP.Close()
 		}
 		s.peers.stopServing()
 		s.closeListeners()
