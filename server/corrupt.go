@@ -56,7 +56,7 @@ type corruptChecks struct {
 
 func newCorruptChecks(s *Server) *corruptChecks {
 	c := &corruptChecks{log: s.log, id: s.node.ID(), timeout: s.cfg.requestTimeout(), every: s.cfg.CorruptCheckTime,
-		status: s.status, calls: s.calls(), frontend: s.Frontend, peers: s.peers, stopping: s.stopping}
+		status: s.status, calls: s.calls(), frontend: s.Frontend, peers: s.peers, stopping: s.life.stopping}
 	if gates, _ := s.cfg.gates(); gates["CompactHashCheck"] {
 		c.compactEvery = s.cfg.CompactHashCheckTime
 	}

@@ -9,8 +9,8 @@ import (
 )
 
 // newDriver puts the node on the one driver, with the real runtime.
-func (s *Server) newDriver(wal *walMetrics) error {
-	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.die, AfterTurn: s.afterTurn})
+func (s *Server) newDriver(wal *walMetrics, o opened) error {
+	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.life.die, AfterTurn: s.afterTurn})
 	if err != nil {
 		return err
 	}
@@ -22,11 +22,11 @@ func (s *Server) newDriver(wal *walMetrics) error {
 	s.peers.attach(loop, d, s.calls().hash)
 	fcfg := driver.FrontendConfig{
 		MaxTxnOps: s.cfg.MaxTxnOps, MaxRequestBytes: s.cfg.MaxRequestBytes, BcryptCost: s.cfg.BcryptCost,
-		Version: Version, SnapshotDir: s.cfg.DataDir, CertUsers: s.tls.client != nil,
+		Version: Version, SnapshotDir: s.cfg.DataDir, CertUsers: o.tls.client != nil,
 		NewMemberID: s.newMemberID,
 	}
-	if s.jwt != nil {
-		fcfg.Tokens = s.jwt
+	if o.jwt != nil {
+		fcfg.Tokens = o.jwt
 	}
 	s.Frontend = driver.NewFrontend(d, loop, fcfg)
 	return nil
@@ -37,12 +37,7 @@ func (s *Server) afterTurn() {
 	s.peers.syncPeers()
 	s.Frontend.Publish()
 	s.publish()
-	if !s.readyDone && s.node.Published() {
-		s.readyDone = true
-		s.logPublished()
-		close(s.ready)
-	}
-	s.noteClusterVersion()
+	s.life.afterTurn(s.node)
 }
 
 // publish makes the loop's state visible off the loop; on the loop.
@@ -63,7 +58,7 @@ type loopCaller struct {
 }
 
 func (s *Server) calls() loopCaller {
-	return loopCaller{loop: s.loop, node: s.node, stopping: s.stopping}
+	return loopCaller{loop: s.loop, node: s.node, stopping: s.life.stopping}
 }
 
 // call runs fn on the loop and waits for it.

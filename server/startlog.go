@@ -11,29 +11,40 @@ import (
 // above all), so detcd logs the same messages, with etcd's field names,
 // at the moments etcd does.
 
-// logPublished is etcd's line once this start's attributes are applied.
-func (s *Server) logPublished() {
-	s.log.Info("published local member to cluster through raft",
-		"local-member-id", fmt.Sprintf("%x", s.node.ID()),
-		"local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:%v}", s.cfg.Name, s.cfg.AdvertiseClientURLs),
-		"cluster-id", fmt.Sprintf("%x", s.node.ClusterID()))
+// startLines logs a member's start-up lines; on the loop.
+type startLines struct {
+	log                 *slog.Logger
+	memberID, clusterID string // in hexadecimal
+	attributes          string // the member's name and client URLs
+	// loggedVersion is the cluster version last logged.
+	loggedVersion string
 }
 
-// noteClusterVersion logs etcd's lines when the cluster version the
-// member has applied is set or changes; on the loop.
-func (s *Server) noteClusterVersion() {
-	v := s.node.ClusterVersion()
-	if v == s.loggedClusterVersion {
+func newStartLines(log *slog.Logger, cfg *Config, memberID, clusterID uint64) startLines {
+	return startLines{log: log, memberID: fmt.Sprintf("%x", memberID), clusterID: fmt.Sprintf("%x", clusterID),
+		attributes: fmt.Sprintf("{Name:%s ClientURLs:%v}", cfg.Name, cfg.AdvertiseClientURLs)}
+}
+
+// published is etcd's line once this start's attributes are applied.
+func (l *startLines) published() {
+	l.log.Info("published local member to cluster through raft",
+		"local-member-id", l.memberID, "local-member-attributes", l.attributes, "cluster-id", l.clusterID)
+}
+
+// clusterVersion logs etcd's lines when the cluster version the member
+// has applied is set or changes.
+func (l *startLines) clusterVersion(v string) {
+	if v == l.loggedVersion {
 		return
 	}
-	ids := []any{"cluster-id", fmt.Sprintf("%x", s.node.ClusterID()), "local-member-id", fmt.Sprintf("%x", s.node.ID())}
-	if s.loggedClusterVersion == "" {
-		s.log.Info("set the initial cluster version", append(ids, "cluster-version", majorMinor(v))...)
+	ids := []any{"cluster-id", l.clusterID, "local-member-id", l.memberID}
+	if l.loggedVersion == "" {
+		l.log.Info("set the initial cluster version", append(ids, "cluster-version", majorMinor(v))...)
 	} else {
-		s.log.Info("updated cluster version", append(ids, "from", majorMinor(s.loggedClusterVersion), "to", majorMinor(v))...)
+		l.log.Info("updated cluster version", append(ids, "from", majorMinor(l.loggedVersion), "to", majorMinor(v))...)
 	}
-	s.log.Info("enabled capabilities for version", "cluster-version", majorMinor(v))
-	s.loggedClusterVersion = v
+	l.log.Info("enabled capabilities for version", "cluster-version", majorMinor(v))
+	l.loggedVersion = v
 }
 
 // majorMinor is how etcd logs a cluster version: "3.7" for "3.7.0".

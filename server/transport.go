@@ -27,6 +27,7 @@ type peerTransport struct {
 	id        uint64 // this member's
 	clusterID uint64
 	dialer    peerDialer
+	serverTLS *tls.Config // the peer listeners'; nil without TLS
 	metrics   *peerMetrics
 	// hashes answers a peer's HashKV: this member's hash at a revision,
 	// and its current revision.
@@ -52,8 +53,8 @@ type peerSenders struct {
 	version uint64 // the node's MembersVersion they follow
 }
 
-func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer, m *peerMetrics) *peerTransport {
-	return &peerTransport{log: log, id: id, clusterID: clusterID, dialer: dialer, metrics: m}
+func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer, serverTLS *tls.Config, m *peerMetrics) *peerTransport {
+	return &peerTransport{log: log, id: id, clusterID: clusterID, dialer: dialer, serverTLS: serverTLS, metrics: m}
 }
 
 // attach gives the transport the driver it carries messages for.
@@ -63,7 +64,7 @@ func (t *peerTransport) attach(loop *driver.Loop, drv *driver.Driver, hashes has
 
 // listen serves the peer service on the peer URLs, over TLS on https
 // ones. On an error the listeners opened so far stay for closeListeners.
-func (t *peerTransport) listen(urls []string, serverTLS *tls.Config) error {
+func (t *peerTransport) listen(urls []string) error {
 	t.grpc = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(peerMsgBytesMax), grpc.MaxSendMsgSize(peerMsgBytesMax))
 	t.grpc.RegisterService(&peerDesc, t)
 	for _, u := range urls {
@@ -73,7 +74,7 @@ func (t *peerTransport) listen(urls []string, serverTLS *tls.Config) error {
 		}
 		t.listeners = append(t.listeners, ln)
 		if secureURL(u) {
-			ln = tls.NewListener(ln, serverTLS)
+			ln = tls.NewListener(ln, t.serverTLS)
 		}
 		go func() { _ = t.grpc.Serve(ln) }()
 		t.log.Info("serving peer traffic", "address", ln.Addr().String())
