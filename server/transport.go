@@ -91,12 +91,12 @@ func (t *peerTransport) addrs() []string {
 	return out
 }
 
-// stopServing ends the receive side.
+// stopServing ends the receive side; closeListeners closes what it did
+// not serve yet.
 func (t *peerTransport) stopServing() {
 	if t.grpc != nil {
 		t.grpc.Stop()
 	}
-	t.closeListeners()
 }
 
 func (t *peerTransport) closeListeners() {
