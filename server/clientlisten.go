@@ -29,13 +29,14 @@ func urlAddr(rawURL string) string {
 	return u.Host + u.Path
 }
 
-// openClientListeners listens once on each client address, whatever the
-// schemes of the URLs naming it.
-func (s *Server) openClientListeners() error {
-	split := len(s.cfg.ListenClientHTTPURLs) > 0
+// openClients listens once on each client address, whatever the schemes
+// of the URLs naming it: the --listen-client-urls and
+// --listen-client-http-urls.
+func (l *listeners) openClients(clientURLs, httpURLs []string) error {
+	split := len(httpURLs) > 0
 	add := func(u string, httpOnly bool) error {
-		for i := range s.listeners {
-			if cl := &s.listeners[i]; cl.addr == urlAddr(u) && cl.httpOnly == httpOnly {
+		for i := range l.clients {
+			if cl := &l.clients[i]; cl.addr == urlAddr(u) && cl.httpOnly == httpOnly {
 				cl.secure, cl.insecure = cl.secure || secureURL(u), cl.insecure || !secureURL(u)
 				return nil
 			}
@@ -44,16 +45,16 @@ func (s *Server) openClientListeners() error {
 		if err != nil {
 			return err
 		}
-		s.listeners = append(s.listeners, clientListener{Listener: ln, addr: urlAddr(u), secure: secureURL(u),
+		l.clients = append(l.clients, clientListener{Listener: ln, addr: urlAddr(u), secure: secureURL(u),
 			insecure: !secureURL(u), httpOnly: httpOnly, grpcOnly: split && !httpOnly})
 		return nil
 	}
-	for _, u := range s.cfg.ListenClientURLs {
+	for _, u := range clientURLs {
 		if err := add(u, false); err != nil {
 			return err
 		}
 	}
-	for _, u := range s.cfg.ListenClientHTTPURLs {
+	for _, u := range httpURLs {
 		if err := add(u, true); err != nil {
 			return err
 		}
@@ -61,46 +62,46 @@ func (s *Server) openClientListeners() error {
 	return nil
 }
 
-// serveClientListener serves one client address.
-func (s *Server) serveClientListener(cl clientListener) {
+// serveClient serves one client address.
+func (l *listeners) serveClient(cl clientListener, srv clientServers) {
 	var ln net.Listener = cl
 	if cl.secure && cl.insecure {
 		sp := newTLSSplit(cl)
 		go sp.serve()
-		s.serveSecure(cl, sp.yes)
-		s.serveInsecure(cl, sp.no)
+		l.serveSecure(cl, sp.yes, srv)
+		l.serveInsecure(cl, sp.no, srv)
 		return
 	}
 	if cl.secure {
-		s.serveSecure(cl, ln)
+		l.serveSecure(cl, ln, srv)
 		return
 	}
-	s.serveInsecure(cl, ln)
+	l.serveInsecure(cl, ln, srv)
 }
 
 // serveSecure serves TLS as etcd does: net/http negotiates HTTP/2 and
 // hands gRPC requests to the gRPC server, so browsers and curl reach
 // /health on the same port.
-func (s *Server) serveSecure(cl clientListener, ln net.Listener) {
-	go func() { _ = s.http.Serve(tls.NewListener(ln, s.tls.client)) }()
-	s.logServingClients(cl.Addr().String(), true, cl.traffic())
+func (l *listeners) serveSecure(cl clientListener, ln net.Listener, srv clientServers) {
+	go func() { _ = srv.http.Serve(tls.NewListener(ln, l.tls)) }()
+	logServingClients(l.log, cl.Addr().String(), true, cl.traffic())
 }
 
 // serveInsecure serves the clear: gRPC by the HTTP/2 preface, the rest as
 // HTTP, or only one of them on a split address.
-func (s *Server) serveInsecure(cl clientListener, ln net.Listener) {
+func (l *listeners) serveInsecure(cl clientListener, ln net.Listener, srv clientServers) {
 	switch {
 	case cl.grpcOnly:
-		go func() { _ = s.grpc.Serve(ln) }()
+		go func() { _ = srv.grpc.Serve(ln) }()
 	case cl.httpOnly:
-		go func() { _ = s.http.Serve(ln) }()
+		go func() { _ = srv.http.Serve(ln) }()
 	default:
 		m := newConnMux(ln)
-		go func() { _ = s.grpc.Serve(m.yes) }()
-		go func() { _ = s.http.Serve(m.no) }()
+		go func() { _ = srv.grpc.Serve(m.yes) }()
+		go func() { _ = srv.http.Serve(m.no) }()
 		go m.serve()
 	}
-	s.logServingClients(cl.Addr().String(), false, cl.traffic())
+	logServingClients(l.log, cl.Addr().String(), false, cl.traffic())
 }
 
 // traffic is what etcd's log says a listener serves.
@@ -116,12 +117,12 @@ func (cl clientListener) traffic() string {
 
 // splitAt reports, for a request over TLS on a split address, whether the
 // gRPC or the HTTP side may serve it (the clear sides never mix).
-func (s *Server) splitAt(r *http.Request) (grpcOnly, httpOnly bool) {
+func (l *listeners) splitAt(r *http.Request) (grpcOnly, httpOnly bool) {
 	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if !ok {
 		return false, false
 	}
-	for _, cl := range s.listeners {
+	for _, cl := range l.clients {
 		if cl.Addr().String() == addr.String() {
 			return cl.grpcOnly, cl.httpOnly
 		}

@@ -130,7 +130,7 @@ func (tc *testCluster) leader() int {
 			if s == nil {
 				continue
 			}
-			l := s.leader.Load()
+			l := s.status.leader.Load()
 			if l == 0 || lead != 0 && l != lead {
 				agree = false
 				break

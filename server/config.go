@@ -267,6 +267,10 @@ func checkURLs(us []string) error {
 	return nil
 }
 
+// requestTimeout is etcd's request timeout, which bounds health checks'
+// reads and the corruption checks' calls: 5 s plus two election timeouts.
+func (c *Config) requestTimeout() time.Duration { return 5*time.Second + 2*c.ElectionTimeout }
+
 // members parses --initial-cluster ("name=url,name=url") into members
 // with etcd's ids, and checks that this member's entry matches
 // --initial-advertise-peer-urls.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,8 +24,6 @@ import (
 	"github.com/detcd/detcd/diskfs"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
 func reply(id uint64, rev, compactRev int64, hash uint32) peerHash {
 	return peerHash{id: id, reply: &hashKVReply{MemberID: id, Revision: rev, CompactRevision: compactRev, Hash: hash}}
 }
@@ -45,7 +42,7 @@ func TestInitialMismatches(t *testing.T) {
 		{"other hash, other compaction: skipped", []peerHash{reply(2, 10, 5, 8)}, 0},
 		{"unreachable or compacted: skipped", []peerHash{noReply(2), {id: 3, err: core.ErrCompacted}}, 0},
 	} {
-		if got := initialMismatches(quiet, local, c.peers); got != c.want {
+		if got, _ := initialMismatches(local, c.peers); got != c.want {
 			t.Errorf("%s: %d mismatches, want %d", c.name, got, c.want)
 		}
 	}
@@ -68,7 +65,7 @@ func TestPeriodicSuspect(t *testing.T) {
 		{"follower's hash differs: the first one only", h, 10, []peerHash{noReply(2), reply(3, 10, 3, 8), reply(4, 10, 3, 9)}, 3, true},
 		{"other compaction, other hash: not comparable", h, 12, []peerHash{reply(2, 10, 2, 8)}, 0, false},
 	} {
-		got, hit := periodicSuspect(quiet, 1, h, c.h2, c.rev2, c.peers)
+		got, hit, _ := periodicSuspect(1, h, c.h2, c.rev2, c.peers)
 		if got != c.want || hit != c.wantHit {
 			t.Errorf("%s: suspect %d, %v; want %d, %v", c.name, got, hit, c.want, c.wantHit)
 		}
@@ -91,7 +88,7 @@ func TestCompactHashVerdict(t *testing.T) {
 		{"two minorities", []peerHash{reply(2, 9, 3, 7), reply(3, 9, 3, 7), reply(4, 9, 3, 8), reply(5, 9, 3, 9)}, []uint64{4, 5}, true, false},
 		{"no majority: the cluster", []peerHash{reply(2, 9, 3, 8), reply(3, 9, 3, 9)}, []uint64{0}, true, false},
 	} {
-		alarms, done, all := compactHashVerdict(quiet, 1, leader, c.peers)
+		alarms, done, all, _ := compactHashVerdict(1, leader, c.peers)
 		if !slices.Equal(alarms, c.alarms) || done != c.done || all != c.all {
 			t.Errorf("%s: alarms %v done %v all %v; want %v %v %v", c.name, alarms, done, all, c.alarms, c.done, c.all)
 		}

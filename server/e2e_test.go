@@ -123,7 +123,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for s.leader.Load() == 0 && time.Now().Before(deadline) {
+	for s.status.leader.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if code, body := get("/health"); code != 200 || body != `{"health":"true","reason":""}` {

@@ -4,24 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/detcd/detcd/grpcsvc"
 )
 
-// Health check kinds and their results, as etcd names them in the
-// etcd_server_healthcheck* metrics.
-const (
-	checkLivez    = "livez"
-	checkReadyz   = "readyz"
-	healthSuccess = "success"
-	healthError   = "error"
-)
+// healthChecks serve etcd's /health, /livez and /readyz: they own the
+// named checks, run them against the member and count them; what the
+// answers say is decided in health_verdict.go.
+type healthChecks struct {
+	backend grpcsvc.Backend // the reads checked
+	status  *memberStatus
+	timeout time.Duration // a check's read's, etcd's request timeout
+	metrics *healthMetrics
+}
 
 // healthCheck is one of etcd's named /livez or /readyz checks.
 type healthCheck struct {
@@ -29,85 +28,50 @@ type healthCheck struct {
 	check func(ctx context.Context) error
 }
 
-// healthReadTimeout bounds a health check's read as etcd's request
-// timeout does: 5 s plus two election timeouts.
-func (s *Server) healthReadTimeout() time.Duration {
-	return 5*time.Second + 2*s.cfg.ElectionTimeout
-}
-
 // readCheck is etcd's serializable_read or linearizable_read check.
-func (s *Server) readCheck(serializable bool) func(context.Context) error {
+func (h *healthChecks) readCheck(serializable bool) func(context.Context) error {
 	return func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, s.healthReadTimeout())
+		ctx, cancel := context.WithTimeout(ctx, h.timeout)
 		defer cancel()
-		return grpcsvc.CheckRead(ctx, s, serializable)
+		return grpcsvc.CheckRead(ctx, h.backend, serializable)
 	}
 }
 
 // livezChecks and readyzChecks are etcd's checks, by etcd's names, in the
 // order the verbose output lists them (etcd's own order is a map's).
-func (s *Server) livezChecks() []healthCheck {
-	return []healthCheck{{"serializable_read", s.readCheck(true)}}
+func (h *healthChecks) livezChecks() []healthCheck {
+	return []healthCheck{{"serializable_read", h.readCheck(true)}}
 }
 
-func (s *Server) readyzChecks() []healthCheck {
+func (h *healthChecks) readyzChecks() []healthCheck {
 	return []healthCheck{
 		{"data_corruption", func(context.Context) error {
-			if s.metrics.corrupt.Load() {
+			if h.status.corrupt.Load() {
 				return fmt.Errorf("alarm activated: CORRUPT")
 			}
 			return nil
 		}},
-		{"linearizable_read", s.readCheck(false)},
+		{"linearizable_read", h.readCheck(false)},
 		{"non_learner", func(context.Context) error {
-			if s.IsLearner() {
+			if h.status.IsLearner() {
 				return fmt.Errorf("not supported for learner")
 			}
 			return nil
 		}},
-		{"serializable_read", s.readCheck(true)},
+		{"serializable_read", h.readCheck(true)},
 	}
 }
 
-// addHealthRoutes adds /health, /livez and /readyz, each check of the
-// last two under its own path as well (/readyz/linearizable_read).
-func (s *Server) addHealthRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("/health", s.handleHealth)
-	for kind, checks := range map[string][]healthCheck{checkLivez: s.livezChecks(), checkReadyz: s.readyzChecks()} {
-		mux.Handle("/"+kind, s.checksHandler(kind, checks, true))
+// addRoutes adds /health, /livez and /readyz, each check of the last two
+// under its own path as well (/readyz/linearizable_read).
+func (h *healthChecks) addRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("/health", h.handleHealth)
+	for kind, checks := range map[string][]healthCheck{checkLivez: h.livezChecks(), checkReadyz: h.readyzChecks()} {
+		mux.Handle("/"+kind, h.checksHandler(kind, checks, true))
 		for _, c := range checks {
-			mux.Handle("/"+kind+"/"+c.name, s.checksHandler(kind, []healthCheck{c}, false))
+			mux.Handle("/"+kind+"/"+c.name, h.checksHandler(kind, []healthCheck{c}, false))
 		}
 	}
-}
-
-// activeAlarms are the member's alarms by etcd's names, NOSPACE first.
-func (s *Server) activeAlarms() []string {
-	var out []string
-	if s.metrics.noSpace.Load() {
-		out = append(out, "NOSPACE")
-	}
-	if s.metrics.corrupt.Load() {
-		out = append(out, "CORRUPT")
-	}
-	return out
-}
-
-// healthReason is what etcd's /health reports, "" when healthy: an alarm
-// not excluded, then no leader (unless serializable), then a failed read.
-func (s *Server) healthReason(ctx context.Context, excluded map[string]bool, serializable bool) string {
-	for _, a := range s.activeAlarms() {
-		if !excluded[a] {
-			return "ALARM " + a
-		}
-	}
-	if !serializable && s.leader.Load() == 0 {
-		return "RAFT NO LEADER"
-	}
-	if err := s.readCheck(serializable)(ctx); err != nil {
-		return "RANGE ERROR:" + err.Error()
-	}
-	return ""
 }
 
 // querySet is the non-empty values of a repeated query parameter.
@@ -131,22 +95,24 @@ func onlyGet(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+func (h *healthChecks) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if !onlyGet(w, r) {
 		return
 	}
-	reason := s.healthReason(r.Context(), querySet(r, "exclude"), r.URL.Query().Get("serializable") == "true")
-	h := struct {
+	serializable := r.URL.Query().Get("serializable") == "true"
+	reason := healthReason(h.status.activeAlarms(), querySet(r, "exclude"), serializable, h.status.Leader() != 0,
+		func() error { return h.readCheck(serializable)(r.Context()) })
+	body := struct {
 		Health string `json:"health"`
 		Reason string `json:"reason"`
 	}{Health: "true", Reason: reason}
 	if reason != "" {
-		h.Health = "false"
-		s.metrics.healthFailures.Inc()
+		body.Health = "false"
+		h.metrics.failures.Inc()
 	} else {
-		s.metrics.healthSuccess.Inc()
+		h.metrics.success.Inc()
 	}
-	b, _ := json.Marshal(h)
+	b, _ := json.Marshal(body)
 	if reason != "" {
 		http.Error(w, string(b), http.StatusServiceUnavailable)
 		return
@@ -154,11 +120,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-// checksHandler serves /livez, /readyz or one of their checks as etcd
-// does: "ok" or 503 with the failures, one "[+]name ok" or
-// "[-]name failed: why" line a check, the lines shown on success only with
-// ?verbose. On the root path ?exclude= leaves checks out.
-func (s *Server) checksHandler(kind string, checks []healthCheck, root bool) http.Handler {
+// checksHandler serves /livez, /readyz or one of their checks (see
+// checksReport). On the root path ?exclude= leaves checks out.
+func (h *healthChecks) checksHandler(kind string, checks []healthCheck, root bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !onlyGet(w, r) {
 			return
@@ -168,50 +132,20 @@ func (s *Server) checksHandler(kind string, checks []healthCheck, root bool) htt
 			excluded := querySet(r, "exclude")
 			run = slices.DeleteFunc(slices.Clone(checks), func(c healthCheck) bool { return excluded[c.name] })
 		}
-		var out strings.Builder
-		failed := false
+		var results []checkResult
 		for _, c := range run {
-			result := healthSuccess
-			if err := c.check(r.Context()); err != nil {
-				fmt.Fprintf(&out, "[-]%s failed: %v\n", c.name, err)
-				failed, result = true, healthError
-			} else {
-				fmt.Fprintf(&out, "[+]%s ok\n", c.name)
-			}
-			s.metrics.recordCheck(kind, c.name, result)
+			res := checkResult{name: c.name, err: c.check(r.Context())}
+			h.metrics.record(kind, c.name, res.result())
+			results = append(results, res)
 		}
-		if failed {
-			http.Error(w, out.String(), http.StatusServiceUnavailable)
+		_, verbose := r.URL.Query()["verbose"]
+		code, body := checksReport(results, verbose)
+		if code != http.StatusOK {
+			http.Error(w, body, code)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if _, ok := r.URL.Query()["verbose"]; ok {
-			fmt.Fprint(w, out.String())
-		}
-		fmt.Fprint(w, "ok\n")
+		io.WriteString(w, body)
 	})
-}
-
-// healthMetrics are etcd's per-check metrics.
-type healthMetrics struct {
-	gauge   *prometheus.GaugeVec
-	counter *prometheus.CounterVec
-}
-
-func newHealthMetrics() healthMetrics {
-	return healthMetrics{
-		gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcd_server_healthcheck", Help: "The result of each kind of healthcheck."}, []string{"type", "name"}),
-		counter: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_server_healthchecks_total", Help: "The total number of each kind of healthcheck."},
-			[]string{"type", "name", "status"}),
-	}
-}
-
-func (m *metrics) recordCheck(kind, name, result string) {
-	v := 0.0
-	if result == healthSuccess {
-		v = 1
-	}
-	m.health.gauge.WithLabelValues(kind, name).Set(v)
-	m.health.counter.WithLabelValues(kind, name, result).Inc()
 }

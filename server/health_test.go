@@ -48,7 +48,7 @@ func checkHealthGets(t *testing.T, addr string, gets []healthGet) {
 func waitLeader(t *testing.T, s *Server) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for s.leader.Load() == 0 && time.Now().Before(deadline) {
+	for s.status.leader.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
@@ -77,7 +77,7 @@ func TestHealthEndpoints(t *testing.T) {
 		t.Fatalf("activate NOSPACE: %v", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !s.metrics.noSpace.Load() && time.Now().Before(deadline) {
+	for !s.status.noSpace.Load() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if v := testutil.ToFloat64(s.metrics.alarms); v != 1 {
@@ -108,7 +108,7 @@ func TestHealthCutOff(t *testing.T) {
 		}
 	}
 	s := tc.servers[keep]
-	for deadline := time.Now().Add(20 * time.Second); s.leader.Load() != 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(20 * time.Second); s.status.leader.Load() != 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	checkHealthGets(t, s.Addrs()[0], []healthGet{

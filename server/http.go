@@ -1,23 +1,101 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"expvar"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 )
+
+// httpEndpoints serve etcd's HTTP endpoints: on the client addresses
+// /version, /metrics, the health endpoints (health.go), /debug/vars,
+// pprof and the JSON gateway, and gRPC requests that came over TLS; on
+// the --listen-metrics-urls /metrics and the health endpoints. They own
+// both net/http servers and the gateway.
+type httpEndpoints struct {
+	cors                 []string
+	pprof, withGateway   bool
+	maxRequestBytes      int
+	maxConcurrentStreams uint32
+	reg                  *prometheus.Registry
+	health               *healthChecks
+	lis                  *listeners // which side of a split address a request came to
+
+	version *clusterVersion
+	gateway *jsonGateway // nil without --enable-grpc-gateway
+	client  *http.Server // nil before startClient
+	metrics *http.Server // nil without --listen-metrics-urls
+}
+
+func newHTTPEndpoints(cfg *Config, reg *prometheus.Registry, health *healthChecks, lis *listeners, version *clusterVersion) *httpEndpoints {
+	return &httpEndpoints{cors: cfg.CORS, pprof: cfg.EnablePprof, withGateway: cfg.EnableGRPCGateway,
+		maxRequestBytes: cfg.MaxRequestBytes, maxConcurrentStreams: cfg.MaxConcurrentStreams,
+		reg: reg, health: health, lis: lis, version: version}
+}
+
+// serveMetrics serves /metrics and the health endpoints on the
+// --listen-metrics-urls, at once: a member that is not ready yet says so.
+func (h *httpEndpoints) serveMetrics(urls []string) error {
+	if len(urls) == 0 {
+		return nil
+	}
+	mux := http.NewServeMux()
+	h.addMetricsRoutes(mux)
+	h.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return h.lis.serveMetrics(urls, h.metrics)
+}
+
+// startClient makes the client addresses' net/http server, with the
+// gateway to grpcSrv if enabled.
+func (h *httpEndpoints) startClient(grpcSrv *grpc.Server) error {
+	if h.withGateway {
+		g, err := newJSONGateway(h.maxRequestBytes)
+		if err != nil {
+			return err
+		}
+		h.gateway = g
+	}
+	h.client = &http.Server{Handler: h.grpcOrHTTP(grpcSrv), ReadHeaderTimeout: 10 * time.Second,
+		// gRPC over TLS comes through net/http's HTTP/2: the same
+		// --max-concurrent-streams as the gRPC server's own.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(min(h.maxConcurrentStreams, math.MaxInt32))}}
+	return nil
+}
+
+// stop ends the client server, letting requests finish for a while, the
+// gateway and the metrics server.
+func (h *httpEndpoints) stop() {
+	if h.client != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if h.client.Shutdown(ctx) != nil {
+			h.client.Close() // streams over TLS still open
+		}
+		cancel()
+	}
+	if h.gateway != nil {
+		h.gateway.close()
+	}
+	if h.metrics != nil {
+		h.metrics.Close()
+	}
+}
 
 // grpcOrHTTP hands gRPC requests that came through net/http (HTTP/2 over
 // TLS) to the gRPC server, and the rest to etcd's HTTP endpoints.
-func (s *Server) grpcOrHTTP() http.Handler {
-	h := s.withCORS(s.httpHandler())
+func (h *httpEndpoints) grpcOrHTTP(grpcSrv *grpc.Server) http.Handler {
+	endpoints := h.withCORS(h.clientHandler())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		grpcOnly, httpOnly := s.splitAt(r)
+		grpcOnly, httpOnly := h.lis.splitAt(r)
 		if !httpOnly && r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-			s.grpc.ServeHTTP(w, r)
+			grpcSrv.ServeHTTP(w, r)
 			return
 		}
 		if grpcOnly {
@@ -28,19 +106,19 @@ func (s *Server) grpcOrHTTP() http.Handler {
 		if rest, ok := strings.CutPrefix(r.URL.Path, "/v3beta/"); ok {
 			r.URL.Path = "/v3/" + rest
 		}
-		h.ServeHTTP(w, r)
+		endpoints.ServeHTTP(w, r)
 	})
 }
 
 // withCORS adds etcd's CORS headers for the origins --cors allows ("*",
 // the default, allows any) and answers preflight requests.
-func (s *Server) withCORS(h http.Handler) http.Handler {
+func (h *httpEndpoints) withCORS(next http.Handler) http.Handler {
 	allowed := map[string]bool{}
-	for _, o := range s.cfg.CORS {
+	for _, o := range h.cors {
 		allowed[o] = true
 	}
 	if len(allowed) == 0 {
-		return h
+		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
@@ -50,7 +128,7 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 		case allowed[origin]:
 			w.Header().Set("Access-Control-Allow-Origin", origin)
 		default:
-			h.ServeHTTP(w, r)
+			next.ServeHTTP(w, r)
 			return
 		}
 		w.Header().Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
@@ -58,33 +136,26 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 		if r.Method == http.MethodOptions {
 			return
 		}
-		h.ServeHTTP(w, r)
+		next.ServeHTTP(w, r)
 	})
 }
 
 // addMetricsRoutes adds what --listen-metrics-urls serve too: /metrics and
 // the health endpoints.
-func (s *Server) addMetricsRoutes(mux *http.ServeMux) {
-	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(s.metrics.reg, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
-	s.addHealthRoutes(mux)
+func (h *httpEndpoints) addMetricsRoutes(mux *http.ServeMux) {
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(h.reg, promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{})))
+	h.health.addRoutes(mux)
 }
 
-// metricsHandler serves the --listen-metrics-urls.
-func (s *Server) metricsHandler() http.Handler {
-	mux := http.NewServeMux()
-	s.addMetricsRoutes(mux)
-	return mux
-}
-
-// httpHandler serves etcd's HTTP endpoints on the client port.
-func (s *Server) httpHandler() http.Handler {
+// clientHandler serves etcd's HTTP endpoints on the client addresses.
+func (h *httpEndpoints) clientHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		// As etcd's: the applied cluster version, "not_decided" before the
 		// leader set one; etcd's storage version follows it.
 		cluster, storage := "not_decided", "unknown"
-		if v := s.metrics.clusterVersion.Load(); v != nil {
-			cluster, storage = *v, *v
+		if v, ok := h.version.get(); ok {
+			cluster, storage = v, v
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(struct {
@@ -93,13 +164,13 @@ func (s *Server) httpHandler() http.Handler {
 			Storage string `json:"storage"`
 		}{Version, cluster, storage})
 	})
-	s.addMetricsRoutes(mux)
+	h.addMetricsRoutes(mux)
 	// etcd's /debug/vars: the process's expvars (cmdline, memstats).
 	mux.Handle("/debug/vars", expvar.Handler())
-	if s.gateway != nil {
-		mux.Handle("/v3/", s.gateway)
+	if h.gateway != nil {
+		mux.Handle("/v3/", h.gateway.handler)
 	}
-	if s.cfg.EnablePprof {
+	if h.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -56,7 +56,7 @@ func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config,
 	// after the leader answered it) does not list this one: ask the
 	// others, and again, until the time is up.
 	var err error
-	asker := &Server{log: log, tls: tlsc}
+	asker := newPeerDialer(cfg, tlsc)
 	for {
 		for _, u := range urls {
 			var ci clusterInfo

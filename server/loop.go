@@ -2,30 +2,31 @@ package server
 
 import (
 	"context"
-	"time"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/driver"
 )
 
 // newDriver puts the node on the one driver, with the real runtime.
-func (s *Server) newDriver() error {
-	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.die, AfterTurn: s.afterTurn})
+func (s *Server) newDriver(wal *walMetrics, o opened) error {
+	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.life.die, AfterTurn: s.afterTurn})
 	if err != nil {
 		return err
 	}
-	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: (*transport)(s), Observer: walMetrics{s.metrics}, Logger: s.log})
+	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: s.peers, Observer: wal, Logger: s.log})
 	if err != nil {
 		return err
 	}
 	s.loop, s.drv = loop, d
+	s.peers.attach(loop, d, s.calls().hash)
 	fcfg := driver.FrontendConfig{
 		MaxTxnOps: s.cfg.MaxTxnOps, MaxRequestBytes: s.cfg.MaxRequestBytes, BcryptCost: s.cfg.BcryptCost,
-		Version: Version, SnapshotDir: s.cfg.DataDir, CertUsers: s.tls.client != nil,
+		Version: Version, SnapshotDir: s.cfg.DataDir, CertUsers: o.tls.client != nil,
 		NewMemberID: s.newMemberID,
 	}
-	if s.jwt != nil {
-		fcfg.Tokens = s.jwt
+	if o.jwt != nil {
+		fcfg.Tokens = o.jwt
 	}
 	s.Frontend = driver.NewFrontend(d, loop, fcfg)
 	return nil
@@ -33,58 +34,37 @@ func (s *Server) newDriver() error {
 
 // afterTurn runs on the loop after every turn.
 func (s *Server) afterTurn() {
-	s.syncPeers()
+	s.peers.syncPeers()
 	s.Frontend.Publish()
 	s.publish()
-	if !s.readyDone && s.node.Published() {
-		s.readyDone = true
-		s.logPublished()
-		close(s.ready)
-	}
-	s.noteClusterVersion()
+	s.life.afterTurn(s.node)
 }
 
-// walMetrics feeds the log writer's timings to etcd's disk metrics.
-type walMetrics struct {
-	m *metrics
-}
-
-func (w walMetrics) Ready(*core.Ready) {}
-func (w walMetrics) Wrote(p *core.Persist, took time.Duration) {
-	w.m.walWrite.Observe(took.Seconds())
-	bytes := 0
-	for _, e := range p.Entries {
-		bytes += len(e.Data)
-	}
-	w.m.walBytes.Add(float64(bytes))
-}
-func (w walMetrics) Synced(took time.Duration)                        { w.m.fsync.Observe(took.Seconds()) }
-func (w walMetrics) Durable(uint64)                                   {}
-func (w walMetrics) Checkpointed(uint64, int64, time.Duration, error) {}
-
-// publish makes the loop's state visible to handlers and metrics.
+// publish makes the loop's state visible off the loop; on the loop.
 func (s *Server) publish() {
-	s.term.Store(s.node.Term())
-	s.learner.Store(s.node.IsLearner())
-	if l := s.node.Leader(); l != s.leader.Swap(l) {
+	p := publishedOf(s.node)
+	if s.status.store(p) {
 		s.metrics.leaderChanges.Inc()
 	}
-	size, inUse, keys := s.node.Sizes()
-	s.metrics.size.Store(size)
-	s.metrics.inUse.Store(inUse)
-	s.metrics.keys.Store(int64(keys))
-	s.metrics.applied.Store(s.node.AppliedIndex())
-	s.metrics.commit.Store(s.node.Commit())
-	s.metrics.authRev.Store(s.node.AuthRevision())
-	s.metrics.noSpace.Store(s.node.NoSpace())
-	s.metrics.corrupt.Store(s.node.Corrupt())
-	s.metrics.alarms.publish(s.node.Alarms())
+	s.metrics.alarms.publish(p.alarms)
 }
 
-// onLoop runs fn on the loop, which owns the node, and waits for it.
-func (s *Server) onLoop(ctx context.Context, fn func(*core.Node)) error {
+// loopCaller runs functions on the loop, which owns the node, for
+// goroutines off it, and waits for them.
+type loopCaller struct {
+	loop     *driver.Loop
+	node     *core.Node
+	stopping <-chan struct{}
+}
+
+func (s *Server) calls() loopCaller {
+	return loopCaller{loop: s.loop, node: s.node, stopping: s.life.stopping}
+}
+
+// call runs fn on the loop and waits for it.
+func (c loopCaller) call(ctx context.Context, fn func(*core.Node)) error {
 	done := make(chan struct{})
-	if err := s.loop.Post(ctx, func() { fn(s.node); close(done) }); err != nil {
+	if err := c.loop.Post(ctx, func() { fn(c.node); close(done) }); err != nil {
 		return err
 	}
 	select {
@@ -92,7 +72,19 @@ func (s *Server) onLoop(ctx context.Context, fn func(*core.Node)) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-s.stopping:
+	case <-c.stopping:
 		return core.ErrStopped
 	}
+}
+
+// hash is the member's HashKV at rev (0: its current revision), and its
+// current revision: the hashFunc the peer transport answers with.
+func (c loopCaller) hash(ctx context.Context, rev int64) (mvcc.KVHash, int64, error) {
+	var v *mvcc.View
+	var kept []mvcc.KVHash
+	if err := c.call(ctx, func(n *core.Node) { v, kept = n.HashView(), n.CompactionHashes() }); err != nil {
+		return mvcc.KVHash{}, 0, err
+	}
+	h, err := core.KVHashAt(v, kept, rev)
+	return h, int64(v.Rev()), err
 }

@@ -28,7 +28,9 @@ func memHeadroom(live int64) int64 {
 	return max(memHeadroomMinBytes, memHeadroomMaxBytes-live/2)
 }
 
-func (s *Server) runMemLimit() {
+// runMemLimit sets GOGC and keeps the memory limit above the live heap
+// until stopping is closed.
+func runMemLimit(stopping <-chan struct{}) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(memGCPercent)
 	}
@@ -52,7 +54,7 @@ func (s *Server) runMemLimit() {
 			return
 		}
 		select {
-		case <-s.stopping:
+		case <-stopping:
 			debug.SetMemoryLimit(-1)
 			return
 		case <-t.C:

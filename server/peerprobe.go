@@ -57,9 +57,9 @@ func (r *rttState) record(rtt time.Duration, err error) {
 // probeRTT probes the peer until it is stopped.
 func (p *peer) probeRTT() {
 	times := peerProbeTimes
-	conn, err := p.s.dialPeer(p.urls)
+	conn, err := p.t.dialer.dial(p.urls)
 	if err != nil {
-		p.s.log.Warn("failed to add peer into prober", "remote-peer-id", hexID(p.id), "error", err.Error())
+		p.t.log.Warn("failed to add peer into prober", "remote-peer-id", hexID(p.id), "error", err.Error())
 		return
 	}
 	defer conn.Close()
@@ -76,7 +76,7 @@ func (p *peer) probeRTT() {
 		case <-probe.C:
 			st.record(p.probeOnce(conn, times.probe))
 		case <-observe.C:
-			p.s.metrics.peer.rtt.WithLabelValues(to).Observe(st.srtt.Seconds())
+			p.t.metrics.rtt.WithLabelValues(to).Observe(st.srtt.Seconds())
 			if st.healthy {
 				observe.Reset(times.healthy)
 			} else {

@@ -1,33 +1,17 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"math"
-	"net"
-	"net/http"
-	"net/url"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/diskfs"
 	"github.com/detcd/detcd/driver"
-	"github.com/detcd/detcd/gateway"
-	"github.com/detcd/detcd/grpcsvc"
 )
 
 // Version is the etcd version detcd answers as on /version and in Status.
@@ -36,72 +20,36 @@ const Version = "3.7.3"
 // ClusterVersion is the cluster version detcd reports.
 const ClusterVersion = "3.7.0"
 
-// Server is a running detcd member.
+// Server is a running detcd member: the one driver around its node, and
+// the parts that connect it to the world, each owning its own state.
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
 	node *core.Node
 	disk *disk.Disk
-
-	// loop is the real runtime the one driver, drv, runs on.
+	// loop is the real runtime the one driver, drv, runs on (loop.go).
 	loop *driver.Loop
 	drv  *driver.Driver
-	// The peer transport.
-	clusterID  atomic.Uint64
-	peers      peers // the loop's
-	peersMu    sync.Mutex
-	memberList []core.Member
-	peerGRPC   *grpc.Server
-	tls        tlsConfigs
-	jwt        *jwtTokens // nil with simple tokens
-	// localAddr is the source address of peer connections, with the
-	// SetMemberLocalAddr feature gate.
-	localAddr *net.TCPAddr
-	fatal     chan error
-	// restarted is set when the member started from data it had: only
-	// such a member runs the initial corruption check, as in etcd.
-	restarted bool
-
 	// Frontend is the member's grpcsvc.Backend, over the driver.
 	*driver.Frontend
-	// Published by the loop for handlers.
-	leader, term atomic.Uint64
-	learner      atomic.Bool
-	guard        *grpcsvc.Guard
 
-	metrics *metrics
+	life    *lifecycle     // New to Stop, ready, fatal (lifecycle.go)
+	status  *memberStatus  // what the loop last published (status.go)
+	peers   *peerTransport // driver.Transport (transport.go)
+	lis     *listeners     // client and metrics listeners (listeners.go)
+	api     *clientGRPC    // etcd's gRPC API; nil before Start (grpc.go)
+	web     *httpEndpoints // etcd's HTTP endpoints (http.go)
+	metrics *metrics       // (metrics.go)
+	corrupt *corruptChecks // (corrupt.go)
+}
 
-	grpc *grpc.Server
-	hs   *health.Server
-	// closeLocal ends the in-process client of Lock and Election.
-	closeLocal func()
-	// The JSON gateway calls the gRPC server through an in-memory
-	// connection.
-	gatewayLn     *bufconn.Listener
-	gatewayConn   *grpc.ClientConn
-	gateway       http.Handler
-	http          *http.Server
-	listeners     []clientListener
-	peerListeners []net.Listener
-	// metricsHTTP serves the --listen-metrics-urls.
-	metricsHTTP      *http.Server
-	metricsListeners []net.Listener
-
-	stopOnce sync.Once
-	// draining is closed when Stop begins; stopping once requests in
-	// flight are done and the loop should end.
-	draining chan struct{}
-	stopping chan struct{}
-	// ready is closed once this start's attributes are applied: as etcd
-	// does, the client listeners serve nothing before, so a client never
-	// sees a member the cluster lists as unstarted.
-	ready     chan struct{}
-	readyDone bool // on the loop: ready is closed
-	// loggedClusterVersion is the cluster version last logged; the loop's.
-	loggedClusterVersion string
-
-	errMu sync.Mutex
-	err   error
+// opened is a member's data directory, opened, and what New read for it.
+type opened struct {
+	node      *core.Node
+	disk      *disk.Disk
+	restarted bool
+	tls       tlsConfigs
+	jwt       *jwtTokens // nil with simple tokens
 }
 
 // New opens the member's data directory and prepares it to serve.
@@ -113,126 +61,100 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	var seed [8]byte
-	if _, err := rand.Read(seed[:]); err != nil {
-		return nil, fmt.Errorf("proposal epoch: %w", err)
-	}
-	ccfg, err := cfg.coreConfig(binary.BigEndian.Uint64(seed[:]), log.With("component", "core"))
+	o, err := open(&cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	tlsc, err := newTLSConfigs(&cfg, log)
-	if err != nil {
+	version := newClusterVersion()
+	s := &Server{cfg: cfg, log: log, node: o.node, disk: o.disk,
+		life:   newLifecycle(log, o.restarted, newStartLines(log, &cfg, o.node.ID(), o.node.ClusterID()), version),
+		status: &memberStatus{id: o.node.ID()},
+		lis:    &listeners{log: log, tls: o.tls.client},
+	}
+	wal, peer := newWALMetrics(), newPeerMetrics()
+	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, peer)
+	if err := s.newDriver(wal, o); err != nil {
 		return nil, err
 	}
-	jwtTok, err := parseJWTOptions(cfg.AuthToken)
-	if err != nil {
-		return nil, err
-	}
-	fsys := diskfs.New(cfg.DataDir)
-	restarted, err := wal.Exists(fsys, "member/wal")
-	if err != nil {
-		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
-	}
-	if err := joinIfNew(ctxFor(cfg), fsys, &cfg, &ccfg, tlsc, log); err != nil {
-		return nil, err
-	}
-	start := time.Now()
-	node, d, err := disk.Open(fsys, ".", ccfg, disk.Options{Logger: log, UnsafeWALRepair: cfg.UnsafeWALRepair})
-	if err != nil {
-		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
-	}
-	log.Info("opened data directory", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
-	removeSnapshotTemps(cfg.DataDir, log)
-	s := &Server{
-		cfg: cfg, log: log, node: node, disk: d, tls: tlsc, jwt: jwtTok,
-		fatal:     make(chan error, 1),
-		restarted: restarted,
-		draining:  make(chan struct{}),
-		stopping:  make(chan struct{}),
-		ready:     make(chan struct{}),
-	}
-	s.metrics = newMetrics(s)
-	if err := s.newDriver(); err != nil {
-		return nil, err
-	}
-	s.clusterID.Store(node.ClusterID())
-	if gates, _ := cfg.gates(); gates["SetMemberLocalAddr"] && len(cfg.InitialAdvertisePeerURLs) > 0 {
-		if u, err := url.Parse(cfg.InitialAdvertisePeerURLs[0]); err == nil {
-			if ip := net.ParseIP(u.Hostname()); ip != nil && !ip.IsUnspecified() {
-				s.localAddr = &net.TCPAddr{IP: ip}
-			}
-		}
-	}
+	s.metrics = newMetrics(metricSources{cfg: &s.cfg, status: s.status, revs: s.Frontend, members: s.peers.memberList, peer: peer, wal: wal, version: version})
+	s.corrupt = newCorruptChecks(s)
+	health := &healthChecks{backend: s.Frontend, status: s.status, timeout: cfg.requestTimeout(), metrics: s.metrics.health}
+	s.web = newHTTPEndpoints(&s.cfg, s.metrics.reg, health, s.lis, version)
 	s.publish()
 	return s, nil
 }
 
+// open reads the TLS and token settings, joins the cluster if the member
+// is new to an existing one, and opens the data directory.
+func open(cfg *Config, log *slog.Logger) (opened, error) {
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return opened{}, fmt.Errorf("proposal epoch: %w", err)
+	}
+	ccfg, err := cfg.coreConfig(binary.BigEndian.Uint64(seed[:]), log.With("component", "core"))
+	if err != nil {
+		return opened{}, err
+	}
+	var o opened
+	if o.tls, err = newTLSConfigs(cfg, log); err != nil {
+		return opened{}, err
+	}
+	if o.jwt, err = parseJWTOptions(cfg.AuthToken); err != nil {
+		return opened{}, err
+	}
+	fsys := diskfs.New(cfg.DataDir)
+	if o.restarted, err = wal.Exists(fsys, "member/wal"); err != nil {
+		return opened{}, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if err := joinIfNew(ctxFor(*cfg), fsys, cfg, &ccfg, o.tls, log); err != nil {
+		return opened{}, err
+	}
+	start := time.Now()
+	if o.node, o.disk, err = disk.Open(fsys, ".", ccfg, disk.Options{Logger: log, UnsafeWALRepair: cfg.UnsafeWALRepair}); err != nil {
+		return opened{}, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	log.Info("opened data directory", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
+	removeSnapshotTemps(cfg.DataDir, log)
+	return o, nil
+}
+
 // Start listens on the peer and client URLs and starts serving.
 func (s *Server) Start() error {
-	s.peerGRPC = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(1<<30), grpc.MaxSendMsgSize(1<<30))
-	s.peerGRPC.RegisterService(&peerDesc, s)
-	for _, u := range s.cfg.ListenPeerURLs {
-		ln, err := listen(u)
-		if err != nil {
-			s.closeListeners()
-			return err
-		}
-		s.peerListeners = append(s.peerListeners, ln)
-		if secureURL(u) {
-			ln = tls.NewListener(ln, s.tls.peerServer)
-		}
-		go func() { _ = s.peerGRPC.Serve(ln) }()
-		s.log.Info("serving peer traffic", "address", ln.Addr().String())
-	}
-	if err := s.serveMetrics(); err != nil {
+	if err := s.listen(); err != nil {
 		s.closeListeners()
 		return err
 	}
-	if err := s.openClientListeners(); err != nil {
+	s.api = newClientGRPC(&s.cfg, s.Frontend, s.status, s.metrics)
+	if err := s.web.startClient(s.api.srv); err != nil {
 		s.closeListeners()
 		return err
 	}
-	s.guard = grpcsvc.NewGuard(s)
-	opts := append(grpcsvc.ServerOptions(grpcsvc.Options{
-		MaxRequestBytes:      s.cfg.MaxRequestBytes,
-		MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
-		KeepaliveMinTime:     s.cfg.GRPCKeepAliveMinTime,
-		KeepaliveInterval:    s.cfg.GRPCKeepAliveInterval,
-		KeepaliveTimeout:     s.cfg.GRPCKeepAliveTimeout,
-	}), grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor(), s.metrics.unary),
-		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor(), s.metrics.stream))
-	opts = append(opts, s.guard.ServerOptions()...)
-	s.grpc = grpc.NewServer(opts...)
-	s.hs, s.closeLocal = grpcsvc.Register(s.grpc, s)
-	s.metrics.grpc.InitializeMetrics(s.grpc)
-	if s.cfg.EnableGRPCGateway {
-		if err := s.startGateway(); err != nil {
-			s.closeListeners()
-			return err
-		}
-	}
-	s.http = &http.Server{Handler: s.grpcOrHTTP(), ReadHeaderTimeout: 10 * time.Second,
-		// gRPC over TLS comes through net/http's HTTP/2: the same
-		// --max-concurrent-streams as the gRPC server's own.
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(min(s.cfg.MaxConcurrentStreams, math.MaxInt32))}}
 	go s.loop.Run(s.drv)
-	go s.runMemLimit()
-	go s.monitorLeader()
-	if gates, _ := s.cfg.gates(); gates["InitialCorruptCheck"] && s.restarted {
-		if err := s.initialCorruptCheck(); err != nil {
+	go runMemLimit(s.life.stopping)
+	go s.api.monitorLeader(s.cfg.ElectionTimeout, s.life.stopping)
+	if gates, _ := s.cfg.gates(); gates["InitialCorruptCheck"] && s.life.restarted {
+		if err := s.corrupt.initial(); err != nil {
 			s.log.Error("initial corruption check failed", "err", err)
 			s.Stop()
 			return err
 		}
 	}
-	go s.monitorKVHash()
-	go s.monitorCompactHash()
-	for _, ln := range s.listeners {
-		s.log.Info("listening for client requests", "address", ln.Addr().String())
-	}
+	s.corrupt.start()
+	s.lis.logClients()
 	go s.serveClientsWhenReady()
 	return nil
+}
+
+// listen opens the peer, metrics and client listeners; the first two
+// serve at once.
+func (s *Server) listen() error {
+	if err := s.peers.listen(s.cfg.ListenPeerURLs); err != nil {
+		return err
+	}
+	if err := s.web.serveMetrics(s.cfg.ListenMetricsURLs); err != nil {
+		return err
+	}
+	return s.lis.openClients(s.cfg.ListenClientURLs, s.cfg.ListenClientHTTPURLs)
 }
 
 // serveClientsWhenReady serves the client listeners once the member has
@@ -240,197 +162,62 @@ func (s *Server) Start() error {
 // backlog, as with etcd.
 func (s *Server) serveClientsWhenReady() {
 	select {
-	case <-s.ready:
-	case <-s.draining:
+	case <-s.life.ready:
+	case <-s.life.draining:
 		return
 	}
-	for _, cl := range s.listeners {
-		s.serveClientListener(cl)
+	s.lis.serveClients(clientServers{grpc: s.api.srv, http: s.web.client})
+	if s.web.gateway != nil {
+		s.web.gateway.serve(s.api.srv)
 	}
-	if s.gatewayLn != nil {
-		go func() { _ = s.grpc.Serve(s.gatewayLn) }()
-	}
-	s.hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.api.serving()
 }
-
-// serveMetrics serves /metrics and the health endpoints on the
-// --listen-metrics-urls, at once: a member that is not ready yet says so.
-func (s *Server) serveMetrics() error {
-	if len(s.cfg.ListenMetricsURLs) == 0 {
-		return nil
-	}
-	s.metricsHTTP = &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
-	for _, u := range s.cfg.ListenMetricsURLs {
-		ln, err := listen(u)
-		if err != nil {
-			return err
-		}
-		s.metricsListeners = append(s.metricsListeners, ln)
-		if secureURL(u) {
-			ln = tls.NewListener(ln, s.tls.client)
-		}
-		go func() { _ = s.metricsHTTP.Serve(ln) }()
-		s.log.Info("serving metrics", "address", ln.Addr().String())
-	}
-	return nil
-}
-
-// gatewayBufBytes is the in-memory connection's buffer.
-const gatewayBufBytes = 1 << 20
-
-func (s *Server) startGateway() error {
-	s.gatewayLn = bufconn.Listen(gatewayBufBytes)
-	conn, err := grpc.NewClient("passthrough:///detcd-gateway",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.gatewayLn.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	s.gatewayConn = conn
-	s.gateway = gateway.New(conn, int64(s.cfg.MaxRequestBytes)+gatewayBodySlackBytes)
-	return nil
-}
-
-// gatewayBodySlackBytes: a request's JSON, base64 included, is larger
-// than its protobuf, which --max-request-bytes bounds.
-const gatewayBodySlackBytes = 1 << 20
 
 func (s *Server) closeListeners() {
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
-	for _, ln := range s.metricsListeners {
-		ln.Close()
-	}
-	for _, ln := range s.peerListeners {
-		ln.Close()
-	}
+	s.lis.close()
+	s.peers.closeListeners()
 }
 
 // PeerAddrs are the addresses the server takes peer traffic on.
-func (s *Server) PeerAddrs() []string {
-	var out []string
-	for _, ln := range s.peerListeners {
-		out = append(out, ln.Addr().String())
-	}
-	return out
-}
+func (s *Server) PeerAddrs() []string { return s.peers.addrs() }
 
 // Addrs are the addresses the server listens on.
-func (s *Server) Addrs() []string {
-	var out []string
-	for _, ln := range s.listeners {
-		out = append(out, ln.Addr().String())
-	}
-	return out
-}
+func (s *Server) Addrs() []string { return s.lis.clientAddrs() }
 
 // Fatal delivers a failure after which the member cannot go on (a failed
 // fsync, say); the owner should Stop the server and exit non-zero.
-func (s *Server) Fatal() <-chan error { return s.fatal }
+func (s *Server) Fatal() <-chan error { return s.life.fatal }
 
 // Stop shuts the server down: it stops taking requests, lets those in
 // flight finish for a while, makes the log durable and closes it.
 func (s *Server) Stop() error {
-	s.stopOnce.Do(func() {
-		close(s.draining)
+	s.life.stopOnce.Do(func() {
+		close(s.life.draining)
 		s.Frontend.Drain()
-		if s.hs != nil {
-			s.hs.Shutdown()
+		if s.api != nil {
+			s.api.stop()
 		}
-		if s.grpc != nil {
-			done := make(chan struct{})
-			go func() { s.grpc.GracefulStop(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				s.grpc.Stop()
-			}
+		s.web.stop()
+		if s.api != nil {
+			s.api.closeLocal()
 		}
-		if s.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if s.http.Shutdown(ctx) != nil {
-				s.http.Close() // streams over TLS still open
-			}
-			cancel()
-		}
-		if s.gatewayConn != nil {
-			s.gatewayConn.Close()
-		}
-		if s.closeLocal != nil {
-			s.closeLocal()
-		}
-		if s.metricsHTTP != nil {
-			s.metricsHTTP.Close()
-		}
-		if s.peerGRPC != nil {
-			s.peerGRPC.Stop()
-		}
+		s.peers.stopServing()
 		s.closeListeners()
-		close(s.stopping)
-		if s.grpc != nil {
+		close(s.life.stopping)
+		if s.api != nil {
 			s.loop.Stop()
-			for _, p := range s.peers.byID { //detcd:maporder-ok: each sender stops on its own
-				close(p.stop)
-			}
+			s.peers.stopSenders()
 		}
 		if err := s.disk.Close(); err != nil {
-			s.setErr(err)
+			s.life.setErr(err)
 		}
 		s.log.Info("stopped")
 	})
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	return s.err
-}
-
-// Leader is the member's leader as the loop last published it, 0 if none.
-func (s *Server) Leader() uint64 { return s.leader.Load() }
-
-// IsLearner reports whether the member is a learner, as last published.
-func (s *Server) IsLearner() bool { return s.learner.Load() }
-
-// monitorLeader lets the guard end the streams that require a leader once
-// the member has been without one for a while (see grpcsvc.Guard).
-func (s *Server) monitorLeader() {
-	t := time.NewTicker(s.cfg.ElectionTimeout)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopping:
-			return
-		case <-t.C:
-			s.guard.CheckLeader()
-		}
-	}
+	return s.life.firstErr()
 }
 
 // newMemberID is etcd's id for a member added at runtime, from its peer
 // URLs, the cluster token and the time.
 func (s *Server) newMemberID(peerURLs []string) uint64 {
 	return core.MemberID(peerURLs, s.cfg.InitialClusterToken+fmt.Sprint(time.Now().Unix()))
-}
-
-// die records a failure that stops the member; Fatal tells the owner,
-// who stops the server.
-func (s *Server) die(err error) {
-	if s.setErr(err) {
-		s.log.Error("member cannot go on", "err", err)
-		select {
-		case s.fatal <- err:
-		default:
-		}
-	}
-}
-
-// setErr keeps the first error and reports whether err was it.
-func (s *Server) setErr(err error) bool {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	if s.err != nil {
-		return false
-	}
-	s.err = err
-	return true
 }

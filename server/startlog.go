@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
 
 	"go.etcd.io/etcd/api/v3/version"
 )
@@ -11,39 +12,49 @@ import (
 // above all), so detcd logs the same messages, with etcd's field names,
 // at the moments etcd does.
 
-// logPublished is etcd's line once this start's attributes are applied.
-func (s *Server) logPublished() {
-	s.log.Info("published local member to cluster through raft",
-		"local-member-id", fmt.Sprintf("%x", s.node.ID()),
-		"local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:%v}", s.cfg.Name, s.cfg.AdvertiseClientURLs),
-		"cluster-id", fmt.Sprintf("%x", s.clusterID.Load()))
+// startLines logs a member's start-up lines; on the loop.
+type startLines struct {
+	log                 *slog.Logger
+	memberID, clusterID string // in hexadecimal
+	attributes          string // the member's name and client URLs
+	// loggedVersion is the cluster version last logged.
+	loggedVersion string
 }
 
-// noteClusterVersion logs etcd's lines when the cluster version the
-// member has applied is set or changes; on the loop.
-func (s *Server) noteClusterVersion() {
-	v := s.node.ClusterVersion()
-	if v == s.loggedClusterVersion {
+func newStartLines(log *slog.Logger, cfg *Config, memberID, clusterID uint64) startLines {
+	return startLines{log: log, memberID: fmt.Sprintf("%x", memberID), clusterID: fmt.Sprintf("%x", clusterID),
+		attributes: fmt.Sprintf("{Name:%s ClientURLs:%v}", cfg.Name, cfg.AdvertiseClientURLs)}
+}
+
+// published is etcd's line once this start's attributes are applied.
+func (l *startLines) published() {
+	l.log.Info("published local member to cluster through raft",
+		"local-member-id", l.memberID, "local-member-attributes", l.attributes, "cluster-id", l.clusterID)
+}
+
+// clusterVersion logs etcd's lines when the cluster version the member
+// has applied is set or changes.
+func (l *startLines) clusterVersion(v string) {
+	if v == l.loggedVersion {
 		return
 	}
-	ids := []any{"cluster-id", fmt.Sprintf("%x", s.clusterID.Load()), "local-member-id", fmt.Sprintf("%x", s.node.ID())}
-	if s.loggedClusterVersion == "" {
-		s.log.Info("set the initial cluster version", append(ids, "cluster-version", version.Cluster(v))...)
+	ids := []any{"cluster-id", l.clusterID, "local-member-id", l.memberID}
+	if l.loggedVersion == "" {
+		l.log.Info("set the initial cluster version", append(ids, "cluster-version", version.Cluster(v))...)
 	} else {
-		s.log.Info("updated cluster version", append(ids, "from", version.Cluster(s.loggedClusterVersion), "to", version.Cluster(v))...)
+		l.log.Info("updated cluster version", append(ids, "from", version.Cluster(l.loggedVersion), "to", version.Cluster(v))...)
 	}
-	s.log.Info("enabled capabilities for version", "cluster-version", version.Cluster(v))
-	s.metrics.setClusterVersion(s.loggedClusterVersion, v)
-	s.loggedClusterVersion = v
+	l.log.Info("enabled capabilities for version", "cluster-version", version.Cluster(v))
+	l.loggedVersion = v
 }
 
 // logServingClients is etcd's pair of lines when a client listener starts
 // serving; traffic is "grpc+http", "grpc" or "http".
-func (s *Server) logServingClients(addr string, secure bool, traffic string) {
-	s.log.Info("ready to serve client requests")
+func logServingClients(log *slog.Logger, addr string, secure bool, traffic string) {
+	log.Info("ready to serve client requests")
 	if secure {
-		s.log.Info("serving client traffic securely", "traffic", traffic, "address", addr)
+		log.Info("serving client traffic securely", "traffic", traffic, "address", addr)
 		return
 	}
-	s.log.Info("serving client traffic insecurely; this is strongly discouraged!", "traffic", traffic, "address", addr)
+	log.Info("serving client traffic insecurely; this is strongly discouraged!", "traffic", traffic, "address", addr)
 }

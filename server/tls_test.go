@@ -148,7 +148,7 @@ func TestPeerTLS(t *testing.T) {
 		"a stranger's":         p.ClientTLS(t, p.StrangerCert, p.StrangerKy),
 		"the peer CA's member": p.ClientTLS(t, p.Cert, p.Key),
 	} {
-		asker := &Server{log: tc.cfgs[0].Logger, tls: tlsConfigs{peerClient: cfg}}
+		asker := peerDialer{tls: cfg}
 		_, err := asker.fetchCluster(shortCtx(t), []string{peerURL})
 		if want := name == "the peer CA's member"; (err == nil) != want {
 			t.Errorf("%s: asking a member for the cluster: %v", name, err)
@@ -297,7 +297,7 @@ func TestTLSRevocationAndNames(t *testing.T) {
 	})
 	peerURL := tc.cfgs[0].InitialAdvertisePeerURLs[0]
 	for name, cert := range map[string][2]string{"member": {p.Cert, p.Key}, "client": {p.ClientCert, p.ClientKey}} {
-		asker := &Server{log: tc.cfgs[0].Logger, tls: tlsConfigs{peerClient: p.ClientTLS(t, cert[0], cert[1])}}
+		asker := peerDialer{tls: p.ClientTLS(t, cert[0], cert[1])}
 		_, err := asker.fetchCluster(shortCtx(t), []string{peerURL})
 		if (err == nil) != (name == "member") {
 			t.Errorf("a peer with common name %q: %v", name, err)

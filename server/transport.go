@@ -1,0 +1,221 @@
+package server
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/driver"
+)
+
+// peerTransport is the member's driver.Transport over the peer URLs (see
+// peerwire.go for the wire). It owns the peer listeners and their gRPC
+// server (the receive side, peerrecv.go), one sender per other member,
+// started and stopped as the applied membership changes (peersend.go),
+// and the membership it last saw, which the metrics and the corruption
+// checks read.
+type peerTransport struct {
+	log       *slog.Logger
+	id        uint64 // this member's
+	clusterID uint64
+	dialer    peerDialer
+	serverTLS *tls.Config // the peer listeners'; nil without TLS
+	metrics   *peerMetrics
+	// hashes answers a peer's HashKV: this member's hash at a revision,
+	// and its current revision.
+	hashes hashFunc
+	// loop and drv are the one driver, which the receive side hands what
+	// it takes; set by attach before any traffic.
+	loop *driver.Loop
+	drv  *driver.Driver
+
+	senders peerSenders // the loop's
+
+	mu      sync.Mutex
+	members []core.Member // as the loop last applied them
+
+	grpc      *grpc.Server
+	listeners []net.Listener
+}
+
+// peerSenders keeps a sender for every other member of the applied
+// membership.
+type peerSenders struct {
+	byID    map[uint64]*peer
+	version uint64 // the node's MembersVersion they follow
+}
+
+func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer, serverTLS *tls.Config, m *peerMetrics) *peerTransport {
+	return &peerTransport{log: log, id: id, clusterID: clusterID, dialer: dialer, serverTLS: serverTLS, metrics: m}
+}
+
+// attach gives the transport the driver it carries messages for.
+func (t *peerTransport) attach(loop *driver.Loop, drv *driver.Driver, hashes hashFunc) {
+	t.loop, t.drv, t.hashes = loop, drv, hashes
+}
+
+// listen serves the peer service on the peer URLs, over TLS on https
+// ones. On an error the listeners opened so far stay for closeListeners.
+func (t *peerTransport) listen(urls []string) error {
+	t.grpc = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(peerMsgBytesMax), grpc.MaxSendMsgSize(peerMsgBytesMax))
+	t.grpc.RegisterService(&peerDesc, t)
+	for _, u := range urls {
+		ln, err := listen(u)
+		if err != nil {
+			return err
+		}
+		t.listeners = append(t.listeners, ln)
+		if secureURL(u) {
+			ln = tls.NewListener(ln, t.serverTLS)
+		}
+		go func() { _ = t.grpc.Serve(ln) }()
+		t.log.Info("serving peer traffic", "address", ln.Addr().String())
+	}
+	return nil
+}
+
+// addrs are the addresses the transport takes peer traffic on.
+func (t *peerTransport) addrs() []string {
+	var out []string
+	for _, ln := range t.listeners {
+		out = append(out, ln.Addr().String())
+	}
+	return out
+}
+
+// stopServing ends the receive side; closeListeners closes what it did
+// not serve yet.
+func (t *peerTransport) stopServing() {
+	if t.grpc != nil {
+		t.grpc.Stop()
+	}
+}
+
+func (t *peerTransport) closeListeners() {
+	for _, ln := range t.listeners {
+		ln.Close()
+	}
+}
+
+// stopSenders ends every sender; once the loop, which owns them, has
+// stopped.
+func (t *peerTransport) stopSenders() {
+	for _, p := range t.senders.byID { //detcd:maporder-ok: each sender stops on its own
+		close(p.stop)
+	}
+}
+
+// memberList is the membership the loop last applied.
+func (t *peerTransport) memberList() []core.Member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]core.Member(nil), t.members...)
+}
+
+// syncPeers starts and stops senders as the membership changes; on the
+// loop.
+func (t *peerTransport) syncPeers() {
+	n := t.drv.Node()
+	v := n.MembersVersion()
+	if v == t.senders.version && t.senders.byID != nil {
+		return
+	}
+	t.senders.version = v
+	if t.senders.byID == nil {
+		t.senders.byID = map[uint64]*peer{}
+	}
+	ms := n.Members()
+	if len(ms) == 0 {
+		// A member that joined (or restarted) has applied no membership
+		// yet: it must still answer the leader, or it never catches up.
+		ms = n.InitialMembers()
+	}
+	t.mu.Lock()
+	t.members = ms
+	t.mu.Unlock()
+	want := map[uint64]core.Member{}
+	for _, m := range ms {
+		if m.ID != t.id {
+			want[m.ID] = m
+		}
+	}
+	for id, p := range t.senders.byID { //detcd:maporder-ok: each sender stops on its own
+		if m, ok := want[id]; !ok || !sameURLs(m.PeerURLs, p.urls) {
+			close(p.stop)
+			delete(t.senders.byID, id)
+		}
+	}
+	for id, m := range want { //detcd:maporder-ok: each sender starts on its own
+		if _, ok := t.senders.byID[id]; ok || len(m.PeerURLs) == 0 {
+			continue
+		}
+		p := &peer{t: t, id: id, urls: m.PeerURLs, q: make(chan *[]byte, peerQueueMax), stop: make(chan struct{})}
+		t.senders.byID[id] = p
+		t.log.Info("started HTTP pipelining with remote peer", "local-member-id", fmt.Sprintf("%x", t.id), "remote-peer-id", fmt.Sprintf("%x", id))
+		go p.run()
+		go p.probeRTT()
+	}
+}
+
+func sameURLs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Send implements driver.Transport: it hands raft messages to their
+// peers' senders.
+func (t *peerTransport) Send(ms []*raftpb.Message) {
+	t.syncPeers()
+	for _, m := range ms {
+		p := t.senders.byID[m.GetTo()]
+		if p == nil {
+			continue
+		}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			continue
+		}
+		if !p.send(frame(frameRaft, b)) {
+			t.metrics.sendFailed.WithLabelValues(hexID(m.GetTo())).Inc()
+			t.drv.ReportUnreachable(m.GetTo())
+		}
+	}
+}
+
+// SendPeer implements driver.Transport.
+func (t *peerTransport) SendPeer(ms []*core.PeerMessage) {
+	t.syncPeers()
+	for _, m := range ms {
+		if p := t.senders.byID[m.To]; p != nil {
+			if b, err := json.Marshal(m); err == nil {
+				p.send(frame(framePeer, b))
+			}
+		}
+	}
+}
+
+// SendSnapshot implements driver.Transport: the snapshot streams off the
+// loop.
+func (t *peerTransport) SendSnapshot(snap core.OutgoingSnapshot) {
+	t.syncPeers()
+	if p := t.senders.byID[snap.To]; p != nil {
+		go t.sendSnapshot(snap, p.urls)
+	} else {
+		t.drv.ReportSnapshot(snap.To, false)
+	}
+}
