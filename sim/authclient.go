@@ -21,6 +21,8 @@ type authClient struct {
 	id  int
 	rng *rand.Rand
 	seq int
+	// login is the administrator's session as root, with auth on.
+	login *login
 }
 
 // authNamesMax is how many users, roles and keys the client picks from:
@@ -28,7 +30,7 @@ type authClient struct {
 const authNamesMax = 4
 
 func newAuthClient(w *World, id int) *authClient {
-	return &authClient{w: w, id: id, rng: w.child()}
+	return &authClient{w: w, id: id, rng: w.child(), login: newLogin(rootUser)}
 }
 
 func (c *authClient) start() { c.w.after(c.w.between(0, 1_000_000), c.issue) }
@@ -42,7 +44,17 @@ func (c *authClient) issue() {
 	live := w.live()
 	m := live[c.rng.IntN(len(live))]
 	r := core.Request{Auth: c.next()}
-	w.after(w.settings.Net.LatencyMinUs, m.event(func() { m.call(r, func(core.Response) {}) }))
+	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
+		w.with(m, c.login, r, func(req core.Request, failed *core.Response) {
+			if failed == nil {
+				m.call(req, func(resp core.Response) {
+					if authRefused(resp.Err) {
+						c.login.forget()
+					}
+				})
+			}
+		})
+	}))
 	w.after(200_000+c.rng.Int64N(800_000), c.issue)
 }
 

@@ -13,13 +13,17 @@ import (
 // virtual time.
 const driftMaxPPM = 20_000
 
-// noteApplied records when each lease revoke was first applied.
+// noteApplied records when each lease revoke was first applied. A
+// client's revoke (its header names a user) may be refused at apply time
+// (its auth revision is old): only its client's answer says it happened
+// (leaseRecord.revokeAcked); revokes without a user, the leader's
+// expiries and revokes with auth off, always take effect.
 func (c *checkers) noteApplied(data []byte) {
 	if len(data) == 0 || c.revokedAt == nil {
 		return
 	}
 	var r pb.InternalRaftRequest
-	if proto.Unmarshal(data, &r) != nil || r.LeaseRevoke == nil {
+	if proto.Unmarshal(data, &r) != nil || r.LeaseRevoke == nil || r.GetHeader().GetUsername() != "" {
 		return
 	}
 	if _, seen := c.revokedAt[r.LeaseRevoke.ID]; !seen {
@@ -49,7 +53,7 @@ func (c *checkers) checkLeases() {
 				c.fail("lease %x (ttl %ds) expired at %dus, but a keep-alive sent at %dus renewed it", rec.id, rec.ttl, at, rec.lastRenewSent)
 			}
 		}
-		if !revoked {
+		if !revoked && !rec.revokeAcked {
 			continue
 		}
 		var rev int64

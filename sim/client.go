@@ -29,6 +29,8 @@ type client struct {
 	// backoffUs is the extra wait after "too many requests", doubled on
 	// each refusal in a row, as an application would back off.
 	backoffUs int64
+	// login is the client's session as the app user, with auth on.
+	login *login
 }
 
 // backoffMinUs and backoffMaxUs bound a client's back-off.
@@ -38,7 +40,7 @@ const (
 )
 
 func newClient(w *World, id int) *client {
-	c := &client{w: w, id: id, rng: w.child(), lastMod: map[string]int64{}}
+	c := &client{w: w, id: id, rng: w.child(), lastMod: map[string]int64{}, login: newLogin(appUser)}
 	c.target = c.rng.IntN(len(w.members))
 	return c
 }
@@ -152,8 +154,14 @@ func (c *client) issue() {
 	c.pending = finish
 	m := w.members[c.target]
 	w.after(c.latency(), m.event(func() {
-		m.call(op.request(), func(r core.Response) {
-			w.after(c.latency(), func() { finish(&r) })
+		w.with(m, c.login, op.request(), func(req core.Request, failed *core.Response) {
+			if failed != nil {
+				w.after(c.latency(), func() { finish(failed) })
+				return
+			}
+			m.call(req, func(r core.Response) {
+				w.after(c.latency(), func() { finish(&r) })
+			})
 		})
 	}))
 	w.after(w.settings.ClientTimeoutUs, func() {
@@ -186,6 +194,12 @@ func (c *client) record(op *Op, resp *core.Response) {
 		op.Failed = true
 		w.stats.OpsFailed++
 		c.backoffUs = min(max(2*c.backoffUs, backoffMinUs), backoffMaxUs)
+	case errors.Is(resp.Err, errNotSent) || authRefused(resp.Err):
+		// Refused for its credentials before it did anything: log in
+		// again, as clientv3 does.
+		op.Failed = true
+		w.stats.OpsFailed++
+		c.login.forget()
 	case errors.Is(resp.Err, rpctypes.ErrGRPCNotSupportedForLearner):
 		// A learner serves no such call, as etcd's: clientv3 moves to
 		// another endpoint.

@@ -17,10 +17,11 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
 	fs.IntVar(&o.Clients, "clients", o.Clients, "concurrent simulated clients")
 	fs.IntVar(&o.Watchers, "watchers", o.Watchers, "simulated clients that each keep a watch open")
 	fs.IntVar(&o.LeaseClients, "leases", o.LeaseClients, "simulated clients that each hold a lease with keys on it")
-	fs.IntVar(&o.AuthClients, "auth", o.AuthClients, "simulated administrators changing users, roles and permissions (auth stays off)")
+	fs.IntVar(&o.AuthClients, "auth", o.AuthClients, "simulated administrators changing users, roles and permissions")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "simulated length of the safety phase (faults on)")
 	fs.DurationVar(&o.Liveness, "liveness", o.Liveness, "bound on the liveness phase: members must converge within it")
 	fs.StringVar(&o.KeepFaulty, "keep-faulty", o.KeepFaulty, "whether the liveness phase leaves a minority of voters crashed or cut off: on, off, or empty for a quarter of the seeds")
+	fs.StringVar(&o.AuthOn, "auth-on", o.AuthOn, "whether auth is on, every client logging in and sending tokens: on, off, or empty for a third of the seeds")
 	fs.StringVar(&o.PlantedBug, "bug", o.PlantedBug, "plant a core bug (binaries built with -tags detcdbugs only)")
 	fs.Var((*scheduleFlag)(&o.Schedule), "at", "a scheduled fault `TIMEus:KIND:mN:FORus`, replacing the seed's fault schedule (repeatable)")
 	return func() (err error) {

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
@@ -66,8 +67,12 @@ func (m *member) call(r core.Request, cb func(core.Response)) {
 		w.schedule(w.now, func() { cb(core.Response{Err: rpctypes.ErrGRPCStopped}) })
 		return
 	}
+	ctx := context.Background()
+	if r.Token != "" {
+		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", r.Token))
+	}
 	w.spawn(func() {
-		msg, err := serve(context.Background(), svc, guard, r)
+		msg, err := serve(ctx, svc, guard, r)
 		w.schedule(w.now, func() { cb(core.Response{Msg: msg, Err: err}) })
 	})
 }
@@ -138,6 +143,11 @@ func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.U
 func routeAuth(a pb.AuthServer, ir *pb.InternalRaftRequest) (string, proto.Message, grpc.UnaryHandler) {
 	const p = "/etcdserverpb.Auth/"
 	switch {
+	case ir.Authenticate != nil:
+		req := &pb.AuthenticateRequest{Name: ir.Authenticate.Name, Password: ir.Authenticate.Password}
+		return p + "Authenticate", req, unary(a.Authenticate)
+	case ir.AuthEnable != nil:
+		return p + "AuthEnable", ir.AuthEnable, unary(a.AuthEnable)
 	case ir.AuthUserAdd != nil:
 		return p + "UserAdd", ir.AuthUserAdd, unary(a.UserAdd)
 	case ir.AuthUserDelete != nil:

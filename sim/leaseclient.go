@@ -18,6 +18,8 @@ type leaseClient struct {
 	rng *rand.Rand
 	seq int
 	cur *leaseRecord
+	// login is the holder's session as the app user, with auth on.
+	login *login
 }
 
 // leaseRecord is what a client knows of one of its leases.
@@ -27,6 +29,8 @@ type leaseRecord struct {
 	ttl     int64 // granted, seconds
 	keys    []string
 	revoked bool // the client revoked it
+	// revokeAcked: the client's revoke was answered with success.
+	revokeAcked bool
 	// lastRenewSent is when the last keep-alive that came back renewed
 	// (TTL > 0) was sent: the lease must live a TTL from then.
 	lastRenewSent int64
@@ -34,7 +38,7 @@ type leaseRecord struct {
 }
 
 func newLeaseClient(w *World, id int) *leaseClient {
-	return &leaseClient{w: w, id: id, rng: w.child()}
+	return &leaseClient{w: w, id: id, rng: w.child(), login: newLogin(appUser)}
 }
 
 func (c *leaseClient) start() { c.w.after(c.w.between(0, 2_000_000), c.begin) }
@@ -57,7 +61,18 @@ func (c *leaseClient) call(r core.Request, cb func(*core.Response)) {
 		}
 	}
 	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
-		m.call(r, func(resp core.Response) { w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) }) })
+		w.with(m, c.login, r, func(req core.Request, failed *core.Response) {
+			if failed != nil {
+				finish(failed)
+				return
+			}
+			m.call(req, func(resp core.Response) {
+				if authRefused(resp.Err) {
+					c.login.forget()
+				}
+				w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
+			})
+		})
 	}))
 	w.after(w.settings.ClientTimeoutUs, func() { finish(nil) })
 }
@@ -140,11 +155,24 @@ func (c *leaseClient) finish(rec *leaseRecord) {
 	w := c.w
 	if c.rng.IntN(2) == 0 {
 		rec.revoked = true
-		c.call(core.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: rec.id}}, func(*core.Response) {
+		c.call(core.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: rec.id}}, func(resp *core.Response) {
+			rec.revokeAcked = resp != nil && resp.Err == nil
+			w.trace.logf(w.now, "l%d revoke lease %x: %s", c.id, rec.id, outcome(resp))
 			w.after(w.between(100_000, 1_000_000), c.begin)
 		})
 		return
 	}
 	w.trace.logf(w.now, "l%d lets lease %x expire", c.id, rec.id)
 	w.after(w.between(100_000, 1_000_000), c.begin)
+}
+
+// outcome describes a response for the trace: ok, its error, or no answer.
+func outcome(r *core.Response) string {
+	switch {
+	case r == nil:
+		return "no answer"
+	case r.Err != nil:
+		return r.Err.Error()
+	}
+	return "ok"
 }

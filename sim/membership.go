@@ -59,7 +59,18 @@ func (w *World) admin(r core.Request, cb func(*core.Response)) {
 		}
 	}
 	m.event(func() {
-		m.call(r, func(resp core.Response) { w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) }) })
+		w.with(m, w.rootLogin, r, func(req core.Request, failed *core.Response) {
+			if failed != nil {
+				finish(failed)
+				return
+			}
+			m.call(req, func(resp core.Response) {
+				if authRefused(resp.Err) {
+					w.rootLogin.forget()
+				}
+				w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
+			})
+		})
 	})()
 	w.after(w.settings.ClientTimeoutUs*2, func() { finish(nil) })
 }

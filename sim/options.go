@@ -32,6 +32,10 @@ type Options struct {
 	// healing everything: "on", "off", or "" for a quarter of the seeds,
 	// chosen from the seed.
 	KeepFaulty string `json:",omitempty"`
+	// AuthOn says whether the world turns auth on before the workload
+	// starts, so that every client logs in and sends a token: "on",
+	// "off", or "" for a third of the seeds, chosen from the seed.
+	AuthOn string `json:",omitempty"`
 	// PlantedBug plants a core bug (detcdbugs builds only).
 	PlantedBug string `json:",omitempty"`
 	// Schedule, if not nil, replaces the faults drawn from the seed with
@@ -72,6 +76,8 @@ func (o Options) Validate() error {
 		return errors.New("sim: liveness bound must be positive")
 	case o.KeepFaulty != "" && o.KeepFaulty != "on" && o.KeepFaulty != "off":
 		return fmt.Errorf("sim: keep-faulty must be on, off or empty (from the seed), not %q", o.KeepFaulty)
+	case o.AuthOn != "" && o.AuthOn != "on" && o.AuthOn != "off":
+		return fmt.Errorf("sim: auth-on must be on, off or empty (from the seed), not %q", o.AuthOn)
 	}
 	for _, f := range o.Schedule {
 		if f.AtUs < 0 || f.ForUs < 0 || f.Member < 0 || f.Kind == 0 || f.Kind >= faultsEnd || f.Kind&(f.Kind-1) != 0 {
@@ -91,6 +97,9 @@ func (o Options) String() string {
 	if o.KeepFaulty != "" {
 		s += " --keep-faulty " + o.KeepFaulty
 	}
+	if o.AuthOn != "" {
+		s += " --auth-on " + o.AuthOn
+	}
 	if o.PlantedBug != "" {
 		s += " --bug " + o.PlantedBug
 	}
@@ -98,6 +107,27 @@ func (o Options) String() string {
 		s += fmt.Sprintf(" --at %dus:%s:m%d:%dus", f.AtUs, f.Kind, f.Member+1, f.ForUs)
 	}
 	return s
+}
+
+// authEnabled reports whether the world turns auth on: as the option
+// says, or, left empty, for a third of the seeds (a hash of the seed).
+func (o Options) authEnabled() bool {
+	switch o.AuthOn {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return seedHash(o.Seed^0xa17)%3 == 0
+}
+
+// seedHash mixes a seed (splitmix64's finalizer) for choices made from
+// it without drawing from any component's PRNG.
+func seedHash(z uint64) uint64 {
+	z += 0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }
 
 // keepsFaulty reports whether the liveness phase keeps a faulty minority:
@@ -110,10 +140,7 @@ func (o Options) keepsFaulty() bool {
 	case "off":
 		return false
 	}
-	z := o.Seed + 0x9e3779b97f4a7c15 // splitmix64's finalizer
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	return (z^z>>31)%4 == 0
+	return seedHash(o.Seed)%4 == 0
 }
 
 const (

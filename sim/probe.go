@@ -80,15 +80,24 @@ func (p *probe) next() {
 	}
 	w.after(w.settings.ClientTimeoutUs, func() { retry("timeout") })
 	m.event(func() {
-		m.call(req, func(r core.Response) {
-			if p.attempt != attempt {
+		w.with(m, w.rootLogin, req, func(req core.Request, failed *core.Response) {
+			if failed != nil {
+				retry(failed.Err.Error())
 				return
 			}
-			if r.Err != nil {
-				retry(r.Err.Error())
-				return
-			}
-			p.answer(m, r)
+			m.call(req, func(r core.Response) {
+				if p.attempt != attempt {
+					return
+				}
+				if r.Err != nil {
+					if authRefused(r.Err) {
+						w.rootLogin.forget()
+					}
+					retry(r.Err.Error())
+					return
+				}
+				p.answer(m, r)
+			})
 		})
 	})()
 }

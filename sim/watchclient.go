@@ -8,7 +8,9 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/grpc/metadata"
 
+	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/grpcsvc"
 )
@@ -27,6 +29,10 @@ type watchClient struct {
 	open   bool
 	// sess is the open stream's server side, once the member opened it.
 	sess *grpcsvc.WatchSession
+	// login is the watcher's session as the app user, with auth on.
+	login *login
+	// from is the revision the open stream asked to start at.
+	from int64
 	// What is watched.
 	key, end       string
 	noPut, noDel   bool
@@ -51,7 +57,7 @@ type watchRecord struct {
 }
 
 func newWatchClient(w *World, id int) *watchClient {
-	c := &watchClient{w: w, id: id, rng: w.child()}
+	c := &watchClient{w: w, id: id, rng: w.child(), login: newLogin(appUser)}
 	s := w.settings
 	switch c.rng.IntN(3) {
 	case 0:
@@ -97,7 +103,7 @@ func (c *watchClient) connect(from int64) {
 		return
 	}
 	w.nextStream++
-	c.member, c.stream, c.open, c.sess = m, w.nextStream, true, nil
+	c.member, c.stream, c.open, c.sess, c.from = m, w.nextStream, true, nil, from
 	c.sessions++
 	m.streams[c.stream] = c
 	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify}
@@ -111,17 +117,38 @@ func (c *watchClient) connect(from int64) {
 	w.trace.logf(w.now, "w%d watch [%s,%s) from %d on %s (stream %d)", c.id, c.key, c.end, from, m.name, stream)
 	create := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}}
 	w.after(c.w.settings.Net.LatencyMinUs, m.event(func() {
-		svc := m.svc
-		w.spawn(func() { c.serve(svc, stream, create) })
+		w.with(m, c.login, core.Request{}, func(r core.Request, failed *core.Response) {
+			if c.stream != stream || !c.open {
+				return // the stream broke while the client logged in
+			}
+			if failed != nil || !m.up {
+				c.retry(from)
+				return
+			}
+			ctx := context.Background()
+			if r.Token != "" {
+				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", r.Token))
+			}
+			svc := m.svc
+			w.spawn(func() { c.serve(ctx, svc, stream, create) })
+		})
 	}))
 	c.scheduleProgressRequest(stream)
+}
+
+// retry opens the stream again, from the same revision, after an
+// attempt that never started (its login or its token refused): that
+// attempt does not count as a session.
+func (c *watchClient) retry(from int64) {
+	c.open = false
+	c.sessions--
+	c.w.after(c.w.between(10_000, 500_000), func() { c.connect(from) })
 }
 
 // serve is the stream's server side, a task running the Watch service's
 // session as its gRPC handler would: open, create the watcher, then send
 // what the member has until the stream ends.
-func (c *watchClient) serve(svc *grpcsvc.Services, stream watch.StreamID, create *pb.WatchRequest) {
-	ctx := context.Background()
+func (c *watchClient) serve(ctx context.Context, svc *grpcsvc.Services, stream watch.StreamID, create *pb.WatchRequest) {
 	sess, err := svc.Watch.Open(ctx, func(r *pb.WatchResponse) error { return c.send(stream, r) })
 	if err != nil {
 		return
@@ -188,6 +215,13 @@ func (c *watchClient) receive(r *pb.WatchResponse) {
 	w := c.w
 	rec := watchRecord{at: w.now, rev: r.Header.GetRevision(), events: r.Events, cancel: r.CancelReason}
 	switch {
+	case r.Created && r.Canceled && authReason(r.CancelReason):
+		// The member did not take the token (a restart lost it): log
+		// in again and resume.
+		c.login.forget()
+		w.trace.logf(w.now, "w%d watch refused: %s", c.id, r.CancelReason)
+		c.retry(c.from)
+		return
 	case r.Created && r.Canceled:
 		w.checks.fail("w%d: watch creation refused: %s", c.id, r.CancelReason)
 		c.open = false

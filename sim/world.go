@@ -35,7 +35,11 @@ type World struct {
 	nextStream watch.StreamID
 	// Request handlers running as tasks (task.go): the one running, all
 	// alive, and the randomness they see as crypto/rand.Reader.
-	curTask              *task
+	curTask *task
+	// authOn: the workload runs with auth on (authon.go); rootLogin is
+	// the operator's session, for membership changes and the probe.
+	authOn               bool
+	rootLogin            *login
 	tasks                map[uint64]*task
 	nextTask, nextSignal uint64
 	taskRand             io.Reader
@@ -109,6 +113,7 @@ func New(opts Options, trace io.Writer) (*World, error) {
 		seed[i] = byte(tr.Uint32())
 	}
 	w.taskRand, w.tasks = rand.NewChaCha8(seed), map[uint64]*task{}
+	w.authOn, w.rootLogin = opts.authEnabled(), newLogin(rootUser)
 	return w, nil
 }
 
@@ -167,17 +172,10 @@ func (w *World) Run() (res *Result) {
 			return w.result(start)
 		}
 	}
-	for _, c := range w.clients {
-		c.start()
-	}
-	for _, c := range w.watchers {
-		c.startWatching()
-	}
-	for _, c := range w.leasers {
-		c.start()
-	}
-	for _, c := range w.admins {
-		c.start()
+	if w.authOn {
+		w.authSetup(w.startWorkload)
+	} else {
+		w.startWorkload()
 	}
 	w.faults.start()
 	safetyEnd := w.opts.Duration.Microseconds()
@@ -194,6 +192,22 @@ func (w *World) Run() (res *Result) {
 	}
 	w.checks.final()
 	return w.result(start)
+}
+
+// startWorkload starts every client.
+func (w *World) startWorkload() {
+	for _, c := range w.clients {
+		c.start()
+	}
+	for _, c := range w.watchers {
+		c.startWatching()
+	}
+	for _, c := range w.leasers {
+		c.start()
+	}
+	for _, c := range w.admins {
+		c.start()
+	}
 }
 
 func (w *World) result(start time.Time) *Result {
