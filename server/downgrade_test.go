@@ -31,7 +31,7 @@ func clusterVersionOf(t *testing.T, endpoint string) string {
 // downgrade job and its /version the cluster version wanted.
 func waitDowngradeState(t *testing.T, tc *testCluster, enabled bool, target, clusterVersion string) {
 	t.Helper()
-	const attemptsMax = 300
+	const attemptsMax = 1500 // 30 s: a loaded machine may take that long
 	for i := range tc.cfgs {
 		cli := tc.client(i)
 		ep := tc.cfgs[i].AdvertiseClientURLs[0]

@@ -14,6 +14,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/server/wire"
 )
 
 // The receive side of the peer transport: the streams of raft and
@@ -61,19 +62,14 @@ func (t *peerTransport) receiveMessages(ss grpc.ServerStream) error {
 		}
 		// A loop that is behind drops what it cannot take, as a lossy
 		// network would.
-		switch b[0] {
-		case frameRaft:
-			m := &raftpb.Message{}
-			if err := proto.Unmarshal(b[1:], m); err != nil {
-				return fmt.Errorf("bad raft message: %w", err)
-			}
-			t.loop.PostPeer(func() { t.drv.Step(m) })
-		case framePeer:
-			m := &core.PeerMessage{}
-			if err := json.Unmarshal(b[1:], m); err != nil {
-				return fmt.Errorf("bad peer message: %w", err)
-			}
-			t.loop.PostPeer(func() { t.drv.StepPeer(m) })
+		rm, pm, err := wire.Decode(b)
+		switch {
+		case err != nil:
+			return err
+		case rm != nil:
+			t.loop.PostPeer(func() { t.drv.Step(rm) })
+		case pm != nil:
+			t.loop.PostPeer(func() { t.drv.StepPeer(pm) })
 		}
 	}
 }

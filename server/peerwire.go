@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/server/wire"
 )
 
 // The peer wire: members exchange raft messages, member-to-member
@@ -32,12 +33,11 @@ const (
 	peerMsgBytesMax = 1 << 30
 )
 
-// Frame kinds.
+// Frame kinds (package wire holds the format).
 const (
-	frameHello byte = iota + 1
-	frameRaft
-	framePeer
-	frameChunk
+	frameHello = wire.Hello
+	frameRaft  = wire.Raft
+	frameChunk = wire.Chunk
 )
 
 type rawCodec struct{}
@@ -56,9 +56,7 @@ type hello struct {
 }
 
 func frame(kind byte, payload []byte) *[]byte {
-	b := make([]byte, 1+len(payload))
-	b[0] = kind
-	copy(b[1:], payload)
+	b := wire.Frame(kind, payload)
 	return &b
 }
 

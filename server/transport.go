@@ -2,7 +2,6 @@ package server
 
 import (
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,10 +9,10 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/driver"
+	"github.com/detcd/detcd/server/wire"
 )
 
 // peerTransport is the member's driver.Transport over the peer URLs (see
@@ -186,11 +185,11 @@ func (t *peerTransport) Send(ms []*raftpb.Message) {
 		if p == nil {
 			continue
 		}
-		b, err := proto.Marshal(m)
+		b, err := wire.EncodeRaft(m)
 		if err != nil {
 			continue
 		}
-		if !p.send(frame(frameRaft, b)) {
+		if !p.send(&b) {
 			t.metrics.sendFailed.WithLabelValues(hexID(m.GetTo())).Inc()
 			t.drv.ReportUnreachable(m.GetTo())
 		}
@@ -202,8 +201,8 @@ func (t *peerTransport) SendPeer(ms []*core.PeerMessage) {
 	t.syncPeers()
 	for _, m := range ms {
 		if p := t.senders.byID[m.To]; p != nil {
-			if b, err := json.Marshal(m); err == nil {
-				p.send(frame(framePeer, b))
+			if b, err := wire.EncodePeer(m); err == nil {
+				p.send(&b)
 			}
 		}
 	}

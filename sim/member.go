@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal"
@@ -338,8 +337,6 @@ func describe(msg *raftpb.Message) string {
 	}
 	return s
 }
-
-func cloneMsg(msg *raftpb.Message) *raftpb.Message { return proto.Clone(msg).(*raftpb.Message) }
 
 func snapshotContent(s core.OutgoingSnapshot) ([]byte, error) {
 	var buf bytes.Buffer

@@ -12,6 +12,7 @@ import (
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/netsim"
+	"github.com/detcd/detcd/server/wire"
 )
 
 // World is one simulated cluster with its clients. It is single-threaded
@@ -309,11 +310,14 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 		return
 	}
 	sent := w.now
-	for i, at := range times {
-		m := rm
-		if i > 0 {
-			m = cloneMsg(rm)
-		}
+	// The message travels as the server's transport sends it: every copy
+	// delivered is decoded from the wire, never the sender's own.
+	b, err := wire.EncodeRaft(rm)
+	if err != nil {
+		w.checks.fail("%s: a raft message does not encode: %v", from.name, err)
+		return
+	}
+	for _, at := range times {
 		if to == 0 || int(to) > len(w.members) {
 			continue
 		}
@@ -321,6 +325,11 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 		w.schedule(at, func() {
 			if !w.net.Connected(from.id, to) {
 				w.stats.Dropped++
+				return
+			}
+			m, _, err := wire.Decode(b)
+			if err != nil || m == nil {
+				w.checks.fail("%s: a raft message does not decode: %v", target.name, err)
 				return
 			}
 			target.event(func() {
@@ -346,9 +355,19 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 	}
 	// Every copy arrives: a duplicated forward must be carried out once.
 	target := w.members[to-1]
+	b, err := wire.EncodePeer(pm)
+	if err != nil {
+		w.checks.fail("%s: a peer message does not encode: %v", from.name, err)
+		return
+	}
 	for _, at := range times {
 		w.schedule(at, func() {
 			if !w.net.Connected(from.id, to) {
+				return
+			}
+			_, pm, err := wire.Decode(b)
+			if err != nil || pm == nil {
+				w.checks.fail("%s: a peer message does not decode: %v", target.name, err)
 				return
 			}
 			target.event(func() {
