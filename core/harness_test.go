@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal/memfs"
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/disk"
@@ -91,6 +92,9 @@ func (m *member) carryOut(rd core.Ready) {
 	if c := rd.Checkpoint; c != nil {
 		size, err := m.d.WriteCheckpoint(c)
 		m.n.CheckpointDone(c.Index, size, err)
+	}
+	for _, h := range rd.Hashes {
+		m.n.CompactionHash(h.View.CompactionHash(mvcc.Revision(h.Rev)))
 	}
 	if rd.Release != nil {
 		if err := m.d.Release(rd.Release); err != nil {
