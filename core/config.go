@@ -25,9 +25,12 @@ const (
 	// DefaultRequestTimeoutTicks is etcd's 5 s request timeout at 100 ms
 	// ticks; drivers set it from their tick length.
 	DefaultRequestTimeoutTicks = 50
-	// CompactionBudget is how many records physical compaction visits per
-	// Ready, so a large compaction never stalls the loop.
-	CompactionBudget = 20000
+	// CompactionStepRecordsMax is how many records physical compaction
+	// and defragmentation visit per Ready (mvcc.Store.Step's units), so
+	// that a large compaction never stalls the loop: a request waits for
+	// one such step at most, well under a millisecond. etcd deletes 1000
+	// revisions per batch of its compaction by default, too.
+	CompactionStepRecordsMax = 1000
 	// WatchCatchUpBudget is how many stored events unsynced watchers visit
 	// per Ready, so catching up slow watchers never stalls the loop.
 	WatchCatchUpBudget = 20000

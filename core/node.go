@@ -296,7 +296,7 @@ func (n *Node) Request(r Request) {
 // Ready collects everything the driver must do now.
 func (n *Node) Ready() Ready {
 	if n.kv.Pending() {
-		n.kv.Step(CompactionBudget)
+		n.kv.Step(CompactionStepRecordsMax)
 	}
 	n.props.retry(n)
 	n.flushProposals()

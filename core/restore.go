@@ -72,7 +72,7 @@ func bumpAndCompact(kv *mvcc.Store, bump mvcc.Revision) []byte {
 	kv.BumpRevision(bump)
 	if kv.Rev() > kv.CompactRev() {
 		_ = kv.Compact(kv.Rev(), nil) // rev is above the compaction point and not in the future
-		for kv.Step(CompactionBudget) {
+		for kv.Step(CompactionStepRecordsMax) {
 		}
 	}
 	var b bytes.Buffer

@@ -25,6 +25,11 @@ const (
 	PeerInboxMax = 4096
 	// doneMax bounds completed background work waiting for the loop.
 	doneMax = 64
+	// BackgroundPause is how long the loop waits for an event between
+	// two steps of the node's background work (physical compaction), as
+	// etcd pauses between its compaction batches: the work yields to
+	// requests instead of competing with them for the CPU.
+	BackgroundPause = time.Millisecond
 )
 
 // LoopConfig configures the real runtime.
@@ -166,9 +171,16 @@ func (l *Loop) Run(d *Driver) {
 	defer close(l.stopped)
 	ticker := time.NewTicker(l.cfg.Tick)
 	defer ticker.Stop()
+	pause := time.NewTimer(BackgroundPause)
+	defer pause.Stop()
 	more := false
 	for {
-		if !more && !l.wait(ticker.C) {
+		var resume <-chan time.Time // nil: wait for an event
+		if more {
+			pause.Reset(BackgroundPause)
+			resume = pause.C
+		}
+		if !l.wait(ticker.C, resume) {
 			l.shutdown()
 			return
 		}
@@ -180,9 +192,9 @@ func (l *Loop) Run(d *Driver) {
 	}
 }
 
-// wait blocks for the next event and runs it; false once the loop should
-// stop.
-func (l *Loop) wait(tick <-chan time.Time) bool {
+// wait blocks for the next event and runs it, or until resume fires;
+// false once the loop should stop.
+func (l *Loop) wait(tick, resume <-chan time.Time) bool {
 	inbox := l.inbox
 	if l.d.Saturated() {
 		inbox = nil
@@ -196,6 +208,7 @@ func (l *Loop) wait(tick <-chan time.Time) bool {
 		fn()
 	case <-tick:
 		l.d.Tick()
+	case <-resume:
 	case <-l.stopping:
 		return false
 	}

@@ -114,9 +114,10 @@ func (r *requestMetrics) register(reg *prometheus.Registry) {
 }
 
 // apiVersion is the client API version clientv3 sends, as etcd labels it.
+// It reads the one key rather than copying all of the request's metadata,
+// which cost ~440 bytes of garbage per request.
 func apiVersion(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if vs := md.Get(rpctypes.MetadataClientAPIVersionKey); len(vs) > 0 {
+	if vs := metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataClientAPIVersionKey); len(vs) > 0 {
 		return vs[0]
 	}
 	return "unknown"

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -119,5 +121,29 @@ func TestMetricsLearnerPromoteFailure(t *testing.T) {
 	reason := status.Convert(err).Message()
 	if v := testutil.ToFloat64(s.metrics.req.learnerPromoteFailed.WithLabelValues(reason)); v != 1 {
 		t.Fatalf("etcd_server_learner_promote_failures{Reason=%q} = %v, want 1", reason, v)
+	}
+}
+
+// TestAPIVersionReadsOneKey: the API version label comes from the
+// request's metadata, any case, without copying the rest of it (one small
+// allocation per request, not a copy of every header).
+func TestAPIVersionReadsOneKey(t *testing.T) {
+	md := metadata.Pairs("Client-API-Version", "3.7", "token", "t", "user-agent", "grpc-go", ":authority", "127.0.0.1", "content-type", "application/grpc")
+	cases := []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"sent", metadata.NewIncomingContext(context.Background(), md), "3.7"},
+		{"none", metadata.NewIncomingContext(context.Background(), metadata.Pairs("token", "t")), "unknown"},
+		{"no metadata", context.Background(), "unknown"},
+	}
+	for _, c := range cases {
+		if got := apiVersion(c.ctx); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() { apiVersion(cases[0].ctx) }); allocs > 1 {
+		t.Errorf("%.0f allocations per call, want at most 1", allocs)
 	}
 }

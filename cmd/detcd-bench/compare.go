@@ -87,7 +87,9 @@ type compareFlags struct {
 	watchRateTime time.Duration
 	leases        int
 	kaDuration    time.Duration
-	extraFlags    map[string]string
+	// compactRevisions is the fill of the extra compact workload.
+	compactRevisions int
+	extraFlags       map[string]string
 }
 
 // instance is one server process on one data dir.
@@ -328,7 +330,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cf.clusterRounds, "cluster-rounds", 2, "runs of each cluster workload on each server, after the single-member rounds")
 	fs.DurationVar(&cf.clusterDuration, "cluster-duration", 15*time.Second, "time limit of each cluster load run (the request counts are the single-member ones)")
 	fs.StringVar(&cf.clusterWrites, "cluster-writes", "all", "where cluster puts go: all (connections spread over every member, followers forward to the leader, as etcd's benchmark with all endpoints) or leader (every connection on the leader, as its --target-leader)")
-	fs.StringVar(&cf.extra, "extra", "", "extra workloads, once per server after the rounds, each on a fresh server: comma-separated of watch, watch-rate, lease")
+	fs.StringVar(&cf.extra, "extra", "", "extra workloads, once per server after the rounds, each on a fresh server: comma-separated of watch, watch-rate, lease, compact")
 	fs.IntVar(&cf.watchWatchers, "watch-watchers", 1000, "extra watch/watch-rate: watchers")
 	fs.StringVar(&cf.watchStreams, "watch-streams", "1,100", "extra watch/watch-rate: stream shapes")
 	fs.IntVar(&cf.watchTotal, "watch-total", 2000, "extra watch: puts, as fast as one writer can")
@@ -336,6 +338,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cf.watchRateTime, "watch-rate-time", 10*time.Second, "extra watch-rate: how long it puts")
 	fs.IntVar(&cf.leases, "leases", 10_000, "extra lease: leases in each phase")
 	fs.DurationVar(&cf.kaDuration, "ka-duration", 10*time.Second, "extra lease: time of the keep-alive load")
+	fs.IntVar(&cf.compactRevisions, "compact-revisions", 1_000_000, "extra compact: revisions to fill and then compact")
 	cf.extraFlags = map[string]string{}
 	for _, wl := range extraWorkloads {
 		fs.Func(wl+"-flags", "extra "+wl+": more flags for 'detcd-bench "+strings.TrimSuffix(wl, "-rate")+"', space-separated", func(v string) error {
@@ -954,6 +957,9 @@ once per server, each on a fresh server:
               streams, one writer putting --watch-total events fast
   watch-rate  the same at --watch-rate puts/s for --watch-rate-time
   lease       'detcd-bench lease': keep-alive throughput, then mass expiry
+  compact     'detcd-bench compact': a fill of --compact-revisions over 100k
+              keys, then 1000 puts/s while they are compacted (physical) and
+              the store defragmented: each phase's put p99.9 and max
 Then, per server: fill
 --fill-keys keys, wait --settle, read VmRSS, stop with SIGTERM and time
 --restarts restarts until a linearizable get is served (VmRSS read then

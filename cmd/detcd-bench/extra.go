@@ -20,7 +20,7 @@ import (
 // lease commands, each once per server (not per round) on a fresh server.
 
 // extraWorkloads are the names --extra accepts, in the order they run.
-var extraWorkloads = []string{"watch", "watch-rate", "lease"}
+var extraWorkloads = []string{"watch", "watch-rate", "lease", "compact"}
 
 // extraRecord is one extra run: one server, one workload, one or more
 // summary lines of the load tool.
@@ -31,6 +31,7 @@ type extraRecord struct {
 	Watch     []*WatchResult   `json:"watch,omitempty"`
 	KeepAlive *KeepAliveResult `json:"keepalive,omitempty"`
 	Expiry    *ExpiryResult    `json:"expiry,omitempty"`
+	Compact   *CompactResult   `json:"compact,omitempty"`
 	Err       string           `json:"error,omitempty"`
 }
 
@@ -47,6 +48,9 @@ func (r *extraRecord) failed() bool {
 		return true
 	}
 	if x := r.Expiry; x != nil && (x.Remaining > 0 || x.WriteErrors > 0 || x.ExpiredEarly > 0 || x.PollErrors > 0) {
+		return true
+	}
+	if r.Compact != nil && r.Compact.WriteErrors > 0 {
 		return true
 	}
 	return false
@@ -79,6 +83,8 @@ func (cf *compareFlags) extraArgs(wl string) []string {
 			"--total", strconv.Itoa(int(cf.watchRate * cf.watchRateTime.Seconds())), "--duration", (cf.watchRateTime + 10*time.Second).String()}
 	case "lease":
 		args = []string{"lease", "--leases", strconv.Itoa(cf.leases), "--ka-duration", cf.kaDuration.String()}
+	case "compact":
+		args = []string{"compact", "--revisions", strconv.Itoa(cf.compactRevisions)}
 	}
 	return append(args, strings.Fields(cf.extraFlags[wl])...)
 }
@@ -149,6 +155,9 @@ func (cf *compareFlags) runExtra(name, bin, wl string) extraRecord {
 				case "lease-expiry":
 					rec.Expiry = &ExpiryResult{}
 					jerr = json.Unmarshal(l, rec.Expiry)
+				case "compact":
+					rec.Compact = &CompactResult{}
+					jerr = json.Unmarshal(l, rec.Compact)
 				default:
 					jerr = fmt.Errorf("unknown op %q", head.Op)
 				}
@@ -186,20 +195,27 @@ func printExtra(w io.Writer, r extraRecord) {
 	if r.Expiry != nil {
 		fmt.Fprintf(w, "%-10s %-6s %s\n", r.Workload, r.Server, r.Expiry.text())
 	}
+	if r.Compact != nil {
+		fmt.Fprintf(w, "%-10s %-6s %s\n", r.Workload, r.Server, r.Compact.text())
+	}
 	if r.Err != "" {
 		fmt.Fprintf(w, "%-10s %-6s ERROR: %s\n", r.Workload, r.Server, r.Err)
 	}
 }
 
 func printExtraTables(w io.Writer, recs []extraRecord, cf compareFlags) {
-	var watch, lease []extraRecord
+	var watch, lease, compact []extraRecord
 	for _, r := range recs {
-		if r.Workload == "lease" {
+		switch r.Workload {
+		case "lease":
 			lease = append(lease, r)
-		} else {
+		case "compact":
+			compact = append(compact, r)
+		default:
 			watch = append(watch, r)
 		}
 	}
+	printCompactTable(w, compact, cf)
 	if len(watch) > 0 {
 		fmt.Fprintf(w, "\n== watch: %d watchers on one key; watch = one writer as fast as it can (%d puts), watch-rate = %.0f puts/s for %v; latency from put sent to event received; one run each ==\n",
 			cf.watchWatchers, cf.watchTotal, cf.watchRate, cf.watchRateTime)
@@ -256,4 +272,39 @@ func printExtraTables(w io.Writer, recs []extraRecord, cf compareFlags) {
 		}
 		tw.Flush()
 	}
+}
+
+// printCompactTable prints the compact runs: each phase's put latency, one
+// row per server and phase.
+func printCompactTable(w io.Writer, recs []extraRecord, cf compareFlags) {
+	if len(recs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n== compact: a fill of %d revisions over 100k keys, then 1000 puts/s while they are compacted (physical) and the store defragmented; put latency by the phase it was sent in; one run each ==\n",
+		cf.compactRevisions)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "server\tphase\tputs\tp50\tp99\tp99.9\tmax\tphase s\tfill puts/s\tfill server CPU us/put\terror\t")
+	for _, r := range recs {
+		errS := ""
+		if r.Err != "" {
+			errS = strings.SplitN(r.Err, "\n", 2)[0]
+		}
+		c := r.Compact
+		if c == nil {
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t%s\t\n", r.Server, errS)
+			continue
+		}
+		for _, p := range c.Phases {
+			secs := ""
+			switch p.Phase {
+			case "compact":
+				secs = fmt.Sprintf("%.2f", c.CompactSec)
+			case "defrag":
+				secs = fmt.Sprintf("%.2f", c.DefragSec)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t\n", r.Server, p.Phase, p.Puts,
+				fmtMs(p.P50Ms), fmtMs(p.P99Ms), fmtMs(p.P999Ms), fmtMs(p.MaxMs), secs, c.FillPerSec, optF(c.FillServerCPUus), errS)
+		}
+	}
+	tw.Flush()
 }

@@ -27,6 +27,9 @@ Load commands (against any etcd v3 endpoint: detcd or etcd):
            key: event delivery latency and throughput, missed/duplicate events
   lease    keep-alive throughput over pipelined LeaseKeepAlive streams, then
            mass expiry of short leases with their keys while a writer puts
+  compact  a fill of 1M revisions over 100k keys, then puts at 1000/s while
+           they are compacted (physically) and the store defragmented:
+           the puts' latency in each phase
   wait     polls until the endpoint serves a linearizable get; prints the time
 
 Driver:
@@ -72,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runWatch(rest, stdout, stderr)
 	case "lease":
 		return runLease(rest, stdout, stderr)
+	case "compact":
+		return runCompact(rest, stdout, stderr)
 	case "wait":
 		return runWait(rest, stdout, stderr)
 	case "compare":

@@ -282,7 +282,7 @@ func BenchmarkCompact(b *testing.B) {
 				if err := s.Compact(s.Rev(), nil); err != nil {
 					b.Fatal(err)
 				}
-				for s.Step(20000) { // core.CompactionBudget
+				for s.Step(1000) { // core.CompactionStepRecordsMax
 					steps++
 				}
 				steps++

@@ -19,6 +19,10 @@ type job struct {
 	target Revision
 	// cursor is the next key the job visits.
 	cursor string
+	// dead is the rest of a chain compaction cut out of the index whose
+	// records are still to be accounted for: a long history is let go a
+	// budget at a time like everything else.
+	dead *node
 	// next is the cold series a rewrite fills.
 	next slabSeries
 	// done is called when the job finishes.
@@ -70,8 +74,16 @@ func (s *Store) Compact(rev Revision, onDone func()) error {
 // Pending reports whether physical work is waiting for Step.
 func (s *Store) Pending() bool { return s.jobs.head() != nil }
 
-// Step does up to budget units of physical work (a unit is a record or a
-// key visited) and reports whether work remains.
+// stepKeysMax is how many index items a step takes from the tree at once:
+// a step that runs out of budget early wastes no more than this.
+const stepKeysMax = 256
+
+// Step does about budget units of physical work and reports whether work
+// remains. A unit is a record visited, copied or let go, a key counting
+// as at least one, so a step costs the same whether the keys it meets
+// have one revision or thousands. A step may go over budget by the
+// records of one key newer than the compaction point, which it copies to
+// rebuild the key's chain.
 func (s *Store) Step(budget int) bool {
 	for budget > 0 {
 		j := s.jobs.head()
@@ -105,80 +117,115 @@ func (s *Store) Defragment(onDone func()) {
 	s.jobs.push(j)
 }
 
+// walkKeys calls visit for the keys from the job's cursor on, in order,
+// while budget lasts, moving the cursor past each key visited. visit
+// returns the units it used. walkKeys returns the budget left and whether
+// every key has been visited.
+func (s *Store) walkKeys(j *job, budget int, visit func(it item, budget int) int) (int, bool) {
+	batch := make([]item, 0, min(budget, stepKeysMax))
+	for budget > 0 {
+		batch = batch[:0]
+		s.tree.AscendGreaterOrEqual(probe(j.cursor), func(it item) bool {
+			batch = append(batch, it)
+			return len(batch) < cap(batch)
+		})
+		if len(batch) == 0 {
+			return budget, true
+		}
+		// Visiting a key replaces only that key's item, so the items
+		// taken ahead of it are still the tree's.
+		for _, it := range batch {
+			if budget <= 0 {
+				return 0, false
+			}
+			j.cursor = it.key() + "\x00"
+			budget -= visit(it, budget)
+		}
+	}
+	return 0, false
+}
+
 // stepCompact walks the keys in order from the job's cursor, compacting
 // each key's history at most once per compaction, so the work is linear
 // in the keys and their histories however the revisions interleave.
 func (s *Store) stepCompact(j *job, budget int) (int, bool) {
-	var batch []item
-	more := false
-	s.tree.AscendGreaterOrEqual(probe(j.cursor), func(it item) bool {
-		if len(batch) >= budget {
-			more = true
-			return false
-		}
-		batch = append(batch, it)
-		return true
+	budget -= s.letGo(j, budget)
+	if budget <= 0 {
+		return 0, false
+	}
+	budget, walked := s.walkKeys(j, budget, func(it item, budget int) int {
+		used := s.compactKey(j, it)
+		return used + s.letGo(j, budget-used)
 	})
-	for _, it := range batch {
-		budget -= s.compactKey(it, j.target)
-	}
-	if len(batch) > 0 {
-		j.cursor = batch[len(batch)-1].key() + "\x00"
-	}
-	if more {
+	if !walked || j.dead != nil {
 		return 0, false
 	}
 	return max(budget, 0), s.finishCompact(j)
 }
 
-// compactKey drops a key's history below target: the newest record at or
-// below target stays (moved to the cold slabs, so the hot ones can go),
-// and everything older goes. A tombstone stays only if it is at target
-// itself, as in etcd since 3.5.16 (etcd #18089): a watcher starting at
-// target still gets the delete. The next compaction drops it. It returns
-// the records it visited.
-func (s *Store) compactKey(it item, target Revision) int {
+// compactKey drops a key's history below the job's target: the newest
+// record at or below the target stays (moved to the cold slabs, so the hot
+// ones can go), and everything older goes. A tombstone stays only if it is
+// at the target itself, as in etcd since 3.5.16 (etcd #18089): a watcher
+// starting at the target still gets the delete. The next compaction drops
+// it. The dropped records are left in j.dead for letGo. compactKey returns
+// the records it visited and copied.
+func (s *Store) compactKey(j *job, it item) int {
 	// Find the newest record at or below the target without copying the
 	// chain: most keys need nothing.
-	i, visited := 0, 1
-	r := it.rec
-	n := it.prev
-	for recMod(r) > target {
-		if n == nil {
+	above, visited := 0, 1
+	r, older := it.rec, it.prev
+	for recMod(r) > j.target {
+		if older == nil {
 			return visited // created after the target
 		}
-		r, n = n.rec, n.next
-		i++
+		r, older = older.rec, older.next
+		above++
 		visited++
 	}
-	drop := recTombstone(r) && recMod(r) < target
+	drop := recTombstone(r) && recMod(r) < j.target
 	hot := recMod(r) > s.physRev
-	if !hot && n == nil && !drop {
+	if !hot && older == nil && !drop {
 		return visited // compacted before: its kept record is cold already
 	}
-	recs := it.records()
-	dead := recs[i+1:]
-	if drop {
-		dead = recs[i:]
+	kept := make([]record, 0, above+1)
+	for rec, n := it.rec, it.prev; len(kept) < above; rec, n = n.rec, n.next {
+		kept = append(kept, rec)
 	}
-	for _, old := range dead {
-		if recMod(old) <= s.physRev {
-			s.coldLive -= recordFootprint(old)
-		}
-		s.backendDrop(old)
-	}
+	j.dead = older
 	switch {
-	case drop && i == 0:
-		s.tree.Delete(it)
 	case drop:
-		s.tree.ReplaceOrInsert(itemOf(recs[:i]))
+		s.forget(r)
 	case hot:
-		recs[i] = s.appendCold(r)
-		s.tree.ReplaceOrInsert(itemOf(recs[:i+1]))
+		kept = append(kept, s.appendCold(r))
 	default:
-		s.tree.ReplaceOrInsert(itemOf(recs[:i+1]))
+		kept = append(kept, r)
 	}
-	return visited + len(recs)
+	if len(kept) == 0 {
+		s.tree.Delete(it)
+	} else {
+		s.tree.ReplaceOrInsert(itemOf(kept))
+	}
+	return visited + len(kept)
+}
+
+// letGo accounts for up to budget records of the chain compaction cut off
+// last, and returns how many it did.
+func (s *Store) letGo(j *job, budget int) int {
+	n := 0
+	for ; j.dead != nil && n < budget; n++ {
+		s.forget(j.dead.rec)
+		j.dead = j.dead.next
+	}
+	return n
+}
+
+// forget accounts for a record compaction dropped from the index.
+func (s *Store) forget(r record) {
+	if recMod(r) <= s.physRev {
+		s.coldLive -= recordFootprint(r)
+	}
+	s.backendDrop(r)
 }
 
 func (s *Store) finishCompact(j *job) bool {
@@ -209,29 +256,16 @@ func (s *Store) rewriteQueued() bool {
 // stepRewrite copies every cold record still in use into fresh slabs, in
 // key order, so that the old cold slabs can be dropped.
 func (s *Store) stepRewrite(j *job, budget int) (int, bool) {
-	var batch []item
-	stopped := false
-	s.tree.AscendGreaterOrEqual(probe(j.cursor), func(it item) bool {
-		if len(batch) >= budget {
-			stopped = true
-			return false
-		}
-		batch = append(batch, it)
-		return true
-	})
-	for _, it := range batch {
+	budget, walked := s.walkKeys(j, budget, func(it item, _ int) int {
 		recs := it.records()
 		last := len(recs) - 1
 		if recMod(recs[last]) <= s.physRev {
 			recs[last] = copyRecord(&j.next, recs[last])
 			s.tree.ReplaceOrInsert(itemOf(recs))
 		}
-	}
-	budget -= len(batch)
-	if len(batch) > 0 {
-		j.cursor = batch[len(batch)-1].key() + "\x00"
-	}
-	if stopped {
+		return len(recs)
+	})
+	if !walked {
 		return 0, false
 	}
 	s.cold = j.next
@@ -242,7 +276,7 @@ func (s *Store) stepRewrite(j *job, budget int) (int, bool) {
 	for _, sl := range s.cold.slabs {
 		s.coldLive += int64(len(sl.buf))
 	}
-	return budget, true
+	return max(budget, 0), true
 }
 
 // appendCold copies a record into the cold slabs.

@@ -194,3 +194,127 @@ func checkColdLive(t interface{ Fatalf(string, ...any) }, s *Store) {
 		t.Fatalf("coldLive %d, the index holds %d bytes of cold records", s.coldLive, want)
 	}
 }
+
+// TestCompactStepsAreBounded: physical compaction and the cold rewrite do
+// about their budget of records per Step, however the history is spread
+// over keys (one key with a long history, many keys with some, many keys
+// with one revision each), and take as many steps as the records need,
+// while writes go on between them. The end state, physical layout
+// included, and the hashes are those of the same compaction done in one
+// step with the writes after it.
+func TestCompactStepsAreBounded(t *testing.T) {
+	const budget = 100
+	cases := []struct {
+		name       string
+		keys, revs int
+	}{
+		{"one key, long history", 1, 3000},
+		{"some keys, some history each", 30, 3000},
+		{"many keys, one revision each", 3000, 3000},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			history := func() *Store {
+				s := New()
+				for i := range c.revs {
+					put(s, fmt.Sprintf("k%05d", i%c.keys), fmt.Sprint(i))
+				}
+				del(s, "k00000")
+				return s
+			}
+			target := Revision(c.revs - 5)
+			during := func(s *Store, i int) { put(s, fmt.Sprintf("k%05d", i%(c.keys+3)), "later") }
+
+			stepped := history()
+			if err := stepped.Compact(target, nil); err != nil {
+				t.Fatal(err)
+			}
+			steps := 0
+			for ; stepped.Step(budget); steps++ {
+				during(stepped, steps)
+				checkBackend(t, stepped)
+				if err := stepped.CheckInvariants(); err != nil {
+					t.Fatalf("after step %d: %v", steps, err)
+				}
+			}
+			// Every record below the target is let go, one unit each.
+			if minSteps := (c.revs - c.keys) / budget; steps < minSteps {
+				t.Errorf("compacted %d revisions in %d steps of %d records, want at least %d", c.revs, steps, budget, minSteps)
+			}
+
+			oneStep := history()
+			if err := oneStep.Compact(target, nil); err != nil {
+				t.Fatal(err)
+			}
+			if oneStep.Step(1 << 40) {
+				t.Fatal("work left after an unbounded step")
+			}
+			for i := range steps {
+				during(oneStep, i)
+			}
+			checkColdLive(t, stepped)
+			if got, want := physicalState(stepped), physicalState(oneStep); got != want {
+				t.Errorf("stepped compaction left\n%s\none step left\n%s", got, want)
+			}
+			for _, rev := range []Revision{target, 0} {
+				got, err1 := stepped.Snapshot().HashKV(rev)
+				want, err2 := oneStep.Snapshot().HashKV(rev)
+				if err1 != nil || err2 != nil || got != want {
+					t.Errorf("HashKV(%d): stepped %+v (%v), one step %+v (%v)", rev, got, err1, want, err2)
+				}
+			}
+		})
+	}
+}
+
+// TestDefragmentStepsAreBounded: a rewrite of the cold slabs takes steps
+// of its budget too, and ends where a one-step rewrite does.
+func TestDefragmentStepsAreBounded(t *testing.T) {
+	const keys, budget = 2000, 100
+	build := func() *Store {
+		s := New()
+		for i := range 2 * keys {
+			put(s, fmt.Sprintf("k%05d", i%keys), fmt.Sprint(i))
+		}
+		if err := s.Compact(s.Rev(), nil); err != nil {
+			t.Fatal(err)
+		}
+		for s.Step(1 << 40) {
+		}
+		return s
+	}
+	stepped, oneStep := build(), build()
+	stepped.Defragment(nil)
+	oneStep.Defragment(nil)
+	steps := 0
+	for ; stepped.Step(budget); steps++ {
+	}
+	if steps < keys/budget-1 {
+		t.Errorf("rewrote %d keys in %d steps of %d, want at least %d", keys, steps, budget, keys/budget-1)
+	}
+	oneStep.Step(1 << 40)
+	if got, want := physicalState(stepped), physicalState(oneStep); got != want {
+		t.Errorf("stepped rewrite left\n%s\none step left\n%s", got, want)
+	}
+}
+
+// physicalState formats what physical work leaves behind: every key's
+// chain, whether each record is a cold copy, and the store's counters.
+func physicalState(s *Store) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rev %d compact %d phys %d hot slabs %d cold %d/%d size %d/%d pending %v\n",
+		s.rev, s.compactRev, s.physRev, len(s.hot.slabs), s.coldLive, s.cold.bytes, s.backendInUse, s.backendSize, s.Pending())
+	s.tree.Ascend(func(it item) bool {
+		b.WriteString(it.key())
+		for _, r := range it.records() {
+			h, _, v := decodeRecord(r)
+			fmt.Fprintf(&b, " %d.%d=%q", h.mod, h.sub, v)
+			if recMod(r) <= s.physRev {
+				b.WriteString("(cold)")
+			}
+		}
+		b.WriteByte('\n')
+		return true
+	})
+	return b.String()
+}
