@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/internal/chunk"
 )
 
 // The peer transport: members exchange raft messages, member-to-member
@@ -174,31 +172,7 @@ func (s *Server) receiveSnapshotBody(ss grpc.ServerStream) error {
 	if len(b) == 0 || b[0] != frameRaft || proto.Unmarshal(b[1:], m) != nil || m.GetType() != raftpb.MsgSnap {
 		return errors.New("snapshot stream without its MsgSnap")
 	}
-	var content bytes.Buffer
-	for {
-		if err := ss.RecvMsg(&b); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return err
-		}
-		if len(b) > 0 && b[0] == frameChunk {
-			content.Write(b[1:])
-		}
-	}
-	done := make(chan error, 1)
-	if err := s.loop.Post(ss.Context(), func() { done <- s.drv.StepSnapshot(m, content.Bytes()) }); err != nil {
-		return err
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			return err
-		}
-	case <-ss.Context().Done():
-		return ss.Context().Err()
-	}
-	return ss.SendMsg(new([]byte))
+	return s.receiveSnapshotContent(ss, m)
 }
 
 func (s *Server) clusterInfo() (*[]byte, error) {
@@ -473,11 +447,7 @@ func (s *Server) streamSnapshot(snap core.OutgoingSnapshot, urls []string) error
 	if err := stream.SendMsg(frame(frameRaft, mb)); err != nil {
 		return err
 	}
-	w := &chunk.Writer{Size: snapshotChunkBytes, Send: func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) }}
-	if err := snap.Write(w); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
+	if err := sendSnapshotContent(stream, snap); err != nil {
 		return err
 	}
 	if err := stream.CloseSend(); err != nil {

@@ -339,9 +339,3 @@ func describe(msg *raftpb.Message) string {
 }
 
 func cloneMsg(msg *raftpb.Message) *raftpb.Message { return proto.Clone(msg).(*raftpb.Message) }
-
-func snapshotContent(s core.OutgoingSnapshot) ([]byte, error) {
-	var buf bytes.Buffer
-	err := s.Write(&buf)
-	return buf.Bytes(), err
-}
