@@ -909,8 +909,7 @@ func (e *env) step(to *imember, env envelope) error {
 // receiveSnapshot takes a snapshot through the driver's receive path: its
 // content into a file on the member's disk, then the load job, run at once.
 func (m *imember) receiveSnapshot(env envelope) error {
-	var sum driver.SnapshotSummer
-	sum.W = io.Discard
+	sum := driver.SnapshotSummer{W: io.Discard}
 	sum.Write(env.snap)
 	r, err := driver.ReceiveSnapshot(m.dk, env.raft)
 	if err != nil {

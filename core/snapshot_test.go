@@ -3,6 +3,7 @@ package core_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -112,15 +113,10 @@ func receive(t *testing.T, m *member, msg *raftpb.Message, content []byte, sum d
 }
 
 func sumOf(b []byte) driver.SnapshotSum {
-	var s driver.SnapshotSummer
-	s.W = discard{}
+	s := driver.SnapshotSummer{W: io.Discard}
 	s.Write(b)
 	return s.Sum()
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // receiveTemps lists what is left of received files in the member's
 // checkpoint directory.
