@@ -43,6 +43,9 @@ var (
 	ErrUnknownRequest        = errors.New("core: unknown request")
 	ErrCorrupt               = errors.New("core: corrupt state")
 	ErrUnknownMethod         = errors.New("core: unknown method")
+	// ErrSnapshotRefused: raft did not take a leader's snapshot (it is
+	// not ahead of the log); the member's peers never see it.
+	ErrSnapshotRefused = errors.New("core: snapshot refused by raft")
 	// Downgrade jobs.
 	ErrWrongDowngradeVersionFormat   = errors.New("core: wrong downgrade target version format")
 	ErrInvalidDowngradeTargetVersion = errors.New("core: invalid downgrade target version")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	cryptorand "crypto/rand"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -144,6 +145,7 @@ type imember struct {
 	cfg core.Config
 	// n and drv are the current incarnation's; fs and cfg outlive it.
 	n       *core.Node
+	dk      *disk.Disk
 	drv     *driver.Driver
 	up      bool
 	inc     int
@@ -421,7 +423,7 @@ func (e *env) open(m *imember) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	m.n, m.drv, m.up = n, drv, true
+	m.n, m.dk, m.drv, m.up = n, d, drv, true
 	m.streams, m.reqs = map[watch.StreamID]bool{}, map[core.RequestID]core.RequestID{}
 	m.walTurns, m.jobs, m.releases, m.hashRevs = nil, nil, nil, nil
 	m.unsynced, m.synced, m.unflushed = nil, nil, nil
@@ -588,7 +590,7 @@ func (e *env) persist(m *imember, p *core.Persist) {
 		head += " HardState " + describeHardState(*hs)
 	}
 	if s := p.Snapshot; s != nil {
-		head += fmt.Sprintf(" Snapshot at index %d (%d bytes)", s.Index, len(s.Content))
+		head += fmt.Sprintf(" Snapshot at index %d (%d bytes)", s.Index, s.Bytes)
 		m.snapAt = s.Index
 	}
 	if p.HardState == nil && p.Snapshot == nil && len(p.Entries) == 0 {
@@ -893,7 +895,7 @@ func (e *env) step(to *imember, env envelope) error {
 		to.driver().StepPeer(env.peer)
 		return nil
 	case env.snap != nil:
-		err := to.driver().StepSnapshot(env.raft, env.snap)
+		err := to.receiveSnapshot(env)
 		if from := e.members[env.from]; from != nil && from.up {
 			from.driver().ReportSnapshot(env.to, err == nil)
 		}
@@ -902,6 +904,29 @@ func (e *env) step(to *imember, env envelope) error {
 	// The node's own Step, not the driver's, which only logs the error:
 	// the transcript shows it.
 	return to.node().Step(env.raft)
+}
+
+// receiveSnapshot takes a snapshot through the driver's receive path: its
+// content into a file on the member's disk, then the load job, run at once.
+func (m *imember) receiveSnapshot(env envelope) error {
+	sum := driver.SnapshotSummer{W: io.Discard}
+	sum.Write(env.snap)
+	r, err := driver.ReceiveSnapshot(m.dk, env.raft)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Write(env.snap); err != nil {
+		r.Abort()
+		return err
+	}
+	f, err := r.Finish(sum.Sum())
+	if err != nil {
+		return err
+	}
+	var stepErr error
+	m.driver().StepSnapshot(f, func(err error) { stepErr = err })
+	m.runJobs()
+	return stepErr
 }
 
 func describeEnvelope(env envelope) string {

@@ -62,8 +62,8 @@ type Node struct {
 	activity peerActivity
 
 	out Ready
-	// incoming is a snapshot's content waiting for raft to accept it.
-	incoming *ReceivedSnapshot
+	// incoming is a prepared snapshot waiting for raft to accept it.
+	incoming *PreparedSnapshot
 	// transfers are leadership transfers waiting to finish.
 	transfers []transfer
 	// hashes are the key space's hashes at the last compactions; physical
@@ -190,6 +190,10 @@ func (n *Node) startRaft(appliedIndex uint64) error {
 
 // ID is this member's id.
 func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// Config is the node's configuration, defaults filled in: what
+// PrepareSnapshot needs, taken on the loop to hand off it.
+func (n *Node) Config() Config { return n.cfg }
 
 // Tick advances logical time by one tick.
 func (n *Node) Tick() {

@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/wal"
@@ -23,6 +24,8 @@ type Disk struct {
 	snapDir string
 	w       *wal.WAL
 	log     *slog.Logger
+	// received numbers the snapshots received, for unique file names.
+	received atomic.Uint64
 }
 
 // meta is what the log records about whose log it is.
@@ -277,19 +280,39 @@ func (d *Disk) Persist(p *core.Persist) error {
 
 // Write buffers a log write without syncing it; Flush makes it durable.
 // Drivers that batch several writes into one fsync use the pair.
-// A snapshot from the leader is written, durably, as a checkpoint first:
-// the log records after it are only usable on top of it.
+// A snapshot from the leader, received into a sealed file
+// (ReceiveSnapshot), becomes the checkpoint at its index first, durably,
+// by a rename: the log records after it are only usable on top of it.
 func (d *Disk) Write(p *core.Persist) error {
 	if s := p.Snapshot; s != nil {
-		err := wal.WriteCheckpoint(d.fs, d.snapDir, s.Index, func(w io.Writer) error {
-			_, err := w.Write(s.Content)
-			return err
-		})
-		if err != nil {
+		if err := wal.InstallCheckpoint(d.fs, d.snapDir, s.Index, s.File); err != nil {
 			return fmt.Errorf("disk: snapshot %d from the leader: %w", s.Index, err)
 		}
 	}
 	return d.w.Save(p.HardState, p.Entries)
+}
+
+// ReceiveSnapshot starts writing the content of a snapshot of index that
+// a leader streams to a temporary checkpoint file in the member's
+// checkpoint directory, as it arrives. It may run on any goroutine.
+func (d *Disk) ReceiveSnapshot(index uint64) (*wal.CheckpointWriter, error) {
+	name := wal.ReceiveTempName(d.snapDir, index, d.received.Add(1))
+	return wal.CreateCheckpoint(d.fs, d.snapDir, index, name)
+}
+
+// ReadReceived reads and verifies a sealed received snapshot file of index
+// and returns its content. It may run on any goroutine.
+func (d *Disk) ReadReceived(name string, index uint64) ([]byte, error) {
+	return wal.ReadCheckpointFile(d.fs, name, index)
+}
+
+// RemoveReceived removes a received snapshot file that will not be
+// installed. It may run on any goroutine.
+func (d *Disk) RemoveReceived(name string) error {
+	if err := d.fs.Remove(name); err != nil {
+		return fmt.Errorf("disk: remove received snapshot %s: %w", name, err)
+	}
+	return nil
 }
 
 // Flush makes every written record durable.

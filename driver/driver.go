@@ -112,11 +112,6 @@ func (d *Driver) Step(m *raftpb.Message) {
 // StepPeer hands the node a member-to-member message.
 func (d *Driver) StepPeer(m *core.PeerMessage) { d.node.StepPeer(m) }
 
-// StepSnapshot hands the node a snapshot a leader streamed.
-func (d *Driver) StepSnapshot(m *raftpb.Message, content []byte) error {
-	return d.node.StepSnapshot(m, content)
-}
-
 // ReportSnapshot tells the node how sending a snapshot went.
 func (d *Driver) ReportSnapshot(to uint64, ok bool) { d.node.ReportSnapshot(to, ok) }
 

@@ -39,6 +39,11 @@ const (
 	StepCheckpoint
 	// StepHash hashes the key space for the corruption checks.
 	StepHash
+	// StepSnapshotLoad reads and decodes a snapshot received from the
+	// leader (Step.Bytes of content).
+	StepSnapshotLoad
+	// StepRemove removes a file the member no longer needs.
+	StepRemove
 )
 
 func (k StepKind) String() string {
@@ -51,6 +56,10 @@ func (k StepKind) String() string {
 		return "checkpoint"
 	case StepHash:
 		return "hash"
+	case StepSnapshotLoad:
+		return "snapshot-load"
+	case StepRemove:
+		return "remove"
 	}
 	return "step?"
 }
@@ -58,7 +67,10 @@ func (k StepKind) String() string {
 // Step is one part of a background job.
 type Step struct {
 	Kind StepKind
-	Run  func() error
+	// Bytes is how much data the step handles, where its time depends on
+	// it (StepSnapshotLoad), for the simulator's latencies.
+	Bytes int64
+	Run   func() error
 }
 
 // Job is work the loop hands off: its steps run in order, off the loop;

@@ -19,7 +19,7 @@ func (s *Server) newDriver(wal *walMetrics, o opened) error {
 		return err
 	}
 	s.loop, s.drv = loop, d
-	s.peers.attach(loop, d, s.calls().hash)
+	s.peers.attach(loop, d, s.disk, s.calls().hash)
 	fcfg := driver.FrontendConfig{
 		MaxTxnOps: s.cfg.MaxTxnOps, MaxRequestBytes: s.cfg.MaxRequestBytes, BcryptCost: s.cfg.BcryptCost,
 		Version: Version, SnapshotDir: s.cfg.DataDir, CertUsers: o.tls.client != nil,

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,31 +95,7 @@ func (t *peerTransport) receiveSnapshotBody(ss grpc.ServerStream) error {
 	if len(b) == 0 || b[0] != frameRaft || proto.Unmarshal(b[1:], m) != nil || m.GetType() != raftpb.MsgSnap {
 		return errors.New("snapshot stream without its MsgSnap")
 	}
-	var content bytes.Buffer
-	for {
-		if err := ss.RecvMsg(&b); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return err
-		}
-		if len(b) > 0 && b[0] == frameChunk {
-			content.Write(b[1:])
-		}
-	}
-	done := make(chan error, 1)
-	if err := t.loop.Post(ss.Context(), func() { done <- t.drv.StepSnapshot(m, content.Bytes()) }); err != nil {
-		return err
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			return err
-		}
-	case <-ss.Context().Done():
-		return ss.Context().Err()
-	}
-	return ss.SendMsg(new([]byte))
+	return t.receiveSnapshotContent(ss, m)
 }
 
 // clusterInfo answers Cluster with the membership the loop last applied.

@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/internal/chunk"
 )
 
 // peer sends to one member, in order, over one stream it keeps open.
@@ -134,11 +133,7 @@ func (t *peerTransport) streamSnapshot(snap core.OutgoingSnapshot, urls []string
 	if err := stream.SendMsg(frame(frameRaft, mb)); err != nil {
 		return err
 	}
-	w := &chunk.Writer{Size: snapshotChunkBytes, Send: func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) }}
-	if err := snap.Write(w); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
+	if err := sendSnapshotContent(stream, snap); err != nil {
 		return err
 	}
 	if err := stream.CloseSend(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/driver"
 	"github.com/detcd/detcd/server/wire"
 )
@@ -35,6 +36,8 @@ type peerTransport struct {
 	// it takes; set by attach before any traffic.
 	loop *driver.Loop
 	drv  *driver.Driver
+	// disk takes the snapshots the leader streams, as they arrive.
+	disk *disk.Disk
 
 	senders peerSenders // the loop's
 
@@ -57,8 +60,8 @@ func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer,
 }
 
 // attach gives the transport the driver it carries messages for.
-func (t *peerTransport) attach(loop *driver.Loop, drv *driver.Driver, hashes hashFunc) {
-	t.loop, t.drv, t.hashes = loop, drv, hashes
+func (t *peerTransport) attach(loop *driver.Loop, drv *driver.Driver, d *disk.Disk, hashes hashFunc) {
+	t.loop, t.drv, t.disk, t.hashes = loop, drv, d, hashes
 }
 
 // listen serves the peer service on the peer URLs, over TLS on https

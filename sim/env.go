@@ -41,7 +41,7 @@ func (e *env) Background(j driver.Job) { (*member)(e).step(j, 0) }
 // j.Done; a crash in between drops the rest, as it would a goroutine's.
 func (m *member) step(j driver.Job, i int) {
 	s := j.Steps[i]
-	m.w.schedule(m.w.now+m.stepLatency(s.Kind), m.event(func() {
+	m.w.schedule(m.w.now+m.stepLatency(s), m.event(func() {
 		if err := m.runStep(s); err != nil {
 			j.Done(err)
 			return
@@ -54,14 +54,20 @@ func (m *member) step(j driver.Job, i int) {
 	}))
 }
 
-func (m *member) stepLatency(k driver.StepKind) int64 {
-	switch k {
+// snapshotLoadBytesPerUs is how fast a member reads and decodes a
+// snapshot from the leader: 100 MB/s.
+const snapshotLoadBytesPerUs = 100
+
+func (m *member) stepLatency(s driver.Step) int64 {
+	switch s.Kind {
 	case driver.StepWALWrite:
 		return walWriteUs
 	case driver.StepWALSync:
 		return m.diskLatency()
 	case driver.StepCheckpoint:
 		return 4 * m.diskLatency()
+	case driver.StepSnapshotLoad:
+		return m.diskLatency() + s.Bytes/snapshotLoadBytesPerUs
 	}
 	return 0
 }

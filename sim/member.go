@@ -337,9 +337,3 @@ func describe(msg *raftpb.Message) string {
 	}
 	return s
 }
-
-func snapshotContent(s core.OutgoingSnapshot) ([]byte, error) {
-	var buf bytes.Buffer
-	err := s.Write(&buf)
-	return buf.Bytes(), err
-}

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/watch"
+	"github.com/detcd/detcd/driver"
 	"github.com/detcd/detcd/netsim"
 	"github.com/detcd/detcd/server/wire"
 )
@@ -379,32 +381,79 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 }
 
 // sendSnapshot streams a snapshot: its content takes time in proportion to
-// its size, and the sender learns whether it arrived.
+// its size, then goes through the target's receive path (a temporary file
+// on its disk, checked against the sum, loaded off its loop), and the
+// sender learns whether it was installed, or failed with the target's
+// crash, as a broken stream would tell it.
 func (w *World) sendSnapshot(from *member, s core.OutgoingSnapshot) {
-	content, err := snapshotContent(s)
+	var content bytes.Buffer
+	sw := &driver.SnapshotSummer{W: &content}
+	err := s.Write(sw)
 	to := s.To
 	target := w.members[to-1]
+	reported := false
 	report := func(ok bool) {
-		from.event(func() { from.d.ReportSnapshot(to, ok) })()
+		if !reported {
+			reported = true
+			from.event(func() { from.d.ReportSnapshot(to, ok) })()
+		}
 	}
 	if err != nil || len(w.net.Send(from.id, to, w.now)) == 0 {
 		w.trace.logf(w.now, "%s>%s snapshot %d lost", from.name, target.name, s.Index)
 		w.after(w.settings.ClientTimeoutUs, func() { report(false) })
 		return
 	}
-	delay := w.settings.Net.LatencyMaxUs + int64(len(content))/100 // 100 bytes/µs
-	w.trace.logf(w.now, "%s>%s snapshot %d (%d bytes)", from.name, target.name, s.Index, len(content))
+	delay := w.settings.Net.LatencyMaxUs + int64(content.Len())/100 // 100 bytes/µs
+	w.trace.logf(w.now, "%s>%s snapshot %d (%d bytes)", from.name, target.name, s.Index, content.Len())
 	w.after(delay, func() {
 		if !w.net.Connected(from.id, to) || !target.up {
 			report(false)
 			return
 		}
+		inc := target.inc
 		target.event(func() {
-			if err := target.d.StepSnapshot(s.Msg, content); err != nil {
-				w.trace.logf(w.now, "%s step snapshot: %v", target.name, err)
+			f, err := receiveSnapshot(target, s.Msg, content.Bytes(), sw.Sum())
+			if err != nil {
+				w.trace.logf(w.now, "%s receive snapshot: %v", target.name, err)
+				w.after(0, func() { report(false) })
+				return
 			}
+			target.d.StepSnapshot(f, func(err error) {
+				if err != nil {
+					w.trace.logf(w.now, "%s step snapshot: %v", target.name, err)
+				}
+				w.after(0, func() { report(err == nil || errors.Is(err, core.ErrSnapshotRefused)) })
+			})
 		})()
-		report(true)
+		w.watchSnapshot(target, inc, func() bool { return reported }, func() { report(false) })
+	})
+}
+
+// receiveSnapshot writes a snapshot's content into the target's disk as
+// the server's receive path does.
+func receiveSnapshot(m *member, msg *raftpb.Message, content []byte, sum driver.SnapshotSum) (*driver.ReceivedFile, error) {
+	r, err := driver.ReceiveSnapshot(m.disk, msg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Write(content); err != nil {
+		r.Abort()
+		return nil, err
+	}
+	return r.Finish(sum)
+}
+
+// watchSnapshot fails a snapshot whose target crashed before it was
+// installed, checking every client timeout until it was reported.
+func (w *World) watchSnapshot(target *member, inc int, reported func() bool, fail func()) {
+	w.after(w.settings.ClientTimeoutUs, func() {
+		switch {
+		case reported():
+		case target.inc != inc:
+			fail()
+		default:
+			w.watchSnapshot(target, inc, reported, fail)
+		}
 	})
 }
 

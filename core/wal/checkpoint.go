@@ -59,69 +59,128 @@ func parseCheckpointName(name string) (uint64, bool) {
 // any error the temporary file is removed, and so is the renamed file when
 // only the final directory sync failed, so that a listed checkpoint is
 // always a durable one.
-func WriteCheckpoint(fsys FS, dir string, index uint64, write func(w io.Writer) error) (err error) {
-	final := checkpointName(dir, index)
-	tmp := final + tmpSuffix
+func WriteCheckpoint(fsys FS, dir string, index uint64, write func(w io.Writer) error) error {
+	cw, err := CreateCheckpoint(fsys, dir, index, checkpointName(dir, index)+tmpSuffix)
+	if err != nil {
+		return err
+	}
+	if err := write(cw); err != nil {
+		cw.Abort()
+		return fmt.Errorf("wal: write checkpoint %s: %w", cw.name, err)
+	}
+	if err := cw.Seal(); err != nil {
+		return err
+	}
+	return InstallCheckpoint(fsys, dir, index, cw.name)
+}
+
+// CheckpointWriter writes a checkpoint's content to a temporary file as it
+// comes, keeping the crcs of its chunks, so that content streamed from
+// elsewhere never has to be held in memory whole.
+type CheckpointWriter struct {
+	fsys FS
+	f    File
+	name string
+	cw   *chunkWriter
+}
+
+// CreateCheckpoint starts the checkpoint of index in the temporary file
+// tmp, in dir. Seal finishes it; InstallCheckpoint then gives it its name.
+// Whoever creates temporary files other than WriteCheckpoint's names them
+// with ReceiveTempName, so that RemoveCheckpointTemps finds leftovers.
+func CreateCheckpoint(fsys FS, dir string, index uint64, tmp string) (*CheckpointWriter, error) {
 	if err := mkdirAllDurable(fsys, dir); err != nil {
-		return fmt.Errorf("wal: checkpoint dir %s: %w", dir, err)
+		return nil, fmt.Errorf("wal: checkpoint dir %s: %w", dir, err)
 	}
 	f, err := fsys.Create(tmp)
 	if err != nil {
-		return fmt.Errorf("wal: create checkpoint %s: %w", tmp, err)
+		return nil, fmt.Errorf("wal: create checkpoint %s: %w", tmp, err)
 	}
-	renamed := false
-	defer func() {
-		if err == nil {
-			return
-		}
-		if f != nil {
-			f.Close()
-		}
-		if renamed {
-			fsys.Remove(final)
-		} else {
-			fsys.Remove(tmp)
-		}
-	}()
-
-	cw := &chunkWriter{w: bufio.NewWriterSize(f, CheckpointBufferBytesMax)}
+	w := &CheckpointWriter{fsys: fsys, f: f, name: tmp, cw: &chunkWriter{w: bufio.NewWriterSize(f, CheckpointBufferBytesMax)}}
 	var head [checkpointHeaderBytes]byte
 	copy(head[:], checkpointMagic)
 	binary.LittleEndian.PutUint64(head[8:], index)
 	binary.LittleEndian.PutUint32(head[16:], checkpointVersion)
 	binary.LittleEndian.PutUint32(head[20:], crc32.Checksum(head[:20], castagnoli))
-	if _, err := cw.w.Write(head[:]); err != nil {
-		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
+	if _, err := w.cw.w.Write(head[:]); err != nil {
+		w.Abort()
+		return nil, fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
 	}
-	if err := write(cw); err != nil {
-		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
+	return w, nil
+}
+
+// Name is the temporary file's name.
+func (w *CheckpointWriter) Name() string { return w.name }
+
+// Size is how much content was written.
+func (w *CheckpointWriter) Size() int64 { return w.cw.n }
+
+// Write appends content.
+func (w *CheckpointWriter) Write(p []byte) (int, error) { return w.cw.Write(p) }
+
+// Seal writes the trailer and makes the temporary file durable. On error
+// the file is removed.
+func (w *CheckpointWriter) Seal() error {
+	err := w.cw.err
+	if err == nil {
+		_, err = w.cw.w.Write(w.cw.trailer())
 	}
-	if cw.err != nil {
-		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, cw.err)
+	if err == nil {
+		err = w.cw.w.Flush()
 	}
-	if _, err := cw.w.Write(cw.trailer()); err != nil {
-		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
-	}
-	if err := cw.w.Flush(); err != nil {
-		return fmt.Errorf("wal: write checkpoint %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("wal: sync checkpoint %s: %w", tmp, err)
-	}
-	err = f.Close()
-	f = nil
 	if err != nil {
-		return fmt.Errorf("wal: close checkpoint %s: %w", tmp, err)
+		w.Abort()
+		return fmt.Errorf("wal: write checkpoint %s: %w", w.name, err)
 	}
+	if err := w.f.Sync(); err != nil {
+		w.Abort()
+		return fmt.Errorf("wal: sync checkpoint %s: %w", w.name, err)
+	}
+	err = w.f.Close()
+	w.f = nil
+	if err != nil {
+		w.Abort()
+		return fmt.Errorf("wal: close checkpoint %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// Abort gives up the checkpoint and removes its temporary file.
+func (w *CheckpointWriter) Abort() {
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+	w.fsys.Remove(w.name)
+}
+
+// InstallCheckpoint makes the sealed temporary file tmp the checkpoint of
+// index in dir, durably: renamed (replacing one of the same index) and the
+// directory synced. On error tmp is removed, and so is the renamed file
+// when only the directory sync failed, so that a listed checkpoint is
+// always a durable one.
+func InstallCheckpoint(fsys FS, dir string, index uint64, tmp string) error {
+	final := checkpointName(dir, index)
 	if err := fsys.Rename(tmp, final); err != nil {
+		fsys.Remove(tmp)
 		return fmt.Errorf("wal: rename checkpoint %s: %w", tmp, err)
 	}
-	renamed = true
 	if err := fsys.SyncDir(dir); err != nil {
+		fsys.Remove(final)
 		return fmt.Errorf("wal: sync dir of checkpoint %s: %w", final, err)
 	}
 	return nil
 }
+
+// ReceiveTempName is the temporary file of the seq-th checkpoint of index
+// received into dir: unique, so that transfers of the same index never
+// share a file.
+func ReceiveTempName(dir string, index, seq uint64) string {
+	return fmt.Sprintf("%s%s%d%s", checkpointName(dir, index), receiveInfix, seq, tmpSuffix)
+}
+
+// receiveInfix marks a received checkpoint's temporary file.
+const receiveInfix = ".recv"
 
 // chunkWriter passes content through and keeps a crc per chunk of it.
 type chunkWriter struct {
@@ -202,6 +261,9 @@ func RemoveCheckpointTemps(fsys FS, dir string) error {
 	}
 	for _, n := range names {
 		base, ok := strings.CutSuffix(n, tmpSuffix)
+		if i := strings.LastIndex(base, receiveInfix); ok && i >= 0 {
+			base = base[:i]
+		}
 		if _, isCkpt := parseCheckpointName(base); ok && isCkpt {
 			if err := fsys.Remove(path.Join(dir, n)); err != nil {
 				return fmt.Errorf("wal: remove checkpoint leftover %s: %w", n, err)
@@ -228,7 +290,12 @@ func RemoveCheckpoint(fsys FS, dir string, index uint64) error {
 // as memory without a copy. Damage, a short file included, fails with an
 // error wrapping ErrCorrupt that names the file and the offset.
 func ReadCheckpoint(fsys FS, dir string, index uint64) ([]byte, error) {
-	name := checkpointName(dir, index)
+	return ReadCheckpointFile(fsys, checkpointName(dir, index), index)
+}
+
+// ReadCheckpointFile is ReadCheckpoint of the file name, which must hold
+// the checkpoint of index: a sealed temporary file, say.
+func ReadCheckpointFile(fsys FS, name string, index uint64) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open checkpoint %s: %w", name, err)

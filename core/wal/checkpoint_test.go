@@ -70,8 +70,10 @@ func TestCheckpointList(t *testing.T) {
 	for _, i := range []uint64{300, 7, 1 << 40} {
 		must(t, wal.WriteCheckpoint(m, ckptDir, i, writeOddly(pattern(100))))
 	}
-	// A leftover of an interrupted write, and a file that is not ours.
-	for _, name := range []string{"0000000000000009.ckpt.tmp", "notes.txt"} {
+	// Leftovers of an interrupted write and of a snapshot being received,
+	// and a file that is not ours.
+	recv := path.Base(wal.ReceiveTempName(ckptDir, 11, 3))
+	for _, name := range []string{"0000000000000009.ckpt.tmp", recv, "notes.txt"} {
 		f, err := m.Create(path.Join(ckptDir, name))
 		must(t, err)
 		must(t, f.Close())
@@ -84,7 +86,7 @@ func TestCheckpointList(t *testing.T) {
 	must(t, wal.RemoveCheckpointTemps(m, ckptDir))
 	names, err := m.List(ckptDir)
 	must(t, err)
-	if slices.Contains(names, "0000000000000009.ckpt.tmp") || !slices.Contains(names, "notes.txt") {
+	if slices.Contains(names, "0000000000000009.ckpt.tmp") || slices.Contains(names, recv) || !slices.Contains(names, "notes.txt") {
 		t.Fatalf("after RemoveCheckpointTemps: %q", names)
 	}
 	must(t, wal.RemoveCheckpoint(m, ckptDir, 300))

@@ -1,0 +1,183 @@
+package driver
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/wal"
+	"github.com/detcd/detcd/disk"
+)
+
+// A snapshot from the leader goes to disk as it arrives, never whole in
+// memory: the runtime's receiver (the server's peer stream, the
+// simulator's network) writes the content through a SnapshotReceiver into
+// a temporary checkpoint file, checking it against the SnapshotSum the
+// leader sends after it, and hands the sealed file to StepSnapshot. A job
+// off the loop decodes it (core.PrepareSnapshot); the node then switches
+// to the new state on the loop, and the file becomes the checkpoint at
+// its index by a rename.
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// SnapshotSumBytes is the size of a marshaled SnapshotSum.
+const SnapshotSumBytes = 8 + 4
+
+// SnapshotSum is what a leader sends after a snapshot's content: its
+// length and CRC-32C, so that the receiver refuses a torn or damaged
+// transfer.
+type SnapshotSum struct {
+	Bytes int64
+	CRC   uint32
+}
+
+// Marshal encodes the sum: u64 length, u32 crc, little-endian.
+func (s SnapshotSum) Marshal() []byte {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(s.Bytes))
+	return binary.LittleEndian.AppendUint32(b, s.CRC)
+}
+
+// ParseSnapshotSum decodes a marshaled SnapshotSum.
+func ParseSnapshotSum(b []byte) (SnapshotSum, error) {
+	if len(b) != SnapshotSumBytes {
+		return SnapshotSum{}, fmt.Errorf("driver: snapshot sum of %d bytes, want %d", len(b), SnapshotSumBytes)
+	}
+	return SnapshotSum{Bytes: int64(binary.LittleEndian.Uint64(b)), CRC: binary.LittleEndian.Uint32(b[8:])}, nil
+}
+
+// SnapshotSummer passes a snapshot's content through to W and sums it:
+// the sending side's half of SnapshotSum.
+type SnapshotSummer struct {
+	W   io.Writer
+	sum SnapshotSum
+}
+
+func (s *SnapshotSummer) Write(p []byte) (int, error) {
+	n, err := s.W.Write(p)
+	s.sum.Bytes += int64(n)
+	s.sum.CRC = crc32.Update(s.sum.CRC, castagnoli, p[:n])
+	return n, err
+}
+
+// Sum is the sum of what was written.
+func (s *SnapshotSummer) Sum() SnapshotSum { return s.sum }
+
+// SnapshotReceiver writes a snapshot's content to a temporary checkpoint
+// file as it arrives. Its methods may run on any goroutine (one at a
+// time), never touching the node.
+type SnapshotReceiver struct {
+	msg *raftpb.Message
+	cw  *wal.CheckpointWriter
+	sum SnapshotSummer
+}
+
+// ReceivedFile is a snapshot received into a sealed checkpoint file,
+// waiting for StepSnapshot.
+type ReceivedFile struct {
+	Msg   *raftpb.Message
+	Index uint64
+	Name  string
+	Bytes int64
+}
+
+// ReceiveSnapshot starts receiving the content streamed beside m, a
+// MsgSnap, into a temporary file of dk's.
+func ReceiveSnapshot(dk *disk.Disk, m *raftpb.Message) (*SnapshotReceiver, error) {
+	if m.GetType() != raftpb.MsgSnap || m.GetSnapshot() == nil {
+		return nil, errorf("snapshot stream with %s instead of MsgSnap", m.GetType())
+	}
+	cw, err := dk.ReceiveSnapshot(m.GetSnapshot().GetMetadata().GetIndex())
+	if err != nil {
+		return nil, errorf("receiving a snapshot: %w", err)
+	}
+	r := &SnapshotReceiver{msg: m, cw: cw}
+	r.sum.W = cw
+	return r, nil
+}
+
+// Write appends content as it arrives.
+func (r *SnapshotReceiver) Write(p []byte) (int, error) { return r.sum.Write(p) }
+
+// Received is how many content bytes arrived so far.
+func (r *SnapshotReceiver) Received() int64 { return r.sum.sum.Bytes }
+
+// Finish checks what arrived against the leader's sum and seals the file.
+// A transfer that does not match is refused and its file removed.
+func (r *SnapshotReceiver) Finish(want SnapshotSum) (*ReceivedFile, error) {
+	index := r.msg.GetSnapshot().GetMetadata().GetIndex()
+	got := r.sum.Sum()
+	switch {
+	case got.Bytes != want.Bytes:
+		r.cw.Abort()
+		return nil, errorf("snapshot %d torn: %d bytes arrived, the leader sent %d", index, got.Bytes, want.Bytes)
+	case got.CRC != want.CRC:
+		r.cw.Abort()
+		return nil, errorf("snapshot %d damaged in transfer: crc32c %08x, the leader's %08x", index, got.CRC, want.CRC)
+	}
+	if err := r.cw.Seal(); err != nil {
+		return nil, errorf("snapshot %d: %w", index, err)
+	}
+	return &ReceivedFile{Msg: r.msg, Index: index, Name: r.cw.Name(), Bytes: got.Bytes}, nil
+}
+
+// Abort gives up a transfer that broke off and removes its file.
+func (r *SnapshotReceiver) Abort() { r.cw.Abort() }
+
+// StepSnapshot hands the node a received snapshot: a job off the loop
+// reads and decodes the file, then the node takes it on the loop and
+// done gets the outcome (nil once the node installs it), on the loop.
+// Until then the member answers its peers and serves its old state.
+func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
+	cfg := d.node.Config()
+	start := d.env.Now()
+	var prep *core.PreparedSnapshot
+	d.env.Background(Job{
+		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: f.Bytes, Run: func() error {
+			content, err := d.disk.ReadReceived(f.Name, f.Index)
+			if err == nil {
+				prep, err = core.PrepareSnapshot(content, cfg, f.Name)
+			}
+			if err != nil {
+				_ = d.disk.RemoveReceived(f.Name) // the error says what went wrong
+			}
+			return err
+		}}},
+		Done: func(err error) {
+			if err == nil && d.failed {
+				err = errorf("snapshot %d: the member failed", f.Index)
+			}
+			if err == nil {
+				if err = d.node.StepSnapshot(f.Msg, prep); err != nil {
+					d.removeReceived(f.Name)
+				}
+			}
+			switch {
+			case errors.Is(err, core.ErrSnapshotRefused):
+				d.log.Info("snapshot from the leader not needed", "index", f.Index)
+			case err != nil:
+				d.log.Warn("snapshot from the leader not installed", "index", f.Index, "err", err)
+			default:
+				d.log.Info("snapshot from the leader prepared", "index", f.Index, "bytes", f.Bytes, "took", d.env.Now().Sub(start).Round(1e6).String())
+			}
+			done(err)
+		},
+	})
+}
+
+// removeReceived removes, off the loop, a received file the node did not
+// take.
+func (d *Driver) removeReceived(name string) {
+	d.env.Background(Job{
+		Steps: []Step{{Kind: StepRemove, Run: func() error { return d.disk.RemoveReceived(name) }}},
+		Done: func(err error) {
+			if err != nil {
+				d.log.Warn("removing a snapshot not installed", "err", err)
+			}
+		},
+	})
+}

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/internal/chunk"
+)
+
+// snapshotFiles lists a member's checkpoints and what is left of received
+// snapshot files.
+func snapshotFiles(t *testing.T, dataDir string) (checkpoints, temps []string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dataDir, "member", "snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch {
+		case strings.Contains(e.Name(), ".recv"):
+			temps = append(temps, e.Name())
+		case strings.HasSuffix(e.Name(), ".ckpt"):
+			checkpoints = append(checkpoints, e.Name())
+		}
+	}
+	return checkpoints, temps
+}
+
+// TestLearnerJoinsBySnapshot: a learner added to a store whose log was
+// compacted gets the state as a snapshot (received to disk, installed off
+// the loop) and catches up while writes go on at the leader, none of them
+// failing.
+func TestLearnerJoinsBySnapshot(t *testing.T) {
+	tc := newTestClusterWith(t, 2, "http", func(c *Config) { c.SnapshotCount, c.SnapshotCatchUpEntries = 100, 10 })
+	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	lead := tc.leader()
+	cli := tc.client(lead)
+	value := strings.Repeat("v", 1024)
+	for i := 0; i < 2000; i++ {
+		if _, err := cli.Put(c, fmt.Sprintf("k%05d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Writes at the leader for as long as the learner catches up.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var writeErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := cli.Put(c, fmt.Sprintf("during%05d", i), "x"); err != nil {
+				writeErr = fmt.Errorf("put %d while the learner caught up: %w", i, err)
+				return
+			}
+		}
+	}()
+
+	ports := freePorts(t, 2)
+	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	err := retryWhile(t, "member add", func() error {
+		_, err := cli.MemberAddAsLearner(c, []string{peer})
+		return err
+	}, rpctypes.ErrGRPCUnhealthy)
+	if err != nil {
+		t.Fatalf("member add: %v", err)
+	}
+	learner := tc.join("m2", client, peer)
+	lcli := tc.client(learner)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st, err := cli.Status(c, tc.cfgs[lead].AdvertiseClientURLs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		lst, err := lcli.Status(c, client)
+		if err == nil && lst.Header.Revision >= st.Header.Revision {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the learner never caught up: %v %v, the leader at %d", lst, err, st.Header.Revision)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if writeErr != nil {
+		t.Fatal(writeErr)
+	}
+	g, err := lcli.Get(c, "k", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
+	if err != nil || g.Count != 2000 {
+		t.Fatalf("keys on the learner: %v %v", g, err)
+	}
+	ckpts, temps := snapshotFiles(t, tc.cfgs[learner].DataDir)
+	if len(ckpts) == 0 || len(temps) != 0 {
+		t.Fatalf("the learner's checkpoints %v and received files left %v: want the snapshot as a checkpoint and nothing left", ckpts, temps)
+	}
+}
+
+// TestSnapshotStreamTorn: a snapshot stream that ends without the
+// leader's sum is refused as torn and leaves no file behind.
+func TestSnapshotStreamTorn(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	s := tc.servers[0]
+	tc.leader()
+	conn, err := s.peers.dialer.dial(tc.cfgs[0].InitialAdvertisePeerURLs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := conn.NewStream(c, &peerDesc.Streams[1], "/"+peerService+"/Snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := json.Marshal(hello{ClusterID: s.peers.clusterID, From: 99, To: s.node.ID()})
+	index, term := uint64(1000), uint64(1)
+	m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(uint64(99)), To: new(s.node.ID()), Term: &term,
+		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: &index, Term: &term}}}
+	mb, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &chunk.Writer{Size: snapshotChunkBytes, Send: func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) }}
+	for _, err := range []error{
+		stream.SendMsg(frame(frameHello, h)),
+		stream.SendMsg(frame(frameRaft, mb)),
+		func() error { _, err := w.Write([]byte(strings.Repeat("x", 3<<20))); return err }(),
+		w.Flush(),
+		stream.CloseSend(),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ack []byte
+	err = stream.RecvMsg(&ack)
+	if err == nil || !strings.Contains(err.Error(), "torn") {
+		t.Fatalf("a stream without the sum: %v, want it refused as torn", err)
+	}
+	if _, temps := snapshotFiles(t, tc.cfgs[0].DataDir); len(temps) != 0 {
+		t.Fatalf("received files left: %v", temps)
+	}
+}
