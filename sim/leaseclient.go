@@ -68,7 +68,7 @@ func (c *leaseClient) begin() {
 		return
 	}
 	c.seq++
-	rec := &leaseRecord{client: c.id, ttl: 3 + c.rng.Int64N(8), grantSent: w.now}
+	rec := &leaseRecord{client: c.id, ttl: 3 + c.rng.Int64N(w.settings.LeaseTTLMax-2), grantSent: w.now}
 	c.call(core.Request{LeaseGrant: &pb.LeaseGrantRequest{TTL: rec.ttl}}, func(resp *core.Response) {
 		if resp == nil || resp.Err != nil {
 			w.after(500_000, c.begin)

@@ -32,13 +32,22 @@ type watchClient struct {
 	noPut, noDel   bool
 	prevKV         bool
 	progressNotify bool
+	fragment       bool
 	start          int64
+	// from is the revision the open stream's watcher started at.
+	from int64
 	// What was seen.
+	begun      bool  // a watcher was created
 	expectFrom int64 // the first revision the watcher is owed
 	last       int64 // every revision up to here has been delivered
 	sessions   int
 	log        []watchRecord
 	slow       bool
+	// holes are the revisions [from, to) a compaction took: the watcher
+	// asked to start there and was told to restart at the compaction.
+	holes [][2]int64
+	// fragments are the pieces of a response still coming.
+	fragments []*mvccpb.Event
 }
 
 // watchRecord is one response as the client got it.
@@ -67,6 +76,7 @@ func newWatchClient(w *World, id int) *watchClient {
 	c.noDel = !c.noPut && c.rng.IntN(8) == 0
 	c.prevKV = c.rng.IntN(2) == 0
 	c.progressNotify = c.rng.IntN(2) == 0
+	c.fragment = c.rng.IntN(2) == 0
 	c.slow = c.rng.IntN(3) == 0
 	return c
 }
@@ -97,10 +107,10 @@ func (c *watchClient) connect(from int64) {
 		return
 	}
 	w.nextStream++
-	c.member, c.stream, c.open, c.sess = m, w.nextStream, true, nil
+	c.member, c.stream, c.open, c.sess, c.from, c.fragments = m, w.nextStream, true, nil, from, nil
 	c.sessions++
 	m.streams[c.stream] = c
-	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify}
+	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify, Fragment: c.fragment}
 	if c.noPut {
 		req.Filters = append(req.Filters, pb.WatchCreateRequest_NOPUT)
 	}
@@ -186,28 +196,31 @@ func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
 
 func (c *watchClient) receive(r *pb.WatchResponse) {
 	w := c.w
-	rec := watchRecord{at: w.now, rev: r.Header.GetRevision(), events: r.Events, cancel: r.CancelReason}
+	if r.Fragment {
+		// A revision too big for one response comes in pieces: the
+		// client joins them, as clientv3 does.
+		c.fragments = append(c.fragments, r.Events...)
+		return
+	}
+	events := append(c.fragments, r.Events...)
+	c.fragments = nil
+	rec := watchRecord{at: w.now, rev: r.Header.GetRevision(), events: events, cancel: r.CancelReason}
 	switch {
 	case r.Created && r.Canceled:
 		w.checks.fail("w%d: watch creation refused: %s", c.id, r.CancelReason)
 		c.open = false
 		return
 	case r.Canceled && r.CompactRevision != 0:
-		w.checks.fail("w%d: watch from %d compacted at %d, but the workload never compacts", c.id, c.last+1, r.CompactRevision)
-		c.open = false
+		c.compacted(r.CompactRevision, rec.rev)
 		return
 	case r.Created:
-		if c.sessions == 1 && c.start == 0 {
-			c.expectFrom, c.last = rec.rev+1, rec.rev
-		} else if c.sessions == 1 {
-			c.expectFrom, c.last = c.start, c.start-1
-		}
+		c.begin(rec.rev)
 		return
-	case len(r.Events) == 0:
+	case len(events) == 0:
 		rec.progress = true
 		c.last = max(c.last, rec.rev)
 	default:
-		c.last = max(c.last, r.Events[len(r.Events)-1].Kv.ModRevision)
+		c.last = max(c.last, events[len(events)-1].Kv.ModRevision)
 	}
 	c.log = append(c.log, rec)
 	w.trace.logf(w.now, "w%d got %s", c.id, describeWatch(r))
@@ -232,4 +245,39 @@ func describeWatch(r *pb.WatchResponse) string {
 		s += fmt.Sprintf(" %s %s@%d", ev.Type, ev.Kv.Key, ev.Kv.ModRevision)
 	}
 	return s
+}
+
+// begin sets what the first watcher is owed: from its start revision, or
+// (from now) after the revision its creation reports.
+func (c *watchClient) begin(rev int64) {
+	if c.begun {
+		return
+	}
+	c.begun = true
+	if c.from == 0 {
+		c.expectFrom, c.last = rev+1, rev
+	} else {
+		c.expectFrom, c.last = c.from, c.from-1
+	}
+}
+
+// compacted is etcd's legal answer to a watch from a compacted revision:
+// the watcher is canceled with the compaction's revision, and the client
+// resumes there, as clientv3's users do; the revisions between are lost.
+func (c *watchClient) compacted(compactRev, rev int64) {
+	w := c.w
+	c.begin(rev)
+	c.open = false
+	if compactRev <= c.from {
+		w.checks.fail("w%d: watch from %d canceled as compacted at %d, at or below its start", c.id, c.from, compactRev)
+		return
+	}
+	if _, ok := w.checks.compactedAbove(c.from, w.now, false); !ok {
+		w.checks.fail("w%d: watch from %d canceled as compacted at %d, but no compaction above %d was applied", c.id, c.from, compactRev, c.from)
+		return
+	}
+	c.holes = append(c.holes, [2]int64{c.from, compactRev})
+	c.last = max(c.last, compactRev-1)
+	w.trace.logf(w.now, "w%d watch from %d compacted at %d; resume there", c.id, c.from, compactRev)
+	w.after(w.between(10_000, 500_000), func() { c.connect(compactRev) })
 }

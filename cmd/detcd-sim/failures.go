@@ -73,6 +73,9 @@ type failureWriter struct {
 func (f failureWriter) write(o sim.Options, res *sim.Result, runErr error) string {
 	var b strings.Builder
 	base := reportBase(o)
+	if res != nil {
+		o = res.Options // the world the seed drew, pinned
+	}
 	why, expect := "", "pass" // a crash replays as a crash: keep it, to pass once fixed
 	if runErr != nil {
 		why = runErr.Error()
