@@ -84,8 +84,8 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 		FaultEveryUs:       between(1_000_000, 5_000_000),
 		// More clients get more groups, so porcupine's search per group
 		// stays small.
-		KeyGroups:          int(between(4, 12)) + o.Clients/8,
-		KeysPerGroup:       int(between(1, 3)),
+		KeyGroups:    int(between(4, 12)) + o.Clients/8,
+		KeysPerGroup: int(between(1, 3)),
 	}
 	for k, b := range opWeightsBase {
 		s.Weights[k] = int(between(0, int64(2*b)))
