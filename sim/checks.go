@@ -50,7 +50,8 @@ type checkers struct {
 }
 
 func newCheckers(w *World) *checkers {
-	return &checkers{w: w, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}}
+	// A store starts at revision 1, with no events.
+	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}}
 }
 
 func (c *checkers) fail(format string, args ...any) {

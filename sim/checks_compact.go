@@ -53,37 +53,56 @@ func (c *checkers) compactedAbove(rev, at int64, orEqual bool) (compaction, bool
 	return compaction{}, false
 }
 
-// scanHistory copies the events a member applied since the last scan,
-// from the member furthest ahead.
+// scanHistory copies the events applied since the last scan from a
+// member that still has them all: every revision has at least one
+// event, so a copy must run on from the last one without a gap. A member
+// that compacted them away, or installed a snapshot past them, does not
+// have them; if none has, the history starts over from the newest
+// member's state.
 func (c *checkers) scanHistory() {
-	var m *member
-	for _, x := range c.w.serving() {
-		if x.up && x.node != nil && (m == nil || x.node.Rev() > m.node.Rev()) {
-			m = x
-		}
-	}
 	h := &c.hist
-	if m == nil || m.node.Rev() <= h.scannedTo {
-		return
-	}
-	if cr := m.node.CompactRev(); h.scannedTo+1 < cr {
-		// The events below cr are gone: start over from the state at cr.
-		v, _ := m.node.View()
-		rr, err := core.ExecuteRange(v, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: cr})
-		if err != nil {
+	var newest *member
+	for _, m := range c.w.serving() {
+		if !m.up || m.node == nil || m.node.Rev() <= h.scannedTo {
+			continue
+		}
+		if newest == nil || m.node.Rev() > newest.node.Rev() {
+			newest = m
+		}
+		if evs, ok := eventsSince(m, h.scannedTo); ok {
+			h.events, h.scannedTo = append(h.events, evs...), m.node.Rev()
 			return
 		}
-		h.base, h.baseRev, h.events, h.scannedTo = map[string]*mvccpb.KeyValue{}, cr, nil, cr
-		for _, kv := range rr.Kvs {
-			h.base[string(kv.Key)] = kv
-		}
-		c.w.trace.logf(c.w.now, "history: compacted at %d before it was copied; checks start from there", cr)
 	}
-	_ = m.node.ScanEvents(h.scannedTo+1, func(ev *mvccpb.Event) bool {
-		h.events = append(h.events, proto.Clone(ev).(*mvccpb.Event))
+	if newest == nil {
+		return
+	}
+	v, _ := newest.node.View()
+	rr, err := core.ExecuteRange(v, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+	if err != nil {
+		return
+	}
+	h.base, h.baseRev, h.events, h.scannedTo = map[string]*mvccpb.KeyValue{}, newest.node.Rev(), nil, newest.node.Rev()
+	for _, kv := range rr.Kvs {
+		h.base[string(kv.Key)] = kv
+	}
+	c.w.trace.logf(c.w.now, "history: no member has the events after %d; checks start again at %d", h.scannedTo, h.baseRev)
+}
+
+// eventsSince returns m's events after rev, if it has them all.
+func eventsSince(m *member, rev int64) ([]*mvccpb.Event, bool) {
+	var evs []*mvccpb.Event
+	next := rev + 1
+	err := m.node.ScanEvents(rev+1, func(ev *mvccpb.Event) bool {
+		r := ev.Kv.ModRevision
+		if r != next && r != next-1 {
+			return false
+		}
+		next = r + 1
+		evs = append(evs, proto.Clone(ev).(*mvccpb.Event))
 		return true
 	})
-	h.scannedTo = m.node.Rev()
+	return evs, err == nil && next == m.node.Rev()+1
 }
 
 // scheduleHistoryScans copies the history now and then for the whole run.

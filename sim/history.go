@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -85,6 +86,20 @@ func (o *Op) linearizable() bool {
 		return false
 	case o.Kind == opRangeGroup && o.Req.Range.Serializable:
 		return false
+	case o.Req.Txn != nil && txnSerializable(o.Req.Txn):
+		return false
+	}
+	return true
+}
+
+// txnSerializable reports whether etcd serves a transaction as a
+// serializable read: every op in both branches a serializable range (so
+// one with no ops at all).
+func txnSerializable(t *pb.TxnRequest) bool {
+	for _, o := range append(slices.Clone(t.Success), t.Failure...) {
+		if r := o.GetRequestRange(); r == nil || !r.Serializable {
+			return false
+		}
 	}
 	return true
 }

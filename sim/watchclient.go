@@ -261,23 +261,25 @@ func (c *watchClient) begin(rev int64) {
 	}
 }
 
-// compacted is etcd's legal answer to a watch from a compacted revision:
-// the watcher is canceled with the compaction's revision, and the client
-// resumes there, as clientv3's users do; the revisions between are lost.
+// compacted is etcd's legal answer to a watcher that needs revisions a
+// compaction took, starting from one or fallen behind: it is canceled
+// with the compaction's revision, and the client resumes there, as
+// clientv3's users do; the revisions between are lost.
 func (c *watchClient) compacted(compactRev, rev int64) {
 	w := c.w
 	c.begin(rev)
 	c.open = false
-	if compactRev <= c.from {
-		w.checks.fail("w%d: watch from %d canceled as compacted at %d, at or below its start", c.id, c.from, compactRev)
+	next := c.last + 1
+	if compactRev <= next {
+		w.checks.fail("w%d: watch owed %d on canceled as compacted at %d, at or below that", c.id, next, compactRev)
 		return
 	}
-	if _, ok := w.checks.compactedAbove(c.from, w.now, false); !ok {
-		w.checks.fail("w%d: watch from %d canceled as compacted at %d, but no compaction above %d was applied", c.id, c.from, compactRev, c.from)
+	if _, ok := w.checks.compactedAbove(next, w.now, false); !ok {
+		w.checks.fail("w%d: watch owed %d on canceled as compacted at %d, but no compaction above %d was applied", c.id, next, compactRev, next)
 		return
 	}
-	c.holes = append(c.holes, [2]int64{c.from, compactRev})
-	c.last = max(c.last, compactRev-1)
-	w.trace.logf(w.now, "w%d watch from %d compacted at %d; resume there", c.id, c.from, compactRev)
+	c.holes = append(c.holes, [2]int64{next, compactRev})
+	c.last = compactRev - 1
+	w.trace.logf(w.now, "w%d watch owed %d on compacted at %d; resume there", c.id, next, compactRev)
 	w.after(w.between(10_000, 500_000), func() { c.connect(compactRev) })
 }
