@@ -7,6 +7,8 @@ package mvcc
 // returns, which is what keeps members' hashes equal whatever their
 // progress.
 
+import "github.com/detcd/detcd/core/internal/planted"
+
 type jobKind uint8
 
 const (
@@ -152,6 +154,9 @@ func (s *Store) compactKey(it item, target Revision) int {
 		visited++
 	}
 	drop := recTombstone(r) && recMod(r) < target
+	if planted.Enabled && s.Bug == planted.MVCCCompactKeepsTooFew && i > 0 {
+		drop = true // planted: the value at the target goes when newer ones exist
+	}
 	hot := recMod(r) > s.physRev
 	if !hot && n == nil && !drop {
 		return visited // compacted before: its kept record is cold already
