@@ -27,8 +27,10 @@ type checkers struct {
 	w        *World
 	failures []string
 	history  []*Op
-	// leaders records who led each term.
-	leaders map[uint64]uint64
+	// leaders records who led each term; leaderChangedAt is when a new
+	// one was last seen.
+	leaders         map[uint64]uint64
+	leaderChangedAt int64
 	// entries records what was applied at each index, by any member.
 	entries map[uint64][32]byte
 	// lastRev is each client's newest revision from a linearizable op.
@@ -85,6 +87,7 @@ func (c *checkers) observe(m *member) {
 		c.fail("two leaders in term %d: m%d and %s", term, prev, m.name)
 	}
 	if !ok {
+		c.leaderChangedAt = c.w.now
 		c.w.note(m.idx, rowLeader, fmt.Sprintf("%s leads term %d", m.name, term))
 	}
 	c.leaders[term] = m.id
