@@ -173,4 +173,3 @@ func TestSwarmDraws(t *testing.T) {
 		t.Errorf("40 seeds drew only %d world shapes", len(shapes))
 	}
 }
-
