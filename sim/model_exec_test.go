@@ -44,11 +44,8 @@ func rangeOpOf(q *pb.RangeRequest, kvs []*kvpb, count int64, more bool) *Op {
 // sort of the first limit+1 keys when a target has no order.
 func TestModelSteps(t *testing.T) {
 	s := modelState()
-	group := &pb.RangeRequest{Key: []byte("g00/"), RangeEnd: []byte("g000")}
 	limited := func(limit int64, target pb.RangeRequest_SortTarget, order pb.RangeRequest_SortOrder) *pb.RangeRequest {
-		q := *group
-		q.Limit, q.SortTarget, q.SortOrder = limit, target, order
-		return &q
+		return &pb.RangeRequest{Key: []byte("g00/"), RangeEnd: []byte("g000"), Limit: limit, SortTarget: target, SortOrder: order}
 	}
 	for _, tt := range []struct {
 		name  string
