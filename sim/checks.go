@@ -31,6 +31,10 @@ type checkers struct {
 	// one was last seen.
 	leaders         map[uint64]uint64
 	leaderChangedAt int64
+	// tickStalls are the stretches [from, to) in which some member's
+	// ticks stopped: a clock jumped back (its ticker waits for the
+	// clock to catch up) or it was paused. Lease time runs on ticks.
+	tickStalls [][2]int64
 	// entries records what was applied at each index, by any member.
 	entries map[uint64][32]byte
 	// lastRev is each client's newest revision from a linearizable op.

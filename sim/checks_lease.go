@@ -84,3 +84,14 @@ func (c *checkers) holds(key string) bool {
 	}
 	return held
 }
+
+// ticksStalled reports whether some member's ticks stopped between from
+// and to.
+func (c *checkers) ticksStalled(from, to int64) bool {
+	for _, s := range c.tickStalls {
+		if s[0] < to && s[1] > from {
+			return true
+		}
+	}
+	return false
+}

@@ -153,12 +153,16 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 	case FaultClock:
 		d := f.between(-30_000_000, 30_000_000)
 		m.clock.jump(d)
+		if d < 0 {
+			w.checks.tickStalls = append(w.checks.tickStalls, [2]int64{w.now, w.now - d})
+		}
 		w.trace.logf(w.now, "fault clock jump on %s by %dus", m.name, d)
 	case FaultMembership:
 		f.membershipChange()
 	case FaultPause:
 		if m.up && !m.paused {
 			m.pause()
+			w.checks.tickStalls = append(w.checks.tickStalls, [2]int64{w.now, w.now + min(heal, 3_000_000)})
 			w.after(min(heal, 3_000_000), m.resume)
 		}
 	case FaultWALWipe, FaultRot, FaultGarbage:

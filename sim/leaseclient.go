@@ -141,6 +141,8 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 // lease can have been renewed: the last keep-alive answered, or the last
 // leader change (a new leader restarts a lease from its checkpointed
 // remaining TTL, at most the whole TTL), less the clock drift bound.
+// Lease time runs on the leader's ticks, so the bound is not checked
+// across a stretch in which some member's ticks stopped.
 func (c *leaseClient) timeToLive(rec *leaseRecord) {
 	w := c.w
 	sent := w.now
@@ -154,7 +156,7 @@ func (c *leaseClient) timeToLive(rec *leaseRecord) {
 			return
 		}
 		renewed := max(rec.renewedBy, w.checks.leaderChangedAt)
-		if rec.lost || rec.renewing > 0 || renewed >= sent {
+		if rec.lost || rec.renewing > 0 || renewed >= sent || w.checks.ticksStalled(renewed, sent) {
 			return
 		}
 		elapsedS := (sent - renewed) * (1_000_000 - driftMaxPPM) / 1_000_000 / 1_000_000
