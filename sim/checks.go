@@ -35,6 +35,10 @@ type checkers struct {
 	// ticks stopped: a clock jumped back (its ticker waits for the
 	// clock to catch up) or it was paused. Lease time runs on ticks.
 	tickStalls [][2]int64
+	// grantedAt is when each lease's grant was last applied by any
+	// member: a member that applies it again (a restart replaying its
+	// log) starts the lease over.
+	grantedAt map[int64]int64
 	// entries records what was applied at each index, by any member.
 	entries map[uint64][32]byte
 	// lastRev is each client's newest revision from a linearizable op.
@@ -57,7 +61,7 @@ type checkers struct {
 
 func newCheckers(w *World) *checkers {
 	// A store starts at revision 1, with no events.
-	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}}
+	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}, grantedAt: map[int64]int64{}}
 }
 
 func (c *checkers) fail(format string, args ...any) {
@@ -108,6 +112,9 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	var sum [32]byte
 	copy(sum[:], h.Sum(nil))
 	prev, ok := c.entries[index]
+	if len(c.w.leasers) > 0 {
+		c.noteGrant(data)
+	}
 	if ok && prev != sum {
 		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
 	}

@@ -95,3 +95,11 @@ func (c *checkers) ticksStalled(from, to int64) bool {
 	}
 	return false
 }
+
+// noteGrant records when a lease's grant was applied, each time.
+func (c *checkers) noteGrant(data []byte) {
+	var r pb.InternalRaftRequest
+	if proto.Unmarshal(data, &r) == nil && r.LeaseGrant != nil {
+		c.grantedAt[r.LeaseGrant.ID] = c.w.now
+	}
+}

@@ -38,6 +38,9 @@ type leaseRecord struct {
 	renewedBy int64
 	renewing  int
 	lost      bool
+	// renewTerm is the raft term the last renewal was answered in: a
+	// leader of a later term has promoted the lease since.
+	renewTerm uint64
 }
 
 func newLeaseClient(w *World, id int) *leaseClient {
@@ -82,7 +85,7 @@ func (c *leaseClient) begin() {
 			return
 		}
 		g := resp.Msg.(*pb.LeaseGrantResponse)
-		rec.id, rec.ttl, rec.lastRenewSent, rec.renewedBy = g.ID, g.TTL, rec.grantSent, w.now
+		rec.id, rec.ttl, rec.lastRenewSent, rec.renewedBy, rec.renewTerm = g.ID, g.TTL, rec.grantSent, w.now, g.Header.GetRaftTerm()
 		c.cur = rec
 		w.checks.leases = append(w.checks.leases, rec)
 		w.trace.logf(w.now, "l%d granted lease %x ttl %d", c.id, g.ID, g.TTL)
@@ -120,7 +123,7 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 			if resp != nil && resp.Err == nil {
 				if ka := resp.Msg.(*pb.LeaseKeepAliveResponse); ka.TTL > 0 {
 					rec.lastRenewSent = max(rec.lastRenewSent, sent)
-					rec.renewedBy = w.now
+					rec.renewedBy, rec.renewTerm = w.now, ka.Header.GetRaftTerm()
 				} else {
 					w.trace.logf(w.now, "l%d lease %x is gone", c.id, rec.id)
 					c.w.after(c.w.between(100_000, 1_000_000), c.begin)
@@ -138,9 +141,11 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 
 // timeToLive asks for the lease's remaining TTL: never above the TTL
 // granted, and never above what is left of it since the last time the
-// lease can have been renewed: the last keep-alive answered, or the last
+// lease can have been renewed: the last keep-alive answered, the last
 // leader change (a new leader restarts a lease from its checkpointed
-// remaining TTL, at most the whole TTL), less the clock drift bound.
+// remaining TTL, at most the whole TTL), or the last time a member applied
+// its grant (again, replaying its log after a restart), less the clock
+// drift bound.
 // Lease time runs on the leader's ticks, so the bound is not checked
 // across a stretch in which some member's ticks stopped.
 func (c *leaseClient) timeToLive(rec *leaseRecord) {
@@ -155,8 +160,9 @@ func (c *leaseClient) timeToLive(rec *leaseRecord) {
 			w.checks.fail("lease %x: time to live %d (granted %d), granted at %d", rec.id, t.TTL, t.GrantedTTL, rec.ttl)
 			return
 		}
-		renewed := max(rec.renewedBy, w.checks.leaderChangedAt)
-		if rec.lost || rec.renewing > 0 || renewed >= sent || w.checks.ticksStalled(renewed, sent) {
+		renewed := max(rec.renewedBy, w.checks.leaderChangedAt, w.checks.grantedAt[rec.id])
+		promoted := t.Header.GetRaftTerm() != rec.renewTerm
+		if rec.lost || rec.renewing > 0 || promoted || renewed >= sent || w.checks.ticksStalled(renewed, sent) {
 			return
 		}
 		elapsedS := (sent - renewed) * (1_000_000 - driftMaxPPM) / 1_000_000 / 1_000_000
