@@ -19,7 +19,7 @@ func (n *Node) applyTxn(rt *pb.TxnRequest, write bool) (*pb.TxnResponse, error) 
 	if write && n.st.alarms.noSpace() && txnCost(rt) > 0 {
 		return nil, ErrNoSpace
 	}
-	path := compareToPath(n.kv, rt)
+	path := n.compareToPath(n.kv, rt)
 	if _, err := n.checkTxn(rt, path); err != nil {
 		return nil, err
 	}
@@ -41,30 +41,30 @@ func (n *Node) applyTxn(rt *pb.TxnRequest, write bool) (*pb.TxnResponse, error) 
 	return resp, nil
 }
 
-func compareToPath(rd kvReader, rt *pb.TxnRequest) []bool {
-	path := []bool{applyCompares(rd, rt.Compare)}
+func (n *Node) compareToPath(rd kvReader, rt *pb.TxnRequest) []bool {
+	path := []bool{n.applyCompares(rd, rt.Compare)}
 	ops := rt.Success
 	if !path[0] {
 		ops = rt.Failure
 	}
 	for _, op := range ops {
 		if t := op.GetRequestTxn(); t != nil {
-			path = append(path, compareToPath(rd, t)...)
+			path = append(path, n.compareToPath(rd, t)...)
 		}
 	}
 	return path
 }
 
-func applyCompares(rd kvReader, cmps []*pb.Compare) bool {
+func (n *Node) applyCompares(rd kvReader, cmps []*pb.Compare) bool {
 	for _, c := range cmps {
-		if !applyCompare(rd, c) {
+		if !n.applyCompare(rd, c) {
 			return false
 		}
 	}
 	return true
 }
 
-func applyCompare(rd kvReader, c *pb.Compare) bool {
+func (n *Node) applyCompare(rd kvReader, c *pb.Compare) bool {
 	rr, err := rd.Range(c.Key, rangeEnd(c.RangeEnd), mvcc.RangeOptions{})
 	if err != nil {
 		return false
@@ -74,17 +74,17 @@ func applyCompare(rd kvReader, c *pb.Compare) bool {
 			// A missing key has no value to compare, as in etcd.
 			return false
 		}
-		return compareKV(c, &mvccpb.KeyValue{})
+		return n.compareKV(c, &mvccpb.KeyValue{})
 	}
 	for _, kv := range rr.KVs {
-		if !compareKV(c, kv) {
+		if !n.compareKV(c, kv) {
 			return false
 		}
 	}
 	return true
 }
 
-func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
+func (n *Node) compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	var result int
 	switch c.Target {
 	case pb.Compare_VALUE:
@@ -104,6 +104,9 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	case pb.Compare_NOT_EQUAL:
 		return result != 0
 	case pb.Compare_GREATER:
+		if n.bug(BugCompareGreaterOrEqual) {
+			return result >= 0 // planted: GREATER as at least
+		}
 		return result > 0
 	case pb.Compare_LESS:
 		return result < 0

@@ -33,6 +33,9 @@ const (
 	// BugSnapshotKeepsMembers installs a snapshot from the leader but
 	// keeps the member list the member had before it.
 	BugSnapshotKeepsMembers = "snapshot-keeps-members"
+	// BugCompareGreaterOrEqual evaluates a transaction's GREATER compare
+	// as greater or equal.
+	BugCompareGreaterOrEqual = "compare-greater-or-equal"
 	// BugEntriesNoFsync writes new log entries without asking the driver
 	// to sync them before they count as persisted.
 	BugEntriesNoFsync = "entries-no-fsync"
@@ -46,6 +49,13 @@ const (
 	// BugMVCCCheckpointDropsLast writes checkpoints (and snapshots)
 	// without the changes of their newest revision.
 	BugMVCCCheckpointDropsLast = planted.MVCCCheckpointDropsLast
+	// BugMVCCRangeLimitOffByOne reads one key fewer than a range's limit
+	// asks for.
+	BugMVCCRangeLimitOffByOne = planted.MVCCRangeLimitOffByOne
+	// BugMVCCCompactKeepsTooFew drops, at a compaction, a key's value at
+	// the compaction revision when newer values exist: reads at the
+	// compaction revision miss it.
+	BugMVCCCompactKeepsTooFew = planted.MVCCCompactKeepsTooFew
 	// BugWatchCatchUpSkipLast leaves a catch-up batch's last revision out.
 	BugWatchCatchUpSkipLast = planted.WatchCatchUpSkipLast
 	// BugWatchNotifyFirstOnly sends a synced watcher only the first of a
@@ -76,6 +86,7 @@ var PlantedBugs = []string{
 	BugEntriesNoFsync, BugRestartAppliesUncommitted, BugReadBeforeApplied,
 	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers,
 	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
+	BugCompareGreaterOrEqual, BugMVCCRangeLimitOffByOne, BugMVCCCompactKeepsTooFew,
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,

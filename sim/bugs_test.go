@@ -23,15 +23,18 @@ import (
 // a planted bug.
 const plantedBugSeedsMax = 40
 
-// TestPlantedBugs proves the checkers bite: each of these two planted bugs
+// TestPlantedBugs proves the checkers bite: each of these planted bugs
 // must make some run fail within a bounded number of seeds. make mutants
 // runs every planted bug, for minutes each.
 func TestPlantedBugs(t *testing.T) {
 	mixes := map[string]string{
-		core.BugAckBeforeFsync: "powerloss,crash,torn,slowdisk",
-		core.BugStaleRead:      "partition,oneway",
+		core.BugAckBeforeFsync:         "powerloss,crash,torn,slowdisk",
+		core.BugStaleRead:              "partition,oneway",
+		core.BugCompareGreaterOrEqual:  "all",
+		core.BugMVCCRangeLimitOffByOne: "all",
+		core.BugMVCCCompactKeepsTooFew: "all",
 	}
-	for _, bug := range []string{core.BugAckBeforeFsync, core.BugStaleRead} {
+	for _, bug := range []string{core.BugAckBeforeFsync, core.BugStaleRead, core.BugCompareGreaterOrEqual, core.BugMVCCRangeLimitOffByOne, core.BugMVCCCompactKeepsTooFew} {
 		t.Run(bug, func(t *testing.T) {
 			faults, err := ParseFaults(mixes[bug])
 			if err != nil {

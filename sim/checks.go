@@ -12,6 +12,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
 )
@@ -26,8 +27,18 @@ type checkers struct {
 	w        *World
 	failures []string
 	history  []*Op
-	// leaders records who led each term.
-	leaders map[uint64]uint64
+	// leaders records who led each term; leaderChangedAt is when a new
+	// one was last seen.
+	leaders         map[uint64]uint64
+	leaderChangedAt int64
+	// tickStalls are the stretches [from, to) in which some member's
+	// ticks stopped: a clock jumped back (its ticker waits for the
+	// clock to catch up) or it was paused. Lease time runs on ticks.
+	tickStalls [][2]int64
+	// grantedAt is when each lease's grant was last applied by any
+	// member: a member that applies it again (a restart replaying its
+	// log) starts the lease over.
+	grantedAt map[int64]int64
 	// entries records what was applied at each index, by any member.
 	entries map[uint64][32]byte
 	// lastRev is each client's newest revision from a linearizable op.
@@ -38,6 +49,10 @@ type checkers struct {
 	// revoke was first applied by any member.
 	leases    []*leaseRecord
 	revokedAt map[int64]int64
+	// compactions are the compactions that took effect, in order; hist
+	// is the key space's history, copied as it was applied.
+	compactions []compaction
+	hist        history
 	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
 	Linearizability string
 	// linInfo is porcupine's account of the check, for WriteHistoryHTML.
@@ -45,7 +60,8 @@ type checkers struct {
 }
 
 func newCheckers(w *World) *checkers {
-	return &checkers{w: w, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}}
+	// A store starts at revision 1, with no events.
+	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}, grantedAt: map[int64]int64{}}
 }
 
 func (c *checkers) fail(format string, args ...any) {
@@ -79,6 +95,7 @@ func (c *checkers) observe(m *member) {
 		c.fail("two leaders in term %d: m%d and %s", term, prev, m.name)
 	}
 	if !ok {
+		c.leaderChangedAt = c.w.now
 		c.w.note(m.idx, rowLeader, fmt.Sprintf("%s leads term %d", m.name, term))
 	}
 	c.leaders[term] = m.id
@@ -95,6 +112,9 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	var sum [32]byte
 	copy(sum[:], h.Sum(nil))
 	prev, ok := c.entries[index]
+	if len(c.w.leasers) > 0 {
+		c.noteGrant(data)
+	}
 	if ok && prev != sum {
 		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
 	}
@@ -111,7 +131,7 @@ func (c *checkers) op(op *Op) {
 	if !op.Unknown && !op.Failed {
 		c.maxRev = max(c.maxRev, op.Rev)
 	}
-	if op.Unknown || op.Failed || op.Kind == opGetSerializable {
+	if op.Unknown || op.Failed || op.Err != "" || !op.linearizable() {
 		return
 	}
 	if last := c.lastRev[op.Client]; op.Rev < last {
@@ -219,10 +239,12 @@ func (c *checkers) final() {
 	if ms := c.w.serving(); len(ms) == 0 || !ms[0].up || ms[0].node == nil {
 		c.fail("no member serves at the end of the run: durability, watch and lease checks skipped")
 	} else {
+		c.scanHistory()
 		c.checkDurability()
 		c.checkWatches()
 		c.checkLeases()
 	}
+	c.checkCompactions()
 	c.checkLinearizable()
 }
 
@@ -286,43 +308,28 @@ func describeIllegal(info porcupine.LinearizationInfo, ops []porcupine.Operation
 func (c *checkers) checkDurability() {
 	m := c.w.serving()[0]
 	v, _ := m.node.View()
-	final := map[string]kv{}
+	final := map[string]*kvpb{}
 	rr, err := core.ExecuteRange(v, &pb.RangeRequest{Key: []byte("g"), RangeEnd: []byte("h")})
 	if err != nil {
 		c.fail("durability: reading the final state: %v", err)
 		return
 	}
 	for _, k := range rr.Kvs {
-		final[string(k.Key)] = kv{Key: string(k.Key), Value: string(k.Value), Mod: k.ModRevision}
+		final[string(k.Key)] = k
 	}
-	type write struct {
-		rev   int64
-		value string
-		del   bool
-	}
-	latest := map[string]write{}
+	latest := map[string]ackedWrite{}
 	deletes := map[string]bool{}
-	note := func(key string, wr write) {
+	note := func(key string, wr ackedWrite) {
 		if cur, ok := latest[key]; !ok || wr.rev > cur.rev {
 			latest[key] = wr
 		}
 	}
 	for _, op := range c.history {
-		if op.Kind == opDelete {
-			deletes[op.Key] = true
+		for _, k := range deletedKeys(op.Group, op.Req) {
+			deletes[k] = true
 		}
-		if op.Unknown || op.Failed {
-			continue
-		}
-		switch {
-		case op.Kind == opPut, op.Kind == opCAS && op.Succeeded:
-			note(op.Key, write{rev: op.Rev, value: op.Value})
-		case op.Kind == opMultiPut:
-			for _, k := range op.Keys {
-				note(k, write{rev: op.Rev, value: op.Value})
-			}
-		case op.Kind == opDelete && op.Deleted > 0:
-			note(op.Key, write{rev: op.Rev, del: true})
+		if !op.Unknown && !op.Failed && op.Err == "" && op.Kind != opCompact && op.Kind != opRangeAt {
+			ackedWrites(op.Req, op.Resp, op.Rev, note)
 		}
 	}
 	keys := make([]string, 0, len(latest))
@@ -334,12 +341,91 @@ func (c *checkers) checkDurability() {
 		wr := latest[k]
 		f, ok := final[k]
 		switch {
-		case ok && f.Mod < wr.rev:
-			c.fail("durability: %s acknowledged at revision %d, final state has revision %d", k, wr.rev, f.Mod)
-		case ok && f.Mod == wr.rev && (wr.del || f.Value != wr.value):
+		case ok && f.ModRevision < wr.rev:
+			c.fail("durability: %s acknowledged at revision %d, final state has revision %d", k, wr.rev, f.ModRevision)
+		case ok && f.ModRevision == wr.rev && (wr.del || !wr.anyValue && string(f.Value) != wr.value):
 			c.fail("durability: %s at revision %d holds %q, acknowledged %q", k, wr.rev, f.Value, wr.value)
 		case !ok && !wr.del && !deletes[k]:
 			c.fail("durability: %s=%s acknowledged at revision %d is gone and nobody deleted it", k, wr.value, wr.rev)
 		}
 	}
+}
+
+// ackedWrite is an acknowledged write of a key: a put of value (any
+// value, for ignore_value) or a delete, at rev.
+type ackedWrite struct {
+	rev      int64
+	value    string
+	anyValue bool
+	del      bool
+}
+
+// ackedWrites reports the writes a request that succeeded made, from its
+// response: the branches its transactions took, the keys its deletes
+// removed (those prev_kv names, for a range).
+func ackedWrites(r core.Request, resp proto.Message, rev int64, note func(string, ackedWrite)) {
+	switch {
+	case r.Put != nil:
+		note(string(r.Put.Key), ackedWrite{rev: rev, value: string(r.Put.Value), anyValue: r.Put.IgnoreValue})
+	case r.DeleteRange != nil:
+		d, _ := resp.(*pb.DeleteRangeResponse)
+		switch {
+		case d == nil:
+		case len(r.DeleteRange.RangeEnd) == 0 && d.Deleted > 0:
+			note(string(r.DeleteRange.Key), ackedWrite{rev: rev, del: true})
+		default:
+			for _, kv := range d.PrevKvs {
+				note(string(kv.Key), ackedWrite{rev: rev, del: true})
+			}
+		}
+	case r.Txn != nil:
+		t, _ := resp.(*pb.TxnResponse)
+		if t == nil {
+			return
+		}
+		ops := r.Txn.Failure
+		if t.Succeeded {
+			ops = r.Txn.Success
+		}
+		for i, o := range ops {
+			if i < len(t.Responses) {
+				ackedWrites(requestOf(o), responseOf(t.Responses[i]), rev, note)
+			}
+		}
+	}
+}
+
+// deletedKeys are the keys a request may delete, in any branch.
+func deletedKeys(g int, r core.Request) []string {
+	switch {
+	case r.DeleteRange != nil && len(r.DeleteRange.RangeEnd) == 0:
+		return []string{string(r.DeleteRange.Key)}
+	case r.DeleteRange != nil:
+		return []string{groupKey(g, 0), groupKey(g, 1), groupKey(g, 2)}
+	case r.Txn != nil:
+		var out []string
+		for _, o := range append(slices.Clone(r.Txn.Success), r.Txn.Failure...) {
+			out = append(out, deletedKeys(g, requestOf(o))...)
+		}
+		return out
+	}
+	return nil
+}
+
+func requestOf(o *pb.RequestOp) core.Request {
+	return core.Request{Put: o.GetRequestPut(), Range: o.GetRequestRange(), DeleteRange: o.GetRequestDeleteRange(), Txn: o.GetRequestTxn()}
+}
+
+func responseOf(o *pb.ResponseOp) proto.Message {
+	switch {
+	case o.GetResponsePut() != nil:
+		return o.GetResponsePut()
+	case o.GetResponseRange() != nil:
+		return o.GetResponseRange()
+	case o.GetResponseDeleteRange() != nil:
+		return o.GetResponseDeleteRange()
+	case o.GetResponseTxn() != nil:
+		return o.GetResponseTxn()
+	}
+	return nil
 }

@@ -32,18 +32,13 @@ func (c *checkers) checkWatches() {
 	if len(c.w.watchers) == 0 {
 		return
 	}
-	m := c.w.serving()[0]
-	var history []*mvccpb.Event
-	if err := m.node.ScanEvents(1, func(ev *mvccpb.Event) bool {
-		history = append(history, ev)
-		return true
-	}); err != nil {
-		c.fail("watch check: reading the history: %v", err)
-		return
-	}
+	history := c.hist.events
 	// prev[i] is the key's value before history[i].
 	prev := make([]*mvccpb.KeyValue, len(history))
 	state := map[string]*mvccpb.KeyValue{}
+	for k, kv := range c.hist.base { //core:maporder-ok: a copy
+		state[k] = kv
+	}
 	for i, ev := range history {
 		prev[i] = state[string(ev.Kv.Key)]
 		if ev.Type == mvccpb.Event_PUT {
@@ -64,7 +59,7 @@ func (c *checkers) checkWatcher(wc *watchClient, history []*mvccpb.Event, prev [
 	perRev := map[int64]int{}
 	for i, ev := range history {
 		r := ev.Kv.ModRevision
-		if r >= wc.expectFrom && r <= wc.last && wc.contains(ev.Kv.Key) && wc.wants(ev) {
+		if r >= wc.expectFrom && r <= wc.last && !wc.inHole(r) && wc.contains(ev.Kv.Key) && wc.wants(ev) {
 			want = append(want, i)
 			perRev[r]++
 		}
@@ -80,13 +75,19 @@ func (c *checkers) checkWatcher(wc *watchClient, history []*mvccpb.Event, prev [
 		}
 		inResp := map[int64]int{}
 		for _, ev := range rec.events {
+			if ev.Kv.ModRevision <= c.hist.baseRev {
+				continue // compacted before the checkers copied it
+			}
 			if got >= len(want) {
 				c.fail("w%d: unexpected event %s %s@%d (watched [%s,%s) from %d to %d)", wc.id, ev.Type, ev.Kv.Key, ev.Kv.ModRevision, wc.key, wc.end, wc.expectFrom, wc.last)
 				return
 			}
 			i := want[got]
 			exp := history[i]
-			if err := sameEvent(ev, exp, prev[i], wc.prevKV); err != nil {
+			// etcd reads prev_kv at the revision before the event: gone
+			// if a compaction above it was applied before the response.
+			_, prevGone := c.compactedAbove(ev.Kv.ModRevision-1, rec.at, false)
+			if err := sameEvent(ev, exp, prev[i], wc.prevKV, prevGone); err != nil {
 				c.fail("w%d: event %d: %v", wc.id, got, err)
 				return
 			}
@@ -106,7 +107,7 @@ func (c *checkers) checkWatcher(wc *watchClient, history []*mvccpb.Event, prev [
 	}
 }
 
-func sameEvent(got, want *mvccpb.Event, prev *mvccpb.KeyValue, prevKV bool) error {
+func sameEvent(got, want *mvccpb.Event, prev *mvccpb.KeyValue, prevKV, prevGone bool) error {
 	g, w := got.Kv, want.Kv
 	if got.Type != want.Type || !bytes.Equal(g.Key, w.Key) || g.ModRevision != w.ModRevision || !bytes.Equal(g.Value, w.Value) ||
 		g.CreateRevision != w.CreateRevision || g.Version != w.Version || g.Lease != w.Lease {
@@ -125,10 +126,23 @@ func sameEvent(got, want *mvccpb.Event, prev *mvccpb.KeyValue, prevKV bool) erro
 		if got.PrevKv != nil {
 			return fmt.Errorf("prev_kv %s@%d on %s@%d, want none", got.PrevKv.Value, got.PrevKv.ModRevision, g.Key, g.ModRevision)
 		}
+	case got.PrevKv == nil && prevGone:
 	case got.PrevKv == nil:
 		return fmt.Errorf("no prev_kv on %s@%d, want %s@%d", g.Key, g.ModRevision, prev.Value, prev.ModRevision)
 	case got.PrevKv.ModRevision != prev.ModRevision || !bytes.Equal(got.PrevKv.Value, prev.Value):
 		return fmt.Errorf("prev_kv %s@%d on %s@%d, want %s@%d", got.PrevKv.Value, got.PrevKv.ModRevision, g.Key, g.ModRevision, prev.Value, prev.ModRevision)
 	}
 	return nil
+}
+
+// inHole reports whether rev is in a stretch a compaction took from the
+// watcher: it asked to resume there, and was told to restart at the
+// compaction instead.
+func (c *watchClient) inHole(rev int64) bool {
+	for _, h := range c.holes {
+		if rev >= h[0] && rev < h[1] {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"testing"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/detcd/detcd/core"
@@ -20,7 +21,7 @@ func TestTooManyRequestsIsLegal(t *testing.T) {
 	c := newClient(w, 0)
 	var backoffs []int64
 	for range 3 {
-		op := &Op{Kind: opPut, Key: "g00/k0", Value: "v"}
+		op := &Op{Kind: opPut, Req: core.Request{Put: &pb.PutRequest{Key: []byte("g00/k0"), Value: []byte("v")}}}
 		c.record(op, &core.Response{Err: rpctypes.ErrGRPCRequestTooManyRequests})
 		if !op.Failed || op.Unknown {
 			t.Fatalf("refused put recorded as failed=%v unknown=%v, want failed", op.Failed, op.Unknown)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"strings"
 
@@ -63,7 +64,7 @@ func (f *faultState) scheduleNext() {
 		if f.w.stopping {
 			return
 		}
-		f.inject(f.kinds[f.rng.IntN(len(f.kinds))], f.member(), f.between(500_000, 5_000_000))
+		f.inject(f.pickKind(), f.member(), f.between(500_000, 5_000_000))
 		f.scheduleNext()
 	})
 }
@@ -152,12 +153,16 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 	case FaultClock:
 		d := f.between(-30_000_000, 30_000_000)
 		m.clock.jump(d)
+		if d < 0 {
+			w.checks.tickStalls = append(w.checks.tickStalls, [2]int64{w.now, w.now - d})
+		}
 		w.trace.logf(w.now, "fault clock jump on %s by %dus", m.name, d)
 	case FaultMembership:
 		f.membershipChange()
 	case FaultPause:
 		if m.up && !m.paused {
 			m.pause()
+			w.checks.tickStalls = append(w.checks.tickStalls, [2]int64{w.now, w.now + min(heal, 3_000_000)})
 			w.after(min(heal, 3_000_000), m.resume)
 		}
 	case FaultWALWipe, FaultRot, FaultGarbage:
@@ -431,4 +436,19 @@ func (f *faultState) healAll() {
 			w.restart(m)
 		}
 	}
+}
+
+// pickKind draws a fault kind by the run's fault weights.
+func (f *faultState) pickKind() Faults {
+	total := 0
+	for _, k := range f.kinds {
+		total += f.w.settings.FaultWeights[bits.TrailingZeros32(uint32(k))]
+	}
+	r := f.rng.IntN(total)
+	for _, k := range f.kinds {
+		if r -= f.w.settings.FaultWeights[bits.TrailingZeros32(uint32(k))]; r < 0 {
+			return k
+		}
+	}
+	return f.kinds[0]
 }

@@ -2,11 +2,19 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core"
 )
 
 type opKind uint8
 
+// The operation kinds the workload draws, each with its own weight in the
+// run's settings.
 const (
 	opPut opKind = iota + 1
 	opGet
@@ -15,81 +23,254 @@ const (
 	opCAS
 	opMultiPut
 	opRangeGroup
+	opDeleteGroup
+	opTxn
+	opRangeAt
+	opCompact
+	opKindsEnd
 )
 
-var opNames = map[opKind]string{opPut: "put", opGet: "get", opGetSerializable: "sget", opDelete: "del", opCAS: "cas", opMultiPut: "mput", opRangeGroup: "range"}
+var opNames = [opKindsEnd]string{opPut: "put", opGet: "get", opGetSerializable: "sget", opDelete: "del", opCAS: "cas", opMultiPut: "mput",
+	opRangeGroup: "range", opDeleteGroup: "delg", opTxn: "txn", opRangeAt: "rangeat", opCompact: "compact"}
 
-// kv is a key's state as a read saw it.
-type kv struct {
-	Key, Value           string
-	Mod, Create, Version int64
-}
+// The legal errors the checkers judge, rather than the client: a read
+// below the compaction, a revision ahead of the store, ignore_value or
+// ignore_lease on a missing key.
+const (
+	errKindCompacted   = "compacted"
+	errKindFutureRev   = "future"
+	errKindKeyNotFound = "keynotfound"
+)
 
-// Op is one client operation in the history: what was asked, when, and
-// what came back. Return is -1 while the outcome is unknown (the client
-// timed out, or got an error that does not say whether the write took).
+// Op is one client operation in the history: what was asked (Req, one
+// key group's keys only, but for a compaction), when, and what came back
+// (Resp, or a legal error in Err). Return is -1 while the outcome is
+// unknown (the client timed out, or got an error that does not say
+// whether the write took).
 type Op struct {
 	Client int
 	Kind   opKind
 	Group  int
-	Key    string
-	Keys   []string // multi-key ops
-	Value  string
-	// ExpectMod is a compare-and-swap's expected mod revision.
-	ExpectMod int64
-	Member    int
-	Call      int64
-	Return    int64
+	Req    core.Request
+	Member int
+	Call   int64
+	Return int64
+	// Seen is the newest revision any operation had shown when this one
+	// was called: it exists on every member that applies this op.
+	Seen int64
 
 	// Outputs.
-	Unknown   bool
-	Failed    bool // a definite failure with no effect
-	Rev       int64
-	Succeeded bool
-	Deleted   int64
-	KVs       []kv
+	Unknown bool
+	Failed  bool   // a definite failure with no effect
+	Err     string // a legal error (errKind...), judged by the checkers
+	Rev     int64
+	Resp    proto.Message
 }
 
 func (o *Op) isWrite() bool {
 	switch o.Kind {
-	case opPut, opDelete, opCAS, opMultiPut:
+	case opPut, opDelete, opCAS, opMultiPut, opDeleteGroup, opTxn, opCompact:
 		return true
 	}
 	return false
 }
 
+// linearizable reports whether porcupine's model checks the op: a
+// linearizable key-value operation on the current state with an outcome
+// (known, unknown, or a legal error that says something of the state).
+func (o *Op) linearizable() bool {
+	switch {
+	case o.Failed, o.Kind == opGetSerializable, o.Kind == opRangeAt, o.Kind == opCompact:
+		return false
+	case o.Err != "" && o.Err != errKindKeyNotFound:
+		return false
+	case o.Kind == opRangeGroup && o.Req.Range.Serializable:
+		return false
+	case o.Req.Txn != nil && txnSerializable(o.Req.Txn):
+		return false
+	}
+	return true
+}
+
+// txnSerializable reports whether etcd serves a transaction as a
+// serializable read: every op in both branches a serializable range (so
+// one with no ops at all).
+func txnSerializable(t *pb.TxnRequest) bool {
+	for _, o := range append(slices.Clone(t.Success), t.Failure...) {
+		if r := o.GetRequestRange(); r == nil || !r.Serializable {
+			return false
+		}
+	}
+	return true
+}
+
 func (o *Op) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "c%d %s", o.Client, opNames[o.Kind])
-	switch o.Kind {
-	case opPut:
-		fmt.Fprintf(&b, " %s=%s", o.Key, o.Value)
-	case opCAS:
-		fmt.Fprintf(&b, " %s=%s if mod=%d", o.Key, o.Value, o.ExpectMod)
-	case opMultiPut:
-		fmt.Fprintf(&b, " %s=%s", strings.Join(o.Keys, ","), o.Value)
-	case opRangeGroup:
-		fmt.Fprintf(&b, " group %d", o.Group)
-	default:
-		fmt.Fprintf(&b, " %s", o.Key)
-	}
-	fmt.Fprintf(&b, " @m%d [%d,", o.Member+1, o.Call)
+	fmt.Fprintf(&b, "c%d %s %s @m%d [%d,", o.Client, opNames[o.Kind], describeRequest(o.Req), o.Member+1, o.Call)
 	if o.Unknown {
 		b.WriteString("?] unknown")
 		return b.String()
 	}
 	fmt.Fprintf(&b, "%d] rev %d", o.Return, o.Rev)
-	if o.Failed {
+	switch {
+	case o.Err != "":
+		b.WriteString(" err " + o.Err)
+	case o.Failed:
 		b.WriteString(" failed")
+	case o.Resp != nil:
+		b.WriteString(" " + describeResponse(o.Resp))
 	}
-	if o.Kind == opCAS {
-		fmt.Fprintf(&b, " ok=%v", o.Succeeded)
+	return b.String()
+}
+
+func describeRequest(r core.Request) string {
+	switch {
+	case r.Put != nil:
+		return describePut(r.Put)
+	case r.Range != nil:
+		return describeRange(r.Range)
+	case r.DeleteRange != nil:
+		return describeDelete(r.DeleteRange)
+	case r.Txn != nil:
+		return describeTxn(r.Txn)
+	case r.Compaction != nil:
+		return fmt.Sprintf("at %d physical=%v", r.Compaction.Revision, r.Compaction.Physical)
 	}
-	if o.Kind == opDelete {
-		fmt.Fprintf(&b, " deleted %d", o.Deleted)
+	return "?"
+}
+
+func describeKeys(key, end []byte) string {
+	if len(end) == 0 {
+		return string(key)
 	}
-	for _, k := range o.KVs {
-		fmt.Fprintf(&b, " {%s=%s m%d c%d v%d}", k.Key, k.Value, k.Mod, k.Create, k.Version)
+	return fmt.Sprintf("[%s,%s)", key, end)
+}
+
+func describePut(p *pb.PutRequest) string {
+	s := fmt.Sprintf("%s=%s", p.Key, p.Value)
+	if p.PrevKv {
+		s += " prev"
+	}
+	if p.IgnoreValue {
+		s += " ignore-value"
+	}
+	if p.IgnoreLease {
+		s += " ignore-lease"
+	}
+	return s
+}
+
+func describeRange(r *pb.RangeRequest) string {
+	s := describeKeys(r.Key, r.RangeEnd)
+	if r.Revision != 0 {
+		s += fmt.Sprintf(" at %d", r.Revision)
+	}
+	if r.Limit != 0 {
+		s += fmt.Sprintf(" limit %d", r.Limit)
+	}
+	if r.SortOrder != pb.RangeRequest_NONE || r.SortTarget != pb.RangeRequest_KEY {
+		s += fmt.Sprintf(" sort %s %s", r.SortTarget, r.SortOrder)
+	}
+	if r.CountOnly {
+		s += " count-only"
+	}
+	if r.KeysOnly {
+		s += " keys-only"
+	}
+	if r.Serializable {
+		s += " serializable"
+	}
+	return s
+}
+
+func describeDelete(d *pb.DeleteRangeRequest) string {
+	s := describeKeys(d.Key, d.RangeEnd)
+	if d.PrevKv {
+		s += " prev"
+	}
+	return s
+}
+
+func describeTxn(t *pb.TxnRequest) string {
+	var cmps, succ, fail []string
+	for _, c := range t.Compare {
+		cmps = append(cmps, fmt.Sprintf("%s(%s) %s %s", c.Target, c.Key, c.Result, compareValue(c)))
+	}
+	for _, o := range t.Success {
+		succ = append(succ, describeRequestOp(o))
+	}
+	for _, o := range t.Failure {
+		fail = append(fail, describeRequestOp(o))
+	}
+	return fmt.Sprintf("if(%s) then(%s) else(%s)", strings.Join(cmps, ","), strings.Join(succ, "; "), strings.Join(fail, "; "))
+}
+
+func compareValue(c *pb.Compare) string {
+	switch c.Target {
+	case pb.Compare_VALUE:
+		return string(c.GetValue())
+	case pb.Compare_VERSION:
+		return fmt.Sprint(c.GetVersion())
+	case pb.Compare_CREATE:
+		return fmt.Sprint(c.GetCreateRevision())
+	case pb.Compare_MOD:
+		return fmt.Sprint(c.GetModRevision())
+	}
+	return fmt.Sprint(c.GetLease())
+}
+
+func describeRequestOp(o *pb.RequestOp) string {
+	switch {
+	case o.GetRequestPut() != nil:
+		return "put " + describePut(o.GetRequestPut())
+	case o.GetRequestRange() != nil:
+		return "get " + describeRange(o.GetRequestRange())
+	case o.GetRequestDeleteRange() != nil:
+		return "del " + describeDelete(o.GetRequestDeleteRange())
+	case o.GetRequestTxn() != nil:
+		return "txn " + describeTxn(o.GetRequestTxn())
+	}
+	return "?"
+}
+
+func describeResponse(m proto.Message) string {
+	switch r := m.(type) {
+	case *pb.PutResponse:
+		if r.PrevKv != nil {
+			return "prev " + describeKVs([]*kvpb{r.PrevKv})
+		}
+		return ""
+	case *pb.RangeResponse:
+		s := fmt.Sprintf("count %d", r.Count)
+		if r.More {
+			s += " more"
+		}
+		return s + describeKVs(r.Kvs)
+	case *pb.DeleteRangeResponse:
+		return fmt.Sprintf("deleted %d", r.Deleted) + describeKVs(r.PrevKvs)
+	case *pb.TxnResponse:
+		parts := []string{fmt.Sprintf("ok=%v", r.Succeeded)}
+		for _, o := range r.Responses {
+			switch {
+			case o.GetResponsePut() != nil:
+				parts = append(parts, "put "+describeResponse(o.GetResponsePut()))
+			case o.GetResponseRange() != nil:
+				parts = append(parts, "get "+describeResponse(o.GetResponseRange()))
+			case o.GetResponseDeleteRange() != nil:
+				parts = append(parts, "del "+describeResponse(o.GetResponseDeleteRange()))
+			case o.GetResponseTxn() != nil:
+				parts = append(parts, "txn("+describeResponse(o.GetResponseTxn())+")")
+			}
+		}
+		return strings.Join(parts, " ")
+	}
+	return ""
+}
+
+func describeKVs(kvs []*kvpb) string {
+	var b strings.Builder
+	for _, k := range kvs {
+		fmt.Fprintf(&b, " {%s=%s m%d c%d v%d}", k.Key, k.Value, k.ModRevision, k.CreateRevision, k.Version)
 	}
 	return b.String()
 }

@@ -35,6 +35,16 @@ type leaseRecord struct {
 	// (TTL > 0) was sent: the lease must live a TTL from then.
 	lastRenewSent int64
 	grantSent     int64
+	// renewedBy is when the last renewal the client knows of was
+	// answered (the grant first): the lease was renewed at or before it.
+	// renewing counts keep-alives in flight; lost is set once one went
+	// unanswered, since it may still renew the lease at any time.
+	renewedBy int64
+	renewing  int
+	lost      bool
+	// renewTerm is the raft term the last renewal was answered in: a
+	// leader of a later term has promoted the lease since.
+	renewTerm uint64
 }
 
 func newLeaseClient(w *World, id int) *leaseClient {
@@ -83,18 +93,18 @@ func (c *leaseClient) begin() {
 		return
 	}
 	c.seq++
-	rec := &leaseRecord{client: c.id, ttl: 3 + c.rng.Int64N(8), grantSent: w.now}
+	rec := &leaseRecord{client: c.id, ttl: 3 + c.rng.Int64N(w.settings.LeaseTTLMax-2), grantSent: w.now}
 	c.call(core.Request{LeaseGrant: &pb.LeaseGrantRequest{TTL: rec.ttl}}, func(resp *core.Response) {
 		if resp == nil || resp.Err != nil {
 			w.after(500_000, c.begin)
 			return
 		}
 		g := resp.Msg.(*pb.LeaseGrantResponse)
-		rec.id, rec.ttl, rec.lastRenewSent = g.ID, g.TTL, rec.grantSent
+		rec.id, rec.ttl, rec.lastRenewSent, rec.renewedBy, rec.renewTerm = g.ID, g.TTL, rec.grantSent, w.now, g.Header.GetRaftTerm()
 		c.cur = rec
 		w.checks.leases = append(w.checks.leases, rec)
 		w.trace.logf(w.now, "l%d granted lease %x ttl %d", c.id, g.ID, g.TTL)
-		c.attach(rec, 1+c.rng.IntN(3), 2+c.rng.IntN(6))
+		c.attach(rec, 1+c.rng.IntN(3), 2+c.rng.IntN(12))
 	})
 }
 
@@ -121,31 +131,58 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 	}
 	w.after(rec.ttl*1_000_000/3, func() {
 		sent := w.now
+		rec.renewing++
 		c.call(core.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: rec.id}}, func(resp *core.Response) {
+			rec.renewing--
+			rec.lost = rec.lost || resp == nil || !definite(resp.Err)
 			if resp != nil && resp.Err == nil {
 				if ka := resp.Msg.(*pb.LeaseKeepAliveResponse); ka.TTL > 0 {
 					rec.lastRenewSent = max(rec.lastRenewSent, sent)
+					rec.renewedBy, rec.renewTerm = w.now, ka.Header.GetRaftTerm()
 				} else {
 					w.trace.logf(w.now, "l%d lease %x is gone", c.id, rec.id)
 					c.w.after(c.w.between(100_000, 1_000_000), c.begin)
 					return
 				}
 			}
-			if c.rng.IntN(4) == 0 {
-				c.timeToLive(rec)
+			if c.rng.IntN(2) == 0 {
+				// Some time after the renewal, so that time has passed.
+				w.after(w.between(0, rec.ttl*1_000_000/3), func() { c.timeToLive(rec) })
 			}
 			c.keepAlive(rec, rounds-1)
 		})
 	})
 }
 
+// timeToLive asks for the lease's remaining TTL: never above the TTL
+// granted, and never above what is left of it since the last time the
+// lease can have been renewed: the last keep-alive answered, the last
+// leader change (a new leader restarts a lease from its checkpointed
+// remaining TTL, at most the whole TTL), or the last time a member applied
+// its grant (again, replaying its log after a restart), less the clock
+// drift bound.
+// Lease time runs on the leader's ticks, so the bound is not checked
+// across a stretch in which some member's ticks stopped.
 func (c *leaseClient) timeToLive(rec *leaseRecord) {
+	w := c.w
+	sent := w.now
 	c.call(core.Request{LeaseTimeToLive: &pb.LeaseTimeToLiveRequest{ID: rec.id}}, func(resp *core.Response) {
 		if resp == nil || resp.Err != nil {
 			return
 		}
-		if t := resp.Msg.(*pb.LeaseTimeToLiveResponse); t.TTL > rec.ttl || t.GrantedTTL != rec.ttl && t.TTL != -1 {
-			c.w.checks.fail("lease %x: time to live %d (granted %d), granted at %d", rec.id, t.TTL, t.GrantedTTL, rec.ttl)
+		t := resp.Msg.(*pb.LeaseTimeToLiveResponse)
+		if t.TTL > rec.ttl || t.GrantedTTL != rec.ttl && t.TTL != -1 {
+			w.checks.fail("lease %x: time to live %d (granted %d), granted at %d", rec.id, t.TTL, t.GrantedTTL, rec.ttl)
+			return
+		}
+		renewed := max(rec.renewedBy, w.checks.leaderChangedAt, w.checks.grantedAt[rec.id])
+		promoted := t.Header.GetRaftTerm() != rec.renewTerm
+		if rec.lost || rec.renewing > 0 || promoted || renewed >= sent || w.checks.ticksStalled(renewed, sent) {
+			return
+		}
+		elapsedS := (sent - renewed) * (1_000_000 - driftMaxPPM) / 1_000_000 / 1_000_000
+		if left := rec.ttl - elapsedS + 1; t.TTL > left {
+			w.checks.fail("lease %x (ttl %ds): %ds left at %dus, but it was renewed at %dus at the latest: at most %ds left", rec.id, rec.ttl, t.TTL, sent, renewed, left)
 		}
 	})
 }

@@ -120,11 +120,13 @@ func (m *member) config() core.Config {
 		ID: m.id, ClusterID: 0xdeca, Members: ms, Join: m.joining,
 		ElectionTicks: s.ElectionTicks, HeartbeatTicks: 1, RequestTimeoutTicks: 50,
 		SnapshotCount: s.SnapshotCount, SnapshotCatchUpEntries: s.CatchUp,
-		CheckpointMinBytes: s.CheckpointMinBytes,
-		ProposalEpoch:      m.rng.Uint64() &^ (1<<32 - 1),
-		ClusterVersion:     "3.7.0",
-		PlantedBug:         m.w.opts.PlantedBug,
-		OnApply:            func(index, term uint64, data []byte) { m.w.checks.applied(m, index, term, data) },
+		CheckpointMinBytes:   s.CheckpointMinBytes,
+		AutoCompaction:       s.autoCompaction(),
+		LeaseCheckpointTicks: s.LeaseCheckpointTicks,
+		ProposalEpoch:        m.rng.Uint64() &^ (1<<32 - 1),
+		ClusterVersion:       "3.7.0",
+		PlantedBug:           m.w.opts.PlantedBug,
+		OnApply:              func(index, term uint64, data []byte) { m.w.checks.applied(m, index, term, data) },
 	}
 }
 

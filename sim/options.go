@@ -3,6 +3,8 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +40,14 @@ type Options struct {
 	AuthOn string `json:",omitempty"`
 	// PlantedBug plants a core bug (detcdbugs builds only).
 	PlantedBug string `json:",omitempty"`
+	// Compaction pins the members' auto compaction ("never", "periodic"
+	// or "revision"); empty draws it from the seed.
+	Compaction string `json:",omitempty"`
+	// LeaseCheckpoint pins how often remaining lease TTLs are
+	// checkpointed; 0 draws it from the seed.
+	LeaseCheckpoint time.Duration `json:",omitempty"`
+	// Weights pins the workload's odds (formatWeights); empty draws them.
+	Weights string `json:",omitempty"`
 	// Schedule, if not nil, replaces the faults drawn from the seed with
 	// these: property tests generate (and shrink) schedules.
 	Schedule []ScheduledFault `json:",omitempty"`
@@ -52,21 +62,69 @@ type ScheduledFault struct {
 	ForUs  int64
 }
 
-// DefaultOptions are detcd-sim run's defaults.
+// DefaultOptions are a fixed world's: 3 members, 8 clients, 3 watchers, 2
+// lease clients (the settings are still drawn from the seed).
 func DefaultOptions() Options {
 	return Options{Members: 3, Clients: 8, Watchers: 3, LeaseClients: 2, Duration: 60 * time.Second, Faults: AllFaults, Liveness: 60 * time.Second}
+}
+
+// Drawn marks a world-shape option (Members, Clients: 0; Watchers,
+// LeaseClients: Drawn) that the seed decides.
+const Drawn = -1
+
+// SwarmOptions are detcd-sim's defaults: each seed draws its own world
+// (members, clients, watchers, lease clients), as swarm testing does.
+func SwarmOptions() Options {
+	o := DefaultOptions()
+	o.Members, o.Clients, o.Watchers, o.LeaseClients = 0, 0, Drawn, Drawn
+	return o
+}
+
+// drawShape fills in the world-shape options left to the seed. It draws
+// every one whether pinned or not, so pinning one leaves the others.
+func (o Options) drawShape(r *rand.Rand) Options {
+	members := []int{1, 3, 3, 3, 5, 5}[r.IntN(6)]
+	u := r.Float64()
+	clients := min(int(math.Exp2(8*u*u)), clientsMax) // skewed to few: median 4
+	watchers, leasers := r.IntN(6), r.IntN(5)
+	if o.Members == 0 {
+		o.Members = members
+	}
+	if o.Clients == 0 {
+		o.Clients = clients
+	}
+	if o.Watchers == Drawn {
+		o.Watchers = watchers
+	}
+	if o.LeaseClients == Drawn {
+		o.LeaseClients = leasers
+	}
+	return o
+}
+
+// pin overrides drawn settings with the ones the options fix.
+func (o Options) pin(s *Settings) {
+	if o.Compaction != "" {
+		*s = s.withCompaction(o.Compaction)
+	}
+	if o.LeaseCheckpoint > 0 {
+		s.LeaseCheckpointTicks = max(o.LeaseCheckpoint.Microseconds()/s.TickUs, 1)
+	}
+	if o.Weights != "" {
+		s.Weights, _ = parseWeights(o.Weights) // Validate checked it
+	}
 }
 
 // Validate checks the options.
 func (o Options) Validate() error {
 	switch {
-	case o.Members != 1 && o.Members != 3 && o.Members != 5:
-		return fmt.Errorf("sim: members must be 1, 3 or 5, not %d", o.Members)
-	case o.Clients < 1 || o.Clients > clientsMax:
-		return fmt.Errorf("sim: clients must be in 1..%d", clientsMax)
-	case o.Watchers < 0 || o.Watchers > clientsMax:
-		return fmt.Errorf("sim: watchers must be in 0..%d", clientsMax)
-	case o.LeaseClients < 0 || o.LeaseClients > clientsMax:
+	case o.Members != 0 && o.Members != 1 && o.Members != 3 && o.Members != 5:
+		return fmt.Errorf("sim: members must be 1, 3 or 5 (0: drawn), not %d", o.Members)
+	case o.Clients < 0 || o.Clients > clientsMax:
+		return fmt.Errorf("sim: clients must be in 1..%d (0: drawn)", clientsMax)
+	case o.Watchers < Drawn || o.Watchers > clientsMax:
+		return fmt.Errorf("sim: watchers must be in 0..%d (-1: drawn)", clientsMax)
+	case o.LeaseClients < Drawn || o.LeaseClients > clientsMax:
 		return fmt.Errorf("sim: lease clients must be in 0..%d", clientsMax)
 	case o.AuthClients < 0 || o.AuthClients > clientsMax:
 		return fmt.Errorf("sim: auth clients must be in 0..%d", clientsMax)
@@ -78,6 +136,15 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: keep-faulty must be on, off or empty (from the seed), not %q", o.KeepFaulty)
 	case o.AuthOn != "" && o.AuthOn != "on" && o.AuthOn != "off":
 		return fmt.Errorf("sim: auth-on must be on, off or empty (from the seed), not %q", o.AuthOn)
+	case o.Compaction != "" && !slices.Contains(compactionModes, o.Compaction):
+		return fmt.Errorf("sim: compaction must be %s or empty (from the seed), not %q", strings.Join(compactionModes, ", "), o.Compaction)
+	case o.LeaseCheckpoint < 0:
+		return errors.New("sim: lease checkpoint interval must not be negative")
+	}
+	if o.Weights != "" {
+		if _, err := parseWeights(o.Weights); err != nil {
+			return err
+		}
 	}
 	for _, f := range o.Schedule {
 		if f.AtUs < 0 || f.ForUs < 0 || f.Member < 0 || f.Kind == 0 || f.Kind >= faultsEnd || f.Kind&(f.Kind-1) != 0 {
@@ -99,6 +166,15 @@ func (o Options) String() string {
 	}
 	if o.AuthOn != "" {
 		s += " --auth-on " + o.AuthOn
+	}
+	if o.Compaction != "" {
+		s += " --compaction " + o.Compaction
+	}
+	if o.LeaseCheckpoint > 0 {
+		s += fmt.Sprintf(" --lease-checkpoint %v", o.LeaseCheckpoint)
+	}
+	if o.Weights != "" {
+		s += " --weights " + o.Weights
 	}
 	if o.PlantedBug != "" {
 		s += " --bug " + o.PlantedBug

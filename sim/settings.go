@@ -3,6 +3,11 @@ package sim
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/detcd/detcd/core"
 
 	"github.com/detcd/detcd/netsim"
 )
@@ -30,7 +35,34 @@ type Settings struct {
 	// KeyGroups and KeysPerGroup shape the key space: an operation touches
 	// one group, so histories partition by group.
 	KeyGroups, KeysPerGroup int
+	// Weights are the workload's odds of each operation kind.
+	Weights [opKindsEnd]int
+	// CompactLag bounds how far below the newest revision seen a client
+	// compacts.
+	CompactLag int64
+	// Compaction is the members' auto compaction: "never", "periodic"
+	// (keeping CompactRetention ticks) or "revision" (keeping
+	// CompactRetention revisions, checked every CompactIntervalTicks).
+	Compaction                             string
+	CompactRetention, CompactIntervalTicks int64
+	// LeaseCheckpointTicks is how often the leader checkpoints remaining
+	// lease TTLs; LeaseTTLMax bounds the TTLs lease clients ask for, so
+	// leases live through checkpoints and leader changes.
+	LeaseCheckpointTicks int64
+	LeaseTTLMax          int64
+	// FaultWeights are the odds of each fault kind (by bit position).
+	FaultWeights [faultKinds]int
 }
+
+// faultKinds counts the fault kinds.
+const faultKinds = 14
+
+// opWeightsBase are the mean odds of each operation kind.
+var opWeightsBase = [opKindsEnd]int{opPut: 25, opGet: 20, opGetSerializable: 8, opDelete: 6, opCAS: 12, opMultiPut: 5,
+	opRangeGroup: 8, opDeleteGroup: 2, opTxn: 10, opRangeAt: 5, opCompact: 1}
+
+// compactionModes are the auto compaction policies a run may draw.
+var compactionModes = []string{"never", "periodic", "revision"}
 
 func drawSettings(r *rand.Rand, o Options) Settings {
 	between := func(lo, hi int64) int64 { return lo + r.Int64N(hi-lo+1) }
@@ -50,9 +82,25 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 		CatchUp:            uint64(between(10, 100)),
 		CheckpointMinBytes: between(16<<10, 256<<10),
 		FaultEveryUs:       between(1_000_000, 5_000_000),
-		KeyGroups:          int(between(4, 12)),
-		KeysPerGroup:       int(between(1, 3)),
+		// More clients get more groups, so porcupine's search per group
+		// stays small.
+		KeyGroups:    int(between(4, 12)) + o.Clients/8,
+		KeysPerGroup: int(between(1, 3)),
 	}
+	for k, b := range opWeightsBase {
+		s.Weights[k] = int(between(0, int64(2*b)))
+	}
+	s.Weights[opPut]++ // never all zero
+	s.CompactLag = between(0, 200)
+	mode := compactionModes[[]int{0, 0, 1, 2}[r.IntN(4)]]
+	s.Compaction, s.CompactRetention, s.CompactIntervalTicks = "never", between(10, 100), between(10, 50)
+	s = s.withCompaction(mode)
+	s.LeaseCheckpointTicks = between(5, 100)
+	s.LeaseTTLMax = between(5, 30)
+	for k := range s.FaultWeights {
+		s.FaultWeights[k] = int(between(1, 4))
+	}
+	o.pin(&s)
 	if o.Faults.Has(FaultNetwork) {
 		s.Net.LossPerMille = int(between(0, 50))
 		s.Net.DupPerMille = int(between(0, 20))
@@ -67,9 +115,75 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 func (s Settings) String() string {
 	return fmt.Sprintf("tick %dus election %d ticks; net latency %d-%dus loss %d‰ dup %d‰ reorder %d‰/%dus tail %d‰/%dus; "+
 		"fsync %d-%dus; think %d-%dus; client timeout %dus; snapshot-count %d catch-up %d; checkpoint-min %dB; "+
-		"fault every ~%dus; %d key groups of %d",
+		"fault every ~%dus; %d key groups of %d; workload %s; compact-lag %d; auto-compaction %s; "+
+		"lease checkpoint %d ticks, ttl 3-%ds; fault weights %v",
 		s.TickUs, s.ElectionTicks, s.Net.LatencyMinUs, s.Net.LatencyMaxUs, s.Net.LossPerMille, s.Net.DupPerMille,
 		s.Net.ReorderPerMille, s.Net.ReorderUs, s.Net.TailPerMille, s.Net.TailUs,
 		s.FsyncMinUs, s.FsyncMaxUs, s.ThinkMinUs, s.ThinkMaxUs, s.ClientTimeoutUs, s.SnapshotCount, s.CatchUp,
-		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup)
+		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup, formatWeights(s.Weights), s.CompactLag,
+		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights)
+}
+
+func (s Settings) compactionString() string {
+	switch s.Compaction {
+	case "periodic":
+		return fmt.Sprintf("periodic %d ticks", s.CompactRetention)
+	case "revision":
+		return fmt.Sprintf("revision %d every %d ticks", s.CompactRetention, s.CompactIntervalTicks)
+	}
+	return s.Compaction
+}
+
+// autoCompaction is the members' auto compaction config.
+func (s Settings) autoCompaction() core.AutoCompaction {
+	switch s.Compaction {
+	case "periodic":
+		return core.AutoCompaction{Mode: "periodic", RetentionTicks: s.CompactRetention}
+	case "revision":
+		return core.AutoCompaction{Mode: "revision", RetentionRevisions: s.CompactRetention, IntervalTicks: s.CompactIntervalTicks}
+	}
+	return core.AutoCompaction{}
+}
+
+// formatWeights prints weights as --weights reads them.
+func formatWeights(ws [opKindsEnd]int) string {
+	var parts []string
+	for k, w := range ws {
+		if k > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", opNames[k], w))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseWeights reads what formatWeights printed; kinds it leaves out get 0.
+func parseWeights(v string) ([opKindsEnd]int, error) {
+	var ws [opKindsEnd]int
+	total := 0
+	for _, part := range strings.Split(v, ",") {
+		name, n, ok := strings.Cut(strings.TrimSpace(part), "=")
+		k := slices.Index(opNames[:], name)
+		w, err := strconv.Atoi(n)
+		if !ok || k <= 0 || err != nil || w < 0 {
+			return ws, fmt.Errorf("sim: bad weight %q (want KIND=N, kinds %s)", part, strings.Join(opNames[1:], ", "))
+		}
+		ws[k], total = w, total+w
+	}
+	if total == 0 {
+		return ws, fmt.Errorf("sim: weights %q are all zero", v)
+	}
+	return ws, nil
+}
+
+// withCompaction sets the auto compaction mode; a revision retention is
+// five times the periodic one's ticks.
+func (s Settings) withCompaction(mode string) Settings {
+	if s.Compaction == "revision" && mode != "revision" {
+		s.CompactRetention /= 5
+	}
+	if s.Compaction != "revision" && mode == "revision" {
+		s.CompactRetention *= 5
+	}
+	s.Compaction = mode
+	return s
 }

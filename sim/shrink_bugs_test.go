@@ -19,8 +19,8 @@ func TestPlantedBugsShrink(t *testing.T) {
 		seed   uint64
 		faults Faults
 	}{
-		{core.BugAckBeforeFsync, 10, FaultCrash | FaultTorn | FaultSlowDisk | FaultPowerLoss},
-		{core.BugStaleRead, 8, FaultPartition | FaultOneWay},
+		{core.BugAckBeforeFsync, 6, FaultCrash | FaultTorn | FaultSlowDisk | FaultPowerLoss},
+		{core.BugStaleRead, 1, FaultPartition | FaultOneWay},
 	} {
 		t.Run(tc.bug, func(t *testing.T) {
 			o := DefaultOptions()

@@ -31,20 +31,27 @@ type watchClient struct {
 	sess *grpcsvc.WatchSession
 	// login is the watcher's session as the app user, with auth on.
 	login *login
-	// from is the revision the open stream asked to start at.
-	from int64
 	// What is watched.
 	key, end       string
 	noPut, noDel   bool
 	prevKV         bool
 	progressNotify bool
+	fragment       bool
 	start          int64
+	// from is the revision the open stream's watcher started at.
+	from int64
 	// What was seen.
+	begun      bool  // a watcher was created
 	expectFrom int64 // the first revision the watcher is owed
 	last       int64 // every revision up to here has been delivered
 	sessions   int
 	log        []watchRecord
 	slow       bool
+	// holes are the revisions [from, to) a compaction took: the watcher
+	// asked to start there and was told to restart at the compaction.
+	holes [][2]int64
+	// fragments are the pieces of a response still coming.
+	fragments []*mvccpb.Event
 }
 
 // watchRecord is one response as the client got it.
@@ -73,6 +80,7 @@ func newWatchClient(w *World, id int) *watchClient {
 	c.noDel = !c.noPut && c.rng.IntN(8) == 0
 	c.prevKV = c.rng.IntN(2) == 0
 	c.progressNotify = c.rng.IntN(2) == 0
+	c.fragment = c.rng.IntN(2) == 0
 	c.slow = c.rng.IntN(3) == 0
 	return c
 }
@@ -103,10 +111,10 @@ func (c *watchClient) connect(from int64) {
 		return
 	}
 	w.nextStream++
-	c.member, c.stream, c.open, c.sess, c.from = m, w.nextStream, true, nil, from
+	c.member, c.stream, c.open, c.sess, c.from, c.fragments = m, w.nextStream, true, nil, from, nil
 	c.sessions++
 	m.streams[c.stream] = c
-	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify}
+	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify, Fragment: c.fragment}
 	if c.noPut {
 		req.Filters = append(req.Filters, pb.WatchCreateRequest_NOPUT)
 	}
@@ -213,7 +221,15 @@ func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
 
 func (c *watchClient) receive(r *pb.WatchResponse) {
 	w := c.w
-	rec := watchRecord{at: w.now, rev: r.Header.GetRevision(), events: r.Events, cancel: r.CancelReason}
+	if r.Fragment {
+		// A revision too big for one response comes in pieces: the
+		// client joins them, as clientv3 does.
+		c.fragments = append(c.fragments, r.Events...)
+		return
+	}
+	events := append(c.fragments, r.Events...)
+	c.fragments = nil
+	rec := watchRecord{at: w.now, rev: r.Header.GetRevision(), events: events, cancel: r.CancelReason}
 	switch {
 	case r.Created && r.Canceled && authReason(r.CancelReason):
 		// The member did not take the token (a restart lost it): log
@@ -227,21 +243,16 @@ func (c *watchClient) receive(r *pb.WatchResponse) {
 		c.open = false
 		return
 	case r.Canceled && r.CompactRevision != 0:
-		w.checks.fail("w%d: watch from %d compacted at %d, but the workload never compacts", c.id, c.last+1, r.CompactRevision)
-		c.open = false
+		c.compacted(r.CompactRevision, rec.rev)
 		return
 	case r.Created:
-		if c.sessions == 1 && c.start == 0 {
-			c.expectFrom, c.last = rec.rev+1, rec.rev
-		} else if c.sessions == 1 {
-			c.expectFrom, c.last = c.start, c.start-1
-		}
+		c.begin(rec.rev)
 		return
-	case len(r.Events) == 0:
+	case len(events) == 0:
 		rec.progress = true
 		c.last = max(c.last, rec.rev)
 	default:
-		c.last = max(c.last, r.Events[len(r.Events)-1].Kv.ModRevision)
+		c.last = max(c.last, events[len(events)-1].Kv.ModRevision)
 	}
 	c.log = append(c.log, rec)
 	w.trace.logf(w.now, "w%d got %s", c.id, describeWatch(r))
@@ -266,4 +277,41 @@ func describeWatch(r *pb.WatchResponse) string {
 		s += fmt.Sprintf(" %s %s@%d", ev.Type, ev.Kv.Key, ev.Kv.ModRevision)
 	}
 	return s
+}
+
+// begin sets what the first watcher is owed: from its start revision, or
+// (from now) after the revision its creation reports.
+func (c *watchClient) begin(rev int64) {
+	if c.begun {
+		return
+	}
+	c.begun = true
+	if c.from == 0 {
+		c.expectFrom, c.last = rev+1, rev
+	} else {
+		c.expectFrom, c.last = c.from, c.from-1
+	}
+}
+
+// compacted is etcd's legal answer to a watcher that needs revisions a
+// compaction took, starting from one or fallen behind: it is canceled
+// with the compaction's revision, and the client resumes there, as
+// clientv3's users do; the revisions between are lost.
+func (c *watchClient) compacted(compactRev, rev int64) {
+	w := c.w
+	c.begin(rev)
+	c.open = false
+	next := c.last + 1
+	if compactRev <= next {
+		w.checks.fail("w%d: watch owed %d on canceled as compacted at %d, at or below that", c.id, next, compactRev)
+		return
+	}
+	if _, ok := w.checks.compactedAbove(next, w.now, false); !ok {
+		w.checks.fail("w%d: watch owed %d on canceled as compacted at %d, but no compaction above %d was applied", c.id, next, compactRev, next)
+		return
+	}
+	c.holes = append(c.holes, [2]int64{next, compactRev})
+	c.last = compactRev - 1
+	w.trace.logf(w.now, "w%d watch owed %d on compacted at %d; resume there", c.id, next, compactRev)
+	w.after(w.between(10_000, 500_000), func() { c.connect(compactRev) })
 }

@@ -83,6 +83,8 @@ func New(opts Options, trace io.Writer) (*World, error) {
 	}
 	w := &World{opts: opts, root: rand.New(rand.NewPCG(opts.Seed, 0x5eed)), trace: newTracer(trace)}
 	w.rng = w.child()
+	opts = opts.drawShape(w.child())
+	w.opts = opts
 	w.settings = drawSettings(w.child(), opts)
 	w.stats.Faults = map[string]int{}
 	w.checks = newCheckers(w)
@@ -127,6 +129,10 @@ func (w *World) child() *rand.Rand {
 }
 
 func (w *World) between(lo, hi int64) int64 { return lo + w.rng.Int64N(hi-lo+1) }
+
+// Options are the run's options, with the world shape the seed drew
+// filled in.
+func (w *World) Options() Options { return w.opts }
 
 // Settings are the run's randomized parameters.
 func (w *World) Settings() Settings { return w.settings }
@@ -181,6 +187,7 @@ func (w *World) Run() (res *Result) {
 		w.startWorkload()
 	}
 	w.faults.start()
+	w.checks.scheduleHistoryScans()
 	safetyEnd := w.opts.Duration.Microseconds()
 	for w.step(safetyEnd) {
 		w.stats.Events++

@@ -19,7 +19,7 @@ import (
 // is process-global, so worlds cannot share one), a few at a time.
 func cmdExplore(args []string) int {
 	fs := flag.NewFlagSet("explore", flag.ContinueOnError)
-	o := sim.DefaultOptions()
+	o := sim.SwarmOptions()
 	o.Duration = 30 * time.Second
 	finish := o.RegisterFlags(fs)
 	seeds := fs.Int("seeds", 0, "run this many seeds")

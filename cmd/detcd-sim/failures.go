@@ -72,6 +72,9 @@ type failureWriter struct {
 // and returns the lines to print.
 func (f failureWriter) write(o sim.Options, res *sim.Result, runErr error) string {
 	var b strings.Builder
+	if res != nil {
+		o = res.Options // the world the seed drew, pinned
+	}
 	base := reportBase(o)
 	why, expect := "", "pass" // a crash replays as a crash: keep it, to pass once fixed
 	if runErr != nil {

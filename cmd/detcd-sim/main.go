@@ -64,7 +64,7 @@ Run 'detcd-sim <command> --help' for a command's flags.
 
 func cmdRun(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	o := sim.DefaultOptions()
+	o := sim.SwarmOptions()
 	finish := o.RegisterFlags(fs)
 	tracePath := fs.String("trace", "", "write the trace (every event) to this file")
 	asJSON := fs.Bool("json", false, "print the result as JSON (explore uses this)")
@@ -94,6 +94,7 @@ func cmdRun(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	o = w.Options() // the world the seed drew, as flags that pin it
 	if *reportDir != "" {
 		w.EnableTimeline()
 	}

@@ -7,6 +7,8 @@ package mvcc
 // returns, which is what keeps members' hashes equal whatever their
 // progress.
 
+import "github.com/detcd/detcd/core/internal/planted"
+
 type jobKind uint8
 
 const (
@@ -184,6 +186,9 @@ func (s *Store) compactKey(j *job, it item) int {
 		visited++
 	}
 	drop := recTombstone(r) && recMod(r) < j.target
+	if planted.Enabled && s.Bug == planted.MVCCCompactKeepsTooFew && above > 0 {
+		drop = true // planted: the value at the target goes when newer ones exist
+	}
 	hot := recMod(r) > s.physRev
 	if !hot && older == nil && !drop {
 		return visited // compacted before: its kept record is cold already

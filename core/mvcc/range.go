@@ -58,6 +58,9 @@ func (rd reader) rangeKeys(key, end []byte, ro RangeOptions) (*RangeResult, erro
 	}
 	res := &RangeResult{Rev: rd.rev}
 	limit := int(ro.Limit)
+	if planted.Enabled && rd.bug == planted.MVCCRangeLimitOffByOne && limit > 0 {
+		limit-- // planted: one key fewer than asked for
+	}
 	visit(rd.tree, key, end, func(it item) bool {
 		reached := limit > 0 && len(res.KVs) >= limit
 		if reached && !ro.WithTotalCount && !ro.CountOnly {

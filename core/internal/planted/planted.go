@@ -11,6 +11,8 @@ const (
 	MVCCTombstoneVisible    = "mvcc-tombstone-visible"
 	MVCCPrevKVOffByOne      = "mvcc-prevkv-off-by-one"
 	MVCCCheckpointDropsLast = "mvcc-checkpoint-drops-last"
+	MVCCRangeLimitOffByOne  = "mvcc-range-limit-off-by-one"
+	MVCCCompactKeepsTooFew  = "mvcc-compact-keeps-too-few"
 	WatchCatchUpSkipLast    = "watch-catchup-skip-last"
 	WatchNotifyFirstOnly    = "watch-notify-first-only"
 	WatchProgressAhead      = "watch-progress-ahead"
