@@ -31,6 +31,9 @@ type client struct {
 	backoffUs int64
 	// login is the client's session as the app user, with auth on.
 	login *login
+	// root is its session as root, for what etcd lets only an
+	// administrator do (Compact).
+	root *login
 }
 
 // backoffMinUs and backoffMaxUs bound a client's back-off.
@@ -40,7 +43,7 @@ const (
 )
 
 func newClient(w *World, id int) *client {
-	c := &client{w: w, id: id, rng: w.child(), lastMod: map[string]int64{}, login: newLogin(appUser)}
+	c := &client{w: w, id: id, rng: w.child(), lastMod: map[string]int64{}, login: newLogin(appUser), root: newLogin(rootUser)}
 	c.target = c.rng.IntN(len(w.members))
 	return c
 }
@@ -296,7 +299,7 @@ func (c *client) issue() {
 	c.pending = finish
 	m := w.members[c.target]
 	w.after(c.latency(), m.event(func() {
-		w.with(m, c.login, op.Req, func(req core.Request, failed *core.Response) {
+		w.with(m, c.loginFor(op), op.Req, func(req core.Request, failed *core.Response) {
 			if failed != nil {
 				w.after(c.latency(), func() { finish(failed) })
 				return
@@ -341,7 +344,7 @@ func (c *client) record(op *Op, resp *core.Response) {
 		// again, as clientv3 does.
 		op.Failed = true
 		w.stats.OpsFailed++
-		c.login.forget()
+		c.loginFor(op).forget()
 	case errors.Is(resp.Err, rpctypes.ErrGRPCNotSupportedForLearner):
 		// A learner serves no such call, as etcd's: clientv3 moves to
 		// another endpoint.
@@ -362,6 +365,15 @@ func (c *client) record(op *Op, resp *core.Response) {
 	}
 	w.trace.logf(w.now, "%s", op)
 	w.checks.op(op)
+}
+
+// loginFor is the session op is sent with: root's for a compaction,
+// which etcd allows only an administrator, the app user's for the rest.
+func (c *client) loginFor(op *Op) *login {
+	if op.Kind == opCompact {
+		return c.root
+	}
+	return c.login
 }
 
 // definite errors say the request had no effect.
