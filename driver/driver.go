@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
@@ -261,22 +263,12 @@ func (d *Driver) hash(j core.HashJob) {
 // ends every watch stream. Log writes already handed over still complete
 // (see WALIdle).
 func (d *Driver) Shutdown() {
-	ids := make([]core.RequestID, 0, len(d.waiters))
-	for id := range d.waiters { //detcd:maporder-ok: sorted below
-		ids = append(ids, id)
-	}
-	sortIDs(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(d.waiters)) {
 		cb := d.waiters[id]
 		delete(d.waiters, id)
 		cb(core.Response{ID: id, Err: core.ErrStopped})
 	}
-	streams := make([]watch.StreamID, 0, len(d.sinks))
-	for id := range d.sinks { //detcd:maporder-ok: sorted below
-		streams = append(streams, id)
-	}
-	sortIDs(streams)
-	for _, id := range streams {
+	for _, id := range slices.Sorted(maps.Keys(d.sinks)) {
 		d.sinks[id].End()
 		delete(d.sinks, id)
 	}
@@ -290,5 +282,5 @@ func (d *Driver) fail(err error) {
 	d.env.Fail(err)
 }
 
-// Errorf wraps a failure of the driver's own.
+// errorf wraps a failure of the driver's own.
 func errorf(format string, args ...any) error { return fmt.Errorf("driver: "+format, args...) }

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"cmp"
 	"slices"
 
 	"github.com/detcd/detcd/core"
@@ -155,5 +154,3 @@ func (d *Driver) syncLog() error {
 	d.obs.Synced(d.env.Now().Sub(start))
 	return nil
 }
-
-func sortIDs[T cmp.Ordered](ids []T) { slices.Sort(ids) }
