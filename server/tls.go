@@ -121,6 +121,9 @@ func (c *Config) tlsBase() (*tls.Config, error) {
 	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
 		byName[cs.Name] = cs.ID
 	}
+	// etcd also takes the ChaCha20 suites under Go's older names.
+	byName["TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"] = tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+	byName["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"] = tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
 	for _, name := range c.CipherSuites {
 		id, ok := byName[name]
 		if !ok {

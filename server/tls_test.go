@@ -304,3 +304,24 @@ func TestTLSRevocationAndNames(t *testing.T) {
 		}
 	}
 }
+
+// TestCipherSuiteNames: --cipher-suites takes Go's names and, as etcd's
+// tlsutil does, the ChaCha20 suites under their older names (etcd's e2e
+// TestCurlV3CipherSuites* pass them).
+func TestCipherSuiteNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want uint16
+	}{
+		{"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+		{"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
+		{"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+		{"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+	} {
+		c := Config{CipherSuites: []string{tc.name}}
+		base, err := c.tlsBase()
+		if err != nil || len(base.CipherSuites) != 1 || base.CipherSuites[0] != tc.want {
+			t.Errorf("%s: %v %v, want suite %#x", tc.name, base, err, tc.want)
+		}
+	}
+}
