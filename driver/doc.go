@@ -2,9 +2,14 @@
 // node's Ready and carries it out: log writes to the disk (grouped into
 // one fsync per turn of the log writer), messages to the transport,
 // responses to the requests' callbacks, watch responses to their sinks,
-// checkpoints and compaction hashes off the loop. Every runtime runs it:
-// the server (Loop, with goroutines and the wall clock), the simulator
-// (its own Env, in virtual time on a simulated disk) and core's tests.
+// checkpoints and compaction hashes off the loop. A snapshot a leader
+// streams is written to disk as it arrives (SnapshotReceiver) and decoded
+// off the loop before the node switches to it. Every runtime runs it: the
+// server (Loop, with goroutines and the wall clock), the simulator (its
+// own Env, in virtual time on a simulated disk) and core's tests
+// (Manual). Frontend is the request path behind etcd's services
+// (grpcsvc.Backend) for every runtime; handlers reach the loop through a
+// Runtime (Post, and a Signal to wait on).
 //
 // What differs between runtimes is injected: where off-loop work runs and
 // when it completes (Env), how messages travel (Transport), the disk's
