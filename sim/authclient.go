@@ -45,15 +45,7 @@ func (c *authClient) issue() {
 	m := live[c.rng.IntN(len(live))]
 	r := core.Request{Auth: c.next()}
 	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
-		w.with(m, c.login, r, func(req core.Request, failed *core.Response) {
-			if failed == nil {
-				m.call(req, func(resp core.Response) {
-					if authRefused(resp.Err) {
-						c.login.forget()
-					}
-				})
-			}
-		})
+		w.callAs(m, c.login, r, func(core.Response) {})
 	}))
 	w.after(200_000+c.rng.Int64N(800_000), c.issue)
 }

@@ -79,6 +79,24 @@ func (w *World) with(m *member, l *login, r core.Request, fn func(core.Request, 
 	})
 }
 
+// callAs sends r to m as l's user: it logs in first when it must, and
+// forgets the token when m refuses it. cb gets the answer, or, when the
+// login failed, a response whose error wraps errNotSent.
+func (w *World) callAs(m *member, l *login, r core.Request, cb func(core.Response)) {
+	w.with(m, l, r, func(req core.Request, failed *core.Response) {
+		if failed != nil {
+			cb(*failed)
+			return
+		}
+		m.call(req, func(resp core.Response) {
+			if l != nil && authRefused(resp.Err) {
+				l.forget()
+			}
+			cb(resp)
+		})
+	})
+}
+
 // authRefused reports errors that say the request was refused for its
 // credentials, before it did anything: the client logs in again.
 func authRefused(err error) bool {

@@ -299,14 +299,8 @@ func (c *client) issue() {
 	c.pending = finish
 	m := w.members[c.target]
 	w.after(c.latency(), m.event(func() {
-		w.with(m, c.loginFor(op), op.Req, func(req core.Request, failed *core.Response) {
-			if failed != nil {
-				w.after(c.latency(), func() { finish(failed) })
-				return
-			}
-			m.call(req, func(r core.Response) {
-				w.after(c.latency(), func() { finish(&r) })
-			})
+		w.callAs(m, c.loginFor(op), op.Req, func(r core.Response) {
+			w.after(c.latency(), func() { finish(&r) })
 		})
 	}))
 	w.after(w.settings.ClientTimeoutUs, func() {
@@ -344,7 +338,6 @@ func (c *client) record(op *Op, resp *core.Response) {
 		// again, as clientv3 does.
 		op.Failed = true
 		w.stats.OpsFailed++
-		c.loginFor(op).forget()
 	case errors.Is(resp.Err, rpctypes.ErrGRPCNotSupportedForLearner):
 		// A learner serves no such call, as etcd's: clientv3 moves to
 		// another endpoint.

@@ -71,17 +71,8 @@ func (c *leaseClient) call(r core.Request, cb func(*core.Response)) {
 		}
 	}
 	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
-		w.with(m, c.login, r, func(req core.Request, failed *core.Response) {
-			if failed != nil {
-				finish(failed)
-				return
-			}
-			m.call(req, func(resp core.Response) {
-				if authRefused(resp.Err) {
-					c.login.forget()
-				}
-				w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
-			})
+		w.callAs(m, c.login, r, func(resp core.Response) {
+			w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
 		})
 	}))
 	w.after(w.settings.ClientTimeoutUs, func() { finish(nil) })

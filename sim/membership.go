@@ -59,17 +59,8 @@ func (w *World) admin(r core.Request, cb func(*core.Response)) {
 		}
 	}
 	m.event(func() {
-		w.with(m, w.rootLogin, r, func(req core.Request, failed *core.Response) {
-			if failed != nil {
-				finish(failed)
-				return
-			}
-			m.call(req, func(resp core.Response) {
-				if authRefused(resp.Err) {
-					w.rootLogin.forget()
-				}
-				w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
-			})
+		w.callAs(m, w.rootLogin, r, func(resp core.Response) {
+			w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
 		})
 	})()
 	w.after(w.settings.ClientTimeoutUs*2, func() { finish(nil) })

@@ -80,24 +80,15 @@ func (p *probe) next() {
 	}
 	w.after(w.settings.ClientTimeoutUs, func() { retry("timeout") })
 	m.event(func() {
-		w.with(m, w.rootLogin, req, func(req core.Request, failed *core.Response) {
-			if failed != nil {
-				retry(failed.Err.Error())
+		w.callAs(m, w.rootLogin, req, func(r core.Response) {
+			if p.attempt != attempt {
 				return
 			}
-			m.call(req, func(r core.Response) {
-				if p.attempt != attempt {
-					return
-				}
-				if r.Err != nil {
-					if authRefused(r.Err) {
-						w.rootLogin.forget()
-					}
-					retry(r.Err.Error())
-					return
-				}
-				p.answer(m, r)
-			})
+			if r.Err != nil {
+				retry(r.Err.Error())
+				return
+			}
+			p.answer(m, r)
 		})
 	})()
 }
