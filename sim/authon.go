@@ -48,34 +48,32 @@ func (l *login) on(m *member) bool {
 // forget drops the token: the member refused it.
 func (l *login) forget() { l.token = "" }
 
-// with calls fn with r carrying the client's token for m, logging in
-// first when it has none; without auth it calls fn at once. A failed
+// with calls fn with the client's token for m, logging in first when it
+// has none; without auth it calls fn at once with no token. A failed
 // login gives fn an error response instead.
-func (w *World) with(m *member, l *login, r core.Request, fn func(core.Request, *core.Response)) {
+func (w *World) with(m *member, l *login, fn func(token string, failed *core.Response)) {
 	if !w.authOn || l == nil {
-		fn(r, nil)
+		fn("", nil)
 		return
 	}
 	if l.on(m) {
-		r.Token = l.token
-		fn(r, nil)
+		fn(l.token, nil)
 		return
 	}
 	auth := core.Request{Auth: &pb.InternalRaftRequest{Authenticate: &pb.InternalAuthenticateRequest{Name: l.user, Password: password(l.user)}}}
 	m.call(auth, func(resp core.Response) {
 		if errors.Is(resp.Err, rpctypes.ErrGRPCAuthNotEnabled) {
 			// Not enabled (yet, or any more): no token needed.
-			fn(r, nil)
+			fn("", nil)
 			return
 		}
 		if resp.Err != nil {
 			w.trace.logf(w.now, "%s login on %s: %v", l.user, m.name, resp.Err)
-			fn(r, &core.Response{Err: fmt.Errorf("%w: %w", errNotSent, resp.Err)})
+			fn("", &core.Response{Err: fmt.Errorf("%w: %w", errNotSent, resp.Err)})
 			return
 		}
 		l.member, l.inc, l.token = m, m.inc, resp.Msg.(*pb.AuthenticateResponse).Token
-		r.Token = l.token
-		fn(r, nil)
+		fn(l.token, nil)
 	})
 }
 
@@ -83,12 +81,17 @@ func (w *World) with(m *member, l *login, r core.Request, fn func(core.Request, 
 // forgets the token when m refuses it. cb gets the answer, or, when the
 // login failed, a response whose error wraps errNotSent.
 func (w *World) callAs(m *member, l *login, r core.Request, cb func(core.Response)) {
-	w.with(m, l, r, func(req core.Request, failed *core.Response) {
+	w.invokeAs(m, l, requestRPC(r), cb)
+}
+
+// invokeAs is callAs for any unary call of m's services.
+func (w *World) invokeAs(m *member, l *login, c rpc, cb func(core.Response)) {
+	w.with(m, l, func(token string, failed *core.Response) {
 		if failed != nil {
 			cb(*failed)
 			return
 		}
-		m.call(req, func(resp core.Response) {
+		m.invoke(token, c, func(resp core.Response) {
 			if l != nil && authRefused(resp.Err) {
 				l.forget()
 			}

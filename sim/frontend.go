@@ -57,22 +57,37 @@ func memberIDFromURL(peerURLs []string) uint64 {
 	return id
 }
 
-// call runs r through the member's gRPC services in a task, as a
+// rpc is one unary call of a member's services: given them, the gRPC
+// method's name, its request and the service's handler (nil when the
+// services have no method for it).
+type rpc func(svc *grpcsvc.Services) (method string, req proto.Message, h grpc.UnaryHandler)
+
+// requestRPC is the call that serves r.
+func requestRPC(r core.Request) rpc {
+	return func(svc *grpcsvc.Services) (string, proto.Message, grpc.UnaryHandler) { return route(svc, r) }
+}
+
+// call runs r through the member's gRPC services, with r's token.
+func (m *member) call(r core.Request, cb func(core.Response)) {
+	m.invoke(r.Token, requestRPC(r), cb)
+}
+
+// invoke runs c through the member's gRPC services in a task, as a
 // client's call reaches a handler: the guard's checks first (a learner
 // refuses most calls), then the service method. cb gets, as an event of
 // the world, the response (Msg) or etcd's gRPC error (Err).
-func (m *member) call(r core.Request, cb func(core.Response)) {
+func (m *member) invoke(token string, c rpc, cb func(core.Response)) {
 	w, svc, guard := m.w, m.svc, m.guard
 	if !m.up || svc == nil {
 		w.schedule(w.now, func() { cb(core.Response{Err: rpctypes.ErrGRPCStopped}) })
 		return
 	}
 	ctx := context.Background()
-	if r.Token != "" {
-		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", r.Token))
+	if token != "" {
+		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", token))
 	}
 	w.spawn(func() {
-		msg, err := serve(ctx, svc, guard, r)
+		msg, err := serve(ctx, svc, guard, c)
 		w.schedule(w.now, func() { cb(core.Response{Msg: msg, Err: err}) })
 	})
 }
@@ -91,11 +106,11 @@ func unary[Req, Resp proto.Message](fn func(context.Context, Req) (Resp, error))
 // errNoService: the simulator sent a request it has no service call for.
 var errNoService = errors.New("sim: no service for the request")
 
-// serve calls, through the guard, the service method that serves r.
-func serve(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard, r core.Request) (proto.Message, error) {
-	method, req, h := route(svc, r)
+// serve calls, through the guard, the service method c names.
+func serve(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard, c rpc) (proto.Message, error) {
+	method, req, h := c(svc)
 	if h == nil {
-		return nil, fmt.Errorf("%w: %v", errNoService, &r)
+		return nil, fmt.Errorf("%w: %v", errNoService, req)
 	}
 	resp, err := guard.Unary(ctx, method, req, h)
 	if err != nil {

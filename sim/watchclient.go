@@ -125,7 +125,7 @@ func (c *watchClient) connect(from int64) {
 	w.trace.logf(w.now, "w%d watch [%s,%s) from %d on %s (stream %d)", c.id, c.key, c.end, from, m.name, stream)
 	create := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}}
 	w.after(c.w.settings.Net.LatencyMinUs, m.event(func() {
-		w.with(m, c.login, core.Request{}, func(r core.Request, failed *core.Response) {
+		w.with(m, c.login, func(token string, failed *core.Response) {
 			if c.stream != stream || !c.open {
 				return // the stream broke while the client logged in
 			}
@@ -134,8 +134,8 @@ func (c *watchClient) connect(from int64) {
 				return
 			}
 			ctx := context.Background()
-			if r.Token != "" {
-				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", r.Token))
+			if token != "" {
+				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", token))
 			}
 			svc := m.svc
 			w.spawn(func() { c.serve(ctx, svc, stream, create) })
