@@ -123,8 +123,10 @@ func (h *history) stateAt(g int, rev int64) (groupState, bool) {
 	if rev < h.baseRev || rev > h.scannedTo {
 		return s, false
 	}
+	prefix := groupKey(g, 0)
+	prefix = prefix[:len(prefix)-1]
 	set := func(kv *mvccpb.KeyValue, del bool) {
-		if string(kv.Key[:len(kv.Key)-1]) != groupKey(g, 0)[:len(groupKey(g, 0))-1] {
+		if string(kv.Key[:len(kv.Key)-1]) != prefix {
 			return
 		}
 		k := &s.keys[keyIndex(string(kv.Key))]

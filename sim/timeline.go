@@ -99,7 +99,7 @@ func (w *World) noteFault(k Faults, m *member, heal int64) {
 
 // captureLine adds a trace line to the detail of the fault being injected,
 // if it comes from the same event.
-func (w *World) captureLine(now int64, line string) {
+func (w *World) captureLine(now int64, line []byte) {
 	t := w.timeline
 	if t.capturing < 0 {
 		return
@@ -109,7 +109,7 @@ func (w *World) captureLine(now int64, line string) {
 		t.capturing = -1
 		return
 	}
-	r.Detail += line + "\n"
+	r.Detail += string(line) + "\n"
 }
 
 // noteMessage records a raft message delivered to member to, in its

@@ -16,9 +16,10 @@ type tracer struct {
 	w     io.Writer
 	lines int64
 	buf   []byte
-	// onLine, if set, sees each line's text (without the time) after it
-	// is hashed: the timeline takes fault details from it.
-	onLine func(nowUs int64, line string)
+	// onLine, if set, sees each line's text (without the time and the
+	// newline) after it is hashed: the timeline takes fault details from
+	// it. The bytes are the tracer's buffer, valid during the call.
+	onLine func(nowUs int64, line []byte)
 }
 
 func newTracer(w io.Writer) *tracer { return &tracer{h: sha256.New(), w: w} }
@@ -26,6 +27,7 @@ func newTracer(w io.Writer) *tracer { return &tracer{h: sha256.New(), w: w} }
 // logf records a line at virtual time now (microseconds).
 func (t *tracer) logf(now int64, format string, args ...any) {
 	t.buf = fmt.Appendf(t.buf[:0], "%5d.%06d ", now/1_000_000, now%1_000_000)
+	start := len(t.buf)
 	t.buf = fmt.Appendf(t.buf, format, args...)
 	t.buf = append(t.buf, '\n')
 	t.h.Write(t.buf)
@@ -34,7 +36,7 @@ func (t *tracer) logf(now int64, format string, args ...any) {
 		t.w.Write(t.buf)
 	}
 	if t.onLine != nil {
-		t.onLine(now, fmt.Sprintf(format, args...))
+		t.onLine(now, t.buf[start:len(t.buf)-1])
 	}
 }
 

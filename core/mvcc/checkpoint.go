@@ -28,10 +28,17 @@ const checkpointFormat = 1
 // ErrBadCheckpoint is returned for checkpoint content that does not decode.
 var ErrBadCheckpoint = errors.New("mvcc: malformed checkpoint")
 
+// writeToBufferBytes batches WriteTo's many small record writes: its
+// callers buffer again (a checkpoint file's writer, a bytes.Buffer), so
+// this only needs to make their per-write work (checksums) run on large
+// spans, and a megabyte per checkpoint was the simulator's largest
+// allocation.
+const writeToBufferBytes = 64 << 10
+
 // WriteTo writes the view's key space. The view must come from Snapshot.
 // It runs off the loop: it only reads the immutable view.
 func (v *View) WriteTo(w io.Writer) (int64, error) {
-	bw := bufio.NewWriterSize(w, 1<<20)
+	bw := bufio.NewWriterSize(w, writeToBufferBytes)
 	cw := &countWriter{w: bw}
 	var hdr []byte
 	hdr = binary.AppendUvarint(hdr, checkpointFormat)
