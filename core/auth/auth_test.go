@@ -86,7 +86,7 @@ func TestCoveredUnion(t *testing.T) {
 		key, end string
 		ok       bool
 	}{{"a", "e", true}, {"b", "d", true}, {"a", "\x00", true}, {"", "b", false}, {"d", "", true}} {
-		if got := covered(slices.Clone(ivs), toInterval([]byte(tt.key), []byte(tt.end))); got != tt.ok {
+		if got := covered(merge(slices.Clone(ivs)), toInterval([]byte(tt.key), []byte(tt.end))); got != tt.ok {
 			t.Errorf("%q..%q: %v, want %v", tt.key, tt.end, got, tt.ok)
 		}
 	}
@@ -174,5 +174,55 @@ func TestTokens(t *testing.T) {
 	tk.InvalidateUser("v")
 	if _, ok := tk.Lookup("t2", 1); ok {
 		t.Fatal("an invalidated user's token still works")
+	}
+}
+
+// TestPermsFollowTheStore: the cached permissions change with every
+// change of the store, enabling included, and a Perms taken earlier keeps
+// what it had (handlers may still hold it).
+func TestPermsFollowTheStore(t *testing.T) {
+	s := New()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.UserAdd(Root, nil, true))
+	must(s.UserGrantRole(Root, Root))
+	must(s.UserAdd("u", nil, true))
+	must(s.RoleAdd("r"))
+	must(s.UserGrantRole("u", "r"))
+	off := s.Perms()
+	must(s.Enable())
+	if s.IsRangePermitted("u", []byte("k"), nil, false) == nil {
+		t.Fatal("enabling did not take effect")
+	}
+	if off.IsRangePermitted("u", []byte("k"), nil, false) != nil {
+		t.Fatal("an earlier Perms changed")
+	}
+	denied := s.Perms()
+	must(s.RoleGrantPermission("r", &authpb.Permission{PermType: authpb.READ, Key: []byte("k")}))
+	if err := s.IsRangePermitted("u", []byte("k"), nil, false); err != nil {
+		t.Fatalf("granted read: %v", err)
+	}
+	if s.IsRangePermitted("u", []byte("k"), nil, true) == nil {
+		t.Fatal("read granted write")
+	}
+	if denied.IsRangePermitted("u", []byte("k"), nil, false) == nil {
+		t.Fatal("an earlier Perms changed")
+	}
+	p := s.Perms()
+	if err := p.CheckRange("u", p.Revision()-1, []byte("k"), nil, false); !errors.Is(err, ErrAuthOldRevision) {
+		t.Fatalf("old credentials: %v", err)
+	}
+	must(s.RoleRevokePermission("r", []byte("k"), nil))
+	if s.IsRangePermitted("u", []byte("k"), nil, false) == nil {
+		t.Fatal("revoked read still permitted")
+	}
+	must(s.UserRevokeRole("u", "r"))
+	must(s.RoleGrantPermission("r", &authpb.Permission{PermType: authpb.READWRITE, Key: []byte("k")}))
+	if s.IsRangePermitted("u", []byte("k"), nil, false) == nil {
+		t.Fatal("a role the user lost still counts")
 	}
 }

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"slices"
 
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -24,36 +23,7 @@ func (s *Store) IsAdmin(user string) error {
 // the user's roles add up: a range covered by two of them together is
 // permitted.
 func (s *Store) IsRangePermitted(user string, key, end []byte, write bool) error {
-	if !s.enabled {
-		return nil
-	}
-	u, ok := s.users[user]
-	if !ok {
-		return ErrPermissionDenied
-	}
-	if hasRole(u, Root) {
-		return nil
-	}
-	var ivs []interval
-	for _, name := range u.Roles {
-		r, ok := s.roles[name]
-		if !ok {
-			continue
-		}
-		for _, p := range r.KeyPermission {
-			if allows(p.PermType, write) {
-				ivs = append(ivs, toInterval(p.Key, p.RangeEnd))
-			}
-		}
-	}
-	want := toInterval(key, end)
-	if !want.open && bytes.Compare(want.end, key) <= 0 {
-		want = toInterval(key, nil)
-	}
-	if covered(ivs, want) {
-		return nil
-	}
-	return ErrPermissionDenied
+	return s.Perms().IsRangePermitted(user, key, end, write)
 }
 
 func allows(t authpb.Permission_Type, write bool) bool {
@@ -77,22 +47,4 @@ func toInterval(key, end []byte) interval {
 		return interval{start: key, open: true}
 	}
 	return interval{start: key, end: end}
-}
-
-// covered reports whether the union of ivs contains want.
-func covered(ivs []interval, want interval) bool {
-	slices.SortFunc(ivs, func(a, b interval) int { return bytes.Compare(a.start, b.start) })
-	for i := 0; i < len(ivs); {
-		// Merge the intervals that touch or overlap the i-th.
-		m := ivs[i]
-		for i++; i < len(ivs) && !m.open && bytes.Compare(ivs[i].start, m.end) <= 0; i++ {
-			if ivs[i].open || bytes.Compare(ivs[i].end, m.end) > 0 {
-				m.end, m.open = ivs[i].end, ivs[i].open
-			}
-		}
-		if bytes.Compare(m.start, want.start) <= 0 && (m.open || !want.open && bytes.Compare(want.end, m.end) <= 0) {
-			return true
-		}
-	}
-	return false
 }

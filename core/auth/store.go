@@ -18,6 +18,9 @@ type Store struct {
 	revision uint64
 	users    map[string]*authpb.User
 	roles    map[string]*authpb.Role
+	// perms caches Perms until the store changes; every change goes
+	// through bump or Enable, which drop it.
+	perms *Perms
 }
 
 // New is an empty store with auth disabled, at revision 1 (so that a
@@ -32,7 +35,7 @@ func (s *Store) Enabled() bool { return s.enabled }
 // Revision counts the changes to the store.
 func (s *Store) Revision() uint64 { return s.revision }
 
-func (s *Store) bump() { s.revision++ }
+func (s *Store) bump() { s.revision++; s.perms = nil }
 
 // Enable turns auth on; the root user must exist and have the root role.
 func (s *Store) Enable() error {
@@ -48,6 +51,7 @@ func (s *Store) Enable() error {
 	}
 	// As etcd's: enabling leaves the revision alone (disabling bumps it).
 	s.enabled = true
+	s.perms = nil
 	return nil
 }
 
