@@ -32,6 +32,10 @@ func (n *Node) AuthEnabled() bool { return n.st.auth.Enabled() }
 // AuthRevision is the auth store's revision, for metrics.
 func (n *Node) AuthRevision() uint64 { return n.st.auth.Revision() }
 
+// AuthPerms are the permissions as of now, immutable: drivers hand them
+// to handlers, which check reads with them off the loop.
+func (n *Node) AuthPerms() *auth.Perms { return n.st.auth.Perms() }
+
 // authTokenSweepTicks is how often lapsed tokens are forgotten.
 const authTokenSweepTicks = 1024
 
@@ -59,11 +63,19 @@ func (n *Node) authorize(r *Request) error {
 	if err != nil {
 		return err
 	}
-	if rev < a.Revision() {
-		return auth.ErrAuthOldRevision
-	}
-	r.user = user
-	return n.permitted(user, r)
+	// A JWT's request dates from its token, as etcd stamps it: apply
+	// then refuses what an auth change since made stale.
+	r.user, r.authRev = user, rev
+	return n.permitted(user, rev, r)
+}
+
+// rangePermitted is etcd's check of an operation on a range: refused if
+// the request's credentials date from before the last auth change, else
+// if user may not read (or write) it. Only these checks look at the
+// revision; the administrator's check does not, as in etcd, so a stale
+// JWT may still grant a lease, say.
+func (n *Node) rangePermitted(user string, rev uint64, key, end []byte, write bool) error {
+	return n.st.auth.Perms().CheckRange(user, rev, key, end, write)
 }
 
 // tokenUser is who a request comes from, and the auth revision its
@@ -96,21 +108,21 @@ func authOpen(r *Request) bool {
 }
 
 // permitted checks user's permissions for what r does.
-func (n *Node) permitted(user string, r *Request) error {
+func (n *Node) permitted(user string, rev uint64, r *Request) error {
 	a := n.st.auth
 	switch {
 	case r.Range != nil:
-		return a.IsRangePermitted(user, r.Range.Key, r.Range.RangeEnd, false)
+		return n.rangePermitted(user, rev, r.Range.Key, r.Range.RangeEnd, false)
 	case r.Put != nil:
-		return n.putPermitted(user, r.Put)
+		return n.putPermitted(user, rev, r.Put)
 	case r.DeleteRange != nil:
-		return n.deletePermitted(user, r.DeleteRange)
+		return n.deletePermitted(user, rev, r.DeleteRange)
 	case r.Txn != nil:
-		return n.txnPermitted(user, r.Txn)
+		return n.txnPermitted(user, rev, r.Txn)
 	case r.LeaseGrant != nil, r.Status, r.MemberList != nil:
 		return nil
 	case r.LeaseRevoke != nil, r.LeaseKeepAlive != nil, r.LeaseTimeToLive != nil, r.LeaseLeases:
-		return n.leasePermitted(user, r)
+		return n.leasePermitted(user, rev, r)
 	case r.Alarm != nil && r.Alarm.Action == pb.AlarmRequest_GET:
 		return nil
 	case r.Auth != nil:
@@ -121,38 +133,36 @@ func (n *Node) permitted(user string, r *Request) error {
 	return a.IsAdmin(user)
 }
 
-func (n *Node) putPermitted(user string, p *pb.PutRequest) error {
-	a := n.st.auth
-	if err := a.IsRangePermitted(user, p.Key, nil, true); err != nil {
+func (n *Node) putPermitted(user string, rev uint64, p *pb.PutRequest) error {
+	if err := n.rangePermitted(user, rev, p.Key, nil, true); err != nil {
 		return err
 	}
 	// As etcd: attaching a key to a lease whose keys the user could not
 	// write (so could not revoke) is refused.
 	if p.Lease != 0 {
-		if err := n.leaseKeysPermitted(user, p.Lease, true); err != nil {
+		if err := n.leaseKeysPermitted(user, rev, p.Lease, true); err != nil {
 			return err
 		}
 	}
 	if p.PrevKv {
-		return a.IsRangePermitted(user, p.Key, nil, false)
+		return n.rangePermitted(user, rev, p.Key, nil, false)
 	}
 	return nil
 }
 
-func (n *Node) deletePermitted(user string, d *pb.DeleteRangeRequest) error {
-	a := n.st.auth
-	if err := a.IsRangePermitted(user, d.Key, d.RangeEnd, true); err != nil {
+func (n *Node) deletePermitted(user string, rev uint64, d *pb.DeleteRangeRequest) error {
+	if err := n.rangePermitted(user, rev, d.Key, d.RangeEnd, true); err != nil {
 		return err
 	}
 	if d.PrevKv {
-		return a.IsRangePermitted(user, d.Key, d.RangeEnd, false)
+		return n.rangePermitted(user, rev, d.Key, d.RangeEnd, false)
 	}
 	return nil
 }
 
-func (n *Node) txnPermitted(user string, t *pb.TxnRequest) error {
+func (n *Node) txnPermitted(user string, rev uint64, t *pb.TxnRequest) error {
 	for _, c := range t.Compare {
-		if err := n.st.auth.IsRangePermitted(user, c.Key, c.RangeEnd, false); err != nil {
+		if err := n.rangePermitted(user, rev, c.Key, c.RangeEnd, false); err != nil {
 			return err
 		}
 	}
@@ -162,13 +172,13 @@ func (n *Node) txnPermitted(user string, t *pb.TxnRequest) error {
 			switch {
 			case op.GetRequestRange() != nil:
 				rr := op.GetRequestRange()
-				err = n.st.auth.IsRangePermitted(user, rr.Key, rr.RangeEnd, false)
+				err = n.rangePermitted(user, rev, rr.Key, rr.RangeEnd, false)
 			case op.GetRequestPut() != nil:
-				err = n.putPermitted(user, op.GetRequestPut())
+				err = n.putPermitted(user, rev, op.GetRequestPut())
 			case op.GetRequestDeleteRange() != nil:
-				err = n.deletePermitted(user, op.GetRequestDeleteRange())
+				err = n.deletePermitted(user, rev, op.GetRequestDeleteRange())
 			case op.GetRequestTxn() != nil:
-				err = n.txnPermitted(user, op.GetRequestTxn())
+				err = n.txnPermitted(user, rev, op.GetRequestTxn())
 			}
 			if err != nil {
 				return err
@@ -185,20 +195,20 @@ func (n *Node) txnPermitted(user string, t *pb.TxnRequest) error {
 // listing the leases shows what every lease holds, so they need read
 // permission on each. Renewals are checked where they arrive, on this
 // member's leases, as etcd checks them before forwarding to the leader.
-func (n *Node) leasePermitted(user string, r *Request) error {
+func (n *Node) leasePermitted(user string, rev uint64, r *Request) error {
 	switch {
 	case r.LeaseRevoke != nil:
-		return n.leaseKeysPermitted(user, r.LeaseRevoke.ID, true)
+		return n.leaseKeysPermitted(user, rev, r.LeaseRevoke.ID, true)
 	case r.LeaseKeepAlive != nil:
-		return n.leaseKeysPermitted(user, r.LeaseKeepAlive.ID, true)
+		return n.leaseKeysPermitted(user, rev, r.LeaseKeepAlive.ID, true)
 	case r.LeaseTimeToLive != nil && r.LeaseTimeToLive.Keys:
-		return n.leaseKeysPermitted(user, r.LeaseTimeToLive.ID, false)
+		return n.leaseKeysPermitted(user, rev, r.LeaseTimeToLive.ID, false)
 	case r.LeaseLeases:
 		if n.st.auth.IsAdmin(user) == nil {
 			return nil
 		}
 		for _, l := range n.lessor.Leases() {
-			if err := n.keysPermitted(user, l, false); err != nil {
+			if err := n.keysPermitted(user, rev, l, false); err != nil {
 				return err
 			}
 		}
@@ -208,17 +218,17 @@ func (n *Node) leasePermitted(user string, r *Request) error {
 
 // leaseKeysPermitted checks user's permission on the keys of lease id;
 // an unknown lease has none.
-func (n *Node) leaseKeysPermitted(user string, id int64, write bool) error {
+func (n *Node) leaseKeysPermitted(user string, rev uint64, id int64, write bool) error {
 	l := n.lessor.Lookup(lease.ID(id))
 	if l == nil || n.st.auth.IsAdmin(user) == nil {
 		return nil
 	}
-	return n.keysPermitted(user, l, write)
+	return n.keysPermitted(user, rev, l, write)
 }
 
-func (n *Node) keysPermitted(user string, l *lease.Lease, write bool) error {
+func (n *Node) keysPermitted(user string, rev uint64, l *lease.Lease, write bool) error {
 	for _, k := range l.Keys() {
-		if err := n.st.auth.IsRangePermitted(user, []byte(k), nil, write); err != nil {
+		if err := n.rangePermitted(user, rev, []byte(k), nil, write); err != nil {
 			return err
 		}
 	}
@@ -238,10 +248,10 @@ func (n *Node) authOpPermitted(user string, ir *pb.InternalRaftRequest) error {
 	return a.IsAdmin(user)
 }
 
-// applyAuthCheck checks a client's proposal at apply: a request made
-// before the last auth change is refused (the client authenticates again
-// and retries, as clientv3 does), and the user's permissions of now must
-// allow it. Internal proposals carry revision 0 and act as root.
+// applyAuthCheck checks a client's proposal at apply against the
+// user's permissions of now: an operation on keys made before the last
+// auth change is refused (the client authenticates again and retries, as
+// clientv3 does). Internal proposals carry revision 0 and act as root.
 func (n *Node) applyAuthCheck(ir *pb.InternalRaftRequest) error {
 	a := n.st.auth
 	h := ir.GetHeader()
@@ -251,15 +261,12 @@ func (n *Node) applyAuthCheck(ir *pb.InternalRaftRequest) error {
 	if h.GetUsername() == "" {
 		return auth.ErrUserEmpty // made while auth was off
 	}
-	if h.GetAuthRevision() < a.Revision() {
-		return auth.ErrAuthOldRevision
-	}
 	r := Request{Put: ir.Put, DeleteRange: ir.DeleteRange, Txn: ir.Txn, Compaction: ir.Compaction,
 		Alarm: ir.Alarm, LeaseGrant: ir.LeaseGrant, LeaseRevoke: ir.LeaseRevoke}
 	if isAuthOp(ir) {
 		r.Auth = ir
 	}
-	return n.permitted(h.GetUsername(), &r)
+	return n.permitted(h.GetUsername(), h.GetAuthRevision(), &r)
 }
 
 func isAuthOp(ir *pb.InternalRaftRequest) bool {

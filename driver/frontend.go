@@ -66,6 +66,7 @@ type Frontend struct {
 	rev, compactRev atomic.Int64
 	leader          atomic.Uint64
 	authEnabled     atomic.Bool
+	perms           atomic.Pointer[auth.Perms]
 	learner         atomic.Bool
 	view            atomic.Pointer[publishedView]
 
@@ -96,6 +97,7 @@ func (f *Frontend) Publish() {
 	f.compactRev.Store(n.CompactRev())
 	f.leader.Store(n.Leader())
 	f.authEnabled.Store(n.AuthEnabled())
+	f.perms.Store(n.AuthPerms())
 	f.learner.Store(n.IsLearner())
 }
 
@@ -118,7 +120,14 @@ func (f *Frontend) Do(ctx context.Context, r core.Request) (core.Response, error
 	}
 	var resp core.Response
 	sig := f.rt.NewSignal()
-	if err := f.rt.Post(ctx, func() { f.d.Request(r, func(x core.Response) { resp = x; sig.Fire() }) }); err != nil {
+	answer := func(x core.Response) {
+		resp = x
+		// Published before the caller wakes: what it does next (a read
+		// off the loop, say) sees at least what this answer saw.
+		f.Publish()
+		sig.Fire()
+	}
+	if err := f.rt.Post(ctx, func() { f.d.Request(r, answer) }); err != nil {
 		return core.Response{}, err
 	}
 	if err := sig.Wait(ctx); err != nil {
@@ -174,6 +183,28 @@ func (f *Frontend) SerializableView(ctx context.Context) (*mvcc.View, *pb.Respon
 	}
 	return pv.view, pv.hdr, nil
 }
+
+// Caller implements grpcsvc.Backend.
+func (f *Frontend) Caller(ctx context.Context) (grpcsvc.Caller, error) {
+	var r core.Request
+	if err := f.credentials(ctx, &r); err != nil {
+		return grpcsvc.Caller{}, err
+	}
+	switch {
+	case r.TokenUser != "":
+		return grpcsvc.Caller{User: r.TokenUser, Revision: r.TokenRevision, Dated: true, Known: true}, nil
+	case r.Token != "" || !f.authEnabled.Load():
+		// A simple token is the loop's to look up; and if auth went off
+		// meanwhile, the loop decides as well.
+		return grpcsvc.Caller{}, nil
+	case r.CertUser != "":
+		return grpcsvc.Caller{User: r.CertUser, Known: true}, nil
+	}
+	return grpcsvc.Caller{}, auth.ErrUserEmpty
+}
+
+// Perms implements grpcsvc.Backend.
+func (f *Frontend) Perms() *auth.Perms { return f.perms.Load() }
 
 // AuthEnabled implements grpcsvc.Backend.
 func (f *Frontend) AuthEnabled() bool { return f.authEnabled.Load() }

@@ -6,6 +6,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/auth"
 	"github.com/detcd/detcd/core/mvcc"
 )
 
@@ -27,9 +28,17 @@ type Backend interface {
 	OpenWatch(ctx context.Context) (WatchStream, error)
 	// NewMemberID chooses the id of a member being added.
 	NewMemberID(peerURLs []string) uint64
-	// AuthEnabled reports whether auth is on: reads then go through the
-	// loop, which checks permissions, instead of views.
+	// AuthEnabled reports whether auth is on: reads then check the
+	// caller's permissions first.
 	AuthEnabled() bool
+	// Caller is who sends the request of ctx, as far as its credentials
+	// tell without the loop (a JWT, a client certificate); Known is false
+	// when only the loop can tell (a simple token), and reads then go
+	// through the loop, which checks them.
+	Caller(ctx context.Context) (Caller, error)
+	// Perms are the member's permissions as published: at least as new as
+	// anything the member answered before the call.
+	Perms() *auth.Perms
 	// BcryptCost is --bcrypt-cost, for hashing new passwords.
 	BcryptCost() int
 	// SignToken issues a token for a user who authenticated at auth
@@ -39,4 +48,23 @@ type Backend interface {
 	// SnapshotDir is where Snapshot writes the file it streams: in the
 	// data directory, on the disk that has room for the state.
 	SnapshotDir() string
+}
+
+// Caller is who sends a request: User, whose credentials date from auth
+// revision Revision when Dated (a JWT), else from now.
+type Caller struct {
+	User     string
+	Revision uint64
+	Dated    bool
+	Known    bool
+}
+
+// permit checks that c may read [key, end) under perms, as core checks a
+// read that reaches it.
+func (c Caller) permit(perms *auth.Perms, key, end []byte) error {
+	rev := c.Revision
+	if !c.Dated {
+		rev = perms.Revision()
+	}
+	return toGRPC(perms.CheckRange(c.User, rev, key, end, false))
 }

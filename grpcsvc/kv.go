@@ -58,12 +58,19 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err := core.Validate(&core.Request{Range: r}, s.b.MaxTxnOps()); err != nil {
 		return nil, toGRPC(err)
 	}
-	if s.b.AuthEnabled() {
-		// The loop checks the user's permissions on the range.
+	c, err := caller(ctx, s.b)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Known {
+		// The loop looks the token up and checks the permissions.
 		return do[*pb.RangeResponse](ctx, s.b, core.Request{Range: r})
 	}
 	v, hdr, err := readView(ctx, s.b, r.Serializable)
 	if err != nil {
+		return nil, err
+	}
+	if err := permitRead(s.b, c, r.Key, r.RangeEnd); err != nil {
 		return nil, err
 	}
 	resp, err := core.ExecuteRange(v, r)
@@ -74,18 +81,44 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	return resp, nil
 }
 
-// permitRead checks, with auth on, that the client may read the range,
-// by a count-only range through the loop; it returns that range's header.
-// With auth off it does nothing.
-func permitRead(ctx context.Context, b Backend, key, end []byte) (*pb.ResponseHeader, error) {
+// caller is who sends a read; with auth off, anyone (no user), known.
+func caller(ctx context.Context, b Backend) (Caller, error) {
 	if !b.AuthEnabled() {
-		return nil, nil
+		return Caller{Known: true}, nil
 	}
-	resp, err := do[*pb.RangeResponse](ctx, b, core.Request{Range: &pb.RangeRequest{Key: key, RangeEnd: end, CountOnly: true, Serializable: true}})
+	c, err := b.Caller(ctx)
+	return c, toGRPC(err)
+}
+
+// permitRead checks, with auth on, that c may read the range, under the
+// permissions published once the read's view was taken (so at least as
+// new as it): as etcd, which checks a read against the auth store of the
+// moment it serves it.
+// A read that began with auth off is anyone's.
+func permitRead(b Backend, c Caller, key, end []byte) error {
+	if c.User == "" {
+		return nil
+	}
+	return c.permit(b.Perms(), key, end)
+}
+
+// checkRead checks, with auth on, that the caller may read the range now.
+func checkRead(ctx context.Context, b Backend, key, end []byte) error {
+	c, err := caller(ctx, b)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return resp.Header, nil
+	if !c.Known {
+		return permitReadOnLoop(ctx, b, key, end)
+	}
+	return permitRead(b, c, key, end)
+}
+
+// permitReadOnLoop is permitRead for a caller only the loop knows: a
+// count-only range through it.
+func permitReadOnLoop(ctx context.Context, b Backend, key, end []byte) error {
+	_, err := do[*pb.RangeResponse](ctx, b, core.Request{Range: &pb.RangeRequest{Key: key, RangeEnd: end, CountOnly: true, Serializable: true}})
+	return err
 }
 
 func withRevision(h *pb.ResponseHeader, rev int64) *pb.ResponseHeader {
@@ -124,11 +157,21 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) e
 	if r.MinModRevision != 0 || r.MaxModRevision != 0 || r.MinCreateRevision != 0 || r.MaxCreateRevision != 0 {
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
 	}
-	if _, err := permitRead(rs.Context(), s.b, r.Key, r.RangeEnd); err != nil {
+	ctx := rs.Context()
+	c, err := caller(ctx, s.b)
+	if err != nil {
 		return err
 	}
-	v, hdr, err := readView(rs.Context(), s.b, r.Serializable)
+	if !c.Known {
+		if err := permitReadOnLoop(ctx, s.b, r.Key, r.RangeEnd); err != nil {
+			return err
+		}
+	}
+	v, hdr, err := readView(ctx, s.b, r.Serializable)
 	if err != nil {
+		return err
+	}
+	if err := permitRead(s.b, c, r.Key, r.RangeEnd); err != nil {
 		return err
 	}
 	return rangeStream(v, hdr, proto.Clone(r).(*pb.RangeRequest), rs, s.b.MaxRequestBytes())

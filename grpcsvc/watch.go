@@ -148,7 +148,7 @@ func (s *WatchService) refuseCreate(ctx context.Context, cr *pb.WatchCreateReque
 	if len(key) == 0 {
 		key = []byte{0}
 	}
-	_, err := permitRead(ctx, s.b, key, cr.RangeEnd)
+	err := checkRead(ctx, s.b, key, cr.RangeEnd)
 	if err == nil {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -162,6 +163,44 @@ func TestAuthJWT(t *testing.T) {
 	}
 	if _, err := app.Put(ctx(t), "/app/z", "1"); err != nil {
 		t.Fatalf("clientv3 authenticates again after an auth change: %v", err)
+	}
+	checkReads(t, app, root)
+	if _, err := cli.Get(stale, "/app/x"); err == nil || err.Error() != rpctypes.ErrAuthOldRevision.Error() {
+		t.Fatalf("get with a JWT from before an auth change: %v", err)
+	}
+}
+
+// checkReads: the user's reads (served off the loop for a JWT or a
+// certificate) are checked as etcd checks them, linearizable or
+// serializable, gets and watches: inside /app allowed, outside refused,
+// and refused at once after root revokes the permission.
+func checkReads(t *testing.T, user, root *clientv3.Client) {
+	t.Helper()
+	for _, opts := range [][]clientv3.OpOption{nil, {clientv3.WithSerializable()}} {
+		if _, err := user.Get(ctx(t), "/app/x", opts...); err != nil {
+			t.Fatalf("get in range %v: %v", opts, err)
+		}
+		if _, err := user.Get(ctx(t), "/app/", append(opts, clientv3.WithPrefix())...); err != nil {
+			t.Fatalf("get of the permitted prefix %v: %v", opts, err)
+		}
+		for _, key := range []string{"/other", "/ap"} {
+			if _, err := user.Get(ctx(t), key, append(opts, clientv3.WithPrefix())...); err == nil || err.Error() != rpctypes.ErrPermissionDenied.Error() {
+				t.Fatalf("get of %s %v: %v, want permission denied", key, opts, err)
+			}
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	if wr := <-user.Watch(wctx, "/other"); !wr.Canceled || wr.Err() == nil {
+		t.Fatalf("watch outside the permission: %+v", wr)
+	}
+	if _, err := root.RoleRevokePermission(ctx(t), "app", "/app", clientv3.GetPrefixRangeEnd("/app")); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range [][]clientv3.OpOption{nil, {clientv3.WithSerializable()}} {
+		if _, err := user.Get(ctx(t), "/app/x", opts...); err == nil || err.Error() != rpctypes.ErrPermissionDenied.Error() {
+			t.Fatalf("get %v after the revoke: %v, want permission denied", opts, err)
+		}
 	}
 }
 

@@ -273,6 +273,10 @@ func TestClientCertUser(t *testing.T) {
 	if _, err := admin.Put(ctx(t), "/other", "v"); err == nil {
 		t.Fatal("the certificate's user put outside its range")
 	}
+	if _, err := admin.Put(ctx(t), "/app/x", "v"); err != nil {
+		t.Fatal(err)
+	}
+	checkReads(t, admin, rootCli)
 }
 
 // TestTLSRevocationAndNames: a client certificate on the CRL is refused;
