@@ -110,6 +110,11 @@ type Config struct {
 	// Discovery bootstraps a new cluster through etcd's v3 discovery
 	// (--discovery-*), instead of --initial-cluster.
 	Discovery DiscoveryConfig
+	// DiscoverySRV and DiscoverySRVName bootstrap a new cluster from a
+	// domain's DNS SRV records (--discovery-srv, --discovery-srv-name;
+	// srvcluster.go), asking Resolver (nil: the system's).
+	DiscoverySRV, DiscoverySRVName string
+	Resolver                       Resolver `json:"-"`
 
 	Logger *slog.Logger `json:"-"`
 	// LogOutput is where cmd writes logs (--log-outputs); nil is stderr.
@@ -191,6 +196,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid value %q for --initial-cluster-state: valid values are \"new\" or \"existing\"", c.InitialClusterState)
 	}
 	if err := c.validateDiscovery(); err != nil {
+		return err
+	}
+	if err := c.validateSRV(); err != nil {
 		return err
 	}
 	if c.MaxRequestBytes <= 0 {
@@ -297,7 +305,9 @@ func (c *Config) members() ([]core.Member, error) {
 	a, b := slices.Clone(mine), slices.Clone(c.InitialAdvertisePeerURLs)
 	slices.Sort(a)
 	slices.Sort(b)
-	if !slices.Equal(a, b) {
+	// From SRV records the member's entry names its host as the record
+	// does; srvService matched it to the advertised URLs by address.
+	if !slices.Equal(a, b) && !c.srvEnabled() {
 		return nil, fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s", c.Name, strings.Join(mine, ","), strings.Join(c.InitialAdvertisePeerURLs, ","))
 	}
 	var ms []core.Member

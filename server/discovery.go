@@ -87,14 +87,19 @@ func (c *Config) validateDiscovery() error {
 		return errors.New("discovery URL should not be set when joining existing initial cluster")
 	}
 	c.InitialClusterToken = d.Token
-	// etcd registers its pairs sorted.
+	c.InitialCluster = c.selfCluster()
+	return nil
+}
+
+// selfCluster is an initial cluster of the member alone, its pairs
+// sorted as etcd registers them.
+func (c *Config) selfCluster() string {
 	pairs := make([]string, len(c.InitialAdvertisePeerURLs))
 	for i, u := range c.InitialAdvertisePeerURLs {
 		pairs[i] = c.Name + "=" + u
 	}
 	slices.Sort(pairs)
-	c.InitialCluster = strings.Join(pairs, ",")
-	return nil
+	return strings.Join(pairs, ",")
 }
 
 // discoverIfNew bootstraps a new member through the discovery service:
@@ -117,13 +122,22 @@ func discoverIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Con
 	}
 	log.Info("discovery joined cluster successfully", "cluster", cluster)
 	cfg.InitialCluster = cluster
-	ms, err := cfg.members()
+	return cfg.setMembers(ccfg)
+}
+
+// setMembers makes cfg.InitialCluster, learnt at start, the member's
+// initial cluster.
+func (c *Config) setMembers(ccfg *core.Config) error {
+	ms, err := c.members()
 	if err != nil {
-		return fmt.Errorf("discovery cluster %s: %w", cluster, err)
+		return fmt.Errorf("initial cluster %s: %w", c.InitialCluster, err)
 	}
 	ids := make([]uint64, len(ms))
 	for i, m := range ms {
 		ids[i] = m.ID
+		if m.Name == c.Name {
+			ccfg.ID = m.ID
+		}
 	}
 	ccfg.Members, ccfg.ClusterID = ms, core.ClusterID(ids)
 	return nil

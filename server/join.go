@@ -28,10 +28,16 @@ func ctxFor(Config) context.Context { return context.Background() }
 // with MemberAdd first). A member with data restarts from it alone.
 //
 // A new member with --discovery-* learns its cluster from the discovery
-// service instead (discovery.go).
+// service instead (discovery.go); one with --discovery-srv from DNS
+// first (srvcluster.go).
 func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config, tlsc tlsConfigs, log *slog.Logger) error {
 	if cfg.Discovery.enabled() {
 		return discoverIfNew(ctx, fsys, cfg, ccfg, log)
+	}
+	if cfg.srvEnabled() {
+		if err := srvClusterIfNew(ctx, fsys, cfg, ccfg, log); err != nil {
+			return err
+		}
 	}
 	if cfg.InitialClusterState != "existing" {
 		return nil

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/detcd/detcd/server"
 )
 
 // TestDiscoveryFlags: etcd's --discovery-* flags reach the configuration;
@@ -22,7 +24,15 @@ func TestDiscoveryFlags(t *testing.T) {
 		t.Fatalf("discovery config %+v", d)
 	}
 	_, _, _, err = parseFlags([]string{"--discovery-endpoints=127.0.0.1:1", "--discovery-token=tok", "--initial-cluster=a=http://127.0.0.1:2380"}, io.Discard)
-	if !errors.Is(err, errConflictBootstrapFlags) {
+	if !errors.Is(err, server.ErrConflictBootstrap) {
 		t.Fatalf("with --initial-cluster: %v", err)
+	}
+	cfg, _, _, err = parseFlags([]string{"--name=m1", "--discovery-srv=example.com", "--discovery-srv-name=prod"}, io.Discard)
+	if err != nil || cfg.DiscoverySRV != "example.com" || cfg.DiscoverySRVName != "prod" {
+		t.Fatalf("--discovery-srv: %v %q %q", err, cfg.DiscoverySRV, cfg.DiscoverySRVName)
+	}
+	_, _, _, err = parseFlags([]string{"--discovery-srv=example.com", "--initial-cluster=a=http://127.0.0.1:2380"}, io.Discard)
+	if !errors.Is(err, server.ErrConflictBootstrap) {
+		t.Fatalf("--discovery-srv with --initial-cluster: %v", err)
 	}
 }

@@ -148,6 +148,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 	fs.StringVar(&logger, "logger", "zap", "Currently only supports 'zap' for structured logging (detcd logs JSON lines with log/slog).")
 	fs.StringVar(&logOutputs, "log-outputs", "default", "Where to write logs: 'default' or 'stderr', 'stdout', or a file path.")
 	discoveryEndpoints := discoveryFlags(fs, &cfg.Discovery)
+	fs.StringVar(&cfg.DiscoverySRV, "discovery-srv", "", "DNS domain used to bootstrap initial cluster.")
+	fs.StringVar(&cfg.DiscoverySRVName, "discovery-srv-name", "", "Service name to query when using DNS discovery.")
 	ignored := ignoredFlags(fs)
 	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.BoolVar(&cfg.UnsafeWALRepair, "unsafe-wal-repair", false, "detcd only: if the last log segment holds a corrupt record, cut it and everything after it (logged at WARN with the file, offset and bytes dropped) instead of refusing to start. Writes this member acknowledged may be lost: prefer removing and re-adding the member.")
@@ -181,8 +183,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 		// Not splitURLs: etcd refuses empty endpoints (Validate).
 		cfg.Discovery.Endpoints = strings.Split(*discoveryEndpoints, ",")
 	}
-	if len(cfg.Discovery.Endpoints) > 0 && set["initial-cluster"] {
-		return cfg, 0, false, errConflictBootstrapFlags
+	if (len(cfg.Discovery.Endpoints) > 0 || cfg.DiscoverySRV != "") && set["initial-cluster"] {
+		return cfg, 0, false, server.ErrConflictBootstrap
 	}
 	defaultInitialCluster(&cfg, set)
 	cfg.ListenMetricsURLs = splitURLs(listenMetrics)
@@ -228,9 +230,6 @@ func tlsFlags(fs *flag.FlagSet, t *server.TLSInfo, prefix, side string) {
 	fs.BoolVar(&t.ClientCertAuth, prefix+"client-cert-auth", false, "Refuse "+side+" connections without a certificate signed by --"+prefix+"trusted-ca-file.")
 	fs.BoolVar(&t.AutoTLS, prefix+"auto-tls", false, strings.ToUpper(side[:1])+side[1:]+" TLS using a generated self-signed certificate (kept in the data directory's fixtures/"+side+").")
 }
-
-// errConflictBootstrapFlags is etcd's refusal of two ways to bootstrap.
-var errConflictBootstrapFlags = errors.New(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery-endpoints" or "discovery-srv"`)
 
 // discoveryFlags defines etcd's v3 discovery flags; it returns where
 // --discovery-endpoints goes.
