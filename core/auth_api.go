@@ -119,7 +119,7 @@ func (n *Node) permitted(user string, rev uint64, r *Request) error {
 		return n.deletePermitted(user, rev, r.DeleteRange)
 	case r.Txn != nil:
 		return n.txnPermitted(user, rev, r.Txn)
-	case r.LeaseGrant != nil, r.Status, r.MemberList != nil:
+	case r.LeaseGrant != nil, r.Status, r.MemberList != nil, r.WhoAmI:
 		return nil
 	case r.LeaseRevoke != nil, r.LeaseKeepAlive != nil, r.LeaseTimeToLive != nil, r.LeaseLeases:
 		return n.leasePermitted(user, rev, r)

@@ -292,6 +292,9 @@ func (n *Node) Request(r Request) {
 		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, Backup: n.stateNow(), Header: n.header(0)})
 	case r.ReadIndex:
 		n.reads.add(n, r)
+	case r.WhoAmI:
+		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, Caller: &Caller{TokenUser: r.user, TokenRevision: r.authRev},
+			CallerUntilTick: n.ticks + int64(n.cfg.AuthTokenTTLTicks)/2})
 	default:
 		n.respond(r.ID, nil, ErrUnknownRequest)
 	}

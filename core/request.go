@@ -78,6 +78,10 @@ type Request struct {
 	// Backup asks for the whole state as a checkpoint would hold it
 	// (Maintenance.Snapshot): served at once from the applied state.
 	Backup bool
+	// WhoAmI asks who the request's token names (Response.Caller), and
+	// uses the token as any request does (a simple token is renewed):
+	// drivers cache the answer to check reads off the loop.
+	WhoAmI bool
 	// ReadIndex asks to be told when a linearizable read may be served,
 	// with a view at least that fresh: drivers that read from views use it
 	// instead of sending ranges through the loop.
@@ -110,4 +114,11 @@ type Response struct {
 	Backup *Checkpoint
 	// Lookup answers AuthLookup requests.
 	Lookup *AuthLookup
+	// Caller answers WhoAmI: the token's user (none with auth off) and
+	// the auth revision it was checked at. The answer holds while the
+	// revision does, until tick CallerUntilTick: half the token's
+	// lifetime, so that a driver that reuses it comes back to renew the
+	// token before it lapses.
+	Caller          *Caller
+	CallerUntilTick int64
 }

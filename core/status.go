@@ -78,7 +78,10 @@ func (n *Node) View() (*mvcc.View, *pb.ResponseHeader) {
 
 // Rev is the key space's current revision and CompactRev its compaction
 // revision; Term and Leader are raft's. All are cheap.
-func (n *Node) Rev() int64        { return int64(n.kv.Rev()) }
+func (n *Node) Rev() int64 { return int64(n.kv.Rev()) }
+
+// Ticks is the node's logical time, in ticks.
+func (n *Node) Ticks() int64      { return n.ticks }
 func (n *Node) CompactRev() int64 { return int64(n.kv.CompactRev()) }
 func (n *Node) Term() uint64      { return n.term }
 func (n *Node) Leader() uint64    { return n.lead }

@@ -67,9 +67,11 @@ type Frontend struct {
 	leader          atomic.Uint64
 	authEnabled     atomic.Bool
 	perms           atomic.Pointer[auth.Perms]
+	ticks           atomic.Int64
 	learner         atomic.Bool
 	view            atomic.Pointer[publishedView]
 
+	tokens     tokenCache
 	nextStream atomic.Uint64
 	// sinks are the open watch streams, for Drain.
 	mu       sync.Mutex
@@ -98,6 +100,7 @@ func (f *Frontend) Publish() {
 	f.leader.Store(n.Leader())
 	f.authEnabled.Store(n.AuthEnabled())
 	f.perms.Store(n.AuthPerms())
+	f.ticks.Store(n.Ticks())
 	f.learner.Store(n.IsLearner())
 }
 
@@ -193,10 +196,10 @@ func (f *Frontend) Caller(ctx context.Context) (grpcsvc.Caller, error) {
 	switch {
 	case r.TokenUser != "":
 		return grpcsvc.Caller{User: r.TokenUser, Revision: r.TokenRevision, Dated: true, Known: true}, nil
-	case r.Token != "" || !f.authEnabled.Load():
-		// A simple token is the loop's to look up; and if auth went off
-		// meanwhile, the loop decides as well.
-		return grpcsvc.Caller{}, nil
+	case !f.authEnabled.Load():
+		return grpcsvc.Caller{}, nil // auth went off meanwhile: the loop decides
+	case r.Token != "":
+		return f.tokenCaller(ctx, r.Token)
 	case r.CertUser != "":
 		return grpcsvc.Caller{User: r.CertUser, Known: true}, nil
 	}

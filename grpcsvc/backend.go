@@ -31,10 +31,10 @@ type Backend interface {
 	// AuthEnabled reports whether auth is on: reads then check the
 	// caller's permissions first.
 	AuthEnabled() bool
-	// Caller is who sends the request of ctx, as far as its credentials
-	// tell without the loop (a JWT, a client certificate); Known is false
-	// when only the loop can tell (a simple token), and reads then go
-	// through the loop, which checks them.
+	// Caller is who sends the request of ctx, as its credentials tell (a
+	// JWT, a client certificate, a simple token the loop named once);
+	// Known is false when only the loop can decide (auth went off
+	// meanwhile), and reads then go through the loop, which checks them.
 	Caller(ctx context.Context) (Caller, error)
 	// Perms are the member's permissions as published: at least as new as
 	// anything the member answered before the call.

@@ -231,3 +231,58 @@ func TestAuthLeasePut(t *testing.T) {
 		t.Fatal("revoking a lease holding another user's key succeeded")
 	}
 }
+
+// TestAuthSimpleTokenReads: reads with simple tokens are checked off the
+// loop once the loop has said whom the token names, and still as etcd
+// checks them: a token of a deleted user is refused at once, a token
+// used only for reads stays alive (the member renews it), and one left
+// unused past --auth-token-ttl lapses.
+func TestAuthSimpleTokenReads(t *testing.T) {
+	s, cli := testServer(t, t.TempDir(), func(c *Config) {
+		c.BcryptCost = 4
+		c.AuthTokenTTL = time.Second
+	})
+	enableAuth(t, cli)
+	root := userClient(t, s.Addrs(), "root", "pw")
+	app := userClient(t, s.Addrs(), "app", "apppw")
+	if _, err := app.Put(ctx(t), "/app/x", "1"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Auth.Authenticate(ctx(t), "app", "apppw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", resp.Token))
+	// Reads alone, for twice the token's lifetime: it must stay alive.
+	for range 20 {
+		if _, err := cli.Get(raw, "/app/x", clientv3.WithSerializable()); err != nil {
+			t.Fatalf("read with a token in use: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := cli.Put(raw, "/app/x", "2"); err != nil {
+		t.Fatalf("write with a token kept alive by reads: %v", err)
+	}
+	time.Sleep(3 * time.Second)
+	if _, err := cli.Get(raw, "/app/x"); err == nil || err.Error() != rpctypes.ErrInvalidAuthToken.Error() {
+		t.Fatalf("read with a lapsed token: %v", err)
+	}
+	checkReads(t, app, root)
+	resp, err = cli.Auth.Authenticate(ctx(t), "app", "apppw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", resp.Token))
+	if _, err := root.RoleGrantPermission(ctx(t), "app", "/app", clientv3.GetPrefixRangeEnd("/app"), clientv3.PermissionType(clientv3.PermRead)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(raw, "/app/x", clientv3.WithSerializable()); err != nil {
+		t.Fatalf("read after the grant: %v", err)
+	}
+	if _, err := root.UserDelete(ctx(t), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(raw, "/app/x", clientv3.WithSerializable()); err == nil || err.Error() != rpctypes.ErrInvalidAuthToken.Error() {
+		t.Fatalf("read with a deleted user's token: %v", err)
+	}
+}
