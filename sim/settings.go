@@ -52,6 +52,11 @@ type Settings struct {
 	LeaseTTLMax          int64
 	// FaultWeights are the odds of each fault kind (by bit position).
 	FaultWeights [faultKinds]int
+	// The corruption checks (corruptcheck.go): a restarting member's
+	// initial check, and how often the leader runs the periodic and the
+	// compaction hash checks (0: never).
+	InitialCorruptCheck                bool
+	CorruptCheckUs, CompactHashCheckUs int64
 }
 
 // faultKinds counts the fault kinds.
@@ -109,7 +114,26 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 		s.Net.TailPerMille = int(between(0, 20))
 		s.Net.TailUs = between(10_000, 200_000)
 	}
+	s.drawCorruptChecks(r, o.CorruptCheck)
 	return s
+}
+
+// drawCorruptChecks turns each corruption check on for half the seeds,
+// or all of them on or off as the option pins it. It draws last, so the
+// settings drawn before stay as they were.
+func (s *Settings) drawCorruptChecks(r *rand.Rand, pinned string) {
+	on := [3]bool{r.IntN(2) == 0, r.IntN(2) == 0, r.IntN(2) == 0}
+	every, compactEvery := 1_000_000*(1+r.Int64N(10)), 1_000_000*(1+r.Int64N(10))
+	if pinned != "" {
+		on = [3]bool{pinned == "on", pinned == "on", pinned == "on"}
+	}
+	s.InitialCorruptCheck = on[0]
+	if on[1] {
+		s.CorruptCheckUs = every
+	}
+	if on[2] {
+		s.CompactHashCheckUs = compactEvery
+	}
 }
 
 func (s Settings) String() string {
@@ -121,7 +145,17 @@ func (s Settings) String() string {
 		s.Net.ReorderPerMille, s.Net.ReorderUs, s.Net.TailPerMille, s.Net.TailUs,
 		s.FsyncMinUs, s.FsyncMaxUs, s.ThinkMinUs, s.ThinkMaxUs, s.ClientTimeoutUs, s.SnapshotCount, s.CatchUp,
 		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup, formatWeights(s.Weights), s.CompactLag,
-		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights)
+		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights) + s.corruptChecksString()
+}
+
+// corruptChecksString prints the corruption checks that are on; nothing
+// when none is, as before they existed.
+func (s Settings) corruptChecksString() string {
+	if !s.InitialCorruptCheck && s.CorruptCheckUs == 0 && s.CompactHashCheckUs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; corrupt checks: initial %v, periodic every %dus, compaction hash every %dus (0: off)",
+		s.InitialCorruptCheck, s.CorruptCheckUs, s.CompactHashCheckUs)
 }
 
 func (s Settings) compactionString() string {
