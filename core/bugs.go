@@ -43,9 +43,10 @@ const (
 	// put's value empty: their key space diverges silently from the
 	// others' at the same revisions, as undetected corruption would.
 	BugPutDivergesEvenMember = "put-diverges-even-member"
-	// BugCorruptCompactRevMismatch makes the compaction hash check
-	// compare a peer's hash kept at another compaction revision with the
-	// leader's, counting the difference as corruption (package corrupt).
+	// BugCorruptCompactRevMismatch makes the initial corruption check
+	// count a peer's hash at another compaction revision as a mismatch:
+	// a restarting member behind a compaction refuses to start (package
+	// corrupt).
 	BugCorruptCompactRevMismatch = "corrupt-compact-rev-mismatch"
 
 	// The subpackages' planted bugs (core/internal/planted).
