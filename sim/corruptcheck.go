@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +23,34 @@ import (
 // --compact-hash-check-time). A member asks its peers for their hashes
 // over the simulated network, and a peer answers with corrupt.LocalHash
 // on its loop, as the server's peer endpoint does.
+
+// drawCorruptChecks turns each corruption check on for half the seeds,
+// or all of them on or off as the option pins it. It draws last, so the
+// settings drawn before stay as they were.
+func (s *Settings) drawCorruptChecks(r *rand.Rand, pinned string) {
+	on := [3]bool{r.IntN(2) == 0, r.IntN(2) == 0, r.IntN(2) == 0}
+	every, compactEvery := 1_000_000*(1+r.Int64N(10)), 1_000_000*(1+r.Int64N(10))
+	if pinned != "" {
+		on = [3]bool{pinned == "on", pinned == "on", pinned == "on"}
+	}
+	s.InitialCorruptCheck = on[0]
+	if on[1] {
+		s.CorruptCheckUs = every
+	}
+	if on[2] {
+		s.CompactHashCheckUs = compactEvery
+	}
+}
+
+// corruptChecksString prints the corruption checks that are on; nothing
+// when none is, as before they existed.
+func (s Settings) corruptChecksString() string {
+	if !s.InitialCorruptCheck && s.CorruptCheckUs == 0 && s.CompactHashCheckUs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; corrupt checks: initial %v, periodic every %dus, compaction hash every %dus (0: off)",
+		s.InitialCorruptCheck, s.CorruptCheckUs, s.CompactHashCheckUs)
+}
 
 // errPeerTimeout is a hash request that got no answer in time.
 var errPeerTimeout = errors.New("sim: hash request timed out")

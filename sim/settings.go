@@ -118,24 +118,6 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 	return s
 }
 
-// drawCorruptChecks turns each corruption check on for half the seeds,
-// or all of them on or off as the option pins it. It draws last, so the
-// settings drawn before stay as they were.
-func (s *Settings) drawCorruptChecks(r *rand.Rand, pinned string) {
-	on := [3]bool{r.IntN(2) == 0, r.IntN(2) == 0, r.IntN(2) == 0}
-	every, compactEvery := 1_000_000*(1+r.Int64N(10)), 1_000_000*(1+r.Int64N(10))
-	if pinned != "" {
-		on = [3]bool{pinned == "on", pinned == "on", pinned == "on"}
-	}
-	s.InitialCorruptCheck = on[0]
-	if on[1] {
-		s.CorruptCheckUs = every
-	}
-	if on[2] {
-		s.CompactHashCheckUs = compactEvery
-	}
-}
-
 func (s Settings) String() string {
 	return fmt.Sprintf("tick %dus election %d ticks; net latency %d-%dus loss %d‰ dup %d‰ reorder %d‰/%dus tail %d‰/%dus; "+
 		"fsync %d-%dus; think %d-%dus; client timeout %dus; snapshot-count %d catch-up %d; checkpoint-min %dB; "+
@@ -146,16 +128,6 @@ func (s Settings) String() string {
 		s.FsyncMinUs, s.FsyncMaxUs, s.ThinkMinUs, s.ThinkMaxUs, s.ClientTimeoutUs, s.SnapshotCount, s.CatchUp,
 		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup, formatWeights(s.Weights), s.CompactLag,
 		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights) + s.corruptChecksString()
-}
-
-// corruptChecksString prints the corruption checks that are on; nothing
-// when none is, as before they existed.
-func (s Settings) corruptChecksString() string {
-	if !s.InitialCorruptCheck && s.CorruptCheckUs == 0 && s.CompactHashCheckUs == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; corrupt checks: initial %v, periodic every %dus, compaction hash every %dus (0: off)",
-		s.InitialCorruptCheck, s.CorruptCheckUs, s.CompactHashCheckUs)
 }
 
 func (s Settings) compactionString() string {
