@@ -36,3 +36,23 @@ func TestPlantedBugsCorrupt(t *testing.T) {
 		})
 	}
 }
+
+// TestPlantedBugsCorruptMissed (named for make test's -run): members that diverged and still disagree after the
+// liveness phase fail a run whose periodic check raised no alarm. The
+// checks stay off for the run, then the checker is asked as if they had
+// been on.
+func TestPlantedBugsCorruptMissed(t *testing.T) {
+	o := short(1)
+	o.CorruptCheck, o.PlantedBug = "off", core.BugPutDivergesEvenMember
+	w, err := New(o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Run()
+	w.checks.failures = nil
+	w.settings.CorruptCheckUs = 1_000_000
+	w.checks.checkCorruptMissed()
+	if len(w.checks.failures) != 1 || !strings.Contains(w.checks.failures[0], "the corruption checks missed a divergence") {
+		t.Fatalf("failures %v, want the missed divergence", w.checks.failures)
+	}
+}
