@@ -37,10 +37,10 @@ func TestPlantedBugsCorrupt(t *testing.T) {
 	}
 }
 
-// TestPlantedBugsCorruptMissed (named for make test's -run): members that diverged and still disagree after the
-// liveness phase fail a run whose periodic check raised no alarm. The
-// checks stay off for the run, then the checker is asked as if they had
-// been on.
+// TestPlantedBugsCorruptMissed (named for make test's -run): members
+// that diverged and still disagree after the liveness phase fail a run
+// whose periodic check raised no alarm. The checks stay off for the run,
+// then the checker is asked as if they had been on.
 func TestPlantedBugsCorruptMissed(t *testing.T) {
 	o := short(1)
 	o.CorruptCheck, o.PlantedBug = "off", core.BugPutDivergesEvenMember
