@@ -82,6 +82,9 @@ func (n *Node) txnPut(tx *mvcc.Txn, p *pb.PutRequest) (*pb.PutResponse, error) {
 	if p.IgnoreLease {
 		lease = prev.Lease
 	}
+	if n.bug(BugPutDivergesEvenMember) && n.cfg.ID%2 == 0 { // planted: the value is lost on even members
+		value = nil
+	}
 	tx.Put(p.Key, value, mvcc.LeaseID(lease))
 	resp := &pb.PutResponse{}
 	if p.PrevKv && prev != nil {

@@ -39,6 +39,15 @@ const (
 	// BugEntriesNoFsync writes new log entries without asking the driver
 	// to sync them before they count as persisted.
 	BugEntriesNoFsync = "entries-no-fsync"
+	// BugPutDivergesEvenMember makes members with an even id store every
+	// put's value empty: their key space diverges silently from the
+	// others' at the same revisions, as undetected corruption would.
+	BugPutDivergesEvenMember = "put-diverges-even-member"
+	// BugCorruptCompactRevMismatch makes the initial corruption check
+	// count a peer's hash at another compaction revision as a mismatch:
+	// a restarting member behind a compaction refuses to start (package
+	// corrupt).
+	BugCorruptCompactRevMismatch = "corrupt-compact-rev-mismatch"
 
 	// The subpackages' planted bugs (core/internal/planted).
 
@@ -90,6 +99,7 @@ var PlantedBugs = []string{
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
+	BugPutDivergesEvenMember, BugCorruptCompactRevMismatch,
 }
 
 func validateBug(name string) error {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,82 +17,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/core/wal"
 	"github.com/detcd/detcd/diskfs"
 )
-
-func reply(id uint64, rev, compactRev int64, hash uint32) peerHash {
-	return peerHash{id: id, reply: &hashKVReply{MemberID: id, Revision: rev, CompactRevision: compactRev, Hash: hash}}
-}
-
-func noReply(id uint64) peerHash { return peerHash{id: id, err: errors.New("unreachable")} }
-
-func TestInitialMismatches(t *testing.T) {
-	local := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 10}
-	for _, c := range []struct {
-		name  string
-		peers []peerHash
-		want  int
-	}{
-		{"same hash", []peerHash{reply(2, 10, 3, 7), reply(3, 12, 3, 7)}, 0},
-		{"other hash, same compaction", []peerHash{reply(2, 10, 3, 7), reply(3, 10, 3, 8)}, 1},
-		{"other hash, other compaction: skipped", []peerHash{reply(2, 10, 5, 8)}, 0},
-		{"unreachable or compacted: skipped", []peerHash{noReply(2), {id: 3, err: core.ErrCompacted}}, 0},
-	} {
-		if got, _ := initialMismatches(local, c.peers); got != c.want {
-			t.Errorf("%s: %d mismatches, want %d", c.name, got, c.want)
-		}
-	}
-}
-
-func TestPeriodicSuspect(t *testing.T) {
-	h := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 10}
-	for _, c := range []struct {
-		name    string
-		h2      mvcc.KVHash
-		rev2    int64
-		peers   []peerHash
-		want    uint64
-		wantHit bool
-	}{
-		{"all agree", h, 10, []peerHash{reply(2, 10, 3, 7), reply(3, 9, 3, 7)}, 0, false},
-		{"leader's own hash changed", mvcc.KVHash{Hash: 8, CompactRev: 3, Rev: 10}, 10, nil, 1, true},
-		{"follower ahead of the leader", h, 10, []peerHash{reply(2, 11, 3, 7)}, 2, true},
-		{"follower compacted past the leader", h, 10, []peerHash{reply(2, 10, 4, 7)}, 2, true},
-		{"follower's hash differs: the first one only", h, 10, []peerHash{noReply(2), reply(3, 10, 3, 8), reply(4, 10, 3, 9)}, 3, true},
-		{"other compaction, other hash: not comparable", h, 12, []peerHash{reply(2, 10, 2, 8)}, 0, false},
-	} {
-		got, hit, _ := periodicSuspect(1, h, c.h2, c.rev2, c.peers)
-		if got != c.want || hit != c.wantHit {
-			t.Errorf("%s: suspect %d, %v; want %d, %v", c.name, got, hit, c.want, c.wantHit)
-		}
-	}
-}
-
-func TestCompactHashVerdict(t *testing.T) {
-	leader := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 5}
-	for _, c := range []struct {
-		name      string
-		peers     []peerHash
-		alarms    []uint64
-		done, all bool
-	}{
-		{"all agree", []peerHash{reply(2, 9, 3, 7), reply(3, 9, 3, 7)}, nil, true, true},
-		{"one skipped: try an older revision", []peerHash{reply(2, 9, 3, 7), noReply(3)}, nil, false, false},
-		{"other compaction skipped", []peerHash{reply(2, 9, 3, 7), reply(3, 9, 4, 1)}, nil, false, false},
-		{"a follower differs", []peerHash{reply(2, 9, 3, 7), reply(3, 9, 3, 8)}, []uint64{3}, true, false},
-		{"the leader differs", []peerHash{reply(2, 9, 3, 8), reply(3, 9, 3, 8)}, []uint64{1}, true, false},
-		{"two minorities", []peerHash{reply(2, 9, 3, 7), reply(3, 9, 3, 7), reply(4, 9, 3, 8), reply(5, 9, 3, 9)}, []uint64{4, 5}, true, false},
-		{"no majority: the cluster", []peerHash{reply(2, 9, 3, 8), reply(3, 9, 3, 9)}, []uint64{0}, true, false},
-	} {
-		alarms, done, all, _ := compactHashVerdict(1, leader, c.peers)
-		if !slices.Equal(alarms, c.alarms) || done != c.done || all != c.all {
-			t.Errorf("%s: alarms %v done %v all %v; want %v %v %v", c.name, alarms, done, all, c.alarms, c.done, c.all)
-		}
-	}
-}
 
 // tamperValue rewrites a stopped member's log so that the put of key
 // carries another value of the same size: the member replays it into a

@@ -25,11 +25,12 @@
 //   - httpEndpoints (http.go, health.go, gateway.go): the net/http
 //     servers, the health checks, the JSON gateway, /debug;
 //   - metrics (metrics*.go): etcd's Prometheus metrics;
-//   - corruptChecks (corrupt.go): etcd's corruption checks.
+//   - corruptChecks (corrupt.go): the timers of etcd's corruption checks
+//     and their peer fetch; package corrupt runs the rounds.
 //
-// Where a part decides something (health_verdict.go, corrupt_verdict.go,
-// publishedOf), the decision is a function without I/O or goroutines,
-// apart from the code that gathers its inputs and acts on it.
+// Where a part decides something (health_verdict.go, publishedOf, and
+// package corrupt's verdicts), the decision is a function without I/O or
+// goroutines, apart from the code that gathers its inputs and acts on it.
 //
 // TLS (tls.go): https URLs get certificates from files, reloaded when
 // they change, or generated into the data directory with auto TLS. Over

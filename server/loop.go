@@ -5,6 +5,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/mvcc"
+	"github.com/detcd/detcd/corrupt"
 	"github.com/detcd/detcd/driver"
 )
 
@@ -80,11 +81,5 @@ func (c loopCaller) call(ctx context.Context, fn func(*core.Node)) error {
 // hash is the member's HashKV at rev (0: its current revision), and its
 // current revision: the hashFunc the peer transport answers with.
 func (c loopCaller) hash(ctx context.Context, rev int64) (mvcc.KVHash, int64, error) {
-	var v *mvcc.View
-	var kept []mvcc.KVHash
-	if err := c.call(ctx, func(n *core.Node) { v, kept = n.HashView(), n.CompactionHashes() }); err != nil {
-		return mvcc.KVHash{}, 0, err
-	}
-	h, err := core.KVHashAt(v, kept, rev)
-	return h, int64(v.Rev()), err
+	return corrupt.LocalHash(ctx, c.call, rev)
 }

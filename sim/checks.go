@@ -53,6 +53,8 @@ type checkers struct {
 	// is the key space's history, copied as it was applied.
 	compactions []compaction
 	hist        history
+	// corruptRaised says a CORRUPT alarm was applied (checks_corrupt.go).
+	corruptRaised bool
 	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
 	Linearizability string
 	// linInfo is porcupine's account of the check, for WriteHistoryHTML.
@@ -245,6 +247,7 @@ func (c *checkers) final() {
 		c.checkLeases()
 	}
 	c.checkCompactions()
+	c.checkCorruptMissed()
 	c.checkLinearizable()
 }
 

@@ -29,6 +29,9 @@ func (c *checkers) noteApplied(data []byte) {
 	if r.Compaction != nil {
 		c.noteCompaction(r.Compaction)
 	}
+	if r.Alarm != nil {
+		c.noteAlarm(r.Alarm)
+	}
 	if r.LeaseRevoke == nil || r.GetHeader().GetUsername() != "" {
 		return
 	}

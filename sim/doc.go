@@ -23,8 +23,11 @@
 // linearizability of the client history (porcupine, with an etcd key-value
 // model), durability of acknowledged writes (and no restart with a
 // shorter log than the member had synced), convergence of state hashes,
-// raft safety (one leader per term, applied entries never differ) and
-// revisions that never go backwards.
+// raft safety (one leader per term, applied entries never differ),
+// revisions that never go backwards, and the corruption checks' findings
+// (members run etcd's corruption checks, package corrupt, when the seed
+// draws them on: an alarm without a disk fault that damages data, or a
+// divergence they leave unreported, fails the run).
 //
 // Raft reads crypto/rand.Reader for its election jitter. The world swaps
 // in each member's own seeded reader around every call into that member's

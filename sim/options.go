@@ -38,6 +38,9 @@ type Options struct {
 	// starts, so that every client logs in and sends a token: "on",
 	// "off", or "" for a third of the seeds, chosen from the seed.
 	AuthOn string `json:",omitempty"`
+	// CorruptCheck turns the corruption checks (corruptcheck.go) "on" or
+	// "off"; empty draws each from the seed.
+	CorruptCheck string `json:",omitempty"`
 	// PlantedBug plants a core bug (detcdbugs builds only).
 	PlantedBug string `json:",omitempty"`
 	// Compaction pins the members' auto compaction ("never", "periodic"
@@ -136,6 +139,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: keep-faulty must be on, off or empty (from the seed), not %q", o.KeepFaulty)
 	case o.AuthOn != "" && o.AuthOn != "on" && o.AuthOn != "off":
 		return fmt.Errorf("sim: auth-on must be on, off or empty (from the seed), not %q", o.AuthOn)
+	case o.CorruptCheck != "" && o.CorruptCheck != "on" && o.CorruptCheck != "off":
+		return fmt.Errorf("sim: corrupt-check must be on, off or empty (from the seed), not %q", o.CorruptCheck)
 	case o.Compaction != "" && !slices.Contains(compactionModes, o.Compaction):
 		return fmt.Errorf("sim: compaction must be %s or empty (from the seed), not %q", strings.Join(compactionModes, ", "), o.Compaction)
 	case o.LeaseCheckpoint < 0:
@@ -175,6 +180,9 @@ func (o Options) String() string {
 	}
 	if o.Weights != "" {
 		s += " --weights " + o.Weights
+	}
+	if o.CorruptCheck != "" {
+		s += " --corrupt-check " + o.CorruptCheck
 	}
 	if o.PlantedBug != "" {
 		s += " --bug " + o.PlantedBug

@@ -52,6 +52,11 @@ type Settings struct {
 	LeaseTTLMax          int64
 	// FaultWeights are the odds of each fault kind (by bit position).
 	FaultWeights [faultKinds]int
+	// The corruption checks (corruptcheck.go): a restarting member's
+	// initial check, and how often the leader runs the periodic and the
+	// compaction hash checks (0: never).
+	InitialCorruptCheck                bool
+	CorruptCheckUs, CompactHashCheckUs int64
 }
 
 // faultKinds counts the fault kinds.
@@ -109,6 +114,7 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 		s.Net.TailPerMille = int(between(0, 20))
 		s.Net.TailUs = between(10_000, 200_000)
 	}
+	s.drawCorruptChecks(r, o.CorruptCheck)
 	return s
 }
 
@@ -121,7 +127,7 @@ func (s Settings) String() string {
 		s.Net.ReorderPerMille, s.Net.ReorderUs, s.Net.TailPerMille, s.Net.TailUs,
 		s.FsyncMinUs, s.FsyncMaxUs, s.ThinkMinUs, s.ThinkMaxUs, s.ClientTimeoutUs, s.SnapshotCount, s.CatchUp,
 		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup, formatWeights(s.Weights), s.CompactLag,
-		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights)
+		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights) + s.corruptChecksString()
 }
 
 func (s Settings) compactionString() string {

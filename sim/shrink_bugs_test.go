@@ -25,7 +25,9 @@ func TestPlantedBugsShrink(t *testing.T) {
 		t.Run(tc.bug, func(t *testing.T) {
 			o := DefaultOptions()
 			o.Seed, o.Duration, o.PlantedBug, o.Faults = tc.seed, 20*time.Second, tc.bug, tc.faults
-			o.AuthOn = "off" // the seeds were picked for runs without auth
+			// The seeds were picked for runs without auth or corruption
+			// checks.
+			o.AuthOn, o.CorruptCheck = "off", "off"
 			failed := run(t, o)
 			if failed.OK() || len(failed.Injected) < 4 {
 				t.Fatalf("the planted bug's run passed or had few faults (%d): %v", len(failed.Injected), failed.Failures)
