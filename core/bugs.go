@@ -39,6 +39,10 @@ const (
 	// BugEntriesNoFsync writes new log entries without asking the driver
 	// to sync them before they count as persisted.
 	BugEntriesNoFsync = "entries-no-fsync"
+	// BugAuthPrevKVUnchecked lets a put with prev_kv through on write
+	// permission alone: the previous value is read without read
+	// permission.
+	BugAuthPrevKVUnchecked = "auth-prevkv-unchecked"
 
 	// The subpackages' planted bugs (core/internal/planted).
 
@@ -90,6 +94,7 @@ var PlantedBugs = []string{
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
+	BugAuthPrevKVUnchecked,
 }
 
 func validateBug(name string) error {

@@ -53,6 +53,8 @@ type checkers struct {
 	// is the key space's history, copied as it was applied.
 	compactions []compaction
 	hist        history
+	// perm judges answers by the users' permissions (checks_perm.go).
+	perm *permChecker
 	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
 	Linearizability string
 	// linInfo is porcupine's account of the check, for WriteHistoryHTML.
@@ -61,7 +63,7 @@ type checkers struct {
 
 func newCheckers(w *World) *checkers {
 	// A store starts at revision 1, with no events.
-	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}, grantedAt: map[int64]int64{}}
+	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}, grantedAt: map[int64]int64{}, perm: newPermChecker(w)}
 }
 
 func (c *checkers) fail(format string, args ...any) {
@@ -103,6 +105,7 @@ func (c *checkers) observe(m *member) {
 
 // applied checks that every member applies the same entry at an index.
 func (c *checkers) applied(m *member, index, term uint64, data []byte) {
+	c.perm.sample(m)
 	if data == nil {
 		return // a snapshot: its entries were checked where they were applied
 	}
@@ -128,6 +131,7 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 // never go backwards across its linearizable operations.
 func (c *checkers) op(op *Op) {
 	c.history = append(c.history, op)
+	c.perm.op(op)
 	if !op.Unknown && !op.Failed {
 		c.maxRev = max(c.maxRev, op.Rev)
 	}
