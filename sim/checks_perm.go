@@ -95,6 +95,22 @@ func (p *permChecker) sample(m *member) {
 	}
 }
 
+// refusedAtApply reports whether m, which just applied r, refused it for
+// its credentials, as etcd's apply does: auth is on and r was made by a
+// client (a non-zero auth revision) before the newest auth change, or by
+// a user the store does not allow it. Only for requests that change no
+// auth state.
+func (p *permChecker) refusedAtApply(m *member, r *pb.InternalRaftRequest) bool {
+	h := r.GetHeader()
+	ss := p.byMember[m.idx]
+	if !p.w.authOn || h.GetAuthRevision() == 0 || len(ss) == 0 {
+		return false
+	}
+	st := ss[len(ss)-1].state
+	req := core.Request{Put: r.Put, DeleteRange: r.DeleteRange, Txn: r.Txn, Compaction: r.Compaction}
+	return st.pos.enabled && (h.GetAuthRevision() < st.pos.rev || st.allows(h.GetUsername(), req) != "")
+}
+
 func (p *permChecker) read(m *member, pos permPos) (*permState, error) {
 	a, err := m.node.AuthCopy()
 	if err != nil {
@@ -134,14 +150,36 @@ func (p *permChecker) met(op *Op, linearizable bool) []*permState {
 
 // op judges a finished client operation.
 func (p *permChecker) op(op *Op) {
-	if !p.w.authOn || op.Unknown || op.Failed && !op.Denied {
+	switch {
+	case !p.w.authOn || op.Unknown || op.Failed && !op.Denied:
+	case op.Denied:
+		p.denied(op, op.String())
+	default:
+		p.succeeded(op, op.String(), op.linearizable() || op.Kind == opRangeAt && !op.Req.Range.Serializable)
+	}
+}
+
+// watchCreated judges a watch's creation, or its refusal, on c's
+// member between asking and the answer: it needs read permission over
+// the watched keys, checked where the watch is created.
+func (p *permChecker) watchCreated(c *watchClient, denied bool) {
+	if !p.w.authOn {
 		return
 	}
-	if op.Denied {
-		p.denied(op)
+	op := &Op{Member: c.member.idx, Call: c.askedAt, Return: p.w.now, User: c.login.user,
+		Req: core.Request{Range: &pb.RangeRequest{Key: []byte(c.key), RangeEnd: []byte(c.end)}}}
+	desc := fmt.Sprintf("w%d watch [%s,%s) @%s [%d,%d]", c.id, c.key, c.end, c.member.name, op.Call, op.Return)
+	if denied {
+		p.denied(op, desc)
 		return
 	}
-	states := p.met(op, op.linearizable() || op.Kind == opRangeAt && !op.Req.Range.Serializable)
+	p.succeeded(op, desc, false)
+}
+
+// succeeded judges a request that succeeded: wrong if no state it could
+// have met allows it.
+func (p *permChecker) succeeded(op *Op, desc string, linearizable bool) {
+	states := p.met(op, linearizable)
 	for _, st := range states {
 		if st.allows(op.User, op.Req) == "" {
 			return
@@ -151,12 +189,12 @@ func (p *permChecker) op(op *Op) {
 		return // the member's states are not known: nothing to judge
 	}
 	p.w.checks.fail("permissions: %s as %s succeeded, but no auth state %s could have met allowed it: %s",
-		op, op.User, p.w.members[op.Member].name, p.reasons(op, states))
+		desc, op.User, p.w.members[op.Member].name, p.reasons(op, states))
 }
 
 // denied judges a refusal: wrong if every state the member had from the
 // call to the answer allows the request.
-func (p *permChecker) denied(op *Op) {
+func (p *permChecker) denied(op *Op, desc string) {
 	states := p.met(op, false)
 	for _, st := range states {
 		if st.allows(op.User, op.Req) != "" {
@@ -167,7 +205,7 @@ func (p *permChecker) denied(op *Op) {
 		return
 	}
 	p.w.checks.fail("permissions: %s as %s was refused, but every auth state %s had meanwhile (revisions %d to %d) allowed it",
-		op, op.User, p.w.members[op.Member].name, states[0].pos.rev, states[len(states)-1].pos.rev)
+		desc, op.User, p.w.members[op.Member].name, states[0].pos.rev, states[len(states)-1].pos.rev)
 }
 
 func (p *permChecker) reasons(op *Op, states []*permState) string {

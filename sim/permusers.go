@@ -42,8 +42,9 @@ type permWorld struct {
 	granted [permRolesN][]*authpb.Permission
 }
 
-// newPermWorld draws the setup and the limited user each client sends
-// one in permShare of its operations as.
+// newPermWorld draws the setup, the limited user each client sends one
+// in permShare of its operations as, and the watchers (one in
+// permShare) that watch as one.
 func newPermWorld(w *World) *permWorld {
 	p := &permWorld{rng: w.child(), settings: w.settings}
 	for r := 0; r < permRolesN; r++ {
@@ -59,6 +60,11 @@ func newPermWorld(w *World) *permWorld {
 	}
 	for _, c := range w.clients {
 		c.limited, c.limitedRng = newLogin(permUser(p.rng.IntN(permUsersN))), w.child()
+	}
+	for _, c := range w.watchers {
+		if p.rng.IntN(permShare) == 0 {
+			c.login = newLogin(permUser(p.rng.IntN(permUsersN)))
+		}
 	}
 	return p
 }
