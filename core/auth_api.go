@@ -63,7 +63,40 @@ func (n *Node) authorize(r *Request) error {
 		return auth.ErrAuthOldRevision
 	}
 	r.user = user
+	if linearizableRead(r) {
+		return nil // checked when served (servePermitted)
+	}
 	return n.permitted(user, r)
+}
+
+// linearizableRead reports a read that waits for a read index before it
+// is served: etcd checks its permissions only then, against the store as
+// it is once the read index is applied, so that a permission revoked
+// before the read was made refuses it even on a member that had not yet
+// applied the revoke when the read arrived.
+func linearizableRead(r *Request) bool {
+	return r.Range != nil && !r.Range.Serializable ||
+		r.Txn != nil && isTxnReadonly(r.Txn) && !isTxnSerializable(r.Txn)
+}
+
+// servePermitted serves a read whose read index is applied, once its
+// user's permissions of now allow it.
+func (n *Node) servePermitted(r Request) {
+	if linearizableRead(&r) {
+		// The user again too: auth may have been enabled meanwhile.
+		r.user = ""
+		if err := n.authorize(&r); err != nil {
+			n.respond(r.ID, nil, err)
+			return
+		}
+		if r.user != "" {
+			if err := n.permitted(r.user, &r); err != nil {
+				n.respond(r.ID, nil, err)
+				return
+			}
+		}
+	}
+	n.serveRead(r)
 }
 
 // tokenUser is who a request comes from, and the auth revision its

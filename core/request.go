@@ -110,4 +110,9 @@ type Response struct {
 	Backup *Checkpoint
 	// Lookup answers AuthLookup requests.
 	Lookup *AuthLookup
+	// AuthEnabled, for ReadIndex requests, says whether auth was on when
+	// View was taken: a driver that found it off when the read arrived
+	// must then check the user's permissions before it serves from View,
+	// as etcd checks them once the read index is applied.
+	AuthEnabled bool
 }

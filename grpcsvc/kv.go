@@ -38,20 +38,21 @@ func do[T proto.Message](ctx context.Context, b Backend, r core.Request) (T, err
 }
 
 // readView returns a view to serve a range from: the member's own state
-// for a serializable read, a view past a ReadIndex for a linearizable one.
-func readView(ctx context.Context, b Backend, serializable bool) (*mvcc.View, *pb.ResponseHeader, error) {
+// for a serializable read, a view past a ReadIndex for a linearizable one;
+// authOn says whether auth was on when the view was taken.
+func readView(ctx context.Context, b Backend, serializable bool) (v *mvcc.View, h *pb.ResponseHeader, authOn bool, err error) {
 	if serializable {
 		v, h, err := b.SerializableView(ctx)
-		return v, h, toGRPC(err)
+		return v, h, b.AuthEnabled(), toGRPC(err)
 	}
 	resp, err := b.Do(ctx, core.Request{ReadIndex: true})
 	if err != nil {
-		return nil, nil, toGRPC(err)
+		return nil, nil, false, toGRPC(err)
 	}
 	if resp.Err != nil {
-		return nil, nil, toGRPC(resp.Err)
+		return nil, nil, false, toGRPC(resp.Err)
 	}
-	return resp.View, resp.Header, nil
+	return resp.View, resp.Header, resp.AuthEnabled, nil
 }
 
 func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
@@ -62,9 +63,14 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 		// The loop checks the user's permissions on the range.
 		return do[*pb.RangeResponse](ctx, s.b, core.Request{Range: r})
 	}
-	v, hdr, err := readView(ctx, s.b, r.Serializable)
+	v, hdr, authOn, err := readView(ctx, s.b, r.Serializable)
 	if err != nil {
 		return nil, err
+	}
+	if authOn {
+		// Auth came on while the read waited for its read index: etcd
+		// checks the user's permissions then, so the loop serves it.
+		return do[*pb.RangeResponse](ctx, s.b, core.Request{Range: r})
 	}
 	resp, err := core.ExecuteRange(v, r)
 	if err != nil {
@@ -81,6 +87,12 @@ func permitRead(ctx context.Context, b Backend, key, end []byte) (*pb.ResponseHe
 	if !b.AuthEnabled() {
 		return nil, nil
 	}
+	return checkRead(ctx, b, key, end)
+}
+
+// checkRead is permitRead's check through the loop, which refuses the
+// read if auth is on and the client may not.
+func checkRead(ctx context.Context, b Backend, key, end []byte) (*pb.ResponseHeader, error) {
 	resp, err := do[*pb.RangeResponse](ctx, b, core.Request{Range: &pb.RangeRequest{Key: key, RangeEnd: end, CountOnly: true, Serializable: true}})
 	if err != nil {
 		return nil, err
@@ -124,12 +136,16 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) e
 	if r.MinModRevision != 0 || r.MaxModRevision != 0 || r.MinCreateRevision != 0 || r.MaxCreateRevision != 0 {
 		return status.Errorf(codes.Unimplemented, "RangeStream does not support revision filters")
 	}
-	if _, err := permitRead(rs.Context(), s.b, r.Key, r.RangeEnd); err != nil {
-		return err
-	}
-	v, hdr, err := readView(rs.Context(), s.b, r.Serializable)
+	// The user's permissions are checked once the view is taken, as etcd
+	// checks them once the read index is applied.
+	v, hdr, authOn, err := readView(rs.Context(), s.b, r.Serializable)
 	if err != nil {
 		return err
+	}
+	if authOn {
+		if _, err := checkRead(rs.Context(), s.b, r.Key, r.RangeEnd); err != nil {
+			return err
+		}
 	}
 	return rangeStream(v, hdr, proto.Clone(r).(*pb.RangeRequest), rs, s.b.MaxRequestBytes())
 }
