@@ -249,9 +249,7 @@ func (c *watchClient) receive(r *pb.WatchResponse) {
 		// may grant them.
 		w.checks.perm.watchCreated(c, true)
 		w.trace.logf(w.now, "w%d watch refused: %s", c.id, r.CancelReason)
-		if !w.stopping {
-			c.retry(c.from)
-		}
+		c.retry(c.from)
 		return
 	case r.Created && r.Canceled:
 		w.checks.fail("w%d: watch creation refused: %s", c.id, r.CancelReason)
