@@ -200,7 +200,7 @@ func (n *Node) txnPermitted(user string, t *pb.TxnRequest) error {
 				err = n.putPermitted(user, op.GetRequestPut())
 			case op.GetRequestDeleteRange() != nil:
 				err = n.deletePermitted(user, op.GetRequestDeleteRange())
-			case op.GetRequestTxn() != nil:
+			case op.GetRequestTxn() != nil && !n.bug(BugAuthTxnNestedUnchecked): // planted: nested transactions unchecked
 				err = n.txnPermitted(user, op.GetRequestTxn())
 			}
 			if err != nil {

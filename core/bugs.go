@@ -43,6 +43,9 @@ const (
 	// permission alone: the previous value is read without read
 	// permission.
 	BugAuthPrevKVUnchecked = "auth-prevkv-unchecked"
+	// BugAuthTxnNestedUnchecked checks a transaction's compares and ops
+	// but lets its nested transactions through unchecked.
+	BugAuthTxnNestedUnchecked = "auth-txn-nested-unchecked"
 
 	// The subpackages' planted bugs (core/internal/planted).
 
@@ -94,7 +97,7 @@ var PlantedBugs = []string{
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
-	BugAuthPrevKVUnchecked,
+	BugAuthPrevKVUnchecked, BugAuthTxnNestedUnchecked,
 }
 
 func validateBug(name string) error {

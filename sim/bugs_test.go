@@ -34,10 +34,12 @@ func TestPlantedBugs(t *testing.T) {
 		core.BugMVCCRangeLimitOffByOne: "all",
 		core.BugMVCCCompactKeepsTooFew: "all",
 		core.BugAuthPrevKVUnchecked:    "all",
+		core.BugAuthTxnNestedUnchecked: "all",
 	}
 	// authOn are the bugs only users of limited permissions meet.
-	authOn := map[string]bool{core.BugAuthPrevKVUnchecked: true}
-	for _, bug := range []string{core.BugAckBeforeFsync, core.BugStaleRead, core.BugCompareGreaterOrEqual, core.BugMVCCRangeLimitOffByOne, core.BugMVCCCompactKeepsTooFew, core.BugAuthPrevKVUnchecked} {
+	authOn := map[string]bool{core.BugAuthPrevKVUnchecked: true, core.BugAuthTxnNestedUnchecked: true}
+	for _, bug := range []string{core.BugAckBeforeFsync, core.BugStaleRead, core.BugCompareGreaterOrEqual, core.BugMVCCRangeLimitOffByOne, core.BugMVCCCompactKeepsTooFew,
+		core.BugAuthPrevKVUnchecked, core.BugAuthTxnNestedUnchecked} {
 		t.Run(bug, func(t *testing.T) {
 			faults, err := ParseFaults(mixes[bug])
 			if err != nil {
