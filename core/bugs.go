@@ -48,6 +48,13 @@ const (
 	// a restarting member behind a compaction refuses to start (package
 	// corrupt).
 	BugCorruptCompactRevMismatch = "corrupt-compact-rev-mismatch"
+	// BugAuthPrevKVUnchecked lets a put with prev_kv through on write
+	// permission alone: the previous value is read without read
+	// permission.
+	BugAuthPrevKVUnchecked = "auth-prevkv-unchecked"
+	// BugAuthTxnNestedUnchecked checks a transaction's compares and ops
+	// but lets its nested transactions through unchecked.
+	BugAuthTxnNestedUnchecked = "auth-txn-nested-unchecked"
 
 	// The subpackages' planted bugs (core/internal/planted).
 
@@ -100,6 +107,7 @@ var PlantedBugs = []string{
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
 	BugPutDivergesEvenMember, BugCorruptCompactRevMismatch,
+	BugAuthPrevKVUnchecked, BugAuthTxnNestedUnchecked,
 }
 
 func validateBug(name string) error {

@@ -37,7 +37,7 @@ type readRound struct {
 
 func (rs *reads) add(n *Node, r Request) {
 	if n.bug(BugStaleRead) {
-		n.serveRead(r)
+		n.servePermitted(r)
 		return
 	}
 	rs.waiting = append(rs.waiting, pendingRead{req: r, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks)})
@@ -80,7 +80,7 @@ func (rs *reads) serve(n *Node) {
 	k := 0
 	for k < len(rs.indexed) && (rs.indexed[k].index <= n.st.index || n.bug(BugReadBeforeApplied)) { // planted: served before the read index is applied
 		for _, pr := range rs.indexed[k].reads {
-			n.serveRead(pr.req)
+			n.servePermitted(pr.req)
 		}
 		k++
 	}
@@ -143,7 +143,7 @@ func (n *Node) serveRead(r Request) {
 		resp, err := n.applyTxn(r.Txn, false)
 		n.respondTxn(r.ID, resp, err)
 	case r.ReadIndex:
-		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.View(), Header: n.header(int64(n.kv.Rev()))})
+		n.out.Responses = append(n.out.Responses, Response{ID: r.ID, View: n.kv.View(), Header: n.header(int64(n.kv.Rev())), AuthEnabled: n.st.auth.Enabled()})
 	case r.LeaseKeepAlive != nil, r.LeaseTimeToLive != nil:
 		n.serveLease(r)
 	case r.MemberList != nil:

@@ -121,4 +121,9 @@ type Response struct {
 	// token before it lapses.
 	Caller          *Caller
 	CallerUntilTick int64
+	// AuthEnabled, for ReadIndex requests, says whether auth was on when
+	// View was taken: a driver that found it off when the read arrived
+	// must then check the user's permissions before it serves from View,
+	// as etcd checks them once the read index is applied.
+	AuthEnabled bool
 }

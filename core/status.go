@@ -8,6 +8,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
+	"github.com/detcd/detcd/core/auth"
 	"github.com/detcd/detcd/core/mvcc"
 )
 
@@ -116,6 +117,10 @@ func (n *Node) Corrupt() bool { return n.st.alarms.corrupt() }
 
 // AuthHash is a hash of the auth store, for checkers comparing members.
 func (n *Node) AuthHash() uint32 { return crc32.ChecksumIEEE(n.st.auth.Marshal()) }
+
+// AuthCopy is a copy of the auth store, for checkers that judge what it
+// permitted: changing it changes nothing in the node.
+func (n *Node) AuthCopy() (*auth.Store, error) { return auth.Unmarshal(n.st.auth.Marshal()) }
 
 // HashKV hashes the key space as Maintenance.HashKV does, on the loop:
 // for tests and the simulator, whose checks run between events.

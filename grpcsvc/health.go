@@ -12,7 +12,7 @@ import (
 // etcd's words, without the gRPC status around them, as /health and
 // /readyz print it.
 func CheckRead(ctx context.Context, b Backend, serializable bool) error {
-	if _, _, err := readView(ctx, b, serializable); err != nil {
+	if _, _, _, err := readView(ctx, b, serializable); err != nil {
 		return errors.New(status.Convert(err).Message())
 	}
 	return nil

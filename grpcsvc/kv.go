@@ -38,20 +38,21 @@ func do[T proto.Message](ctx context.Context, b Backend, r core.Request) (T, err
 }
 
 // readView returns a view to serve a range from: the member's own state
-// for a serializable read, a view past a ReadIndex for a linearizable one.
-func readView(ctx context.Context, b Backend, serializable bool) (*mvcc.View, *pb.ResponseHeader, error) {
+// for a serializable read, a view past a ReadIndex for a linearizable one;
+// authOn says whether auth was on when the view was taken.
+func readView(ctx context.Context, b Backend, serializable bool) (v *mvcc.View, h *pb.ResponseHeader, authOn bool, err error) {
 	if serializable {
 		v, h, err := b.SerializableView(ctx)
-		return v, h, toGRPC(err)
+		return v, h, b.AuthEnabled(), toGRPC(err)
 	}
 	resp, err := b.Do(ctx, core.Request{ReadIndex: true})
 	if err != nil {
-		return nil, nil, toGRPC(err)
+		return nil, nil, false, toGRPC(err)
 	}
 	if resp.Err != nil {
-		return nil, nil, toGRPC(resp.Err)
+		return nil, nil, false, toGRPC(resp.Err)
 	}
-	return resp.View, resp.Header, nil
+	return resp.View, resp.Header, resp.AuthEnabled, nil
 }
 
 func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
@@ -66,9 +67,14 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 		// The loop looks the token up and checks the permissions.
 		return do[*pb.RangeResponse](ctx, s.b, core.Request{Range: r})
 	}
-	v, hdr, err := readView(ctx, s.b, r.Serializable)
+	v, hdr, authOn, err := readView(ctx, s.b, r.Serializable)
 	if err != nil {
 		return nil, err
+	}
+	if authOn && c.User == "" {
+		// Auth came on while the read waited for its read index: etcd
+		// checks the user's permissions then, so the loop serves it.
+		return do[*pb.RangeResponse](ctx, s.b, core.Request{Range: r})
 	}
 	if err := permitRead(s.b, c, r.Key, r.RangeEnd); err != nil {
 		return nil, err
@@ -94,7 +100,7 @@ func caller(ctx context.Context, b Backend) (Caller, error) {
 // permissions published once the read's view was taken (so at least as
 // new as it): as etcd, which checks a read against the auth store of the
 // moment it serves it.
-// A read that began with auth off is anyone's.
+// A read whose view was taken with auth off is anyone's.
 func permitRead(b Backend, c Caller, key, end []byte) error {
 	if c.User == "" {
 		return nil
@@ -162,16 +168,18 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, rs pb.KV_RangeStreamServer) e
 	if err != nil {
 		return err
 	}
-	if !c.Known {
-		if err := permitReadOnLoop(ctx, s.b, r.Key, r.RangeEnd); err != nil {
-			return err
-		}
-	}
-	v, hdr, err := readView(ctx, s.b, r.Serializable)
+	// The permissions are checked once the view is taken, as etcd
+	// checks them once the read index is applied.
+	v, hdr, authOn, err := readView(ctx, s.b, r.Serializable)
 	if err != nil {
 		return err
 	}
-	if err := permitRead(s.b, c, r.Key, r.RangeEnd); err != nil {
+	if !c.Known || authOn && c.User == "" {
+		err = permitReadOnLoop(ctx, s.b, r.Key, r.RangeEnd)
+	} else {
+		err = permitRead(s.b, c, r.Key, r.RangeEnd)
+	}
+	if err != nil {
 		return err
 	}
 	return rangeStream(v, hdr, proto.Clone(r).(*pb.RangeRequest), rs, s.b.MaxRequestBytes())

@@ -50,8 +50,12 @@ func (c *authClient) issue() {
 	w.after(200_000+c.rng.Int64N(800_000), c.issue)
 }
 
-// next draws one auth change.
+// next draws one auth change; with auth on, half of them change the
+// limited users' permissions.
 func (c *authClient) next() *pb.InternalRaftRequest {
+	if c.w.perm != nil && c.rng.IntN(2) == 0 {
+		return c.w.perm.nextChange(c.rng)
+	}
 	user := fmt.Sprintf("u%d", c.rng.IntN(authNamesMax))
 	role := fmt.Sprintf("r%d", c.rng.IntN(authNamesMax))
 	key := []byte(fmt.Sprintf("k%d", c.rng.IntN(authNamesMax)))

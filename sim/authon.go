@@ -135,8 +135,11 @@ func (w *World) authSetup(done func()) {
 		{AuthRoleGrantPermission: &pb.AuthRoleGrantPermissionRequest{Name: appRole, Perm: everyKey()}},
 		{AuthUserAdd: &pb.AuthUserAddRequest{Name: appUser, Password: password(appUser)}},
 		{AuthUserGrantRole: &pb.AuthUserGrantRoleRequest{User: appUser, Role: appRole}},
-		{AuthEnable: &pb.AuthEnableRequest{}},
 	}
+	if w.perm != nil {
+		steps = append(steps, w.perm.setup...)
+	}
+	steps = append(steps, &pb.InternalRaftRequest{AuthEnable: &pb.AuthEnableRequest{}})
 	attempt := 0
 	var step func(i int)
 	step = func(i int) {

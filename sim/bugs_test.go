@@ -33,8 +33,13 @@ func TestPlantedBugs(t *testing.T) {
 		core.BugCompareGreaterOrEqual:  "all",
 		core.BugMVCCRangeLimitOffByOne: "all",
 		core.BugMVCCCompactKeepsTooFew: "all",
+		core.BugAuthPrevKVUnchecked:    "all",
+		core.BugAuthTxnNestedUnchecked: "all",
 	}
-	for _, bug := range []string{core.BugAckBeforeFsync, core.BugStaleRead, core.BugCompareGreaterOrEqual, core.BugMVCCRangeLimitOffByOne, core.BugMVCCCompactKeepsTooFew} {
+	// authOn are the bugs only users of limited permissions meet.
+	authOn := map[string]bool{core.BugAuthPrevKVUnchecked: true, core.BugAuthTxnNestedUnchecked: true}
+	for _, bug := range []string{core.BugAckBeforeFsync, core.BugStaleRead, core.BugCompareGreaterOrEqual, core.BugMVCCRangeLimitOffByOne, core.BugMVCCCompactKeepsTooFew,
+		core.BugAuthPrevKVUnchecked, core.BugAuthTxnNestedUnchecked} {
 		t.Run(bug, func(t *testing.T) {
 			faults, err := ParseFaults(mixes[bug])
 			if err != nil {
@@ -43,6 +48,9 @@ func TestPlantedBugs(t *testing.T) {
 			for seed := uint64(1); seed <= plantedBugSeedsMax; seed++ {
 				o := DefaultOptions()
 				o.Seed, o.Duration, o.Faults, o.PlantedBug = seed, 20*time.Second, faults, bug
+				if authOn[bug] {
+					o.AuthOn = "on"
+				}
 				if res := run(t, o); !res.OK() {
 					t.Logf("caught at seed %d: %s", seed, res.Failures[0])
 					return

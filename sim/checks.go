@@ -55,6 +55,8 @@ type checkers struct {
 	hist        history
 	// corruptRaised says a CORRUPT alarm was applied (checks_corrupt.go).
 	corruptRaised bool
+	// perm judges answers by the users' permissions (checks_perm.go).
+	perm *permChecker
 	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
 	Linearizability string
 	// linInfo is porcupine's account of the check, for WriteHistoryHTML.
@@ -63,7 +65,7 @@ type checkers struct {
 
 func newCheckers(w *World) *checkers {
 	// A store starts at revision 1, with no events.
-	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}, grantedAt: map[int64]int64{}}
+	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}, grantedAt: map[int64]int64{}, perm: newPermChecker(w)}
 }
 
 func (c *checkers) fail(format string, args ...any) {
@@ -105,6 +107,7 @@ func (c *checkers) observe(m *member) {
 
 // applied checks that every member applies the same entry at an index.
 func (c *checkers) applied(m *member, index, term uint64, data []byte) {
+	c.perm.sample(m)
 	if data == nil {
 		return // a snapshot: its entries were checked where they were applied
 	}
@@ -121,7 +124,7 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
 	}
 	if !ok {
-		c.noteApplied(data)
+		c.noteApplied(m, data)
 	}
 	c.entries[index] = sum
 }
@@ -130,6 +133,7 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 // never go backwards across its linearizable operations.
 func (c *checkers) op(op *Op) {
 	c.history = append(c.history, op)
+	c.perm.op(op)
 	if !op.Unknown && !op.Failed {
 		c.maxRev = max(c.maxRev, op.Rev)
 	}

@@ -17,8 +17,11 @@ const driftMaxPPM = 20_000
 // client's revoke (its header names a user) may be refused at apply time
 // (its auth revision is old): only its client's answer says it happened
 // (leaseRecord.revokeAcked); revokes without a user, the leader's
-// expiries and revokes with auth off, always take effect.
-func (c *checkers) noteApplied(data []byte) {
+// expiries and revokes with auth off, always take effect. It notes the
+// compactions that took effect too: not one refused at apply for its
+// credentials (its auth revision older than the store's, as after any
+// auth change while it was on its way).
+func (c *checkers) noteApplied(m *member, data []byte) {
 	if len(data) == 0 || c.revokedAt == nil {
 		return
 	}
@@ -26,7 +29,7 @@ func (c *checkers) noteApplied(data []byte) {
 	if proto.Unmarshal(data, &r) != nil {
 		return
 	}
-	if r.Compaction != nil {
+	if r.Compaction != nil && !c.perm.refusedAtApply(m, &r) {
 		c.noteCompaction(r.Compaction)
 	}
 	if r.Alarm != nil {

@@ -35,6 +35,11 @@ type client struct {
 	// root is its session as root, for what etcd lets only an
 	// administrator do (Compact).
 	root *login
+	// limited, if set, is its session as a user of limited permissions
+	// (permusers.go), which some of its operations go as, drawn from
+	// limitedRng.
+	limited    *login
+	limitedRng *rand.Rand
 }
 
 // backoffMinUs and backoffMaxUs bound a client's back-off.
@@ -294,7 +299,8 @@ func (c *client) issue() {
 	if w.members[c.target].removed {
 		c.target = c.pick()
 	}
-	op.Member, op.Call = c.target, w.now
+	l := c.loginFor(op)
+	op.Member, op.Call, op.User = c.target, w.now, l.user
 	if op.Kind == opCompact {
 		w.checks.scanHistory() // before the compaction takes what the checks need
 	}
@@ -312,7 +318,7 @@ func (c *client) issue() {
 	c.pending = finish
 	m := w.members[c.target]
 	w.after(c.latency(), m.event(func() {
-		w.callAs(m, c.loginFor(op), op.Req, func(r core.Response) {
+		w.callAs(m, l, op.Req, func(r core.Response) {
 			w.after(c.latency(), func() { finish(&r) })
 		})
 	}))
@@ -346,6 +352,11 @@ func (c *client) record(op *Op, resp *core.Response) {
 		op.Failed = true
 		w.stats.OpsFailed++
 		c.backoffUs = min(max(2*c.backoffUs, backoffMinUs), backoffMaxUs)
+	case errors.Is(resp.Err, rpctypes.ErrGRPCPermissionDenied):
+		// Refused for the user's permissions (checks_perm.go judges
+		// whether rightly): it did nothing.
+		op.Failed, op.Denied = true, true
+		w.stats.OpsFailed++
 	case errors.Is(resp.Err, errNotSent) || authRefused(resp.Err):
 		// Refused for its credentials before it did anything: log in
 		// again, as clientv3 does.
@@ -374,10 +385,14 @@ func (c *client) record(op *Op, resp *core.Response) {
 }
 
 // loginFor is the session op is sent with: root's for a compaction,
-// which etcd allows only an administrator, the app user's for the rest.
+// which etcd allows only an administrator, the app user's or now and
+// then the limited user's for the rest.
 func (c *client) loginFor(op *Op) *login {
-	if op.Kind == opCompact {
+	switch {
+	case op.Kind == opCompact:
 		return c.root
+	case c.limited != nil && c.limitedRng.IntN(permShare) == 0:
+		return c.limited
 	}
 	return c.login
 }

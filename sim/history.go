@@ -49,6 +49,8 @@ const (
 // whether the write took).
 type Op struct {
 	Client int
+	// User is whom the client logs in as, with auth on.
+	User   string
 	Kind   opKind
 	Group  int
 	Req    core.Request
@@ -62,6 +64,7 @@ type Op struct {
 	// Outputs.
 	Unknown bool
 	Failed  bool   // a definite failure with no effect
+	Denied  bool   // Failed for the user's permissions
 	Err     string // a legal error (errKind...), judged by the checkers
 	Rev     int64
 	Resp    proto.Message
@@ -115,6 +118,8 @@ func (o *Op) String() string {
 	switch {
 	case o.Err != "":
 		b.WriteString(" err " + o.Err)
+	case o.Denied:
+		b.WriteString(" denied")
 	case o.Failed:
 		b.WriteString(" failed")
 	case o.Resp != nil:

@@ -156,6 +156,7 @@ func (m *member) start() error {
 		m.w.checks.fail("%s restarted with its log ending at index %d, but it had synced up to %d: it serves less than it acknowledged", m.name, last, m.durableLast)
 	}
 	m.durableLast = last
+	m.w.checks.perm.sample(m)
 	m.with(func() {})
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/detcd/detcd/core"
@@ -29,8 +30,11 @@ type watchClient struct {
 	open   bool
 	// sess is the open stream's server side, once the member opened it.
 	sess *grpcsvc.WatchSession
-	// login is the watcher's session as the app user, with auth on.
-	login *login
+	// login is the watcher's session as the app user (or, now and then,
+	// a user of limited permissions), with auth on; askedAt is when it
+	// last asked for a watcher.
+	login   *login
+	askedAt int64
 	// What is watched.
 	key, end       string
 	noPut, noDel   bool
@@ -111,6 +115,7 @@ func (c *watchClient) connect(from int64) {
 		return
 	}
 	w.nextStream++
+	c.askedAt = w.now
 	c.member, c.stream, c.open, c.sess, c.from, c.fragments = m, w.nextStream, true, nil, from, nil
 	c.sessions++
 	m.streams[c.stream] = c
@@ -238,6 +243,14 @@ func (c *watchClient) receive(r *pb.WatchResponse) {
 		w.trace.logf(w.now, "w%d watch refused: %s", c.id, r.CancelReason)
 		c.retry(c.from)
 		return
+	case r.Created && r.Canceled && r.CancelReason == rpctypes.ErrGRPCPermissionDenied.Error():
+		// The user may not read the keys: the permission checker judges
+		// whether rightly; the client tries again, as an administrator
+		// may grant them.
+		w.checks.perm.watchCreated(c, true)
+		w.trace.logf(w.now, "w%d watch refused: %s", c.id, r.CancelReason)
+		c.retry(c.from)
+		return
 	case r.Created && r.Canceled:
 		w.checks.fail("w%d: watch creation refused: %s", c.id, r.CancelReason)
 		c.open = false
@@ -246,6 +259,7 @@ func (c *watchClient) receive(r *pb.WatchResponse) {
 		c.compacted(r.CompactRevision, rec.rev)
 		return
 	case r.Created:
+		w.checks.perm.watchCreated(c, false)
 		c.begin(rec.rev)
 		return
 	case len(events) == 0:

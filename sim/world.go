@@ -41,8 +41,11 @@ type World struct {
 	curTask *task
 	// authOn: the workload runs with auth on (authon.go); rootLogin is
 	// the operator's session, for membership changes and the probe.
-	authOn               bool
-	rootLogin            *login
+	authOn    bool
+	rootLogin *login
+	// perm, with auth on, draws the users of limited permissions
+	// (permusers.go).
+	perm                 *permWorld
 	tasks                map[uint64]*task
 	nextTask, nextSignal uint64
 	taskRand             io.Reader
@@ -119,6 +122,9 @@ func New(opts Options, trace io.Writer) (*World, error) {
 	}
 	w.taskRand, w.tasks = rand.NewChaCha8(seed), map[uint64]*task{}
 	w.authOn, w.rootLogin = opts.authEnabled(), newLogin(rootUser)
+	if w.authOn {
+		w.perm = newPermWorld(w)
+	}
 	return w, nil
 }
 
