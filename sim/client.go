@@ -333,6 +333,11 @@ func (c *client) record(op *Op, resp *core.Response) {
 		op.Failed = true
 		w.stats.OpsFailed++
 		c.backoffUs = min(max(2*c.backoffUs, backoffMinUs), backoffMaxUs)
+	case errors.Is(resp.Err, rpctypes.ErrGRPCNoSpace) && costs(op.Req):
+		// The space quota is used up (a NOSPACE alarm): the write did not
+		// happen, until an operator recovers.
+		op.Failed = true
+		w.stats.OpsFailed++
 	case errors.Is(resp.Err, errNotSent) || authRefused(resp.Err):
 		// Refused for its credentials before it did anything: log in
 		// again, as clientv3 does.
