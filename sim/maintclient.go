@@ -89,10 +89,7 @@ func (o *operator) issue() {
 	if w.stopping {
 		return
 	}
-	k := o.pickKind()
-	if !o.recovering || k != maintDefragment {
-		o.send(k)
-	}
+	o.send(o.pickKind())
 	w.after(o.think(), o.issue)
 }
 
@@ -212,10 +209,15 @@ func (o *operator) voter() uint64 {
 	return ids[o.rng.IntN(len(ids))]
 }
 
-// call sends c to m as root and gives the answer (nil: none within the
-// client timeout, twice for a defragmentation, which takes long).
+// call sends c to m as root and gives the answer (nil: none within
+// twice the client timeout, as a defragmentation takes long).
 func (o *operator) call(m *member, c rpc, cb func(*core.Response)) {
-	w := o.w
+	o.w.invokeWithin(m, o.login, c, 2*o.w.settings.ClientTimeoutUs, cb)
+}
+
+// invokeWithin sends c to m as l's user, one network latency each way,
+// and gives the answer, or nil if none came within timeoutUs.
+func (w *World) invokeWithin(m *member, l *login, c rpc, timeoutUs int64, cb func(*core.Response)) {
 	done := false
 	finish := func(resp *core.Response) {
 		if !done {
@@ -224,11 +226,11 @@ func (o *operator) call(m *member, c rpc, cb func(*core.Response)) {
 		}
 	}
 	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
-		w.invokeAs(m, o.login, c, func(resp core.Response) {
+		w.invokeAs(m, l, c, func(resp core.Response) {
 			w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
 		})
 	}))
-	w.after(2*w.settings.ClientTimeoutUs, func() { finish(nil) })
+	w.after(timeoutUs, func() { finish(nil) })
 }
 
 // maintRPC is a call of the Maintenance service's method name, served
