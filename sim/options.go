@@ -173,7 +173,7 @@ func (o Options) String() string {
 	if o.AuthClients > 0 {
 		s += fmt.Sprintf(" --auth %d", o.AuthClients)
 	}
-	if o.Operators > 0 {
+	if o.Operators != 0 {
 		s += fmt.Sprintf(" --operators %d", o.Operators)
 	}
 	if o.KeepFaulty != "" {
