@@ -36,7 +36,8 @@ import (
 //     a revision above that of an alarm list that showed NOSPACE unless a
 //     disarm may have been applied in between.
 //   - Every answer names the member that gave it; an error is one etcd
-//     may give for the call.
+//     may give for the call; with auth on, the app user's defragment,
+//     hash, HashKV and leadership move are refused, as etcd's are.
 //
 // The liveness phase adds one more: after the last recovery, a write
 // succeeds (World.liveness waits for it).
@@ -88,6 +89,8 @@ type maintCall struct {
 	// leases is how many acknowledged grants there were when the call
 	// was sent.
 	leases int
+	// asApp: the call went as the app user, not root.
+	asApp bool
 }
 
 // errLeaderTransferTimeout is etcd's answer to a leadership move that
@@ -105,9 +108,22 @@ var maintLegalFor = map[maintKind][]error{
 	maintMoveLeader: {rpctypes.ErrGRPCNotLeader, rpctypes.ErrGRPCBadLeaderTransferee, errLeaderTransferTimeout},
 }
 
+// adminOnly are the calls etcd lets only an administrator make (its
+// authMaintenanceServer's isPermitted); status and the lists need only a
+// user.
+var adminOnly = map[maintKind]bool{maintDefragment: true, maintHash: true, maintHashKV: true, maintMoveLeader: true}
+
 // maintAnswer checks an answer to an operator call.
 func (c *checkers) maintAnswer(call maintCall, resp *core.Response) {
 	m := call.m
+	admin := adminOnly[call.kind]
+	switch {
+	case call.asApp && admin && resp.Err == nil:
+		c.fail("operator: %s on %s succeeded for the app user; etcd allows it only an administrator", maintNames[call.kind], m.name)
+		return
+	case call.asApp && admin && errors.Is(resp.Err, rpctypes.ErrGRPCPermissionDenied):
+		return
+	}
 	if err := resp.Err; err != nil {
 		if !definite(err) || authRefused(err) || isAny(err, maintLegal) || isAny(err, maintLegalFor[call.kind]) {
 			return

@@ -27,7 +27,9 @@ type operator struct {
 	rng *rand.Rand
 	// weights are this operator's odds of each call.
 	weights [maintKindsEnd]int
-	login   *login
+	// login is the operator's session as root; app, as the app user,
+	// which now and then makes a call by mistake.
+	login, app *login
 	// leader is the leader the last status answer named, where a
 	// leadership move is sent.
 	leader uint64
@@ -63,13 +65,17 @@ const (
 	operatorThinkMaxUs = 1_500_000
 )
 
+// appCallOdds: one call in appCallOdds, with auth on, goes as the app
+// user, whom etcd lets only list alarms, leases and ask for the status.
+const appCallOdds = 8
+
 // maintKey is the key the recovery writes to show that writes succeed
 // again: outside the workload's keys ("g.."), so the checkers' view of
 // the history stays the workload's.
 const maintKey = "maint/recovered"
 
 func newOperator(w *World, id int) *operator {
-	o := &operator{w: w, id: id, rng: w.child(), login: newLogin(rootUser)}
+	o := &operator{w: w, id: id, rng: w.child(), login: newLogin(rootUser), app: newLogin(appUser)}
 	for k, b := range maintWeightsBase {
 		o.weights[k] = o.rng.IntN(2*b + 1)
 	}
@@ -142,11 +148,15 @@ func (o *operator) send(k maintKind) {
 	}
 	call := o.newCall(m, k)
 	call.target = target
-	o.call(m, c, func(resp *core.Response) {
+	l := o.login
+	if w.authOn && o.rng.IntN(appCallOdds) == 0 {
+		l, call.asApp = o.app, true
+	}
+	w.invokeWithin(m, l, c, 2*w.settings.ClientTimeoutUs, func(resp *core.Response) {
 		if resp == nil {
 			return
 		}
-		w.trace.logf(w.now, "o%d %s on %s: %s", o.id, maintNames[k], m.name, outcome(resp))
+		w.trace.logf(w.now, "o%d %s on %s as %s: %s", o.id, maintNames[k], m.name, l.user, outcome(resp))
 		w.checks.maintAnswer(call, resp)
 		o.react(resp)
 	})
