@@ -72,6 +72,10 @@ const (
 	// the compaction revision when newer values exist: reads at the
 	// compaction revision miss it.
 	BugMVCCCompactKeepsTooFew = planted.MVCCCompactKeepsTooFew
+	// BugMVCCHashSkipsAfterDefrag leaves, once the member has been
+	// defragmented, the first revision out of HashKV's hash: that
+	// member's hashes differ from the others' at the same revisions.
+	BugMVCCHashSkipsAfterDefrag = planted.MVCCHashSkipsAfterDefrag
 	// BugWatchCatchUpSkipLast leaves a catch-up batch's last revision out.
 	BugWatchCatchUpSkipLast = planted.WatchCatchUpSkipLast
 	// BugWatchNotifyFirstOnly sends a synced watcher only the first of a
@@ -103,6 +107,7 @@ var PlantedBugs = []string{
 	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers,
 	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
 	BugCompareGreaterOrEqual, BugMVCCRangeLimitOffByOne, BugMVCCCompactKeepsTooFew,
+	BugMVCCHashSkipsAfterDefrag,
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,

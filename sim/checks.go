@@ -61,6 +61,8 @@ type checkers struct {
 	Linearizability string
 	// linInfo is porcupine's account of the check, for WriteHistoryHTML.
 	linInfo *porcupine.LinearizationInfo
+	// maint is what the maintenance checks keep (checks_maint.go).
+	maint maintChecks
 }
 
 func newCheckers(w *World) *checkers {
@@ -108,6 +110,7 @@ func (c *checkers) observe(m *member) {
 // applied checks that every member applies the same entry at an index.
 func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	c.perm.sample(m)
+	c.maintApplied(m, index, data)
 	if data == nil {
 		return // a snapshot: its entries were checked where they were applied
 	}
@@ -252,6 +255,7 @@ func (c *checkers) final() {
 	}
 	c.checkCompactions()
 	c.checkCorruptMissed()
+	c.checkNoSpaceWrites()
 	c.checkLinearizable()
 }
 

@@ -356,6 +356,10 @@ func (c *client) record(op *Op, resp *core.Response) {
 		// Refused for the user's permissions (checks_perm.go judges
 		// whether rightly): it did nothing.
 		op.Failed, op.Denied = true, true
+	case errors.Is(resp.Err, rpctypes.ErrGRPCNoSpace) && costs(op.Req):
+		// The space quota is used up (a NOSPACE alarm): the write did not
+		// happen, until an operator recovers.
+		op.Failed = true
 		w.stats.OpsFailed++
 	case errors.Is(resp.Err, errNotSent) || authRefused(resp.Err):
 		// Refused for its credentials before it did anything: log in

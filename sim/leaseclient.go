@@ -61,21 +61,7 @@ func (c *leaseClient) member() *member {
 // call sends a request to a member and gives the answer (nil: none within
 // the client timeout).
 func (c *leaseClient) call(r core.Request, cb func(*core.Response)) {
-	w := c.w
-	m := c.member()
-	done := false
-	finish := func(resp *core.Response) {
-		if !done {
-			done = true
-			cb(resp)
-		}
-	}
-	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
-		w.callAs(m, c.login, r, func(resp core.Response) {
-			w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
-		})
-	}))
-	w.after(w.settings.ClientTimeoutUs, func() { finish(nil) })
+	c.w.invokeWithin(c.member(), c.login, requestRPC(r), c.w.settings.ClientTimeoutUs, cb)
 }
 
 func (c *leaseClient) begin() {

@@ -123,6 +123,7 @@ func (m *member) config() core.Config {
 		CheckpointMinBytes:   s.CheckpointMinBytes,
 		AutoCompaction:       s.autoCompaction(),
 		LeaseCheckpointTicks: s.LeaseCheckpointTicks,
+		QuotaBackendBytes:    s.QuotaBytes,
 		ProposalEpoch:        m.rng.Uint64() &^ (1<<32 - 1),
 		ClusterVersion:       "3.7.0",
 		PlantedBug:           m.w.opts.PlantedBug,

@@ -22,6 +22,11 @@ type Options struct {
 	// AuthClients are administrators changing users, roles and
 	// permissions (0 in runs from before they existed).
 	AuthClients int `json:",omitempty"`
+	// Operators are clients calling the Maintenance service (status,
+	// alarms, defragment, hashes, leader moves) and recovering from a
+	// NOSPACE alarm (0 in runs from before they existed; Drawn: the
+	// seed decides). With operators, some seeds draw a small quota.
+	Operators int `json:",omitempty"`
 	// Duration is the safety phase: the workload runs under faults.
 	Duration time.Duration
 	// Faults is the fault mix.
@@ -76,10 +81,11 @@ func DefaultOptions() Options {
 const Drawn = -1
 
 // SwarmOptions are detcd-sim's defaults: each seed draws its own world
-// (members, clients, watchers, lease clients), as swarm testing does.
+// (members, clients, watchers, lease clients, operators), as swarm
+// testing does.
 func SwarmOptions() Options {
 	o := DefaultOptions()
-	o.Members, o.Clients, o.Watchers, o.LeaseClients = 0, 0, Drawn, Drawn
+	o.Members, o.Clients, o.Watchers, o.LeaseClients, o.Operators = 0, 0, Drawn, Drawn, Drawn
 	return o
 }
 
@@ -90,6 +96,7 @@ func (o Options) drawShape(r *rand.Rand) Options {
 	u := r.Float64()
 	clients := min(int(math.Exp2(8*u*u)), clientsMax) // skewed to few: median 4
 	watchers, leasers := r.IntN(6), r.IntN(5)
+	operators := r.IntN(3) // drawn last, so the draws above stay as they were
 	if o.Members == 0 {
 		o.Members = members
 	}
@@ -101,6 +108,9 @@ func (o Options) drawShape(r *rand.Rand) Options {
 	}
 	if o.LeaseClients == Drawn {
 		o.LeaseClients = leasers
+	}
+	if o.Operators == Drawn {
+		o.Operators = operators
 	}
 	return o
 }
@@ -131,6 +141,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: lease clients must be in 0..%d", clientsMax)
 	case o.AuthClients < 0 || o.AuthClients > clientsMax:
 		return fmt.Errorf("sim: auth clients must be in 0..%d", clientsMax)
+	case o.Operators < Drawn || o.Operators > clientsMax:
+		return fmt.Errorf("sim: operators must be in 0..%d (-1: drawn)", clientsMax)
 	case o.Duration <= 0 || o.Duration > durationMax:
 		return fmt.Errorf("sim: duration must be in (0, %v]", durationMax)
 	case o.Liveness <= 0:
@@ -165,6 +177,9 @@ func (o Options) String() string {
 		o.Seed, o.Members, o.Clients, o.Watchers, o.LeaseClients, o.Duration, o.Faults, o.Liveness)
 	if o.AuthClients > 0 {
 		s += fmt.Sprintf(" --auth %d", o.AuthClients)
+	}
+	if o.Operators != 0 {
+		s += fmt.Sprintf(" --operators %d", o.Operators)
 	}
 	if o.KeepFaulty != "" {
 		s += " --keep-faulty " + o.KeepFaulty

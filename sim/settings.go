@@ -57,6 +57,10 @@ type Settings struct {
 	// compaction hash checks (0: never).
 	InitialCorruptCheck                bool
 	CorruptCheckUs, CompactHashCheckUs int64
+	// QuotaBytes is the members' backend quota; 0 is etcd's default.
+	// Runs with operators may draw a small one, so that the workload
+	// raises the NOSPACE alarm and the operators recover from it.
+	QuotaBytes int64
 }
 
 // faultKinds counts the fault kinds.
@@ -115,8 +119,21 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 		s.Net.TailUs = between(10_000, 200_000)
 	}
 	s.drawCorruptChecks(r, o.CorruptCheck)
+	// Drawn last, so that the draws above stay as they were.
+	if quota := between(quotaMinBytes, quotaMaxBytes); o.Operators > 0 && r.IntN(2) == 0 {
+		s.QuotaBytes = quota
+	}
 	return s
 }
+
+// quotaMinBytes and quotaMaxBytes bound a drawn quota: above what the
+// workload's live keys take after a compaction and a defragmentation
+// (a few hundred small keys, on an empty database's 20 KiB), and low
+// enough that its writes fill it within seconds to a minute.
+const (
+	quotaMinBytes = 64 << 10
+	quotaMaxBytes = 512 << 10
+)
 
 func (s Settings) String() string {
 	return fmt.Sprintf("tick %dus election %d ticks; net latency %d-%dus loss %d‰ dup %d‰ reorder %d‰/%dus tail %d‰/%dus; "+
@@ -127,7 +144,15 @@ func (s Settings) String() string {
 		s.Net.ReorderPerMille, s.Net.ReorderUs, s.Net.TailPerMille, s.Net.TailUs,
 		s.FsyncMinUs, s.FsyncMaxUs, s.ThinkMinUs, s.ThinkMaxUs, s.ClientTimeoutUs, s.SnapshotCount, s.CatchUp,
 		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup, formatWeights(s.Weights), s.CompactLag,
-		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights) + s.corruptChecksString()
+		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights) + s.corruptChecksString() + s.quotaString()
+}
+
+// quotaString prints a drawn quota; runs without one print as before.
+func (s Settings) quotaString() string {
+	if s.QuotaBytes == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; quota %dB", s.QuotaBytes)
 }
 
 func (s Settings) compactionString() string {

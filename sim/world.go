@@ -34,6 +34,8 @@ type World struct {
 	watchers []*watchClient
 	leasers  []*leaseClient
 	admins   []*authClient
+	// operators call the Maintenance service (maintclient.go).
+	operators []*operator
 	// nextStream names watch streams across the world.
 	nextStream watch.StreamID
 	// Request handlers running as tasks (task.go): the one running, all
@@ -124,6 +126,10 @@ func New(opts Options, trace io.Writer) (*World, error) {
 	w.authOn, w.rootLogin = opts.authEnabled(), newLogin(rootUser)
 	if w.authOn {
 		w.perm = newPermWorld(w)
+	}
+	// Last, so that the components above draw as they did before.
+	for i := 0; i < opts.Operators; i++ {
+		w.operators = append(w.operators, newOperator(w, i))
 	}
 	return w, nil
 }
@@ -224,6 +230,9 @@ func (w *World) startWorkload() {
 	for _, c := range w.admins {
 		c.start()
 	}
+	for _, o := range w.operators {
+		o.start()
+	}
 }
 
 func (w *World) result(start time.Time) *Result {
@@ -244,6 +253,7 @@ func (w *World) liveness() {
 	w.faults.keepMinority()
 	w.faults.healAll()
 	p := w.startProbe()
+	f := w.startFinalRecovery()
 	deadline := w.now + w.opts.Liveness.Microseconds()
 	checkEvery := int64(200_000)
 	next := w.now + checkEvery
@@ -253,7 +263,7 @@ func (w *World) liveness() {
 		}
 		w.stats.Events++
 		if w.now >= next {
-			if p.done() && w.checks.converged() {
+			if p.done() && f.isDone() && w.checks.converged() {
 				w.trace.logf(w.now, "converged")
 				w.note(clusterColumn, rowPhase, "converged")
 				return
@@ -261,7 +271,7 @@ func (w *World) liveness() {
 			next = w.now + checkEvery
 		}
 	}
-	w.checks.fail("liveness: members did not converge within %v: %s%s", w.opts.Liveness, w.checks.convergenceReport(), p.report())
+	w.checks.fail("liveness: members did not converge within %v: %s%s", w.opts.Liveness, w.checks.convergenceReport(), p.report()+f.report())
 }
 
 // restart brings a crashed member back. A member whose data a fault

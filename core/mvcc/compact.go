@@ -276,6 +276,7 @@ func (s *Store) stepRewrite(j *job, budget int) (int, bool) {
 	s.cold = j.next
 	if j.defrag {
 		s.backendSize = s.backendInUse
+		s.defragged = planted.Enabled && s.Bug == planted.MVCCHashSkipsAfterDefrag
 	}
 	s.coldLive = 0
 	for _, sl := range s.cold.slabs {

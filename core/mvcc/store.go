@@ -28,6 +28,9 @@ type Store struct {
 	// backendSize models the file's size: the most backendInUse has been
 	// since the last defragmentation, as a file keeps its freed pages.
 	backendSize int64
+	// defragged is set by a defragmentation in builds that plant
+	// MVCCHashSkipsAfterDefrag.
+	defragged bool
 
 	jobs jobQueue
 	txn  Txn

@@ -9,6 +9,8 @@ type View struct {
 	hot []slab
 	// physRev is the compaction point records below which are cold copies.
 	physRev Revision
+	// defragged: the store had been defragmented (a planted bug's).
+	defragged bool
 }
 
 // View returns a snapshot of the current state. Views are cheap to make
@@ -27,6 +29,7 @@ func (s *Store) View() *View {
 func (s *Store) Snapshot() *View {
 	v := *s.View()
 	v.hot = s.hot.frozen()
+	v.defragged = s.defragged
 	return &v
 }
 
