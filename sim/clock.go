@@ -39,5 +39,13 @@ func (c *clock) ticked(now, tickUs int64) {
 	}
 }
 
+// startTicker starts the ticks of a member (re)starting at virtual time
+// now: the first comes a tick after now, whatever the clock reads, as a
+// new time.Ticker's does. (Left at a former incarnation's schedule, or at
+// 0 with a clock set behind, the first tick waited up to the clock's
+// offset: seconds in which the member never ticked, and its leases never
+// aged, which the lease check took for a lease that gained time.)
+func (c *clock) startTicker(now int64) { c.nextTick = c.local(now) }
+
 // jump moves the local clock by d microseconds.
 func (c *clock) jump(d int64) { c.offset += d }

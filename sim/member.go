@@ -150,6 +150,7 @@ func (m *member) start() error {
 	m.up, m.paused, m.deferred = true, false, nil
 	m.startFrontend()
 	m.startCorruptChecks()
+	m.clock.startTicker(m.w.now)
 	m.scheduleTick()
 	last := m.node.LastIndex()
 	m.w.trace.logf(m.w.now, "%s start incarnation %d: applied %d rev %d term %d commit %d last %d", m.name, m.inc, m.node.AppliedIndex(), m.node.Rev(), m.node.Term(), m.node.Commit(), last)

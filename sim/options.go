@@ -178,9 +178,8 @@ func (o Options) String() string {
 	if o.AuthClients > 0 {
 		s += fmt.Sprintf(" --auth %d", o.AuthClients)
 	}
-	if o.Operators != 0 {
-		s += fmt.Sprintf(" --operators %d", o.Operators)
-	}
+	// Always: with no flag the seed draws them, so a pinned 0 must show.
+	s += fmt.Sprintf(" --operators %d", o.Operators)
 	if o.KeepFaulty != "" {
 		s += " --keep-faulty " + o.KeepFaulty
 	}
