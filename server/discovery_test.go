@@ -59,22 +59,7 @@ func TestDiscoveryBootstrap(t *testing.T) {
 		t.Fatalf("a fourth member: %v, want the cluster full", err)
 	}
 
-	var eps []string
-	for _, c := range cfgs[:3] {
-		eps = append(eps, c.AdvertiseClientURLs...)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	if _, err := cli.Put(ctx(t), "key", "value"); err != nil {
-		t.Fatal(err)
-	}
-	ml, err := cli.MemberList(ctx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli, ml := writeAndList(t, cfgs[:3])
 	if len(ml.Members) != 3 {
 		t.Fatalf("members %v, want 3", ml.Members)
 	}
@@ -131,4 +116,27 @@ func TestDiscoveryConfigRules(t *testing.T) {
 	if cfg.InitialCluster != "x=http://a:1,x=http://b:2" || cfg.InitialClusterToken != "tok" {
 		t.Fatalf("discovering member's initial cluster %q, token %q", cfg.InitialCluster, cfg.InitialClusterToken)
 	}
+}
+
+// writeAndList writes a key through the members of cfgs, as a client of
+// all of them, and returns the client and their member list.
+func writeAndList(t *testing.T, cfgs []Config) (*clientv3.Client, *clientv3.MemberListResponse) {
+	t.Helper()
+	var eps []string
+	for _, c := range cfgs {
+		eps = append(eps, c.AdvertiseClientURLs...)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	if _, err := cli.Put(ctx(t), "key", "value"); err != nil {
+		t.Fatal(err)
+	}
+	ml, err := cli.MemberList(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli, ml
 }

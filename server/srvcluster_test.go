@@ -9,10 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // fakeDNS answers SRV lookups from a table and resolves "localhost" and
@@ -72,22 +68,7 @@ func TestDiscoverySRVBootstrap(t *testing.T) {
 		servers[i] = s
 		t.Cleanup(func() { s.Stop() })
 	}
-	var eps []string
-	for _, c := range cfgs {
-		eps = append(eps, c.AdvertiseClientURLs...)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	if _, err := cli.Put(ctx(t), "key", "value"); err != nil {
-		t.Fatal(err)
-	}
-	ml, err := cli.MemberList(ctx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ml := writeAndList(t, cfgs)
 	var peers []string
 	for _, m := range ml.Members {
 		peers = append(peers, m.PeerURLs...)
