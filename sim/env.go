@@ -9,6 +9,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/driver"
+	"github.com/detcd/detcd/netsim"
 )
 
 // env is a member's runtime for the one driver: background work runs as
@@ -54,10 +55,6 @@ func (m *member) step(j driver.Job, i int) {
 	}))
 }
 
-// snapshotLoadBytesPerUs is how fast a member reads and decodes a
-// snapshot from the leader: 100 MB/s.
-const snapshotLoadBytesPerUs = 100
-
 func (m *member) stepLatency(s driver.Step) int64 {
 	switch s.Kind {
 	case driver.StepWALWrite:
@@ -67,7 +64,8 @@ func (m *member) stepLatency(s driver.Step) int64 {
 	case driver.StepCheckpoint:
 		return 4 * m.diskLatency()
 	case driver.StepSnapshotLoad:
-		return m.diskLatency() + s.Bytes/snapshotLoadBytesPerUs
+		// Read back and decoded at the disk's rate (snapbw.go).
+		return m.diskLatency() + netsim.TransferUs(m.w.snapshotBytes(s.Bytes), m.w.settings.DiskBytesPerSec)
 	}
 	return 0
 }

@@ -304,7 +304,14 @@ func (w *World) serving() []*member {
 func (w *World) send(from *member, rm *raftpb.Message) {
 	to := rm.GetTo()
 	w.stats.Messages++
-	times := w.net.Send(from.id, to, w.now)
+	// The message travels as the server's transport sends it: every copy
+	// delivered is decoded from the wire, never the sender's own.
+	b, err := wire.EncodeRaft(rm)
+	if err != nil {
+		w.checks.fail("%s: a raft message does not encode: %v", from.name, err)
+		return
+	}
+	times := w.net.SendBytes(from.id, to, w.now, int64(len(b)))
 	if len(times) > 1 && rm.GetType() == raftpb.MsgProp {
 		// A forwarded proposal arrives at most once, as over the TCP
 		// stream the real transport uses: raft cannot tell a duplicated
@@ -319,13 +326,6 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 		return
 	}
 	sent := w.now
-	// The message travels as the server's transport sends it: every copy
-	// delivered is decoded from the wire, never the sender's own.
-	b, err := wire.EncodeRaft(rm)
-	if err != nil {
-		w.checks.fail("%s: a raft message does not encode: %v", from.name, err)
-		return
-	}
 	for _, at := range times {
 		if to == 0 || int(to) > len(w.members) {
 			continue
@@ -357,18 +357,18 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 	if to == 0 || int(to) > len(w.members) {
 		return
 	}
-	times := w.net.Send(from.id, to, w.now)
+	b, err := wire.EncodePeer(pm)
+	if err != nil {
+		w.checks.fail("%s: a peer message does not encode: %v", from.name, err)
+		return
+	}
+	times := w.net.SendBytes(from.id, to, w.now, int64(len(b)))
 	if len(times) == 0 {
 		w.trace.logf(w.now, "%s>m%d drop peer message %d", from.name, to, pm.Seq)
 		return
 	}
 	// Every copy arrives: a duplicated forward must be carried out once.
 	target := w.members[to-1]
-	b, err := wire.EncodePeer(pm)
-	if err != nil {
-		w.checks.fail("%s: a peer message does not encode: %v", from.name, err)
-		return
-	}
 	for _, at := range times {
 		w.schedule(at, func() {
 			if !w.net.Connected(from.id, to) {
@@ -388,36 +388,41 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 }
 
 // sendSnapshot streams a snapshot: its content takes time in proportion to
-// its size, then goes through the target's receive path (a temporary file
-// on its disk, checked against the sum, loaded off its loop), and the
-// sender learns whether it was installed, or failed with the target's
-// crash, as a broken stream would tell it.
+// its size (snapbw.go), then goes through the target's receive path (a
+// temporary file on its disk, checked against the sum, loaded off its
+// loop), and the sender learns whether it was installed, or failed with
+// either side's crash, as a broken stream would tell it.
 func (w *World) sendSnapshot(from *member, s core.OutgoingSnapshot) {
 	var content bytes.Buffer
 	sw := &driver.SnapshotSummer{W: &content}
 	err := s.Write(sw)
 	to := s.To
 	target := w.members[to-1]
+	size := w.snapshotBytes(int64(content.Len()))
+	at, sent := w.snapshotArrives(from, target, size)
 	reported := false
+	var flight *snapshotFlight
 	report := func(ok bool) {
 		if !reported {
 			reported = true
+			w.checks.snapshotEnded(flight)
 			from.event(func() { from.d.ReportSnapshot(to, ok) })()
 		}
 	}
-	if err != nil || len(w.net.Send(from.id, to, w.now)) == 0 {
+	if err != nil || !sent {
 		w.trace.logf(w.now, "%s>%s snapshot %d lost", from.name, target.name, s.Index)
 		w.after(w.settings.ClientTimeoutUs, func() { report(false) })
 		return
 	}
-	delay := w.settings.Net.LatencyMaxUs + int64(content.Len())/100 // 100 bytes/µs
-	w.trace.logf(w.now, "%s>%s snapshot %d (%d bytes)", from.name, target.name, s.Index, content.Len())
-	w.after(delay, func() {
-		if !w.net.Connected(from.id, to) || !target.up {
+	flight = w.checks.snapshotSent(from, target)
+	w.trace.logf(w.now, "%s>%s snapshot %d (%d bytes, %d with the store's pre-fill; on its disk in %dus)", from.name, target.name, s.Index, content.Len(), size, at-w.now)
+	// A crash of either side breaks the stream.
+	fromInc, inc := from.inc, target.inc
+	w.schedule(at, func() {
+		if !w.net.Connected(from.id, to) || !target.up || from.inc != fromInc || target.inc != inc {
 			report(false)
 			return
 		}
-		inc := target.inc
 		target.event(func() {
 			f, err := receiveSnapshot(target, s.Msg, content.Bytes(), sw.Sum())
 			if err != nil {
