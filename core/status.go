@@ -83,6 +83,10 @@ func (n *Node) CompactRev() int64 { return int64(n.kv.CompactRev()) }
 func (n *Node) Term() uint64      { return n.term }
 func (n *Node) Leader() uint64    { return n.lead }
 
+// LeadTransferee is the voter this member, leading, is handing its
+// leadership to (MoveLeader), 0 if none.
+func (n *Node) LeadTransferee() uint64 { return n.rn.BasicStatus().LeadTransferee }
+
 // IsLearner reports whether the applied membership has this member as a
 // learner.
 func (n *Node) IsLearner() bool {

@@ -57,6 +57,8 @@ type checkers struct {
 	Linearizability string
 	// linInfo is porcupine's account of the check, for WriteHistoryHTML.
 	linInfo *porcupine.LinearizationInfo
+	// quorum follows leaders and snapshot transfers (checks_quorum.go).
+	quorum quorumCheck
 }
 
 func newCheckers(w *World) *checkers {
@@ -86,6 +88,7 @@ func (c *checkers) observe(m *member) {
 		m.crash(false)
 		return
 	}
+	c.observeQuorum(m)
 	if m.node.Leader() != m.id {
 		return
 	}
