@@ -122,7 +122,7 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
 	}
 	if !ok {
-		c.noteApplied(data)
+		c.noteApplied(m, data)
 	}
 	c.entries[index] = sum
 }

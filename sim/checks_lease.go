@@ -13,12 +13,14 @@ import (
 // virtual time.
 const driftMaxPPM = 20_000
 
-// noteApplied records when each lease revoke was first applied. A
+// noteApplied records when each lease revoke and compaction was first
+// applied by m. A compaction counts only if it took effect there: one
+// proposed before auth was enabled is refused when it is applied after. A
 // client's revoke (its header names a user) may be refused at apply time
 // (its auth revision is old): only its client's answer says it happened
 // (leaseRecord.revokeAcked); revokes without a user, the leader's
 // expiries and revokes with auth off, always take effect.
-func (c *checkers) noteApplied(data []byte) {
+func (c *checkers) noteApplied(m *member, data []byte) {
 	if len(data) == 0 || c.revokedAt == nil {
 		return
 	}
@@ -26,7 +28,7 @@ func (c *checkers) noteApplied(data []byte) {
 	if proto.Unmarshal(data, &r) != nil {
 		return
 	}
-	if r.Compaction != nil {
+	if r.Compaction != nil && (m.node == nil || m.node.CompactRev() >= r.Compaction.Revision) {
 		c.noteCompaction(r.Compaction)
 	}
 	if r.LeaseRevoke == nil || r.GetHeader().GetUsername() != "" {
