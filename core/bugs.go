@@ -39,6 +39,11 @@ const (
 	// BugEntriesNoFsync writes new log entries without asking the driver
 	// to sync them before they count as persisted.
 	BugEntriesNoFsync = "entries-no-fsync"
+	// BugSnapshotLoadOnLoop has the driver read and decode a snapshot
+	// from the leader on the member's loop, as detcd did before issue 18:
+	// for as long as that takes, the member answers nothing, heartbeats
+	// included (driver.Step.HoldsLoop).
+	BugSnapshotLoadOnLoop = "snapshot-load-on-loop"
 
 	// The subpackages' planted bugs (core/internal/planted).
 
@@ -84,7 +89,7 @@ const (
 var PlantedBugs = []string{
 	BugAckBeforeFsync, BugStaleRead,
 	BugEntriesNoFsync, BugRestartAppliesUncommitted, BugReadBeforeApplied,
-	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers,
+	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers, BugSnapshotLoadOnLoop,
 	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
 	BugCompareGreaterOrEqual, BugMVCCRangeLimitOffByOne, BugMVCCCompactKeepsTooFew,
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,

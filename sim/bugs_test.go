@@ -54,8 +54,8 @@ func TestPlantedBugs(t *testing.T) {
 }
 
 // plantedGuard is how code checks a planted bug: n.bug(BugX) in core,
-// x.Bug == planted.X in its subpackages.
-var plantedGuard = regexp.MustCompile(`n\.bug\((Bug\w+)\)|\.(?:Bug|bug) == planted\.(\w+)`)
+// x.Bug == planted.X in its subpackages, bug(cfg, core.BugX) in driver.
+var plantedGuard = regexp.MustCompile(`(?:n\.bug\(|bug\(cfg, core\.)(Bug\w+)\)|\.(?:Bug|bug) == planted\.(\w+)`)
 
 // TestPlantedBugsGuarded is make test's cheap check of the list make
 // mutants runs: every planted bug has a distinct name, and code outside
@@ -67,7 +67,7 @@ func TestPlantedBugsGuarded(t *testing.T) {
 		names["planted."+k] = v
 	}
 	guarded := map[string]bool{}
-	err := filepath.WalkDir("../core", func(p string, d fs.DirEntry, err error) error {
+	walk := func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 			return err
 		}
@@ -80,9 +80,11 @@ func TestPlantedBugsGuarded(t *testing.T) {
 			}
 		}
 		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+	}
+	for _, dir := range []string{"../core", "../driver"} {
+		if err := filepath.WalkDir(dir, walk); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if len(core.PlantedBugs) < 20 {
 		t.Errorf("%d planted bugs; make mutants promises at least 20", len(core.PlantedBugs))
@@ -92,7 +94,7 @@ func TestPlantedBugsGuarded(t *testing.T) {
 			t.Errorf("planted bug %s listed twice", bug)
 		}
 		if !guarded[bug] {
-			t.Errorf("planted bug %s is checked nowhere in core", bug)
+			t.Errorf("planted bug %s is checked nowhere in core or driver", bug)
 		}
 	}
 }
