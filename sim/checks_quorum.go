@@ -9,9 +9,9 @@ import (
 // The quorum check: a snapshot in flight never costs the cluster its
 // quorum (issue 18). A leader that steps down while a snapshot transfer is
 // in flight, by CheckQuorum (hearing from no quorum for an election
-// timeout) or for a newer term, must have a fault to explain it: faults on
-// enough voters, in the last few election timeouts, that the voters left
-// untouched are no quorum. A voter is touched while it is down, paused,
+// timeout) or for a newer term, must have a fault to explain it: a fault
+// on the leader, or faults on enough voters that the voters left
+// untouched are no quorum, in the last few election timeouts. A voter is touched while it is down, paused,
 // kept faulty or broken, and for a while after any fault on it (a crash, a
 // pause, a slow disk, a failed fsync, a clock jump); every member is
 // touched by network faults, power losses and membership changes. A
@@ -123,13 +123,16 @@ func (c *checkers) observeQuorum(m *member) {
 }
 
 // judgeStepDown fails the run if m, which led term l.term and now is in
-// term term without leading, stepped down with a quorum of the voters
-// untouched by any fault for the last quorumWindowElections election
-// timeouts.
+// term term without leading, stepped down untouched by any fault, with a
+// quorum of the voters (itself included) untouched too, for the last
+// quorumWindowElections election timeouts.
 func (c *checkers) judgeStepDown(m *member, l quorumMember, term uint64) {
 	s := c.w.settings
 	windowUs := quorumWindowElections * int64(s.ElectionTicks) * s.TickUs
 	since := c.w.now - windowUs
+	if c.touched(m.id, since) {
+		return // the others may have elected a new leader without it
+	}
 	how := "by CheckQuorum"
 	if term != l.term {
 		if l.transferUs >= since {
@@ -152,7 +155,7 @@ func (c *checkers) judgeStepDown(m *member, l quorumMember, term uint64) {
 		return
 	}
 	f := c.quorum.flights[0]
-	c.fail("quorum lost during a snapshot transfer: %s stopped leading term %d %s while snapshot %s>%s was in flight for %dus; no fault touched voters %s (a quorum of %d) in the last %dus",
+	c.fail("quorum lost during a snapshot transfer: %s stopped leading term %d %s while snapshot %s>%s was in flight for %dus; no fault touched voters %s, a quorum of the %d, in the last %dus",
 		m.name, l.term, how, f.from, f.to, c.w.now-f.startUs, strings.Join(untouched, " "), voters, windowUs)
 }
 
