@@ -53,6 +53,17 @@ func TestPlantedBugs(t *testing.T) {
 	}
 }
 
+// TestSnapshotLoadOnLoopLosesQuorum: with the old snapshot install, the
+// member that must catch up answers no heartbeat while it loads, and the
+// leader, which needs it for its quorum, steps down: the quorum check
+// catches it (the world of TestSnapshotKeepsQuorum).
+func TestSnapshotLoadOnLoopLosesQuorum(t *testing.T) {
+	res := run(t, snapshotScenario(core.BugSnapshotLoadOnLoop))
+	if !slices.ContainsFunc(res.Failures, func(f string) bool { return strings.HasPrefix(f, "quorum lost during a snapshot transfer") }) {
+		t.Fatalf("failures %v, want the quorum check's\n  replay: detcd-sim run %s", res.Failures, res.Options)
+	}
+}
+
 // plantedGuard is how code checks a planted bug: n.bug(BugX) in core,
 // x.Bug == planted.X in its subpackages, bug(cfg, core.BugX) in driver.
 var plantedGuard = regexp.MustCompile(`(?:n\.bug\(|bug\(cfg, core\.)(Bug\w+)\)|\.(?:Bug|bug) == planted\.(\w+)`)
