@@ -23,8 +23,11 @@
 // linearizability of the client history (porcupine, with an etcd key-value
 // model), durability of acknowledged writes (and no restart with a
 // shorter log than the member had synced), convergence of state hashes,
-// raft safety (one leader per term, applied entries never differ) and
-// revisions that never go backwards.
+// raft safety (one leader per term, applied entries never differ),
+// revisions that never go backwards, and a quorum that no snapshot
+// transfer costs (checks_quorum.go). Snapshots take their size over the
+// link's bandwidth and the disk's rate, and a quarter of the worlds have a
+// large store, modelled in sizes only (snapbw.go).
 //
 // Raft reads crypto/rand.Reader for its election jitter. The world swaps
 // in each member's own seeded reader around every call into that member's
