@@ -25,7 +25,7 @@ func TestPlantedBugsShrink(t *testing.T) {
 		t.Run(tc.bug, func(t *testing.T) {
 			o := DefaultOptions()
 			o.Seed, o.Duration, o.PlantedBug, o.Faults = tc.seed, 20*time.Second, tc.bug, tc.faults
-			o.AuthOn = "off" // the seeds were picked for runs without auth
+			o.AuthOn, o.LargeStore = "off", "off" // the seeds were picked for runs without auth or a large store
 			failed := run(t, o)
 			if failed.OK() || len(failed.Injected) < 4 {
 				t.Fatalf("the planted bug's run passed or had few faults (%d): %v", len(failed.Injected), failed.Failures)

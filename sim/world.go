@@ -304,14 +304,7 @@ func (w *World) serving() []*member {
 func (w *World) send(from *member, rm *raftpb.Message) {
 	to := rm.GetTo()
 	w.stats.Messages++
-	// The message travels as the server's transport sends it: every copy
-	// delivered is decoded from the wire, never the sender's own.
-	b, err := wire.EncodeRaft(rm)
-	if err != nil {
-		w.checks.fail("%s: a raft message does not encode: %v", from.name, err)
-		return
-	}
-	times := w.net.SendBytes(from.id, to, w.now, int64(len(b)))
+	times := w.net.Send(from.id, to, w.now)
 	if len(times) > 1 && rm.GetType() == raftpb.MsgProp {
 		// A forwarded proposal arrives at most once, as over the TCP
 		// stream the real transport uses: raft cannot tell a duplicated
@@ -326,6 +319,13 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 		return
 	}
 	sent := w.now
+	// The message travels as the server's transport sends it: every copy
+	// delivered is decoded from the wire, never the sender's own.
+	b, err := wire.EncodeRaft(rm)
+	if err != nil {
+		w.checks.fail("%s: a raft message does not encode: %v", from.name, err)
+		return
+	}
 	for _, at := range times {
 		if to == 0 || int(to) > len(w.members) {
 			continue
@@ -357,18 +357,18 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 	if to == 0 || int(to) > len(w.members) {
 		return
 	}
-	b, err := wire.EncodePeer(pm)
-	if err != nil {
-		w.checks.fail("%s: a peer message does not encode: %v", from.name, err)
-		return
-	}
-	times := w.net.SendBytes(from.id, to, w.now, int64(len(b)))
+	times := w.net.Send(from.id, to, w.now)
 	if len(times) == 0 {
 		w.trace.logf(w.now, "%s>m%d drop peer message %d", from.name, to, pm.Seq)
 		return
 	}
 	// Every copy arrives: a duplicated forward must be carried out once.
 	target := w.members[to-1]
+	b, err := wire.EncodePeer(pm)
+	if err != nil {
+		w.checks.fail("%s: a peer message does not encode: %v", from.name, err)
+		return
+	}
 	for _, at := range times {
 		w.schedule(at, func() {
 			if !w.net.Connected(from.id, to) {
