@@ -8,6 +8,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
+	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 )
 
@@ -82,6 +83,9 @@ func (n *Node) Rev() int64        { return int64(n.kv.Rev()) }
 func (n *Node) CompactRev() int64 { return int64(n.kv.CompactRev()) }
 func (n *Node) Term() uint64      { return n.term }
 func (n *Node) Leader() uint64    { return n.lead }
+
+// HasLease reports whether the applied state holds lease id.
+func (n *Node) HasLease(id int64) bool { return n.lessor.Lookup(lease.ID(id)) != nil }
 
 // LeadTransferee is the voter this member, leading, is handing its
 // leadership to (MoveLeader), 0 if none.

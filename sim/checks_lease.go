@@ -14,8 +14,9 @@ import (
 const driftMaxPPM = 20_000
 
 // noteApplied records when each lease revoke and compaction was first
-// applied by m. A compaction counts only if it took effect there: one
-// proposed before auth was enabled is refused when it is applied after. A
+// applied by m. Each counts only if it took effect there: one proposed
+// without a user before auth was enabled is refused when it is applied
+// after. A
 // client's revoke (its header names a user) may be refused at apply time
 // (its auth revision is old): only its client's answer says it happened
 // (leaseRecord.revokeAcked); revokes without a user, the leader's
@@ -31,7 +32,7 @@ func (c *checkers) noteApplied(m *member, data []byte) {
 	if r.Compaction != nil && (m.node == nil || m.node.CompactRev() >= r.Compaction.Revision) {
 		c.noteCompaction(r.Compaction)
 	}
-	if r.LeaseRevoke == nil || r.GetHeader().GetUsername() != "" {
+	if r.LeaseRevoke == nil || r.GetHeader().GetUsername() != "" || m.node != nil && m.node.HasLease(r.LeaseRevoke.ID) {
 		return
 	}
 	if _, seen := c.revokedAt[r.LeaseRevoke.ID]; !seen {
