@@ -55,6 +55,11 @@ const (
 	// BugAuthTxnNestedUnchecked checks a transaction's compares and ops
 	// but lets its nested transactions through unchecked.
 	BugAuthTxnNestedUnchecked = "auth-txn-nested-unchecked"
+	// BugSnapshotLoadOnLoop has the driver read and decode a snapshot
+	// from the leader on the member's loop, as detcd did before issue 18:
+	// for as long as that takes, the member answers nothing, heartbeats
+	// included (driver.Step.HoldsLoop).
+	BugSnapshotLoadOnLoop = "snapshot-load-on-loop"
 
 	// The subpackages' planted bugs (core/internal/planted).
 
@@ -104,7 +109,7 @@ const (
 var PlantedBugs = []string{
 	BugAckBeforeFsync, BugStaleRead,
 	BugEntriesNoFsync, BugRestartAppliesUncommitted, BugReadBeforeApplied,
-	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers,
+	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers, BugSnapshotLoadOnLoop,
 	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
 	BugCompareGreaterOrEqual, BugMVCCRangeLimitOffByOne, BugMVCCCompactKeepsTooFew,
 	BugMVCCHashSkipsAfterDefrag,

@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/detcd/detcd/core/auth"
+	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 )
 
@@ -86,6 +87,13 @@ func (n *Node) Ticks() int64      { return n.ticks }
 func (n *Node) CompactRev() int64 { return int64(n.kv.CompactRev()) }
 func (n *Node) Term() uint64      { return n.term }
 func (n *Node) Leader() uint64    { return n.lead }
+
+// HasLease reports whether the applied state holds lease id.
+func (n *Node) HasLease(id int64) bool { return n.lessor.Lookup(lease.ID(id)) != nil }
+
+// LeadTransferee is the voter this member, leading, is handing its
+// leadership to (MoveLeader), 0 if none.
+func (n *Node) LeadTransferee() uint64 { return n.rn.BasicStatus().LeadTransferee }
 
 // IsLearner reports whether the applied membership has this member as a
 // learner.

@@ -70,7 +70,11 @@ type Step struct {
 	// Bytes is how much data the step handles, where its time depends on
 	// it (StepSnapshotLoad), for the simulator's latencies.
 	Bytes int64
-	Run   func() error
+	// HoldsLoop says the step runs on the loop, which does nothing else
+	// until it is over: only a planted bug (core.BugSnapshotLoadOnLoop)
+	// asks for it, to bring back the old snapshot install.
+	HoldsLoop bool
+	Run       func() error
 }
 
 // Job is work the loop hands off: its steps run in order, off the loop;
@@ -78,6 +82,16 @@ type Step struct {
 type Job struct {
 	Steps []Step
 	Done  func(err error)
+}
+
+// holdsLoop says whether a step of the job holds the loop.
+func (j Job) holdsLoop() bool {
+	for _, s := range j.Steps {
+		if s.HoldsLoop {
+			return true
+		}
+	}
+	return false
 }
 
 // RunSteps runs the job's steps in order, up to the first that fails, and

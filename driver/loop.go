@@ -91,8 +91,13 @@ func (l *Loop) Now() time.Time { return time.Now() }
 func (l *Loop) Fail(err error) { l.cfg.Fatal(err) }
 
 // Background implements Env: the job runs on a goroutine of its own, and
-// its completion waits for the loop ahead of new requests.
+// its completion waits for the loop ahead of new requests; a job with a
+// step that holds the loop runs on it, now.
 func (l *Loop) Background(j Job) {
+	if j.holdsLoop() {
+		j.Done(j.RunSteps())
+		return
+	}
 	go func() {
 		err := j.RunSteps()
 		select {

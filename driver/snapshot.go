@@ -137,7 +137,7 @@ func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
 	start := d.env.Now()
 	var prep *core.PreparedSnapshot
 	d.env.Background(Job{
-		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: f.Bytes, Run: func() error {
+		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: f.Bytes, HoldsLoop: bug(cfg, core.BugSnapshotLoadOnLoop), Run: func() error {
 			content, err := d.disk.ReadReceived(f.Name, f.Index)
 			if err == nil {
 				prep, err = core.PrepareSnapshot(content, cfg, f.Name)
@@ -167,6 +167,11 @@ func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
 			done(err)
 		},
 	})
+}
+
+// bug says whether cfg plants the bug name (detcdbugs builds only).
+func bug(cfg core.Config, name string) bool {
+	return core.PlantedBugsAvailable() && cfg.PlantedBug == name
 }
 
 // removeReceived removes, off the loop, a received file the node did not

@@ -1,5 +1,5 @@
 // Package netsim is the simulated network between members: per-link
-// latency, loss, duplication and reordering, symmetric and one-way
+// latency, bandwidth, loss, duplication and reordering, symmetric and one-way
 // partitions, all decided by a PRNG the simulator hands in, so a run
 // replays exactly from its seed. It only decides the fate of messages; the
 // simulator's event queue carries them.

@@ -27,6 +27,9 @@ type Config struct {
 	// so later messages overtake them.
 	ReorderPerMille int
 	ReorderUs       int64
+	// BandwidthBytesPerSec is the link's throughput: a message of n bytes
+	// takes n over it on top of its latency (0: unlimited).
+	BandwidthBytesPerSec int64
 }
 
 // Validate checks a link configuration.
@@ -38,6 +41,8 @@ func (c Config) Validate() error {
 		return errors.New("netsim: probabilities are per-mille, 0..1000")
 	case c.TailUs < 0 || c.ReorderUs < 0:
 		return errors.New("netsim: negative delay")
+	case c.BandwidthBytesPerSec < 0:
+		return errors.New("netsim: negative bandwidth")
 	}
 	return nil
 }
@@ -85,26 +90,48 @@ func (n *Network) Connected(from, to NodeID) bool { return !n.cut[[2]NodeID{from
 
 // Send decides the fate of a message sent from one node to another at
 // virtual time now: the times it arrives, none if it is lost or the link
-// is cut, two if it is duplicated.
-func (n *Network) Send(from, to NodeID, now int64) []int64 {
+// is cut, two if it is duplicated. Its size does not count (SendBytes).
+func (n *Network) Send(from, to NodeID, now int64) []int64 { return n.SendBytes(from, to, now, 0) }
+
+// SendBytes is Send for a message of size bytes, which arrives that many
+// bytes over the link's bandwidth later than its latency says. Links are
+// not queues: a large message delays no other (a snapshot has a stream
+// of its own, as etcd's transport gives it).
+func (n *Network) SendBytes(from, to NodeID, now, size int64) []int64 {
 	if from == to {
 		return []int64{now}
 	}
 	if n.cut[[2]NodeID{from, to}] {
 		return nil
 	}
-	c, ok := n.links[[2]NodeID{from, to}]
-	if !ok {
-		c = n.base
-	}
+	c := n.config(from, to)
 	if n.chance(c.LossPerMille) {
 		return nil
 	}
+	now += TransferUs(size, c.BandwidthBytesPerSec)
 	out := []int64{now + n.latency(c)}
 	if n.chance(c.DupPerMille) {
 		out = append(out, now+n.latency(c))
 	}
 	return out
+}
+
+// config is the directed link's behaviour.
+func (n *Network) config(from, to NodeID) Config {
+	if c, ok := n.links[[2]NodeID{from, to}]; ok {
+		return c
+	}
+	return n.base
+}
+
+// TransferUs is how long size bytes take at bytesPerSec (0: unlimited),
+// rounded up to a whole microsecond.
+func TransferUs(size, bytesPerSec int64) int64 {
+	if size <= 0 || bytesPerSec <= 0 {
+		return 0
+	}
+	// size*1e6 overflows past 9 TB; stores stay far below.
+	return (size*1_000_000 + bytesPerSec - 1) / bytesPerSec
 }
 
 func (n *Network) latency(c Config) int64 {

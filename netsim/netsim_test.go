@@ -65,3 +65,49 @@ func TestLossAndDuplicationRates(t *testing.T) {
 		t.Fatalf("lost %d dup %d of 10000", lost, dup)
 	}
 }
+
+// TestBandwidth: a message's size over its link's bandwidth adds to its
+// latency, on every copy, and a link's own config has its own bandwidth.
+func TestBandwidth(t *testing.T) {
+	n, err := New(Config{LatencyMinUs: 10, LatencyMaxUs: 10, DupPerMille: 1000, BandwidthBytesPerSec: 1_000_000}, rand.New(rand.NewPCG(3, 3)), []NodeID{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetLink(1, 3, Config{LatencyMinUs: 10, LatencyMaxUs: 10, BandwidthBytesPerSec: 0}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		from, to NodeID
+		size     int64
+		want     []int64
+	}{
+		{"empty", 1, 2, 0, []int64{110, 110}},
+		{"one byte rounds up to a microsecond", 1, 2, 1, []int64{111, 111}},
+		{"1 MB at 1 MB/s", 1, 2, 1_000_000, []int64{1_000_110, 1_000_110}},
+		{"unlimited link", 1, 3, 1 << 40, []int64{110}},
+		{"to itself", 2, 2, 1_000_000, []int64{100}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := n.SendBytes(tt.from, tt.to, 100, tt.size); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("arrives at %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if err := (Config{BandwidthBytesPerSec: -1}).Validate(); err == nil {
+		t.Fatal("a negative bandwidth is valid")
+	}
+}
+
+func TestTransferUs(t *testing.T) {
+	tests := []struct{ size, bw, want int64 }{
+		{0, 100, 0}, {-5, 100, 0}, {5, 0, 0}, {1, 1_000_000, 1}, {1_000_001, 1_000_000, 1_000_001},
+		{8 << 30, 12_500_000, 687_194_768}, // 8 GiB over 100 Mbit/s: 11.5 minutes
+	}
+	for _, tt := range tests {
+		if got := TransferUs(tt.size, tt.bw); got != tt.want {
+			t.Errorf("TransferUs(%d, %d) = %d, want %d", tt.size, tt.bw, got, tt.want)
+		}
+	}
+}

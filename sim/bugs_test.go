@@ -61,9 +61,21 @@ func TestPlantedBugs(t *testing.T) {
 	}
 }
 
+// TestSnapshotLoadOnLoopLosesQuorum: with the old snapshot install, the
+// member that must catch up answers no heartbeat while it loads, and the
+// leader, which needs it for its quorum, steps down: the quorum check
+// catches it (the world of TestSnapshotKeepsQuorum).
+func TestSnapshotLoadOnLoopLosesQuorum(t *testing.T) {
+	res := run(t, snapshotScenario(core.BugSnapshotLoadOnLoop))
+	if !slices.ContainsFunc(res.Failures, func(f string) bool { return strings.HasPrefix(f, "quorum lost during a snapshot transfer") }) {
+		t.Fatalf("failures %v, want the quorum check's\n  replay: detcd-sim run %s", res.Failures, res.Options)
+	}
+}
+
 // plantedGuard is how code checks a planted bug: n.bug(BugX) in core,
-// x.Bug == planted.X in its subpackages, c.bug(core.BugX) in corrupt.
-var plantedGuard = regexp.MustCompile(`\w\.bug\((?:core\.)?(Bug\w+)\)|\.(?:Bug|bug) == planted\.(\w+)`)
+// x.Bug == planted.X in its subpackages, c.bug(core.BugX) in corrupt,
+// bug(cfg, core.BugX) in driver.
+var plantedGuard = regexp.MustCompile(`(?:\w\.bug\((?:core\.)?|bug\(cfg, core\.)(Bug\w+)\)|\.(?:Bug|bug) == planted\.(\w+)`)
 
 // TestPlantedBugsGuarded is make test's cheap check of the list make
 // mutants runs: every planted bug has a distinct name, and code outside
@@ -75,7 +87,7 @@ func TestPlantedBugsGuarded(t *testing.T) {
 		names["planted."+k] = v
 	}
 	guarded := map[string]bool{}
-	err := walkGo([]string{"../core", "../corrupt"}, func(p string, d fs.DirEntry, err error) error {
+	err := walkGo([]string{"../core", "../corrupt", "../driver"}, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 			return err
 		}
@@ -100,7 +112,7 @@ func TestPlantedBugsGuarded(t *testing.T) {
 			t.Errorf("planted bug %s listed twice", bug)
 		}
 		if !guarded[bug] {
-			t.Errorf("planted bug %s is checked nowhere in core or corrupt", bug)
+			t.Errorf("planted bug %s is checked nowhere in core, corrupt or driver", bug)
 		}
 	}
 }

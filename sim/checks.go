@@ -63,6 +63,8 @@ type checkers struct {
 	linInfo *porcupine.LinearizationInfo
 	// maint is what the maintenance checks keep (checks_maint.go).
 	maint maintChecks
+	// quorum follows leaders and snapshot transfers (checks_quorum.go).
+	quorum quorumCheck
 }
 
 func newCheckers(w *World) *checkers {
@@ -92,6 +94,7 @@ func (c *checkers) observe(m *member) {
 		m.crash(false)
 		return
 	}
+	c.observeQuorum(m)
 	if m.node.Leader() != m.id {
 		return
 	}

@@ -13,14 +13,17 @@ import (
 // virtual time.
 const driftMaxPPM = 20_000
 
-// noteApplied records when each lease revoke was first applied. A
+// noteApplied records when each lease revoke and compaction was first
+// applied by m. Each counts only if it took effect there: one proposed
+// without a user before auth was enabled is refused when it is applied
+// after. A
 // client's revoke (its header names a user) may be refused at apply time
 // (its auth revision is old): only its client's answer says it happened
 // (leaseRecord.revokeAcked); revokes without a user, the leader's
 // expiries and revokes with auth off, always take effect. It notes the
 // compactions that took effect too: not one refused at apply for its
-// credentials (its auth revision older than the store's, as after any
-// auth change while it was on its way).
+// credentials (as after an auth change while it was on its way), which
+// the member's compaction revision shows.
 func (c *checkers) noteApplied(m *member, data []byte) {
 	if len(data) == 0 || c.revokedAt == nil {
 		return
@@ -29,13 +32,13 @@ func (c *checkers) noteApplied(m *member, data []byte) {
 	if proto.Unmarshal(data, &r) != nil {
 		return
 	}
-	if r.Compaction != nil && !c.perm.refusedAtApply(m, &r) {
+	if r.Compaction != nil && (m.node == nil || m.node.CompactRev() >= r.Compaction.Revision) {
 		c.noteCompaction(r.Compaction)
 	}
 	if r.Alarm != nil {
 		c.noteAlarm(r.Alarm)
 	}
-	if r.LeaseRevoke == nil || r.GetHeader().GetUsername() != "" {
+	if r.LeaseRevoke == nil || r.GetHeader().GetUsername() != "" || m.node != nil && m.node.HasLease(r.LeaseRevoke.ID) {
 		return
 	}
 	if _, seen := c.revokedAt[r.LeaseRevoke.ID]; !seen {

@@ -95,22 +95,6 @@ func (p *permChecker) sample(m *member) {
 	}
 }
 
-// refusedAtApply reports whether m, which just applied r, refused it for
-// its credentials, as etcd's apply does: auth is on and r was made by a
-// client (a non-zero auth revision) before the newest auth change, or by
-// a user the store does not allow it. Only for requests that change no
-// auth state.
-func (p *permChecker) refusedAtApply(m *member, r *pb.InternalRaftRequest) bool {
-	h := r.GetHeader()
-	ss := p.byMember[m.idx]
-	if !p.w.authOn || h.GetAuthRevision() == 0 || len(ss) == 0 {
-		return false
-	}
-	st := ss[len(ss)-1].state
-	req := core.Request{Put: r.Put, DeleteRange: r.DeleteRange, Txn: r.Txn, Compaction: r.Compaction}
-	return st.pos.enabled && (h.GetAuthRevision() < st.pos.rev || st.allows(h.GetUsername(), req) != "")
-}
-
 func (p *permChecker) read(m *member, pos permPos) (*permState, error) {
 	a, err := m.node.AuthCopy()
 	if err != nil {

@@ -24,10 +24,13 @@
 // model), durability of acknowledged writes (and no restart with a
 // shorter log than the member had synced), convergence of state hashes,
 // raft safety (one leader per term, applied entries never differ),
-// revisions that never go backwards, and the corruption checks' findings
+// revisions that never go backwards, the corruption checks' findings
 // (members run etcd's corruption checks, package corrupt, when the seed
 // draws them on: an alarm without a disk fault that damages data, or a
-// divergence they leave unreported, fails the run).
+// divergence they leave unreported, fails the run), and a quorum that no
+// snapshot transfer costs (checks_quorum.go). Snapshots take their size
+// over the link's bandwidth and the disk's rate, and a quarter of the
+// worlds have a large store, modelled in sizes only (snapbw.go).
 //
 // Raft reads crypto/rand.Reader for its election jitter. The world swaps
 // in each member's own seeded reader around every call into that member's

@@ -9,6 +9,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/driver"
+	"github.com/detcd/detcd/netsim"
 )
 
 // env is a member's runtime for the one driver: background work runs as
@@ -41,7 +42,11 @@ func (e *env) Background(j driver.Job) { (*member)(e).step(j, 0) }
 // j.Done; a crash in between drops the rest, as it would a goroutine's.
 func (m *member) step(j driver.Job, i int) {
 	s := j.Steps[i]
-	m.w.schedule(m.w.now+m.stepLatency(s), m.event(func() {
+	at := m.w.now + m.stepLatency(s)
+	if s.HoldsLoop {
+		m.hold(at)
+	}
+	m.w.schedule(at, m.event(func() {
 		if err := m.runStep(s); err != nil {
 			j.Done(err)
 			return
@@ -54,9 +59,25 @@ func (m *member) step(j driver.Job, i int) {
 	}))
 }
 
-// snapshotLoadBytesPerUs is how fast a member reads and decodes a
-// snapshot from the leader: 100 MB/s.
-const snapshotLoadBytesPerUs = 100
+// hold keeps the member's loop busy until at, when the step that holds it
+// ends: events that reach the member meanwhile wait, and its ticks are
+// lost, as a loop blocked in a step would have them (a planted bug's).
+func (m *member) hold(at int64) {
+	m.held = true
+	m.w.trace.logf(m.w.now, "%s loop held until %dus", m.name, at)
+	inc := m.inc
+	m.w.schedule(at, func() {
+		if m.inc == inc {
+			// The step itself runs next, then what waited.
+			m.held = false
+			m.w.schedule(m.w.now, func() {
+				if m.inc == inc {
+					m.runDeferred()
+				}
+			})
+		}
+	})
+}
 
 func (m *member) stepLatency(s driver.Step) int64 {
 	switch s.Kind {
@@ -67,7 +88,8 @@ func (m *member) stepLatency(s driver.Step) int64 {
 	case driver.StepCheckpoint:
 		return 4 * m.diskLatency()
 	case driver.StepSnapshotLoad:
-		return m.diskLatency() + s.Bytes/snapshotLoadBytesPerUs
+		// Read back and decoded at the disk's rate (snapbw.go).
+		return m.diskLatency() + netsim.TransferUs(m.w.snapshotBytes(s.Bytes), m.w.settings.DiskBytesPerSec)
 	}
 	return 0
 }

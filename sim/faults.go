@@ -89,6 +89,7 @@ func (f *faultState) leader() *member {
 func (f *faultState) inject(k Faults, m *member, heal int64) {
 	w := f.w
 	w.noteFault(k, m, heal)
+	w.checks.faultInjected(k, m, heal)
 	name := k.String()
 	w.stats.Faults[name]++
 	switch k {
@@ -151,7 +152,7 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 		w.trace.logf(w.now, "fault slow disk on %s x%d", m.name, m.slow)
 		w.after(heal, func() { m.slow = 1 })
 	case FaultClock:
-		d := f.between(-30_000_000, 30_000_000)
+		d := f.between(-clockJumpMaxUs, clockJumpMaxUs)
 		m.clock.jump(d)
 		if d < 0 {
 			w.checks.tickStalls = append(w.checks.tickStalls, [2]int64{w.now, w.now - d})
@@ -169,6 +170,9 @@ func (f *faultState) inject(k Faults, m *member, heal int64) {
 		f.destroy(k, m, heal)
 	}
 }
+
+// clockJumpMaxUs bounds a clock fault's jump, either way.
+const clockJumpMaxUs = 30_000_000
 
 // needsQuorumToSpare says a kind takes a member away for good or changes
 // the membership, so it runs only in clusters of at least votersMin.

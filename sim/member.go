@@ -46,6 +46,9 @@ type member struct {
 	clock  clock
 
 	up, paused bool
+	// held says the member's loop is busy with a step that holds it
+	// (driver.Step.HoldsLoop): events wait as while paused.
+	held bool
 	// inc counts incarnations: events scheduled for an earlier one are
 	// dropped after a crash.
 	inc int
@@ -147,7 +150,7 @@ func (m *member) start() error {
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", m.name, err)
 	}
-	m.up, m.paused, m.deferred = true, false, nil
+	m.up, m.paused, m.held, m.deferred = true, false, false, nil
 	m.startFrontend()
 	m.startCorruptChecks()
 	m.clock.startTicker(m.w.now)
@@ -196,7 +199,7 @@ func (m *member) event(fn func()) func() {
 	run = func() {
 		switch {
 		case m.inc != inc || !m.up:
-		case m.paused:
+		case m.paused || m.held:
 			m.deferred = append(m.deferred, run)
 		default:
 			m.with(fn)
@@ -214,7 +217,7 @@ func (m *member) scheduleTick() {
 			return
 		}
 		m.clock.ticked(m.w.now, m.w.settings.TickUs)
-		if !m.paused {
+		if !m.paused && !m.held {
 			m.with(m.d.Tick)
 			m.w.checks.observe(m)
 		}
@@ -295,7 +298,7 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 		return
 	}
 	m.durableLast = m.d.Durable()
-	m.up, m.paused, m.node, m.disk, m.d, m.front, m.svc, m.guard = false, false, nil, nil, nil, nil, nil, nil
+	m.up, m.paused, m.held, m.node, m.disk, m.d, m.front, m.svc, m.guard = false, false, false, nil, nil, nil, nil, nil, nil
 	m.inc++
 	m.wakeWaits()
 	m.deferred = nil
@@ -325,6 +328,12 @@ func (m *member) resume() {
 	}
 	m.paused = false
 	m.w.trace.logf(m.w.now, "%s resume (%d deferred events)", m.name, len(m.deferred))
+	m.runDeferred()
+}
+
+// runDeferred runs the events that waited while the member was paused or
+// held; those that still cannot run wait again.
+func (m *member) runDeferred() {
 	d := m.deferred
 	m.deferred = nil
 	for _, fn := range d {

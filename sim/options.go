@@ -46,6 +46,10 @@ type Options struct {
 	// CorruptCheck turns the corruption checks (corruptcheck.go) "on" or
 	// "off"; empty draws each from the seed.
 	CorruptCheck string `json:",omitempty"`
+	// LargeStore says whether the store is large, so that a snapshot
+	// takes many election timeouts to send (snapbw.go): "on", "off", or
+	// "" for a quarter of the seeds, chosen from the seed.
+	LargeStore string `json:",omitempty"`
 	// PlantedBug plants a core bug (detcdbugs builds only).
 	PlantedBug string `json:",omitempty"`
 	// Compaction pins the members' auto compaction ("never", "periodic"
@@ -153,6 +157,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: auth-on must be on, off or empty (from the seed), not %q", o.AuthOn)
 	case o.CorruptCheck != "" && o.CorruptCheck != "on" && o.CorruptCheck != "off":
 		return fmt.Errorf("sim: corrupt-check must be on, off or empty (from the seed), not %q", o.CorruptCheck)
+	case o.LargeStore != "" && o.LargeStore != "on" && o.LargeStore != "off":
+		return fmt.Errorf("sim: large-store must be on, off or empty (from the seed), not %q", o.LargeStore)
 	case o.Compaction != "" && !slices.Contains(compactionModes, o.Compaction):
 		return fmt.Errorf("sim: compaction must be %s or empty (from the seed), not %q", strings.Join(compactionModes, ", "), o.Compaction)
 	case o.LeaseCheckpoint < 0:
@@ -185,6 +191,9 @@ func (o Options) String() string {
 	}
 	if o.AuthOn != "" {
 		s += " --auth-on " + o.AuthOn
+	}
+	if o.LargeStore != "" {
+		s += " --large-store " + o.LargeStore
 	}
 	if o.Compaction != "" {
 		s += " --compaction " + o.Compaction

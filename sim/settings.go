@@ -61,6 +61,13 @@ type Settings struct {
 	// Runs with operators may draw a small one, so that the workload
 	// raises the NOSPACE alarm and the operators recover from it.
 	QuotaBytes int64
+	// DiskBytesPerSec is the disks' streaming rate: a snapshot from the
+	// leader is written and then loaded at it (snapbw.go).
+	DiskBytesPerSec int64
+	// StorePrefillBytes is, in large-store worlds, how much the store
+	// holds beyond what the workload writes, counted in snapshot sizes
+	// only (snapbw.go); 0 elsewhere.
+	StorePrefillBytes int64
 }
 
 // faultKinds counts the fault kinds.
@@ -123,6 +130,7 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 	if quota := between(quotaMinBytes, quotaMaxBytes); o.Operators > 0 && r.IntN(2) == 0 {
 		s.QuotaBytes = quota
 	}
+	s.drawSizes(r, o.largeStore())
 	return s
 }
 
@@ -139,12 +147,12 @@ func (s Settings) String() string {
 	return fmt.Sprintf("tick %dus election %d ticks; net latency %d-%dus loss %d‰ dup %d‰ reorder %d‰/%dus tail %d‰/%dus; "+
 		"fsync %d-%dus; think %d-%dus; client timeout %dus; snapshot-count %d catch-up %d; checkpoint-min %dB; "+
 		"fault every ~%dus; %d key groups of %d; workload %s; compact-lag %d; auto-compaction %s; "+
-		"lease checkpoint %d ticks, ttl 3-%ds; fault weights %v",
+		"lease checkpoint %d ticks, ttl 3-%ds; fault weights %v; %s",
 		s.TickUs, s.ElectionTicks, s.Net.LatencyMinUs, s.Net.LatencyMaxUs, s.Net.LossPerMille, s.Net.DupPerMille,
 		s.Net.ReorderPerMille, s.Net.ReorderUs, s.Net.TailPerMille, s.Net.TailUs,
 		s.FsyncMinUs, s.FsyncMaxUs, s.ThinkMinUs, s.ThinkMaxUs, s.ClientTimeoutUs, s.SnapshotCount, s.CatchUp,
 		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup, formatWeights(s.Weights), s.CompactLag,
-		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights) + s.corruptChecksString() + s.quotaString()
+		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights, s.sizesString()) + s.corruptChecksString() + s.quotaString()
 }
 
 // quotaString prints a drawn quota; runs without one print as before.

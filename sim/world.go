@@ -404,36 +404,41 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 }
 
 // sendSnapshot streams a snapshot: its content takes time in proportion to
-// its size, then goes through the target's receive path (a temporary file
-// on its disk, checked against the sum, loaded off its loop), and the
-// sender learns whether it was installed, or failed with the target's
-// crash, as a broken stream would tell it.
+// its size (snapbw.go), then goes through the target's receive path (a
+// temporary file on its disk, checked against the sum, loaded off its
+// loop), and the sender learns whether it was installed, or failed with
+// either side's crash, as a broken stream would tell it.
 func (w *World) sendSnapshot(from *member, s core.OutgoingSnapshot) {
 	var content bytes.Buffer
 	sw := &driver.SnapshotSummer{W: &content}
 	err := s.Write(sw)
 	to := s.To
 	target := w.members[to-1]
+	size := w.snapshotBytes(int64(content.Len()))
+	at, sent := w.snapshotArrives(from, target, size)
 	reported := false
+	var flight *snapshotFlight
 	report := func(ok bool) {
 		if !reported {
 			reported = true
+			w.checks.snapshotEnded(flight)
 			from.event(func() { from.d.ReportSnapshot(to, ok) })()
 		}
 	}
-	if err != nil || len(w.net.Send(from.id, to, w.now)) == 0 {
+	if err != nil || !sent {
 		w.trace.logf(w.now, "%s>%s snapshot %d lost", from.name, target.name, s.Index)
 		w.after(w.settings.ClientTimeoutUs, func() { report(false) })
 		return
 	}
-	delay := w.settings.Net.LatencyMaxUs + int64(content.Len())/100 // 100 bytes/µs
-	w.trace.logf(w.now, "%s>%s snapshot %d (%d bytes)", from.name, target.name, s.Index, content.Len())
-	w.after(delay, func() {
-		if !w.net.Connected(from.id, to) || !target.up {
+	flight = w.checks.snapshotSent(from, target)
+	w.trace.logf(w.now, "%s>%s snapshot %d (%d bytes, %d with the store's pre-fill; on its disk in %dus)", from.name, target.name, s.Index, content.Len(), size, at-w.now)
+	// A crash of either side breaks the stream.
+	fromInc, inc := from.inc, target.inc
+	w.schedule(at, func() {
+		if !w.net.Connected(from.id, to) || !target.up || from.inc != fromInc || target.inc != inc {
 			report(false)
 			return
 		}
-		inc := target.inc
 		target.event(func() {
 			f, err := receiveSnapshot(target, s.Msg, content.Bytes(), sw.Sum())
 			if err != nil {
