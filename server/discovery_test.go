@@ -23,21 +23,9 @@ func TestDiscoveryBootstrap(t *testing.T) {
 	if _, err := dcli.Put(ctx(t), "/_etcd/registry/"+token+"/_config/size", "3"); err != nil {
 		t.Fatal(err)
 	}
-	const n = 4
-	ports := freePorts(t, 2*n)
-	cfgs := make([]Config, n)
-	for i := range cfgs {
-		cfg := DefaultConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.DataDir = t.TempDir()
-		client := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])
-		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])
-		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
-		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
-		cfg.Discovery.Endpoints, cfg.Discovery.Token = disc.Addrs(), token
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		cfgs[i] = cfg
-	}
+	cfgs := memberConfigs(t, 4, func(_ int, c *Config) {
+		c.Discovery.Endpoints, c.Discovery.Token = disc.Addrs(), token
+	})
 	// New blocks until all three have registered: start them together.
 	servers := make([]*Server, 3)
 	errs := make([]error, 3)
@@ -139,4 +127,25 @@ func writeAndList(t *testing.T, cfgs []Config) (*clientv3.Client, *clientv3.Memb
 		t.Fatal(err)
 	}
 	return cli, ml
+}
+
+// memberConfigs are the configurations of n members m0, m1, ... on free
+// 127.0.0.1 ports, that bootstrap as mod has them do.
+func memberConfigs(t *testing.T, n int, mod func(i int, c *Config)) []Config {
+	t.Helper()
+	ports := freePorts(t, 2*n)
+	cfgs := make([]Config, n)
+	for i := range cfgs {
+		cfg := DefaultConfig()
+		cfg.Name = fmt.Sprintf("m%d", i)
+		cfg.DataDir = t.TempDir()
+		client := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])
+		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])
+		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
+		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		mod(i, &cfg)
+		cfgs[i] = cfg
+	}
+	return cfgs
 }

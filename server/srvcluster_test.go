@@ -1,37 +1,17 @@
 package server
 
 import (
-	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/detcd/detcd/internal/dnstest"
 )
-
-// fakeDNS answers SRV lookups from a table and resolves "localhost" and
-// IPs, as a test's DNS.
-type fakeDNS map[string][]*net.SRV
-
-func (d fakeDNS) LookupSRV(_ context.Context, service, proto, name string) (string, []*net.SRV, error) {
-	key := "_" + service + "._" + proto + "." + name
-	if rs, ok := d[key]; ok {
-		return key, rs, nil
-	}
-	return "", nil, &net.DNSError{Err: "no such host", Name: key, IsNotFound: true}
-}
-
-func (fakeDNS) LookupHost(_ context.Context, host string) ([]string, error) {
-	if host == "localhost" {
-		return []string{"127.0.0.1"}, nil
-	}
-	if net.ParseIP(host) != nil {
-		return []string{host}, nil
-	}
-	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-}
 
 // TestDiscoverySRVBootstrap: three members bootstrap one cluster from a
 // domain's _etcd-server._tcp records, each finding itself by address
@@ -39,23 +19,14 @@ func (fakeDNS) LookupHost(_ context.Context, host string) ([]string, error) {
 // agree on its ids; a restarted member needs no DNS.
 func TestDiscoverySRVBootstrap(t *testing.T) {
 	const n = 3
-	ports := freePorts(t, 2*n)
-	dns := fakeDNS{}
-	cfgs := make([]Config, n)
-	for i := range cfgs {
-		cfg := DefaultConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.DataDir = t.TempDir()
-		client := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])
-		peer := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])
-		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{client}, []string{client}
-		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peer}, []string{peer}
-		cfg.DiscoverySRV, cfg.DiscoverySRVName, cfg.Resolver = "example.com", "test", dns
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		cfgs[i] = cfg
+	dns := dnstest.Table{}
+	cfgs := memberConfigs(t, n, func(_ int, c *Config) {
+		c.DiscoverySRV, c.DiscoverySRVName, c.Resolver = "example.com", "test", dns
+		peer, _ := url.Parse(c.InitialAdvertisePeerURLs[0])
+		port, _ := strconv.Atoi(peer.Port())
 		key := "_etcd-server-test._tcp.example.com"
-		dns[key] = append(dns[key], &net.SRV{Target: "localhost.", Port: uint16(ports[2*i+1])})
-	}
+		dns[key] = append(dns[key], &net.SRV{Target: "localhost.", Port: uint16(port)})
+	})
 	servers := make([]*Server, n)
 	for i := range servers {
 		s, err := New(cfgs[i])
@@ -78,7 +49,7 @@ func TestDiscoverySRVBootstrap(t *testing.T) {
 		t.Fatalf("members %v, want %d with the records' peer URLs", ml.Members, n)
 	}
 	servers[0].Stop()
-	cfgs[0].Resolver = fakeDNS{} // no records any more
+	cfgs[0].Resolver = dnstest.Table{} // no records any more
 	s, err := New(cfgs[0])
 	if err != nil {
 		t.Fatalf("restart without DNS: %v", err)
@@ -99,12 +70,12 @@ func TestDiscoverySRVRefusals(t *testing.T) {
 	self := []*net.SRV{{Target: "localhost.", Port: 12380}}
 	for _, tt := range []struct {
 		name string
-		dns  fakeDNS
+		dns  dnstest.Table
 		want string
 	}{
-		{"no records", fakeDNS{}, "error querying DNS SRV records for _etcd-server"},
-		{"not named", fakeDNS{"_etcd-server._tcp.example.com": other}, `cannot find local etcd member "m0" in SRV records`},
-		{"scheme", fakeDNS{"_etcd-server-ssl._tcp.example.com": self}, "has scheme mismatch with expected peer http://127.0.0.1:12380"},
+		{"no records", dnstest.Table{}, "error querying DNS SRV records for _etcd-server"},
+		{"not named", dnstest.Table{"_etcd-server._tcp.example.com": other}, `cannot find local etcd member "m0" in SRV records`},
+		{"scheme", dnstest.Table{"_etcd-server-ssl._tcp.example.com": self}, "has scheme mismatch with expected peer http://127.0.0.1:12380"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := base

@@ -2,36 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/detcd/detcd/internal/dnstest"
 	"github.com/detcd/detcd/tcpproxy"
 )
-
-// fakeDNS answers SRV queries from a table and host lookups with the
-// address itself (or 127.0.0.1 for localhost).
-type fakeDNS map[string][]*net.SRV
-
-func (f fakeDNS) LookupSRV(_ context.Context, service, proto, name string) (string, []*net.SRV, error) {
-	srvs, ok := f["_"+service+"._"+proto+"."+name]
-	if !ok {
-		return "", nil, errors.New("no such host")
-	}
-	return "", srvs, nil
-}
-
-func (fakeDNS) LookupHost(_ context.Context, host string) ([]string, error) {
-	if host == "localhost" {
-		return []string{"127.0.0.1"}, nil
-	}
-	return []string{host}, nil
-}
 
 // TestGatewayFlags: flags before and after "start", as cobra takes them;
 // --endpoints replaces its default, then appends.
@@ -61,7 +41,7 @@ func TestGatewayFlags(t *testing.T) {
 // TestNewGateway: endpoints from SRV records when they give some, else
 // --endpoints with their schemes dropped; etcd's refusals.
 func TestNewGateway(t *testing.T) {
-	dns := fakeDNS{
+	dns := dnstest.Table{
 		"_etcd-client._tcp.example.com":     {{Target: "10.0.0.1", Port: 2379, Priority: 1, Weight: 3}},
 		"_etcd-client-ssl._tcp.example.com": {{Target: "10.0.0.2", Port: 2379}},
 		"_etcd-client-x._tcp.plain.com":     {{Target: "10.0.0.3", Port: 2379}},
