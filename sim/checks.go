@@ -26,7 +26,10 @@ const checkTimeout = 20 * time.Second
 type checkers struct {
 	w        *World
 	failures []string
-	history  []*Op
+	// failed holds each failure once: a check that runs again and again
+	// (convergence, each liveness round) reports what it found once.
+	failed  map[string]bool
+	history []*Op
 	// leaders records who led each term; leaderChangedAt is when a new
 	// one was last seen.
 	leaders         map[uint64]uint64
@@ -74,6 +77,13 @@ func newCheckers(w *World) *checkers {
 
 func (c *checkers) fail(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	if c.failed[msg] {
+		return
+	}
+	if c.failed == nil {
+		c.failed = map[string]bool{}
+	}
+	c.failed[msg] = true
 	c.failures = append(c.failures, msg)
 	c.w.trace.logf(c.w.now, "CHECK FAILED: %s", msg)
 	c.w.note(clusterColumn, rowCheck, msg)
