@@ -84,7 +84,12 @@ func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.Ha
 	return &pb.HashResponse{Header: withRevision(resp.Header, int64(resp.View.Rev())), Hash: h.Hash}, nil
 }
 
-// MoveLeader hands leadership to another member; only the leader can.
+// MoveLeader hands leadership to another member; only the leader can. It
+// answers, as etcd does, with an empty response: no header (the term in
+// one would be the old leader's).
 func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
-	return do[*pb.MoveLeaderResponse](ctx, s.b, core.Request{MoveLeader: r})
+	if _, err := do[*pb.MoveLeaderResponse](ctx, s.b, core.Request{MoveLeader: r}); err != nil {
+		return nil, err
+	}
+	return &pb.MoveLeaderResponse{}, nil
 }
