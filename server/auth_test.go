@@ -240,7 +240,9 @@ func TestAuthLeasePut(t *testing.T) {
 func TestAuthSimpleTokenReads(t *testing.T) {
 	s, cli := testServer(t, t.TempDir(), func(c *Config) {
 		c.BcryptCost = 4
-		c.AuthTokenTTL = time.Second
+		// Two seconds: a stall of the test between reads must pass it
+		// before the token lapses under them.
+		c.AuthTokenTTL = 2 * time.Second
 	})
 	enableAuth(t, cli)
 	root := userClient(t, s.Addrs(), "root", "pw")
@@ -253,8 +255,9 @@ func TestAuthSimpleTokenReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", resp.Token))
-	// Reads alone, for twice the token's lifetime: it must stay alive.
-	for range 20 {
+	// Reads alone, for longer than the token's lifetime: it must stay
+	// alive.
+	for range 30 {
 		if _, err := cli.Get(raw, "/app/x", clientv3.WithSerializable()); err != nil {
 			t.Fatalf("read with a token in use: %v", err)
 		}
@@ -263,7 +266,7 @@ func TestAuthSimpleTokenReads(t *testing.T) {
 	if _, err := cli.Put(raw, "/app/x", "2"); err != nil {
 		t.Fatalf("write with a token kept alive by reads: %v", err)
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(5 * time.Second)
 	if _, err := cli.Get(raw, "/app/x"); err == nil || err.Error() != rpctypes.ErrInvalidAuthToken.Error() {
 		t.Fatalf("read with a lapsed token: %v", err)
 	}

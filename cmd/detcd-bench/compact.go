@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,28 +137,14 @@ func runCompact(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "detcd-bench compact: %v\n", err)
 		return 1
 	}
-	defer func() {
-		for _, c := range clis {
-			c.Close()
-		}
-	}()
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
+	defer closeAll(clis)
+	tuneGC()
 	r, err := compactRun(clis, eps[0], &cf, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "detcd-bench compact: %v\n", err)
 		return 1
 	}
-	if cf.jsonOut {
-		b, _ := json.Marshal(r)
-		fmt.Fprintln(stdout, string(b))
-	} else {
-		fmt.Fprintln(stdout, r.text())
-		for _, e := range r.FirstError {
-			fmt.Fprintf(stderr, "  error: %s\n", e)
-		}
-	}
+	report(stdout, stderr, cf.jsonOut, r, r.FirstError)
 	if r.WriteErrors > 0 {
 		return 3
 	}

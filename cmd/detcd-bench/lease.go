@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -216,14 +213,8 @@ func runLease(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "detcd-bench lease: %v\n", err)
 		return 1
 	}
-	defer func() {
-		for _, c := range clis {
-			c.Close()
-		}
-	}()
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
+	defer closeAll(clis)
+	tuneGC()
 	stopProf, err := startProfile(lf.cpuProf)
 	if err != nil {
 		fmt.Fprintf(stderr, "detcd-bench lease: %v\n", err)
@@ -232,17 +223,6 @@ func runLease(args []string, stdout, stderr io.Writer) int {
 	defer stopProf()
 
 	status := 0
-	report := func(v interface{ text() string }, firstErrs []string) {
-		if lf.jsonOut {
-			b, _ := json.Marshal(v)
-			fmt.Fprintln(stdout, string(b))
-			return
-		}
-		fmt.Fprintln(stdout, v.text())
-		for _, e := range firstErrs {
-			fmt.Fprintf(stderr, "  error: %s\n", e)
-		}
-	}
 	for _, p := range phases {
 		switch p {
 		case "keepalive":
@@ -251,7 +231,7 @@ func runLease(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "detcd-bench lease: keepalive: %v\n", err)
 				return 1
 			}
-			report(r, r.FirstError)
+			report(stdout, stderr, lf.jsonOut, r, r.FirstError)
 			if r.Errors > 0 {
 				status = 3
 			}
@@ -261,7 +241,7 @@ func runLease(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "detcd-bench lease: expiry: %v\n", err)
 				return 1
 			}
-			report(r, r.FirstError)
+			report(stdout, stderr, lf.jsonOut, r, r.FirstError)
 			if r.Remaining > 0 || r.WriteErrors > 0 || r.ExpiredEarly > 0 || r.PollErrors > 0 {
 				status = 3
 			}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -151,11 +150,6 @@ func parseEndpoints(s string) []string {
 func dial(endpoints []string, n int, user string) ([]*clientv3.Client, error) {
 	name, password, _ := strings.Cut(user, ":")
 	clis := make([]*clientv3.Client, 0, n)
-	closeAll := func() {
-		for _, c := range clis {
-			c.Close()
-		}
-	}
 	for i := range n {
 		// Connection i talks to endpoint i mod len: spread, as etcd's tool does.
 		ep := endpoints[i%len(endpoints)]
@@ -167,7 +161,7 @@ func dial(endpoints []string, n int, user string) ([]*clientv3.Client, error) {
 			Password:    password,
 		})
 		if err != nil {
-			closeAll()
+			closeAll(clis)
 			return nil, err
 		}
 		clis = append(clis, c)
@@ -177,11 +171,41 @@ func dial(endpoints []string, n int, user string) ([]*clientv3.Client, error) {
 		_, err := c.Get(ctx, "\x00detcd-bench-connect", clientv3.WithSerializable())
 		cancel()
 		if err != nil {
-			closeAll()
+			closeAll(clis)
 			return nil, fmt.Errorf("connecting to %v: %w", c.Endpoints(), err)
 		}
 	}
 	return clis, nil
+}
+
+// closeAll closes the clients.
+func closeAll(clis []*clientv3.Client) {
+	for _, c := range clis {
+		c.Close()
+	}
+}
+
+// tuneGC: the tool shares the machine with the server, so it spends less
+// of it on GC (clientv3 and gRPC allocate per request). GOGC in the
+// environment wins.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+}
+
+// report prints a result: one JSON line on stdout, or its text there and
+// its first errors on stderr.
+func report(stdout, stderr io.Writer, jsonOut bool, v interface{ text() string }, firstErrs []string) {
+	if jsonOut {
+		b, _ := json.Marshal(v)
+		fmt.Fprintln(stdout, string(b))
+		return
+	}
+	fmt.Fprintln(stdout, v.text())
+	for _, e := range firstErrs {
+		fmt.Fprintf(stderr, "  error: %s\n", e)
+	}
 }
 
 func cpuSelf() time.Duration {
@@ -375,27 +399,14 @@ func runLoadCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "detcd-bench %s: %v\n", cmd, err)
 		return 1
 	}
-	defer func() {
-		for _, c := range clis {
-			c.Close()
-		}
-	}()
-
-	// The tool shares the machine with the server: spend less of it on GC
-	// (clientv3 and gRPC allocate per request). GOGC in the environment wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+	defer closeAll(clis)
+	tuneGC()
+	stopProf, err := startProfile(lf.cpuProf)
+	if err != nil {
+		fmt.Fprintf(stderr, "detcd-bench %s: %v\n", cmd, err)
+		return 1
 	}
-	if lf.cpuProf != "" {
-		f, err := os.Create(lf.cpuProf)
-		if err != nil {
-			fmt.Fprintf(stderr, "detcd-bench %s: %v\n", cmd, err)
-			return 1
-		}
-		defer f.Close()
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
+	defer stopProf()
 	val := makeValue(lf.valSize)
 	rngs := make([]*rand.Rand, lf.clients)
 	for w := range rngs {
@@ -476,15 +487,7 @@ func runLoadCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 		res = runLoad(name, clis, &lf, int64(lf.total), op, stderr)
 	}
-	if lf.jsonOut {
-		b, _ := json.Marshal(res)
-		fmt.Fprintln(stdout, string(b))
-	} else {
-		fmt.Fprintln(stdout, res.text())
-		for _, e := range res.FirstError {
-			fmt.Fprintf(stderr, "  error: %s\n", e)
-		}
-	}
+	report(stdout, stderr, lf.jsonOut, res, res.FirstError)
 	if res.Errors > 0 {
 		return 3
 	}

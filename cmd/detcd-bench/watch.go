@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -243,9 +241,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "detcd-bench watch: no --endpoints\n")
 		return 2
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
+	tuneGC()
 	stopProf, err := startProfile(wf.cpuProf)
 	if err != nil {
 		fmt.Fprintf(stderr, "detcd-bench watch: %v\n", err)
@@ -260,15 +256,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "detcd-bench watch: streams=%d: %v\n", s, err)
 			return 1
 		}
-		if wf.jsonOut {
-			b, _ := json.Marshal(res)
-			fmt.Fprintln(stdout, string(b))
-		} else {
-			fmt.Fprintln(stdout, res.text())
-			for _, e := range res.FirstError {
-				fmt.Fprintf(stderr, "  error: %s\n", e)
-			}
-		}
+		report(stdout, stderr, wf.jsonOut, res, res.FirstError)
 		if res.failed() {
 			status = 3
 		}
@@ -297,11 +285,7 @@ func watchRun(eps []string, wf *watchFlags, streams int, progress io.Writer) (*W
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, c := range clis {
-			c.Close()
-		}
-	}()
+	defer closeAll(clis)
 	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
 	prefix := fmt.Sprintf("detcd-bench/watch/%s/s%d/", nonce, streams)
 	keyOf := func(i int64) string {
