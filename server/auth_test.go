@@ -254,20 +254,21 @@ func TestAuthSimpleTokenReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", resp.Token))
+	tok := resp.Token
+	raw := func() context.Context { return metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", tok)) }
 	// Reads alone, for longer than the token's lifetime: it must stay
 	// alive.
 	for range 30 {
-		if _, err := cli.Get(raw, "/app/x", clientv3.WithSerializable()); err != nil {
+		if _, err := cli.Get(raw(), "/app/x", clientv3.WithSerializable()); err != nil {
 			t.Fatalf("read with a token in use: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := cli.Put(raw, "/app/x", "2"); err != nil {
+	if _, err := cli.Put(raw(), "/app/x", "2"); err != nil {
 		t.Fatalf("write with a token kept alive by reads: %v", err)
 	}
 	time.Sleep(5 * time.Second)
-	if _, err := cli.Get(raw, "/app/x"); err == nil || err.Error() != rpctypes.ErrInvalidAuthToken.Error() {
+	if _, err := cli.Get(raw(), "/app/x"); err == nil || err.Error() != rpctypes.ErrInvalidAuthToken.Error() {
 		t.Fatalf("read with a lapsed token: %v", err)
 	}
 	checkReads(t, app, root)
@@ -275,17 +276,17 @@ func TestAuthSimpleTokenReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw = metadata.NewOutgoingContext(ctx(t), metadata.Pairs("token", resp.Token))
+	tok = resp.Token
 	if _, err := root.RoleGrantPermission(ctx(t), "app", "/app", clientv3.GetPrefixRangeEnd("/app"), clientv3.PermissionType(clientv3.PermRead)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Get(raw, "/app/x", clientv3.WithSerializable()); err != nil {
+	if _, err := cli.Get(raw(), "/app/x", clientv3.WithSerializable()); err != nil {
 		t.Fatalf("read after the grant: %v", err)
 	}
 	if _, err := root.UserDelete(ctx(t), "app"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Get(raw, "/app/x", clientv3.WithSerializable()); err == nil || err.Error() != rpctypes.ErrInvalidAuthToken.Error() {
+	if _, err := cli.Get(raw(), "/app/x", clientv3.WithSerializable()); err == nil || err.Error() != rpctypes.ErrInvalidAuthToken.Error() {
 		t.Fatalf("read with a deleted user's token: %v", err)
 	}
 }
