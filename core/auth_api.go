@@ -230,7 +230,7 @@ func (n *Node) txnPermitted(user string, rev uint64, t *pb.TxnRequest) error {
 // member's leases, as etcd checks them before forwarding to the leader.
 func (n *Node) leasePermitted(user string, rev uint64, r *Request) error {
 	switch {
-	case r.LeaseRevoke != nil:
+	case r.LeaseRevoke != nil && !n.bug(BugAuthLeaseRevokeUnchecked): // planted: a revoke needs only a user
 		return n.leaseKeysPermitted(user, rev, r.LeaseRevoke.ID, true)
 	case r.LeaseKeepAlive != nil:
 		return n.leaseKeysPermitted(user, rev, r.LeaseKeepAlive.ID, true)

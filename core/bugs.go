@@ -55,6 +55,9 @@ const (
 	// BugAuthTxnNestedUnchecked checks a transaction's compares and ops
 	// but lets its nested transactions through unchecked.
 	BugAuthTxnNestedUnchecked = "auth-txn-nested-unchecked"
+	// BugAuthLeaseRevokeUnchecked lets any user revoke a lease, whatever
+	// keys it holds: its keys are deleted without write permission.
+	BugAuthLeaseRevokeUnchecked = "auth-lease-revoke-unchecked"
 	// BugSnapshotLoadOnLoop has the driver read and decode a snapshot
 	// from the leader on the member's loop, as detcd did before issue 18:
 	// for as long as that takes, the member answers nothing, heartbeats
@@ -96,6 +99,9 @@ const (
 	BugLeaseRevokeKeepsKeys = planted.LeaseRevokeKeepsKeys
 	// BugLeaseExpiresEarly ends every lease a second before its TTL.
 	BugLeaseExpiresEarly = planted.LeaseExpiresEarly
+	// BugLeasePromoteFullTTL has a new leader restart every lease at its
+	// full TTL, as if no checkpoint had recorded what was left of it.
+	BugLeasePromoteFullTTL = planted.LeasePromoteFullTTL
 	// BugWALSyncSkipped writes the WAL but never fsyncs it.
 	BugWALSyncSkipped = planted.WALSyncSkipped
 	// BugWALCutNoSync closes a full segment without syncing its tail.
@@ -114,10 +120,10 @@ var PlantedBugs = []string{
 	BugCompareGreaterOrEqual, BugMVCCRangeLimitOffByOne, BugMVCCCompactKeepsTooFew,
 	BugMVCCHashSkipsAfterDefrag,
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
-	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
+	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly, BugLeasePromoteFullTTL,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
 	BugPutDivergesEvenMember, BugCorruptCompactRevMismatch,
-	BugAuthPrevKVUnchecked, BugAuthTxnNestedUnchecked,
+	BugAuthPrevKVUnchecked, BugAuthTxnNestedUnchecked, BugAuthLeaseRevokeUnchecked,
 }
 
 func validateBug(name string) error {

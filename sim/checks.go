@@ -30,18 +30,14 @@ type checkers struct {
 	// (convergence, each liveness round) reports what it found once.
 	failed  map[string]bool
 	history []*Op
-	// leaders records who led each term; leaderChangedAt is when a new
-	// one was last seen.
-	leaders         map[uint64]uint64
-	leaderChangedAt int64
+	// leaders records who led each term.
+	leaders map[uint64]uint64
 	// tickStalls are the stretches [from, to) in which some member's
 	// ticks stopped: a clock jumped back (its ticker waits for the
 	// clock to catch up) or it was paused. Lease time runs on ticks.
 	tickStalls [][2]int64
-	// grantedAt is when each lease's grant was last applied by any
-	// member: a member that applies it again (a restart replaying its
-	// log) starts the lease over.
-	grantedAt map[int64]int64
+	// leaseLog is what the lease checks learn from the log.
+	leaseLog leaseLog
 	// entries records what was applied at each index, by any member.
 	entries map[uint64][32]byte
 	// lastRev is each client's newest revision from a linearizable op.
@@ -72,7 +68,7 @@ type checkers struct {
 
 func newCheckers(w *World) *checkers {
 	// A store starts at revision 1, with no events.
-	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}, grantedAt: map[int64]int64{}, perm: newPermChecker(w)}
+	return &checkers{w: w, hist: history{scannedTo: 1}, leaders: map[uint64]uint64{}, entries: map[uint64][32]byte{}, lastRev: map[int]int64{}, revokedAt: map[int64]int64{}, perm: newPermChecker(w)}
 }
 
 func (c *checkers) fail(format string, args ...any) {
@@ -114,7 +110,6 @@ func (c *checkers) observe(m *member) {
 		c.fail("two leaders in term %d: m%d and %s", term, prev, m.name)
 	}
 	if !ok {
-		c.leaderChangedAt = c.w.now
 		c.w.note(m.idx, rowLeader, fmt.Sprintf("%s leads term %d", m.name, term))
 	}
 	c.leaders[term] = m.id
@@ -124,6 +119,7 @@ func (c *checkers) observe(m *member) {
 func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	c.perm.sample(m)
 	c.maintApplied(m, index, data)
+	c.noteLeaseEntry(m, index, term, data)
 	if data == nil {
 		return // a snapshot: its entries were checked where they were applied
 	}
@@ -133,9 +129,6 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	var sum [32]byte
 	copy(sum[:], h.Sum(nil))
 	prev, ok := c.entries[index]
-	if len(c.w.leasers) > 0 {
-		c.noteGrant(data)
-	}
 	if ok && prev != sum {
 		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
 	}
@@ -265,6 +258,7 @@ func (c *checkers) final() {
 		c.checkDurability()
 		c.checkWatches()
 		c.checkLeases()
+		c.checkLeasePerms()
 	}
 	c.checkCompactions()
 	c.checkCorruptMissed()

@@ -109,10 +109,161 @@ func (c *checkers) ticksStalled(from, to int64) bool {
 	return false
 }
 
-// noteGrant records when a lease's grant was applied, each time.
-func (c *checkers) noteGrant(data []byte) {
-	var r pb.InternalRaftRequest
-	if proto.Unmarshal(data, &r) == nil && r.LeaseGrant != nil {
-		c.grantedAt[r.LeaseGrant.ID] = c.w.now
+// leaseLog is what the lease checker learns from the log, as every
+// member applies it: for each lease, the remaining TTLs checkpointed in
+// log order, and for each term, when its leader promoted its lessor.
+type leaseLog struct {
+	// ckpts are each lease's checkpoints, by index: a grant, or a
+	// renewal's cleared checkpoint, restarts the lease at its full TTL
+	// (remaining 0).
+	ckpts map[int64][]leaseCkpt
+	// lastIndex is the newest index noted in ckpts: an entry counts once.
+	lastIndex uint64
+	// promoted is, by term, when its leader applied the term's first
+	// entry (raft's empty one): etcd's leader promotes its lessor then,
+	// once it has applied every entry of the terms before.
+	promoted map[uint64]leasePromotion
+	// grantedByLeader is, by lease, when a leader last applied its grant
+	// (which starts its clock there), and in which term.
+	grantedByLeader map[int64]leasePromotion
+}
+
+type leaseCkpt struct {
+	index     uint64
+	remaining int64 // seconds; 0: the full TTL
+}
+
+// leasePromotion is a leader's start of a lease's clock: at, in term,
+// from the state after the entry at index.
+type leasePromotion struct {
+	term  uint64
+	index uint64
+	at    int64
+}
+
+// noteLeaseEntry follows, for the lease checks, m's apply of the entry
+// at index: checkpoints and grants (in log order, once), a leader's
+// first entry of its term and its grants.
+func (c *checkers) noteLeaseEntry(m *member, index, term uint64, data []byte) {
+	l := &c.leaseLog
+	if l.ckpts == nil {
+		l.ckpts, l.promoted, l.grantedByLeader = map[int64][]leaseCkpt{}, map[uint64]leasePromotion{}, map[int64]leasePromotion{}
 	}
+	leading := m.node != nil && m.node.Leader() == m.id && m.node.Term() == term
+	if len(data) == 0 {
+		if _, seen := l.promoted[term]; leading && !seen {
+			l.promoted[term] = leasePromotion{term: term, index: index, at: c.w.now}
+		}
+		return
+	}
+	var r pb.InternalRaftRequest
+	if proto.Unmarshal(data, &r) != nil {
+		return
+	}
+	if r.LeaseGrant != nil && leading {
+		l.grantedByLeader[r.LeaseGrant.ID] = leasePromotion{term: term, index: index, at: c.w.now}
+	}
+	if index <= l.lastIndex {
+		return
+	}
+	l.lastIndex = index
+	switch {
+	case r.LeaseGrant != nil:
+		// A grant refused at apply (a duplicate id, NOSPACE) changes
+		// nothing; taking it as a restart at the full TTL only loosens
+		// the bound.
+		l.ckpts[r.LeaseGrant.ID] = append(l.ckpts[r.LeaseGrant.ID], leaseCkpt{index: index})
+	case r.LeaseCheckpoint != nil:
+		for _, cp := range r.LeaseCheckpoint.Checkpoints {
+			l.ckpts[cp.ID] = append(l.ckpts[cp.ID], leaseCkpt{index: index, remaining: cp.Remaining_TTL})
+		}
+	}
+}
+
+// remainingAt is a lease's remaining TTL in seconds once the entries up
+// to index are applied, by etcd's rule: the last checkpoint's, or the
+// full TTL if a grant or a renewal came after it; granted reports
+// whether its grant is at or below index.
+func (l *leaseLog) remainingAt(id int64, index uint64, ttl int64) (remaining int64, granted bool) {
+	remaining = ttl
+	for _, cp := range l.ckpts[id] {
+		if cp.index > index {
+			break
+		}
+		granted = true
+		remaining = ttl
+		if cp.remaining > 0 {
+			remaining = cp.remaining
+		}
+	}
+	return remaining, granted
+}
+
+// checkTimeToLive judges a TimeToLive answer for rec's lease, asked at
+// sent, by etcd's rules with checkpoints: the leader of the answer's
+// term set the lease's expiry last at one of these, and reports what is
+// left of it, in whole seconds rounded down, never above the granted TTL:
+//   - its promotion, when it applied its term's first entry: the lease's
+//     remaining TTL after the entries before it (the last checkpoint's,
+//     or the full TTL if a grant or a renewal came after it), plus an
+//     election timeout;
+//   - a grant it applied after that: the full TTL;
+//   - a renewal in its term: the full TTL, from the last keep-alive the
+//     holder had answered in that term at the latest.
+//
+// Lease time runs on the leader's ticks: the check allows its clock's
+// drift, a tick of rounding either way, and is left out across a stretch
+// in which some member's ticks stopped, or while a keep-alive is in
+// flight or was lost (it may renew the lease at any time).
+func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTimeToLiveResponse) {
+	if t.TTL == -1 {
+		return
+	}
+	if t.TTL > rec.ttl || t.GrantedTTL != rec.ttl {
+		c.fail("lease %x: time to live %d (granted %d), granted at %d", rec.id, t.TTL, t.GrantedTTL, rec.ttl)
+		return
+	}
+	term := t.Header.GetRaftTerm()
+	p, ok := c.leaseLog.promoted[term]
+	if !ok || rec.lost || rec.renewing > 0 || rec.renewTerm > term {
+		return
+	}
+	s := c.w.settings
+	tps := 1_000_000 / s.TickUs
+	var starts []leaseStart
+	if rem, granted := c.leaseLog.remainingAt(rec.id, p.index, rec.ttl); granted {
+		starts = append(starts, leaseStart{at: p.at, ticks: 1 + int64(s.ElectionTicks) + rem*tps,
+			why: fmt.Sprintf("promoted at %dus after index %d with %ds left", p.at, p.index, rem)})
+	}
+	if g, ok := c.leaseLog.grantedByLeader[rec.id]; ok && g.term == term {
+		starts = append(starts, leaseStart{at: g.at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("granted at %dus", g.at)})
+	}
+	if rec.renewTerm == term {
+		starts = append(starts, leaseStart{at: rec.renewedBy, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus", rec.renewedBy)})
+	}
+	if len(starts) == 0 {
+		return // none seen: the leader's start is not known
+	}
+	most, why := int64(0), ""
+	for _, st := range starts {
+		at := max(sent, st.at)
+		if c.ticksStalled(st.at, at) {
+			return
+		}
+		elapsed := max((at-st.at)*(1_000_000-driftMaxPPM)/1_000_000/s.TickUs-1, 0)
+		if left := max(st.ticks-elapsed, 0) / tps; left >= most {
+			most, why = left, st.why
+		}
+	}
+	if t.TTL > most {
+		c.fail("lease %x (ttl %ds): %ds left at %dus in term %d, but at most %ds: its leader's latest start of its clock was at most %s",
+			rec.id, rec.ttl, t.TTL, sent, term, most, why)
+	}
+}
+
+// leaseStart is a moment a leader may have set a lease's expiry: ticks
+// from at.
+type leaseStart struct {
+	at, ticks int64
+	why       string
 }

@@ -64,6 +64,9 @@ type permChecker struct {
 	// moment on, in time order.
 	newest []permSample
 	states map[permPos]*permState
+	// leaseOps are the lease requests to judge once the history is
+	// known (checks_leaseperm.go).
+	leaseOps []*leasePermOp
 }
 
 func newPermChecker(w *World) *permChecker {
@@ -213,7 +216,8 @@ func (p *permChecker) reasons(op *Op, states []*permState) string {
 // its kind over all its keys, prev_kv read permission too, a transaction
 // read permission for its compares and whatever each op of both branches
 // needs, nested transactions included, a compaction the root role.
-// What the checker cannot judge (a put's lease) it allows.
+// A put's lease is judged with the lease requests
+// (checks_leaseperm.go).
 func (st *permState) allows(user string, r core.Request) string {
 	if !st.pos.enabled {
 		return ""

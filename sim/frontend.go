@@ -142,6 +142,8 @@ func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.U
 		return "/etcdserverpb.Lease/LeaseKeepAlive", r.LeaseKeepAlive, unary(svc.Lease.KeepAliveOnce)
 	case r.LeaseTimeToLive != nil:
 		return "/etcdserverpb.Lease/LeaseTimeToLive", r.LeaseTimeToLive, unary(svc.Lease.LeaseTimeToLive)
+	case r.LeaseLeases:
+		return "/etcdserverpb.Lease/LeaseLeases", &pb.LeaseLeasesRequest{}, unary(svc.Lease.LeaseLeases)
 	case r.MemberAdd != nil:
 		return "/etcdserverpb.Cluster/MemberAdd", r.MemberAdd, unary(svc.Cluster.MemberAdd)
 	case r.MemberRemove != nil:

@@ -18,8 +18,10 @@ type leaseClient struct {
 	rng *rand.Rand
 	seq int
 	cur *leaseRecord
-	// login is the holder's session as the app user, with auth on.
-	login *login
+	// login is the holder's session as the app user, with auth on;
+	// limited, in worlds with users of limited permissions, one as such
+	// a user, which one in permShare of its requests goes as.
+	login, limited *login
 }
 
 // leaseRecord is what a client knows of one of its leases.
@@ -59,9 +61,18 @@ func (c *leaseClient) member() *member {
 }
 
 // call sends a request to a member and gives the answer (nil: none within
-// the client timeout).
+// the client timeout). With auth on, the permission checker judges the
+// answer (checks_leaseperm.go).
 func (c *leaseClient) call(r core.Request, cb func(*core.Response)) {
-	c.w.invokeWithin(c.member(), c.login, requestRPC(r), c.w.settings.ClientTimeoutUs, cb)
+	w, m, l := c.w, c.member(), c.login
+	if c.limited != nil && c.rng.IntN(permShare) == 0 {
+		l = c.limited
+	}
+	op := w.checks.perm.leaseCall(m, l, r)
+	w.invokeWithin(m, l, requestRPC(r), w.settings.ClientTimeoutUs, func(resp *core.Response) {
+		w.checks.perm.leaseAnswered(op, resp)
+		cb(resp)
+	})
 }
 
 func (c *leaseClient) begin() {
@@ -122,8 +133,9 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 					return
 				}
 			}
-			if c.rng.IntN(2) == 0 {
-				// Some time after the renewal, so that time has passed.
+			// Once or twice before the next renewal, so that some ask
+			// after a leader change.
+			for n := 1 + c.rng.IntN(2); n > 0; n-- {
 				w.after(w.between(0, rec.ttl*1_000_000/3), func() { c.timeToLive(rec) })
 			}
 			c.keepAlive(rec, rounds-1)
@@ -131,35 +143,18 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 	})
 }
 
-// timeToLive asks for the lease's remaining TTL: never above the TTL
-// granted, and never above what is left of it since the last time the
-// lease can have been renewed: the last keep-alive answered, the last
-// leader change (a new leader restarts a lease from its checkpointed
-// remaining TTL, at most the whole TTL), or the last time a member applied
-// its grant (again, replaying its log after a restart), less the clock
-// drift bound.
-// Lease time runs on the leader's ticks, so the bound is not checked
-// across a stretch in which some member's ticks stopped.
+// timeToLive asks for the lease's remaining TTL, now and then with its
+// keys, and now and then lists the leases: the lease checker judges the
+// TTL (checkTimeToLive), the permission checker who may ask.
 func (c *leaseClient) timeToLive(rec *leaseRecord) {
 	w := c.w
 	sent := w.now
-	c.call(core.Request{LeaseTimeToLive: &pb.LeaseTimeToLiveRequest{ID: rec.id}}, func(resp *core.Response) {
-		if resp == nil || resp.Err != nil {
-			return
-		}
-		t := resp.Msg.(*pb.LeaseTimeToLiveResponse)
-		if t.TTL > rec.ttl || t.GrantedTTL != rec.ttl && t.TTL != -1 {
-			w.checks.fail("lease %x: time to live %d (granted %d), granted at %d", rec.id, t.TTL, t.GrantedTTL, rec.ttl)
-			return
-		}
-		renewed := max(rec.renewedBy, w.checks.leaderChangedAt, w.checks.grantedAt[rec.id])
-		promoted := t.Header.GetRaftTerm() != rec.renewTerm
-		if rec.lost || rec.renewing > 0 || promoted || renewed >= sent || w.checks.ticksStalled(renewed, sent) {
-			return
-		}
-		elapsedS := (sent - renewed) * (1_000_000 - driftMaxPPM) / 1_000_000 / 1_000_000
-		if left := rec.ttl - elapsedS + 1; t.TTL > left {
-			w.checks.fail("lease %x (ttl %ds): %ds left at %dus, but it was renewed at %dus at the latest: at most %ds left", rec.id, rec.ttl, t.TTL, sent, renewed, left)
+	if c.rng.IntN(4) == 0 {
+		c.call(core.Request{LeaseLeases: true}, func(*core.Response) {})
+	}
+	c.call(core.Request{LeaseTimeToLive: &pb.LeaseTimeToLiveRequest{ID: rec.id, Keys: c.rng.IntN(2) == 0}}, func(resp *core.Response) {
+		if resp != nil && resp.Err == nil {
+			w.checks.checkTimeToLive(rec, sent, resp.Msg.(*pb.LeaseTimeToLiveResponse))
 		}
 	})
 }

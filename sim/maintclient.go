@@ -255,11 +255,7 @@ func maintRPC[Req, Resp proto.Message](name string, req Req, method func(pb.Main
 func alarmRPC(r *pb.AlarmRequest) rpc { return maintRPC("Alarm", r, pb.MaintenanceServer.Alarm) }
 
 // leasesRPC lists the leases (Lease.LeaseLeases, etcdctl lease list).
-func leasesRPC() rpc {
-	return func(svc *grpcsvc.Services) (string, proto.Message, grpc.UnaryHandler) {
-		return "/etcdserverpb.Lease/LeaseLeases", &pb.LeaseLeasesRequest{}, unary(svc.Lease.LeaseLeases)
-	}
-}
+func leasesRPC() rpc { return requestRPC(core.Request{LeaseLeases: true}) }
 
 // finalRecovery is the liveness phase's last recovery: it is done once a
 // write succeeded with no NOSPACE alarm left.

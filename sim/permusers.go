@@ -40,6 +40,9 @@ type permWorld struct {
 	// granted is what the administrators believe each role holds, for
 	// their revokes to draw from; the auth store decides what it holds.
 	granted [permRolesN][]*authpb.Permission
+	// leasers counts the lease holders, whose keys some permissions
+	// cover.
+	leasers int
 }
 
 // newPermWorld draws the setup, the limited user each client sends one
@@ -66,7 +69,29 @@ func newPermWorld(w *World) *permWorld {
 			c.login = newLogin(permUser(p.rng.IntN(permUsersN)))
 		}
 	}
+	// Drawn last, so that the draws above stay as they were.
+	p.leasers = len(w.leasers)
+	for _, c := range w.leasers {
+		c.limited = newLogin(permUser(p.rng.IntN(permUsersN)))
+	}
+	for r := 0; r < permRolesN && p.leasers > 0; r++ {
+		if p.rng.IntN(2) == 0 {
+			p.setup = append(p.setup, p.grantLeaseKeys(p.rng, r))
+		}
+	}
 	return p
+}
+
+// grantLeaseKeys draws a permission over one lease holder's keys, or
+// every lease holder's, for role r, and notes it: the holders' lease
+// requests as limited users need it (checks_leaseperm.go).
+func (p *permWorld) grantLeaseKeys(rng *rand.Rand, r int) *pb.InternalRaftRequest {
+	perm := &authpb.Permission{PermType: authpb.Permission_Type(rng.IntN(3)), Key: []byte("l/"), RangeEnd: []byte("l0")}
+	if c := rng.IntN(p.leasers + 1); c < p.leasers {
+		perm.Key, perm.RangeEnd = []byte(fmt.Sprintf("l/%d/", c)), []byte(fmt.Sprintf("l/%d0", c))
+	}
+	p.granted[r] = append(p.granted[r], perm)
+	return &pb.InternalRaftRequest{AuthRoleGrantPermission: &pb.AuthRoleGrantPermissionRequest{Name: permRole(r), Perm: perm}}
 }
 
 // drawPerm draws a permission over one key, one group, a span of
@@ -102,6 +127,9 @@ func (p *permWorld) nextChange(rng *rand.Rand) *pb.InternalRaftRequest {
 	r, u := rng.IntN(permRolesN), rng.IntN(permUsersN)
 	switch rng.IntN(4) {
 	case 0:
+		if p.leasers > 0 && rng.IntN(3) == 0 {
+			return p.grantLeaseKeys(rng, r)
+		}
 		return p.grant(rng, r)
 	case 1:
 		if n := len(p.granted[r]); n > 0 {

@@ -222,7 +222,13 @@ func (le *Lessor) Promote(now, extendTicks int64) {
 	le.expiries, le.checkpoints = nil, nil
 	ls := le.Leases()
 	for _, l := range ls {
-		le.refresh(l, now, extendTicks)
+		if rem := l.RemainingTTL; planted.Enabled && le.cfg.Bug == planted.LeasePromoteFullTTL {
+			l.RemainingTTL = 0 // planted: the new leader ignores the checkpointed TTL
+			le.refresh(l, now, extendTicks)
+			l.RemainingTTL = rem
+		} else {
+			le.refresh(l, now, extendTicks)
+		}
 		le.scheduleCheckpoint(l, now)
 	}
 	perSecond := int64(le.cfg.RevokesPerTick) * le.cfg.TicksPerSecond * 3 / 4

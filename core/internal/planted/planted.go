@@ -20,6 +20,7 @@ const (
 	LeaseRenewNoRefresh      = "lease-renew-no-refresh"
 	LeaseRevokeKeepsKeys     = "lease-revoke-keeps-keys"
 	LeaseExpiresEarly        = "lease-expires-early"
+	LeasePromoteFullTTL      = "lease-promote-full-ttl"
 	WALSyncSkipped           = "wal-sync-skipped"
 	WALCutNoSync             = "wal-cut-no-sync"
 	WALSyncBeforeFlush       = "wal-sync-before-flush"
