@@ -21,6 +21,8 @@ func (n *Node) apply(ents []*raftpb.Entry) {
 		case raftpb.EntryNormal:
 			if len(e.GetData()) > 0 {
 				n.applyNormal(e)
+			} else {
+				n.maybePromote(e.GetTerm())
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange

@@ -38,7 +38,7 @@ import (
 // Commands (ids are member ids, 1-5):
 //
 //	add-members <n> [elect=<id>] [election=10] [heartbeat=1] [request-timeout=20]
-//	            [strict-reconfig=1]
+//	            [strict-reconfig=1] [lease-checkpoint=<ticks>]
 //	                              bootstrap a new cluster of members 1..n
 //	                              (and quietly elect <id> and settle)
 //	join <id>                     start a member that joins the cluster
@@ -130,6 +130,9 @@ type env struct {
 	indent                              string
 	// noStrictReconfig turns off the strict reconfiguration check.
 	noStrictReconfig bool
+	// leaseCheckpoint is how often the leader checkpoints remaining
+	// lease TTLs, in ticks (0: core's default).
+	leaseCheckpoint int64
 }
 
 // imember is a member of the interaction environment: a core.Node on its
@@ -348,6 +351,8 @@ func (e *env) addMembers(d *datadriven.TestData) {
 			e.requestTimeout = v
 		case "strict-reconfig":
 			e.noStrictReconfig = v == 0
+		case "lease-checkpoint":
+			e.leaseCheckpoint = int64(v)
 		default:
 			d.Fatalf(e.t, "unknown argument %s", a.Key)
 		}
@@ -396,6 +401,7 @@ func (e *env) newMember(id uint64, ms []core.Member, join bool) *imember {
 		ID: id, ClusterID: 100, Members: ms, Join: join,
 		ElectionTicks: e.election, HeartbeatTicks: e.heartbeat, RequestTimeoutTicks: e.requestTimeout,
 		StrictReconfigCheckDisabled: e.noStrictReconfig,
+		LeaseCheckpointTicks:        e.leaseCheckpoint,
 		OnApply: func(index, term uint64, data []byte) {
 			m.applied = append(m.applied, applied{index, term, data})
 		},

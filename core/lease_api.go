@@ -118,12 +118,21 @@ func (n *Node) leaseTick() {
 // leaseCheckpointBatchMax is etcd's checkpoints per proposal.
 const leaseCheckpointBatchMax = 1000
 
-// leadershipChanged promotes or demotes the lessor.
+// leadershipChanged demotes the lessor of a member that stopped leading.
 func (n *Node) leadershipChanged(wasLeader bool) {
-	switch lead := n.isLeader(); {
-	case lead && !wasLeader:
-		n.lessor.Promote(n.ticks, int64(n.cfg.ElectionTicks))
-	case !lead && wasLeader:
+	if !n.isLeader() && wasLeader {
 		n.lessor.Demote()
+	}
+}
+
+// maybePromote promotes the lessor of the leader once it applies its
+// term's first entry (raft's empty one), as etcd does: only then has it
+// applied every entry of the terms before, the checkpoints that set the
+// leases' remaining TTLs among them. A leader that promoted on election
+// could miss a renewal's cleared checkpoint that its predecessor had
+// committed but not yet told it of, and end that lease early.
+func (n *Node) maybePromote(term uint64) {
+	if n.isLeader() && term == n.term && !n.lessor.IsPrimary() {
+		n.lessor.Promote(n.ticks, int64(n.cfg.ElectionTicks))
 	}
 }
