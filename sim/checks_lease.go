@@ -255,6 +255,7 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 			most, why = left, st.why
 		}
 	}
+	c.w.trace.logf(c.w.now, "lease %x: time to live %ds in term %d, at most %ds (%s)", rec.id, t.TTL, term, most, why)
 	if t.TTL > most {
 		c.fail("lease %x (ttl %ds): %ds left at %dus in term %d, but at most %ds: its leader's latest start of its clock was at most %s",
 			rec.id, rec.ttl, t.TTL, sent, term, most, why)
