@@ -64,10 +64,16 @@ func (c *leaseClient) member() *member {
 // the client timeout). With auth on, the permission checker judges the
 // answer (checks_leaseperm.go).
 func (c *leaseClient) call(r core.Request, cb func(*core.Response)) {
-	w, m, l := c.w, c.member(), c.login
+	l := c.login
 	if c.limited != nil && c.rng.IntN(permShare) == 0 {
 		l = c.limited
 	}
+	c.callAs(l, r, cb)
+}
+
+// callAs sends a request as l's user.
+func (c *leaseClient) callAs(l *login, r core.Request, cb func(*core.Response)) {
+	w, m := c.w, c.member()
 	op := w.checks.perm.leaseCall(m, l, r)
 	w.invokeWithin(m, l, requestRPC(r), w.settings.ClientTimeoutUs, func(resp *core.Response) {
 		w.checks.perm.leaseAnswered(op, resp)
@@ -98,6 +104,10 @@ func (c *leaseClient) begin() {
 
 // attach puts n keys on the lease, then keeps it alive rounds times.
 func (c *leaseClient) attach(rec *leaseRecord, n, rounds int) {
+	if n == 0 && c.limited != nil && c.rng.IntN(2) == 0 {
+		c.rogueRevoke(rec, rounds)
+		return
+	}
 	if n == 0 {
 		c.keepAlive(rec, rounds)
 		return
@@ -117,7 +127,18 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 		c.finish(rec)
 		return
 	}
-	w.after(rec.ttl*1_000_000/3, func() {
+	// Every third of the TTL, as clientv3 does; now and then up to two
+	// thirds, as a holder that stalls, so that checkpoints record less
+	// left.
+	waitUs := rec.ttl * 1_000_000 / 3
+	if c.rng.IntN(4) == 0 {
+		waitUs += w.between(0, waitUs)
+	}
+	// TimeToLive twice before the renewal: once at any time, once just
+	// before it, so that many ask after a leader change.
+	w.after(w.between(0, waitUs), func() { c.timeToLive(rec) })
+	w.after(w.between(waitUs*3/4, waitUs*19/20), func() { c.timeToLive(rec) })
+	w.after(waitUs, func() {
 		sent := w.now
 		rec.renewing++
 		c.call(core.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: rec.id}}, func(resp *core.Response) {
@@ -132,11 +153,6 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 					c.w.after(c.w.between(100_000, 1_000_000), c.begin)
 					return
 				}
-			}
-			// Once or twice before the next renewal, so that some ask
-			// after a leader change.
-			for n := 1 + c.rng.IntN(2); n > 0; n-- {
-				w.after(w.between(0, rec.ttl*1_000_000/3), func() { c.timeToLive(rec) })
 			}
 			c.keepAlive(rec, rounds-1)
 		})
@@ -156,6 +172,24 @@ func (c *leaseClient) timeToLive(rec *leaseRecord) {
 		if resp != nil && resp.Err == nil {
 			w.checks.checkTimeToLive(rec, sent, resp.Msg.(*pb.LeaseTimeToLiveResponse))
 		}
+	})
+}
+
+// rogueRevoke has the holder's limited user try to revoke the lease
+// while its keys are on it, as another service sharing the lease might:
+// refused unless the user may write every key (checks_leaseperm.go
+// judges which). If refused, the holder keeps the lease alive.
+func (c *leaseClient) rogueRevoke(rec *leaseRecord, rounds int) {
+	w := c.w
+	c.callAs(c.limited, core.Request{LeaseRevoke: &pb.LeaseRevokeRequest{ID: rec.id}}, func(resp *core.Response) {
+		w.trace.logf(w.now, "l%d revoke lease %x as %s: %s", c.id, rec.id, c.limited.user, outcome(resp))
+		if resp != nil && resp.Err == nil {
+			rec.revoked, rec.revokeAcked = true, true
+			w.after(w.between(100_000, 1_000_000), c.begin)
+			return
+		}
+		rec.revoked = rec.revoked || resp == nil || !definite(resp.Err)
+		c.keepAlive(rec, rounds)
 	})
 }
 
