@@ -214,7 +214,8 @@ func (l *leaseLog) remainingAt(id int64, index uint64, ttl int64) (remaining int
 // Lease time runs on the leader's ticks: the check allows its clock's
 // drift, a tick of rounding either way, and is left out across a stretch
 // in which some member's ticks stopped, or while a keep-alive is in
-// flight or was lost (it may renew the lease at any time).
+// flight; one left unanswered may renew the lease for a while after it
+// was sent (leaseLostHorizonTicks).
 func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTimeToLiveResponse) {
 	if t.TTL == -1 {
 		return
@@ -225,21 +226,28 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 	}
 	term := t.Header.GetRaftTerm()
 	p, ok := c.leaseLog.promoted[term]
-	if !ok || rec.lost || rec.renewing > 0 || rec.renewTerm > term {
+	if !ok || rec.renewing > 0 || rec.renewTerm > term {
 		return
 	}
 	s := c.w.settings
 	tps := 1_000_000 / s.TickUs
 	var starts []leaseStart
 	if rem, granted := c.leaseLog.remainingAt(rec.id, p.index, rec.ttl); granted {
-		starts = append(starts, leaseStart{at: p.at, ticks: 1 + int64(s.ElectionTicks) + rem*tps,
+		starts = append(starts, leaseStart{from: p.at, at: p.at, ticks: 1 + int64(s.ElectionTicks) + rem*tps,
 			why: fmt.Sprintf("promoted at %dus after index %d with %ds left", p.at, p.index, rem)})
 	}
 	if g, ok := c.leaseLog.grantedByLeader[rec.id]; ok && g.term == term {
-		starts = append(starts, leaseStart{at: g.at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("granted at %dus", g.at)})
+		starts = append(starts, leaseStart{from: g.at, at: g.at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("granted at %dus", g.at)})
 	}
 	if rec.renewTerm == term {
-		starts = append(starts, leaseStart{at: rec.renewedBy, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus", rec.renewedBy)})
+		starts = append(starts, leaseStart{from: rec.renewedBy, at: rec.renewedBy, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus", rec.renewedBy)})
+	}
+	if rec.lostSent > 0 {
+		// A keep-alive left unanswered may still be on its way: it waits
+		// for a read index, then for its cleared checkpoint, each at most
+		// a request timeout of the leader's ticks.
+		at := rec.lostSent + leaseLostHorizonTicks*s.TickUs
+		starts = append(starts, leaseStart{from: rec.lostSent, at: at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus by a keep-alive sent at %dus and not answered", at, rec.lostSent)})
 	}
 	if len(starts) == 0 {
 		return // none seen: the leader's start is not known
@@ -247,7 +255,7 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 	most, why := int64(0), ""
 	for _, st := range starts {
 		at := max(sent, st.at)
-		if c.ticksStalled(st.at, at) {
+		if c.ticksStalled(st.from, at) {
 			return
 		}
 		elapsed := max((at-st.at)*(1_000_000-driftMaxPPM)/1_000_000/s.TickUs-1, 0)
@@ -263,8 +271,15 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 }
 
 // leaseStart is a moment a leader may have set a lease's expiry: ticks
-// from at.
+// from at, at the latest; from is when what set it began (stopped ticks
+// since then may have delayed it).
 type leaseStart struct {
-	at, ticks int64
-	why       string
+	from, at, ticks int64
+	why             string
 }
+
+// leaseLostHorizonTicks bounds, in ticks, how long after it was sent an
+// unanswered keep-alive may still renew a lease: two request timeouts (a
+// read index, a cleared checkpoint) and one more for the way there (a
+// paused member holding it, the network).
+const leaseLostHorizonTicks = 3 * requestTimeoutTicks

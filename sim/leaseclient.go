@@ -39,11 +39,12 @@ type leaseRecord struct {
 	grantSent     int64
 	// renewedBy is when the last renewal the client knows of was
 	// answered (the grant first): the lease was renewed at or before it.
-	// renewing counts keep-alives in flight; lost is set once one went
-	// unanswered, since it may still renew the lease at any time.
+	// renewing counts keep-alives in flight; lostSent is when the last
+	// one that went unanswered (or answered with an error that leaves its
+	// outcome open) was sent: it may still renew the lease for a while.
 	renewedBy int64
 	renewing  int
-	lost      bool
+	lostSent  int64
 	// renewTerm is the raft term the last renewal was answered in: a
 	// leader of a later term has promoted the lease since.
 	renewTerm uint64
@@ -143,7 +144,9 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 		rec.renewing++
 		c.call(core.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: rec.id}}, func(resp *core.Response) {
 			rec.renewing--
-			rec.lost = rec.lost || resp == nil || !definite(resp.Err)
+			if resp == nil || !definite(resp.Err) {
+				rec.lostSent = sent
+			}
 			if resp != nil && resp.Err == nil {
 				if ka := resp.Msg.(*pb.LeaseKeepAliveResponse); ka.TTL > 0 {
 					rec.lastRenewSent = max(rec.lastRenewSent, sent)

@@ -104,6 +104,10 @@ func newMember(w *World, idx int) *member {
 	return m
 }
 
+// requestTimeoutTicks is how long a member waits for a proposal or a read
+// index before it answers a timeout.
+const requestTimeoutTicks = 50
+
 func (m *member) config() core.Config {
 	s := m.w.settings
 	ms := m.initial
@@ -121,7 +125,7 @@ func (m *member) config() core.Config {
 	}
 	return core.Config{
 		ID: m.id, ClusterID: 0xdeca, Members: ms, Join: m.joining,
-		ElectionTicks: s.ElectionTicks, HeartbeatTicks: 1, RequestTimeoutTicks: 50,
+		ElectionTicks: s.ElectionTicks, HeartbeatTicks: 1, RequestTimeoutTicks: requestTimeoutTicks,
 		SnapshotCount: s.SnapshotCount, SnapshotCatchUpEntries: s.CatchUp,
 		CheckpointMinBytes:   s.CheckpointMinBytes,
 		AutoCompaction:       s.autoCompaction(),
