@@ -20,7 +20,7 @@ func TestPlantedBugsShrink(t *testing.T) {
 		faults Faults
 	}{
 		{core.BugAckBeforeFsync, 18, FaultCrash | FaultTorn | FaultSlowDisk | FaultPowerLoss},
-		{core.BugStaleRead, 1, FaultPartition | FaultOneWay},
+		{core.BugStaleRead, 2, FaultPartition | FaultOneWay},
 	} {
 		t.Run(tc.bug, func(t *testing.T) {
 			o := DefaultOptions()
