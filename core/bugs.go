@@ -100,8 +100,11 @@ const (
 	BugWALSyncSkipped = planted.WALSyncSkipped
 	// BugWALCutNoSync closes a full segment without syncing its tail.
 	BugWALCutNoSync = planted.WALCutNoSync
-	// BugWALSyncBeforeFlush syncs the segment before writing the buffered
-	// records out, so a sync makes only the previous one's records durable.
+	// BugWALSyncBeforeFlush has the log writer fsync before it writes the
+	// turn's records out, so a write is acknowledged before it is durable
+	// (the next turn's fsync makes it so). It was planted in the WAL's
+	// Sync, where it became harmless once every driver wrote out before
+	// syncing.
 	BugWALSyncBeforeFlush = planted.WALSyncBeforeFlush
 )
 

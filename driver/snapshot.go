@@ -174,6 +174,12 @@ func bug(cfg core.Config, name string) bool {
 	return core.PlantedBugsAvailable() && cfg.PlantedBug == name
 }
 
+// planted says whether the node's config plants the bug name; without
+// the detcdbugs tag it costs no copy of the config.
+func (d *Driver) planted(name string) bool {
+	return core.PlantedBugsAvailable() && bug(d.node.Config(), name)
+}
+
 // removeReceived removes, off the loop, a received file the node did not
 // take.
 func (d *Driver) removeReceived(name string) {
