@@ -66,10 +66,11 @@ func (c *Checkpoint) Export() (*ExchangeState, *mvcc.View, error) {
 	return ex, c.view, nil
 }
 
-// ImportBackup makes a backup, as Maintenance.Snapshot's state used to be
-// and RestoreBackup and StatBackup read, from an exchanged state and its
-// key space as mvcc.BucketImporter writes it.
-func ImportBackup(ex *ExchangeState, kv []byte) ([]byte, error) {
+// BackupHeader is the start of a backup, as Maintenance.Snapshot's state
+// used to be and RestoreBackup and StatBackup read, made from an
+// exchanged state: the key space, as mvcc.BucketImporter appends it,
+// follows.
+func BackupHeader(ex *ExchangeState) ([]byte, error) {
 	a, err := auth.FromParts(ex.AuthEnabled, ex.AuthRevision, ex.Users, ex.Roles)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -93,5 +94,5 @@ func ImportBackup(ex *ExchangeState, kv []byte) ([]byte, error) {
 		}
 		ls = append(ls, &lease.Lease{ID: lease.ID(l.ID), TTL: l.TTL, RemainingTTL: l.RemainingTTL})
 	}
-	return append(encodeMeta(&st, ls), kv...), nil
+	return encodeMeta(&st, ls), nil
 }

@@ -17,25 +17,27 @@ import (
 // and cluster version are kept; the members, alarms and raft state are the
 // new cluster's, from cfg. The checkpoint is at raft index len(members),
 // term 1, as if each member had been added by a conf change, so every
-// member restored from the same backup starts from the same log.
-func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64, checkpoint []byte, err error) {
+// member restored from the same backup starts from the same log. The
+// checkpoint's content is meta followed by kv, which aliases backup: a
+// restore of a large store writes it out without a copy.
+func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64, meta, kv []byte, err error) {
 	if opts.BumpRevision < 0 || opts.BumpRevision > 0 && !opts.MarkCompacted {
-		return 0, nil, fmt.Errorf("core: restore: --bump-revision must be positive and needs --mark-compacted")
+		return 0, nil, nil, fmt.Errorf("core: restore: --bump-revision must be positive and needs --mark-compacted")
 	}
 	old, leases, kvAt, err := decodeMeta(backup)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	kv, kvBytes, err := mvcc.Load(backup[kvAt:])
+	store, kvBytes, err := mvcc.Load(backup[kvAt:])
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return 0, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	kvPart := backup[kvAt : kvAt+kvBytes]
 	if opts.MarkCompacted {
-		kvPart = bumpAndCompact(kv, mvcc.Revision(opts.BumpRevision))
+		kvPart = bumpAndCompact(store, mvcc.Revision(opts.BumpRevision))
 	}
 	if len(cfg.Members) == 0 {
-		return 0, nil, fmt.Errorf("core: restore: no members")
+		return 0, nil, nil, fmt.Errorf("core: restore: no members")
 	}
 	st := applied{
 		index:           uint64(len(cfg.Members)),
@@ -54,8 +56,7 @@ func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64
 		st.members.list[i].IsLearner = false
 		st.confState.Voters = append(st.confState.Voters, st.members.list[i].ID)
 	}
-	meta := encodeMeta(&st, leases)
-	return st.index, append(meta, kvPart...), nil
+	return st.index, encodeMeta(&st, leases), kvPart, nil
 }
 
 // RestoreOptions are etcdutl's: BumpRevision raises the revision, so that

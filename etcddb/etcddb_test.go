@@ -38,10 +38,11 @@ func TestRoundTrip(t *testing.T) {
 		if _, err := kv.WriteTo(&keySpace); err != nil {
 			t.Fatal(err)
 		}
-		want, err := core.ImportBackup(ex, keySpace.Bytes())
+		header, err := core.BackupHeader(ex)
 		if err != nil {
 			t.Fatal(err)
 		}
+		want := append(header, keySpace.Bytes()...)
 		path := filepath.Join(dir, "db")
 		defer os.Remove(path)
 		if err := Write(path, ex, kv); err != nil {

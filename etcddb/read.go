@@ -59,11 +59,11 @@ func ReadBackup(path string) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		kv, err := readKeys(tx, ex.CompactRev)
+		header, err := core.BackupHeader(ex)
 		if err != nil {
 			return err
 		}
-		backup, err = core.ImportBackup(ex, kv)
+		backup, err = appendKeys(header, tx, ex.CompactRev)
 		return err
 	})
 	if err != nil {
@@ -72,12 +72,13 @@ func ReadBackup(path string) ([]byte, error) {
 	return backup, nil
 }
 
-func readKeys(tx *bolt.Tx, compactRev int64) ([]byte, error) {
+// appendKeys appends the key bucket's key space to b.
+func appendKeys(b []byte, tx *bolt.Tx, compactRev int64) ([]byte, error) {
 	var im mvcc.BucketImporter
 	if err := tx.Bucket(bucketKey).ForEach(im.Add); err != nil {
 		return nil, err
 	}
-	return im.Checkpoint(mvcc.Revision(compactRev)), nil
+	return im.AppendCheckpoint(b, mvcc.Revision(compactRev)), nil
 }
 
 // readState reads all but the key space, checking the schema.
