@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-semver/semver"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -113,6 +114,18 @@ func readState(tx *bolt.Tx) (*core.ExchangeState, error) {
 			return 0
 		}
 		return binary.BigEndian.Uint64(v)
+	}
+	if v := get(bucketCluster, clusterDowngradeKey); v != nil {
+		var d downgradeInfo
+		if jerr := json.Unmarshal(v, &d); jerr != nil {
+			return nil, fmt.Errorf("%w: downgrade job %q: %v", ErrNotEtcd, v, jerr)
+		}
+		if d.Enabled {
+			if _, verr := semver.NewVersion(d.TargetVersion); verr != nil {
+				return nil, fmt.Errorf("%w: downgrade job's target %q: %v", ErrNotEtcd, d.TargetVersion, verr)
+			}
+			ex.DowngradeTarget = d.TargetVersion
+		}
 	}
 	if v := get(bucketMeta, metaConsistentIndex); v != nil {
 		ex.Index = u64(v, "consistent_index")
