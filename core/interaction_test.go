@@ -1082,6 +1082,9 @@ func (e *env) request(d *datadriven.TestData) {
 	case "member-list":
 		r.MemberList = &pb.MemberListRequest{Linearizable: opts["linearizable"] != ""}
 		desc = "member-list"
+	case "defrag":
+		r.Defragment = true
+		desc = "defragment"
 	default:
 		d.Fatalf(e.t, "unknown request %s", op)
 	}
