@@ -137,8 +137,8 @@ type watchMember struct {
 }
 
 func (b *watchMember) OpenWatch(context.Context) (WatchStream, error) { return b.ws, nil }
-func (b *watchMember) MaxRequestBytes() int                          { return 1 << 20 }
-func (b *watchMember) AuthEnabled() bool                             { return false }
+func (b *watchMember) MaxRequestBytes() int                           { return 1 << 20 }
+func (b *watchMember) AuthEnabled() bool                              { return false }
 
 // TestWatchSessionSteps: the steps of a watch stream decide as etcd's
 // handler does: requests go to the member until the client is done
