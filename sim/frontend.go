@@ -145,6 +145,8 @@ func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.U
 		return "/etcdserverpb.Cluster/MemberRemove", r.MemberRemove, unary(svc.Cluster.MemberRemove)
 	case r.MemberPromote != nil:
 		return "/etcdserverpb.Cluster/MemberPromote", r.MemberPromote, unary(svc.Cluster.MemberPromote)
+	case r.MemberList != nil:
+		return "/etcdserverpb.Cluster/MemberList", r.MemberList, unary(svc.Cluster.MemberList)
 	case r.Auth != nil:
 		return routeAuth(svc.Auth, r.Auth)
 	}
