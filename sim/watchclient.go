@@ -33,6 +33,10 @@ type watchClient struct {
 	// requireLeader: the client's streams require a leader, as
 	// Kubernetes' do (clientv3.WithRequireLeader).
 	requireLeader bool
+	// watchID is the open stream's watcher, once created (else -1);
+	// canceling is set once the client asked to cancel it.
+	watchID   int64
+	canceling bool
 	// login is the watcher's session as the app user (or, now and then,
 	// a user of limited permissions), with auth on; askedAt is when it
 	// last asked for a watcher.
@@ -121,6 +125,7 @@ func (c *watchClient) connect(from int64) {
 	w.nextStream++
 	c.askedAt = w.now
 	c.member, c.stream, c.open, c.srv, c.from, c.fragments = m, w.nextStream, true, nil, from, nil
+	c.watchID, c.canceling = -1, false
 	c.sessions++
 	m.streams[c.stream] = c
 	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify, Fragment: c.fragment}
@@ -259,20 +264,39 @@ func (c *watchClient) send(stream watch.StreamID, r *pb.WatchResponse) error {
 	return nil
 }
 
+// cancelOdds: one in cancelOdds of the client's requests on a stream
+// cancels its watcher (as clientv3 does when its caller cancels the
+// watch); the client then watches again from where it got to.
+const cancelOdds = 8
+
+// scheduleProgressRequest sends, now and then, a progress request, or
+// a cancel of the watcher.
 func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
 	c.w.after(c.w.between(1_000_000, 4_000_000), func() {
 		if !c.open || c.stream != stream || c.w.stopping {
 			return
 		}
-		if srv := c.srv; srv != nil {
-			srv.m.event(func() {
-				c.w.spawn(func() {
-					srv.take(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}, nil)
-				})
-			})()
+		if srv := c.srv; srv != nil && !c.canceling {
+			req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}
+			if c.watchID >= 0 && c.rng.IntN(cancelOdds) == 0 {
+				c.canceling = true
+				c.w.trace.logf(c.w.now, "w%d cancels watcher %d (stream %d)", c.id, c.watchID, stream)
+				req = &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CancelRequest{CancelRequest: &pb.WatchCancelRequest{WatchId: c.watchID}}}
+			}
+			srv.m.event(func() { c.w.spawn(func() { srv.take(req, nil) }) })()
 		}
 		c.scheduleProgressRequest(stream)
 	})
+}
+
+// canceled is the answer to the client's cancel: it leaves the stream
+// and watches again, on a new one, from the revision after the last it
+// saw.
+func (c *watchClient) canceled() {
+	w := c.w
+	c.leave()
+	w.trace.logf(w.now, "w%d watcher canceled; resume from %d", c.id, c.last+1)
+	w.after(w.between(10_000, 500_000), func() { c.connect(c.last + 1) })
 }
 
 func (c *watchClient) receive(r *pb.WatchResponse) {
@@ -309,8 +333,12 @@ func (c *watchClient) receive(r *pb.WatchResponse) {
 	case r.Canceled && r.CompactRevision != 0:
 		c.compacted(r.CompactRevision, rec.rev)
 		return
+	case r.Canceled && c.canceling:
+		c.canceled()
+		return
 	case r.Created:
 		w.checks.perm.watchCreated(c, false)
+		c.watchID = r.WatchId
 		c.begin(rec.rev)
 		return
 	case len(events) == 0:
