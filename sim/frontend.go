@@ -41,6 +41,7 @@ func (m *member) startFrontend() {
 	})
 	m.svc = grpcsvc.NewServices(m.front)
 	m.guard = grpcsvc.NewGuard(m.front)
+	m.monitorLeader()
 }
 
 // memberIDFromURL is a new member's id in the world: the number in its
@@ -136,10 +137,6 @@ func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.U
 		return "/etcdserverpb.Lease/LeaseGrant", r.LeaseGrant, unary(svc.Lease.LeaseGrant)
 	case r.LeaseRevoke != nil:
 		return "/etcdserverpb.Lease/LeaseRevoke", r.LeaseRevoke, unary(svc.Lease.LeaseRevoke)
-	case r.LeaseKeepAlive != nil:
-		// One request of a keep-alive stream; the guard checks the
-		// stream when it opens, as it does here for each.
-		return "/etcdserverpb.Lease/LeaseKeepAlive", r.LeaseKeepAlive, unary(svc.Lease.KeepAliveOnce)
 	case r.LeaseTimeToLive != nil:
 		return "/etcdserverpb.Lease/LeaseTimeToLive", r.LeaseTimeToLive, unary(svc.Lease.LeaseTimeToLive)
 	case r.MemberAdd != nil:
@@ -148,6 +145,8 @@ func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.U
 		return "/etcdserverpb.Cluster/MemberRemove", r.MemberRemove, unary(svc.Cluster.MemberRemove)
 	case r.MemberPromote != nil:
 		return "/etcdserverpb.Cluster/MemberPromote", r.MemberPromote, unary(svc.Cluster.MemberPromote)
+	case r.MemberList != nil:
+		return "/etcdserverpb.Cluster/MemberList", r.MemberList, unary(svc.Cluster.MemberList)
 	case r.Auth != nil:
 		return routeAuth(svc.Auth, r.Auth)
 	}

@@ -20,6 +20,8 @@ type leaseClient struct {
 	cur *leaseRecord
 	// login is the holder's session as the app user, with auth on.
 	login *login
+	// ka is the holder's keep-alive stream.
+	ka *kaStream
 }
 
 // leaseRecord is what a client knows of one of its leases.
@@ -109,7 +111,7 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 	w.after(rec.ttl*1_000_000/3, func() {
 		sent := w.now
 		rec.renewing++
-		c.call(core.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: rec.id}}, func(resp *core.Response) {
+		c.renew(rec.id, func(resp *core.Response) {
 			rec.renewing--
 			rec.lost = rec.lost || resp == nil || !definite(resp.Err)
 			if resp != nil && resp.Err == nil {

@@ -309,7 +309,9 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		m.streams[id].broken()
+		if c := m.streams[id]; c.stream == id {
+			c.broken() // else the client moved on to another stream
+		}
 	}
 	m.streams = map[watch.StreamID]*watchClient{}
 	m.workPending = false
