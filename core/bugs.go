@@ -81,6 +81,10 @@ const (
 	// defragmented, the first revision out of HashKV's hash: that
 	// member's hashes differ from the others' at the same revisions.
 	BugMVCCHashSkipsAfterDefrag = planted.MVCCHashSkipsAfterDefrag
+	// BugMVCCExportDropsNewest leaves the newest revision's records out
+	// of the key bucket a Snapshot streams: the backup says revision N
+	// but holds the keys of N-1.
+	BugMVCCExportDropsNewest = planted.MVCCExportDropsNewest
 	// BugWatchCatchUpSkipLast leaves a catch-up batch's last revision out.
 	BugWatchCatchUpSkipLast = planted.WatchCatchUpSkipLast
 	// BugWatchNotifyFirstOnly sends a synced watcher only the first of a
@@ -112,7 +116,7 @@ var PlantedBugs = []string{
 	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers, BugSnapshotLoadOnLoop,
 	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
 	BugCompareGreaterOrEqual, BugMVCCRangeLimitOffByOne, BugMVCCCompactKeepsTooFew,
-	BugMVCCHashSkipsAfterDefrag,
+	BugMVCCHashSkipsAfterDefrag, BugMVCCExportDropsNewest,
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,

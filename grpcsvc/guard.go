@@ -108,6 +108,13 @@ func (g *Guard) Unary(ctx context.Context, method string, req any, handler grpc.
 
 const snapshotMethod = "/etcdserverpb.Maintenance/Snapshot"
 
+// Stream runs a stream's handler through the guard's checks, as the gRPC
+// server's interceptor chain does: for callers in process (the
+// simulator), method is the stream's full gRPC name.
+func (g *Guard) Stream(srv any, ss grpc.ServerStream, method string, handler grpc.StreamHandler) error {
+	return g.stream(srv, ss, &grpc.StreamServerInfo{FullMethod: method}, handler)
+}
+
 func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if !guarded(info.FullMethod) {
 		return handler(srv, ss)

@@ -92,6 +92,8 @@ type maintCall struct {
 	leases int
 	// asApp: the call went as the app user, not root.
 	asApp bool
+	// snapshot collects a Snapshot's stream.
+	snapshot *snapshotStream
 }
 
 // errLeaderTransferTimeout is etcd's answer to a leadership move that
@@ -112,7 +114,7 @@ var maintLegalFor = map[maintKind][]error{
 // adminOnly are the calls etcd lets only an administrator make (its
 // authMaintenanceServer's isPermitted); status and the lists need only a
 // user.
-var adminOnly = map[maintKind]bool{maintDefragment: true, maintHash: true, maintHashKV: true, maintMoveLeader: true}
+var adminOnly = map[maintKind]bool{maintDefragment: true, maintHash: true, maintHashKV: true, maintMoveLeader: true, maintSnapshot: true}
 
 // maintAnswer checks an answer to an operator call.
 func (c *checkers) maintAnswer(call maintCall, resp *core.Response) {
@@ -151,6 +153,8 @@ func (c *checkers) maintAnswer(call maintCall, resp *core.Response) {
 		if same {
 			c.checkLeaseList(call, r)
 		}
+	case *pb.SnapshotResponse:
+		c.checkSnapshot(call)
 	}
 }
 
