@@ -49,7 +49,7 @@ type FrontendConfig struct {
 	// SnapshotScratch, if set, makes Snapshot's scratch file instead of
 	// a temporary directory in SnapshotDir (the simulator's, in memory).
 	SnapshotScratch func() (path string, remove func(), err error)
-	Tokens                                 Tokens
+	Tokens          Tokens
 	// CertUsers takes a request's user from its client certificate when
 	// it carries no token (client certificate auth is on).
 	CertUsers bool
