@@ -55,6 +55,9 @@ func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64
 		st.members.list[i].IsLearner = false
 		st.confState.Voters = append(st.confState.Voters, st.members.list[i].ID)
 	}
+	if cfg.bug(BugRestoreDropsLeases) { // planted: the leases are left behind
+		leases = nil
+	}
 	meta := encodeMeta(&st, leases)
 	return st.index, append(meta, kvPart...), nil
 }

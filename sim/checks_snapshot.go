@@ -36,8 +36,11 @@ type snapChecks struct {
 	// revAt is the revision after each applied raft index, as the first
 	// member to apply it (or install a snapshot at it) had it.
 	revAt map[uint64]int64
-	// taken counts the backups checked.
-	taken int
+	// taken counts the backups checked; last is the newest, as read
+	// back, and its content.
+	taken       int
+	last        []byte
+	lastContent core.BackupContent
 }
 
 // snapApplied notes the revision m has after applying index, unless a
@@ -58,17 +61,18 @@ func (c *checkers) snapApplied(m *member, index uint64) {
 // checkSnapshot checks a snapshot stream that ended without an error.
 func (c *checkers) checkSnapshot(call maintCall) {
 	m, ss := call.m, call.snapshot
-	backup, why := snapshotFile(ss.chunks)
+	file, why := snapshotFile(ss.chunks)
 	if why != "" {
 		c.fail("snapshot: %s's stream %s", m.name, why)
 		return
 	}
-	content, err := decodeSnapshot(backup)
+	backup, content, err := readSnapshot(file)
 	if err != nil {
 		c.fail("snapshot: %s's backup does not decode: %v", m.name, err)
 		return
 	}
 	c.snap.taken++
+	c.snap.last, c.snap.lastContent = backup, content
 	c.w.trace.logf(c.w.now, "snapshot of %s: index %d, revision %d, compacted at %d, %d keys, %d leases",
 		m.name, content.Index, content.Revision, content.CompactRevision, len(content.KVs), len(content.Leases))
 	if m.inc == call.inc && content.Index < call.applied {
@@ -85,10 +89,12 @@ func (c *checkers) checkSnapshot(call maintCall) {
 		}
 	}
 	c.checkSnapshotLeases(m, content)
+	c.restoreDrill(m, backup, content)
 }
 
-// snapshotFile checks a stream's framing and returns the database file it
-// carried, or what is wrong with it.
+// snapshotFile checks a stream's framing and returns the file `etcdctl
+// snapshot save` writes from it, the database file and its SHA-256, or
+// what is wrong with it.
 func snapshotFile(chunks []*pb.SnapshotResponse) ([]byte, string) {
 	if len(chunks) < 2 {
 		return nil, fmt.Sprintf("sent %d messages, not a file and its SHA-256", len(chunks))
@@ -106,25 +112,28 @@ func snapshotFile(chunks []*pb.SnapshotResponse) ([]byte, string) {
 		}
 	}
 	sum := sha256.Sum256(file)
-	if last := chunks[len(chunks)-1].Blob; !bytes.Equal(last, sum[:]) {
+	last := chunks[len(chunks)-1].Blob
+	if !bytes.Equal(last, sum[:]) {
 		return nil, fmt.Sprintf("ends with SHA-256 %x, but its %d bytes hash to %x", last, len(file), sum)
 	}
-	return file, ""
+	return append(file, last...), ""
 }
 
-// decodeSnapshot reads a database file as `detcd snapshot restore` does
-// (etcddb, over bbolt, which needs a file: one in memory).
-func decodeSnapshot(file []byte) (core.BackupContent, error) {
+// readSnapshot reads a snapshot file, the database file and its SHA-256,
+// as `detcd snapshot restore` does (etcddb, over bbolt, which needs a
+// file: one in memory), and returns the backup and its content.
+func readSnapshot(file []byte) ([]byte, core.BackupContent, error) {
 	path, remove, err := memFile(file)
 	if err != nil {
-		return core.BackupContent{}, err
+		return nil, core.BackupContent{}, err
 	}
 	defer remove()
-	backup, err := etcddb.ReadBackup(path)
+	backup, err := etcddb.ReadSnapshot(path, etcddb.HashRequired)
 	if err != nil {
-		return core.BackupContent{}, err
+		return nil, core.BackupContent{}, err
 	}
-	return core.ReadBackupContent(backup)
+	content, err := core.ReadBackupContent(backup)
+	return backup, content, err
 }
 
 // keysAt is the whole key space at revision rev, by the history; ok is

@@ -2,11 +2,15 @@ package sim
 
 import (
 	"crypto/sha256"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/detcd/detcd/core"
 )
 
 // chunksOf frames file as the Snapshot handler does: blobs counting
@@ -45,7 +49,7 @@ func TestSnapshotFraming(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, why := snapshotFile(tc.chunks)
-			if tc.why == "" && (why != "" || string(got) != string(file)) {
+			if tc.why == "" && (why != "" || string(got) != string(file)+string(sum[:])) {
 				t.Fatalf("good stream refused: %s", why)
 			}
 			if tc.why != "" && !strings.Contains(why, tc.why) {
@@ -98,5 +102,47 @@ func TestKeysAtAndDiff(t *testing.T) {
 	at5, _ := h.keysAt(5)
 	if len(at5) != 1 || string(at5["a"].Value) != "2" {
 		t.Fatalf("state at 5: %v", at5)
+	}
+}
+
+// TestRestoreDrill: a backup an operator took restores to its own state,
+// and the drill notices a restored state that differs from the backup's.
+func TestRestoreDrill(t *testing.T) {
+	o := SwarmOptions()
+	o.Seed, o.Duration, o.Operators = 11, 20*time.Second, 2
+	w, err := New(o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := w.Run(); !res.OK() {
+		t.Fatalf("%v\n  replay: detcd-sim run %s", res.Failures, o)
+	}
+	c := w.checks
+	if c.snap.last == nil || len(c.snap.lastContent.KVs) == 0 || len(c.snap.lastContent.Leases) == 0 {
+		t.Fatalf("no backup with keys and leases taken (%d backups)", c.snap.taken)
+	}
+	for _, tc := range []struct {
+		name   string
+		tamper func(*core.BackupContent)
+		want   string
+	}{
+		{"as taken", func(*core.BackupContent) {}, ""},
+		{"another revision", func(b *core.BackupContent) { b.Revision++ }, "revision"},
+		{"a key more", func(b *core.BackupContent) { b.KVs = append(b.KVs, &mvccpb.KeyValue{Key: []byte("zz")}) }, "keys"},
+		{"a lease less", func(b *core.BackupContent) { b.Leases = b.Leases[1:] }, "leases"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c.failures, c.failed = nil, nil
+			want := c.snap.lastContent
+			want.KVs, want.Leases = slices.Clone(want.KVs), slices.Clone(want.Leases)
+			tc.tamper(&want)
+			c.restoreDrill(w.members[0], c.snap.last, want)
+			switch {
+			case tc.want == "" && len(c.failures) > 0:
+				t.Fatalf("the backup's own restore failed: %v", c.failures)
+			case tc.want != "" && (len(c.failures) != 1 || !strings.Contains(c.failures[0], tc.want)):
+				t.Fatalf("failures %v, want one about %s", c.failures, tc.want)
+			}
+		})
 	}
 }
