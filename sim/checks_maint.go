@@ -38,7 +38,9 @@ import (
 //     disarm may have been applied in between.
 //   - Every answer names the member that gave it; an error is one etcd
 //     may give for the call; with auth on, the app user's defragment,
-//     hash, HashKV and leadership move are refused, as etcd's are.
+//     hash, HashKV, leadership move and snapshot are refused, as etcd's
+//     are.
+//   - A snapshot's backup: checks_snapshot.go.
 //
 // The liveness phase adds one more: after the last recovery, a write
 // succeeds (World.liveness waits for it).
