@@ -27,6 +27,7 @@ import (
 //   - it was taken at a raft index no lower than the member had applied
 //     when the call was sent (same incarnation), and its revision is the
 //     one every member had after applying that index;
+//   - it is compacted where a compaction took effect, if anywhere;
 //   - its key space is the state at its revision by the history the
 //     members applied (every key, value, create and mod revision, version
 //     and lease);
@@ -81,6 +82,9 @@ func (c *checkers) checkSnapshot(call maintCall) {
 	if rev, ok := c.snap.revAt[content.Index]; ok && rev != content.Revision {
 		c.fail("snapshot: %s's backup at index %d holds revision %d, but the members were at revision %d after applying that index", m.name, content.Index, content.Revision, rev)
 		return
+	}
+	if cr := content.CompactRevision; cr > 0 && !slices.ContainsFunc(c.compactions, func(cp compaction) bool { return cp.rev == cr }) {
+		c.fail("snapshot: %s's backup is compacted at %d, where no compaction took effect", m.name, cr)
 	}
 	c.scanHistory()
 	if want, ok := c.hist.keysAt(content.Revision); ok {
