@@ -95,3 +95,28 @@ func TestGuardEndsStreamsWithoutLeader(t *testing.T) {
 		t.Fatalf("the stream ended with %v, want %v", err, rpctypes.ErrGRPCNoLeader)
 	}
 }
+
+// TestGuardStream: in-process streams (the simulator's) get the gRPC
+// server's checks: a learner serves a snapshot and no other stream.
+func TestGuardStream(t *testing.T) {
+	learner := &fakeRole{leader: 1, learner: true}
+	for _, tc := range []struct {
+		method  string
+		wantErr error
+	}{
+		{snapshotMethod, nil},
+		{"/etcdserverpb.Watch/Watch", rpctypes.ErrGRPCNotSupportedForLearner},
+		{"/etcdserverpb.Lease/LeaseKeepAlive", rpctypes.ErrGRPCNotSupportedForLearner},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			called := false
+			err := NewGuard(learner).Stream(nil, &fakeStream{ctx: context.Background()}, tc.method, func(any, grpc.ServerStream) error {
+				called = true
+				return nil
+			})
+			if !errors.Is(err, tc.wantErr) || called != (tc.wantErr == nil) {
+				t.Fatalf("err %v (handler called: %v), want %v", err, called, tc.wantErr)
+			}
+		})
+	}
+}
