@@ -105,8 +105,9 @@ func TestKeysAtAndDiff(t *testing.T) {
 	}
 }
 
-// TestRestoreDrill: a backup an operator took restores to its own state,
-// and the drill notices a restored state that differs from the backup's.
+// TestRestoreDrill: a run whose operators take backups replays; a backup
+// restores to its own state, and the drill notices a restored state that
+// differs from the backup's.
 func TestRestoreDrill(t *testing.T) {
 	o := SwarmOptions()
 	o.Seed, o.Duration, o.Operators = 11, 20*time.Second, 2
@@ -114,8 +115,12 @@ func TestRestoreDrill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := w.Run(); !res.OK() {
+	res := w.Run()
+	if !res.OK() {
 		t.Fatalf("%v\n  replay: detcd-sim run %s", res.Failures, o)
+	}
+	if again := run(t, o); again.TraceHash != res.TraceHash {
+		t.Fatalf("a run with backups does not replay: trace %s, then %s", res.TraceHash, again.TraceHash)
 	}
 	c := w.checks
 	if c.snap.last == nil || len(c.snap.lastContent.KVs) == 0 || len(c.snap.lastContent.Leases) == 0 {
