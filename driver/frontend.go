@@ -58,7 +58,10 @@ type FrontendConfig struct {
 	MaxTxnOps, MaxRequestBytes, BcryptCost int
 	Version                                string
 	SnapshotDir                            string
-	Tokens                                 Tokens
+	// SnapshotScratch, if set, makes Snapshot's scratch file instead of
+	// a temporary directory in SnapshotDir (the simulator's, in memory).
+	SnapshotScratch func() (path string, remove func(), err error)
+	Tokens          Tokens
 	// CertUsers takes a request's user from its client certificate when
 	// it carries no token (client certificate auth is on).
 	CertUsers bool
@@ -230,8 +233,13 @@ func (f *Frontend) BcryptCost() int { return f.cfg.BcryptCost }
 // Version implements grpcsvc.Backend.
 func (f *Frontend) Version() string { return f.cfg.Version }
 
-// SnapshotDir implements grpcsvc.Backend.
-func (f *Frontend) SnapshotDir() string { return f.cfg.SnapshotDir }
+// SnapshotScratch implements grpcsvc.Backend.
+func (f *Frontend) SnapshotScratch() (string, func(), error) {
+	if f.cfg.SnapshotScratch != nil {
+		return f.cfg.SnapshotScratch()
+	}
+	return grpcsvc.TempDirScratch(f.cfg.SnapshotDir)
+}
 
 // NewMemberID implements grpcsvc.Backend.
 func (f *Frontend) NewMemberID(peerURLs []string) uint64 { return f.cfg.NewMemberID(peerURLs) }

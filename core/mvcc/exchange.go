@@ -9,6 +9,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/detcd/detcd/core/internal/planted"
 )
 
 // etcd's database file keeps the key space in its "key" bucket: one entry
@@ -86,6 +88,9 @@ func (v *View) ExportBucket(fn func(key, value []byte) error) error {
 		}
 	}
 	v.scanHot(v.compactRev-1, func(r record) bool {
+		if planted.Enabled && v.bug == planted.MVCCExportDropsNewest && recMod(r) == v.rev {
+			return true
+		}
 		return recMod(r) <= v.rev && emit(r)
 	})
 	return err
