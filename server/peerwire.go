@@ -24,9 +24,9 @@ const (
 	peerService = "detcd.peer.v1.Peer"
 	// peerQueueMax bounds the messages waiting for one peer: a slow or
 	// dead peer loses messages (raft retries) instead of holding the loop.
-	peerQueueMax = 4096
-	peerDialTimeout    = 3 * time.Second
-	peerBackoffMax     = 2 * time.Second
+	peerQueueMax    = 4096
+	peerDialTimeout = 3 * time.Second
+	peerBackoffMax  = 2 * time.Second
 	// peerMsgBytesMax bounds one gRPC message between members (a
 	// snapshot's frames are smaller; a raft message may carry many
 	// entries).

@@ -154,7 +154,9 @@ func sendSnapshotContent(stream grpc.ClientStream, snap core.OutgoingSnapshot, o
 	w := &driver.ResumeWriter{
 		Offer: offer,
 		Send:  func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) },
-		Skip:  func(i int) error { return stream.SendMsg(frame(frameHeld, binary.LittleEndian.AppendUint32(nil, uint32(i)))) },
+		Skip: func(i int) error {
+			return stream.SendMsg(frame(frameHeld, binary.LittleEndian.AppendUint32(nil, uint32(i))))
+		},
 	}
 	sw := &driver.SnapshotSummer{W: w}
 	if err := snap.Write(sw); err != nil {

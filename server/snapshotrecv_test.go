@@ -187,7 +187,9 @@ func TestSnapshotStreamResumes(t *testing.T) {
 	if len(offer.Chunks) != 3 || !offer.Holds(2, x) {
 		t.Fatalf("offered %d chunks, want the 3 of the torn stream", len(offer.Chunks))
 	}
-	held := func(i uint32) error { return stream.SendMsg(frame(frameHeld, binary.LittleEndian.AppendUint32(nil, i))) }
+	held := func(i uint32) error {
+		return stream.SendMsg(frame(frameHeld, binary.LittleEndian.AppendUint32(nil, i)))
+	}
 	for _, err := range []error{
 		stream.SendMsg(frame(frameChunk, []byte("another head"))),
 		held(1), // out of turn: chunk 0 is short
