@@ -20,8 +20,8 @@ import (
 // skips the chunks it holds, and the receiver copies those from the
 // partial into the new file as their turn comes, so the file is written
 // in order and checked whole against the sender's sum as before. A newer
-// transfer cuts one in progress: a member takes one snapshot at a time,
-// and the newer's sender is the leader that counts.
+// leader's transfer cuts one in progress from another member: its sender
+// is the leader that counts.
 
 // ErrSnapshotCut fails a transfer that a newer one to the same member
 // cut; its file is kept as a partial for the newer one.
@@ -62,8 +62,10 @@ type resume struct {
 }
 
 // Receive starts receiving the content streamed beside m, a MsgSnap, and
-// cuts the transfers to the member in progress (Cut waits for them);
-// while one from a leader of a later term streams, m's is refused. Offer
+// cuts the transfers to the member in progress from other members (Cut
+// waits for them); while one from a leader of a later term streams, m's
+// is refused. A sender's own transfers are not cut: the failure a cut
+// reports would make it send again at once, cutting the next one. Offer
 // then picks the partial to resume from.
 func (ps *SnapshotPartials) Receive(m *raftpb.Message) (*SnapshotReceiver, error) {
 	r, err := ReceiveSnapshot(ps.dk, m)
@@ -80,9 +82,11 @@ func (ps *SnapshotPartials) Receive(m *raftpb.Message) (*SnapshotReceiver, error
 		}
 	}
 	for _, o := range ps.active {
-		o.cut.Store(true)
+		if o.msg.GetFrom() != m.GetFrom() {
+			o.cut.Store(true)
+			r.cutOthers = append(r.cutOthers, o)
+		}
 	}
-	r.cutOthers = slices.Clone(ps.active)
 	ps.active = append(ps.active, r)
 	return r, nil
 }
@@ -97,7 +101,8 @@ func (r *SnapshotReceiver) Cut() []<-chan struct{} {
 	return out
 }
 
-func (r *SnapshotReceiver) wasCut() bool { return r.cut.Load() }
+// WasCut says whether a newer transfer cut this one.
+func (r *SnapshotReceiver) WasCut() bool { return r.cut.Load() }
 
 // Offer picks the partial to resume from (snapresume.Pick) and digests
 // its chunks from the disk, for the sender. A partial that cannot be read
@@ -162,7 +167,7 @@ func digestPartial(dk *disk.Disk, name string, buf []byte) (*wal.PartialCheckpoi
 // Held takes chunk i, which the sender skipped because the offer holds
 // it, from the partial: the chunks come in order, held or sent.
 func (r *SnapshotReceiver) Held(i int) error {
-	if r.wasCut() {
+	if r.WasCut() {
 		return ErrSnapshotCut
 	}
 	at := int64(i) * snapresume.ChunkBytes

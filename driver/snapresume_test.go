@@ -45,8 +45,9 @@ func rot(t *testing.T, fs *memfs.FS, name string, off int) {
 	f.Close()
 }
 
+// snapMsg is a MsgSnap from the leader of term, member term.
 func snapMsg(index, term uint64) *raftpb.Message {
-	return &raftpb.Message{Type: raftpb.MsgSnap.Enum(), Term: &term,
+	return &raftpb.Message{Type: raftpb.MsgSnap.Enum(), Term: &term, From: &term,
 		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: &index, Term: &term}}}
 }
 
@@ -184,7 +185,8 @@ func TestSnapshotResumeRefusesMixedData(t *testing.T) {
 
 // TestSnapshotCutByNewerLeader: a transfer from a newer leader cuts the
 // one in progress, which keeps its file for the newer to resume from; one
-// from an older leader is refused while the newer streams.
+// from an older leader is refused while the newer streams; the leader's
+// own second transfer cuts nothing.
 func TestSnapshotCutByNewerLeader(t *testing.T) {
 	dk := openDisk(t, memfs.New())
 	ps := NewSnapshotPartials(dk)
@@ -206,6 +208,10 @@ func TestSnapshotCutByNewerLeader(t *testing.T) {
 	}
 	if _, err := ps.Receive(snapMsg(13, 2)); err == nil {
 		t.Fatal("an older leader's snapshot cut a newer one's")
+	}
+	again, err := ps.Receive(snapMsg(14, 3))
+	if err != nil || newer.WasCut() || len(again.Cut()) != 0 {
+		t.Fatalf("the leader's second transfer cut its first (%v)", err)
 	}
 	offer, err := newer.Offer()
 	if err != nil || offer.Bytes() != snapresume.ChunkBytes+1 {

@@ -104,7 +104,7 @@ func ReceiveSnapshot(dk *disk.Disk, m *raftpb.Message) (*SnapshotReceiver, error
 
 // Write appends content as it arrives.
 func (r *SnapshotReceiver) Write(p []byte) (int, error) {
-	if r.wasCut() {
+	if r.WasCut() {
 		return 0, ErrSnapshotCut
 	}
 	return r.sum.Write(p)
