@@ -62,11 +62,8 @@ type resume struct {
 }
 
 // Receive starts receiving the content streamed beside m, a MsgSnap, and
-// cuts the transfers to the member in progress from other members (Cut
-// waits for them); while one from a leader of a later term streams, m's
-// is refused. A sender's own transfers are not cut: the failure a cut
-// reports would make it send again at once, cutting the next one. Offer
-// then picks the partial to resume from.
+// cuts the transfers in progress that snapresume.Cuts says (Cut waits for
+// them), or is refused. Offer then picks the partial to resume from.
 func (ps *SnapshotPartials) Receive(m *raftpb.Message) (*SnapshotReceiver, error) {
 	r, err := ReceiveSnapshot(ps.dk, m)
 	if err != nil {
@@ -75,20 +72,25 @@ func (ps *SnapshotPartials) Receive(m *raftpb.Message) (*SnapshotReceiver, error
 	r.ps, r.released = ps, make(chan struct{})
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	for _, o := range ps.active {
-		if o.msg.GetTerm() > m.GetTerm() {
-			r.cw.Abort()
-			return nil, errorf("snapshot from a leader of term %d while one of term %d streams", m.GetTerm(), o.msg.GetTerm())
-		}
+	active := make([]snapresume.Transfer, len(ps.active))
+	for i, o := range ps.active {
+		active[i] = transferOf(o.msg)
 	}
-	for _, o := range ps.active {
-		if o.msg.GetFrom() != m.GetFrom() {
-			o.cut.Store(true)
-			r.cutOthers = append(r.cutOthers, o)
-		}
+	cut, refused := snapresume.Cuts(active, transferOf(m))
+	if refused {
+		r.cw.Abort()
+		return nil, errorf("snapshot from a leader of term %d while a later leader's streams", m.GetTerm())
+	}
+	for _, i := range cut {
+		ps.active[i].cut.Store(true)
+		r.cutOthers = append(r.cutOthers, ps.active[i])
 	}
 	ps.active = append(ps.active, r)
 	return r, nil
+}
+
+func transferOf(m *raftpb.Message) snapresume.Transfer {
+	return snapresume.Transfer{From: m.GetFrom(), Term: m.GetTerm()}
 }
 
 // Cut returns, for each transfer r cut, a channel closed once that one

@@ -9,9 +9,10 @@
 // after a few more writes, resends only what differs: the head of the
 // content (the index, the term and the revision) and what changed.
 //
-// The decisions are pure functions: which partial a receiver offers for a
-// snapshot (Pick), which partials it keeps (Keep), and which chunks a
-// sender skips (Offer.Holds, Plan). The server runs them over its peer
+// The decisions are pure functions: which transfers in progress a new one
+// cuts (Cuts), which partial a receiver offers for a snapshot (Pick),
+// which partials it keeps (Keep), and which chunks a sender skips
+// (Offer.Holds, PlanFor). The server runs them over its peer
 // streams and its data directory, the simulator over its network and
 // memfs, so a seed replays a resumed transfer.
 //
@@ -201,4 +202,30 @@ func Keep(ps []Partial) (keep, drop []Partial) {
 		}
 	}
 	return keep, drop
+}
+
+// Transfer is a snapshot transfer in progress to a member: who sends it,
+// as leader of which term.
+type Transfer struct {
+	From, Term uint64
+}
+
+// Cuts decides what a new transfer does to those in progress to the
+// same member: it is refused while one from a leader of a later term
+// streams; otherwise it cuts those from other members, whose partials it
+// may then resume from (a newer leader's is the one that counts). A
+// sender's own are not cut: the failure a cut reports would make it send
+// again at once, cutting the next one.
+func Cuts(active []Transfer, t Transfer) (cut []int, refused bool) {
+	for _, a := range active {
+		if a.Term > t.Term {
+			return nil, true
+		}
+	}
+	for i, a := range active {
+		if a.From != t.From {
+			cut = append(cut, i)
+		}
+	}
+	return cut, false
 }

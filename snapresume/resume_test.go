@@ -175,3 +175,29 @@ func TestKeep(t *testing.T) {
 		}
 	}
 }
+
+func TestCuts(t *testing.T) {
+	old := Transfer{From: 1, Term: 2}
+	newer := Transfer{From: 2, Term: 3}
+	tests := []struct {
+		name    string
+		active  []Transfer
+		t       Transfer
+		cut     []int
+		refused bool
+	}{
+		{"nothing in progress", nil, newer, nil, false},
+		{"a newer leader cuts the old one's", []Transfer{old}, newer, []int{0}, false},
+		{"another member of the same term cuts too", []Transfer{{From: 3, Term: 3}}, newer, []int{0}, false},
+		{"the leader's own second transfer cuts nothing", []Transfer{newer}, newer, nil, false},
+		{"an older leader's is refused", []Transfer{newer}, old, nil, true},
+		{"refused if any is newer", []Transfer{old, newer}, Transfer{From: 3, Term: 2}, nil, true},
+		{"cuts all from others", []Transfer{old, {From: 3, Term: 1}, newer}, newer, []int{0, 1}, false},
+	}
+	for _, tt := range tests {
+		cut, refused := Cuts(tt.active, tt.t)
+		if !slices.Equal(cut, tt.cut) || refused != tt.refused {
+			t.Errorf("%s: cut %v refused %v, want %v %v", tt.name, cut, refused, tt.cut, tt.refused)
+		}
+	}
+}
