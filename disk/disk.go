@@ -306,6 +306,13 @@ func (d *Disk) ReadReceived(name string, index uint64) ([]byte, error) {
 	return wal.ReadCheckpointFile(d.fs, name, index)
 }
 
+// OpenPartial opens a received snapshot file that was kept unsealed
+// (wal.CheckpointWriter.Keep), to resume its transfer. It may run on any
+// goroutine.
+func (d *Disk) OpenPartial(name string) (*wal.PartialCheckpoint, error) {
+	return wal.OpenPartialCheckpoint(d.fs, name)
+}
+
 // RemoveReceived removes a received snapshot file that will not be
 // installed. It may run on any goroutine.
 func (d *Disk) RemoveReceived(name string) error {

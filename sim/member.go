@@ -32,6 +32,8 @@ type member struct {
 	// d is the one driver, carrying out the node's Readys in virtual
 	// time on this member's simulated disk (env.go).
 	d *driver.Driver
+	// snapIn is what the member takes of snapshots (snapresume.go).
+	snapIn *snapIn
 	// front and svc are the member's request path: etcd's services over
 	// the driver, as the server has them (frontend.go); waits are the
 	// tasks waiting on it.
@@ -151,6 +153,7 @@ func (m *member) start() error {
 		return fmt.Errorf("%s: start: %w", m.name, err)
 	}
 	m.up, m.paused, m.held, m.deferred = true, false, false, nil
+	m.snapIn = newSnapIn(m)
 	m.startFrontend()
 	m.startCorruptChecks()
 	m.clock.startTicker(m.w.now)
