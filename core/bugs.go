@@ -84,6 +84,13 @@ const (
 	// defragmented, the first revision out of HashKV's hash: that
 	// member's hashes differ from the others' at the same revisions.
 	BugMVCCHashSkipsAfterDefrag = planted.MVCCHashSkipsAfterDefrag
+	// BugMVCCExportDropsNewest leaves the newest revision's records out
+	// of the key bucket a Snapshot streams: the backup says revision N
+	// but holds the keys of N-1.
+	BugMVCCExportDropsNewest = planted.MVCCExportDropsNewest
+	// BugRestoreDropsLeases restores a backup's key space without its
+	// leases: keys stay attached to leases the restored cluster lacks.
+	BugRestoreDropsLeases = "restore-drops-leases"
 	// BugWatchCatchUpSkipLast leaves a catch-up batch's last revision out.
 	BugWatchCatchUpSkipLast = planted.WatchCatchUpSkipLast
 	// BugWatchNotifyFirstOnly sends a synced watcher only the first of a
@@ -106,8 +113,11 @@ const (
 	BugWALSyncSkipped = planted.WALSyncSkipped
 	// BugWALCutNoSync closes a full segment without syncing its tail.
 	BugWALCutNoSync = planted.WALCutNoSync
-	// BugWALSyncBeforeFlush syncs the segment before writing the buffered
-	// records out, so a sync makes only the previous one's records durable.
+	// BugWALSyncBeforeFlush has the log writer fsync before it writes the
+	// turn's records out, so a write is acknowledged before it is durable
+	// (the next turn's fsync makes it so). It was planted in the WAL's
+	// Sync, where it became harmless once every driver wrote out before
+	// syncing.
 	BugWALSyncBeforeFlush = planted.WALSyncBeforeFlush
 )
 
@@ -118,7 +128,7 @@ var PlantedBugs = []string{
 	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers, BugSnapshotLoadOnLoop,
 	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
 	BugCompareGreaterOrEqual, BugMVCCRangeLimitOffByOne, BugMVCCCompactKeepsTooFew,
-	BugMVCCHashSkipsAfterDefrag,
+	BugMVCCHashSkipsAfterDefrag, BugMVCCExportDropsNewest, BugRestoreDropsLeases,
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly, BugLeasePromoteFullTTL,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
@@ -141,7 +151,11 @@ func validateBug(name string) error {
 	return fmt.Errorf("core: unknown planted bug %q", name)
 }
 
-func (n *Node) bug(name string) bool { return bugsEnabled && n.cfg.PlantedBug == name }
+func (n *Node) bug(name string) bool { return n.cfg.bug(name) }
+
+// bug reports whether the configuration plants bug name, for code that
+// runs before a node exists (a restore).
+func (c *Config) bug(name string) bool { return bugsEnabled && c.PlantedBug == name }
 
 // PlantedBugsAvailable reports whether this build can plant bugs.
 func PlantedBugsAvailable() bool { return bugsEnabled }

@@ -27,15 +27,23 @@ type checkpointer struct {
 	lastIndex uint64
 	lastSize  int64
 	inflight  bool
+	// wanted asks for a checkpoint whatever the log's size, once none is
+	// in flight: a defragmentation wants the compacted state on disk.
+	wanted bool
 }
 
 func (c *checkpointer) maybeStart(n *Node) {
-	if c.inflight || n.failed != nil || n.st.index <= c.lastIndex {
+	if c.inflight || n.failed != nil {
 		return
 	}
-	if c.logBytes < max(n.cfg.CheckpointMinBytes, c.lastSize) {
+	if n.st.index <= c.lastIndex {
+		c.wanted = false // the last checkpoint holds the state of now
 		return
 	}
+	if !c.wanted && c.logBytes < max(n.cfg.CheckpointMinBytes, c.lastSize) {
+		return
+	}
+	c.wanted = false
 	n.out.Checkpoint = n.checkpointNow()
 }
 

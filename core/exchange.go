@@ -31,10 +31,13 @@ type ExchangeState struct {
 	Leases      []ExchangeLease
 	// ClusterVersion is the version the cluster runs at, "" if unset.
 	ClusterVersion string
-	AuthEnabled    bool
-	AuthRevision   uint64
-	Users          []*authpb.User
-	Roles          []*authpb.Role
+	// DowngradeTarget is the version a downgrade job takes the cluster
+	// to, "" when none is on.
+	DowngradeTarget string
+	AuthEnabled     bool
+	AuthRevision    uint64
+	Users           []*authpb.User
+	Roles           []*authpb.Role
 	// CompactRev is the compaction point, -1 if never compacted.
 	CompactRev int64
 }
@@ -55,8 +58,8 @@ func (c *Checkpoint) Export() (*ExchangeState, *mvcc.View, error) {
 	ex := &ExchangeState{
 		Index: st.index, Term: st.term, ConfState: st.confState,
 		Members: st.members.list, Removed: st.members.removed, Alarms: st.alarms.list,
-		ClusterVersion: st.clusterVersion,
-		AuthEnabled:    st.auth.Enabled(), AuthRevision: st.auth.Revision(),
+		ClusterVersion: st.clusterVersion, DowngradeTarget: st.downgradeTarget,
+		AuthEnabled: st.auth.Enabled(), AuthRevision: st.auth.Revision(),
 		Users: st.auth.Users(), Roles: st.auth.Roles(),
 		CompactRev: int64(c.view.CompactRev()),
 	}
@@ -66,19 +69,21 @@ func (c *Checkpoint) Export() (*ExchangeState, *mvcc.View, error) {
 	return ex, c.view, nil
 }
 
-// ImportBackup makes a backup, as Maintenance.Snapshot's state used to be
-// and RestoreBackup and StatBackup read, from an exchanged state and its
-// key space as mvcc.BucketImporter writes it.
-func ImportBackup(ex *ExchangeState, kv []byte) ([]byte, error) {
+// BackupHeader is the start of a backup, as Maintenance.Snapshot's state
+// used to be and RestoreBackup and StatBackup read, made from an
+// exchanged state: the key space, as mvcc.BucketImporter appends it,
+// follows.
+func BackupHeader(ex *ExchangeState) ([]byte, error) {
 	a, err := auth.FromParts(ex.AuthEnabled, ex.AuthRevision, ex.Users, ex.Roles)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	st := applied{
 		index: ex.Index, term: ex.Term, confState: ex.ConfState,
-		members:        members{list: ex.Members, removed: ex.Removed},
-		clusterVersion: ex.ClusterVersion,
-		auth:           a,
+		members:         members{list: ex.Members, removed: ex.Removed},
+		clusterVersion:  ex.ClusterVersion,
+		downgradeTarget: ex.DowngradeTarget,
+		auth:            a,
 	}
 	if st.confState == nil {
 		st.confState = &raftpb.ConfState{}
@@ -93,5 +98,5 @@ func ImportBackup(ex *ExchangeState, kv []byte) ([]byte, error) {
 		}
 		ls = append(ls, &lease.Lease{ID: lease.ID(l.ID), TTL: l.TTL, RemainingTTL: l.RemainingTTL})
 	}
-	return append(encodeMeta(&st, ls), kv...), nil
+	return encodeMeta(&st, ls), nil
 }

@@ -1088,6 +1088,9 @@ func (e *env) request(d *datadriven.TestData) {
 	case "member-list":
 		r.MemberList = &pb.MemberListRequest{Linearizable: opts["linearizable"] != ""}
 		desc = "member-list"
+	case "defrag":
+		r.Defragment = true
+		desc = "defragment"
 	default:
 		d.Fatalf(e.t, "unknown request %s", op)
 	}

@@ -271,7 +271,14 @@ func (n *Node) Request(r Request) {
 		n.respond(r.ID, n.status(), nil)
 	case r.Defragment:
 		id := r.ID
-		n.kv.Defragment(func() { n.respond(id, &pb.DefragmentResponse{Header: n.header(0)}, nil) })
+		n.kv.Defragment(func() {
+			// As etcd's defragmentation shrinks its database file, a
+			// checkpoint of the defragmented state lets go of the log
+			// that compactions made redundant, and a restart loads the
+			// smaller state instead of replaying what they removed.
+			n.ckpt.wanted = true
+			n.respond(id, &pb.DefragmentResponse{Header: n.header(0)}, nil)
+		})
 	case r.MemberList != nil:
 		n.memberList(r)
 	case r.MemberAdd != nil:

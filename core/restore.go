@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/detcd/detcd/core/mvcc"
@@ -17,25 +18,27 @@ import (
 // and cluster version are kept; the members, alarms and raft state are the
 // new cluster's, from cfg. The checkpoint is at raft index len(members),
 // term 1, as if each member had been added by a conf change, so every
-// member restored from the same backup starts from the same log.
-func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64, checkpoint []byte, err error) {
+// member restored from the same backup starts from the same log. The
+// checkpoint's content is meta followed by kv, which aliases backup: a
+// restore of a large store writes it out without a copy.
+func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64, meta, kv []byte, err error) {
 	if opts.BumpRevision < 0 || opts.BumpRevision > 0 && !opts.MarkCompacted {
-		return 0, nil, fmt.Errorf("core: restore: --bump-revision must be positive and needs --mark-compacted")
+		return 0, nil, nil, fmt.Errorf("core: restore: --bump-revision must be positive and needs --mark-compacted")
 	}
 	old, leases, kvAt, err := decodeMeta(backup)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	kv, kvBytes, err := mvcc.Load(backup[kvAt:])
+	store, kvBytes, err := mvcc.Load(backup[kvAt:])
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return 0, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	kvPart := backup[kvAt : kvAt+kvBytes]
 	if opts.MarkCompacted {
-		kvPart = bumpAndCompact(kv, mvcc.Revision(opts.BumpRevision))
+		kvPart = bumpAndCompact(store, mvcc.Revision(opts.BumpRevision))
 	}
 	if len(cfg.Members) == 0 {
-		return 0, nil, fmt.Errorf("core: restore: no members")
+		return 0, nil, nil, fmt.Errorf("core: restore: no members")
 	}
 	st := applied{
 		index:           uint64(len(cfg.Members)),
@@ -54,8 +57,10 @@ func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64
 		st.members.list[i].IsLearner = false
 		st.confState.Voters = append(st.confState.Voters, st.members.list[i].ID)
 	}
-	meta := encodeMeta(&st, leases)
-	return st.index, append(meta, kvPart...), nil
+	if cfg.bug(BugRestoreDropsLeases) { // planted: the leases are left behind
+		leases = nil
+	}
+	return st.index, encodeMeta(&st, leases), kvPart, nil
 }
 
 // RestoreOptions are etcdutl's: BumpRevision raises the revision, so that
@@ -108,6 +113,39 @@ func StatBackup(backup []byte) (BackupStatus, error) {
 		return BackupStatus{}, err
 	}
 	return BackupStatus{Revision: int64(kv.Rev()), CompactRevision: int64(kv.CompactRev()), Keys: res.Count, Hash: h.Hash}, nil
+}
+
+// BackupContent is what a backup holds that a restore keeps: the raft
+// index it was taken at, its revisions, its live keys (in key order) and
+// its leases (in id order).
+type BackupContent struct {
+	Index                     uint64
+	Revision, CompactRevision int64
+	KVs                       []*mvccpb.KeyValue
+	Leases                    []ExchangeLease
+}
+
+// ReadBackupContent reads a backup's content, for checks that compare it
+// with the state it should hold.
+func ReadBackupContent(backup []byte) (BackupContent, error) {
+	st, ls, kvAt, err := decodeMeta(backup)
+	if err != nil {
+		return BackupContent{}, err
+	}
+	kv, _, err := mvcc.Load(backup[kvAt:])
+	if err != nil {
+		return BackupContent{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	res, err := kv.Range([]byte{}, []byte{}, mvcc.RangeOptions{}) // every key
+	if err != nil {
+		return BackupContent{}, err
+	}
+	c := BackupContent{Index: st.index, Revision: int64(kv.Rev()), CompactRevision: int64(kv.CompactRev()), KVs: res.KVs}
+	for _, l := range ls {
+		c.Leases = append(c.Leases, ExchangeLease{ID: int64(l.ID), TTL: l.TTL, RemainingTTL: l.RemainingTTL})
+	}
+	slices.SortFunc(c.Leases, func(a, b ExchangeLease) int { return cmp.Compare(a.ID, b.ID) })
+	return c, nil
 }
 
 // IsBackup reports whether b starts as a backup in detcd's own format

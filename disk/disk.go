@@ -306,6 +306,13 @@ func (d *Disk) ReadReceived(name string, index uint64) ([]byte, error) {
 	return wal.ReadCheckpointFile(d.fs, name, index)
 }
 
+// OpenPartial opens a received snapshot file that was kept unsealed
+// (wal.CheckpointWriter.Keep), to resume its transfer. It may run on any
+// goroutine.
+func (d *Disk) OpenPartial(name string) (*wal.PartialCheckpoint, error) {
+	return wal.OpenPartialCheckpoint(d.fs, name)
+}
+
 // RemoveReceived removes a received snapshot file that will not be
 // installed. It may run on any goroutine.
 func (d *Disk) RemoveReceived(name string) error {
@@ -383,7 +390,7 @@ func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, ropts core
 	if exists {
 		return fmt.Errorf("disk: %s already holds a log: restore into a new data directory", walDir)
 	}
-	index, ckpt, err := core.RestoreBackup(backup, cfg, ropts)
+	index, head, kv, err := core.RestoreBackup(backup, cfg, ropts)
 	if err != nil {
 		return err
 	}
@@ -391,7 +398,10 @@ func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, ropts core
 		return fmt.Errorf("disk: create %s: %w", snapDir, err)
 	}
 	err = wal.WriteCheckpoint(fsys, snapDir, index, func(w io.Writer) error {
-		_, err := w.Write(ckpt)
+		if _, err := w.Write(head); err != nil {
+			return err
+		}
+		_, err := w.Write(kv)
 		return err
 	})
 	if err != nil {

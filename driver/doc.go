@@ -3,8 +3,9 @@
 // one fsync per turn of the log writer), messages to the transport,
 // responses to the requests' callbacks, watch responses to their sinks,
 // checkpoints and compaction hashes off the loop. A snapshot a leader
-// streams is written to disk as it arrives (SnapshotReceiver) and decoded
-// off the loop before the node switches to it. Every runtime runs it: the
+// streams is written to disk as it arrives (SnapshotReceiver), resumed
+// from what arrived if an earlier transfer broke off (SnapshotPartials),
+// and decoded off the loop before the node switches to it. Every runtime runs it: the
 // server (Loop, with goroutines and the wall clock), the simulator (its
 // own Env, in virtual time on a simulated disk) and core's tests
 // (Manual). Frontend is the request path behind etcd's services

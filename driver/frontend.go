@@ -25,6 +25,18 @@ type Runtime interface {
 	NewSignal() Signal
 }
 
+// Await runs start on the loop and waits until start's work calls done,
+// which it may do at once or from a later turn (an answer, a view): the
+// one way a handler, the server's timers or the simulator's tasks wait
+// for the loop. It ends early when ctx does or the member stops.
+func Await(ctx context.Context, rt Runtime, start func(done func())) error {
+	sig := rt.NewSignal()
+	if err := rt.Post(ctx, func() { start(sig.Fire) }); err != nil {
+		return err
+	}
+	return sig.Wait(ctx)
+}
+
 // Signal is what a handler waits on: Fire (on the loop, or from any
 // goroutine in the real runtime) ends Wait. Wait also ends when ctx does,
 // or with core.ErrStopped when the member stops.
@@ -46,7 +58,10 @@ type FrontendConfig struct {
 	MaxTxnOps, MaxRequestBytes, BcryptCost int
 	Version                                string
 	SnapshotDir                            string
-	Tokens                                 Tokens
+	// SnapshotScratch, if set, makes Snapshot's scratch file instead of
+	// a temporary directory in SnapshotDir (the simulator's, in memory).
+	SnapshotScratch func() (path string, remove func(), err error)
+	Tokens          Tokens
 	// CertUsers takes a request's user from its client certificate when
 	// it carries no token (client certificate auth is on).
 	CertUsers bool
@@ -122,18 +137,16 @@ func (f *Frontend) Do(ctx context.Context, r core.Request) (core.Response, error
 		return core.Response{ID: r.ID, Err: err}, nil
 	}
 	var resp core.Response
-	sig := f.rt.NewSignal()
-	answer := func(x core.Response) {
-		resp = x
-		// Published before the caller wakes: what it does next (a read
-		// off the loop, say) sees at least what this answer saw.
-		f.Publish()
-		sig.Fire()
-	}
-	if err := f.rt.Post(ctx, func() { f.d.Request(r, answer) }); err != nil {
-		return core.Response{}, err
-	}
-	if err := sig.Wait(ctx); err != nil {
+	err := Await(ctx, f.rt, func(done func()) {
+		f.d.Request(r, func(x core.Response) {
+			resp = x
+			// Published before the caller wakes: what it does next (a
+			// read off the loop, say) sees at least what this answer saw.
+			f.Publish()
+			done()
+		})
+	})
+	if err != nil {
 		return core.Response{}, err
 	}
 	return resp, nil
@@ -170,18 +183,14 @@ func (f *Frontend) SerializableView(ctx context.Context) (*mvcc.View, *pb.Respon
 		return pv.view, pv.hdr, nil
 	}
 	var pv publishedView
-	sig := f.rt.NewSignal()
-	err := f.rt.Post(ctx, func() {
+	err := Await(ctx, f.rt, func(done func()) {
 		f.d.View(func(v *mvcc.View, hdr *pb.ResponseHeader) {
 			pv = publishedView{view: v, hdr: hdr}
 			f.view.Store(&pv)
-			sig.Fire()
+			done()
 		})
 	})
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := sig.Wait(ctx); err != nil {
 		return nil, nil, err
 	}
 	return pv.view, pv.hdr, nil
@@ -224,8 +233,13 @@ func (f *Frontend) BcryptCost() int { return f.cfg.BcryptCost }
 // Version implements grpcsvc.Backend.
 func (f *Frontend) Version() string { return f.cfg.Version }
 
-// SnapshotDir implements grpcsvc.Backend.
-func (f *Frontend) SnapshotDir() string { return f.cfg.SnapshotDir }
+// SnapshotScratch implements grpcsvc.Backend.
+func (f *Frontend) SnapshotScratch() (string, func(), error) {
+	if f.cfg.SnapshotScratch != nil {
+		return f.cfg.SnapshotScratch()
+	}
+	return grpcsvc.TempDirScratch(f.cfg.SnapshotDir)
+}
 
 // NewMemberID implements grpcsvc.Backend.
 func (f *Frontend) NewMemberID(peerURLs []string) uint64 { return f.cfg.NewMemberID(peerURLs) }

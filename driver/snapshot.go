@@ -69,11 +69,13 @@ func (s *SnapshotSummer) Sum() SnapshotSum { return s.sum }
 
 // SnapshotReceiver writes a snapshot's content to a temporary checkpoint
 // file as it arrives. Its methods may run on any goroutine (one at a
-// time), never touching the node.
+// time), never touching the node. One from SnapshotPartials.Receive may
+// resume from a partial (snapresume.go).
 type SnapshotReceiver struct {
 	msg *raftpb.Message
 	cw  *wal.CheckpointWriter
 	sum SnapshotSummer
+	resume
 }
 
 // ReceivedFile is a snapshot received into a sealed checkpoint file,
@@ -86,7 +88,7 @@ type ReceivedFile struct {
 }
 
 // ReceiveSnapshot starts receiving the content streamed beside m, a
-// MsgSnap, into a temporary file of dk's.
+// MsgSnap, into a temporary file of dk's, from zero: Abort removes it.
 func ReceiveSnapshot(dk *disk.Disk, m *raftpb.Message) (*SnapshotReceiver, error) {
 	if m.GetType() != raftpb.MsgSnap || m.GetSnapshot() == nil {
 		return nil, errorf("snapshot stream with %s instead of MsgSnap", m.GetType())
@@ -101,32 +103,58 @@ func ReceiveSnapshot(dk *disk.Disk, m *raftpb.Message) (*SnapshotReceiver, error
 }
 
 // Write appends content as it arrives.
-func (r *SnapshotReceiver) Write(p []byte) (int, error) { return r.sum.Write(p) }
+func (r *SnapshotReceiver) Write(p []byte) (int, error) {
+	if r.WasCut() {
+		return 0, ErrSnapshotCut
+	}
+	return r.sum.Write(p)
+}
 
 // Received is how many content bytes arrived so far.
 func (r *SnapshotReceiver) Received() int64 { return r.sum.sum.Bytes }
 
+// Name is the temporary file's.
+func (r *SnapshotReceiver) Name() string { return r.cw.Name() }
+
 // Finish checks what arrived against the leader's sum and seals the file.
-// A transfer that does not match is refused and its file removed.
+// A transfer that does not match is refused and its file removed, with
+// the partial it resumed from.
 func (r *SnapshotReceiver) Finish(want SnapshotSum) (*ReceivedFile, error) {
 	index := r.msg.GetSnapshot().GetMetadata().GetIndex()
 	got := r.sum.Sum()
+	var err error
 	switch {
 	case got.Bytes != want.Bytes:
 		r.cw.Abort()
-		return nil, errorf("snapshot %d torn: %d bytes arrived, the leader sent %d", index, got.Bytes, want.Bytes)
+		err = errorf("snapshot %d torn: %d bytes arrived, the leader sent %d", index, got.Bytes, want.Bytes)
 	case got.CRC != want.CRC:
 		r.cw.Abort()
-		return nil, errorf("snapshot %d damaged in transfer: crc32c %08x, the leader's %08x", index, got.CRC, want.CRC)
+		err = errorf("snapshot %d damaged in transfer: crc32c %08x, the leader's %08x", index, got.CRC, want.CRC)
+	default:
+		if err = r.cw.Seal(); err != nil {
+			err = errorf("snapshot %d: %w", index, err)
+		}
 	}
-	if err := r.cw.Seal(); err != nil {
-		return nil, errorf("snapshot %d: %w", index, err)
+	r.ended = true
+	r.finished(err == nil)
+	if err != nil {
+		return nil, err
 	}
 	return &ReceivedFile{Msg: r.msg, Index: index, Name: r.cw.Name(), Bytes: got.Bytes}, nil
 }
 
-// Abort gives up a transfer that broke off and removes its file.
-func (r *SnapshotReceiver) Abort() { r.cw.Abort() }
+// Abort gives up a transfer that broke off. With SnapshotPartials its
+// file is kept, for the next transfer to resume from; without, removed.
+// After Finish it does nothing.
+func (r *SnapshotReceiver) Abort() {
+	switch {
+	case r.ended:
+	case r.ps == nil:
+		r.cw.Abort()
+	default:
+		r.keep()
+	}
+}
 
 // StepSnapshot hands the node a received snapshot: a job off the loop
 // reads and decodes the file, then the node takes it on the loop and
@@ -172,6 +200,12 @@ func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
 // bug says whether cfg plants the bug name (detcdbugs builds only).
 func bug(cfg core.Config, name string) bool {
 	return core.PlantedBugsAvailable() && cfg.PlantedBug == name
+}
+
+// planted says whether the node's config plants the bug name; without
+// the detcdbugs tag it costs no copy of the config.
+func (d *Driver) planted(name string) bool {
+	return core.PlantedBugsAvailable() && bug(d.node.Config(), name)
 }
 
 // removeReceived removes, off the loop, a received file the node did not

@@ -82,7 +82,12 @@ func (w *walWriter) turn(d *Driver) {
 	end := batchEnd(batch, w.durable)
 	steps := []Step{{Kind: StepWALWrite, Run: func() error { return d.writeBatch(batch, sync) }}}
 	if sync {
-		steps = append(steps, Step{Kind: StepWALSync, Run: d.syncLog})
+		fsync := Step{Kind: StepWALSync, Run: d.syncLog}
+		if d.planted(core.BugWALSyncBeforeFlush) {
+			steps = []Step{fsync, steps[0]} // planted: the fsync runs before the write-out
+		} else {
+			steps = append(steps, fsync)
+		}
 	}
 	d.env.Background(Job{Steps: steps, Done: func(err error) {
 		if err != nil {

@@ -38,10 +38,11 @@ func TestRoundTrip(t *testing.T) {
 		if _, err := kv.WriteTo(&keySpace); err != nil {
 			t.Fatal(err)
 		}
-		want, err := core.ImportBackup(ex, keySpace.Bytes())
+		header, err := core.BackupHeader(ex)
 		if err != nil {
 			t.Fatal(err)
 		}
+		want := append(header, keySpace.Bytes()...)
 		path := filepath.Join(dir, "db")
 		defer os.Remove(path)
 		if err := Write(path, ex, kv); err != nil {
@@ -91,11 +92,12 @@ func genStore(t *rapid.T) *mvcc.View {
 func genState(t *rapid.T, kv *mvcc.View) *core.ExchangeState {
 	ex := &core.ExchangeState{
 		Index: rapid.Uint64().Draw(t, "index"), Term: rapid.Uint64().Draw(t, "term"),
-		ConfState:      &raftpb.ConfState{Voters: rapid.SliceOf(rapid.Uint64Min(1)).Draw(t, "voters")},
-		ClusterVersion: rapid.SampledFrom([]string{"", "3.6.0", "3.7.0"}).Draw(t, "version"),
-		AuthEnabled:    rapid.Bool().Draw(t, "authEnabled"),
-		AuthRevision:   rapid.Uint64Min(1).Draw(t, "authRevision"),
-		CompactRev:     int64(kv.CompactRev()),
+		ConfState:       &raftpb.ConfState{Voters: rapid.SliceOf(rapid.Uint64Min(1)).Draw(t, "voters")},
+		ClusterVersion:  rapid.SampledFrom([]string{"", "3.6.0", "3.7.0"}).Draw(t, "version"),
+		DowngradeTarget: rapid.SampledFrom([]string{"", "3.6.0"}).Draw(t, "downgrade"),
+		AuthEnabled:     rapid.Bool().Draw(t, "authEnabled"),
+		AuthRevision:    rapid.Uint64Min(1).Draw(t, "authRevision"),
+		CompactRev:      int64(kv.CompactRev()),
 	}
 	for i, id := range rapid.SliceOfDistinct(rapid.Uint64Min(1), rapid.ID).Draw(t, "members") {
 		m := core.Member{ID: id, Name: rapid.StringMatching(`[a-z]{0,4}`).Draw(t, fmt.Sprint("name", i)),

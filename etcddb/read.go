@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-semver/semver"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -59,11 +60,11 @@ func ReadBackup(path string) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		kv, err := readKeys(tx, ex.CompactRev)
+		header, err := core.BackupHeader(ex)
 		if err != nil {
 			return err
 		}
-		backup, err = core.ImportBackup(ex, kv)
+		backup, err = appendKeys(header, tx, ex.CompactRev)
 		return err
 	})
 	if err != nil {
@@ -72,12 +73,13 @@ func ReadBackup(path string) ([]byte, error) {
 	return backup, nil
 }
 
-func readKeys(tx *bolt.Tx, compactRev int64) ([]byte, error) {
+// appendKeys appends the key bucket's key space to b.
+func appendKeys(b []byte, tx *bolt.Tx, compactRev int64) ([]byte, error) {
 	var im mvcc.BucketImporter
 	if err := tx.Bucket(bucketKey).ForEach(im.Add); err != nil {
 		return nil, err
 	}
-	return im.Checkpoint(mvcc.Revision(compactRev)), nil
+	return im.AppendCheckpoint(b, mvcc.Revision(compactRev)), nil
 }
 
 // readState reads all but the key space, checking the schema.
@@ -112,6 +114,18 @@ func readState(tx *bolt.Tx) (*core.ExchangeState, error) {
 			return 0
 		}
 		return binary.BigEndian.Uint64(v)
+	}
+	if v := get(bucketCluster, clusterDowngradeKey); v != nil {
+		var d downgradeInfo
+		if jerr := json.Unmarshal(v, &d); jerr != nil {
+			return nil, fmt.Errorf("%w: downgrade job %q: %v", ErrNotEtcd, v, jerr)
+		}
+		if d.Enabled {
+			if _, verr := semver.NewVersion(d.TargetVersion); verr != nil {
+				return nil, fmt.Errorf("%w: downgrade job's target %q: %v", ErrNotEtcd, d.TargetVersion, verr)
+			}
+			ex.DowngradeTarget = d.TargetVersion
+		}
 	}
 	if v := get(bucketMeta, metaConsistentIndex); v != nil {
 		ex.Index = u64(v, "consistent_index")

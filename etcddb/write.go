@@ -37,6 +37,7 @@ var (
 	metaFinishedCompact  = []byte("finishedCompactRev")
 	metaStorageVersion   = []byte("storageVersion")
 	clusterVersionKey    = []byte("clusterVersion")
+	clusterDowngradeKey  = []byte("downgrade")
 	authEnabledKey       = []byte("authEnabled")
 	authRevisionKey      = []byte("authRevision")
 )
@@ -178,6 +179,11 @@ func writeState(tx *bolt.Tx, ex *core.ExchangeState) error {
 	if ex.ClusterVersion != "" {
 		put(bucketCluster, clusterVersionKey, []byte(ex.ClusterVersion))
 	}
+	if ex.DowngradeTarget != "" {
+		// etcd writes the job when it is enabled (and a disabled one
+		// when it ends, which reads back as none).
+		putJSON(bucketCluster, clusterDowngradeKey, downgradeInfo{TargetVersion: ex.DowngradeTarget, Enabled: true})
+	}
 	for _, m := range ex.Members {
 		putJSON(bucketMembers, memberKey(m.ID), fromMember(m))
 	}
@@ -255,4 +261,11 @@ func revKey(main int64) []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(main))
 	b = append(b, '_')
 	return binary.BigEndian.AppendUint64(b, 0)
+}
+
+// downgradeInfo is etcd's record of a downgrade job in its cluster
+// bucket.
+type downgradeInfo struct {
+	TargetVersion string `json:"target-version"`
+	Enabled       bool   `json:"enabled"`
 }

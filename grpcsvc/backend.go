@@ -45,9 +45,12 @@ type Backend interface {
 	// revision rev, when the member signs its tokens (JWT); "" when core
 	// hands out simple tokens.
 	SignToken(user string, rev uint64) (string, error)
-	// SnapshotDir is where Snapshot writes the file it streams: in the
-	// data directory, on the disk that has room for the state.
-	SnapshotDir() string
+	// SnapshotScratch makes the new, empty scratch file Snapshot writes
+	// etcd's database file into before it streams it: its path, and what
+	// removes it. The server's is in the data directory, on the disk that
+	// has room for the state (TempDirScratch); the simulator's is in
+	// memory.
+	SnapshotScratch() (path string, remove func(), err error)
 }
 
 // Caller is who sends a request: User, whose credentials date from auth

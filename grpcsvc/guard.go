@@ -41,14 +41,14 @@ type Guard struct {
 	role Role
 
 	mu      sync.Mutex
-	streams map[*guardedStream]struct{}
+	streams map[*leaderStream]struct{}
 	// noLeader counts consecutive CheckLeader calls that found no leader.
 	noLeader int
 }
 
 // NewGuard returns a guard for a member.
 func NewGuard(role Role) *Guard {
-	return &Guard{role: role, streams: map[*guardedStream]struct{}{}}
+	return &Guard{role: role, streams: map[*leaderStream]struct{}{}}
 }
 
 // ServerOptions installs the guard's interceptors.
@@ -98,7 +98,6 @@ func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	return handler(ctx, req)
 }
 
-// snapshotMethod is the one stream etcd lets a learner serve.
 // Unary runs a unary call through the guard's checks, as the gRPC
 // server's interceptor chain does: for callers in process (the
 // simulator), method is the call's full gRPC name.
@@ -106,27 +105,42 @@ func (g *Guard) Unary(ctx context.Context, method string, req any, handler grpc.
 	return g.unary(ctx, req, &grpc.UnaryServerInfo{FullMethod: method}, handler)
 }
 
+// snapshotMethod is the one stream etcd lets a learner serve.
 const snapshotMethod = "/etcdserverpb.Maintenance/Snapshot"
 
 func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if !guarded(info.FullMethod) {
-		return handler(srv, ss)
+	return g.Stream(ss.Context(), info.FullMethod, func(ctx context.Context) error {
+		if ctx == ss.Context() {
+			return handler(srv, ss)
+		}
+		return handler(srv, &guardedStream{ServerStream: ss, ctx: ctx})
+	})
+}
+
+// Stream runs a stream's handler through the guard's checks, as the gRPC
+// server's stream interceptor does (for callers in process, the
+// simulator, method is the stream's full gRPC name): the handler gets
+// the stream's context, which the guard ends when the stream requires a
+// leader and the member has been without one for long (CheckLeader).
+func (g *Guard) Stream(ctx context.Context, method string, handler func(context.Context) error) error {
+	if !guarded(method) {
+		return handler(ctx)
 	}
-	if g.role.IsLearner() && info.FullMethod != snapshotMethod {
+	if g.role.IsLearner() && method != snapshotMethod {
 		return rpctypes.ErrGRPCNotSupportedForLearner
 	}
-	if !requiresLeader(ss.Context()) {
-		return handler(srv, ss)
+	if !requiresLeader(ctx) {
+		return handler(ctx)
 	}
 	if g.role.Leader() == 0 {
 		return rpctypes.ErrGRPCNoLeader
 	}
-	ctx, cancel := context.WithCancel(ss.Context())
-	gs := &guardedStream{ServerStream: ss, ctx: ctx, cancel: cancel}
+	ctx, cancel := context.WithCancel(ctx)
+	gs := &leaderStream{cancel: cancel}
 	g.mu.Lock()
 	g.streams[gs] = struct{}{}
 	g.mu.Unlock()
-	err := handler(srv, gs)
+	err := handler(ctx)
 	g.mu.Lock()
 	delete(g.streams, gs)
 	g.mu.Unlock()
@@ -139,36 +153,43 @@ func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 
 // CheckLeader is called once per election timeout: after NoLeaderChecksMax
 // calls in a row without a leader, it ends every stream that requires one.
-func (g *Guard) CheckLeader() {
+// It returns how many it ended: the simulator then wakes their handlers,
+// whose waits do not watch the context.
+func (g *Guard) CheckLeader() (ended int) {
 	if g.role.Leader() != 0 {
 		g.mu.Lock()
 		g.noLeader = 0
 		g.mu.Unlock()
-		return
+		return 0
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.noLeader++; g.noLeader < NoLeaderChecksMax {
-		return
+		return 0
 	}
 	g.noLeader = 0
 	for gs := range g.streams { //detcd:maporder-ok: each stream ends on its own
 		gs.end()
 	}
+	return len(g.streams)
 }
 
-// guardedStream is a stream that requires a leader: the guard can end it.
-type guardedStream struct {
-	grpc.ServerStream
-	ctx    context.Context
+// leaderStream is a stream that requires a leader: the guard can end it.
+type leaderStream struct {
 	cancel context.CancelFunc
 	// byGuard is set when the guard ended the stream.
 	byGuard atomic.Bool
 }
 
-func (s *guardedStream) Context() context.Context { return s.ctx }
-
-func (s *guardedStream) end() {
+func (s *leaderStream) end() {
 	s.byGuard.Store(true)
 	s.cancel()
 }
+
+// guardedStream is a gRPC stream with the context the guard gave it.
+type guardedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *guardedStream) Context() context.Context { return s.ctx }

@@ -21,9 +21,15 @@ type fakeRole struct {
 func (r *fakeRole) Leader() uint64  { return r.leader }
 func (r *fakeRole) IsLearner() bool { return r.learner }
 
-func TestGuardUnary(t *testing.T) {
-	requireLeader := metadata.NewIncomingContext(context.Background(),
+// requireLeaderCtx is a call's context with clientv3.WithRequireLeader's
+// metadata.
+func requireLeaderCtx() context.Context {
+	return metadata.NewIncomingContext(context.Background(),
 		metadata.Pairs(rpctypes.MetadataRequireLeaderKey, rpctypes.MetadataHasLeader))
+}
+
+func TestGuardUnary(t *testing.T) {
+	requireLeader := requireLeaderCtx()
 	for _, tc := range []struct {
 		name    string
 		role    fakeRole
@@ -68,8 +74,7 @@ func (s *fakeStream) Context() context.Context { return s.ctx }
 func TestGuardEndsStreamsWithoutLeader(t *testing.T) {
 	role := &fakeRole{leader: 1}
 	g := NewGuard(role)
-	ctx := metadata.NewIncomingContext(context.Background(),
-		metadata.Pairs(rpctypes.MetadataRequireLeaderKey, rpctypes.MetadataHasLeader))
+	ctx := requireLeaderCtx()
 	started := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -90,7 +95,9 @@ func TestGuardEndsStreamsWithoutLeader(t *testing.T) {
 		default:
 		}
 	}
-	g.CheckLeader()
+	if ended := g.CheckLeader(); ended != 1 {
+		t.Fatalf("the guard ended %d streams, want 1", ended)
+	}
 	if err := <-done; !errors.Is(err, rpctypes.ErrGRPCNoLeader) {
 		t.Fatalf("the stream ended with %v, want %v", err, rpctypes.ErrGRPCNoLeader)
 	}

@@ -33,9 +33,11 @@ func (s *LeaseService) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest
 }
 
 // LeaseKeepAlive renews leases as the stream asks, one at a time, as etcd
-// does.
+// does: goroutine plumbing around a KeepAliveSession, whose steps decide
+// everything.
 func (s *LeaseService) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
+	sess := s.OpenKeepAlive(stream.Send)
 	type recv struct {
 		req *pb.LeaseKeepAliveRequest
 		err error
@@ -58,31 +60,46 @@ func (s *LeaseService) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) erro
 		}
 	}()
 	for {
-		var r recv
 		select {
-		case r = <-reqs:
+		case r := <-reqs:
+			if done, err := sess.Step(ctx, r.req, r.err); done {
+				return err
+			}
 		case <-ctx.Done():
 			return ctx.Err()
-		}
-		req, err := r.req, r.err
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		resp, err := s.KeepAliveOnce(ctx, req)
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
 		}
 	}
 }
 
-// KeepAliveOnce renews a lease as one request of a keep-alive stream: the
-// simulator's keep-alive streams call it as LeaseKeepAlive does.
-func (s *LeaseService) KeepAliveOnce(ctx context.Context, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
-	return do[*pb.LeaseKeepAliveResponse](ctx, s.b, core.Request{LeaseKeepAlive: req})
+// KeepAliveSession is one keep-alive stream's server side, step by step:
+// the gRPC handler and the simulator's keep-alive streams run the same
+// steps.
+type KeepAliveSession struct {
+	s    *LeaseService
+	send func(*pb.LeaseKeepAliveResponse) error
+}
+
+// OpenKeepAlive starts a session whose answers go out through send.
+func (s *LeaseService) OpenKeepAlive(send func(*pb.LeaseKeepAliveResponse) error) *KeepAliveSession {
+	return &KeepAliveSession{s: s, send: send}
+}
+
+// Step takes what the stream's Recv gave (a request, or recvErr) and
+// renews the lease the request names, answering through send. done says
+// the stream ends, with err: a client done sending (io.EOF) ends it
+// cleanly, as etcd's; a failed receive, renewal or send with that error.
+// etcd answers a lease it does not know with TTL 0 (core does so), and
+// the renewal happens on the leader only (core forwards it there).
+func (k *KeepAliveSession) Step(ctx context.Context, req *pb.LeaseKeepAliveRequest, recvErr error) (done bool, err error) {
+	switch {
+	case errors.Is(recvErr, io.EOF):
+		return true, nil
+	case recvErr != nil:
+		return true, recvErr
+	}
+	resp, err := do[*pb.LeaseKeepAliveResponse](ctx, k.s.b, core.Request{LeaseKeepAlive: req})
+	if err == nil {
+		err = k.send(resp)
+	}
+	return err != nil, err
 }

@@ -24,9 +24,9 @@ const snapshotChunkBytes = 32 << 10
 // database file, as etcd streams its own, and then the SHA-256 of what it
 // sent, which `etcdctl snapshot save` keeps at the end of the file and
 // `etcdutl snapshot restore` and `detcd snapshot restore` check. The file
-// is written from an immutable view into a temporary file in the member's
-// data directory, so that the state is not held twice in memory, then
-// streamed and removed.
+// is written from an immutable view into the backend's scratch file (a
+// temporary file in the member's data directory, so that the state is not
+// held twice in memory), then streamed and removed.
 func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, ss pb.Maintenance_SnapshotServer) error {
 	resp, err := s.b.Do(ss.Context(), core.Request{Backup: true})
 	if err == nil {
@@ -35,7 +35,7 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, ss pb.Maintenance_Sn
 	if err != nil {
 		return toGRPC(err)
 	}
-	f, cleanup, err := writeSnapshotFile(s.b.SnapshotDir(), resp.Backup)
+	f, cleanup, err := writeSnapshotFile(s.b.SnapshotScratch, resp.Backup)
 	if err != nil {
 		return status.Errorf(codes.Internal, "snapshot: %v", err)
 	}
@@ -56,32 +56,41 @@ func (s *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, ss pb.Maintenance_Sn
 	return ss.Send(&pb.SnapshotResponse{Blob: sender.sum.Sum(nil), Version: storageVersion})
 }
 
-// writeSnapshotFile writes the state as etcd's database file in a new
-// temporary directory in dir, and returns it open at its start, and what
+// writeSnapshotFile writes the state as etcd's database file into a new
+// scratch file, and returns it open at its start, and what closes and
 // removes it.
-func writeSnapshotFile(dir string, state *core.Checkpoint) (*os.File, func(), error) {
+func writeSnapshotFile(scratch func() (string, func(), error), state *core.Checkpoint) (*os.File, func(), error) {
 	ex, kv, err := state.Export()
 	if err != nil {
 		return nil, nil, err
 	}
-	tmp, err := os.MkdirTemp(dir, SnapshotTempPrefix+"*")
+	path, remove, err := scratch()
 	if err != nil {
 		return nil, nil, err
 	}
-	path := filepath.Join(tmp, "db")
 	err = etcddb.Write(path, ex, kv)
 	var f *os.File
 	if err == nil {
 		f, err = os.Open(path)
 	}
 	if err != nil {
-		os.RemoveAll(tmp)
+		remove()
 		return nil, nil, err
 	}
 	return f, func() {
 		f.Close()
-		os.RemoveAll(tmp)
+		remove()
 	}, nil
+}
+
+// TempDirScratch makes Snapshot's scratch file in a new temporary
+// directory in dir (the data directory), as the server does.
+func TempDirScratch(dir string) (string, func(), error) {
+	tmp, err := os.MkdirTemp(dir, SnapshotTempPrefix+"*")
+	if err != nil {
+		return "", nil, err
+	}
+	return filepath.Join(tmp, "db"), func() { os.RemoveAll(tmp) }, nil
 }
 
 // SnapshotTempPrefix starts the name of the temporary directory a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -31,16 +32,19 @@ type WatchService struct {
 	b Backend
 }
 
-// WatchSession is one watch stream's server side, step by step: Handle
-// takes the client's requests, Next waits for the member's responses,
-// Deliver sends them and gives their credit back.
+// WatchSession is one watch stream's server side, step by step: Receive
+// takes what the client sends, Step waits for the member's responses and
+// sends them. The gRPC handler runs Receive on a goroutine of its own and
+// Step in a loop; the simulator calls both from its tasks.
 type WatchSession struct {
 	s     *WatchService
 	ws    WatchStream
 	send  func(*pb.WatchResponse) error
 	limit int
-	// sendMu: Handle answers refused creates itself, while Deliver sends.
+	// sendMu: Receive answers refused creates itself, while Step sends.
 	sendMu sync.Mutex
+	// recvErr is the error receiving ended with: it ends the stream.
+	recvErr atomic.Pointer[error]
 }
 
 // Open starts a session whose responses go out through send.
@@ -52,8 +56,30 @@ func (s *WatchService) Open(ctx context.Context, send func(*pb.WatchResponse) er
 	return &WatchSession{s: s, ws: ws, send: send, limit: s.b.MaxRequestBytes() + grpcOverheadBytes}, nil
 }
 
-// Handle takes one request from the client.
-func (w *WatchSession) Handle(ctx context.Context, req *pb.WatchRequest) error {
+// Receive takes what the stream's Recv gave: a request (create, cancel,
+// progress) goes to the member, a create the client may not read is
+// refused here. more says whether to keep receiving: not once the client
+// is done sending (io.EOF; as etcd's, it still gets its events: the JSON
+// gateway half-closes at once), nor after an error, err, which ends the
+// stream: the caller then cancels the context Step waits with, and Step
+// returns err.
+func (w *WatchSession) Receive(ctx context.Context, req *pb.WatchRequest, recvErr error) (more bool, err error) {
+	if errors.Is(recvErr, io.EOF) {
+		return false, nil
+	}
+	err = recvErr
+	if err == nil {
+		err = w.handle(ctx, req)
+	}
+	if err != nil {
+		w.recvErr.Store(&err)
+		return false, err
+	}
+	return true, nil
+}
+
+// handle takes one request from the client.
+func (w *WatchSession) handle(ctx context.Context, req *pb.WatchRequest) error {
 	if denied := w.s.refuseCreate(ctx, req.GetCreateRequest()); denied != nil {
 		w.sendMu.Lock()
 		defer w.sendMu.Unlock()
@@ -62,12 +88,27 @@ func (w *WatchSession) Handle(ctx context.Context, req *pb.WatchRequest) error {
 	return w.ws.Request(ctx, req)
 }
 
-// Next waits for the member's next responses.
-func (w *WatchSession) Next(ctx context.Context) ([]watch.Out, error) { return w.ws.Next(ctx) }
+// Step waits for the member's next responses and sends them; an error
+// ends the stream, with what the handler returns: the receive side's
+// error first, else etcd's "watch canceled" for a canceled context, else
+// the member's.
+func (w *WatchSession) Step(ctx context.Context) error {
+	outs, err := w.ws.Next(ctx)
+	if err == nil {
+		return w.deliver(ctx, outs)
+	}
+	if rerr := w.recvErr.Load(); rerr != nil {
+		return *rerr
+	}
+	if errors.Is(err, context.Canceled) {
+		return rpctypes.ErrGRPCWatchCanceled
+	}
+	return toGRPC(err)
+}
 
-// Deliver sends responses, fragmented when a watcher asked for it and a
+// deliver sends responses, fragmented when a watcher asked for it and a
 // response is over the request size limit, and gives their credit back.
-func (w *WatchSession) Deliver(ctx context.Context, outs []watch.Out) error {
+func (w *WatchSession) deliver(ctx context.Context, outs []watch.Out) error {
 	credit := 0
 	w.sendMu.Lock()
 	var err error
@@ -87,8 +128,8 @@ func (w *WatchSession) Deliver(ctx context.Context, outs []watch.Out) error {
 // Close ends the session.
 func (w *WatchSession) Close() { w.ws.Close() }
 
-// Watch serves one bidirectional watch stream: requests go to the member
-// as they arrive; responses come back in order.
+// Watch serves one bidirectional watch stream: goroutine plumbing around
+// a WatchSession, whose steps decide everything.
 func (s *WatchService) Watch(stream pb.Watch_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -97,39 +138,20 @@ func (s *WatchService) Watch(stream pb.Watch_WatchServer) error {
 		return err
 	}
 	defer sess.Close()
-	recvErr := make(chan error, 1)
 	go func() {
 		for {
 			req, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				// As etcd's: a client that is done sending still gets
-				// its events (the JSON gateway half-closes at once).
-				return
-			}
-			if err == nil {
-				err = sess.Handle(ctx, req)
-			}
+			more, err := sess.Receive(ctx, req, err)
 			if err != nil {
-				recvErr <- err
 				cancel()
+			}
+			if !more {
 				return
 			}
 		}
 	}()
 	for {
-		outs, err := sess.Next(ctx)
-		if err != nil {
-			select {
-			case rerr := <-recvErr:
-				return rerr
-			default:
-			}
-			if errors.Is(err, context.Canceled) {
-				return rpctypes.ErrGRPCWatchCanceled
-			}
-			return toGRPC(err)
-		}
-		if err := sess.Deliver(ctx, outs); err != nil {
+		if err := sess.Step(ctx); err != nil {
 			return err
 		}
 	}

@@ -53,29 +53,17 @@ func (s *Server) publish() {
 // loopCaller runs functions on the loop, which owns the node, for
 // goroutines off it, and waits for them.
 type loopCaller struct {
-	loop     *driver.Loop
-	node     *core.Node
-	stopping <-chan struct{}
+	loop *driver.Loop
+	node *core.Node
 }
 
 func (s *Server) calls() loopCaller {
-	return loopCaller{loop: s.loop, node: s.node, stopping: s.life.stopping}
+	return loopCaller{loop: s.loop, node: s.node}
 }
 
 // call runs fn on the loop and waits for it.
 func (c loopCaller) call(ctx context.Context, fn func(*core.Node)) error {
-	done := make(chan struct{})
-	if err := c.loop.Post(ctx, func() { fn(c.node); close(done) }); err != nil {
-		return err
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.stopping:
-		return core.ErrStopped
-	}
+	return driver.Await(ctx, c.loop, func(done func()) { fn(c.node); done() })
 }
 
 // hash is the member's HashKV at rev (0: its current revision), and its

@@ -73,20 +73,21 @@ func (t *peerTransport) receiveMessages(ss grpc.ServerStream) error {
 	}
 }
 
-func (t *peerTransport) receiveSnapshot(ss grpc.ServerStream) error {
+// receiveSnapshot takes a snapshot stream, resumable on SnapshotResume.
+func (t *peerTransport) receiveSnapshot(ss grpc.ServerStream, resumable bool) error {
 	h, err := t.checkHello(ss)
 	if err != nil {
 		return err
 	}
 	done := t.metrics.snapshotStarted(&t.metrics.snapReceive, hexID(h.From))
-	err = t.receiveSnapshotBody(ss)
+	err = t.receiveSnapshotBody(ss, resumable)
 	done(err)
 	return err
 }
 
 // receiveSnapshotBody takes a snapshot's message and content after the
 // hello and hands them to the loop.
-func (t *peerTransport) receiveSnapshotBody(ss grpc.ServerStream) error {
+func (t *peerTransport) receiveSnapshotBody(ss grpc.ServerStream, resumable bool) error {
 	var b []byte
 	if err := ss.RecvMsg(&b); err != nil {
 		return err
@@ -95,7 +96,7 @@ func (t *peerTransport) receiveSnapshotBody(ss grpc.ServerStream) error {
 	if len(b) == 0 || b[0] != frameRaft || proto.Unmarshal(b[1:], m) != nil || m.GetType() != raftpb.MsgSnap {
 		return errors.New("snapshot stream without its MsgSnap")
 	}
-	return t.receiveSnapshotContent(ss, m)
+	return t.receiveSnapshotContent(ss, m, resumable)
 }
 
 // clusterInfo answers Cluster with the membership the loop last applied.

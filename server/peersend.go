@@ -3,12 +3,19 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/driver"
+	"github.com/detcd/detcd/snapresume"
 )
 
 // peer sends to one member, in order, over one stream it keeps open.
@@ -99,46 +106,86 @@ func (t *peerTransport) unreachable(id uint64) {
 // outcome to the loop.
 func (t *peerTransport) sendSnapshot(snap core.OutgoingSnapshot, urls []string) {
 	done := t.metrics.snapshotStarted(&t.metrics.snapSend, hexID(snap.To))
-	err := t.streamSnapshot(snap, urls)
+	w, err := t.streamSnapshot(snap, urls)
 	done(err)
+	to := fmt.Sprintf("%x", snap.To)
 	if err != nil {
-		t.log.Warn("sending a snapshot failed", "to", fmt.Sprintf("%x", snap.To), "index", snap.Index, "err", err)
+		t.log.Warn("sending a snapshot failed", "to", to, "index", snap.Index, "err", err)
 	} else {
-		t.log.Info("sent a snapshot", "to", fmt.Sprintf("%x", snap.To), "index", snap.Index)
+		t.log.Info("sent a snapshot", "to", to, "index", snap.Index, "bytes-sent", w.SentBytes, "bytes-held", w.HeldBytes)
 	}
 	ok := err == nil
 	_ = t.loop.Post(context.Background(), func() { t.drv.ReportSnapshot(snap.To, ok) })
 }
 
-func (t *peerTransport) streamSnapshot(snap core.OutgoingSnapshot, urls []string) error {
+// streamSnapshot streams a snapshot on SnapshotResume, skipping what the
+// peer holds, or on Snapshot, from zero, to a peer without it.
+func (t *peerTransport) streamSnapshot(snap core.OutgoingSnapshot, urls []string) (*driver.ResumeWriter, error) {
 	conn, err := t.dialer.dial(urls)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stream, err := conn.NewStream(ctx, &peerDesc.Streams[1], "/"+peerService+"/Snapshot")
+	var offer snapresume.Offer
+	stream, err := t.openSnapshotStream(ctx, conn, snap, &peerDesc.Streams[2])
+	if err == nil {
+		offer, err = receiveOffer(stream)
+	}
+	if status.Code(err) == codes.Unimplemented {
+		stream, err = t.openSnapshotStream(ctx, conn, snap, &peerDesc.Streams[1])
+	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	h, _ := json.Marshal(hello{ClusterID: t.clusterID, From: t.id, To: snap.To})
-	if err := stream.SendMsg(frame(frameHello, h)); err != nil {
-		return err
-	}
-	mb, err := proto.Marshal(snap.Msg)
+	w, err := sendSnapshotContent(stream, snap, offer)
 	if err != nil {
-		return err
-	}
-	if err := stream.SendMsg(frame(frameRaft, mb)); err != nil {
-		return err
-	}
-	if err := sendSnapshotContent(stream, snap); err != nil {
-		return err
+		return w, err
 	}
 	if err := stream.CloseSend(); err != nil {
-		return err
+		return w, err
 	}
 	var ack []byte
-	return stream.RecvMsg(&ack)
+	return w, stream.RecvMsg(&ack)
+}
+
+// openSnapshotStream opens a snapshot stream of method desc and sends the
+// hello and the MsgSnap.
+func (t *peerTransport) openSnapshotStream(ctx context.Context, conn *grpc.ClientConn, snap core.OutgoingSnapshot, desc *grpc.StreamDesc) (grpc.ClientStream, error) {
+	stream, err := conn.NewStream(ctx, desc, "/"+peerService+"/"+desc.StreamName)
+	if err != nil {
+		return nil, err
+	}
+	h, _ := json.Marshal(hello{ClusterID: t.clusterID, From: t.id, To: snap.To})
+	mb, err := proto.Marshal(snap.Msg)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []*[]byte{frame(frameHello, h), frame(frameRaft, mb)} {
+		if err := stream.SendMsg(f); errors.Is(err, io.EOF) {
+			// The receiver ended the stream: its status says why (a
+			// member without the method says Unimplemented).
+			var b []byte
+			if err := stream.RecvMsg(&b); err != nil {
+				return nil, err
+			}
+			return nil, errors.New("snapshot stream ended by the receiver")
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return stream, nil
+}
+
+// receiveOffer reads what the receiver holds of an earlier transfer.
+func receiveOffer(stream grpc.ClientStream) (snapresume.Offer, error) {
+	var b []byte
+	if err := stream.RecvMsg(&b); err != nil {
+		return snapresume.Offer{}, err
+	}
+	if len(b) == 0 || b[0] != frameOffer {
+		return snapresume.Offer{}, errors.New("snapshot stream: the receiver did not answer with its offer")
+	}
+	return snapresume.ParseOffer(b[1:])
 }

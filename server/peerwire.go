@@ -16,17 +16,17 @@ import (
 // each other's Cluster (who is in it) and HashKV (for the corruption
 // checks) calls, with a codec that passes bytes through (frames are
 // detcd's own). Every stream opens with a hello naming the cluster and
-// the sender, so a member of another cluster is refused.
+// the sender, so a member of another cluster is refused. A snapshot
+// streams on SnapshotResume (snapshotrecv.go), or, to a member without
+// it, on Snapshot, from zero.
 
 const (
 	peerService = "detcd.peer.v1.Peer"
 	// peerQueueMax bounds the messages waiting for one peer: a slow or
 	// dead peer loses messages (raft retries) instead of holding the loop.
-	peerQueueMax = 4096
-	// snapshotChunkBytes is the size of a snapshot's content frames.
-	snapshotChunkBytes = 1 << 20
-	peerDialTimeout    = 3 * time.Second
-	peerBackoffMax     = 2 * time.Second
+	peerQueueMax    = 4096
+	peerDialTimeout = 3 * time.Second
+	peerBackoffMax  = 2 * time.Second
 	// peerMsgBytesMax bounds one gRPC message between members (a
 	// snapshot's frames are smaller; a raft message may carry many
 	// entries).
@@ -112,7 +112,8 @@ var peerDesc = grpc.ServiceDesc{
 	HandlerType: (*any)(nil),
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Messages", Handler: func(srv any, ss grpc.ServerStream) error { return srv.(*peerTransport).receiveMessages(ss) }, ClientStreams: true},
-		{StreamName: "Snapshot", Handler: func(srv any, ss grpc.ServerStream) error { return srv.(*peerTransport).receiveSnapshot(ss) }, ClientStreams: true},
+		{StreamName: "Snapshot", Handler: func(srv any, ss grpc.ServerStream) error { return srv.(*peerTransport).receiveSnapshot(ss, false) }, ClientStreams: true},
+		{StreamName: "SnapshotResume", Handler: func(srv any, ss grpc.ServerStream) error { return srv.(*peerTransport).receiveSnapshot(ss, true) }, ClientStreams: true, ServerStreams: true},
 	},
 	Methods: []grpc.MethodDesc{
 		unaryPeerMethod("Cluster", func(t *peerTransport, _ context.Context, _ []byte) (*[]byte, error) { return t.clusterInfo() }),

@@ -1,16 +1,19 @@
 package server
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/driver"
-	"github.com/detcd/detcd/internal/chunk"
+	"github.com/detcd/detcd/snapresume"
 )
 
 // A snapshot stream is: hello, the MsgSnap, the content in frameChunk
@@ -18,25 +21,52 @@ import (
 // The receiver writes the content to disk as it arrives (memory bounded by
 // one frame) and refuses a stream that ends without the sum or does not
 // match it.
+//
+// On the SnapshotResume method (version 2 of the stream; a sender falls
+// back to Snapshot on a member without it), the receiver answers the
+// MsgSnap with a frameOffer (snapresume.Offer: the chunks it holds of a
+// transfer that broke off), and the sender sends, chunk by chunk of
+// snapresume.ChunkBytes, either the chunk (frameChunk) or, for one the
+// offer holds, a frameHeld with its index, which the receiver copies from
+// its partial file.
 
-// frameSum carries a snapshot's driver.SnapshotSum after its content.
-const frameSum = frameChunk + 1
+// Frame kinds of snapshot streams, after package wire's.
+const (
+	// frameSum carries a snapshot's driver.SnapshotSum after its content.
+	frameSum = frameChunk + 1
+	// frameOffer carries a receiver's marshaled snapresume.Offer.
+	frameOffer = frameSum + 1
+	// frameHeld carries the u32 index of a chunk the offer holds.
+	frameHeld = frameOffer + 1
+)
+
+// snapshotCutWaitMax bounds how long a transfer waits for the one it cut
+// to keep its file; past it, it starts without that file.
+const snapshotCutWaitMax = 5 * time.Second
 
 // receiveSnapshotContent takes the content that follows m on ss into a
-// temporary checkpoint file, hands the sealed file to the loop and acks
-// once the member installed it (or reports why not).
-func (t *peerTransport) receiveSnapshotContent(ss grpc.ServerStream, m *raftpb.Message) error {
-	r, err := driver.ReceiveSnapshot(t.disk, m)
+// temporary checkpoint file, resuming from a partial one if resumable,
+// hands the sealed file to the loop and acks once the member installed it
+// (or reports why not).
+func (t *peerTransport) receiveSnapshotContent(ss grpc.ServerStream, m *raftpb.Message, resumable bool) error {
+	r, err := t.partials.Receive(m)
 	if err != nil {
 		return err
 	}
-	f, err := receiveSnapshotFrames(ss, r)
+	if resumable {
+		if err := t.sendOffer(ss, r); err != nil {
+			r.Abort()
+			return err
+		}
+	}
+	from, index := fmt.Sprintf("%x", m.GetFrom()), m.GetSnapshot().GetMetadata().GetIndex()
+	f, held, err := receiveSnapshotFrames(ss, r)
 	if err != nil {
 		r.Abort()
-		t.log.Warn("receiving a snapshot failed", "from", fmt.Sprintf("%x", m.GetFrom()), "index", m.GetSnapshot().GetMetadata().GetIndex(), "bytes", r.Received(), "err", err)
+		t.log.Warn("receiving a snapshot failed", "from", from, "index", index, "bytes", r.Received(), "err", err)
 		return err
 	}
-	t.log.Info("received a snapshot", "from", fmt.Sprintf("%x", m.GetFrom()), "index", f.Index, "bytes", f.Bytes)
+	t.log.Info("received a snapshot", "from", from, "index", f.Index, "bytes", f.Bytes, "resumed-bytes", held)
 	done := make(chan error, 1)
 	if err := t.loop.Post(ss.Context(), func() { t.drv.StepSnapshot(f, func(err error) { done <- err }) }); err != nil {
 		_ = t.disk.RemoveReceived(f.Name) // the loop never got it
@@ -54,50 +84,86 @@ func (t *peerTransport) receiveSnapshotContent(ss grpc.ServerStream, m *raftpb.M
 	return ss.SendMsg(new([]byte))
 }
 
+// sendOffer waits (bounded) for the transfers r cut to keep their files,
+// then offers the sender what r may resume from.
+func (t *peerTransport) sendOffer(ss grpc.ServerStream, r *driver.SnapshotReceiver) error {
+	wait, cancel := context.WithTimeout(ss.Context(), snapshotCutWaitMax)
+	defer cancel()
+	for _, c := range r.Cut() {
+		select {
+		case <-c:
+		case <-wait.Done():
+		}
+	}
+	offer, err := r.Offer()
+	if err != nil {
+		t.log.Warn("a partial snapshot is not resumable", "err", err)
+	}
+	if p := r.Resumes(); p.Name != "" {
+		t.log.Info("resuming a snapshot transfer", "partial-index", p.Index, "partial-term", p.Term, "partial-bytes", p.Bytes)
+	}
+	return ss.SendMsg(frame(frameOffer, offer.Marshal()))
+}
+
 // receiveSnapshotFrames writes the content frames to r until the sum and
-// the end of the stream.
-func receiveSnapshotFrames(ss grpc.ServerStream, r *driver.SnapshotReceiver) (*driver.ReceivedFile, error) {
+// the end of the stream, and says how many content bytes came from the
+// partial r resumed.
+func receiveSnapshotFrames(ss grpc.ServerStream, r *driver.SnapshotReceiver) (*driver.ReceivedFile, int64, error) {
 	var sum *driver.SnapshotSum
+	var held int64
 	for {
 		var b []byte
 		if err := ss.RecvMsg(&b); err != nil {
 			if !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("snapshot stream broke after %d bytes: %w", r.Received(), err)
+				return nil, held, fmt.Errorf("snapshot stream broke after %d bytes: %w", r.Received(), err)
 			}
 			break
 		}
 		switch {
 		case len(b) == 0:
 		case sum != nil:
-			return nil, errors.New("snapshot stream goes on after its sum")
+			return nil, held, errors.New("snapshot stream goes on after its sum")
 		case b[0] == frameChunk:
 			if _, err := r.Write(b[1:]); err != nil {
-				return nil, err
+				return nil, held, err
 			}
+		case b[0] == frameHeld && len(b) == 5:
+			before := r.Received()
+			if err := r.Held(int(binary.LittleEndian.Uint32(b[1:]))); err != nil {
+				return nil, held, err
+			}
+			held += r.Received() - before
 		case b[0] == frameSum:
 			s, err := driver.ParseSnapshotSum(b[1:])
 			if err != nil {
-				return nil, err
+				return nil, held, err
 			}
 			sum = &s
 		}
 	}
 	if sum == nil {
-		return nil, fmt.Errorf("snapshot stream torn: it ended after %d bytes without the leader's sum", r.Received())
+		return nil, held, fmt.Errorf("snapshot stream torn: it ended after %d bytes without the leader's sum", r.Received())
 	}
-	return r.Finish(*sum)
+	f, err := r.Finish(*sum)
+	return f, held, err
 }
 
-// sendSnapshotContent streams a snapshot's content in frames, then its
-// sum.
-func sendSnapshotContent(stream grpc.ClientStream, snap core.OutgoingSnapshot) error {
-	w := &chunk.Writer{Size: snapshotChunkBytes, Send: func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) }}
+// sendSnapshotContent streams a snapshot's content in frames, skipping
+// the chunks offer holds, then its sum.
+func sendSnapshotContent(stream grpc.ClientStream, snap core.OutgoingSnapshot, offer snapresume.Offer) (*driver.ResumeWriter, error) {
+	w := &driver.ResumeWriter{
+		Offer: offer,
+		Send:  func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) },
+		Skip: func(i int) error {
+			return stream.SendMsg(frame(frameHeld, binary.LittleEndian.AppendUint32(nil, uint32(i))))
+		},
+	}
 	sw := &driver.SnapshotSummer{W: w}
 	if err := snap.Write(sw); err != nil {
-		return err
+		return w, err
 	}
 	if err := w.Flush(); err != nil {
-		return err
+		return w, err
 	}
-	return stream.SendMsg(frame(frameSum, sw.Sum().Marshal()))
+	return w, stream.SendMsg(frame(frameSum, sw.Sum().Marshal()))
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,9 +15,12 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/detcd/detcd/driver"
 	"github.com/detcd/detcd/internal/chunk"
+	"github.com/detcd/detcd/snapresume"
 )
 
 // snapshotFiles lists a member's checkpoints and what is left of received
@@ -115,36 +119,49 @@ func TestLearnerJoinsBySnapshot(t *testing.T) {
 	}
 }
 
-// TestSnapshotStreamTorn: a snapshot stream that ends without the
-// leader's sum is refused as torn and leaves no file behind.
-func TestSnapshotStreamTorn(t *testing.T) {
-	tc := newTestCluster(t, 1)
+// snapshotStream opens a snapshot stream of method desc to member s as
+// member 99 and sends the hello and a MsgSnap of index and term.
+func snapshotStream(t *testing.T, c context.Context, tc *testCluster, desc *grpc.StreamDesc, index, term uint64) grpc.ClientStream {
+	t.Helper()
 	s := tc.servers[0]
-	tc.leader()
 	conn, err := s.peers.dialer.dial(tc.cfgs[0].InitialAdvertisePeerURLs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := conn.NewStream(c, &peerDesc.Streams[1], "/"+peerService+"/Snapshot")
+	t.Cleanup(func() { conn.Close() })
+	stream, err := conn.NewStream(c, desc, "/"+peerService+"/"+desc.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h, _ := json.Marshal(hello{ClusterID: s.peers.clusterID, From: 99, To: s.node.ID()})
-	index, term := uint64(1000), uint64(1)
 	m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(uint64(99)), To: new(s.node.ID()), Term: &term,
 		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: &index, Term: &term}}}
 	mb, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &chunk.Writer{Size: snapshotChunkBytes, Send: func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) }}
+	for _, err := range []error{stream.SendMsg(frame(frameHello, h)), stream.SendMsg(frame(frameRaft, mb))} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return stream
+}
+
+// TestSnapshotStreamResumes: a snapshot stream that ends without the
+// leader's sum is refused as torn and its file kept; a stream of another
+// snapshot on SnapshotResume is offered its chunks, and one whose sum
+// does not match what the receiver put together leaves no file behind.
+func TestSnapshotStreamResumes(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	tc.leader()
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream := snapshotStream(t, c, tc, &peerDesc.Streams[1], 1000, 1)
+	content := []byte(strings.Repeat("x", 3<<20))
+	w := &chunk.Writer{Size: snapresume.ChunkBytes, Send: func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) }}
 	for _, err := range []error{
-		stream.SendMsg(frame(frameHello, h)),
-		stream.SendMsg(frame(frameRaft, mb)),
-		func() error { _, err := w.Write([]byte(strings.Repeat("x", 3<<20))); return err }(),
+		func() error { _, err := w.Write(content); return err }(),
 		w.Flush(),
 		stream.CloseSend(),
 	} {
@@ -153,11 +170,55 @@ func TestSnapshotStreamTorn(t *testing.T) {
 		}
 	}
 	var ack []byte
-	err = stream.RecvMsg(&ack)
+	err := stream.RecvMsg(&ack)
 	if err == nil || !strings.Contains(err.Error(), "torn") {
 		t.Fatalf("a stream without the sum: %v, want it refused as torn", err)
 	}
-	if _, temps := snapshotFiles(t, tc.cfgs[0].DataDir); len(temps) != 0 {
-		t.Fatalf("received files left: %v", temps)
+	if _, temps := snapshotFiles(t, tc.cfgs[0].DataDir); len(temps) != 1 {
+		t.Fatalf("received files left: %v, want the torn one's, to resume", temps)
+	}
+
+	stream = snapshotStream(t, c, tc, &peerDesc.Streams[2], 1001, 2)
+	offer, err := receiveOffer(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := snapresume.ChunkOf(content[:snapresume.ChunkBytes])
+	if len(offer.Chunks) != 3 || !offer.Holds(2, x) {
+		t.Fatalf("offered %d chunks, want the 3 of the torn stream", len(offer.Chunks))
+	}
+	held := func(i uint32) error {
+		return stream.SendMsg(frame(frameHeld, binary.LittleEndian.AppendUint32(nil, i)))
+	}
+	for _, err := range []error{
+		stream.SendMsg(frame(frameChunk, []byte("another head"))),
+		held(1), // out of turn: chunk 0 is short
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.RecvMsg(&ack); err == nil || !strings.Contains(err.Error(), "skipped chunk 1 at offset 1048576 with 12 bytes arrived") {
+		t.Fatalf("a held chunk out of turn: %v", err)
+	}
+	if _, temps := snapshotFiles(t, tc.cfgs[0].DataDir); len(temps) != 2 {
+		t.Fatalf("received files left: %v, want both partials", temps)
+	}
+
+	stream = snapshotStream(t, c, tc, &peerDesc.Streams[2], 1002, 2)
+	if offer, err = receiveOffer(stream); err != nil || len(offer.Chunks) != 3 {
+		t.Fatalf("offered %d chunks (%v), want the largest partial's 3", len(offer.Chunks), err)
+	}
+	bad := driver.SnapshotSum{Bytes: int64(len(content)), CRC: 1}
+	for _, err := range []error{held(0), held(1), held(2), stream.SendMsg(frame(frameSum, bad.Marshal())), stream.CloseSend()} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.RecvMsg(&ack); err == nil || !strings.Contains(err.Error(), "damaged in transfer") {
+		t.Fatalf("a resumed stream whose sum does not match: %v, want it refused", err)
+	}
+	if _, temps := snapshotFiles(t, tc.cfgs[0].DataDir); len(temps) != 1 {
+		t.Fatalf("received files left: %v, want only the partial not resumed", temps)
 	}
 }

@@ -36,8 +36,10 @@ type peerTransport struct {
 	// it takes; set by attach before any traffic.
 	loop *driver.Loop
 	drv  *driver.Driver
-	// disk takes the snapshots the leader streams, as they arrive.
-	disk *disk.Disk
+	// disk takes the snapshots the leader streams, as they arrive, and
+	// partials keeps those that broke off, to resume.
+	disk     *disk.Disk
+	partials *driver.SnapshotPartials
 
 	senders peerSenders // the loop's
 
@@ -62,6 +64,7 @@ func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer,
 // attach gives the transport the driver it carries messages for.
 func (t *peerTransport) attach(loop *driver.Loop, drv *driver.Driver, d *disk.Disk, hashes hashFunc) {
 	t.loop, t.drv, t.disk, t.hashes = loop, drv, d, hashes
+	t.partials = driver.NewSnapshotPartials(d)
 }
 
 // listen serves the peer service on the peer URLs, over TLS on https

@@ -86,12 +86,17 @@ func (w *World) callAs(m *member, l *login, r core.Request, cb func(core.Respons
 
 // invokeAs is callAs for any unary call of m's services.
 func (w *World) invokeAs(m *member, l *login, c rpc, cb func(core.Response)) {
+	w.runAs(m, l, m.unaryCall(c), cb)
+}
+
+// runAs is invokeAs for any call of m's services, unary or a stream.
+func (w *World) runAs(m *member, l *login, run serviceCall, cb func(core.Response)) {
 	w.with(m, l, func(token string, failed *core.Response) {
 		if failed != nil {
 			cb(*failed)
 			return
 		}
-		m.invoke(token, c, func(resp core.Response) {
+		run(token, func(resp core.Response) {
 			if l != nil && authRefused(resp.Err) {
 				l.forget()
 			}

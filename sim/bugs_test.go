@@ -75,7 +75,7 @@ func TestSnapshotLoadOnLoopLosesQuorum(t *testing.T) {
 // plantedGuard is how code checks a planted bug: n.bug(BugX) in core,
 // x.Bug == planted.X in its subpackages, c.bug(core.BugX) in corrupt,
 // bug(cfg, core.BugX) in driver.
-var plantedGuard = regexp.MustCompile(`(?:\w\.bug\((?:core\.)?|bug\(cfg, core\.)(Bug\w+)\)|\.(?:Bug|bug) == planted\.(\w+)`)
+var plantedGuard = regexp.MustCompile(`(?:\w\.(?:bug|planted)\((?:core\.)?|bug\(cfg, core\.)(Bug\w+)\)|\.(?:Bug|bug) == planted\.(\w+)`)
 
 // TestPlantedBugsGuarded is make test's cheap check of the list make
 // mutants runs: every planted bug has a distinct name, and code outside

@@ -64,6 +64,8 @@ type checkers struct {
 	maint maintChecks
 	// quorum follows leaders and snapshot transfers (checks_quorum.go).
 	quorum quorumCheck
+	// snap is what the backup checks keep (checks_snapshot.go).
+	snap snapChecks
 }
 
 func newCheckers(w *World) *checkers {
@@ -120,6 +122,7 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	c.perm.sample(m)
 	c.maintApplied(m, index, data)
 	c.noteLeaseEntry(m, index, term, data)
+	c.snapApplied(m, index)
 	if data == nil {
 		return // a snapshot: its entries were checked where they were applied
 	}

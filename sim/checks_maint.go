@@ -38,7 +38,9 @@ import (
 //     disarm may have been applied in between.
 //   - Every answer names the member that gave it; an error is one etcd
 //     may give for the call; with auth on, the app user's defragment,
-//     hash, HashKV and leadership move are refused, as etcd's are.
+//     hash, HashKV, leadership move and snapshot are refused, as etcd's
+//     are.
+//   - A snapshot's backup: checks_snapshot.go.
 //
 // The liveness phase adds one more: after the last recovery, a write
 // succeeds (World.liveness waits for it).
@@ -92,6 +94,8 @@ type maintCall struct {
 	leases int
 	// asApp: the call went as the app user, not root.
 	asApp bool
+	// snapshot collects a Snapshot's stream.
+	snapshot *snapshotStream
 }
 
 // errLeaderTransferTimeout is etcd's answer to a leadership move that
@@ -112,7 +116,7 @@ var maintLegalFor = map[maintKind][]error{
 // adminOnly are the calls etcd lets only an administrator make (its
 // authMaintenanceServer's isPermitted); status and the lists need only a
 // user.
-var adminOnly = map[maintKind]bool{maintDefragment: true, maintHash: true, maintHashKV: true, maintMoveLeader: true}
+var adminOnly = map[maintKind]bool{maintDefragment: true, maintHash: true, maintHashKV: true, maintMoveLeader: true, maintSnapshot: true}
 
 // maintAnswer checks an answer to an operator call.
 func (c *checkers) maintAnswer(call maintCall, resp *core.Response) {
@@ -151,6 +155,8 @@ func (c *checkers) maintAnswer(call maintCall, resp *core.Response) {
 		if same {
 			c.checkLeaseList(call, r)
 		}
+	case *pb.SnapshotResponse:
+		c.checkSnapshot(call)
 	}
 }
 

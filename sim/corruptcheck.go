@@ -13,6 +13,7 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/corrupt"
+	"github.com/detcd/detcd/driver"
 )
 
 // The corruption checks (package corrupt) on the simulated members, the
@@ -71,12 +72,7 @@ func (r *corruptRuntime) WithTimeout(time.Duration) (context.Context, context.Ca
 // OnLoop implements corrupt.Runtime: fn runs as the member's event, as
 // the server's loopCaller posts it to the loop.
 func (r *corruptRuntime) OnLoop(ctx context.Context, fn func(*core.Node)) error {
-	rt := &taskRuntime{m: r.m, inc: r.inc}
-	sig := rt.NewSignal()
-	if err := rt.Post(ctx, func() { fn(r.m.node); sig.Fire() }); err != nil {
-		return err
-	}
-	return sig.Wait(ctx)
+	return driver.Await(ctx, &taskRuntime{m: r.m, inc: r.inc}, func(done func()) { fn(r.m.node); done() })
 }
 
 // PeerHashes implements corrupt.Runtime: every other member the node

@@ -27,8 +27,10 @@
 // revisions that never go backwards, the corruption checks' findings
 // (members run etcd's corruption checks, package corrupt, when the seed
 // draws them on: an alarm without a disk fault that damages data, or a
-// divergence they leave unreported, fails the run), and a quorum that no
-// snapshot transfer costs (checks_quorum.go). Snapshots take their size
+// divergence they leave unreported, fails the run), a quorum that no
+// snapshot transfer costs (checks_quorum.go), and the backups operators
+// take through Maintenance.Snapshot, each restored in a drill as `detcd
+// snapshot restore` does (checks_snapshot.go, restoredrill.go). Snapshots take their size
 // over the link's bandwidth and the disk's rate, and a quarter of the
 // worlds have a large store, modelled in sizes only (snapbw.go).
 //

@@ -34,6 +34,7 @@ func (m *member) startFrontend() {
 	rt := &taskRuntime{m: m, inc: m.inc}
 	m.front = driver.NewFrontend(m.d, rt, driver.FrontendConfig{
 		MaxTxnOps: simMaxTxnOps, MaxRequestBytes: simMaxRequestBytes,
+		SnapshotScratch: func() (string, func(), error) { return memFile(nil) },
 		// The lowest cost: the simulator hashes passwords by the
 		// thousand, and the cost changes nothing it checks.
 		BcryptCost: bcrypt.MinCost, Version: "3.7.3",
@@ -41,6 +42,7 @@ func (m *member) startFrontend() {
 	})
 	m.svc = grpcsvc.NewServices(m.front)
 	m.guard = grpcsvc.NewGuard(m.front)
+	m.monitorLeader()
 }
 
 // memberIDFromURL is a new member's id in the world: the number in its
@@ -77,6 +79,23 @@ func (m *member) call(r core.Request, cb func(core.Response)) {
 // refuses most calls), then the service method. cb gets, as an event of
 // the world, the response (Msg) or etcd's gRPC error (Err).
 func (m *member) invoke(token string, c rpc, cb func(core.Response)) {
+	m.spawnCall(token, cb, func(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard) (proto.Message, error) {
+		return serve(ctx, svc, guard, c)
+	})
+}
+
+// serviceCall is a call of a member's services sent with a token; cb
+// gets its answer as an event of the world.
+type serviceCall func(token string, cb func(core.Response))
+
+// unaryCall is invoke for c, as a serviceCall.
+func (m *member) unaryCall(c rpc) serviceCall {
+	return func(token string, cb func(core.Response)) { m.invoke(token, c, cb) }
+}
+
+// spawnCall runs handle in a task with the token in its context, as gRPC
+// hands a call to a handler, and gives its answer to cb as an event.
+func (m *member) spawnCall(token string, cb func(core.Response), handle func(context.Context, *grpcsvc.Services, *grpcsvc.Guard) (proto.Message, error)) {
 	w, svc, guard := m.w, m.svc, m.guard
 	if !m.up || svc == nil {
 		w.schedule(w.now, func() { cb(core.Response{Err: rpctypes.ErrGRPCStopped}) })
@@ -87,7 +106,7 @@ func (m *member) invoke(token string, c rpc, cb func(core.Response)) {
 		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", token))
 	}
 	w.spawn(func() {
-		msg, err := serve(ctx, svc, guard, c)
+		msg, err := handle(ctx, svc, guard)
 		w.schedule(w.now, func() { cb(core.Response{Msg: msg, Err: err}) })
 	})
 }
@@ -136,10 +155,6 @@ func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.U
 		return "/etcdserverpb.Lease/LeaseGrant", r.LeaseGrant, unary(svc.Lease.LeaseGrant)
 	case r.LeaseRevoke != nil:
 		return "/etcdserverpb.Lease/LeaseRevoke", r.LeaseRevoke, unary(svc.Lease.LeaseRevoke)
-	case r.LeaseKeepAlive != nil:
-		// One request of a keep-alive stream; the guard checks the
-		// stream when it opens, as it does here for each.
-		return "/etcdserverpb.Lease/LeaseKeepAlive", r.LeaseKeepAlive, unary(svc.Lease.KeepAliveOnce)
 	case r.LeaseTimeToLive != nil:
 		return "/etcdserverpb.Lease/LeaseTimeToLive", r.LeaseTimeToLive, unary(svc.Lease.LeaseTimeToLive)
 	case r.LeaseLeases:
@@ -150,6 +165,8 @@ func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.U
 		return "/etcdserverpb.Cluster/MemberRemove", r.MemberRemove, unary(svc.Cluster.MemberRemove)
 	case r.MemberPromote != nil:
 		return "/etcdserverpb.Cluster/MemberPromote", r.MemberPromote, unary(svc.Cluster.MemberPromote)
+	case r.MemberList != nil:
+		return "/etcdserverpb.Cluster/MemberList", r.MemberList, unary(svc.Cluster.MemberList)
 	case r.Auth != nil:
 		return routeAuth(svc.Auth, r.Auth)
 	}

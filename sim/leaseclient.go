@@ -22,6 +22,8 @@ type leaseClient struct {
 	// limited, in worlds with users of limited permissions, one as such
 	// a user, which one in permShare of its requests goes as.
 	login, limited *login
+	// ka is the holder's keep-alive stream.
+	ka *kaStream
 }
 
 // leaseRecord is what a client knows of one of its leases.
@@ -142,7 +144,7 @@ func (c *leaseClient) keepAlive(rec *leaseRecord, rounds int) {
 	w.after(waitUs, func() {
 		sent := w.now
 		rec.renewing++
-		c.call(core.Request{LeaseKeepAlive: &pb.LeaseKeepAliveRequest{ID: rec.id}}, func(resp *core.Response) {
+		c.renew(rec.id, func(resp *core.Response) {
 			rec.renewing--
 			if resp == nil || !definite(resp.Err) {
 				rec.lostSent = sent

@@ -13,9 +13,9 @@ import (
 // TestOperators: operators calling the Maintenance service under every
 // fault, with auto compaction off and, in half the seeds, the smallest
 // quota, so that it fills up, find nothing wrong; between them the runs hash the same revision on two
-// members, raise NOSPACE and recover from it, and a run replays.
+// members, raise NOSPACE and recover from it, take backups, and a run replays.
 func TestOperators(t *testing.T) {
-	var hashes, noSpace, disarms int
+	var hashes, noSpace, disarms, backups int
 	for seed := uint64(1); seed <= 8; seed++ {
 		o := DefaultOptions()
 		o.Seed, o.Duration, o.Operators, o.Compaction = seed, 20*time.Second, 2, "never"
@@ -33,12 +33,13 @@ func TestOperators(t *testing.T) {
 		hashes += len(w.checks.maint.hashes)
 		noSpace += len(w.checks.maint.noSpace)
 		disarms += len(w.checks.maint.disarms)
+		backups += w.checks.snap.taken
 		if seed == 2 && run(t, o).TraceHash != res.TraceHash {
 			t.Fatalf("seed %d with operators does not replay", seed)
 		}
 	}
-	if hashes == 0 || noSpace == 0 || disarms == 0 {
-		t.Fatalf("the operators did too little: %d hashes compared, %d alarm lists with NOSPACE, %d disarms", hashes, noSpace, disarms)
+	if hashes == 0 || noSpace == 0 || disarms == 0 || backups == 0 {
+		t.Fatalf("the operators did too little: %d hashes compared, %d alarm lists with NOSPACE, %d disarms, %d backups", hashes, noSpace, disarms, backups)
 	}
 }
 

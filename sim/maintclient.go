@@ -50,13 +50,14 @@ const (
 	maintHashKV
 	maintMoveLeader
 	maintLeases
+	maintSnapshot
 	maintKindsEnd
 )
 
-var maintNames = [maintKindsEnd]string{"status", "alarm-list", "defragment", "hash", "hash-kv", "move-leader", "lease-leases"}
+var maintNames = [maintKindsEnd]string{"status", "alarm-list", "defragment", "hash", "hash-kv", "move-leader", "lease-leases", "snapshot"}
 
 // maintWeightsBase are the mean odds of each call.
-var maintWeightsBase = [maintKindsEnd]int{maintStatus: 4, maintAlarms: 4, maintDefragment: 2, maintHash: 1, maintHashKV: 4, maintMoveLeader: 1, maintLeases: 2}
+var maintWeightsBase = [maintKindsEnd]int{maintStatus: 4, maintAlarms: 4, maintDefragment: 2, maintHash: 1, maintHashKV: 4, maintMoveLeader: 1, maintLeases: 2, maintSnapshot: 1}
 
 // operatorThinkMinUs and operatorThinkMaxUs bound the pause between an
 // operator's calls.
@@ -126,6 +127,7 @@ func (o *operator) send(k maintKind) {
 	m := o.pick()
 	var c rpc
 	var target uint64
+	var stream *snapshotStream
 	switch k {
 	case maintStatus:
 		c = maintRPC("Status", &pb.StatusRequest{}, pb.MaintenanceServer.Status)
@@ -143,16 +145,22 @@ func (o *operator) send(k maintKind) {
 		}
 		target = o.voter()
 		c = maintRPC("MoveLeader", &pb.MoveLeaderRequest{TargetID: target}, pb.MaintenanceServer.MoveLeader)
-	default:
+	case maintLeases:
 		c = leasesRPC()
+	default:
+		stream = &snapshotStream{}
+	}
+	run := m.unaryCall(c)
+	if stream != nil {
+		run = m.snapshotCall(stream)
 	}
 	call := o.newCall(m, k)
-	call.target = target
+	call.target, call.snapshot = target, stream
 	l := o.login
 	if w.authOn && o.rng.IntN(appCallOdds) == 0 {
 		l, call.asApp = o.app, true
 	}
-	w.invokeWithin(m, l, c, 2*w.settings.ClientTimeoutUs, func(resp *core.Response) {
+	w.runWithin(m, l, run, 2*w.settings.ClientTimeoutUs, func(resp *core.Response) {
 		if resp == nil {
 			return
 		}
@@ -228,6 +236,11 @@ func (o *operator) call(m *member, c rpc, cb func(*core.Response)) {
 // invokeWithin sends c to m as l's user, one network latency each way,
 // and gives the answer, or nil if none came within timeoutUs.
 func (w *World) invokeWithin(m *member, l *login, c rpc, timeoutUs int64, cb func(*core.Response)) {
+	w.runWithin(m, l, m.unaryCall(c), timeoutUs, cb)
+}
+
+// runWithin is invokeWithin for any call of m's services.
+func (w *World) runWithin(m *member, l *login, run serviceCall, timeoutUs int64, cb func(*core.Response)) {
 	done := false
 	finish := func(resp *core.Response) {
 		if !done {
@@ -236,7 +249,7 @@ func (w *World) invokeWithin(m *member, l *login, c rpc, timeoutUs int64, cb fun
 		}
 	}
 	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
-		w.invokeAs(m, l, c, func(resp core.Response) {
+		w.runAs(m, l, run, func(resp core.Response) {
 			w.after(w.settings.Net.LatencyMinUs, func() { finish(&resp) })
 		})
 	}))

@@ -32,6 +32,8 @@ type member struct {
 	// d is the one driver, carrying out the node's Readys in virtual
 	// time on this member's simulated disk (env.go).
 	d *driver.Driver
+	// snapIn is what the member takes of snapshots (snapresume.go).
+	snapIn *snapIn
 	// front and svc are the member's request path: etcd's services over
 	// the driver, as the server has them (frontend.go); waits are the
 	// tasks waiting on it.
@@ -155,6 +157,7 @@ func (m *member) start() error {
 		return fmt.Errorf("%s: start: %w", m.name, err)
 	}
 	m.up, m.paused, m.held, m.deferred = true, false, false, nil
+	m.snapIn = newSnapIn(m)
 	m.startFrontend()
 	m.startCorruptChecks()
 	m.clock.startTicker(m.w.now)
@@ -313,7 +316,9 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		m.streams[id].broken()
+		if c := m.streams[id]; c.stream == id {
+			c.broken() // else the client moved on to another stream
+		}
 	}
 	m.streams = map[watch.StreamID]*watchClient{}
 	m.workPending = false

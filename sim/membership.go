@@ -106,7 +106,30 @@ func (f *faultState) addMember() {
 		if err := m.start(); err != nil {
 			w.checks.fail("%v", err)
 		}
+		f.listMembers(m)
 		f.promote(m, 0)
+	})
+}
+
+// listMembers lists the members as an operator checks an addition
+// (etcdctl member list, linearizable): the learner just added must be in
+// the list, if the answer comes while nothing else can have changed the
+// membership (it is still a learner, its promotion pending).
+func (f *faultState) listMembers(added *member) {
+	w := f.w
+	w.admin(core.Request{MemberList: &pb.MemberListRequest{Linearizable: true}}, func(resp *core.Response) {
+		if resp == nil || resp.Err != nil {
+			w.trace.logf(w.now, "membership: member list: %v", respErr(resp))
+			return
+		}
+		for _, m := range resp.Msg.(*pb.MemberListResponse).Members {
+			if m.ID == added.id {
+				return
+			}
+		}
+		if f.changing && added.learner && !added.removed {
+			w.checks.fail("membership: %s was added, but a linearizable member list leaves it out", added.name)
+		}
 	})
 }
 

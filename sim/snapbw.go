@@ -79,13 +79,14 @@ func (o Options) largeStore() bool {
 func (w *World) snapshotBytes(size int64) int64 { return size + w.settings.StorePrefillBytes }
 
 // snapshotArrives decides when a snapshot of size bytes (snapshotBytes)
-// sent now from one member to another is on the target's disk, sealed:
-// after its transfer over the link and its write at the target's disk
-// rate, which overlap, and the slowest fsync (a fixed one: drawing it
+// sent now from one member to another, sentBytes of them over the link
+// (the rest held from a partial, snapresume.go), is on the target's disk,
+// sealed: after its transfer over the link and its write at the target's
+// disk rate, which overlap, and the slowest fsync (a fixed one: drawing it
 // would shift the target's draws, and with them every later fsync). It is
 // lost if the link loses it.
-func (w *World) snapshotArrives(from, to *member, size int64) (int64, bool) {
-	times := w.net.SendBytes(from.id, to.id, w.now, size)
+func (w *World) snapshotArrives(from, to *member, sentBytes, size int64) (int64, bool) {
+	times := w.net.SendBytes(from.id, to.id, w.now, sentBytes)
 	if len(times) == 0 {
 		return 0, false
 	}

@@ -126,10 +126,12 @@ func (r *taskRuntime) Post(ctx context.Context, fn func()) error {
 }
 
 // NewSignal implements driver.Runtime.
-func (r *taskRuntime) NewSignal() driver.Signal {
-	w := r.m.w
-	w.nextSignal++
-	return &signal{m: r.m, id: w.nextSignal, inc: r.inc}
+func (r *taskRuntime) NewSignal() driver.Signal { return r.m.newSignal(r.inc) }
+
+// newSignal is a wait on incarnation inc of the member.
+func (m *member) newSignal(inc int) *signal {
+	m.w.nextSignal++
+	return &signal{m: m, id: m.w.nextSignal, inc: inc}
 }
 
 // signal is a wait of a task on a member: it ends when fired, or with
@@ -176,8 +178,9 @@ func (s *signal) Wait(ctx context.Context) error {
 	}
 }
 
-// wakeWaits resumes every task waiting on the member, after a crash: they
-// see core.ErrStopped.
+// wakeWaits resumes every task waiting on the member: after a crash, they
+// see core.ErrStopped; after contexts ended (the guard ended streams), a
+// wait whose context ended returns, the others wait again.
 func (m *member) wakeWaits() {
 	for _, id := range slices.Sorted(maps.Keys(m.waits)) {
 		m.waits[id].wake()

@@ -9,7 +9,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/watch"
@@ -28,8 +28,15 @@ type watchClient struct {
 	member *member
 	stream watch.StreamID
 	open   bool
-	// sess is the open stream's server side, once the member opened it.
-	sess *grpcsvc.WatchSession
+	// srv is the open stream's server side, once its handler runs.
+	srv *watchServer
+	// requireLeader: the client's streams require a leader, as
+	// Kubernetes' do (clientv3.WithRequireLeader).
+	requireLeader bool
+	// watchID is the open stream's watcher, once created (else -1);
+	// canceling is set once the client asked to cancel it.
+	watchID   int64
+	canceling bool
 	// login is the watcher's session as the app user (or, now and then,
 	// a user of limited permissions), with auth on; askedAt is when it
 	// last asked for a watcher.
@@ -86,6 +93,7 @@ func newWatchClient(w *World, id int) *watchClient {
 	c.progressNotify = c.rng.IntN(2) == 0
 	c.fragment = c.rng.IntN(2) == 0
 	c.slow = c.rng.IntN(3) == 0
+	c.requireLeader = c.rng.IntN(2) == 0
 	return c
 }
 
@@ -116,7 +124,8 @@ func (c *watchClient) connect(from int64) {
 	}
 	w.nextStream++
 	c.askedAt = w.now
-	c.member, c.stream, c.open, c.sess, c.from, c.fragments = m, w.nextStream, true, nil, from, nil
+	c.member, c.stream, c.open, c.srv, c.from, c.fragments = m, w.nextStream, true, nil, from, nil
+	c.watchID, c.canceling = -1, false
 	c.sessions++
 	m.streams[c.stream] = c
 	req := &pb.WatchCreateRequest{Key: []byte(c.key), RangeEnd: []byte(c.end), StartRevision: from, PrevKv: c.prevKV, ProgressNotify: c.progressNotify, Fragment: c.fragment}
@@ -138,12 +147,9 @@ func (c *watchClient) connect(from int64) {
 				c.retry(from)
 				return
 			}
-			ctx := context.Background()
-			if token != "" {
-				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", token))
-			}
-			svc := m.svc
-			w.spawn(func() { c.serve(ctx, svc, stream, create) })
+			m.serveStream(streamContext(token, c.requireLeader), watchMethod,
+				func(ctx context.Context) error { return c.serve(ctx, m, stream, create) },
+				func(err error) { c.ended(stream, err) })
 		})
 	}))
 	c.scheduleProgressRequest(stream)
@@ -153,36 +159,87 @@ func (c *watchClient) connect(from int64) {
 // attempt that never started (its login or its token refused): that
 // attempt does not count as a session.
 func (c *watchClient) retry(from int64) {
-	c.open = false
+	c.leave()
 	c.sessions--
 	c.w.after(c.w.between(10_000, 500_000), func() { c.connect(from) })
 }
 
-// serve is the stream's server side, a task running the Watch service's
-// session as its gRPC handler would: open, create the watcher, then send
-// what the member has until the stream ends.
-func (c *watchClient) serve(ctx context.Context, svc *grpcsvc.Services, stream watch.StreamID, create *pb.WatchRequest) {
-	sess, err := svc.Watch.Open(ctx, func(r *pb.WatchResponse) error { return c.send(stream, r) })
+// watchServer is a stream's server side: its session, and the context
+// its handler runs with.
+type watchServer struct {
+	m      *member
+	inc    int
+	sess   *grpcsvc.WatchSession
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// serve is the stream's gRPC handler, Watch, as a task: open the
+// session, take the client's create, then send what the member has until
+// the stream ends.
+func (c *watchClient) serve(ctx context.Context, m *member, stream watch.StreamID, create *pb.WatchRequest) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sess, err := m.svc.Watch.Open(ctx, func(r *pb.WatchResponse) error { return c.send(stream, r) })
 	if err != nil {
-		return
+		return err
 	}
 	defer sess.Close()
 	if c.stream != stream || !c.open {
-		return
+		return errStreamGone
 	}
-	c.sess = sess
-	if err := sess.Handle(ctx, create); err != nil {
-		return
-	}
+	c.srv = &watchServer{m: m, inc: m.inc, sess: sess, ctx: ctx, cancel: cancel}
+	c.srv.take(create, nil)
 	for {
-		outs, err := sess.Next(ctx)
-		if err != nil {
-			return
-		}
-		if err := sess.Deliver(ctx, outs); err != nil {
-			return
+		if err := sess.Step(ctx); err != nil {
+			return err
 		}
 	}
+}
+
+// take is the handler's receive side taking what the client sent: a
+// request, or the error of a client that hung up. An error ends the
+// stream: the handler's send side, which may wait on the member unaware
+// of its context, is woken to see it.
+func (s *watchServer) take(req *pb.WatchRequest, recvErr error) {
+	if _, err := s.sess.Receive(s.ctx, req, recvErr); err != nil {
+		s.cancel()
+		if s.m.inc == s.inc {
+			s.m.wakeWaits()
+		}
+	}
+}
+
+// errClientCanceled is what the handler's Recv gets when its client
+// cancels the stream, as gRPC's.
+var errClientCanceled = status.FromContextError(context.Canceled).Err()
+
+// leave is the client giving up its stream: after the network, the
+// handler's Recv fails, as gRPC's does when its client cancels.
+func (c *watchClient) leave() {
+	c.open = false
+	if srv := c.srv; srv != nil {
+		w := c.w
+		w.after(w.settings.Net.LatencyMinUs, func() { w.spawn(func() { srv.take(nil, errClientCanceled) }) })
+	}
+}
+
+// ended is the client learning that stream ended with err: refused when
+// it opened (no session), it tries again from where it asked; else it
+// resumes, as after a broken stream.
+func (c *watchClient) ended(stream watch.StreamID, err error) {
+	if !c.open || c.stream != stream {
+		return
+	}
+	c.w.trace.logf(c.w.now, "w%d stream %d ended: %v", c.id, stream, err)
+	if c.srv == nil {
+		if authRefused(err) {
+			c.login.forget()
+		}
+		c.retry(c.from)
+		return
+	}
+	c.broken()
 }
 
 // errStreamGone: the client left the stream; the handler's send fails.
@@ -207,21 +264,39 @@ func (c *watchClient) send(stream watch.StreamID, r *pb.WatchResponse) error {
 	return nil
 }
 
+// cancelOdds: one in cancelOdds of the client's requests on a stream
+// cancels its watcher (as clientv3 does when its caller cancels the
+// watch); the client then watches again from where it got to.
+const cancelOdds = 8
+
+// scheduleProgressRequest sends, now and then, a progress request, or
+// a cancel of the watcher.
 func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
 	c.w.after(c.w.between(1_000_000, 4_000_000), func() {
 		if !c.open || c.stream != stream || c.w.stopping {
 			return
 		}
-		if sess := c.sess; sess != nil {
-			m := c.member
-			m.event(func() {
-				c.w.spawn(func() {
-					_ = sess.Handle(context.Background(), &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
-				})
-			})()
+		if srv := c.srv; srv != nil && !c.canceling {
+			req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}
+			if c.watchID >= 0 && c.rng.IntN(cancelOdds) == 0 {
+				c.canceling = true
+				c.w.trace.logf(c.w.now, "w%d cancels watcher %d (stream %d)", c.id, c.watchID, stream)
+				req = &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CancelRequest{CancelRequest: &pb.WatchCancelRequest{WatchId: c.watchID}}}
+			}
+			srv.m.event(func() { c.w.spawn(func() { srv.take(req, nil) }) })()
 		}
 		c.scheduleProgressRequest(stream)
 	})
+}
+
+// canceled is the answer to the client's cancel: it leaves the stream
+// and watches again, on a new one, from the revision after the last it
+// saw.
+func (c *watchClient) canceled() {
+	w := c.w
+	c.leave()
+	w.trace.logf(w.now, "w%d watcher canceled; resume from %d", c.id, c.last+1)
+	w.after(w.between(10_000, 500_000), func() { c.connect(c.last + 1) })
 }
 
 func (c *watchClient) receive(r *pb.WatchResponse) {
@@ -253,13 +328,17 @@ func (c *watchClient) receive(r *pb.WatchResponse) {
 		return
 	case r.Created && r.Canceled:
 		w.checks.fail("w%d: watch creation refused: %s", c.id, r.CancelReason)
-		c.open = false
+		c.leave()
 		return
 	case r.Canceled && r.CompactRevision != 0:
 		c.compacted(r.CompactRevision, rec.rev)
 		return
+	case r.Canceled && c.canceling:
+		c.canceled()
+		return
 	case r.Created:
 		w.checks.perm.watchCreated(c, false)
+		c.watchID = r.WatchId
 		c.begin(rec.rev)
 		return
 	case len(events) == 0:
@@ -314,7 +393,7 @@ func (c *watchClient) begin(rev int64) {
 func (c *watchClient) compacted(compactRev, rev int64) {
 	w := c.w
 	c.begin(rev)
-	c.open = false
+	c.leave()
 	next := c.last + 1
 	if compactRev <= next {
 		w.checks.fail("w%d: watch owed %d on canceled as compacted at %d, at or below that", c.id, next, compactRev)

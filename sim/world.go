@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/watch"
-	"github.com/detcd/detcd/driver"
 	"github.com/detcd/detcd/netsim"
 	"github.com/detcd/detcd/server/wire"
 )
@@ -401,74 +399,6 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 			})()
 		})
 	}
-}
-
-// sendSnapshot streams a snapshot: its content takes time in proportion to
-// its size (snapbw.go), then goes through the target's receive path (a
-// temporary file on its disk, checked against the sum, loaded off its
-// loop), and the sender learns whether it was installed, or failed with
-// either side's crash, as a broken stream would tell it.
-func (w *World) sendSnapshot(from *member, s core.OutgoingSnapshot) {
-	var content bytes.Buffer
-	sw := &driver.SnapshotSummer{W: &content}
-	err := s.Write(sw)
-	to := s.To
-	target := w.members[to-1]
-	size := w.snapshotBytes(int64(content.Len()))
-	at, sent := w.snapshotArrives(from, target, size)
-	reported := false
-	var flight *snapshotFlight
-	report := func(ok bool) {
-		if !reported {
-			reported = true
-			w.checks.snapshotEnded(flight)
-			from.event(func() { from.d.ReportSnapshot(to, ok) })()
-		}
-	}
-	if err != nil || !sent {
-		w.trace.logf(w.now, "%s>%s snapshot %d lost", from.name, target.name, s.Index)
-		w.after(w.settings.ClientTimeoutUs, func() { report(false) })
-		return
-	}
-	flight = w.checks.snapshotSent(from, target)
-	w.trace.logf(w.now, "%s>%s snapshot %d (%d bytes, %d with the store's pre-fill; on its disk in %dus)", from.name, target.name, s.Index, content.Len(), size, at-w.now)
-	// A crash of either side breaks the stream.
-	fromInc, inc := from.inc, target.inc
-	w.schedule(at, func() {
-		if !w.net.Connected(from.id, to) || !target.up || from.inc != fromInc || target.inc != inc {
-			report(false)
-			return
-		}
-		target.event(func() {
-			f, err := receiveSnapshot(target, s.Msg, content.Bytes(), sw.Sum())
-			if err != nil {
-				w.trace.logf(w.now, "%s receive snapshot: %v", target.name, err)
-				w.after(0, func() { report(false) })
-				return
-			}
-			target.d.StepSnapshot(f, func(err error) {
-				if err != nil {
-					w.trace.logf(w.now, "%s step snapshot: %v", target.name, err)
-				}
-				w.after(0, func() { report(err == nil || errors.Is(err, core.ErrSnapshotRefused)) })
-			})
-		})()
-		w.watchSnapshot(target, inc, func() bool { return reported }, func() { report(false) })
-	})
-}
-
-// receiveSnapshot writes a snapshot's content into the target's disk as
-// the server's receive path does.
-func receiveSnapshot(m *member, msg *raftpb.Message, content []byte, sum driver.SnapshotSum) (*driver.ReceivedFile, error) {
-	r, err := driver.ReceiveSnapshot(m.disk, msg)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := r.Write(content); err != nil {
-		r.Abort()
-		return nil, err
-	}
-	return r.Finish(sum)
 }
 
 // watchSnapshot fails a snapshot whose target crashed before it was

@@ -366,7 +366,7 @@ func bucketRoundTrip(t *rapid.T, s *Store) *Store {
 	if err != nil {
 		t.Fatalf("export or import of the key bucket: %v", err)
 	}
-	got := im.Checkpoint(snap.CompactRev())
+	got := im.AppendCheckpoint(nil, snap.CompactRev())
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("key space through etcd's key bucket:\n%x\nwant\n%x", got, want.Bytes())
 	}

@@ -145,6 +145,68 @@ func (w *CheckpointWriter) Seal() error {
 	return nil
 }
 
+// Keep stops writing without sealing and keeps the temporary file, with
+// the content written so far after the header, for OpenPartialCheckpoint:
+// a transfer that broke off resumes from it. It is not made durable:
+// RemoveCheckpointTemps clears it at the next start. On error the file is
+// removed.
+func (w *CheckpointWriter) Keep() error {
+	err := w.cw.err
+	if err == nil {
+		err = w.cw.w.Flush()
+	}
+	if err == nil {
+		err = w.f.Close()
+		w.f = nil
+	}
+	if err != nil {
+		w.Abort()
+		return fmt.Errorf("wal: keep partial checkpoint %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// PartialCheckpoint reads the content of a temporary checkpoint file that
+// CheckpointWriter.Keep kept: no trailer, the content is what was written.
+type PartialCheckpoint struct {
+	f     File
+	bytes int64
+}
+
+// OpenPartialCheckpoint opens a kept temporary checkpoint file. A file
+// without a valid header fails with an error wrapping ErrCorrupt.
+func OpenPartialCheckpoint(fsys FS, name string) (*PartialCheckpoint, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open partial checkpoint %s: %w", name, err)
+	}
+	var head [checkpointHeaderBytes]byte
+	size, err := f.Size()
+	if err == nil {
+		_, err = f.ReadAt(head[:], 0)
+	}
+	switch {
+	case err != nil:
+		f.Close()
+		return nil, corruptf(name, 0, "partial checkpoint of %d bytes without its header: %v", size, err)
+	case !bytes.Equal(head[:8], []byte(checkpointMagic)) || crc32.Checksum(head[:20], castagnoli) != binary.LittleEndian.Uint32(head[20:]):
+		f.Close()
+		return nil, corruptf(name, 0, "bad partial checkpoint header")
+	}
+	return &PartialCheckpoint{f: f, bytes: size - checkpointHeaderBytes}, nil
+}
+
+// Bytes is how much content the file holds.
+func (p *PartialCheckpoint) Bytes() int64 { return p.bytes }
+
+// ReadAt reads content at content offset off.
+func (p *PartialCheckpoint) ReadAt(b []byte, off int64) (int, error) {
+	return p.f.ReadAt(b, checkpointHeaderBytes+off)
+}
+
+// Close closes the file.
+func (p *PartialCheckpoint) Close() error { return p.f.Close() }
+
 // Abort gives up the checkpoint and removes its temporary file.
 func (w *CheckpointWriter) Abort() {
 	if w.f != nil {

@@ -197,3 +197,39 @@ func TestCheckpointWriteFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestPartialCheckpoint: a checkpoint write kept unsealed (a transfer
+// that broke off) reads back as the content written so far; a file
+// without a valid header is corrupt; a kept file is a leftover that
+// RemoveCheckpointTemps clears.
+func TestPartialCheckpoint(t *testing.T) {
+	m := memfs.New()
+	name := wal.ReceiveTempName(ckptDir, 42, 1)
+	cw, err := wal.CreateCheckpoint(m, ckptDir, 42, name)
+	must(t, err)
+	content := pattern(wal.CheckpointChunkBytes + 5)
+	must(t, writeOddly(content)(cw))
+	must(t, cw.Keep())
+	p, err := wal.OpenPartialCheckpoint(m, name)
+	must(t, err)
+	got := make([]byte, p.Bytes())
+	if _, err := p.ReadAt(got, 0); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("partial of %d bytes reads back %d bytes (%v), or different", len(content), p.Bytes(), err)
+	}
+	must(t, p.Close())
+
+	for _, bad := range [][]byte{nil, []byte("detcdckp and no valid header crc")} {
+		f, err := m.Create(path.Join(ckptDir, "bad.tmp"))
+		must(t, err)
+		_, err = f.Write(bad)
+		must(t, err)
+		must(t, f.Close())
+		if _, err := wal.OpenPartialCheckpoint(m, path.Join(ckptDir, "bad.tmp")); !errors.Is(err, wal.ErrCorrupt) {
+			t.Fatalf("a partial of %q: %v, want ErrCorrupt", bad, err)
+		}
+	}
+	must(t, wal.RemoveCheckpointTemps(m, ckptDir))
+	if names, _ := m.List(ckptDir); slices.Contains(names, path.Base(name)) {
+		t.Fatalf("the kept partial survives a start: %v", names)
+	}
+}

@@ -340,10 +340,6 @@ func (w *WAL) Sync() error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if planted.Enabled && w.bug == planted.WALSyncBeforeFlush && w.f != nil {
-		w.f.Sync() // planted: syncs the file before writing the buffer out
-		return w.flush()
-	}
 	if err := w.flush(); err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ const (
 	MVCCRangeLimitOffByOne   = "mvcc-range-limit-off-by-one"
 	MVCCCompactKeepsTooFew   = "mvcc-compact-keeps-too-few"
 	MVCCHashSkipsAfterDefrag = "mvcc-hash-skips-after-defrag"
+	MVCCExportDropsNewest    = "mvcc-export-drops-newest"
 	WatchCatchUpSkipLast     = "watch-catchup-skip-last"
 	WatchNotifyFirstOnly     = "watch-notify-first-only"
 	WatchProgressAhead       = "watch-progress-ahead"

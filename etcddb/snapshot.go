@@ -1,0 +1,83 @@
+package etcddb
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/detcd/detcd/core"
+)
+
+// ReadSnapshot returns a snapshot file's state as a detcd backup, as
+// `detcd snapshot restore` and `detcd snapshot status` read it. The
+// file is etcd's database file, as `etcdctl snapshot save` writes from
+// etcd or detcd, or as a stopped etcd member's member/snap/db is, or a
+// backup in detcd's own format from before detcd wrote etcd's: the format
+// is told by bolt's magic number.
+func ReadSnapshot(path string, check HashCheck) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	// As etcdutl reads etcd's files, the hash is there when the size is
+	// a whole number of 512-byte blocks and 32 bytes.
+	size := fi.Size()
+	hasHash := size%512 == sha256.Size
+	switch {
+	case hasHash:
+		size -= sha256.Size
+		if err := checkHash(f, size); err != nil && check != HashSkipped {
+			return nil, fmt.Errorf("snapshot %s: %w", path, err)
+		}
+	case check == HashRequired:
+		return nil, fmt.Errorf("snapshot %s: no SHA-256 at its end (not written by etcdctl snapshot save?); --skip-hash-check restores it anyway", path)
+	}
+	head := make([]byte, 64)
+	n, _ := f.ReadAt(head, 0) // a short file is told below
+	if IsBolt(head[:n]) {
+		return ReadBackup(path)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if !core.IsBackup(b) {
+		return nil, fmt.Errorf("snapshot %s: neither etcd's database file nor a detcd backup", path)
+	}
+	return b, nil
+}
+
+// HashCheck is how a snapshot file's trailing SHA-256 is checked.
+type HashCheck int
+
+const (
+	// HashRequired: a missing or wrong hash is an error (restore).
+	HashRequired HashCheck = iota
+	// HashIfPresent: a wrong hash is an error, a missing one is not (status).
+	HashIfPresent
+	// HashSkipped: neither is (restore --skip-hash-check).
+	HashSkipped
+)
+
+// checkHash checks that the SHA-256 of f's first size bytes follows them.
+func checkHash(f *os.File, size int64) error {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return err
+	}
+	want := make([]byte, sha256.Size)
+	if _, err := f.ReadAt(want, size); err != nil {
+		return err
+	}
+	if !bytes.Equal(h.Sum(nil), want) {
+		return fmt.Errorf("its SHA-256 does not match its content (damaged?)")
+	}
+	return nil
+}
