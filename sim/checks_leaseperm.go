@@ -215,17 +215,9 @@ func (p *permChecker) judgeLease(lo *leasePermOp, sets [][]string) {
 // allowsLease says why the state refuses user's lease request while the
 // lease (or every lease) holds keys ("" if it allows it).
 func (st *permState) allowsLease(user string, r core.Request, keys []string) string {
-	if !st.pos.enabled {
-		return ""
-	}
-	roles, ok := st.roles[user]
-	switch {
-	case user == "":
-		return "no user"
-	case !ok:
-		return fmt.Sprintf("user %s does not exist", user)
-	case hasRootRole(roles):
-		return ""
+	roles, why, decided := st.rolesOf(user)
+	if decided {
+		return why
 	}
 	write := !r.LeaseLeases && r.LeaseTimeToLive == nil
 	if r.Put != nil && !st.covers(roles, r.Put.Key, nil, true) {

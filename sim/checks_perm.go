@@ -219,19 +219,31 @@ func (p *permChecker) reasons(op *Op, states []*permState) string {
 // A put's lease is judged with the lease requests
 // (checks_leaseperm.go).
 func (st *permState) allows(user string, r core.Request) string {
+	roles, why, decided := st.rolesOf(user)
+	if decided {
+		return why
+	}
+	return st.allowsOp(user, roles, r)
+}
+
+// rolesOf is where every judgement starts: with auth off or for a user
+// with the root role, the request is allowed; without a user, or with
+// one that does not exist, it is refused (why says so); otherwise the
+// user's roles decide (decided is false).
+func (st *permState) rolesOf(user string) (roles []string, why string, decided bool) {
 	if !st.pos.enabled {
-		return ""
+		return nil, "", true
 	}
 	roles, ok := st.roles[user]
 	switch {
 	case user == "":
-		return "no user"
+		return nil, "no user", true
 	case !ok:
-		return fmt.Sprintf("user %s does not exist", user)
+		return nil, fmt.Sprintf("user %s does not exist", user), true
 	case hasRootRole(roles):
-		return ""
+		return nil, "", true
 	}
-	return st.allowsOp(user, roles, r)
+	return roles, "", false
 }
 
 func hasRootRole(roles []string) bool {
