@@ -39,6 +39,10 @@ func (n *Node) status() *pb.StatusResponse {
 		RaftIndex:        n.rn.BasicStatus().GetCommit(),
 		RaftTerm:         n.term,
 		RaftAppliedIndex: n.st.index,
+		// etcd's storage version follows the applied cluster version (a
+		// downgrade takes both to its target); grpcsvc reports its own
+		// format's until the leader has set one.
+		StorageVersion: n.st.clusterVersion,
 	}
 	if n.lead == 0 {
 		resp.Errors = append(resp.Errors, "etcdserver: no leader")

@@ -23,7 +23,9 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		return nil, err
 	}
 	resp.Version = s.b.Version()
-	resp.StorageVersion = storageVersion
+	if resp.StorageVersion == "" {
+		resp.StorageVersion = storageVersion
+	}
 	return resp, nil
 }
 

@@ -28,7 +28,8 @@ func clusterVersionOf(t *testing.T, endpoint string) string {
 }
 
 // waitDowngradeState polls every member until its Status reports the
-// downgrade job and its /version the cluster version wanted.
+// downgrade job and its /version the cluster version wanted, which
+// Status's storage version follows, as etcd's does.
 func waitDowngradeState(t *testing.T, tc *testCluster, enabled bool, target, clusterVersion string) {
 	t.Helper()
 	const attemptsMax = 1500 // 30 s: a loaded machine may take that long
@@ -37,16 +38,17 @@ func waitDowngradeState(t *testing.T, tc *testCluster, enabled bool, target, clu
 		ep := tc.cfgs[i].AdvertiseClientURLs[0]
 		for try := 0; ; try++ {
 			var info *pb.DowngradeInfo
+			var storage string
 			st, err := cli.Status(ctx(t), ep)
 			if err == nil {
-				info = st.DowngradeInfo
+				info, storage = st.DowngradeInfo, st.StorageVersion
 			}
-			if err == nil && info.GetEnabled() == enabled && info.GetTargetVersion() == target && clusterVersionOf(t, ep) == clusterVersion {
+			if err == nil && info.GetEnabled() == enabled && info.GetTargetVersion() == target && storage == clusterVersion && clusterVersionOf(t, ep) == clusterVersion {
 				break
 			}
 			if try == attemptsMax {
-				t.Fatalf("member %d: downgrade info %v (%v), cluster version %q; want enabled %v target %q cluster %q",
-					i, info, err, clusterVersionOf(t, ep), enabled, target, clusterVersion)
+				t.Fatalf("member %d: downgrade info %v (%v), storage version %q, cluster version %q; want enabled %v target %q cluster and storage %q",
+					i, info, err, storage, clusterVersionOf(t, ep), enabled, target, clusterVersion)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
