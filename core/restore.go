@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/detcd/detcd/core/lease"
 	"github.com/detcd/detcd/core/mvcc"
 )
 
@@ -25,15 +26,10 @@ func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64
 	if opts.BumpRevision < 0 || opts.BumpRevision > 0 && !opts.MarkCompacted {
 		return 0, nil, nil, fmt.Errorf("core: restore: --bump-revision must be positive and needs --mark-compacted")
 	}
-	old, leases, kvAt, err := decodeMeta(backup)
+	old, leases, store, kvPart, err := loadBackup(backup)
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	store, kvBytes, err := mvcc.Load(backup[kvAt:])
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	kvPart := backup[kvAt : kvAt+kvBytes]
 	if opts.MarkCompacted {
 		kvPart = bumpAndCompact(store, mvcc.Revision(opts.BumpRevision))
 	}
@@ -95,13 +91,9 @@ type BackupStatus struct {
 
 // StatBackup reads a backup's status.
 func StatBackup(backup []byte) (BackupStatus, error) {
-	_, _, kvAt, err := decodeMeta(backup)
+	_, _, kv, _, err := loadBackup(backup)
 	if err != nil {
 		return BackupStatus{}, err
-	}
-	kv, _, err := mvcc.Load(backup[kvAt:])
-	if err != nil {
-		return BackupStatus{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	v := kv.Snapshot()
 	h, err := v.HashKV(0)
@@ -128,13 +120,9 @@ type BackupContent struct {
 // ReadBackupContent reads a backup's content, for checks that compare it
 // with the state it should hold.
 func ReadBackupContent(backup []byte) (BackupContent, error) {
-	st, ls, kvAt, err := decodeMeta(backup)
+	st, ls, kv, _, err := loadBackup(backup)
 	if err != nil {
 		return BackupContent{}, err
-	}
-	kv, _, err := mvcc.Load(backup[kvAt:])
-	if err != nil {
-		return BackupContent{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	res, err := kv.Range([]byte{}, []byte{}, mvcc.RangeOptions{}) // every key
 	if err != nil {
@@ -146,6 +134,20 @@ func ReadBackupContent(backup []byte) (BackupContent, error) {
 	}
 	slices.SortFunc(c.Leases, func(a, b ExchangeLease) int { return cmp.Compare(a.ID, b.ID) })
 	return c, nil
+}
+
+// loadBackup decodes a backup's state and loads its key space; kvPart is
+// the key space's encoding within backup (padding after it is ignored).
+func loadBackup(backup []byte) (st applied, ls []*lease.Lease, kv *mvcc.Store, kvPart []byte, err error) {
+	st, ls, kvAt, err := decodeMeta(backup)
+	if err != nil {
+		return st, nil, nil, nil, err
+	}
+	kv, kvBytes, err := mvcc.Load(backup[kvAt:])
+	if err != nil {
+		return st, nil, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return st, ls, kv, backup[kvAt : kvAt+kvBytes], nil
 }
 
 // IsBackup reports whether b starts as a backup in detcd's own format
