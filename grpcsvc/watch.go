@@ -106,9 +106,11 @@ func (w *WatchSession) Step(ctx context.Context) error {
 	return toGRPC(err)
 }
 
-// deliver sends responses, fragmented when a watcher asked for it and a
-// response is over the request size limit, and gives their credit back.
+// deliver sends responses, a watcher's waiting ones merged, fragmented
+// when a watcher asked for it and a response is over the request size
+// limit, and gives their credit back.
 func (w *WatchSession) deliver(ctx context.Context, outs []watch.Out) error {
+	outs = coalesce(outs, w.limit)
 	credit := 0
 	w.sendMu.Lock()
 	var err error
