@@ -120,8 +120,17 @@ func (c *checkers) observe(m *member) {
 // applied checks that every member applies the same entry at an index.
 func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	c.perm.sample(m)
-	c.maintApplied(m, index, data)
-	c.noteLeaseEntry(m, index, term, data)
+	// r is the entry's request, decoded once for every checker; nil for
+	// an empty entry, a snapshot, or what is not a request.
+	var r *pb.InternalRaftRequest
+	if len(data) > 0 {
+		r = new(pb.InternalRaftRequest)
+		if proto.Unmarshal(data, r) != nil {
+			r = nil
+		}
+	}
+	c.maintApplied(m, index, data == nil, r)
+	c.noteLeaseEntry(m, index, term, len(data) == 0, r)
 	c.snapApplied(m, index)
 	if data == nil {
 		return // a snapshot: its entries were checked where they were applied
@@ -136,7 +145,7 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
 	}
 	if !ok {
-		c.noteApplied(m, data)
+		c.noteApplied(m, r)
 	}
 	c.entries[index] = sum
 }

@@ -5,7 +5,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // driftMax bounds a member's clock drift (see faults.go): lease expiry
@@ -24,12 +23,8 @@ const driftMaxPPM = 20_000
 // compactions that took effect too: not one refused at apply for its
 // credentials (as after an auth change while it was on its way), which
 // the member's compaction revision shows.
-func (c *checkers) noteApplied(m *member, data []byte) {
-	if len(data) == 0 || c.revokedAt == nil {
-		return
-	}
-	var r pb.InternalRaftRequest
-	if proto.Unmarshal(data, &r) != nil {
+func (c *checkers) noteApplied(m *member, r *pb.InternalRaftRequest) {
+	if r == nil || c.revokedAt == nil {
 		return
 	}
 	if r.Compaction != nil && (m.node == nil || m.node.CompactRev() >= r.Compaction.Revision) {
@@ -144,20 +139,19 @@ type leasePromotion struct {
 // noteLeaseEntry follows, for the lease checks, m's apply of the entry
 // at index: checkpoints and grants (in log order, once), a leader's
 // first entry of its term and its grants.
-func (c *checkers) noteLeaseEntry(m *member, index, term uint64, data []byte) {
+func (c *checkers) noteLeaseEntry(m *member, index, term uint64, empty bool, r *pb.InternalRaftRequest) {
 	l := &c.leaseLog
 	if l.ckpts == nil {
 		l.ckpts, l.promoted, l.grantedByLeader = map[int64][]leaseCkpt{}, map[uint64]leasePromotion{}, map[int64]leasePromotion{}
 	}
 	leading := m.node != nil && m.node.Leader() == m.id && m.node.Term() == term
-	if len(data) == 0 {
+	if empty {
 		if _, seen := l.promoted[term]; leading && !seen {
 			l.promoted[term] = leasePromotion{term: term, index: index, at: c.w.now}
 		}
 		return
 	}
-	var r pb.InternalRaftRequest
-	if proto.Unmarshal(data, &r) != nil {
+	if r == nil {
 		return
 	}
 	if r.LeaseGrant != nil && leading {

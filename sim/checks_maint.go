@@ -240,7 +240,7 @@ func (c *checkers) checkMoved(call maintCall) {
 // maintApplied follows, per member incarnation, the lease grants and
 // revokes it applies, for the lease list check; a snapshot replaces what
 // the member had, so what it knew is forgotten.
-func (c *checkers) maintApplied(m *member, index uint64, data []byte) {
+func (c *checkers) maintApplied(m *member, index uint64, snapshot bool, r *pb.InternalRaftRequest) {
 	if len(c.w.operators) == 0 || len(c.w.leasers) == 0 {
 		return
 	}
@@ -248,11 +248,10 @@ func (c *checkers) maintApplied(m *member, index uint64, data []byte) {
 	if c.maint.granted == nil {
 		c.maint.granted = map[memberInc]map[int64]uint64{}
 	}
-	if c.maint.granted[key] == nil || data == nil {
+	if c.maint.granted[key] == nil || snapshot {
 		c.maint.granted[key] = map[int64]uint64{}
 	}
-	var r pb.InternalRaftRequest
-	if data == nil || proto.Unmarshal(data, &r) != nil {
+	if r == nil {
 		return
 	}
 	switch {
