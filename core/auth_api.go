@@ -136,7 +136,7 @@ func (n *Node) tokenUser(r *Request) (string, uint64, error) {
 // authOpen are the requests etcd serves without a user (Authenticate,
 // AuthStatus) and what drivers ask for themselves.
 func authOpen(r *Request) bool {
-	return r.AuthLookup != nil || r.ReadIndex ||
+	return r.AuthLookup != nil || r.ReadIndex || r.HandOff ||
 		r.Auth != nil && (r.Auth.Authenticate != nil || r.Auth.AuthStatus != nil)
 }
 

@@ -1085,6 +1085,9 @@ func (e *env) request(d *datadriven.TestData) {
 	case "move-leader":
 		r.MoveLeader = &pb.MoveLeaderRequest{TargetID: uint64(e.atoi(arg(0)))}
 		desc = fmt.Sprintf("move-leader %d", r.MoveLeader.TargetID)
+	case "hand-off":
+		r.HandOff = true
+		desc = "hand-off"
 	case "member-list":
 		r.MemberList = &pb.MemberListRequest{Linearizable: opts["linearizable"] != ""}
 		desc = "member-list"

@@ -206,6 +206,35 @@ func (n *Node) moveLeader(r Request) {
 	n.rn.TransferLeader(target)
 }
 
+// handOff moves leadership, before this member stops, to the voter in
+// contact whose log matches the leader's furthest (the lowest id on a
+// tie): it can take over soonest.
+func (n *Node) handOff(r Request) {
+	if target := n.handOffTarget(); target != 0 {
+		n.moveLeader(Request{ID: r.ID, MoveLeader: &pb.MoveLeaderRequest{TargetID: target}})
+		return
+	}
+	n.respond(r.ID, &pb.MoveLeaderResponse{Header: n.header(0)}, nil)
+}
+
+func (n *Node) handOffTarget() uint64 {
+	if !n.isLeader() {
+		return 0
+	}
+	progress := n.rn.Status().Progress
+	var best, bestMatch uint64
+	for _, id := range n.st.confState.GetVoters() {
+		pr, ok := progress[id]
+		if id == n.cfg.ID || !ok || !n.peerActive(id) {
+			continue
+		}
+		if best == 0 || pr.Match > bestMatch || pr.Match == bestMatch && id < best {
+			best, bestMatch = id, pr.Match
+		}
+	}
+	return best
+}
+
 type transfer struct {
 	req      RequestID
 	target   uint64

@@ -291,6 +291,8 @@ func (n *Node) Request(r Request) {
 		n.memberPromote(r)
 	case r.MoveLeader != nil:
 		n.moveLeader(r)
+	case r.HandOff:
+		n.handOff(r)
 	case r.Downgrade != nil:
 		n.downgrade(r)
 	case r.Snapshot:

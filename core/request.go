@@ -65,6 +65,11 @@ type Request struct {
 	MemberPromote *pb.MemberPromoteRequest
 	MemberList    *pb.MemberListRequest
 	MoveLeader    *pb.MoveLeaderRequest
+	// HandOff asks a leader about to stop to move its leadership to the
+	// voter that can take it soonest, as etcd's Stop does; it answers (a
+	// MoveLeaderResponse) once another member leads, or at once where
+	// there is nothing to hand: a follower, or no other voter in contact.
+	HandOff bool
 	// Downgrade validates, enables or cancels a downgrade job
 	// (Maintenance.Downgrade).
 	Downgrade *pb.DowngradeRequest

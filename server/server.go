@@ -192,6 +192,7 @@ func (s *Server) Fatal() <-chan error { return s.life.fatal }
 // flight finish for a while, makes the log durable and closes it.
 func (s *Server) Stop() error {
 	s.life.stopOnce.Do(func() {
+		s.handOff()
 		close(s.life.draining)
 		s.Frontend.Drain()
 		if s.api != nil {

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// raftTerm asks member i for its term.
+func (tc *testCluster) raftTerm(i int) uint64 {
+	tc.t.Helper()
+	st, err := tc.client(i).Status(context.Background(), tc.cfgs[i].AdvertiseClientURLs[0])
+	if err != nil {
+		tc.t.Fatalf("status of member %d: %v", i, err)
+	}
+	return st.RaftTerm
+}
+
+// TestStopHandsOffLeadership: a leader that stops hands its leadership to
+// another voter first, as etcd's Stop does, so the others do not wait out
+// an election timeout; the term rises once.
+func TestStopHandsOffLeadership(t *testing.T) {
+	logs := make([]*logBuffer, 3)
+	tc := newTestClusterWith(t, 3, "http", func(c *Config) {
+		i := len(c.Name) - 1 // m0, m1, m2
+		logs[c.Name[i]-'0'] = &logBuffer{}
+		c.Logger = slog.New(slog.NewTextHandler(logs[c.Name[i]-'0'], nil))
+	})
+	lead := tc.leader()
+	term := tc.raftTerm(lead)
+	tc.stop(lead)
+	if !strings.Contains(logs[lead].String(), "leadership transferred before stopping") {
+		t.Fatalf("the stopped leader did not hand its leadership over; its log:\n%s", logs[lead].String())
+	}
+	next := tc.leader()
+	if got := tc.raftTerm(next); got != term+1 {
+		t.Errorf("term after the hand-off %d, want %d", got, term+1)
+	}
+
+	// The new leader, alone with a follower, hands over as well; the last
+	// member has nothing to hand.
+	tc.stop(next)
+	if !strings.Contains(logs[next].String(), "leadership transferred before stopping") {
+		t.Fatalf("the second leader did not hand its leadership over; its log:\n%s", logs[next].String())
+	}
+}
