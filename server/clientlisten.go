@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"crypto/tls"
 	"net"
 	"net/http"
 	"net/url"
@@ -83,7 +82,7 @@ func (l *listeners) serveClient(cl clientListener, srv clientServers) {
 // hands gRPC requests to the gRPC server, so browsers and curl reach
 // /health on the same port.
 func (l *listeners) serveSecure(cl clientListener, ln net.Listener, srv clientServers) {
-	go func() { _ = srv.http.Serve(tls.NewListener(ln, l.tls)) }()
+	go func() { _ = srv.http.Serve(newHandshakeListener(ln, l.tls, l.log, rejectedClient)) }()
 	logServingClients(l.log, cl.Addr().String(), true, cl.traffic())
 }
 

@@ -38,7 +38,7 @@ func (l *listeners) serveMetrics(urls []string, srv *http.Server) error {
 		}
 		l.metrics = append(l.metrics, ln)
 		if secureURL(u) {
-			ln = tls.NewListener(ln, l.tls)
+			ln = newHandshakeListener(ln, l.tls, l.log, rejectedClient)
 		}
 		go func() { _ = srv.Serve(ln) }()
 		l.log.Info("serving metrics", "address", ln.Addr().String())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,10 +41,12 @@ func shortCtx(t *testing.T) context.Context {
 // clients without one, with a stranger's, or without TLS get nothing.
 func TestClientTLS(t *testing.T) {
 	p := testpki.New(t)
+	logs := &logBuffer{}
 	s, _ := testServer(t, t.TempDir(), func(c *Config) {
 		c.ListenClientURLs = []string{"https://127.0.0.1:0"}
 		c.AdvertiseClientURLs = []string{"https://127.0.0.1:2379"}
 		c.ClientTLS = TLSInfo{CertFile: p.Cert, KeyFile: p.Key, TrustedCAFile: p.CA, ClientCertAuth: true}
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})
 	addr := s.Addrs()[0]
 	good := p.ClientTLS(t, p.ClientCert, p.ClientKey)
@@ -76,6 +79,12 @@ func TestClientTLS(t *testing.T) {
 	} {
 		if _, err := tlsClient(t, addr, cfg).Put(shortCtx(t), "k", "x"); err == nil {
 			t.Errorf("%s: put succeeded", name)
+		}
+	}
+	// etcd's message for a refused handshake, which its tests wait for.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), `"msg":"rejected connection on client endpoint","remote-addr":"127.0.0.1:`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refused handshake logged as etcd logs it:\n%s", logs.String())
 		}
 	}
 	plain, err := clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: time.Second, Logger: zap.NewNop()})

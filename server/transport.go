@@ -79,7 +79,7 @@ func (t *peerTransport) listen(urls []string) error {
 		}
 		t.listeners = append(t.listeners, ln)
 		if secureURL(u) {
-			ln = tls.NewListener(ln, t.serverTLS)
+			ln = newHandshakeListener(ln, t.serverTLS, t.log, rejectedPeer)
 		}
 		go func() { _ = t.grpc.Serve(ln) }()
 		t.log.Info("serving peer traffic", "address", ln.Addr().String())
