@@ -267,6 +267,8 @@ func describePeer(m *core.PeerMessage) string {
 		s += " MemberRemoveResp"
 	case m.Removed:
 		s += " Removed"
+	case m.Seq == 0 && m.Err == "":
+		s += " link heartbeat"
 	}
 	if m.Err != "" {
 		s += " error: " + m.Err

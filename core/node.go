@@ -209,6 +209,7 @@ func (n *Node) Tick() {
 	n.auto.tick(n)
 	n.leaseTick()
 	n.checkTransfers()
+	n.sendLinkHeartbeats()
 	n.publishAttributes()
 	if n.ticks%authTokenSweepTicks == 0 {
 		n.tokens.Expire(n.ticks)

@@ -86,6 +86,12 @@ func (m *PeerMessage) request(id RequestID) Request {
 	return r
 }
 
+// isLink says whether m is a link heartbeat: it only says its sender is
+// there (a forward has a sequence number, an answer a response or error).
+func (m *PeerMessage) isLink() bool {
+	return m.Seq == 0 && m.kind() == 0 && !m.Removed && m.Err == ""
+}
+
 func (m *PeerMessage) isReply() bool {
 	return m.KeepAliveResp != nil || m.TimeToLiveResp != nil || m.MemberPromoteResp != nil ||
 		m.MemberAddResp != nil || m.MemberRemoveResp != nil || m.Err != ""
@@ -153,6 +159,9 @@ func (n *Node) StepPeer(m *PeerMessage) {
 			n.log.Warn("a peer says this member was removed from the cluster", "peer", m.From)
 			n.fail(ErrMemberRemoved)
 		}
+		return
+	}
+	if m.isLink() {
 		return
 	}
 	if m.isReply() {

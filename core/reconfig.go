@@ -16,6 +16,28 @@ package core
 // been connected to count towards a quorum of a reconfiguration.
 const healthIntervalMs = 5000
 
+// connReadTimeoutMs is etcd's ConnReadTimeout: a peer silent for longer
+// counts as disconnected (its run of contact ends), as etcd's transport
+// gives up a stream that long quiet. A shorter silence, a member slowed
+// by its machine, does not restart the health interval.
+const connReadTimeoutMs = 5000
+
+// sendLinkHeartbeats sends every other member a link heartbeat (a
+// PeerMessage with nothing in it) every quarter of an election timeout:
+// followers exchange nothing else, and a follower that becomes leader
+// must know which of them it has been in contact with, as etcd's members
+// know from the streams their transport keeps open to every peer.
+func (n *Node) sendLinkHeartbeats() {
+	if n.ticks%max(int64(n.cfg.ElectionTicks)/4, 1) != 0 {
+		return
+	}
+	for _, m := range n.st.members.list {
+		if m.ID != n.cfg.ID {
+			n.out.Peer = append(n.out.Peer, &PeerMessage{From: n.cfg.ID, To: m.ID})
+		}
+	}
+}
+
 // peerActivity is, per peer, the tick this member last heard from it and
 // the tick its current unbroken run of contact began.
 type peerActivity struct {
@@ -50,7 +72,7 @@ func (a peerActivity) connectedFor(peer uint64, now, gap, span int64) bool {
 // peerHeard notes a message from a peer.
 func (n *Node) peerHeard(peer uint64) {
 	if peer != 0 && peer != n.cfg.ID {
-		n.activity.heard(peer, n.ticks, int64(n.cfg.ElectionTicks))
+		n.activity.heard(peer, n.ticks, max(int64(n.cfg.ElectionTicks), int64(connReadTimeoutMs/n.cfg.TickMs)))
 	}
 }
 

@@ -70,7 +70,8 @@ func (e *env) await(id core.RequestID) string {
 // and a member (learner or voter) is added or a voter that is up removed
 // only if the leader has been connected to a quorum for etcd's health
 // interval (5 s, 50 ticks of 100 ms); a learner's removal is not checked,
-// followers ask the leader, and the check can be turned off.
+// followers ask the leader, a new leader counts the followers it was in
+// contact with before its election, and the check can be turned off.
 func TestStrictReconfigCheck(t *testing.T) {
 	const (
 		unhealthy  = "error: core: unhealthy cluster"
@@ -130,6 +131,19 @@ func TestStrictReconfigCheck(t *testing.T) {
 			{"tick-all 11", ""},
 			// A learner's removal is not checked.
 			{"request 2 member-remove 4", "member-remove"},
+		},
+	}, {
+		// Followers send each other link heartbeats, as etcd's members
+		// keep streams open to every peer: the follower elected when
+		// the leader goes down has been in contact with the other one
+		// all along, so the old leader can be replaced at once.
+		name: "a new leader",
+		steps: []step{
+			{"tick-all", ""},
+			{"crash 1", ""},
+			{"tick-all 30", ""},
+			{"request 2 member-remove 1", "member-remove"},
+			{"request 3 member-add 4", "member-add id=4"},
 		},
 	}, {
 		name:  "off: add",
