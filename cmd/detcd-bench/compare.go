@@ -532,17 +532,22 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	fmt.Fprintf(stdout, "\n== %d round(s), %d clients over %d connections, %d-byte values, single member, 127.0.0.1; medians ==\n",
-		cf.rounds, cf.clients, cf.conns, cf.valSize)
-	if cf.clusterOn() {
-		to := "connection i to member i mod %[1]d, followers forward to the leader"
-		if cf.clusterWrites == "leader" {
-			to = "puts through the leader alone, ranges on connection i to member i mod %[1]d"
+	// A run of the join scenario alone (--rounds 0, no cluster, no
+	// memory test) prints no empty load table or targets.
+	var meds []medianRow
+	if len(runs) > 0 {
+		fmt.Fprintf(stdout, "\n== %d round(s), %d clients over %d connections, %d-byte values, single member, 127.0.0.1; medians ==\n",
+			cf.rounds, cf.clients, cf.conns, cf.valSize)
+		if cf.clusterOn() {
+			to := "connection i to member i mod %[1]d, followers forward to the leader"
+			if cf.clusterWrites == "leader" {
+				to = "puts through the leader alone, ranges on connection i to member i mod %[1]d"
+			}
+			fmt.Fprintf(stdout, "== -%[1]dm: %[2]d round(s) on a %[1]d-member cluster, limited to %[3]v each; "+to+"; server CPU summed over the members ==\n",
+				cf.clusterMembers, cf.clusterRounds, cf.clusterDuration)
 		}
-		fmt.Fprintf(stdout, "== -%[1]dm: %[2]d round(s) on a %[1]d-member cluster, limited to %[3]v each; "+to+"; server CPU summed over the members ==\n",
-			cf.clusterMembers, cf.clusterRounds, cf.clusterDuration)
+		meds = printTable(stdout, runs, servers[0].name, len(servers) > 1)
 	}
-	meds := printTable(stdout, runs, servers[0].name, len(servers) > 1)
 	printExtraTables(stdout, extraRecs, cf)
 	if cf.memory {
 		printMemTable(stdout, mems, cf)
@@ -550,7 +555,7 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	if len(joins) > 0 {
 		printJoinTable(stdout, joins, cf)
 	}
-	if len(servers) > 1 {
+	if len(servers) > 1 && (len(runs) > 0 || cf.memory) {
 		printTargets(stdout, meds, mems, cf)
 	}
 	fmt.Fprintf(stdout, "\ntotal time %s; work dir %s\n", time.Since(started).Round(time.Second), cf.work)
