@@ -53,8 +53,9 @@ type joinRecord struct {
 	// JoinerHWMMiB is the new member's peak RSS (VmHWM) then.
 	JoinerHWMMiB float64 `json:"joiner_peak_rss_mib"`
 	JoinerCPUSec float64 `json:"joiner_cpu_s"`
-	// LeaderCPUSec is the leader's CPU during the join, LeaderPeakMiB its
-	// highest VmRSS sampled then.
+	// LeaderRSSMiB is the leader's VmRSS before the add; LeaderCPUSec its
+	// CPU during the join, LeaderPeakMiB its highest VmRSS sampled then.
+	LeaderRSSMiB  float64 `json:"leader_rss_before_mib"`
 	LeaderCPUSec  float64 `json:"leader_cpu_s"`
 	LeaderPeakMiB float64 `json:"leader_peak_rss_mib"`
 	TermBefore    uint64  `json:"leader_term_before"`
@@ -116,6 +117,9 @@ func (cf *compareFlags) joinTest(name, bin string, round int, stdout io.Writer) 
 		return fail(err)
 	}
 	rec.TermBefore = st0.RaftTerm
+	if rss, err := procStatusKB(m0.pid(), "VmRSS"); err == nil {
+		rec.LeaderRSSMiB = float64(rss) / 1024
+	}
 
 	m1, err := cf.joinMember(name, bin, base, "m1", m0)
 	if err != nil {
@@ -219,8 +223,8 @@ func (r *joinRecord) waitCaughtUp(cli *clientv3.Client, m0, m1 *instance, t0 tim
 }
 
 func (r *joinRecord) line() string {
-	return fmt.Sprintf("%d keys, leader data dir %.0f MiB: caught up %.2fs after the member add (%s); new member peak RSS %.0f MiB, CPU %.1fs; leader CPU %.1fs, peak RSS %.0f MiB, term %d -> %d; %d of %d puts on the leader failed",
-		r.Keys, r.LeaderDirMiB, r.JoinSec, r.kind(), r.JoinerHWMMiB, r.JoinerCPUSec, r.LeaderCPUSec, r.LeaderPeakMiB, r.TermBefore, r.TermAfter, r.PutsFailed, r.Puts)
+	return fmt.Sprintf("%d keys, leader data dir %.0f MiB: caught up %.2fs after the member add (%s); new member peak RSS %.0f MiB, CPU %.1fs; leader CPU %.1fs, RSS %.0f MiB before, peak %.0f MiB, term %d -> %d; %d of %d puts on the leader failed",
+		r.Keys, r.LeaderDirMiB, r.JoinSec, r.kind(), r.JoinerHWMMiB, r.JoinerCPUSec, r.LeaderCPUSec, r.LeaderRSSMiB, r.LeaderPeakMiB, r.TermBefore, r.TermAfter, r.PutsFailed, r.Puts)
 }
 
 func (r *joinRecord) kind() string {
@@ -269,14 +273,14 @@ func printJoinTable(w io.Writer, recs []joinRecord, cf compareFlags) {
 	fmt.Fprintf(w, "\n== join: %d keys of %d bytes on one member, then `member add` (%s) and the new member started; join = the add to the new member's revision reaching the leader's, with a put on the leader every %v ==\n",
 		cf.joinKeys, joinValueBytes, map[bool]string{false: "voter", true: "--learner"}[cf.joinLearner], joinProbeEvery)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tround\tleader data dir MiB\tjoin s\tnew member peak RSS MiB\tnew member CPU s\tleader CPU s\tleader peak RSS MiB\tleader term\tputs failed\terror\t")
+	fmt.Fprintln(tw, "server\tround\tleader data dir MiB\tjoin s\tnew member peak RSS MiB\tnew member CPU s\tleader CPU s\tleader RSS before MiB\tleader peak RSS MiB\tleader term\tputs failed\terror\t")
 	for _, r := range recs {
 		errS := ""
 		if r.Err != "" {
 			errS = strings.SplitN(r.Err, "\n", 2)[0]
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.0f\t%.1f\t%.1f\t%.0f\t%d -> %d\t%d/%d\t%s\t\n", r.Server, r.Round, r.LeaderDirMiB, r.JoinSec,
-			r.JoinerHWMMiB, r.JoinerCPUSec, r.LeaderCPUSec, r.LeaderPeakMiB, r.TermBefore, r.TermAfter, r.PutsFailed, r.Puts, errS)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\t%d -> %d\t%d/%d\t%s\t\n", r.Server, r.Round, r.LeaderDirMiB, r.JoinSec,
+			r.JoinerHWMMiB, r.JoinerCPUSec, r.LeaderCPUSec, r.LeaderRSSMiB, r.LeaderPeakMiB, r.TermBefore, r.TermAfter, r.PutsFailed, r.Puts, errS)
 	}
 	tw.Flush()
 }
