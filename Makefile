@@ -35,6 +35,16 @@ mutants:
 # linearizability, durability and watch checks. make test runs a 30 s
 # version. CHAOS_SEED=N reruns a schedule; CHAOS_FLAGS passes more, e.g.
 # CHAOS_FLAGS='-chaos.faults=kill,pause'. A failure prints its rerun command.
+# The large-store test (tests/largestore_test.go): one detcd member filled
+# with LARGE_MB MB of 1 KiB values, a learner joined and promoted, a voter
+# joined and restarted; each new member's peak RSS at most twice the
+# leader's data dir, no put on the leader failing meanwhile, no leader
+# change. A few minutes at the default: not part of make test.
+LARGE_MB ?= 300
+.PHONY: test-large
+test-large:
+	cd tests && $(GO) test -count=1 -timeout 60m -run 'TestLargeStore$$' -v -large.mb=$(LARGE_MB)
+
 CHAOS_DURATION ?= 5m
 .PHONY: chaos
 chaos:

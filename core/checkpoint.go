@@ -98,11 +98,29 @@ func (n *Node) CheckpointDone(index uint64, size int64, err error) {
 }
 
 // ForceCheckpoint asks for a checkpoint in the next Ready, whatever the
-// log size: for tests and for a clean shutdown.
+// log size: for tests.
 func (n *Node) ForceCheckpoint() {
 	if !n.ckpt.inflight && n.st.index > n.ckpt.lastIndex {
 		n.out.Checkpoint = n.checkpointNow()
 	}
+}
+
+// StopCheckpoint asks, at a clean stop, for a checkpoint of the applied
+// state once none is in flight, if the log applied since the last one
+// began is at least StopCheckpointMinBytes: a restart then loads the
+// checkpoint instead of applying that log again, which costs more than
+// writing it now. Below that size the stop does not wait for a full dump.
+func (n *Node) StopCheckpoint() {
+	if n.ckpt.logBytes >= n.cfg.StopCheckpointMinBytes {
+		n.ckpt.wanted = true
+	}
+}
+
+// CheckpointBusy reports that a checkpoint is being written, or wanted
+// and not yet started: what a stopping driver waits for.
+func (n *Node) CheckpointBusy() bool {
+	c := &n.ckpt
+	return n.failed == nil && (c.inflight || c.wanted && n.st.index > c.lastIndex)
 }
 
 // The state besides the key space, at the head of a checkpoint:

@@ -3,9 +3,11 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
+	"sync/atomic"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
@@ -62,6 +64,9 @@ type Driver struct {
 	wal   walWriter
 	// failed is set once Env.Fail was called: nothing more is carried out.
 	failed bool
+	// abandon, once set, makes checkpoint writes in flight fail at their
+	// next write (AbandonCheckpoints); set from the loop, read by jobs.
+	abandon atomic.Bool
 }
 
 // New returns a driver for cfg's node.
@@ -231,7 +236,9 @@ func (d *Driver) writeCheckpoint(c *core.Checkpoint) {
 	var size int64
 	d.env.Background(Job{
 		Steps: []Step{{Kind: StepCheckpoint, Run: func() (err error) {
-			size, err = d.disk.WriteCheckpoint(c)
+			size, err = d.disk.WriteCheckpoint(&core.Checkpoint{Index: c.Index, Write: func(w io.Writer) error {
+				return c.Write(abandonWriter{w: w, abandon: &d.abandon})
+			}})
 			return err
 		}}},
 		Done: func(err error) {
@@ -246,6 +253,44 @@ func (d *Driver) writeCheckpoint(c *core.Checkpoint) {
 		},
 	})
 }
+
+// errAbandoned fails a checkpoint write that a stop gave up waiting for.
+var errAbandoned = errors.New("driver: checkpoint abandoned by the stop")
+
+// abandonWriter fails its writes once abandon is set, so that a write
+// abandoned ends at its next chunk: the checkpoint's temporary file is
+// removed, and the previous checkpoint and the log stay what a restart
+// reads.
+type abandonWriter struct {
+	w       io.Writer
+	abandon *atomic.Bool
+}
+
+func (a abandonWriter) Write(p []byte) (int, error) {
+	if a.abandon.Load() {
+		return 0, errAbandoned
+	}
+	return a.w.Write(p)
+}
+
+// StopCheckpoint asks the node, at a clean stop, for the checkpoint that
+// spares the restart its log tail (core.Node.StopCheckpoint), and starts
+// it; CheckpointBusy then says whether to wait for it.
+func (d *Driver) StopCheckpoint() {
+	if d.failed {
+		return
+	}
+	d.node.StopCheckpoint()
+	d.Process()
+}
+
+// CheckpointBusy reports that a checkpoint is being written or about to
+// be.
+func (d *Driver) CheckpointBusy() bool { return !d.failed && d.node.CheckpointBusy() }
+
+// AbandonCheckpoints makes checkpoint writes in flight fail at their
+// next write: a stop that waited long enough gives up on them.
+func (d *Driver) AbandonCheckpoints() { d.abandon.Store(true) }
 
 // hash computes a compaction's key-space hash off the loop.
 func (d *Driver) hash(j core.HashJob) {

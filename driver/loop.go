@@ -30,6 +30,11 @@ const (
 	// etcd pauses between its compaction batches: the work yields to
 	// requests instead of competing with them for the CPU.
 	BackgroundPause = time.Millisecond
+	// DefaultStopCheckpointMax bounds how long a stop waits for the
+	// checkpoint it writes (Driver.StopCheckpoint) to be durable, well
+	// within the time service managers give a stop (systemd: 90 s,
+	// Kubernetes: 30 s) on top of the log's final sync.
+	DefaultStopCheckpointMax = 20 * time.Second
 )
 
 // LoopConfig configures the real runtime.
@@ -42,6 +47,9 @@ type LoopConfig struct {
 	// AfterTurn, if set, runs on the loop after every turn, once the
 	// node's Ready was carried out: the server publishes its state there.
 	AfterTurn func()
+	// StopCheckpointMax bounds the wait for a stop's checkpoint; zero is
+	// DefaultStopCheckpointMax.
+	StopCheckpointMax time.Duration
 }
 
 // Validate reports a LoopConfig that cannot run.
@@ -248,10 +256,11 @@ func (l *Loop) Stop() {
 	<-l.stopped
 }
 
-// shutdown answers what waits, lets the log writer finish and makes the
-// log durable.
+// shutdown answers what waits, writes a checkpoint if the log tail is
+// large, lets the log writer finish and makes the log durable.
 func (l *Loop) shutdown() {
 	l.d.Shutdown()
+	l.checkpointOnStop()
 	for !l.d.WALIdle() && !l.d.Failed() {
 		fn := <-l.done
 		fn()
@@ -261,5 +270,34 @@ func (l *Loop) shutdown() {
 	}
 	if err := l.d.disk.Flush(); err != nil {
 		l.d.fail(errorf("final log sync: %w", err))
+	}
+}
+
+// checkpointOnStop writes the checkpoint that spares the restart its log
+// tail, if the node asks for one, and waits until it is durable (and the
+// log it replaces released), at most StopCheckpointMax. A write that takes
+// longer is abandoned: checkpoints are written to a temporary file and
+// renamed once synced, so the previous checkpoint and the log stay what
+// the restart reads, and it replays the tail as it would have anyway.
+func (l *Loop) checkpointOnStop() {
+	l.d.StopCheckpoint()
+	if !l.d.CheckpointBusy() {
+		return
+	}
+	bound := l.cfg.StopCheckpointMax
+	if bound <= 0 {
+		bound = DefaultStopCheckpointMax
+	}
+	deadline := time.NewTimer(bound)
+	defer deadline.Stop()
+	for l.d.CheckpointBusy() {
+		select {
+		case fn := <-l.done:
+			fn()
+			l.d.Process()
+		case <-deadline.C:
+			l.d.AbandonCheckpoints()
+			return
+		}
 	}
 }

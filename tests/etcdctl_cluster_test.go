@@ -44,14 +44,20 @@ func startCtlCluster(t *testing.T, n int) *ctlCluster {
 }
 
 func (c *ctlCluster) start(name string, clientPort, peerPort int, initial, state string) *detcdProc {
+	return c.startIn(c.t.TempDir(), name, clientPort, peerPort, initial, state)
+}
+
+// startIn starts member name on dataDir: a restart passes the directory
+// it had.
+func (c *ctlCluster) startIn(dataDir, name string, clientPort, peerPort int, initial, state string) *detcdProc {
 	client, peer := loopbackURL(clientPort), loopbackURL(peerPort)
 	p := startProc(c.t, name, c.bin,
-		"--name", name, "--data-dir", c.t.TempDir(),
+		"--name", name, "--data-dir", dataDir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", initial, "--initial-cluster-state", state,
 		"--initial-cluster-token", "ctl-cluster", "--log-level", "warn")
-	d := &detcdProc{proc: p, clientPort: clientPort, peerPort: peerPort}
+	d := &detcdProc{proc: p, dataDir: dataDir, clientPort: clientPort, peerPort: peerPort}
 	c.members[name] = d
 	return d
 }
@@ -129,6 +135,53 @@ func (c *ctlCluster) leader(names ...string) (uint64, string) {
 	return lead, name
 }
 
+// addMember adds member name (a learner if learner) through endpoints
+// with etcdctl, on fresh ports, and returns its id (hex), its ports and
+// the ETCD_INITIAL_CLUSTER etcdctl printed for it. As etcd's strict
+// reconfiguration check does, the leader refuses additions ("unhealthy
+// cluster") until it has been in touch with a quorum for 5 s: it retries
+// for 30 s.
+func (c *ctlCluster) addMember(endpoints []string, name string, learner bool) (id string, clientPort, peerPort int, initial string) {
+	c.t.Helper()
+	clientPort, peerPort = freePort(c.t), freePort(c.t)
+	args := []string{"member", "add", name, "--peer-urls=" + loopbackURL(peerPort)}
+	if learner {
+		args = append(args, "--learner")
+	}
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		out, err = c.run(endpoints, true, args...)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("member add: %v %s", err, out)
+		}
+	}
+	ids := regexp.MustCompile(`Member +([0-9a-f]+) added`).FindStringSubmatch(out)
+	initials := regexp.MustCompile(`ETCD_INITIAL_CLUSTER="([^"]+)"`).FindStringSubmatch(out)
+	if ids == nil || initials == nil {
+		c.t.Fatalf("member add printed:\n%s", out)
+	}
+	return ids[1], clientPort, peerPort, initials[1]
+}
+
+// promote promotes the learner id (hex), retrying for up to within while
+// the leader says it is not in sync yet.
+func (c *ctlCluster) promote(endpoints []string, id string, within time.Duration) {
+	c.t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(200 * time.Millisecond) {
+		out, err := c.run(endpoints, true, "member", "promote", id)
+		if err == nil && strings.Contains(out, "promoted") {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("member promote: %v %s", err, out)
+		}
+	}
+}
+
 // TestEtcdctlCluster drives a 3-member cluster of detcd binaries with
 // etcdctl as issue 6 asks: endpoint status shows one leader, a put on one
 // member is read (linearizable) on another, member list, add (a learner),
@@ -152,43 +205,16 @@ func TestEtcdctlCluster(t *testing.T) {
 
 	// Add m4 as a learner, start it as etcdctl says, promote it once it
 	// has caught up, then remove it.
-	clientPort, peerPort := freePort(t), freePort(t)
-	// As etcd's strict reconfiguration check does, the leader refuses
-	// additions ("unhealthy cluster") until it has been in touch with a
-	// quorum for 5 s.
-	var out string
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		var err error
-		out, err = c.run(c.endpoints(all...), true, "member", "add", "m4", "--learner", "--peer-urls="+loopbackURL(peerPort))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("member add: %v %s", err, out)
-		}
-	}
-	id := regexp.MustCompile(`Member +([0-9a-f]+) added`).FindStringSubmatch(out)
-	initial := regexp.MustCompile(`ETCD_INITIAL_CLUSTER="([^"]+)"`).FindStringSubmatch(out)
-	if id == nil || initial == nil {
-		t.Fatalf("member add printed:\n%s", out)
-	}
-	m4 := c.start("m4", clientPort, peerPort, initial[1], "existing")
+	id, clientPort, peerPort, initial := c.addMember(c.endpoints(all...), "m4", true)
+	m4 := c.start("m4", clientPort, peerPort, initial, "existing")
 	waitHealthy(t, m4.proc, m4.endpoint())
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		out, err := c.run(c.endpoints(all...), true, "member", "promote", id[1])
-		if err == nil && strings.Contains(out, "promoted") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("member promote: %v %s", err, out)
-		}
-	}
+	c.promote(c.endpoints(all...), id, 30*time.Second)
 	if list := c.ctl(c.endpoints("m4"), "member", "list"); !strings.Contains(list, ", started, m4, ") || strings.Contains(list, "true\n") {
 		t.Fatalf("member list after the promotion:\n%s", list)
 	}
 	// Likewise the removal of a member that is up.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		out, err := c.run(c.endpoints(all...), true, "member", "remove", id[1])
+		out, err := c.run(c.endpoints(all...), true, "member", "remove", id)
 		if err == nil && strings.Contains(out, "removed") {
 			break
 		}
@@ -209,7 +235,7 @@ func TestEtcdctlCluster(t *testing.T) {
 		}
 	}
 	targetID := memberIDOf(t, c.ctl(c.endpoints(target), "endpoint", "status", "-w", "json"))
-	out = c.ctl(c.endpoints(leadName), "move-leader", strconv.FormatUint(targetID, 16))
+	out := c.ctl(c.endpoints(leadName), "move-leader", strconv.FormatUint(targetID, 16))
 	if !strings.Contains(out, "Leadership transferred") {
 		t.Fatalf("move-leader printed %q", out)
 	}

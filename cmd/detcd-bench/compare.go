@@ -90,6 +90,12 @@ type compareFlags struct {
 	// compactRevisions is the fill of the extra compact workload.
 	compactRevisions int
 	extraFlags       map[string]string
+
+	// The join scenario (join.go).
+	joinKeys    int
+	joinRounds  int
+	joinLearner bool
+	joinTimeout time.Duration
 }
 
 // instance is one server process on one data dir.
@@ -100,10 +106,15 @@ type instance struct {
 	// member, initialCluster and token are set for a member of a
 	// multi-member cluster (newCluster); a single member is "default".
 	member, initialCluster, token string
-	cmd                           *exec.Cmd
-	log                           *os.File
-	exited                        chan struct{}
-	waitErr                       error
+	// state is --initial-cluster-state for a member: "new" if empty,
+	// "existing" for one added at runtime (join.go).
+	state string
+	// extra flags follow the others.
+	extra   []string
+	cmd     *exec.Cmd
+	log     *os.File
+	exited  chan struct{}
+	waitErr error
 }
 
 func (in *instance) endpoint() string { return fmt.Sprintf("127.0.0.1:%d", in.clientPort) }
@@ -114,16 +125,20 @@ func (in *instance) args() []string {
 	c := fmt.Sprintf("http://127.0.0.1:%d", in.clientPort)
 	p := in.peerURL()
 	if in.member == "" {
-		return []string{"--name", "default", "--data-dir", in.dir,
+		return append([]string{"--name", "default", "--data-dir", in.dir,
 			"--listen-client-urls", c, "--advertise-client-urls", c,
 			"--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
-			"--initial-cluster", "default=" + p}
+			"--initial-cluster", "default=" + p}, in.extra...)
 	}
-	return []string{"--name", in.member, "--data-dir", in.dir,
+	state := in.state
+	if state == "" {
+		state = "new"
+	}
+	return append([]string{"--name", in.member, "--data-dir", in.dir,
 		"--listen-client-urls", c, "--advertise-client-urls", c,
 		"--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
-		"--initial-cluster", in.initialCluster, "--initial-cluster-state", "new",
-		"--initial-cluster-token", in.token}
+		"--initial-cluster", in.initialCluster, "--initial-cluster-state", state,
+		"--initial-cluster-token", in.token}, in.extra...)
 }
 
 func freePort() (int, error) {
@@ -339,6 +354,10 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cf.leases, "leases", 10_000, "extra lease: leases in each phase")
 	fs.DurationVar(&cf.kaDuration, "ka-duration", 10*time.Second, "extra lease: time of the keep-alive load")
 	fs.IntVar(&cf.compactRevisions, "compact-revisions", 1_000_000, "extra compact: revisions to fill and then compact")
+	fs.IntVar(&cf.joinKeys, "join-keys", 200_000, "join scenario: keys of 1 KiB on the leader before the member add (0: no join runs)")
+	fs.IntVar(&cf.joinRounds, "join-rounds", 1, "join scenario: runs per server, alternating servers")
+	fs.BoolVar(&cf.joinLearner, "join-learner", false, "join scenario: add the member with --learner (default a voter, as issue 18 measured)")
+	fs.DurationVar(&cf.joinTimeout, "join-timeout", 10*time.Minute, "join scenario: how long the new member may take to catch up")
 	cf.extraFlags = map[string]string{}
 	for _, wl := range extraWorkloads {
 		fs.Func(wl+"-flags", "extra "+wl+": more flags for 'detcd-bench "+strings.TrimSuffix(wl, "-rate")+"', space-separated", func(v string) error {
@@ -506,27 +525,42 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	fmt.Fprintf(stdout, "\n== %d round(s), %d clients over %d connections, %d-byte values, single member, 127.0.0.1; medians ==\n",
-		cf.rounds, cf.clients, cf.conns, cf.valSize)
-	if cf.clusterOn() {
-		to := "connection i to member i mod %[1]d, followers forward to the leader"
-		if cf.clusterWrites == "leader" {
-			to = "puts through the leader alone, ranges on connection i to member i mod %[1]d"
+	var joins []joinRecord
+	for round := 1; cf.joinKeys > 0 && round <= cf.joinRounds; round++ {
+		for _, s := range servers {
+			joins = append(joins, cf.joinTest(s.name, s.bin, round, stdout))
 		}
-		fmt.Fprintf(stdout, "== -%[1]dm: %[2]d round(s) on a %[1]d-member cluster, limited to %[3]v each; "+to+"; server CPU summed over the members ==\n",
-			cf.clusterMembers, cf.clusterRounds, cf.clusterDuration)
 	}
-	meds := printTable(stdout, runs, servers[0].name, len(servers) > 1)
+
+	// A run of the join scenario alone (--rounds 0, no cluster, no
+	// memory test) prints no empty load table or targets.
+	var meds []medianRow
+	if len(runs) > 0 {
+		fmt.Fprintf(stdout, "\n== %d round(s), %d clients over %d connections, %d-byte values, single member, 127.0.0.1; medians ==\n",
+			cf.rounds, cf.clients, cf.conns, cf.valSize)
+		if cf.clusterOn() {
+			to := "connection i to member i mod %[1]d, followers forward to the leader"
+			if cf.clusterWrites == "leader" {
+				to = "puts through the leader alone, ranges on connection i to member i mod %[1]d"
+			}
+			fmt.Fprintf(stdout, "== -%[1]dm: %[2]d round(s) on a %[1]d-member cluster, limited to %[3]v each; "+to+"; server CPU summed over the members ==\n",
+				cf.clusterMembers, cf.clusterRounds, cf.clusterDuration)
+		}
+		meds = printTable(stdout, runs, servers[0].name, len(servers) > 1)
+	}
 	printExtraTables(stdout, extraRecs, cf)
 	if cf.memory {
 		printMemTable(stdout, mems, cf)
 	}
-	if len(servers) > 1 {
+	if len(joins) > 0 {
+		printJoinTable(stdout, joins, cf)
+	}
+	if len(servers) > 1 && (len(runs) > 0 || cf.memory) {
 		printTargets(stdout, meds, mems, cf)
 	}
 	fmt.Fprintf(stdout, "\ntotal time %s; work dir %s\n", time.Since(started).Round(time.Second), cf.work)
 
-	all := map[string]any{"runs": runs, "medians": meds, "memory": mems, "extra": extraRecs, "flags": cf}
+	all := map[string]any{"runs": runs, "medians": meds, "memory": mems, "extra": extraRecs, "join": joins, "flags": cf}
 	if b, err := json.MarshalIndent(all, "", "  "); err == nil {
 		os.WriteFile(cf.jsonOut, b, 0o644)
 	}
@@ -541,6 +575,11 @@ func runCompare(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, r := range extraRecs {
+		if r.failed() {
+			return 3
+		}
+	}
+	for _, r := range joins {
 		if r.failed() {
 			return 3
 		}
@@ -963,4 +1002,10 @@ once per server, each on a fresh server:
 Then, per server: fill
 --fill-keys keys, wait --settle, read VmRSS, stop with SIGTERM and time
 --restarts restarts until a linearizable get is served (VmRSS read then
-and again --settle later).`
+and again --settle later). Then, per server and --join-rounds round, the
+join scenario: one member filled with --join-keys keys of 1 KiB, "member
+add" (a voter, or --join-learner), the new member started with
+--initial-cluster-state existing, and the time from the add until its
+revision reaches the leader's, its peak RSS (VmHWM) and CPU, the leader's
+CPU, peak RSS and term before and after, and how many of the puts made on
+the leader every 200 ms meanwhile failed.`
