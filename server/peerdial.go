@@ -98,7 +98,11 @@ func (d peerDialer) clientWith(peerURL string, onEnd func(error)) (peerClient, e
 		c.NextProtos = []string{"http/1.1"}
 		tr.TLSClientConfig = c
 	}
-	return peerClient{Client: &http.Client{Transport: tr}, base: scheme + "://" + u.Host}, nil
+	host := u.Host
+	if host == "" {
+		host = "localhost" // a unix socket's absolute path: requests still name a host
+	}
+	return peerClient{Client: &http.Client{Transport: tr}, base: scheme + "://" + host}, nil
 }
 
 // get asks a peer for path, with an optional body, within ctx; the

@@ -49,7 +49,17 @@ func (p *peer) run() {
 // session sends messages over one stream until it breaks or the peer
 // ends it.
 func (p *peer) session() error {
-	c, err := p.t.dialer.openStream(context.Background(), p.urls[0], pathStream, p.t.clusterID, p.t.id, p.id)
+	// A stop ends the stream even while a write waits on the network.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := p.t.dialer.openStream(ctx, p.urls[0], pathStream, p.t.clusterID, p.t.id, p.id)
 	if err != nil {
 		return err
 	}
@@ -81,6 +91,9 @@ func (p *peer) session() error {
 				return err
 			}
 			pm.sent.WithLabelValues(to).Add(float64(len(batch)))
+			if cap(batch) > peerBatchBytesMax {
+				batch = nil // a large message's buffer is not kept
+			}
 		}
 	}
 }
