@@ -71,6 +71,9 @@ func (t *peerTransport) checkPeer(w http.ResponseWriter, r *http.Request) (uint6
 	if !allowMethod(w, r, http.MethodPost) {
 		return 0, false
 	}
+	// A refusal is answered at once, the stream's body unread (net/http
+	// would wait for it), and a stream's connection serves no other.
+	w.Header().Set("Connection", "close")
 	w.Header().Set(headerClusterID, hexID(t.clusterID))
 	if got := r.Header.Get(headerClusterID); got != hexID(t.clusterID) {
 		t.log.Warn("refusing a peer of another cluster", "peer", r.Header.Get(headerFrom), "its-cluster", got)
@@ -84,6 +87,11 @@ func (t *peerTransport) checkPeer(w http.ResponseWriter, r *http.Request) (uint6
 	from, err := peerIDHeader(r.Header, headerFrom)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return 0, false
+	}
+	if t.isRemoved(from) {
+		t.log.Warn("rejected stream from remote peer because it was removed", "local-member-id", hexID(t.id), "remote-peer-id-from", hexID(from))
+		http.Error(w, errRemovedMember.Error(), http.StatusGone)
 		return 0, false
 	}
 	return from, true
@@ -143,7 +151,7 @@ func (t *peerTransport) serveStream(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	if err := t.receiveMessages(s, hexID(from)); err != nil {
+	if err := t.receiveMessages(s, from); err != nil {
 		t.log.Debug("peer stream broke", "peer", hexID(from), "err", err)
 	}
 }

@@ -28,8 +28,10 @@ type hashFunc func(ctx context.Context, rev int64) (mvcc.KVHash, int64, error)
 const hashKVRequestBytesMax = 4 << 10
 
 // receiveMessages hands a sender's messages to the loop until its stream
-// ends.
-func (t *peerTransport) receiveMessages(s *peerStream, from string) error {
+// ends, or its sender is removed from the cluster: it then opens another,
+// which it is refused.
+func (t *peerTransport) receiveMessages(s *peerStream, fromID uint64) error {
+	from := hexID(fromID)
 	for {
 		b, err := s.recv()
 		if errors.Is(err, io.EOF) {
@@ -38,6 +40,9 @@ func (t *peerTransport) receiveMessages(s *peerStream, from string) error {
 		if err != nil {
 			t.metrics.recvFailed.WithLabelValues(from).Inc()
 			return err
+		}
+		if t.isRemoved(fromID) {
+			return errRemovedMember
 		}
 		t.metrics.received.WithLabelValues(from).Add(float64(len(b)))
 		// A loop that is behind drops what it cannot take, as a lossy

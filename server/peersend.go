@@ -33,7 +33,9 @@ func (p *peer) run() {
 			return
 		default:
 		}
-		if err != nil {
+		if isStatus(err, http.StatusGone) {
+			p.t.removedBy(p.id)
+		} else if err != nil {
 			p.t.log.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "err", err)
 			p.t.unreachable(p.id)
 		}

@@ -31,7 +31,8 @@ import (
 // once, so the sender knows it took the stream, and then reads the body
 // while it writes its own frames (full duplex). Every request names the
 // cluster and the sender in etcd's headers, so a member of another
-// cluster is refused (412, as etcd's).
+// cluster is refused (412, as etcd's), and a removed member is told so
+// (410, as etcd's: it stops).
 
 const (
 	// peerQueueMax bounds the messages waiting for one peer: a slow or
@@ -80,6 +81,10 @@ var errClusterMismatch = errors.New("cluster ID mismatch")
 
 // errToMismatch refuses a stream meant for another member (etcd's text).
 var errToMismatch = errors.New("to field mismatch")
+
+// errRemovedMember refuses a member removed from the cluster (etcd's
+// text, with 410 Gone): it stops once it hears it.
+var errRemovedMember = errors.New("removed member")
 
 // clusterInfo is what a member answers GET /members with: the cluster a
 // joining member joins.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -47,6 +48,7 @@ type peerTransport struct {
 
 	mu      sync.Mutex
 	members []core.Member // as the loop last applied them
+	removed []uint64      // the members removed, as the loop last applied them
 
 	http      *http.Server
 	stopHTTP  context.CancelFunc // ends the requests in flight
@@ -148,7 +150,7 @@ func (t *peerTransport) syncPeers() {
 		ms = n.InitialMembers()
 	}
 	t.mu.Lock()
-	t.members = ms
+	t.members, t.removed = ms, n.RemovedMembers()
 	t.mu.Unlock()
 	want := map[uint64]core.Member{}
 	for _, m := range ms {
@@ -172,6 +174,18 @@ func (t *peerTransport) syncPeers() {
 		go p.run()
 		go p.probeRTT()
 	}
+}
+
+// isRemoved says whether a member was removed from the cluster.
+func (t *peerTransport) isRemoved(id uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Contains(t.removed, id)
+}
+
+// removedBy tells the loop a peer says this member was removed.
+func (t *peerTransport) removedBy(peer uint64) {
+	t.loop.PostPeer(func() { t.drv.StepPeer(&core.PeerMessage{From: peer, To: t.id, Removed: true}) })
 }
 
 func sameURLs(a, b []string) bool {
