@@ -36,8 +36,8 @@ func (t *peerTransport) newPeerServer(base context.Context) *http.Server {
 		Protocols:         http1Only(),
 		ReadHeaderTimeout: peerReadHeaderTimeout,
 		BaseContext:       func(net.Listener) context.Context { return base },
-		// Refused handshakes and the like, which etcd does not log
-		// either above debug.
+		// net/http's own complaints (refused handshakes and the like)
+		// go to the member's log, at debug.
 		ErrorLog: slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
 	}
 }
