@@ -183,6 +183,11 @@ func (n *Node) CompactionHash(h mvcc.KVHash) {
 func (n *Node) Members() []Member      { return slices.Clone(n.st.members.list) }
 func (n *Node) MembersVersion() uint64 { return n.st.members.version }
 
+// RemovedMembers are the ids of the members removed from the cluster
+// (they change with MembersVersion): a driver's transport refuses them,
+// as etcd's answers a removed member's streams with 410 Gone.
+func (n *Node) RemovedMembers() []uint64 { return slices.Clone(n.st.members.removed) }
+
 // InitialMembers are the members the node's configuration named (its
 // --initial-cluster, or what a join learned from the cluster): a driver's
 // transport uses them until the node has applied a membership.

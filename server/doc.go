@@ -11,10 +11,12 @@
 //     start-up lines, the applied cluster version;
 //   - memberStatus (status.go): what the loop last published, for
 //     everything off the loop; publishedOf decides what that is;
-//   - peerTransport (transport.go, peersend.go, peerrecv.go, peerwire.go,
-//     peerdial.go, peerprobe.go): the driver.Transport between members,
-//     with the peer listeners, one sender and one round-trip prober per
-//     member, snapshot streams both ways and the Cluster and HashKV calls;
+//   - peerTransport (transport.go, peerhttp.go, peersend.go, peerrecv.go,
+//     peerwire.go, peerdial.go, peerprobe.go, snapshotrecv.go): the
+//     driver.Transport between members over HTTP/1.1, with the peer
+//     listeners and etcd's peer endpoints, one sender and one round-trip
+//     prober per member, snapshot streams both ways, the join's GET
+//     /members and the corruption checks' GET /members/hashkv;
 //   - discovery (discovery.go, join.go): joining an existing cluster and
 //     etcd's v3 discovery;
 //   - listeners (listeners.go, clientlisten.go, listen.go): the client

@@ -87,12 +87,7 @@ func querySet(r *http.Request, name string) map[string]bool {
 
 // onlyGet answers etcd's 405 to anything but GET; false if it did.
 func onlyGet(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet {
-		return true
-	}
-	w.Header().Set("Allow", http.MethodGet)
-	http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
-	return false
+	return allowMethod(w, r, http.MethodGet)
 }
 
 func (h *healthChecks) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
-
-	"google.golang.org/grpc"
 )
 
 // etcd's peer prober: each member times a round trip to every peer every
@@ -13,7 +13,7 @@ import (
 // into etcd_network_peer_round_trip_time_seconds{To} a first interval
 // after the peer is added, then every healthy interval while the peer
 // answered its last probe and every unhealthy interval while it did not.
-// The probe is a unary Probe call on the peer service.
+// The probe is etcd's GET /raft/probing.
 
 const rttSmoothing = 0.125
 
@@ -26,15 +26,6 @@ type probeTimes struct {
 // timeout less a second), observations after 5 s, then every 30 s, or 5 s
 // while the peer does not answer. Tests shorten them.
 var peerProbeTimes = probeTimes{probe: 4 * time.Second, first: 5 * time.Second, healthy: 30 * time.Second, unhealthy: 5 * time.Second}
-
-// probeMethod is the peer service's round-trip probe.
-var probeMethod = grpc.MethodDesc{MethodName: "Probe", Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-	var in []byte
-	if err := dec(&in); err != nil {
-		return nil, err
-	}
-	return new([]byte), nil
-}}
 
 // rttState is one peer's prober state.
 type rttState struct {
@@ -57,12 +48,12 @@ func (r *rttState) record(rtt time.Duration, err error) {
 // probeRTT probes the peer until it is stopped.
 func (p *peer) probeRTT() {
 	times := peerProbeTimes
-	conn, err := p.t.dialer.dial(p.urls)
+	c, err := p.t.dialer.client(p.urls[0])
 	if err != nil {
 		p.t.log.Warn("failed to add peer into prober", "remote-peer-id", hexID(p.id), "error", err.Error())
 		return
 	}
-	defer conn.Close()
+	defer c.CloseIdleConnections()
 	probe := time.NewTicker(times.probe)
 	defer probe.Stop()
 	observe := time.NewTimer(times.first)
@@ -74,7 +65,7 @@ func (p *peer) probeRTT() {
 		case <-p.stop:
 			return
 		case <-probe.C:
-			st.record(p.probeOnce(conn, times.probe))
+			st.record(probeOnce(c, times.probe))
 		case <-observe.C:
 			p.t.metrics.rtt.WithLabelValues(to).Observe(st.srtt.Seconds())
 			if st.healthy {
@@ -87,11 +78,18 @@ func (p *peer) probeRTT() {
 }
 
 // probeOnce times one probe; it gives up after timeout.
-func (p *peer) probeOnce(conn *grpc.ClientConn, timeout time.Duration) (time.Duration, error) {
+func probeOnce(c peerClient, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
-	var out []byte
-	err := conn.Invoke(ctx, "/"+peerService+"/Probe", new([]byte), &out)
-	return time.Since(start), err
+	b, _, err := c.get(ctx, pathProbing, nil, nil)
+	rtt := time.Since(start)
+	if err != nil {
+		return rtt, err
+	}
+	var h probeHealth
+	if err := json.Unmarshal(b, &h); err != nil || !h.OK {
+		return rtt, fmt.Errorf("bad probe answer %q", b)
+	}
+	return rtt, nil
 }

@@ -4,61 +4,47 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
+	"net/http"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/server/wire"
 )
 
 // The receive side of the peer transport: the streams of raft and
-// member-to-member messages and of snapshots, handed to the loop, and the
-// Cluster and HashKV calls.
+// member-to-member messages and of snapshots, handed to the loop, and
+// etcd's hash requests.
 
 // hashFunc is this member's hash at rev (0: its current revision), and
 // its current revision.
 type hashFunc func(ctx context.Context, rev int64) (mvcc.KVHash, int64, error)
 
-func (t *peerTransport) checkHello(ss grpc.ServerStream) (hello, error) {
-	var b []byte
-	if err := ss.RecvMsg(&b); err != nil {
-		return hello{}, err
-	}
-	var h hello
-	if len(b) == 0 || b[0] != frameHello || json.Unmarshal(b[1:], &h) != nil {
-		return h, errors.New("peer stream without a hello")
-	}
-	if h.ClusterID != t.clusterID {
-		t.log.Warn("refusing a peer of another cluster", "peer", fmt.Sprintf("%x", h.From), "its-cluster", fmt.Sprintf("%x", h.ClusterID))
-		return h, fmt.Errorf("%w: local %x, remote %x", errClusterMismatch, t.clusterID, h.ClusterID)
-	}
-	return h, nil
-}
+// hashKVRequestBytesMax bounds a hash request's body (etcd's is a
+// revision in JSON).
+const hashKVRequestBytesMax = 4 << 10
 
-func (t *peerTransport) receiveMessages(ss grpc.ServerStream) error {
-	h, err := t.checkHello(ss)
-	if err != nil {
-		return err
-	}
-	from := hexID(h.From)
+// receiveMessages hands a sender's messages to the loop until its stream
+// ends, or its sender is removed from the cluster: it then opens another,
+// which it is refused.
+func (t *peerTransport) receiveMessages(s *peerStream, fromID uint64) error {
+	from := hexID(fromID)
 	for {
-		var b []byte
-		if err := ss.RecvMsg(&b); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
+		b, err := s.recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
 			t.metrics.recvFailed.WithLabelValues(from).Inc()
 			return err
 		}
-		t.metrics.received.WithLabelValues(from).Add(float64(len(b)))
-		if len(b) == 0 {
-			continue
+		if t.isRemoved(fromID) {
+			return errRemovedMember
 		}
+		t.metrics.received.WithLabelValues(from).Add(float64(len(b)))
 		// A loop that is behind drops what it cannot take, as a lossy
 		// network would.
 		rm, pm, err := wire.Decode(b)
@@ -73,59 +59,53 @@ func (t *peerTransport) receiveMessages(ss grpc.ServerStream) error {
 	}
 }
 
-// receiveSnapshot takes a snapshot stream, resumable on SnapshotResume.
-func (t *peerTransport) receiveSnapshot(ss grpc.ServerStream, resumable bool) error {
-	h, err := t.checkHello(ss)
+// receiveSnapshot takes a snapshot's message and content and hands them
+// to the loop.
+func (t *peerTransport) receiveSnapshot(ctx context.Context, s *peerStream, resumable bool) error {
+	b, err := s.recv()
 	if err != nil {
-		return err
-	}
-	done := t.metrics.snapshotStarted(&t.metrics.snapReceive, hexID(h.From))
-	err = t.receiveSnapshotBody(ss, resumable)
-	done(err)
-	return err
-}
-
-// receiveSnapshotBody takes a snapshot's message and content after the
-// hello and hands them to the loop.
-func (t *peerTransport) receiveSnapshotBody(ss grpc.ServerStream, resumable bool) error {
-	var b []byte
-	if err := ss.RecvMsg(&b); err != nil {
 		return err
 	}
 	m := &raftpb.Message{}
 	if len(b) == 0 || b[0] != frameRaft || proto.Unmarshal(b[1:], m) != nil || m.GetType() != raftpb.MsgSnap {
 		return errors.New("snapshot stream without its MsgSnap")
 	}
-	return t.receiveSnapshotContent(ss, m, resumable)
+	return t.receiveSnapshotContent(ctx, s, m, resumable)
 }
 
-// clusterInfo answers Cluster with the membership the loop last applied.
-func (t *peerTransport) clusterInfo() (*[]byte, error) {
-	b, err := json.Marshal(clusterInfo{ClusterID: t.clusterID, Members: t.memberList()})
-	return &b, err
-}
-
-// serveHashKV answers a peer's hashKVRequest (etcd's /members/hashkv).
-func (t *peerTransport) serveHashKV(ctx context.Context, in []byte) (*[]byte, error) {
-	var req hashKVRequest
-	if err := json.Unmarshal(in, &req); err != nil {
-		return nil, fmt.Errorf("bad hash request: %w", err)
+// serveHashKV answers etcd's GET /members/hashkv: this member's hash at
+// the revision asked (0: its current), etcd's errors as etcd's.
+func (t *peerTransport) serveHashKV(w http.ResponseWriter, r *http.Request) {
+	if !onlyGet(w, r) {
+		return
 	}
-	reply := hashKVReply{MemberID: t.id}
-	if req.ClusterID != t.clusterID {
-		reply.Err = hashErrCluster
-	} else {
-		h, rev, err := t.hashes(ctx, req.Revision)
-		switch {
-		case errors.Is(err, core.ErrCompacted):
-			reply.Err = hashErrCompacted
-		case errors.Is(err, core.ErrFutureRev):
-			reply.Err = hashErrFutureRev
-		case err != nil:
-			return nil, err
-		}
-		reply.Revision, reply.Hash, reply.CompactRevision, reply.HashRevision = rev, h.Hash, int64(h.CompactRev), int64(h.Rev)
+	if got := r.Header.Get(headerClusterID); got != "" && got != hexID(t.clusterID) {
+		http.Error(w, errClusterMismatch.Error(), http.StatusPreconditionFailed)
+		return
 	}
-	b, err := json.Marshal(reply)
-	return &b, err
+	b, err := io.ReadAll(io.LimitReader(r.Body, hashKVRequestBytesMax))
+	if err != nil {
+		http.Error(w, "error reading body", http.StatusBadRequest)
+		return
+	}
+	var req pb.HashKVRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		http.Error(w, "error unmarshalling request", http.StatusBadRequest)
+		return
+	}
+	h, rev, err := t.hashes(r.Context(), req.Revision)
+	if err != nil {
+		t.log.Warn("failed to get hashKV", "requested-revision", req.Revision, "err", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	out, err := json.Marshal(&pb.HashKVResponse{Header: &pb.ResponseHeader{Revision: rev}, Hash: h.Hash,
+		CompactRevision: int64(h.CompactRev), HashRevision: int64(h.Rev)})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set(headerClusterID, hexID(t.clusterID))
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
 }

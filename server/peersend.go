@@ -2,15 +2,12 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
@@ -36,7 +33,9 @@ func (p *peer) run() {
 			return
 		default:
 		}
-		if err != nil {
+		if isStatus(err, http.StatusGone) {
+			p.t.removedBy(p.id)
+		} else if err != nil {
 			p.t.log.Debug("peer stream broke", "peer", fmt.Sprintf("%x", p.id), "err", err)
 			p.t.unreachable(p.id)
 		}
@@ -49,42 +48,70 @@ func (p *peer) run() {
 	}
 }
 
-// session sends messages over one stream until it breaks.
+// session sends messages over one stream until it breaks or the peer
+// ends it.
 func (p *peer) session() error {
-	conn, err := p.t.dialer.dial(p.urls)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	// A stop ends the stream even while a write waits on the network.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stream, err := conn.NewStream(ctx, &peerDesc.Streams[0], "/"+peerService+"/Messages")
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := p.t.dialer.openStream(ctx, p.urls[0], pathStream, p.t.clusterID, p.t.id, p.id)
 	if err != nil {
 		return err
 	}
-	h, _ := json.Marshal(hello{ClusterID: p.t.clusterID, From: p.t.id, To: p.id})
-	if err := stream.SendMsg(frame(frameHello, h)); err != nil {
-		return err
-	}
+	defer c.close()
+	ended := make(chan struct{})
+	go func() {
+		// The receiver says nothing on a message stream: its answer
+		// ends when the stream does, from its side.
+		_, _ = io.Copy(io.Discard, c.resp.Body)
+		close(ended)
+	}()
 	pm, local, to := p.t.metrics, hexID(p.t.id), hexID(p.id)
 	pm.active.WithLabelValues(local, to).Inc()
 	defer func() {
 		pm.active.WithLabelValues(local, to).Dec()
 		pm.disconnected.WithLabelValues(local, to).Inc()
 	}()
+	var batch []byte
 	for {
 		select {
 		case <-p.stop:
-			stream.CloseSend()
-			return nil
+			return c.closeSend()
+		case <-ended:
+			return errors.New("the peer ended the stream")
 		case f := <-p.q:
-			if err := stream.SendMsg(f); err != nil {
+			batch = p.fill(appendWireFrame(batch[:0], *f))
+			if _, err := c.body.Write(batch); err != nil {
 				pm.sendFailed.WithLabelValues(to).Inc()
 				return err
 			}
-			pm.sent.WithLabelValues(to).Add(float64(len(*f)))
+			pm.sent.WithLabelValues(to).Add(float64(len(batch)))
+			if cap(batch) > peerBatchBytesMax {
+				batch = nil // a large message's buffer is not kept
+			}
 		}
 	}
+}
+
+// fill appends the frames waiting, up to peerBatchBytesMax, to batch:
+// one write sends them all.
+func (p *peer) fill(batch []byte) []byte {
+	for len(batch) < peerBatchBytesMax {
+		select {
+		case f := <-p.q:
+			batch = appendWireFrame(batch, *f)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // send queues a frame for a peer without ever blocking the loop.
@@ -118,74 +145,66 @@ func (t *peerTransport) sendSnapshot(snap core.OutgoingSnapshot, urls []string) 
 	_ = t.loop.Post(context.Background(), func() { t.drv.ReportSnapshot(snap.To, ok) })
 }
 
-// streamSnapshot streams a snapshot on SnapshotResume, skipping what the
-// peer holds, or on Snapshot, from zero, to a peer without it.
+// streamSnapshot streams a snapshot on pathSnapshotResume, skipping
+// what the peer holds, or on pathSnapshot, from zero, to a peer without
+// it.
 func (t *peerTransport) streamSnapshot(snap core.OutgoingSnapshot, urls []string) (*driver.ResumeWriter, error) {
-	conn, err := t.dialer.dial(urls)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var offer snapresume.Offer
-	stream, err := t.openSnapshotStream(ctx, conn, snap, &peerDesc.Streams[2])
+	c, err := t.openSnapshotStream(urls[0], snap, pathSnapshotResume)
 	if err == nil {
-		offer, err = receiveOffer(stream)
+		defer c.close()
+		offer, err = receiveOffer(c)
 	}
-	if status.Code(err) == codes.Unimplemented {
-		stream, err = t.openSnapshotStream(ctx, conn, snap, &peerDesc.Streams[1])
+	if isStatus(err, http.StatusNotFound) {
+		if c, err = t.openSnapshotStream(urls[0], snap, pathSnapshot); err == nil {
+			defer c.close()
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	w, err := sendSnapshotContent(stream, snap, offer)
+	w, err := sendSnapshotContent(&c.peerStream, snap, offer)
 	if err != nil {
 		return w, err
 	}
-	if err := stream.CloseSend(); err != nil {
+	if err := c.closeSend(); err != nil {
 		return w, err
 	}
-	var ack []byte
-	return w, stream.RecvMsg(&ack)
+	return w, c.result()
 }
 
-// openSnapshotStream opens a snapshot stream of method desc and sends the
-// hello and the MsgSnap.
-func (t *peerTransport) openSnapshotStream(ctx context.Context, conn *grpc.ClientConn, snap core.OutgoingSnapshot, desc *grpc.StreamDesc) (grpc.ClientStream, error) {
-	stream, err := conn.NewStream(ctx, desc, "/"+peerService+"/"+desc.StreamName)
-	if err != nil {
-		return nil, err
-	}
-	h, _ := json.Marshal(hello{ClusterID: t.clusterID, From: t.id, To: snap.To})
+// openSnapshotStream opens a snapshot stream on path and sends the
+// MsgSnap.
+func (t *peerTransport) openSnapshotStream(peerURL string, snap core.OutgoingSnapshot, path string) (*peerCall, error) {
 	mb, err := proto.Marshal(snap.Msg)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range []*[]byte{frame(frameHello, h), frame(frameRaft, mb)} {
-		if err := stream.SendMsg(f); errors.Is(err, io.EOF) {
-			// The receiver ended the stream: its status says why (a
-			// member without the method says Unimplemented).
-			var b []byte
-			if err := stream.RecvMsg(&b); err != nil {
-				return nil, err
-			}
-			return nil, errors.New("snapshot stream ended by the receiver")
-		} else if err != nil {
-			return nil, err
-		}
+	c, err := t.dialer.openStream(context.Background(), peerURL, path, t.clusterID, t.id, snap.To)
+	if err != nil {
+		return nil, err
 	}
-	return stream, nil
+	if err := c.send(frameRaft, mb); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // receiveOffer reads what the receiver holds of an earlier transfer.
-func receiveOffer(stream grpc.ClientStream) (snapresume.Offer, error) {
-	var b []byte
-	if err := stream.RecvMsg(&b); err != nil {
-		return snapresume.Offer{}, err
+func receiveOffer(c *peerCall) (snapresume.Offer, error) {
+	b, err := c.recv()
+	if err != nil {
+		return snapresume.Offer{}, noEOF(err)
 	}
-	if len(b) == 0 || b[0] != frameOffer {
-		return snapresume.Offer{}, errors.New("snapshot stream: the receiver did not answer with its offer")
+	switch {
+	case len(b) > 0 && b[0] == frameOffer:
+		return snapresume.ParseOffer(b[1:])
+	case len(b) > 0 && b[0] == frameStatus:
+		// The receiver refused the snapshot before its content.
+		if err := verdict(b); err != nil {
+			return snapresume.Offer{}, err
+		}
 	}
-	return snapresume.ParseOffer(b[1:])
+	return snapresume.Offer{}, errors.New("snapshot stream: the receiver did not answer with its offer")
 }

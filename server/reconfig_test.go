@@ -11,6 +11,8 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/detcd/detcd/core"
 )
 
 // TestStrictReconfigCheck: with a member down, etcd's default strict
@@ -115,5 +117,34 @@ func TestMemberPeerURLs(t *testing.T) {
 	update := &etcdserverpb.MemberUpdateRequest{ID: added.Member.ID, PeerURLs: []string{"http://127.0.0.1"}}
 	if _, err := cluster.MemberUpdate(c, update); !isErr(err, rpctypes.ErrGRPCMemberBadURLs) {
 		t.Errorf("member update to a URL without a port: %v, want %v", err, rpctypes.ErrGRPCMemberBadURLs)
+	}
+}
+
+// TestRemovedMemberStops: a member removed while it was down learns it
+// from its peers once it is back, which refuse its streams with etcd's
+// 410 Gone, and stops, as etcd's does.
+func TestRemovedMemberStops(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	lead := tc.leader()
+	gone := (lead + 1) % 3
+	id := tc.servers[gone].node.ID()
+	tc.stop(gone)
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := retryWhile(t, "removing the stopped member", func() error {
+		_, err := tc.client(lead).MemberRemove(c, id)
+		return err
+	}, rpctypes.ErrGRPCUnhealthy)
+	if err != nil {
+		t.Fatalf("removing the stopped member: %v", err)
+	}
+	tc.start(gone)
+	select {
+	case err := <-tc.servers[gone].Fatal():
+		if !errors.Is(err, core.ErrMemberRemoved) {
+			t.Fatalf("the removed member stopped with %v, want %v", err, core.ErrMemberRemoved)
+		}
+	case <-c.Done():
+		t.Fatal("the removed member never stopped")
 	}
 }

@@ -72,7 +72,7 @@ func New(cfg Config) (*Server, error) {
 		lis:    &listeners{log: log, tls: o.tls.client},
 	}
 	wal, peer := newWALMetrics(), newPeerMetrics()
-	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, peer)
+	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, peer, version)
 	if err := s.newDriver(wal, o); err != nil {
 		return nil, err
 	}

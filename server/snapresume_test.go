@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,8 @@ import (
 
 // cuttingProxy forwards connections to a member's peer port and closes
 // the first one that carries more than cutBytes towards it: a snapshot
-// stream broken mid-transfer.
+// stream broken mid-transfer. It keeps the first bytes of each connection
+// towards the member.
 type cuttingProxy struct {
 	ln       net.Listener
 	to       string
@@ -30,6 +32,17 @@ type cuttingProxy struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    []net.Conn // to close at the end
+	heads    []string   // each connection's first read towards the member
+}
+
+// proxyHeadBytesMax bounds what the proxy keeps of a connection's head.
+const proxyHeadBytesMax = 64
+
+// connHeads are the first bytes of the connections so far.
+func (p *cuttingProxy) connHeads() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.heads)
 }
 
 func newCuttingProxy(t *testing.T, to string, cutBytes int64) *cuttingProxy {
@@ -82,6 +95,11 @@ func (p *cuttingProxy) forward(in, out net.Conn) {
 	for {
 		k, err := in.Read(buf)
 		if k > 0 {
+			if n == 0 {
+				p.mu.Lock()
+				p.heads = append(p.heads, string(buf[:min(k, proxyHeadBytesMax)]))
+				p.mu.Unlock()
+			}
 			n += int64(k)
 			if n > p.cutBytes && p.cut.CompareAndSwap(false, true) {
 				in.Close()

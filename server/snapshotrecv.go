@@ -9,22 +9,21 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/grpc"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/driver"
 	"github.com/detcd/detcd/snapresume"
 )
 
-// A snapshot stream is: hello, the MsgSnap, the content in frameChunk
-// frames, then one frameSum frame with the content's driver.SnapshotSum.
-// The receiver writes the content to disk as it arrives (memory bounded by
-// one frame) and refuses a stream that ends without the sum or does not
-// match it.
+// A snapshot stream is: the MsgSnap, the content in frameChunk frames,
+// then one frameSum frame with the content's driver.SnapshotSum; the
+// receiver answers with a frameStatus, its verdict. The receiver writes
+// the content to disk as it arrives (memory bounded by one frame) and
+// refuses a stream that ends without the sum or does not match it.
 //
-// On the SnapshotResume method (version 2 of the stream; a sender falls
-// back to Snapshot on a member without it), the receiver answers the
-// MsgSnap with a frameOffer (snapresume.Offer: the chunks it holds of a
+// On pathSnapshotResume (version 2 of the stream; a sender falls back to
+// pathSnapshot on a member without it), the receiver answers the MsgSnap
+// with a frameOffer (snapresume.Offer: the chunks it holds of a
 // transfer that broke off), and the sender sends, chunk by chunk of
 // snapresume.ChunkBytes, either the chunk (frameChunk) or, for one the
 // offer holds, a frameHeld with its index, which the receiver copies from
@@ -38,29 +37,32 @@ const (
 	frameOffer = frameSum + 1
 	// frameHeld carries the u32 index of a chunk the offer holds.
 	frameHeld = frameOffer + 1
+	// frameStatus ends a snapshot stream from the receiver: empty if it
+	// took the snapshot, else why not.
+	frameStatus = frameHeld + 1
 )
 
 // snapshotCutWaitMax bounds how long a transfer waits for the one it cut
 // to keep its file; past it, it starts without that file.
 const snapshotCutWaitMax = 5 * time.Second
 
-// receiveSnapshotContent takes the content that follows m on ss into a
-// temporary checkpoint file, resuming from a partial one if resumable,
-// hands the sealed file to the loop and acks once the member installed it
-// (or reports why not).
-func (t *peerTransport) receiveSnapshotContent(ss grpc.ServerStream, m *raftpb.Message, resumable bool) error {
+// receiveSnapshotContent takes the content that follows m on s into a
+// temporary checkpoint file, resuming from a partial one if resumable, and
+// hands the sealed file to the loop; it returns once the member installed
+// it (or says why not).
+func (t *peerTransport) receiveSnapshotContent(ctx context.Context, s *peerStream, m *raftpb.Message, resumable bool) error {
 	r, err := t.partials.Receive(m)
 	if err != nil {
 		return err
 	}
 	if resumable {
-		if err := t.sendOffer(ss, r); err != nil {
+		if err := t.sendOffer(ctx, s, r); err != nil {
 			r.Abort()
 			return err
 		}
 	}
 	from, index := fmt.Sprintf("%x", m.GetFrom()), m.GetSnapshot().GetMetadata().GetIndex()
-	f, held, err := receiveSnapshotFrames(ss, r)
+	f, held, err := receiveSnapshotFrames(s, r)
 	if err != nil {
 		r.Abort()
 		t.log.Warn("receiving a snapshot failed", "from", from, "index", index, "bytes", r.Received(), "err", err)
@@ -68,7 +70,7 @@ func (t *peerTransport) receiveSnapshotContent(ss grpc.ServerStream, m *raftpb.M
 	}
 	t.log.Info("received a snapshot", "from", from, "index", f.Index, "bytes", f.Bytes, "resumed-bytes", held)
 	done := make(chan error, 1)
-	if err := t.loop.Post(ss.Context(), func() { t.drv.StepSnapshot(f, func(err error) { done <- err }) }); err != nil {
+	if err := t.loop.Post(ctx, func() { t.drv.StepSnapshot(f, func(err error) { done <- err }) }); err != nil {
 		_ = t.disk.RemoveReceived(f.Name) // the loop never got it
 		return err
 	}
@@ -77,17 +79,17 @@ func (t *peerTransport) receiveSnapshotContent(ss grpc.ServerStream, m *raftpb.M
 		if err != nil && !errors.Is(err, core.ErrSnapshotRefused) {
 			return err
 		}
-	case <-ss.Context().Done():
+	case <-ctx.Done():
 		// The loop still installs it: the leader learns from raft.
-		return ss.Context().Err()
+		return ctx.Err()
 	}
-	return ss.SendMsg(new([]byte))
+	return nil
 }
 
 // sendOffer waits (bounded) for the transfers r cut to keep their files,
 // then offers the sender what r may resume from.
-func (t *peerTransport) sendOffer(ss grpc.ServerStream, r *driver.SnapshotReceiver) error {
-	wait, cancel := context.WithTimeout(ss.Context(), snapshotCutWaitMax)
+func (t *peerTransport) sendOffer(ctx context.Context, s *peerStream, r *driver.SnapshotReceiver) error {
+	wait, cancel := context.WithTimeout(ctx, snapshotCutWaitMax)
 	defer cancel()
 	for _, c := range r.Cut() {
 		select {
@@ -102,18 +104,18 @@ func (t *peerTransport) sendOffer(ss grpc.ServerStream, r *driver.SnapshotReceiv
 	if p := r.Resumes(); p.Name != "" {
 		t.log.Info("resuming a snapshot transfer", "partial-index", p.Index, "partial-term", p.Term, "partial-bytes", p.Bytes)
 	}
-	return ss.SendMsg(frame(frameOffer, offer.Marshal()))
+	return s.send(frameOffer, offer.Marshal())
 }
 
 // receiveSnapshotFrames writes the content frames to r until the sum and
 // the end of the stream, and says how many content bytes came from the
 // partial r resumed.
-func receiveSnapshotFrames(ss grpc.ServerStream, r *driver.SnapshotReceiver) (*driver.ReceivedFile, int64, error) {
+func receiveSnapshotFrames(s *peerStream, r *driver.SnapshotReceiver) (*driver.ReceivedFile, int64, error) {
 	var sum *driver.SnapshotSum
 	var held int64
 	for {
-		var b []byte
-		if err := ss.RecvMsg(&b); err != nil {
+		b, err := s.recv()
+		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				return nil, held, fmt.Errorf("snapshot stream broke after %d bytes: %w", r.Received(), err)
 			}
@@ -150,12 +152,12 @@ func receiveSnapshotFrames(ss grpc.ServerStream, r *driver.SnapshotReceiver) (*d
 
 // sendSnapshotContent streams a snapshot's content in frames, skipping
 // the chunks offer holds, then its sum.
-func sendSnapshotContent(stream grpc.ClientStream, snap core.OutgoingSnapshot, offer snapresume.Offer) (*driver.ResumeWriter, error) {
+func sendSnapshotContent(s *peerStream, snap core.OutgoingSnapshot, offer snapresume.Offer) (*driver.ResumeWriter, error) {
 	w := &driver.ResumeWriter{
 		Offer: offer,
-		Send:  func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) },
+		Send:  func(b []byte) error { return s.send(frameChunk, b) },
 		Skip: func(i int) error {
-			return stream.SendMsg(frame(frameHeld, binary.LittleEndian.AppendUint32(nil, uint32(i))))
+			return s.send(frameHeld, binary.LittleEndian.AppendUint32(nil, uint32(i)))
 		},
 	}
 	sw := &driver.SnapshotSummer{W: w}
@@ -165,5 +167,5 @@ func sendSnapshotContent(stream grpc.ClientStream, snap core.OutgoingSnapshot, o
 	if err := w.Flush(); err != nil {
 		return w, err
 	}
-	return w, stream.SendMsg(frame(frameSum, sw.Sum().Marshal()))
+	return w, s.send(frameSum, sw.Sum().Marshal())
 }

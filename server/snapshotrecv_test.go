@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/driver"
@@ -119,31 +117,24 @@ func TestLearnerJoinsBySnapshot(t *testing.T) {
 	}
 }
 
-// snapshotStream opens a snapshot stream of method desc to member s as
-// member 99 and sends the hello and a MsgSnap of index and term.
-func snapshotStream(t *testing.T, c context.Context, tc *testCluster, desc *grpc.StreamDesc, index, term uint64) grpc.ClientStream {
+// snapshotStream opens a snapshot stream on path to member s as member
+// 99 and sends a MsgSnap of index and term.
+func snapshotStream(t *testing.T, c context.Context, tc *testCluster, path string, index, term uint64) *peerCall {
 	t.Helper()
 	s := tc.servers[0]
-	conn, err := s.peers.dialer.dial(tc.cfgs[0].InitialAdvertisePeerURLs)
+	stream, err := s.peers.dialer.openStream(c, tc.cfgs[0].InitialAdvertisePeerURLs[0], path, s.peers.clusterID, 99, s.node.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	stream, err := conn.NewStream(c, desc, "/"+peerService+"/"+desc.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, _ := json.Marshal(hello{ClusterID: s.peers.clusterID, From: 99, To: s.node.ID()})
+	t.Cleanup(stream.close)
 	m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(uint64(99)), To: new(s.node.ID()), Term: &term,
 		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: &index, Term: &term}}}
 	mb, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, err := range []error{stream.SendMsg(frame(frameHello, h)), stream.SendMsg(frame(frameRaft, mb))} {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := stream.send(frameRaft, mb); err != nil {
+		t.Fatal(err)
 	}
 	return stream
 }
@@ -157,20 +148,19 @@ func TestSnapshotStreamResumes(t *testing.T) {
 	tc.leader()
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream := snapshotStream(t, c, tc, &peerDesc.Streams[1], 1000, 1)
+	stream := snapshotStream(t, c, tc, pathSnapshot, 1000, 1)
 	content := []byte(strings.Repeat("x", 3<<20))
-	w := &chunk.Writer{Size: snapresume.ChunkBytes, Send: func(b []byte) error { return stream.SendMsg(frame(frameChunk, b)) }}
+	w := &chunk.Writer{Size: snapresume.ChunkBytes, Send: func(b []byte) error { return stream.send(frameChunk, b) }}
 	for _, err := range []error{
 		func() error { _, err := w.Write(content); return err }(),
 		w.Flush(),
-		stream.CloseSend(),
+		stream.closeSend(),
 	} {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	var ack []byte
-	err := stream.RecvMsg(&ack)
+	err := stream.result()
 	if err == nil || !strings.Contains(err.Error(), "torn") {
 		t.Fatalf("a stream without the sum: %v, want it refused as torn", err)
 	}
@@ -178,7 +168,7 @@ func TestSnapshotStreamResumes(t *testing.T) {
 		t.Fatalf("received files left: %v, want the torn one's, to resume", temps)
 	}
 
-	stream = snapshotStream(t, c, tc, &peerDesc.Streams[2], 1001, 2)
+	stream = snapshotStream(t, c, tc, pathSnapshotResume, 1001, 2)
 	offer, err := receiveOffer(stream)
 	if err != nil {
 		t.Fatal(err)
@@ -188,34 +178,34 @@ func TestSnapshotStreamResumes(t *testing.T) {
 		t.Fatalf("offered %d chunks, want the 3 of the torn stream", len(offer.Chunks))
 	}
 	held := func(i uint32) error {
-		return stream.SendMsg(frame(frameHeld, binary.LittleEndian.AppendUint32(nil, i)))
+		return stream.send(frameHeld, binary.LittleEndian.AppendUint32(nil, i))
 	}
 	for _, err := range []error{
-		stream.SendMsg(frame(frameChunk, []byte("another head"))),
+		stream.send(frameChunk, []byte("another head")),
 		held(1), // out of turn: chunk 0 is short
 	} {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := stream.RecvMsg(&ack); err == nil || !strings.Contains(err.Error(), "skipped chunk 1 at offset 1048576 with 12 bytes arrived") {
+	if err := stream.result(); err == nil || !strings.Contains(err.Error(), "skipped chunk 1 at offset 1048576 with 12 bytes arrived") {
 		t.Fatalf("a held chunk out of turn: %v", err)
 	}
 	if _, temps := snapshotFiles(t, tc.cfgs[0].DataDir); len(temps) != 2 {
 		t.Fatalf("received files left: %v, want both partials", temps)
 	}
 
-	stream = snapshotStream(t, c, tc, &peerDesc.Streams[2], 1002, 2)
+	stream = snapshotStream(t, c, tc, pathSnapshotResume, 1002, 2)
 	if offer, err = receiveOffer(stream); err != nil || len(offer.Chunks) != 3 {
 		t.Fatalf("offered %d chunks (%v), want the largest partial's 3", len(offer.Chunks), err)
 	}
 	bad := driver.SnapshotSum{Bytes: int64(len(content)), CRC: 1}
-	for _, err := range []error{held(0), held(1), held(2), stream.SendMsg(frame(frameSum, bad.Marshal())), stream.CloseSend()} {
+	for _, err := range []error{held(0), held(1), held(2), stream.send(frameSum, bad.Marshal()), stream.closeSend()} {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := stream.RecvMsg(&ack); err == nil || !strings.Contains(err.Error(), "damaged in transfer") {
+	if err := stream.result(); err == nil || !strings.Contains(err.Error(), "damaged in transfer") {
 		t.Fatalf("a resumed stream whose sum does not match: %v, want it refused", err)
 	}
 	if _, temps := snapshotFiles(t, tc.cfgs[0].DataDir); len(temps) != 1 {

@@ -165,7 +165,8 @@ func newTLSConfigs(c *Config, log *slog.Logger) (tlsConfigs, error) {
 	}
 	out.peerClient = certs.clientConfig(base, c.PeerTLS)
 	if servesTLS {
-		out.peerServer = certs.serverConfig(base, c.PeerTLS, "h2")
+		// Peers speak HTTP/1.1, as etcd's.
+		out.peerServer = certs.serverConfig(base, c.PeerTLS, "http/1.1")
 	} else if c.PeerTLS.CertFile != "" {
 		log.Warn("the peer URLs are http: ignoring --peer-cert-file and --peer-key-file")
 	}

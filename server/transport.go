@@ -1,14 +1,16 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"slices"
 	"sync"
 
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/grpc"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/disk"
@@ -17,8 +19,8 @@ import (
 )
 
 // peerTransport is the member's driver.Transport over the peer URLs (see
-// peerwire.go for the wire). It owns the peer listeners and their gRPC
-// server (the receive side, peerrecv.go), one sender per other member,
+// peerwire.go for the wire). It owns the peer listeners and their HTTP
+// server (peerhttp.go; the receive side, peerrecv.go), one sender per other member,
 // started and stopped as the applied membership changes (peersend.go),
 // and the membership it last saw, which the metrics and the corruption
 // checks read.
@@ -29,6 +31,7 @@ type peerTransport struct {
 	dialer    peerDialer
 	serverTLS *tls.Config // the peer listeners'; nil without TLS
 	metrics   *peerMetrics
+	version   *clusterVersion // for GET /version
 	// hashes answers a peer's HashKV: this member's hash at a revision,
 	// and its current revision.
 	hashes hashFunc
@@ -45,8 +48,10 @@ type peerTransport struct {
 
 	mu      sync.Mutex
 	members []core.Member // as the loop last applied them
+	removed []uint64      // the members removed, as the loop last applied them
 
-	grpc      *grpc.Server
+	http      *http.Server
+	stopHTTP  context.CancelFunc // ends the requests in flight
 	listeners []net.Listener
 }
 
@@ -57,8 +62,8 @@ type peerSenders struct {
 	version uint64 // the node's MembersVersion they follow
 }
 
-func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer, serverTLS *tls.Config, m *peerMetrics) *peerTransport {
-	return &peerTransport{log: log, id: id, clusterID: clusterID, dialer: dialer, serverTLS: serverTLS, metrics: m}
+func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer, serverTLS *tls.Config, m *peerMetrics, v *clusterVersion) *peerTransport {
+	return &peerTransport{log: log, id: id, clusterID: clusterID, dialer: dialer, serverTLS: serverTLS, metrics: m, version: v}
 }
 
 // attach gives the transport the driver it carries messages for.
@@ -67,11 +72,11 @@ func (t *peerTransport) attach(loop *driver.Loop, drv *driver.Driver, d *disk.Di
 	t.partials = driver.NewSnapshotPartials(d)
 }
 
-// listen serves the peer service on the peer URLs, over TLS on https
+// listen serves the peer endpoints on the peer URLs, over TLS on https
 // ones. On an error the listeners opened so far stay for closeListeners.
 func (t *peerTransport) listen(urls []string) error {
-	t.grpc = grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.MaxRecvMsgSize(peerMsgBytesMax), grpc.MaxSendMsgSize(peerMsgBytesMax))
-	t.grpc.RegisterService(&peerDesc, t)
+	base, stop := context.WithCancel(context.Background())
+	t.http, t.stopHTTP = t.newPeerServer(base), stop
 	for _, u := range urls {
 		ln, err := listen(u)
 		if err != nil {
@@ -81,7 +86,7 @@ func (t *peerTransport) listen(urls []string) error {
 		if secureURL(u) {
 			ln = newHandshakeListener(ln, t.serverTLS, t.log, rejectedPeer)
 		}
-		go func() { _ = t.grpc.Serve(ln) }()
+		go func() { _ = t.http.Serve(ln) }()
 		t.log.Info("serving peer traffic", "address", ln.Addr().String())
 	}
 	return nil
@@ -99,8 +104,9 @@ func (t *peerTransport) addrs() []string {
 // stopServing ends the receive side; closeListeners closes what it did
 // not serve yet.
 func (t *peerTransport) stopServing() {
-	if t.grpc != nil {
-		t.grpc.Stop()
+	if t.http != nil {
+		t.http.Close()
+		t.stopHTTP()
 	}
 }
 
@@ -144,7 +150,7 @@ func (t *peerTransport) syncPeers() {
 		ms = n.InitialMembers()
 	}
 	t.mu.Lock()
-	t.members = ms
+	t.members, t.removed = ms, n.RemovedMembers()
 	t.mu.Unlock()
 	want := map[uint64]core.Member{}
 	for _, m := range ms {
@@ -168,6 +174,18 @@ func (t *peerTransport) syncPeers() {
 		go p.run()
 		go p.probeRTT()
 	}
+}
+
+// isRemoved says whether a member was removed from the cluster.
+func (t *peerTransport) isRemoved(id uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Contains(t.removed, id)
+}
+
+// removedBy tells the loop a peer says this member was removed.
+func (t *peerTransport) removedBy(peer uint64) {
+	t.loop.PostPeer(func() { t.drv.StepPeer(&core.PeerMessage{From: peer, To: t.id, Removed: true}) })
 }
 
 func sameURLs(a, b []string) bool {

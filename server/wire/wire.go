@@ -1,7 +1,7 @@
 // Package wire is the format of the messages members exchange: one frame
 // per message, a kind byte and its payload (raft's protobuf, or a
 // core.PeerMessage as JSON). The server's peer transport writes and reads
-// it on its gRPC streams, and the simulator's network carries every
+// it on its HTTP streams, and the simulator's network carries every
 // message through it too, so a simulated member receives what the wire
 // delivers: a decoded copy, never the sender's own message.
 package wire
@@ -16,12 +16,11 @@ import (
 	"github.com/detcd/detcd/core"
 )
 
-// Frame kinds.
+// Frame kinds (1 was a gRPC stream's hello).
 const (
-	Hello byte = iota + 1
-	Raft
-	Peer
-	Chunk
+	Raft  byte = 2
+	Peer  byte = 3
+	Chunk byte = 4
 )
 
 // Frame is a frame of kind with payload.

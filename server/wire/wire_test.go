@@ -39,7 +39,7 @@ func TestDecodeRefusesAndSkips(t *testing.T) {
 		err  string
 	}{
 		{"empty", nil, ""},
-		{"hello is not a message", Frame(Hello, []byte("{}")), ""},
+		{"a snapshot chunk is not a message", Frame(Chunk, []byte("{}")), ""},
 		{"unknown kind", []byte{99, 1, 2}, ""},
 		{"bad raft", Frame(Raft, []byte{0xff, 0xff}), "bad raft message"},
 		{"bad peer", Frame(Peer, []byte("{")), "bad peer message"},
