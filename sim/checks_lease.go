@@ -58,14 +58,10 @@ func (c *checkers) checkLeases() {
 			deletedAt[string(ev.Kv.Key)] = ev.Kv.ModRevision
 		}
 	}
-	for _, rec := range c.leases {
-		at, revoked := c.revokedAt[rec.id]
-		if revoked && !rec.revoked {
-			earliest := rec.lastRenewSent + rec.ttl*1_000_000*1_000_000/(1_000_000+driftMaxPPM)
-			if at < earliest {
-				c.fail("lease %x (ttl %ds) expired at %dus, but a keep-alive sent at %dus renewed it", rec.id, rec.ttl, at, rec.lastRenewSent)
-			}
-		}
+	// The leases of past epochs were judged when theirs ended.
+	for _, rec := range c.leases[c.leasesJudged:] {
+		c.checkLeaseExpiry(rec)
+		_, revoked := c.revokedAt[rec.id]
 		if !revoked && !rec.revokeAcked {
 			continue
 		}
@@ -81,6 +77,19 @@ func (c *checkers) checkLeases() {
 				c.fail("lease %x: its keys went in different revisions (%d and %d)", rec.id, rev, r)
 			}
 			rev = r
+		}
+	}
+}
+
+// checkLeaseExpiry: a lease kept alive is never revoked by expiry less
+// than a TTL (less the clock drift bound) after a keep-alive that
+// renewed it was sent.
+func (c *checkers) checkLeaseExpiry(rec *leaseRecord) {
+	at, revoked := c.revokedAt[rec.id]
+	if revoked && !rec.revoked {
+		earliest := rec.lastRenewSent + rec.ttl*1_000_000*1_000_000/(1_000_000+driftMaxPPM)
+		if at < earliest {
+			c.fail("lease %x (ttl %ds) expired at %dus, but a keep-alive sent at %dus renewed it", rec.id, rec.ttl, at, rec.lastRenewSent)
 		}
 	}
 }
@@ -224,9 +233,19 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 		c.fail("lease %x: time to live %d (granted %d), granted at %d", rec.id, t.TTL, t.GrantedTTL, rec.ttl)
 		return
 	}
+	// What the client learned before a restore says nothing of the
+	// restored cluster's terms and clocks (checks_epoch.go).
+	start := c.epochStart()
+	renewTerm, lostSent := rec.renewTerm, rec.lostSent
+	if rec.renewedBy < start {
+		renewTerm = 0
+	}
+	if lostSent < start {
+		lostSent = 0
+	}
 	term := t.Header.GetRaftTerm()
 	p, ok := c.leaseLog.promoted[term]
-	if !ok || rec.renewing > 0 || rec.renewTerm > term {
+	if !ok || sent < start || rec.renewing > 0 || renewTerm > term {
 		return
 	}
 	s := c.w.settings
@@ -239,15 +258,15 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 	if g, ok := c.leaseLog.grantedByLeader[rec.id]; ok && g.term == term {
 		starts = append(starts, leaseStart{from: g.at, at: g.at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("granted at %dus", g.at)})
 	}
-	if rec.renewTerm == term {
+	if renewTerm == term {
 		starts = append(starts, leaseStart{from: rec.renewedBy, at: rec.renewedBy, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus", rec.renewedBy)})
 	}
-	if rec.lostSent > 0 {
+	if lostSent > 0 {
 		// A keep-alive left unanswered may still be on its way: it waits
 		// for a read index, then for its cleared checkpoint, each at most
 		// a request timeout of the leader's ticks.
-		at := rec.lostSent + leaseLostHorizonTicks*s.TickUs
-		starts = append(starts, leaseStart{from: rec.lostSent, at: at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus by a keep-alive sent at %dus and not answered", at, rec.lostSent)})
+		at := lostSent + leaseLostHorizonTicks*s.TickUs
+		starts = append(starts, leaseStart{from: lostSent, at: at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus by a keep-alive sent at %dus and not answered", at, lostSent)})
 	}
 	if len(starts) == 0 {
 		return // none seen: the leader's start is not known
