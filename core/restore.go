@@ -31,7 +31,8 @@ func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64
 		return 0, nil, nil, err
 	}
 	if opts.MarkCompacted {
-		kvPart = bumpAndCompact(store, mvcc.Revision(opts.BumpRevision))
+		// planted: the bump without the compaction
+		kvPart = bumpAndCompact(store, mvcc.Revision(opts.BumpRevision), !cfg.bug(BugRestoreSkipsMarkCompacted))
 	}
 	if len(cfg.Members) == 0 {
 		return 0, nil, nil, fmt.Errorf("core: restore: no members")
@@ -69,9 +70,9 @@ type RestoreOptions struct {
 	MarkCompacted bool
 }
 
-func bumpAndCompact(kv *mvcc.Store, bump mvcc.Revision) []byte {
+func bumpAndCompact(kv *mvcc.Store, bump mvcc.Revision, compact bool) []byte {
 	kv.BumpRevision(bump)
-	if kv.Rev() > kv.CompactRev() {
+	if compact && kv.Rev() > kv.CompactRev() {
 		_ = kv.Compact(kv.Rev(), nil) // rev is above the compaction point and not in the future
 		for kv.Step(CompactionStepRecordsMax) {
 		}
