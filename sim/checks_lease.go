@@ -226,6 +226,7 @@ func (l *leaseLog) remainingAt(id int64, index uint64, ttl int64) (remaining int
 // flight; one left unanswered may renew the lease for a while after it
 // was sent (leaseLostHorizonTicks).
 func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTimeToLiveResponse) {
+	c.checkTTLFloor(rec, sent, t)
 	if t.TTL == -1 {
 		return
 	}
@@ -287,6 +288,37 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 		c.fail("lease %x (ttl %ds): %ds left at %dus in term %d, but at most %ds: its leader's latest start of its clock was at most %s",
 			rec.id, rec.ttl, t.TTL, sent, term, most, why)
 	}
+}
+
+// checkTTLFloor judges a TimeToLive answer from below, by etcd's rule
+// that a lease lives a TTL from each renewal: the leader renewed it at
+// or after the last keep-alive that came back renewed was sent, and a
+// leader of that term or a later one (which applied the renewal's
+// cleared checkpoint, so restarts it at its full TTL when promoted)
+// reports at least what is left of a TTL from then, less its clock's
+// drift, a tick of rounding and a second of rounding down, if asked once
+// that renewal was answered; nor is the lease gone before then, unless
+// its holder revoked it. A leader of an
+// older term, deposed unaware, may answer from before the renewal; a
+// restore loses renewals (checks_epoch.go).
+func (c *checkers) checkTTLFloor(rec *leaseRecord, sent int64, t *pb.LeaseTimeToLiveResponse) {
+	if rec.revoked || rec.renewTerm == 0 || rec.renewedBy > sent || t.Header.GetRaftTerm() < rec.renewTerm || rec.renewedBy < c.epochStart() {
+		return
+	}
+	s := c.w.settings
+	tps := 1_000_000 / s.TickUs
+	elapsed := (c.w.now-rec.lastRenewSent)*(1_000_000+driftMaxPPM)/1_000_000/s.TickUs + 1
+	least := (rec.ttl*tps-elapsed)/tps - 1
+	if least <= 0 || t.TTL >= least {
+		return
+	}
+	if t.TTL == -1 {
+		c.fail("lease %x (ttl %ds) gone at %dus in term %d, but a keep-alive sent at %dus renewed it (in term %d): at least %ds were left",
+			rec.id, rec.ttl, c.w.now, t.Header.GetRaftTerm(), rec.lastRenewSent, rec.renewTerm, least)
+		return
+	}
+	c.fail("lease %x (ttl %ds): %ds left at %dus in term %d, but a keep-alive sent at %dus renewed it (in term %d): at least %ds were left",
+		rec.id, rec.ttl, t.TTL, c.w.now, t.Header.GetRaftTerm(), rec.lastRenewSent, rec.renewTerm, least)
 }
 
 // leaseStart is a moment a leader may have set a lease's expiry: ticks
