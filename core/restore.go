@@ -23,8 +23,9 @@ import (
 // checkpoint's content is meta followed by kv, which aliases backup: a
 // restore of a large store writes it out without a copy.
 func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64, meta, kv []byte, err error) {
-	if opts.BumpRevision < 0 || opts.BumpRevision > 0 && !opts.MarkCompacted {
-		return 0, nil, nil, fmt.Errorf("core: restore: --bump-revision must be positive and needs --mark-compacted")
+	// etcdutl takes --bump-revision and --mark-compacted only together.
+	if opts.BumpRevision < 0 || (opts.BumpRevision > 0) != opts.MarkCompacted {
+		return 0, nil, nil, fmt.Errorf("core: restore: --bump-revision must be positive and goes with --mark-compacted")
 	}
 	old, leases, store, kvPart, err := loadBackup(backup)
 	if err != nil {
