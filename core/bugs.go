@@ -91,6 +91,11 @@ const (
 	// BugRestoreDropsLeases restores a backup's key space without its
 	// leases: keys stay attached to leases the restored cluster lacks.
 	BugRestoreDropsLeases = "restore-drops-leases"
+	// BugRestoreSkipsMarkCompacted restores with --bump-revision but
+	// leaves --mark-compacted undone: the revisions the lost cluster
+	// made after the backup read as the backup's state, and watches
+	// resume across the restore as if nothing was lost.
+	BugRestoreSkipsMarkCompacted = "restore-skips-mark-compacted"
 	// BugWatchCatchUpSkipLast leaves a catch-up batch's last revision out.
 	BugWatchCatchUpSkipLast = planted.WatchCatchUpSkipLast
 	// BugWatchNotifyFirstOnly sends a synced watcher only the first of a
@@ -128,7 +133,7 @@ var PlantedBugs = []string{
 	BugLeaseAttachLost, BugCheckpointDropsAuth, BugSnapshotKeepsMembers, BugSnapshotLoadOnLoop,
 	BugMVCCTombstoneVisible, BugMVCCPrevKVOffByOne, BugMVCCCheckpointDropsLast,
 	BugCompareGreaterOrEqual, BugMVCCRangeLimitOffByOne, BugMVCCCompactKeepsTooFew,
-	BugMVCCHashSkipsAfterDefrag, BugMVCCExportDropsNewest, BugRestoreDropsLeases,
+	BugMVCCHashSkipsAfterDefrag, BugMVCCExportDropsNewest, BugRestoreDropsLeases, BugRestoreSkipsMarkCompacted,
 	BugWatchCatchUpSkipLast, BugWatchNotifyFirstOnly, BugWatchProgressAhead,
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly, BugLeasePromoteFullTTL,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,

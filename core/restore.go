@@ -23,15 +23,17 @@ import (
 // checkpoint's content is meta followed by kv, which aliases backup: a
 // restore of a large store writes it out without a copy.
 func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64, meta, kv []byte, err error) {
-	if opts.BumpRevision < 0 || opts.BumpRevision > 0 && !opts.MarkCompacted {
-		return 0, nil, nil, fmt.Errorf("core: restore: --bump-revision must be positive and needs --mark-compacted")
+	// etcdutl takes --bump-revision and --mark-compacted only together.
+	if opts.BumpRevision < 0 || (opts.BumpRevision > 0) != opts.MarkCompacted {
+		return 0, nil, nil, fmt.Errorf("core: restore: --bump-revision must be positive and goes with --mark-compacted")
 	}
 	old, leases, store, kvPart, err := loadBackup(backup)
 	if err != nil {
 		return 0, nil, nil, err
 	}
 	if opts.MarkCompacted {
-		kvPart = bumpAndCompact(store, mvcc.Revision(opts.BumpRevision))
+		// planted: the bump without the compaction
+		kvPart = bumpAndCompact(store, mvcc.Revision(opts.BumpRevision), !cfg.bug(BugRestoreSkipsMarkCompacted))
 	}
 	if len(cfg.Members) == 0 {
 		return 0, nil, nil, fmt.Errorf("core: restore: no members")
@@ -69,9 +71,9 @@ type RestoreOptions struct {
 	MarkCompacted bool
 }
 
-func bumpAndCompact(kv *mvcc.Store, bump mvcc.Revision) []byte {
+func bumpAndCompact(kv *mvcc.Store, bump mvcc.Revision, compact bool) []byte {
 	kv.BumpRevision(bump)
-	if kv.Rev() > kv.CompactRev() {
+	if compact && kv.Rev() > kv.CompactRev() {
 		_ = kv.Compact(kv.Rev(), nil) // rev is above the compaction point and not in the future
 		for kv.Step(CompactionStepRecordsMax) {
 		}

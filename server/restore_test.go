@@ -151,6 +151,9 @@ func TestSnapshotRestoreBump(t *testing.T) {
 	if err := Restore(cfg, file, RestoreOptions{BumpRevision: 1000}); err == nil {
 		t.Fatal("--bump-revision without --mark-compacted was accepted")
 	}
+	if err := Restore(cfg, file, RestoreOptions{MarkCompacted: true}); err == nil {
+		t.Fatal("--mark-compacted without --bump-revision was accepted (etcdutl refuses it)")
+	}
 	if err := Restore(cfg, file, RestoreOptions{BumpRevision: 1000, MarkCompacted: true}); err != nil {
 		t.Fatal(err)
 	}

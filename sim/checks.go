@@ -66,6 +66,13 @@ type checkers struct {
 	quorum quorumCheck
 	// snap is what the backup checks keep (checks_snapshot.go).
 	snap snapChecks
+	// restores are the restores of the whole cluster, in order; pastHist
+	// the history of each epoch before the current one (checks_epoch.go);
+	// leasesJudged counts the leases of past epochs, judged when theirs
+	// ended.
+	restores     []restorePoint
+	pastHist     []history
+	leasesJudged int
 }
 
 func newCheckers(w *World) *checkers {
@@ -155,6 +162,7 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 func (c *checkers) op(op *Op) {
 	c.history = append(c.history, op)
 	c.perm.op(op)
+	c.checkEpochRev(op)
 	if !op.Unknown && !op.Failed {
 		c.maxRev = max(c.maxRev, op.Rev)
 	}
@@ -279,7 +287,7 @@ func (c *checkers) final() {
 }
 
 func (c *checkers) checkLinearizable() {
-	ops := porcupineOps(c.history)
+	ops := c.porcupineOps()
 	res, info := porcupine.CheckOperationsVerbose(etcdModel(), ops, checkTimeout)
 	c.Linearizability = string(res)
 	c.linInfo = &info
@@ -334,7 +342,8 @@ func describeIllegal(info porcupine.LinearizationInfo, ops []porcupine.Operation
 }
 
 // checkDurability requires every acknowledged write to survive in the
-// final state, or to be superseded by a later write.
+// final state, or to be superseded by a later write; but for one above
+// the backup a restore went back to (checks_epoch.go).
 func (c *checkers) checkDurability() {
 	m := c.w.serving()[0]
 	v, _ := m.node.View()
@@ -358,7 +367,7 @@ func (c *checkers) checkDurability() {
 		for _, k := range deletedKeys(op.Group, op.Req) {
 			deletes[k] = true
 		}
-		if !op.Unknown && !op.Failed && op.Err == "" && op.Kind != opCompact && op.Kind != opRangeAt {
+		if !op.Unknown && !op.Failed && op.Err == "" && op.Kind != opCompact && op.Kind != opRangeAt && !c.lostInRestore(op) {
 			ackedWrites(op.Req, op.Resp, op.Rev, note)
 		}
 	}

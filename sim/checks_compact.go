@@ -189,7 +189,7 @@ func (c *checkers) checkRangeAt(op *Op) {
 		c.fail("compaction: %s succeeded, but the compaction at %d was applied at %dus, before it", op, cp.rev, cp.at)
 		return
 	}
-	s, ok := c.hist.stateAt(op.Group, rev)
+	s, ok := c.histOf(op).stateAt(op.Group, rev)
 	r, _ := op.Resp.(*pb.RangeResponse)
 	if ok && (r == nil || !checkRange(&s, op.Group, keysOf(q.Key, q.RangeEnd), q, r, rev)) {
 		c.fail("history: %s does not match the state at %d", op, rev)

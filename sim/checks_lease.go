@@ -53,14 +53,10 @@ func (c *checkers) checkLeases() {
 			deletedAt[string(ev.Kv.Key)] = ev.Kv.ModRevision
 		}
 	}
-	for _, rec := range c.leases {
-		at, revoked := c.revokedAt[rec.id]
-		if revoked && !rec.revoked {
-			earliest := rec.lastRenewSent + rec.ttl*1_000_000*1_000_000/(1_000_000+driftMaxPPM)
-			if at < earliest {
-				c.fail("lease %x (ttl %ds) expired at %dus, but a keep-alive sent at %dus renewed it", rec.id, rec.ttl, at, rec.lastRenewSent)
-			}
-		}
+	// The leases of past epochs were judged when theirs ended.
+	for _, rec := range c.leases[c.leasesJudged:] {
+		c.checkLeaseExpiry(rec)
+		_, revoked := c.revokedAt[rec.id]
 		if !revoked && !rec.revokeAcked {
 			continue
 		}
@@ -76,6 +72,19 @@ func (c *checkers) checkLeases() {
 				c.fail("lease %x: its keys went in different revisions (%d and %d)", rec.id, rev, r)
 			}
 			rev = r
+		}
+	}
+}
+
+// checkLeaseExpiry: a lease kept alive is never revoked by expiry less
+// than a TTL (less the clock drift bound) after a keep-alive that
+// renewed it was sent.
+func (c *checkers) checkLeaseExpiry(rec *leaseRecord) {
+	at, revoked := c.revokedAt[rec.id]
+	if revoked && !rec.revoked {
+		earliest := rec.lastRenewSent + rec.ttl*1_000_000*1_000_000/(1_000_000+driftMaxPPM)
+		if at < earliest {
+			c.fail("lease %x (ttl %ds) expired at %dus, but a keep-alive sent at %dus renewed it", rec.id, rec.ttl, at, rec.lastRenewSent)
 		}
 	}
 }
@@ -211,6 +220,7 @@ func (l *leaseLog) remainingAt(id int64, index uint64, ttl int64) (remaining int
 // flight; one left unanswered may renew the lease for a while after it
 // was sent (leaseLostHorizonTicks).
 func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTimeToLiveResponse) {
+	c.checkTTLFloor(rec, sent, t)
 	if t.TTL == -1 {
 		return
 	}
@@ -218,9 +228,19 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 		c.fail("lease %x: time to live %d (granted %d), granted at %d", rec.id, t.TTL, t.GrantedTTL, rec.ttl)
 		return
 	}
+	// What the client learned before a restore says nothing of the
+	// restored cluster's terms and clocks (checks_epoch.go).
+	start := c.epochStart()
+	renewTerm, lostSent := rec.renewTerm, rec.lostSent
+	if rec.renewedBy < start {
+		renewTerm = 0
+	}
+	if lostSent < start {
+		lostSent = 0
+	}
 	term := t.Header.GetRaftTerm()
 	p, ok := c.leaseLog.promoted[term]
-	if !ok || rec.renewing > 0 || rec.renewTerm > term {
+	if !ok || sent < start || rec.renewing > 0 || renewTerm > term {
 		return
 	}
 	s := c.w.settings
@@ -233,15 +253,15 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 	if g, ok := c.leaseLog.grantedByLeader[rec.id]; ok && g.term == term {
 		starts = append(starts, leaseStart{from: g.at, at: g.at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("granted at %dus", g.at)})
 	}
-	if rec.renewTerm == term {
+	if renewTerm == term {
 		starts = append(starts, leaseStart{from: rec.renewedBy, at: rec.renewedBy, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus", rec.renewedBy)})
 	}
-	if rec.lostSent > 0 {
+	if lostSent > 0 {
 		// A keep-alive left unanswered may still be on its way: it waits
 		// for a read index, then for its cleared checkpoint, each at most
 		// a request timeout of the leader's ticks.
-		at := rec.lostSent + leaseLostHorizonTicks*s.TickUs
-		starts = append(starts, leaseStart{from: rec.lostSent, at: at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus by a keep-alive sent at %dus and not answered", at, rec.lostSent)})
+		at := lostSent + leaseLostHorizonTicks*s.TickUs
+		starts = append(starts, leaseStart{from: lostSent, at: at, ticks: 1 + rec.ttl*tps, why: fmt.Sprintf("renewed by %dus by a keep-alive sent at %dus and not answered", at, lostSent)})
 	}
 	if len(starts) == 0 {
 		return // none seen: the leader's start is not known
@@ -262,6 +282,37 @@ func (c *checkers) checkTimeToLive(rec *leaseRecord, sent int64, t *pb.LeaseTime
 		c.fail("lease %x (ttl %ds): %ds left at %dus in term %d, but at most %ds: its leader's latest start of its clock was at most %s",
 			rec.id, rec.ttl, t.TTL, sent, term, most, why)
 	}
+}
+
+// checkTTLFloor judges a TimeToLive answer from below, by etcd's rule
+// that a lease lives a TTL from each renewal: the leader renewed it at
+// or after the last keep-alive that came back renewed was sent, and a
+// leader of that term or a later one (which applied the renewal's
+// cleared checkpoint, so restarts it at its full TTL when promoted)
+// reports at least what is left of a TTL from then, less its clock's
+// drift, a tick of rounding and a second of rounding down, if asked once
+// that renewal was answered; nor is the lease gone before then, unless
+// its holder revoked it. A leader of an
+// older term, deposed unaware, may answer from before the renewal; a
+// restore loses renewals (checks_epoch.go).
+func (c *checkers) checkTTLFloor(rec *leaseRecord, sent int64, t *pb.LeaseTimeToLiveResponse) {
+	if rec.revoked || rec.renewTerm == 0 || rec.renewedBy > sent || t.Header.GetRaftTerm() < rec.renewTerm || rec.renewedBy < c.epochStart() {
+		return
+	}
+	s := c.w.settings
+	tps := 1_000_000 / s.TickUs
+	elapsed := (c.w.now-rec.lastRenewSent)*(1_000_000+driftMaxPPM)/1_000_000/s.TickUs + 1
+	least := (rec.ttl*tps-elapsed)/tps - 1
+	if least <= 0 || t.TTL >= least {
+		return
+	}
+	if t.TTL == -1 {
+		c.fail("lease %x (ttl %ds) gone at %dus in term %d, but a keep-alive sent at %dus renewed it (in term %d): at least %ds were left",
+			rec.id, rec.ttl, c.w.now, t.Header.GetRaftTerm(), rec.lastRenewSent, rec.renewTerm, least)
+		return
+	}
+	c.fail("lease %x (ttl %ds): %ds left at %dus in term %d, but a keep-alive sent at %dus renewed it (in term %d): at least %ds were left",
+		rec.id, rec.ttl, t.TTL, c.w.now, t.Header.GetRaftTerm(), rec.lastRenewSent, rec.renewTerm, least)
 }
 
 // leaseStart is a moment a leader may have set a lease's expiry: ticks

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
@@ -32,24 +33,72 @@ func (c *checkers) checkWatches() {
 	if len(c.w.watchers) == 0 {
 		return
 	}
-	history := c.hist.events
+	// The epochs' histories, one after the other: a restore bumps the
+	// revision above every one before it (checks_epoch.go).
+	var history []*mvccpb.Event
 	// prev[i] is the key's value before history[i].
-	prev := make([]*mvccpb.KeyValue, len(history))
-	state := map[string]*mvccpb.KeyValue{}
-	for k, kv := range c.hist.base { //core:maporder-ok: a copy
-		state[k] = kv
-	}
-	for i, ev := range history {
-		prev[i] = state[string(ev.Kv.Key)]
-		if ev.Type == mvccpb.Event_PUT {
-			state[string(ev.Kv.Key)] = ev.Kv
-		} else {
-			delete(state, string(ev.Kv.Key))
+	var prev []*mvccpb.KeyValue
+	for _, h := range append(slices.Clone(c.pastHist), c.hist) {
+		state := map[string]*mvccpb.KeyValue{}
+		for k, kv := range h.base { //core:maporder-ok: a copy
+			state[k] = kv
+		}
+		for _, ev := range h.events {
+			prev = append(prev, state[string(ev.Kv.Key)])
+			history = append(history, ev)
+			if ev.Type == mvccpb.Event_PUT {
+				state[string(ev.Kv.Key)] = ev.Kv
+			} else {
+				delete(state, string(ev.Kv.Key))
+			}
 		}
 	}
 	for _, wc := range c.w.watchers {
 		if wc.sessions > 0 {
 			c.checkWatcher(wc, history, prev)
+			c.checkWatchResumes(wc)
+		}
+	}
+}
+
+// copied reports whether the checkers copied the history at rev: it is
+// in an epoch's, above where that history starts (a compaction that
+// outran the copying moves it up) and, but for the current epoch's, at
+// or below where the copying got to before the restore.
+func (c *checkers) copied(rev int64) bool {
+	hs := append(slices.Clone(c.pastHist), c.hist)
+	for i, h := range hs {
+		if rev > h.baseRev && (i == len(hs)-1 || rev <= h.scannedTo) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkWatchResumes: a watcher created after a restore from a revision
+// below the restore's bumped one is canceled as compacted, at or above
+// it, before it delivers any event (etcd's --mark-compacted).
+func (c *checkers) checkWatchResumes(wc *watchClient) {
+	var owed, from int64
+	var restore restorePoint
+	for _, rec := range wc.log {
+		switch {
+		case rec.created:
+			owed, from = 0, rec.from
+			for _, p := range c.restores {
+				if p.at <= rec.at && rec.from > 0 && rec.from < p.bumped {
+					owed, restore = p.bumped, p
+				}
+			}
+		case rec.compactRev != 0:
+			if rec.compactRev >= owed {
+				owed = 0
+			}
+		case owed != 0 && len(rec.events) > 0:
+			ev := rec.events[0]
+			c.fail("w%d: a watch from %d, created after the %s, delivered %s %s@%d: it must be canceled as compacted at %d first",
+				wc.id, from, restore, ev.Type, ev.Kv.Key, ev.Kv.ModRevision, owed)
+			return
 		}
 	}
 }
@@ -66,6 +115,9 @@ func (c *checkers) checkWatcher(wc *watchClient, history []*mvccpb.Event, prev [
 	}
 	got := 0
 	for _, rec := range wc.log {
+		if rec.created || rec.compactRev != 0 {
+			continue
+		}
 		if rec.progress {
 			for got < len(want) && history[want[got]].Kv.ModRevision <= rec.rev {
 				c.fail("w%d: progress at %d before event %s@%d was delivered", wc.id, rec.rev, history[want[got]].Kv.Key, history[want[got]].Kv.ModRevision)
@@ -75,7 +127,7 @@ func (c *checkers) checkWatcher(wc *watchClient, history []*mvccpb.Event, prev [
 		}
 		inResp := map[int64]int{}
 		for _, ev := range rec.events {
-			if ev.Kv.ModRevision <= c.hist.baseRev {
+			if !c.copied(ev.Kv.ModRevision) {
 				continue // compacted before the checkers copied it
 			}
 			if got >= len(want) {

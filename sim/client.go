@@ -300,7 +300,7 @@ func (c *client) issue() {
 		c.target = c.pick()
 	}
 	l := c.loginFor(op)
-	op.Member, op.Call, op.User = c.target, w.now, l.user
+	op.Member, op.Call, op.User, op.Epoch = c.target, w.now, l.user, w.epoch
 	if op.Kind == opCompact {
 		w.checks.scanHistory() // before the compaction takes what the checks need
 	}

@@ -124,8 +124,9 @@ func (w *World) carry(from, to uint64, fn func()) {
 	if len(times) == 0 {
 		return
 	}
+	epoch := w.epoch
 	w.schedule(times[0], func() {
-		if w.net.Connected(from, to) {
+		if w.net.Connected(from, to) && w.sameEpoch(epoch) {
 			fn()
 		}
 	})

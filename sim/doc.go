@@ -30,7 +30,10 @@
 // divergence they leave unreported, fails the run), a quorum that no
 // snapshot transfer costs (checks_quorum.go), and the backups operators
 // take through Maintenance.Snapshot, each restored in a drill as `detcd
-// snapshot restore` does (checks_snapshot.go, restoredrill.go). Snapshots take their size
+// snapshot restore` does (checks_snapshot.go, restoredrill.go); in some
+// worlds an operator restores the whole running cluster from its newest
+// backup, and the checkers hold each epoch to etcd's restore
+// (restore.go, checks_epoch.go). Snapshots take their size
 // over the link's bandwidth and the disk's rate, and a quarter of the
 // worlds have a large store, modelled in sizes only (snapbw.go).
 //

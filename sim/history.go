@@ -30,6 +30,11 @@ const (
 	opKindsEnd
 )
 
+// opRestore is no kind the workload draws: a restore of the whole
+// cluster, which sets each key group to the backup's state in the
+// linearizability model (checks_epoch.go).
+const opRestore = opKindsEnd
+
 var opNames = [opKindsEnd]string{opPut: "put", opGet: "get", opGetSerializable: "sget", opDelete: "del", opCAS: "cas", opMultiPut: "mput",
 	opRangeGroup: "range", opDeleteGroup: "delg", opTxn: "txn", opRangeAt: "rangeat", opCompact: "compact"}
 
@@ -60,6 +65,11 @@ type Op struct {
 	// Seen is the newest revision any operation had shown when this one
 	// was called: it exists on every member that applies this op.
 	Seen int64
+	// Epoch counts the restores of the cluster before the call
+	// (restore.go); Restored, for an opRestore, is the group's state the
+	// restore sets.
+	Epoch    int
+	Restored *groupState
 
 	// Outputs.
 	Unknown bool
@@ -108,6 +118,9 @@ func txnSerializable(t *pb.TxnRequest) bool {
 }
 
 func (o *Op) String() string {
+	if o.Kind == opRestore {
+		return fmt.Sprintf("restore of group %d in epoch %d at %dus: floor %d", o.Group, o.Epoch, o.Call, o.Restored.floor)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "c%d %s %s @m%d [%d,", o.Client, opNames[o.Kind], describeRequest(o.Req), o.Member+1, o.Call)
 	if o.Unknown {

@@ -166,6 +166,9 @@ func (o *operator) send(k maintKind) {
 		}
 		w.trace.logf(w.now, "o%d %s on %s as %s: %s", o.id, maintNames[k], m.name, l.user, outcome(resp))
 		w.checks.maintAnswer(call, resp)
+		if stream != nil && resp.Err == nil {
+			w.keepBackup(stream)
+		}
 		o.react(resp)
 	})
 }

@@ -126,7 +126,7 @@ func (m *member) config() core.Config {
 		}
 	}
 	return core.Config{
-		ID: m.id, ClusterID: 0xdeca, Members: ms, Join: m.joining,
+		ID: m.id, ClusterID: m.w.clusterID(), Members: ms, Join: m.joining,
 		ElectionTicks: s.ElectionTicks, HeartbeatTicks: 1, RequestTimeoutTicks: requestTimeoutTicks,
 		SnapshotCount: s.SnapshotCount, SnapshotCatchUpEntries: s.CatchUp,
 		CheckpointMinBytes:   s.CheckpointMinBytes,

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 
@@ -84,18 +83,21 @@ func etcdModel() porcupine.Model {
 }
 
 // porcupineOps turns the history into porcupine's form: linearizable
-// operations only, unknown outcomes returning at infinity.
-func porcupineOps(history []*Op) []porcupine.Operation {
+// operations only, unknown outcomes returning at infinity, and each
+// restore an instant that sets every group to the backup's state
+// (porcupineTimes, restoreOps).
+func (c *checkers) porcupineOps() []porcupine.Operation {
 	var out []porcupine.Operation
-	for _, op := range history {
+	for _, op := range c.history {
 		if !op.linearizable() {
 			continue
 		}
-		ret := op.Return
-		if op.Unknown {
-			ret = math.MaxInt64
-		}
-		out = append(out, porcupine.Operation{ClientId: op.Client, Input: op, Output: op, Call: op.Call, Return: ret})
+		call, ret := porcupineTimes(op, c.restores)
+		out = append(out, porcupine.Operation{ClientId: op.Client, Input: op, Output: op, Call: call, Return: ret})
+	}
+	for _, op := range restoreOps(c.restores, c.w.settings.KeyGroups, len(c.w.clients)) {
+		at := 2*op.Call + 1
+		out = append(out, porcupine.Operation{ClientId: op.Client, Input: op, Output: op, Call: at, Return: at})
 	}
 	return out
 }

@@ -18,6 +18,9 @@ type kvpb = mvccpb.KeyValue
 // happened in s. An op with an unknown outcome may or may not have taken
 // effect; a write that fails with ErrKeyNotFound shows its key missing.
 func stepModel(s groupState, op *Op) []groupState {
+	if op.Kind == opRestore {
+		return []groupState{*op.Restored}
+	}
 	if op.Unknown {
 		return append([]groupState{s}, applyUnknown(s, op)...)
 	}

@@ -50,6 +50,10 @@ type Options struct {
 	// takes many election timeouts to send (snapbw.go): "on", "off", or
 	// "" for a quarter of the seeds, chosen from the seed.
 	LargeStore string `json:",omitempty"`
+	// Restore says whether an operator now and then restores the whole
+	// cluster from its newest backup (restore.go): "on", "off", or ""
+	// for a quarter of the seeds with operators, chosen from the seed.
+	Restore string `json:",omitempty"`
 	// PlantedBug plants a core bug (detcdbugs builds only).
 	PlantedBug string `json:",omitempty"`
 	// Compaction pins the members' auto compaction ("never", "periodic"
@@ -159,6 +163,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: corrupt-check must be on, off or empty (from the seed), not %q", o.CorruptCheck)
 	case o.LargeStore != "" && o.LargeStore != "on" && o.LargeStore != "off":
 		return fmt.Errorf("sim: large-store must be on, off or empty (from the seed), not %q", o.LargeStore)
+	case o.Restore != "" && o.Restore != "on" && o.Restore != "off":
+		return fmt.Errorf("sim: restore must be on, off or empty (from the seed), not %q", o.Restore)
 	case o.Compaction != "" && !slices.Contains(compactionModes, o.Compaction):
 		return fmt.Errorf("sim: compaction must be %s or empty (from the seed), not %q", strings.Join(compactionModes, ", "), o.Compaction)
 	case o.LeaseCheckpoint < 0:
@@ -194,6 +200,9 @@ func (o Options) String() string {
 	}
 	if o.LargeStore != "" {
 		s += " --large-store " + o.LargeStore
+	}
+	if o.Restore != "" {
+		s += " --restore " + o.Restore
 	}
 	if o.Compaction != "" {
 		s += " --compaction " + o.Compaction

@@ -57,7 +57,7 @@ func (w *World) WriteHistoryHTML(out io.Writer) error {
 		info = *w.checks.linInfo // a copy: the annotations go on this page only
 	} else {
 		// The run ended before its checks (a member panicked): check now.
-		_, info = porcupine.CheckOperationsVerbose(etcdModel(), porcupineOps(w.checks.history), checkTimeout)
+		_, info = porcupine.CheckOperationsVerbose(etcdModel(), w.checks.porcupineOps(), checkTimeout)
 	}
 	if w.timeline != nil {
 		info.AddAnnotations(w.annotations())

@@ -68,6 +68,10 @@ type Settings struct {
 	// holds beyond what the workload writes, counted in snapshot sizes
 	// only (snapbw.go); 0 elsewhere.
 	StorePrefillBytes int64
+	// RestoreEveryUs is, in worlds that restore (restore.go), the mean
+	// time between an operator's restores of the whole cluster from its
+	// newest backup; 0 elsewhere.
+	RestoreEveryUs int64
 }
 
 // faultKinds counts the fault kinds.
@@ -131,6 +135,9 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 		s.QuotaBytes = quota
 	}
 	s.drawSizes(r, o.largeStore())
+	if every := between(restoreEveryMinUs, restoreEveryMaxUs); o.restores() {
+		s.RestoreEveryUs = every
+	}
 	return s
 }
 
@@ -152,7 +159,7 @@ func (s Settings) String() string {
 		s.Net.ReorderPerMille, s.Net.ReorderUs, s.Net.TailPerMille, s.Net.TailUs,
 		s.FsyncMinUs, s.FsyncMaxUs, s.ThinkMinUs, s.ThinkMaxUs, s.ClientTimeoutUs, s.SnapshotCount, s.CatchUp,
 		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup, formatWeights(s.Weights), s.CompactLag,
-		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights, s.sizesString()) + s.corruptChecksString() + s.quotaString()
+		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights, s.sizesString()) + s.corruptChecksString() + s.quotaString() + s.restoreString()
 }
 
 // quotaString prints a drawn quota; runs without one print as before.

@@ -72,6 +72,11 @@ type watchRecord struct {
 	rev      int64 // header revision
 	events   []*mvccpb.Event
 	cancel   string
+	// created marks a watcher's creation from revision from;
+	// compactRev, a cancel as compacted there.
+	created    bool
+	from       int64
+	compactRev int64
 }
 
 func newWatchClient(w *World, id int) *watchClient {
@@ -338,6 +343,7 @@ func (c *watchClient) receive(r *pb.WatchResponse) {
 		return
 	case r.Created:
 		w.checks.perm.watchCreated(c, false)
+		c.log = append(c.log, watchRecord{at: w.now, rev: rec.rev, created: true, from: c.from})
 		c.watchID = r.WatchId
 		c.begin(rec.rev)
 		return
@@ -394,6 +400,7 @@ func (c *watchClient) compacted(compactRev, rev int64) {
 	w := c.w
 	c.begin(rev)
 	c.leave()
+	c.log = append(c.log, watchRecord{at: w.now, rev: rev, compactRev: compactRev})
 	next := c.last + 1
 	if compactRev <= next {
 		w.checks.fail("w%d: watch owed %d on canceled as compacted at %d, at or below that", c.id, next, compactRev)

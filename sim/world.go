@@ -61,6 +61,12 @@ type World struct {
 	// stopping is set in the liveness phase: clients finish what they
 	// have in flight and start nothing new.
 	stopping bool
+	// epoch counts the restores of the whole cluster (restore.go);
+	// backup is the operators' newest backup, restoreRng the restores'
+	// own randomness.
+	epoch      int
+	backup     *heldBackup
+	restoreRng *rand.Rand
 	// OnProgress, if set, is called now and then during the safety phase
 	// with the virtual time and the phase's end, for progress lines. It
 	// must not touch the world.
@@ -84,7 +90,7 @@ func New(opts Options, trace io.Writer) (*World, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	w := &World{opts: opts, root: rand.New(rand.NewPCG(opts.Seed, 0x5eed)), trace: newTracer(trace)}
+	w := &World{opts: opts, root: rand.New(rand.NewPCG(opts.Seed, 0x5eed)), trace: newTracer(trace), restoreRng: newRestoreRand(opts.Seed)}
 	w.rng = w.child()
 	opts = opts.drawShape(w.child())
 	w.opts = opts
@@ -197,6 +203,7 @@ func (w *World) Run() (res *Result) {
 		w.startWorkload()
 	}
 	w.faults.start()
+	w.scheduleRestores()
 	w.checks.scheduleHistoryScans()
 	safetyEnd := w.opts.Duration.Microseconds()
 	for w.step(safetyEnd) {
@@ -340,13 +347,14 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 		w.checks.fail("%s: a raft message does not encode: %v", from.name, err)
 		return
 	}
+	epoch := w.epoch
 	for _, at := range times {
 		if to == 0 || int(to) > len(w.members) {
 			continue
 		}
 		target := w.members[to-1]
 		w.schedule(at, func() {
-			if !w.net.Connected(from.id, to) {
+			if !w.net.Connected(from.id, to) || !w.sameEpoch(epoch) {
 				w.stats.Dropped++
 				return
 			}
@@ -383,9 +391,10 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 		w.checks.fail("%s: a peer message does not encode: %v", from.name, err)
 		return
 	}
+	epoch := w.epoch
 	for _, at := range times {
 		w.schedule(at, func() {
-			if !w.net.Connected(from.id, to) {
+			if !w.net.Connected(from.id, to) || !w.sameEpoch(epoch) {
 				return
 			}
 			_, pm, err := wire.Decode(b)

@@ -58,8 +58,8 @@ func snapshotCmd(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "Initial cluster token for the restored cluster.")
 	fs.StringVar(&advertise, "initial-advertise-peer-urls", strings.Join(cfg.InitialAdvertisePeerURLs, ","), "List of this member's peer URLs to advertise to the rest of the cluster.")
 	fs.BoolVar(&opts.SkipHashCheck, "skip-hash-check", false, "Restore even if the file's SHA-256 does not match (a file without one).")
-	fs.Int64Var(&opts.BumpRevision, "bump-revision", 0, "How much to increase the latest revision after restore (needs --mark-compacted).")
-	fs.BoolVar(&opts.MarkCompacted, "mark-compacted", false, "Mark the latest revision after --bump-revision as compacted, so that watches from before fail and clients list again.")
+	fs.Int64Var(&opts.BumpRevision, "bump-revision", 0, "How much to increase the latest revision after restore (goes with --mark-compacted, as etcdutl's).")
+	fs.BoolVar(&opts.MarkCompacted, "mark-compacted", false, "Mark the latest revision after --bump-revision as compacted, so that watches from before fail and clients list again (goes with --bump-revision, as etcdutl's).")
 	file, rest := fileArg(args[1:])
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
