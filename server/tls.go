@@ -269,19 +269,19 @@ func loadSide(t TLSInfo, autoDir string, urls []string, validity time.Duration, 
 	return out, nil
 }
 
-// serverConfig: with a trusted CA, client certificates given are
-// verified; with ClientCertAuth one is required.
+// serverConfig: with ClientCertAuth or a trusted CA, a client must show
+// a certificate that CA signed. etcd requires one whenever a trusted CA
+// file is given, whatever --client-cert-auth says (its help says so), and
+// operators rely on it: accepting clients without one would let them past
+// a check etcd makes.
 func (sc sideCerts) serverConfig(base *tls.Config, t TLSInfo, protos ...string) *tls.Config {
 	cfg := base.Clone()
 	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return sc.cert.get() }
 	cfg.NextProtos = protos
 	cfg.ClientCAs = sc.cas
 	cfg.VerifyPeerCertificate = sc.verifyClient(t)
-	switch {
-	case t.ClientCertAuth:
+	if t.ClientCertAuth || sc.cas != nil {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	case sc.cas != nil:
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return cfg
 }

@@ -100,6 +100,29 @@ func TestClientTLS(t *testing.T) {
 	}
 }
 
+// TestTrustedCARequiresClientCert: as etcd, a trusted CA file requires
+// client certificates signed by it even without --client-cert-auth.
+func TestTrustedCARequiresClientCert(t *testing.T) {
+	p := testpki.New(t)
+	s, _ := testServer(t, t.TempDir(), func(c *Config) {
+		c.ListenClientURLs = []string{"https://127.0.0.1:0"}
+		c.AdvertiseClientURLs = []string{"https://127.0.0.1:2379"}
+		c.ClientTLS = TLSInfo{CertFile: p.Cert, KeyFile: p.Key, TrustedCAFile: p.CA}
+	})
+	addr := s.Addrs()[0]
+	if _, err := tlsClient(t, addr, p.ClientTLS(t, p.ClientCert, p.ClientKey)).Put(ctx(t), "k", "v"); err != nil {
+		t.Fatalf("put with a client certificate: %v", err)
+	}
+	for name, cfg := range map[string]*tls.Config{
+		"no client certificate": p.ClientTLS(t, "", ""),
+		"a stranger's":          p.ClientTLS(t, p.StrangerCert, p.StrangerKy),
+	} {
+		if _, err := tlsClient(t, addr, cfg).Put(shortCtx(t), "k", "x"); err == nil {
+			t.Errorf("%s: put succeeded", name)
+		}
+	}
+}
+
 // TestAutoTLS: --auto-tls serves TLS with a self-signed certificate kept in
 // the data directory, the same one after a restart.
 func TestAutoTLS(t *testing.T) {

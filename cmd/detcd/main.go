@@ -226,7 +226,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg server.Config, level slog.
 func tlsFlags(fs *flag.FlagSet, t *server.TLSInfo, prefix, side string) {
 	fs.StringVar(&t.CertFile, prefix+"cert-file", "", "Path to the "+side+" server TLS cert file.")
 	fs.StringVar(&t.KeyFile, prefix+"key-file", "", "Path to the "+side+" server TLS key file.")
-	fs.StringVar(&t.TrustedCAFile, prefix+"trusted-ca-file", "", "Path to the "+side+" TLS trusted CA file: certificates "+side+"s present are verified against it.")
+	fs.StringVar(&t.TrustedCAFile, prefix+"trusted-ca-file", "", "Path to the "+side+" TLS trusted CA file. Setting it also requires a "+side+" certificate signed by it, whatever --"+prefix+"client-cert-auth says (as etcd).")
 	fs.BoolVar(&t.ClientCertAuth, prefix+"client-cert-auth", false, "Refuse "+side+" connections without a certificate signed by --"+prefix+"trusted-ca-file.")
 	fs.BoolVar(&t.AutoTLS, prefix+"auto-tls", false, strings.ToUpper(side[:1])+side[1:]+" TLS using a generated self-signed certificate (kept in the data directory's fixtures/"+side+").")
 }
