@@ -33,13 +33,14 @@ type Server struct {
 	// Frontend is the member's grpcsvc.Backend, over the driver.
 	*driver.Frontend
 
+	// Instruments are what the member shows of itself: its published
+	// status, metrics and health (instruments.go).
+	*Instruments
 	life    *lifecycle     // New to Stop, ready, fatal (lifecycle.go)
-	status  *memberStatus  // what the loop last published (status.go)
 	peers   *peerTransport // driver.Transport (transport.go)
 	lis     *listeners     // client and metrics listeners (listeners.go)
 	api     *clientGRPC    // etcd's gRPC API; nil before Start (grpc.go)
 	web     *httpEndpoints // etcd's HTTP endpoints (http.go)
-	metrics *metrics       // (metrics.go)
 	corrupt *corruptChecks // (corrupt.go)
 }
 
@@ -65,22 +66,18 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	version := newClusterVersion()
 	s := &Server{cfg: cfg, log: log, node: o.node, disk: o.disk,
-		life:   newLifecycle(log, o.restarted, newStartLines(log, &cfg, o.node.ID(), o.node.ClusterID()), version),
-		status: &memberStatus{id: o.node.ID()},
-		lis:    &listeners{log: log, tls: o.tls.client},
+		life: newLifecycle(log, o.restarted, newStartLines(log, &cfg, o.node.ID(), o.node.ClusterID())),
+		lis:  &listeners{log: log, tls: o.tls.client},
 	}
-	wal, peer := newWALMetrics(), newPeerMetrics()
-	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, peer)
-	if err := s.newDriver(wal, o); err != nil {
+	s.Instruments = NewInstruments(&s.cfg, o.node.ID(), func() []core.Member { return s.peers.memberList() })
+	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, s.metrics.peer)
+	if err := s.newDriver(o); err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics(metricSources{cfg: &s.cfg, status: s.status, revs: s.Frontend, members: s.peers.memberList, peer: peer, wal: wal, version: version})
 	s.corrupt = newCorruptChecks(s)
-	health := &healthChecks{backend: s.Frontend, status: s.status, timeout: cfg.requestTimeout(), metrics: s.metrics.health}
-	s.web = newHTTPEndpoints(&s.cfg, s.metrics.reg, health, s.lis, version)
-	s.publish()
+	s.web = newHTTPEndpoints(&s.cfg, s.metrics.reg, s.healthChecks(s.Frontend), s.lis, s.version)
+	s.Instruments.Publish(s.node)
 	return s, nil
 }
 
@@ -91,7 +88,7 @@ func open(cfg *Config, log *slog.Logger) (opened, error) {
 	if _, err := rand.Read(seed[:]); err != nil {
 		return opened{}, fmt.Errorf("proposal epoch: %w", err)
 	}
-	ccfg, err := cfg.coreConfig(binary.BigEndian.Uint64(seed[:]), log.With("component", "core"))
+	ccfg, err := cfg.CoreConfig(binary.BigEndian.Uint64(seed[:]), log.With("component", "core"))
 	if err != nil {
 		return opened{}, err
 	}
