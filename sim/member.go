@@ -44,6 +44,9 @@ type member struct {
 	// (instruments.go).
 	front *driver.Frontend
 	inst  *instruments
+	// healthyProbes counts the health probes the member answered healthy
+	// after a linearizable read (healthprobe.go).
+	healthyProbes int
 	svc   *grpcsvc.Services
 	guard *grpcsvc.Guard
 	waits map[uint64]*signal
@@ -135,6 +138,7 @@ func (m *member) start() error {
 	m.up, m.paused, m.held, m.deferred = true, false, false, nil
 	m.snapIn = newSnapIn(m)
 	m.startFrontend()
+	m.startHealthProbes()
 	m.startCorruptChecks()
 	m.clock.startTicker(m.w.now)
 	m.scheduleTick()

@@ -1,0 +1,93 @@
+package sim
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+)
+
+// Health probes: a monitor asks every member, once a second of its
+// incarnation, etcd's health endpoints, as a load balancer or Kubernetes
+// does, in turn /health, /readyz, /livez and /health?serializable=true.
+// The server's handlers (server.Instruments.HealthHandler) answer, run as
+// a task in the world over the member's Frontend, so their reads wait in
+// virtual time. A member that says it is healthy after a linearizable
+// read must have applied everything committed anywhere when the probe
+// was sent (checkHealthy).
+
+// healthProbeEveryUs is how often a member is probed.
+const healthProbeEveryUs = 1_000_000
+
+// healthProbePaths are the probes' requests, in turn; linearizable says
+// which read a linearizable read.
+var healthProbePaths = []struct {
+	path         string
+	linearizable bool
+}{{"/health", true}, {"/readyz", true}, {"/livez", false}, {"/health?serializable=true", false}}
+
+// startHealthProbes probes this incarnation of the member until it ends.
+func (m *member) startHealthProbes() {
+	m.inst.SimulatedTime()
+	h, inc := m.inst.HealthHandler(m.front), m.inc
+	var probe func(n int)
+	probe = func(n int) {
+		m.w.after(healthProbeEveryUs, func() {
+			if m.inc != inc || !m.up {
+				return
+			}
+			m.probeHealth(h, n)
+			probe(n + 1)
+		})
+	}
+	probe(0)
+}
+
+// probeHealth sends the member the nth probe.
+func (m *member) probeHealth(h http.Handler, n int) {
+	w, inc := m.w, m.inc
+	p := healthProbePaths[n%len(healthProbePaths)]
+	committed := w.maxCommit()
+	w.spawn(func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p.path, nil))
+		healthy := rec.Code == http.StatusOK && healthyBody(rec.Body.String())
+		if !healthy {
+			w.trace.logf(w.now, "%s %s: %d %s", m.name, p.path, rec.Code, strings.TrimSpace(rec.Body.String()))
+		}
+		if healthy && p.linearizable && m.inc == inc && m.up {
+			m.healthyProbes++
+			w.checks.checkHealthy(m, p.path, committed)
+		}
+	})
+}
+
+// healthyBody reads a 200 answer: /health's JSON says so, the others say
+// "ok".
+func healthyBody(body string) bool {
+	var h struct{ Health string }
+	if json.Unmarshal([]byte(body), &h) == nil {
+		return h.Health == "true"
+	}
+	return body == "ok\n"
+}
+
+// maxCommit is the highest index any running member knows committed.
+func (w *World) maxCommit() uint64 {
+	var c uint64
+	for _, m := range w.members {
+		if m.up && m.node != nil {
+			c = max(c, m.node.Commit())
+		}
+	}
+	return c
+}
+
+// checkHealthy: a member that answered a probe healthy after a
+// linearizable read has applied at least what was committed when the
+// probe was sent, as the read index it waited for is at least that.
+func (c *checkers) checkHealthy(m *member, path string, committed uint64) {
+	if applied := m.node.AppliedIndex(); applied < committed {
+		c.fail("health: %s answered %s healthy with index %d applied, but %d was committed when it was asked", m.name, path, applied, committed)
+	}
+}
