@@ -47,10 +47,10 @@ type member struct {
 	// healthyProbes counts the health probes the member answered healthy
 	// after a linearizable read (healthprobe.go).
 	healthyProbes int
-	svc   *grpcsvc.Services
-	guard *grpcsvc.Guard
-	waits map[uint64]*signal
-	rng   *rand.Rand
+	svc           *grpcsvc.Services
+	guard         *grpcsvc.Guard
+	waits         map[uint64]*signal
+	rng           *rand.Rand
 	// jitter is raft's randomness, swapped in as crypto/rand.Reader around
 	// every call into the node.
 	jitter *rand.ChaCha8
