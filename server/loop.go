@@ -23,9 +23,7 @@ func (s *Server) newDriver(o opened) error {
 	s.peers.attach(loop, d, s.disk, s.calls().hash)
 	fcfg := s.cfg.FrontendConfig(s.newMemberID)
 	fcfg.CertUsers = o.tls.client != nil
-	if o.jwt != nil {
-		fcfg.Tokens = o.jwt
-	}
+	fcfg.Tokens = o.tokens
 	s.Frontend = driver.NewFrontend(d, loop, fcfg)
 	return nil
 }

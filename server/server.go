@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/detcd/detcd/core"
@@ -50,7 +51,7 @@ type opened struct {
 	disk      *disk.Disk
 	restarted bool
 	tls       tlsConfigs
-	jwt       *jwtTokens // nil with simple tokens
+	tokens    driver.Tokens // nil with simple tokens
 }
 
 // New opens the member's data directory and prepares it to serve.
@@ -96,7 +97,7 @@ func open(cfg *Config, log *slog.Logger) (opened, error) {
 	if o.tls, err = newTLSConfigs(cfg, log); err != nil {
 		return opened{}, err
 	}
-	if o.jwt, err = parseJWTOptions(cfg.AuthToken); err != nil {
+	if o.tokens, err = cfg.TokenProvider(os.ReadFile, time.Now); err != nil {
 		return opened{}, err
 	}
 	fsys := diskfs.New(cfg.DataDir)

@@ -22,15 +22,20 @@ import (
 // startFrontend puts etcd's services on the member's driver, as the
 // server does: its clients' calls run grpcsvc's handlers and the
 // driver's Frontend, as tasks in the world.
-func (m *member) startFrontend() {
+func (m *member) startFrontend() error {
 	m.waits = map[uint64]*signal{}
 	rt := &taskRuntime{m: m, inc: m.inc}
 	fcfg := m.flags.FrontendConfig(memberIDFromURL)
 	fcfg.SnapshotScratch = func() (string, func(), error) { return memFile(nil) }
+	var err error
+	if fcfg.Tokens, err = m.flags.TokenProvider(readKeyFile, m.w.virtualClock); err != nil {
+		return fmt.Errorf("%s: %w", m.name, err)
+	}
 	m.front = driver.NewFrontend(m.d, rt, fcfg)
 	m.svc = grpcsvc.NewServices(m.front)
 	m.guard = grpcsvc.NewGuard(m.front)
 	m.monitorLeader()
+	return nil
 }
 
 // memberIDFromURL is a new member's id in the world: the number in its

@@ -137,7 +137,9 @@ func (m *member) start() error {
 	}
 	m.up, m.paused, m.held, m.deferred = true, false, false, nil
 	m.snapIn = newSnapIn(m)
-	m.startFrontend()
+	if err := m.startFrontend(); err != nil {
+		return err
+	}
 	m.startHealthProbes()
 	m.startCorruptChecks()
 	m.clock.startTicker(m.w.now)

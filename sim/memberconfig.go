@@ -71,6 +71,9 @@ func (m *member) serverConfig() server.Config {
 	// The lowest cost: the simulator hashes passwords by the thousand,
 	// and the cost changes nothing it checks.
 	cfg.BcryptCost = bcrypt.MinCost
+	if m.w.authOn {
+		cfg.AuthToken = m.w.opts.authTokenFlag()
+	}
 	var gates []string
 	if s.InitialCorruptCheck {
 		gates = append(gates, "InitialCorruptCheck=true")
