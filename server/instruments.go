@@ -63,6 +63,12 @@ func (in *Instruments) Unary(ctx context.Context, req any, info *grpc.UnaryServe
 	return in.metrics.unary(ctx, req, info, handler)
 }
 
+// Stream is the stream interceptor that counts etcd's metrics of
+// streams and of what they carry.
+func (in *Instruments) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return in.metrics.stream(srv, ss, info, handler)
+}
+
 // healthChecks are the health endpoints' checks of the member whose
 // requests b serves.
 func (in *Instruments) healthChecks(b grpcsvc.Backend) *healthChecks {
