@@ -15,7 +15,7 @@ func (s *Server) newDriver(o opened) error {
 	if err != nil {
 		return err
 	}
-	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: s.peers, Observer: s.Observer(), Logger: s.log})
+	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: s.peers, Observer: s.inst.Observer(), Logger: s.log})
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func (s *Server) newDriver(o opened) error {
 func (s *Server) afterTurn() {
 	s.peers.syncPeers()
 	s.Frontend.Publish()
-	s.Instruments.Publish(s.node)
+	s.inst.Publish(s.node)
 	s.life.afterTurn(s.node)
 }
 

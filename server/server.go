@@ -34,9 +34,11 @@ type Server struct {
 	// Frontend is the member's grpcsvc.Backend, over the driver.
 	*driver.Frontend
 
-	// Instruments are what the member shows of itself: its published
-	// status, metrics and health (instruments.go).
-	*Instruments
+	// inst is what the member shows of itself: its published status,
+	// metrics and health (instruments.go); status and metrics are its.
+	inst    *Instruments
+	status  *memberStatus
+	metrics *metrics
 	life    *lifecycle     // New to Stop, ready, fatal (lifecycle.go)
 	peers   *peerTransport // driver.Transport (transport.go)
 	lis     *listeners     // client and metrics listeners (listeners.go)
@@ -71,14 +73,15 @@ func New(cfg Config) (*Server, error) {
 		life: newLifecycle(log, o.restarted, newStartLines(log, &cfg, o.node.ID(), o.node.ClusterID())),
 		lis:  &listeners{log: log, tls: o.tls.client},
 	}
-	s.Instruments = NewInstruments(&s.cfg, o.node.ID(), func() []core.Member { return s.peers.memberList() })
+	s.inst = NewInstruments(&s.cfg, o.node.ID(), func() []core.Member { return s.peers.memberList() })
+	s.status, s.metrics = s.inst.status, s.inst.metrics
 	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, s.metrics.peer)
 	if err := s.newDriver(o); err != nil {
 		return nil, err
 	}
 	s.corrupt = newCorruptChecks(s)
-	s.web = newHTTPEndpoints(&s.cfg, s.metrics.reg, s.healthChecks(s.Frontend), s.lis, s.version)
-	s.Instruments.Publish(s.node)
+	s.web = newHTTPEndpoints(&s.cfg, s.metrics.reg, s.inst.healthChecks(s.Frontend), s.lis, s.inst.version)
+	s.inst.Publish(s.node)
 	return s, nil
 }
 
