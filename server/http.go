@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"expvar"
 	"math"
 	"net/http"
@@ -150,20 +149,7 @@ func (h *httpEndpoints) addMetricsRoutes(mux *http.ServeMux) {
 // clientHandler serves etcd's HTTP endpoints on the client addresses.
 func (h *httpEndpoints) clientHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
-		// As etcd's: the applied cluster version, "not_decided" before the
-		// leader set one; etcd's storage version follows it.
-		cluster, storage := "not_decided", "unknown"
-		if v, ok := h.version.get(); ok {
-			cluster, storage = v, v
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(struct {
-			Server  string `json:"etcdserver"`
-			Cluster string `json:"etcdcluster"`
-			Storage string `json:"storage"`
-		}{Version, cluster, storage})
-	})
+	mux.Handle("/version", h.version.handler())
 	h.addMetricsRoutes(mux)
 	// etcd's /debug/vars: the process's expvars (cmdline, memstats).
 	mux.Handle("/debug/vars", expvar.Handler())

@@ -75,6 +75,9 @@ func (in *Instruments) healthChecks(b grpcsvc.Backend) *healthChecks {
 	return &healthChecks{backend: b, status: in.status, timeout: in.timeout, metrics: in.metrics.health}
 }
 
+// VersionHandler serves etcd's /version.
+func (in *Instruments) VersionHandler() http.Handler { return in.version.handler() }
+
 // HealthHandler serves etcd's /health, /livez and /readyz (with their
 // checks' paths) for the member whose requests b serves.
 func (in *Instruments) HealthHandler(b grpcsvc.Backend) http.Handler {

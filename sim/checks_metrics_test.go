@@ -16,7 +16,7 @@ import (
 // TestInstrumentsChecked: every member runs the server's instruments,
 // the metrics check reads them, and members answer health probes
 // healthy; a put the metrics count that no client was served, and a
-// counter that goes down, fail the check.
+// /version that names another cluster version, fail the checks.
 func TestInstrumentsChecked(t *testing.T) {
 	o := short(3)
 	o.Duration = 5 * time.Second
@@ -44,6 +44,10 @@ func TestInstrumentsChecked(t *testing.T) {
 	w.checks.checkMetrics(up)
 	if !slices.ContainsFunc(w.checks.failures, func(f string) bool { return strings.Contains(f, "etcd_mvcc_put_total") }) {
 		t.Errorf("a put counted but not served: failures %v, want the metrics check's", w.checks.failures)
+	}
+	w.checks.checkVersion(up, []byte(`{"etcdserver":"3.7.3","etcdcluster":"3.6.0","storage":"3.6.0"}`))
+	if !slices.ContainsFunc(w.checks.failures, func(f string) bool { return strings.HasPrefix(f, "version: ") }) {
+		t.Errorf("/version naming a cluster version the member did not apply: failures %v, want the version check's", w.checks.failures)
 	}
 }
 

@@ -5,16 +5,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+
+	"github.com/detcd/detcd/server"
 )
 
 // Health probes: a monitor asks every member, once a second of its
 // incarnation, etcd's health endpoints, as a load balancer or Kubernetes
-// does, in turn /health, /readyz, /livez and /health?serializable=true.
-// The server's handlers (server.Instruments.HealthHandler) answer, run as
-// a task in the world over the member's Frontend, so their reads wait in
-// virtual time. A member that says it is healthy after a linearizable
-// read must have applied everything committed anywhere when the probe
-// was sent (checkHealthy).
+// does, in turn /health, /readyz, /livez, /health?serializable=true and
+// /version. The server's handlers (server.Instruments.HealthHandler and
+// VersionHandler) answer, run as a task in the world over the member's
+// Frontend, so their reads wait in virtual time. A member that says it
+// is healthy after a linearizable read must have applied everything
+// committed anywhere when the probe was sent (checkHealthy); /version
+// must name the cluster version the member applied (checkVersion).
 
 // healthProbeEveryUs is how often a member is probed.
 const healthProbeEveryUs = 1_000_000
@@ -24,12 +27,14 @@ const healthProbeEveryUs = 1_000_000
 var healthProbePaths = []struct {
 	path         string
 	linearizable bool
-}{{"/health", true}, {"/readyz", true}, {"/livez", false}, {"/health?serializable=true", false}}
+}{{"/health", true}, {"/readyz", true}, {"/livez", false}, {"/health?serializable=true", false}, {"/version", false}}
 
 // startHealthProbes probes this incarnation of the member until it ends.
 func (m *member) startHealthProbes() {
 	m.inst.SimulatedTime()
-	h, inc := m.inst.HealthHandler(m.front), m.inc
+	h, inc := http.NewServeMux(), m.inc
+	h.Handle("/version", m.inst.VersionHandler())
+	h.Handle("/", m.inst.HealthHandler(m.front))
 	var probe func(n int)
 	probe = func(n int) {
 		m.w.after(healthProbeEveryUs, func() {
@@ -51,6 +56,12 @@ func (m *member) probeHealth(h http.Handler, n int) {
 	w.spawn(func() {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p.path, nil))
+		if p.path == "/version" {
+			if m.inc == inc && m.up {
+				w.checks.checkVersion(m, rec.Body.Bytes())
+			}
+			return
+		}
 		healthy := rec.Code == http.StatusOK && healthyBody(rec.Body.String())
 		if !healthy {
 			w.trace.logf(w.now, "%s %s: %d %s", m.name, p.path, rec.Code, strings.TrimSpace(rec.Body.String()))
@@ -89,5 +100,18 @@ func (w *World) maxCommit() uint64 {
 func (c *checkers) checkHealthy(m *member, path string, committed uint64) {
 	if applied := m.node.AppliedIndex(); applied < committed {
 		c.fail("health: %s answered %s healthy with index %d applied, but %d was committed when it was asked", m.name, path, applied, committed)
+	}
+}
+
+// checkVersion: /version names the server's version and the cluster
+// version the member applied ("not_decided" before it applied one).
+func (c *checkers) checkVersion(m *member, body []byte) {
+	var got server.VersionInfo
+	want := server.VersionInfo{Server: server.Version, Cluster: m.node.ClusterVersion(), Storage: m.node.ClusterVersion()}
+	if want.Cluster == "" {
+		want.Cluster, want.Storage = "not_decided", "unknown"
+	}
+	if err := json.Unmarshal(body, &got); err != nil || got != want {
+		c.fail("version: %s answered /version %q, want %+v", m.name, body, want)
 	}
 }
