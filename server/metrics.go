@@ -86,10 +86,7 @@ func newMetrics(src metricSources) *metrics {
 		alarms:        newAlarmGauge(),
 		state:         stateGauges(src),
 	}
-	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.wal.fsync, m.wal.write, m.wal.bytes, m.leaderChanges, m.alarms)
+	m.reg.MustRegister(m.grpc, m.wal.fsync, m.wal.write, m.wal.bytes, m.leaderChanges, m.alarms)
 	m.health.register(m.reg)
 	m.req.register(m.reg)
 	m.peer.register(m.reg)
@@ -161,3 +158,10 @@ var featureStages = map[string]string{
 
 // hexID is a member id as etcd's metric labels write it.
 func hexID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// registerProcess adds the metrics of the process (Go's runtime, the
+// process's CPU, memory and files) to what a member's metrics show: the
+// server's, which is a process; a simulated member is none.
+func (m *metrics) registerProcess() {
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}

@@ -75,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.inst = NewInstruments(&s.cfg, o.node.ID(), func() []core.Member { return s.peers.memberList() })
 	s.status, s.metrics = s.inst.status, s.inst.metrics
+	s.metrics.registerProcess()
 	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, s.metrics.peer)
 	if err := s.newDriver(o); err != nil {
 		return nil, err

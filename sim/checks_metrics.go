@@ -7,9 +7,8 @@ import (
 )
 
 // metricsCheckEveryUs is how often, at most, a member's metrics are read
-// and checked: a few times an election timeout, for little of the run's
-// time.
-const metricsCheckEveryUs = 200_000
+// and checked: twice an election timeout, for little of the run's time.
+const metricsCheckEveryUs = 500_000
 
 // checkMetrics reads a member's etcd metrics through the server's
 // collectors, as a scrape of /metrics would, right after a turn published

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 
 	"github.com/detcd/detcd/server"
@@ -29,6 +30,17 @@ var healthProbePaths = []struct {
 	linearizable bool
 }{{"/health", true}, {"/readyz", true}, {"/livez", false}, {"/health?serializable=true", false}, {"/version", false}}
 
+// healthProbeURLs are the probes' paths parsed, once: parsing a request
+// per probe cost a run more than the probes' checks.
+var healthProbeURLs = func() []*url.URL {
+	us := make([]*url.URL, len(healthProbePaths))
+	for i, p := range healthProbePaths {
+		us[i] = &url.URL{Path: p.path}
+		us[i].Path, us[i].RawQuery, _ = strings.Cut(p.path, "?")
+	}
+	return us
+}()
+
 // startHealthProbes probes this incarnation of the member until it ends.
 func (m *member) startHealthProbes() {
 	m.inst.SimulatedTime()
@@ -51,11 +63,13 @@ func (m *member) startHealthProbes() {
 // probeHealth sends the member the nth probe.
 func (m *member) probeHealth(h http.Handler, n int) {
 	w, inc := m.w, m.inc
-	p := healthProbePaths[n%len(healthProbePaths)]
+	i := n % len(healthProbePaths)
+	p := healthProbePaths[i]
+	req := &http.Request{Method: http.MethodGet, URL: healthProbeURLs[i], Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	committed := w.maxCommit()
 	w.spawn(func() {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p.path, nil))
+		h.ServeHTTP(rec, req)
 		if p.path == "/version" {
 			if m.inc == inc && m.up {
 				w.checks.checkVersion(m, rec.Body.Bytes())
