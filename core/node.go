@@ -111,6 +111,9 @@ func New(cfg Config) (*Node, error) {
 		if m.IsLearner {
 			continue
 		}
+		// Every member writes the same entries, as etcd's do: a member's
+		// client URLs are its own to publish once it runs.
+		m.ClientURLs = nil
 		ctx, _ := json.Marshal(confContext{Member: m})
 		peers = append(peers, raft.Peer{ID: m.ID, Context: ctx})
 	}

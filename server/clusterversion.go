@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"net/http"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,4 +50,29 @@ func (c *clusterVersion) get() (string, bool) {
 		return *p, true
 	}
 	return "", false
+}
+
+// VersionInfo is /version's answer.
+type VersionInfo struct {
+	Server  string `json:"etcdserver"`
+	Cluster string `json:"etcdcluster"`
+	Storage string `json:"storage"`
+}
+
+// handler serves GET /version as etcd's does, on the client and the peer
+// addresses: the applied cluster version, "not_decided" before the leader
+// set one; etcd's storage version follows it.
+func (c *clusterVersion) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !onlyGet(w, r) {
+			return
+		}
+		info := VersionInfo{Server: Version, Cluster: "not_decided", Storage: "unknown"}
+		if v, ok := c.get(); ok {
+			info.Cluster, info.Storage = v, v
+		}
+		b, _ := json.Marshal(info)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(b) // as etcd's, without a newline
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/driver"
 )
 
 // Config is the server's configuration, with etcd's flag names in its
@@ -366,8 +367,12 @@ func (c *Config) autoCompaction() (core.AutoCompaction, error) {
 	return ac, nil
 }
 
-// coreConfig is the member's configuration for core.
-func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error) {
+// CoreConfig is the member's configuration for core, from the flags
+// alone (no file, socket or clock): New runs the member with it, and the
+// simulator builds each simulated member with it. epoch is the proposal
+// epoch, which New draws at random; log is core's logger. Call Validate
+// first.
+func (c *Config) CoreConfig(epoch uint64, log *slog.Logger) (core.Config, error) {
 	ms, err := c.members()
 	if err != nil {
 		return core.Config{}, err
@@ -414,6 +419,17 @@ func (c *Config) coreConfig(epoch uint64, log *slog.Logger) (core.Config, error)
 	}
 	cc.StrictReconfigCheckDisabled = !c.StrictReconfigCheck
 	return cc, nil
+}
+
+// FrontendConfig is the configuration of the member's driver.Frontend from
+// the flags; newMemberID chooses the ids of members added at runtime. The
+// token provider and client certificate users come from the auth and TLS
+// set-up, which read files.
+func (c *Config) FrontendConfig(newMemberID func(peerURLs []string) uint64) driver.FrontendConfig {
+	return driver.FrontendConfig{
+		MaxTxnOps: c.MaxTxnOps, MaxRequestBytes: c.MaxRequestBytes, BcryptCost: c.BcryptCost,
+		Version: Version, SnapshotDir: c.DataDir, NewMemberID: newMemberID,
+	}
 }
 
 // etcdFeatureGates are the gates etcd 3.7 knows, with detcd's defaults:

@@ -18,7 +18,7 @@ import (
 type healthChecks struct {
 	backend grpcsvc.Backend // the reads checked
 	status  *memberStatus
-	timeout time.Duration // a check's read's, etcd's request timeout
+	timeout time.Duration // a check's read's, etcd's request timeout; 0: none
 	metrics *healthMetrics
 }
 
@@ -31,8 +31,11 @@ type healthCheck struct {
 // readCheck is etcd's serializable_read or linearizable_read check.
 func (h *healthChecks) readCheck(serializable bool) func(context.Context) error {
 	return func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, h.timeout)
-		defer cancel()
+		if h.timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, h.timeout)
+			defer cancel()
+		}
 		return grpcsvc.CheckRead(ctx, h.backend, serializable)
 	}
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"expvar"
 	"math"
 	"net/http"
@@ -150,7 +149,7 @@ func (h *httpEndpoints) addMetricsRoutes(mux *http.ServeMux) {
 // clientHandler serves etcd's HTTP endpoints on the client addresses.
 func (h *httpEndpoints) clientHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/version", serveVersion(h.version))
+	mux.Handle("/version", h.version.handler())
 	h.addMetricsRoutes(mux)
 	// etcd's /debug/vars: the process's expvars (cmdline, memstats).
 	mux.Handle("/debug/vars", expvar.Handler())
@@ -165,26 +164,4 @@ func (h *httpEndpoints) clientHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
-}
-
-// serveVersion answers etcd's GET /version, on the client and the peer
-// URLs: the applied cluster version, "not_decided" before the leader set
-// one; etcd's storage version follows it.
-func serveVersion(version *clusterVersion) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !onlyGet(w, r) {
-			return
-		}
-		cluster, storage := "not_decided", "unknown"
-		if v, ok := version.get(); ok {
-			cluster, storage = v, v
-		}
-		b, _ := json.Marshal(struct {
-			Server  string `json:"etcdserver"`
-			Cluster string `json:"etcdcluster"`
-			Storage string `json:"storage"`
-		}{Version, cluster, storage})
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(b) // as etcd's, without a newline
-	}
 }

@@ -69,15 +69,8 @@ func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config,
 			if ci, err = asker.fetchCluster(ctx, []string{u}); err != nil {
 				continue
 			}
-			if m, ok := findSelf(ci, cfg.InitialAdvertisePeerURLs); ok {
-				ccfg.ID, ccfg.ClusterID, ccfg.Join = m.ID, ci.ClusterID, true
-				ccfg.Members = ci.Members
-				for i := range ccfg.Members {
-					if ccfg.Members[i].ID == m.ID {
-						ccfg.Members[i].Name, ccfg.Members[i].ClientURLs = cfg.Name, cfg.AdvertiseClientURLs
-					}
-				}
-				log.Info("joining an existing cluster", "member", fmt.Sprintf("%x", m.ID), "cluster", fmt.Sprintf("%x", ci.ClusterID))
+			if cfg.Adopt(ccfg, ci.ClusterID, ci.Members) {
+				log.Info("joining an existing cluster", "member", fmt.Sprintf("%x", ccfg.ID), "cluster", fmt.Sprintf("%x", ci.ClusterID))
 				return nil
 			}
 		}
@@ -92,11 +85,32 @@ func joinIfNew(ctx context.Context, fsys wal.FS, cfg *Config, ccfg *core.Config,
 	}
 }
 
+// Adopt makes ccfg join the cluster clusterID whose members are members,
+// as the member among them with this member's advertised peer URLs (an
+// operator added it with MemberAdd first): the member's id, the cluster's,
+// and its member list, with this member's name and client URLs. False if
+// no member has these peer URLs. The simulator's joining members take
+// their cluster this way too.
+func (c *Config) Adopt(ccfg *core.Config, clusterID uint64, members []core.Member) bool {
+	self, ok := findSelf(members, c.InitialAdvertisePeerURLs)
+	if !ok {
+		return false
+	}
+	ccfg.ID, ccfg.ClusterID, ccfg.Join = self.ID, clusterID, true
+	ccfg.Members = slices.Clone(members)
+	for i := range ccfg.Members {
+		if ccfg.Members[i].ID == self.ID {
+			ccfg.Members[i].Name, ccfg.Members[i].ClientURLs = c.Name, c.AdvertiseClientURLs
+		}
+	}
+	return true
+}
+
 // findSelf finds the member with these peer URLs.
-func findSelf(ci clusterInfo, peerURLs []string) (core.Member, bool) {
+func findSelf(members []core.Member, peerURLs []string) (core.Member, bool) {
 	mine := slices.Clone(peerURLs)
 	slices.Sort(mine)
-	for _, m := range ci.Members {
+	for _, m := range members {
 		theirs := slices.Clone(m.PeerURLs)
 		slices.Sort(theirs)
 		if slices.Equal(mine, theirs) {

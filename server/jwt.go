@@ -3,11 +3,12 @@ package server
 import (
 	"crypto"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/detcd/detcd/driver"
 )
 
 // jwtTokens signs and checks etcd's JWT auth tokens
@@ -19,13 +20,27 @@ type jwtTokens struct {
 	signKey   any // nil: this member verifies but cannot issue
 	verifyKey any
 	ttl       time.Duration
+	now       func() time.Time // the clock tokens expire by
 }
 
 // jwtDefaultTTL is etcd's.
 const jwtDefaultTTL = 5 * time.Minute
 
+// TokenProvider is the member's auth token provider by --auth-token:
+// nil for simple tokens (core issues them), etcd's JWT tokens otherwise,
+// with their keys read by readFile and expiring by the clock now. New
+// reads the key files from the os and uses the wall clock; the simulator
+// gives keys from memory and its virtual clock.
+func (c *Config) TokenProvider(readFile func(path string) ([]byte, error), now func() time.Time) (driver.Tokens, error) {
+	t, err := parseJWTOptions(c.AuthToken, readFile, now)
+	if t == nil || err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 // parseJWTOptions reads --auth-token; nil for simple tokens.
-func parseJWTOptions(spec string) (*jwtTokens, error) {
+func parseJWTOptions(spec string, readFile func(string) ([]byte, error), now func() time.Time) (*jwtTokens, error) {
 	kind, rest, _ := strings.Cut(spec, ",")
 	switch kind {
 	case "simple":
@@ -42,7 +57,7 @@ func parseJWTOptions(spec string) (*jwtTokens, error) {
 			return nil, fmt.Errorf("--auth-token: bad option %q: want key=value", kv)
 		}
 	}
-	t := &jwtTokens{method: jwt.GetSigningMethod(opts["sign-method"]), ttl: jwtDefaultTTL}
+	t := &jwtTokens{method: jwt.GetSigningMethod(opts["sign-method"]), ttl: jwtDefaultTTL, now: now}
 	if t.method == nil {
 		return nil, fmt.Errorf("--auth-token: unknown sign-method %q", opts["sign-method"])
 	}
@@ -53,12 +68,12 @@ func parseJWTOptions(spec string) (*jwtTokens, error) {
 		}
 		t.ttl = ttl
 	}
-	return t, t.loadKeys(opts["pub-key"], opts["priv-key"])
+	return t, t.loadKeys(opts["pub-key"], opts["priv-key"], readFile)
 }
 
-func (t *jwtTokens) loadKeys(pubFile, privFile string) error {
+func (t *jwtTokens) loadKeys(pubFile, privFile string, readFile func(string) ([]byte, error)) error {
 	read := func(name, path string) ([]byte, error) {
-		b, err := os.ReadFile(path)
+		b, err := readFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("--auth-token %s: %w", name, err)
 		}
@@ -123,14 +138,14 @@ func (t *jwtTokens) Sign(user string, rev uint64) (string, error) {
 	if t.signKey == nil {
 		return "", fmt.Errorf("this member has no --auth-token priv-key to sign tokens with")
 	}
-	claims := jwt.MapClaims{"username": user, "revision": rev, "exp": time.Now().Add(t.ttl).Unix()}
+	claims := jwt.MapClaims{"username": user, "revision": rev, "exp": t.now().Add(t.ttl).Unix()}
 	return jwt.NewWithClaims(t.method, claims).SignedString(t.signKey)
 }
 
 // verify returns the user and auth revision of a valid, unexpired token.
 func (t *jwtTokens) Verify(token string) (string, uint64, bool) {
 	parsed, err := jwt.Parse(token, func(*jwt.Token) (any, error) { return t.verifyKey, nil },
-		jwt.WithValidMethods([]string{t.method.Alg()}), jwt.WithExpirationRequired())
+		jwt.WithValidMethods([]string{t.method.Alg()}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(t.now))
 	if err != nil || !parsed.Valid {
 		return "", 0, false
 	}

@@ -22,7 +22,6 @@ type lifecycle struct {
 	ready     chan struct{}
 	readyDone bool // on the loop: ready is closed
 	lines     startLines
-	version   *clusterVersion
 	// draining is closed when Stop begins; stopping once requests in
 	// flight are done and the loop should end.
 	draining, stopping chan struct{}
@@ -33,13 +32,14 @@ type lifecycle struct {
 	err   error
 }
 
-func newLifecycle(log *slog.Logger, restarted bool, lines startLines, version *clusterVersion) *lifecycle {
-	return &lifecycle{log: log, restarted: restarted, lines: lines, version: version,
+func newLifecycle(log *slog.Logger, restarted bool, lines startLines) *lifecycle {
+	return &lifecycle{log: log, restarted: restarted, lines: lines,
 		ready: make(chan struct{}), draining: make(chan struct{}), stopping: make(chan struct{}), fatal: make(chan error, 1)}
 }
 
 // afterTurn notes, on the loop, what a turn changed of the member's
-// life: ready once its attributes are applied, and the cluster version.
+// life: ready once its attributes are applied, and the cluster version's
+// lines.
 func (l *lifecycle) afterTurn(n *core.Node) {
 	if !l.readyDone && n.Published() {
 		l.readyDone = true
@@ -47,7 +47,6 @@ func (l *lifecycle) afterTurn(n *core.Node) {
 		close(l.ready)
 	}
 	l.lines.clusterVersion(n.ClusterVersion())
-	l.version.set(n.ClusterVersion())
 }
 
 // die records a failure that stops the member; Fatal tells the owner,

@@ -10,25 +10,20 @@ import (
 )
 
 // newDriver puts the node on the one driver, with the real runtime.
-func (s *Server) newDriver(wal *walMetrics, o opened) error {
+func (s *Server) newDriver(o opened) error {
 	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.life.die, AfterTurn: s.afterTurn})
 	if err != nil {
 		return err
 	}
-	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: s.peers, Observer: wal, Logger: s.log})
+	d, err := driver.New(driver.Config{Node: s.node, Disk: s.disk, Env: loop, Transport: s.peers, Observer: s.inst.Observer(), Logger: s.log})
 	if err != nil {
 		return err
 	}
 	s.loop, s.drv = loop, d
 	s.peers.attach(loop, d, s.disk, s.calls().hash)
-	fcfg := driver.FrontendConfig{
-		MaxTxnOps: s.cfg.MaxTxnOps, MaxRequestBytes: s.cfg.MaxRequestBytes, BcryptCost: s.cfg.BcryptCost,
-		Version: Version, SnapshotDir: s.cfg.DataDir, CertUsers: o.tls.client != nil,
-		NewMemberID: s.newMemberID,
-	}
-	if o.jwt != nil {
-		fcfg.Tokens = o.jwt
-	}
+	fcfg := s.cfg.FrontendConfig(s.newMemberID)
+	fcfg.CertUsers = o.tls.client != nil
+	fcfg.Tokens = o.tokens
 	s.Frontend = driver.NewFrontend(d, loop, fcfg)
 	return nil
 }
@@ -37,17 +32,8 @@ func (s *Server) newDriver(wal *walMetrics, o opened) error {
 func (s *Server) afterTurn() {
 	s.peers.syncPeers()
 	s.Frontend.Publish()
-	s.publish()
+	s.inst.Publish(s.node)
 	s.life.afterTurn(s.node)
-}
-
-// publish makes the loop's state visible off the loop; on the loop.
-func (s *Server) publish() {
-	p := publishedOf(s.node)
-	if s.status.store(p) {
-		s.metrics.leaderChanges.Inc()
-	}
-	s.metrics.alarms.publish(p.alarms)
 }
 
 // loopCaller runs functions on the loop, which owns the node, for

@@ -28,6 +28,8 @@ type metrics struct {
 	req           requestMetrics
 	peer          *peerMetrics
 	alarms        *alarmGauge
+	// state are the gauges read from what the loop publishes, by name.
+	state map[string]prometheus.GaugeFunc
 }
 
 // metricSources are what the metrics read when scraped, and the parts
@@ -35,19 +37,11 @@ type metrics struct {
 type metricSources struct {
 	cfg    *Config
 	status *memberStatus
-	revs   revisions
 	// members is the membership the peer transport last saw.
 	members func() []core.Member
 	peer    *peerMetrics
 	wal     *walMetrics
 	version *clusterVersion
-}
-
-// revisions are the key space's current and compaction revisions, as the
-// loop last published them.
-type revisions interface {
-	Rev() int64
-	CompactRev() int64
 }
 
 // Buckets for durations in seconds and milliseconds.
@@ -64,7 +58,7 @@ func gauge(name, help string) prometheus.Gauge {
 	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 }
 
-func gaugeFunc(name, help string, f func() float64) prometheus.Collector {
+func gaugeFunc(name, help string, f func() float64) prometheus.GaugeFunc {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 }
 
@@ -90,15 +84,17 @@ func newMetrics(src metricSources) *metrics {
 		req:           newRequestMetrics(),
 		peer:          src.peer,
 		alarms:        newAlarmGauge(),
+		state:         stateGauges(src),
 	}
-	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.wal.fsync, m.wal.write, m.wal.bytes, m.leaderChanges, m.alarms)
+	m.reg.MustRegister(m.grpc, m.wal.fsync, m.wal.write, m.wal.bytes, m.leaderChanges, m.alarms)
 	m.health.register(m.reg)
 	m.req.register(m.reg)
 	m.peer.register(m.reg)
-	m.reg.MustRegister(stateGauges(src)...)
+	for _, g := range m.state { //detcd:maporder-ok: registered, then gathered sorted by name
+		m.reg.MustRegister(g)
+	}
+	m.reg.MustRegister(newKnownPeers(src.status.id, src.members),
+		gaugeFunc("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", func() float64 { return float64(src.cfg.QuotaBackendBytes) }))
 	m.reg.MustRegister(infoGauges(src.cfg, src.status.id)...)
 	m.reg.MustRegister(src.version.gauge)
 	m.reg.MustRegister(absentConcepts()...)
@@ -106,25 +102,22 @@ func newMetrics(src metricSources) *metrics {
 }
 
 // stateGauges are read from what the loop publishes.
-func stateGauges(src metricSources) []prometheus.Collector {
+func stateGauges(src metricSources) map[string]prometheus.GaugeFunc {
 	st := src.status
-	return []prometheus.Collector{
-		gaugeFunc("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", func() float64 {
-			return boolValue(st.leader.Load() != 0)
-		}),
-		gaugeFunc("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", func() float64 { return boolValue(st.isLeader()) }),
-		gaugeFunc("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.", func() float64 { return boolValue(st.learner.Load()) }),
-		gaugeFunc("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", func() float64 { return float64(st.commit.Load()) }),
-		gaugeFunc("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", func() float64 { return float64(st.applied.Load()) }),
-		gaugeFunc("etcd_debugging_mvcc_current_revision", "The current revision of store.", func() float64 { return float64(src.revs.Rev()) }),
-		gaugeFunc("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", func() float64 { return float64(src.revs.CompactRev()) }),
-		gaugeFunc("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", func() float64 { return float64(st.size.Load()) }),
-		gaugeFunc("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", func() float64 { return float64(st.inUse.Load()) }),
-		gaugeFunc("etcd_debugging_mvcc_keys_total", "Total number of keys.", func() float64 { return float64(st.keys.Load()) }),
-		gaugeFunc("etcd_debugging_auth_revision", "The current revision of auth store.", func() float64 { return float64(st.authRev.Load()) }),
-		newKnownPeers(st.id, src.members),
-		gaugeFunc("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", func() float64 { return float64(src.cfg.QuotaBackendBytes) }),
-	}
+	gauges := map[string]prometheus.GaugeFunc{}
+	add := func(name, help string, f func() float64) { gauges[name] = gaugeFunc(name, help, f) }
+	add("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", func() float64 { return boolValue(st.leader.Load() != 0) })
+	add("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", func() float64 { return boolValue(st.isLeader()) })
+	add("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.", func() float64 { return boolValue(st.learner.Load()) })
+	add("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", func() float64 { return float64(st.commit.Load()) })
+	add("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", func() float64 { return float64(st.applied.Load()) })
+	add("etcd_debugging_mvcc_current_revision", "The current revision of store.", func() float64 { return float64(st.rev.Load()) })
+	add("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", func() float64 { return float64(st.compactRev.Load()) })
+	add("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", func() float64 { return float64(st.size.Load()) })
+	add("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", func() float64 { return float64(st.inUse.Load()) })
+	add("etcd_debugging_mvcc_keys_total", "Total number of keys.", func() float64 { return float64(st.keys.Load()) })
+	add("etcd_debugging_auth_revision", "The current revision of auth store.", func() float64 { return float64(st.authRev.Load()) })
+	return gauges
 }
 
 // infoGauges are etcd's constant "info" gauges: 1, with the fact in a
@@ -165,3 +158,10 @@ var featureStages = map[string]string{
 
 // hexID is a member id as etcd's metric labels write it.
 func hexID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// registerProcess adds the metrics of the process (Go's runtime, the
+// process's CPU, memory and files) to what a member's metrics show: the
+// server's, which is a process; a simulated member is none.
+func (m *metrics) registerProcess() {
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}

@@ -51,7 +51,7 @@ func (t *peerTransport) handler() http.Handler {
 	mux.HandleFunc(pathProbing, serveProbing)
 	mux.HandleFunc(pathMembers, t.serveMembers)
 	mux.HandleFunc(pathHashKV, t.serveHashKV)
-	mux.HandleFunc(pathVersion, serveVersion(t.version))
+	mux.Handle(pathVersion, t.version.handler())
 	return mux
 }
 

@@ -34,7 +34,7 @@ func Restore(cfg Config, path string, opts RestoreOptions) error {
 	if err != nil {
 		return err
 	}
-	ccfg, err := cfg.coreConfig(0, cfg.Logger)
+	ccfg, err := cfg.CoreConfig(0, cfg.Logger)
 	if err != nil {
 		return err
 	}

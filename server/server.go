@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/detcd/detcd/core"
@@ -33,13 +34,16 @@ type Server struct {
 	// Frontend is the member's grpcsvc.Backend, over the driver.
 	*driver.Frontend
 
+	// inst is what the member shows of itself: its published status,
+	// metrics and health (instruments.go); status and metrics are its.
+	inst    *Instruments
+	status  *memberStatus
+	metrics *metrics
 	life    *lifecycle     // New to Stop, ready, fatal (lifecycle.go)
-	status  *memberStatus  // what the loop last published (status.go)
 	peers   *peerTransport // driver.Transport (transport.go)
 	lis     *listeners     // client and metrics listeners (listeners.go)
 	api     *clientGRPC    // etcd's gRPC API; nil before Start (grpc.go)
 	web     *httpEndpoints // etcd's HTTP endpoints (http.go)
-	metrics *metrics       // (metrics.go)
 	corrupt *corruptChecks // (corrupt.go)
 }
 
@@ -49,7 +53,7 @@ type opened struct {
 	disk      *disk.Disk
 	restarted bool
 	tls       tlsConfigs
-	jwt       *jwtTokens // nil with simple tokens
+	tokens    driver.Tokens // nil with simple tokens
 }
 
 // New opens the member's data directory and prepares it to serve.
@@ -65,22 +69,20 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	version := newClusterVersion()
 	s := &Server{cfg: cfg, log: log, node: o.node, disk: o.disk,
-		life:   newLifecycle(log, o.restarted, newStartLines(log, &cfg, o.node.ID(), o.node.ClusterID()), version),
-		status: &memberStatus{id: o.node.ID()},
-		lis:    &listeners{log: log, tls: o.tls.client},
+		life: newLifecycle(log, o.restarted, newStartLines(log, &cfg, o.node.ID(), o.node.ClusterID())),
+		lis:  &listeners{log: log, tls: o.tls.client},
 	}
-	wal, peer := newWALMetrics(), newPeerMetrics()
-	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, peer, version)
-	if err := s.newDriver(wal, o); err != nil {
+	s.inst = NewInstruments(&s.cfg, o.node.ID(), func() []core.Member { return s.peers.memberList() })
+	s.status, s.metrics = s.inst.status, s.inst.metrics
+	s.metrics.registerProcess()
+	s.peers = newPeerTransport(log, o.node.ID(), o.node.ClusterID(), newPeerDialer(&cfg, o.tls), o.tls.peerServer, s.metrics.peer, s.inst.version)
+	if err := s.newDriver(o); err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics(metricSources{cfg: &s.cfg, status: s.status, revs: s.Frontend, members: s.peers.memberList, peer: peer, wal: wal, version: version})
 	s.corrupt = newCorruptChecks(s)
-	health := &healthChecks{backend: s.Frontend, status: s.status, timeout: cfg.requestTimeout(), metrics: s.metrics.health}
-	s.web = newHTTPEndpoints(&s.cfg, s.metrics.reg, health, s.lis, version)
-	s.publish()
+	s.web = newHTTPEndpoints(&s.cfg, s.metrics.reg, s.inst.healthChecks(s.Frontend), s.lis, s.inst.version)
+	s.inst.Publish(s.node)
 	return s, nil
 }
 
@@ -91,7 +93,7 @@ func open(cfg *Config, log *slog.Logger) (opened, error) {
 	if _, err := rand.Read(seed[:]); err != nil {
 		return opened{}, fmt.Errorf("proposal epoch: %w", err)
 	}
-	ccfg, err := cfg.coreConfig(binary.BigEndian.Uint64(seed[:]), log.With("component", "core"))
+	ccfg, err := cfg.CoreConfig(binary.BigEndian.Uint64(seed[:]), log.With("component", "core"))
 	if err != nil {
 		return opened{}, err
 	}
@@ -99,7 +101,7 @@ func open(cfg *Config, log *slog.Logger) (opened, error) {
 	if o.tls, err = newTLSConfigs(cfg, log); err != nil {
 		return opened{}, err
 	}
-	if o.jwt, err = parseJWTOptions(cfg.AuthToken); err != nil {
+	if o.tokens, err = cfg.TokenProvider(os.ReadFile, time.Now); err != nil {
 		return opened{}, err
 	}
 	fsys := diskfs.New(cfg.DataDir)

@@ -15,6 +15,7 @@ type published struct {
 	leader            uint64
 	learner           bool
 	size, inUse, keys int64
+	rev, compactRev   int64
 	applied, commit   uint64
 	authRev           uint64
 	noSpace, corrupt  bool
@@ -26,7 +27,7 @@ func publishedOf(n *core.Node) published {
 	size, inUse, keys := n.Sizes()
 	return published{
 		leader: n.Leader(), learner: n.IsLearner(),
-		size: size, inUse: inUse, keys: int64(keys),
+		size: size, inUse: inUse, keys: int64(keys), rev: n.Rev(), compactRev: n.CompactRev(),
 		applied: n.AppliedIndex(), commit: n.Commit(), authRev: n.AuthRevision(),
 		noSpace: n.NoSpace(), corrupt: n.Corrupt(), alarms: n.Alarms(),
 	}
@@ -39,6 +40,7 @@ type memberStatus struct {
 	leader            atomic.Uint64
 	learner           atomic.Bool
 	size, inUse, keys atomic.Int64
+	rev, compactRev   atomic.Int64
 	applied, commit   atomic.Uint64
 	authRev           atomic.Uint64
 	noSpace, corrupt  atomic.Bool
@@ -50,6 +52,8 @@ func (st *memberStatus) store(p published) (leaderChanged bool) {
 	st.size.Store(p.size)
 	st.inUse.Store(p.inUse)
 	st.keys.Store(p.keys)
+	st.rev.Store(p.rev)
+	st.compactRev.Store(p.compactRev)
 	st.applied.Store(p.applied)
 	st.commit.Store(p.commit)
 	st.authRev.Store(p.authRev)

@@ -26,6 +26,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
 	fs.DurationVar(&o.LeaseCheckpoint, "lease-checkpoint", o.LeaseCheckpoint, "how often remaining lease TTLs are checkpointed (0: drawn from the seed)")
 	fs.StringVar(&o.Weights, "weights", o.Weights, "the workload's odds per operation kind, KIND=N,... (empty: drawn from the seed; kinds left out get 0)")
 	fs.StringVar(&o.AuthOn, "auth-on", o.AuthOn, "whether auth is on, every client logging in and sending tokens: on, off, or empty for a third of the seeds")
+	fs.StringVar(&o.AuthToken, "auth-token", o.AuthToken, "the members' --auth-token with auth on: simple, jwt (etcd's JWT tokens, the server's provider), or empty for half the seeds each")
 	fs.StringVar(&o.CorruptCheck, "corrupt-check", o.CorruptCheck, "whether members run etcd's corruption checks (initial, periodic, compaction hash): on, off, or empty for each drawn from the seed")
 	fs.StringVar(&o.Restore, "restore", o.Restore, "whether an operator now and then restores the whole cluster from its newest backup, in a new epoch: on, off, or empty for a quarter of the seeds with operators")
 	fs.StringVar(&o.LargeStore, "large-store", o.LargeStore, "whether the store is large, a snapshot taking many election timeouts to send: on, off, or empty for a quarter of the seeds")

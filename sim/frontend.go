@@ -10,7 +10,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
@@ -20,29 +19,23 @@ import (
 	"github.com/detcd/detcd/grpcsvc"
 )
 
-// Limits the simulated members serve with: etcd's defaults.
-const (
-	simMaxTxnOps       = 128
-	simMaxRequestBytes = 1536 * 1024
-)
-
 // startFrontend puts etcd's services on the member's driver, as the
 // server does: its clients' calls run grpcsvc's handlers and the
 // driver's Frontend, as tasks in the world.
-func (m *member) startFrontend() {
+func (m *member) startFrontend() error {
 	m.waits = map[uint64]*signal{}
 	rt := &taskRuntime{m: m, inc: m.inc}
-	m.front = driver.NewFrontend(m.d, rt, driver.FrontendConfig{
-		MaxTxnOps: simMaxTxnOps, MaxRequestBytes: simMaxRequestBytes,
-		SnapshotScratch: func() (string, func(), error) { return memFile(nil) },
-		// The lowest cost: the simulator hashes passwords by the
-		// thousand, and the cost changes nothing it checks.
-		BcryptCost: bcrypt.MinCost, Version: "3.7.3",
-		NewMemberID: memberIDFromURL,
-	})
+	fcfg := m.flags.FrontendConfig(memberIDFromURL)
+	fcfg.SnapshotScratch = func() (string, func(), error) { return memFile(nil) }
+	var err error
+	if fcfg.Tokens, err = m.flags.TokenProvider(readKeyFile, m.w.virtualClock); err != nil {
+		return fmt.Errorf("%s: %w", m.name, err)
+	}
+	m.front = driver.NewFrontend(m.d, rt, fcfg)
 	m.svc = grpcsvc.NewServices(m.front)
 	m.guard = grpcsvc.NewGuard(m.front)
 	m.monitorLeader()
+	return nil
 }
 
 // memberIDFromURL is a new member's id in the world: the number in its
@@ -79,8 +72,9 @@ func (m *member) call(r core.Request, cb func(core.Response)) {
 // refuses most calls), then the service method. cb gets, as an event of
 // the world, the response (Msg) or etcd's gRPC error (Err).
 func (m *member) invoke(token string, c rpc, cb func(core.Response)) {
+	in := m.inst
 	m.spawnCall(token, cb, func(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard) (proto.Message, error) {
-		return serve(ctx, svc, guard, c)
+		return serve(ctx, svc, guard, in, c)
 	})
 }
 
@@ -125,13 +119,14 @@ func unary[Req, Resp proto.Message](fn func(context.Context, Req) (Resp, error))
 // errNoService: the simulator sent a request it has no service call for.
 var errNoService = errors.New("sim: no service for the request")
 
-// serve calls, through the guard, the service method c names.
-func serve(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard, c rpc) (proto.Message, error) {
+// serve calls, through the metrics' interceptor and the guard, as the
+// gRPC server chains them, the service method c names.
+func serve(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard, in *instruments, c rpc) (proto.Message, error) {
 	method, req, h := c(svc)
 	if h == nil {
 		return nil, fmt.Errorf("%w: %v", errNoService, req)
 	}
-	resp, err := guard.Unary(ctx, method, req, h)
+	resp, err := in.unary(ctx, method, req, func(ctx context.Context, req any) (any, error) { return guard.Unary(ctx, method, req, h) })
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/detcd/detcd/disk"
 	"github.com/detcd/detcd/driver"
 	"github.com/detcd/detcd/grpcsvc"
+	"github.com/detcd/detcd/server"
 )
 
 // member is one simulated member: a core.Node on a simulated disk with its
@@ -25,10 +26,13 @@ type member struct {
 	idx  int
 	id   uint64
 	name string
-	cfg  core.Config
-	fs   *memfs.FS
-	node *core.Node
-	disk *disk.Disk
+	// flags are the member's server configuration, cfg core's from them
+	// (memberconfig.go).
+	flags server.Config
+	cfg   core.Config
+	fs    *memfs.FS
+	node  *core.Node
+	disk  *disk.Disk
 	// d is the one driver, carrying out the node's Readys in virtual
 	// time on this member's simulated disk (env.go).
 	d *driver.Driver
@@ -36,12 +40,17 @@ type member struct {
 	snapIn *snapIn
 	// front and svc are the member's request path: etcd's services over
 	// the driver, as the server has them (frontend.go); waits are the
-	// tasks waiting on it.
+	// tasks waiting on it; inst the server's metrics and health
+	// (instruments.go).
 	front *driver.Frontend
-	svc   *grpcsvc.Services
-	guard *grpcsvc.Guard
-	waits map[uint64]*signal
-	rng   *rand.Rand
+	inst  *instruments
+	// healthyProbes counts the health probes the member answered healthy
+	// after a linearizable read (healthprobe.go).
+	healthyProbes int
+	svc           *grpcsvc.Services
+	guard         *grpcsvc.Guard
+	waits         map[uint64]*signal
+	rng           *rand.Rand
 	// jitter is raft's randomness, swapped in as crypto/rand.Reader around
 	// every call into the node.
 	jitter *rand.ChaCha8
@@ -106,59 +115,32 @@ func newMember(w *World, idx int) *member {
 	return m
 }
 
-// requestTimeoutTicks is how long a member waits for a proposal or a read
-// index before it answers a timeout.
-const requestTimeoutTicks = 50
-
-func (m *member) config() core.Config {
-	s := m.w.settings
-	ms := m.initial
-	if ms == nil {
-		for i := 0; i < m.w.opts.Members; i++ {
-			ms = append(ms, core.Member{ID: uint64(i + 1), Name: fmt.Sprintf("m%d", i+1), PeerURLs: []string{fmt.Sprintf("http://m%d:2380", i+1)}})
-		}
-	} else {
-		ms = append([]core.Member(nil), ms...)
-		for i := range ms {
-			if ms[i].ID == m.id {
-				ms[i].Name = m.name
-			}
-		}
-	}
-	return core.Config{
-		ID: m.id, ClusterID: m.w.clusterID(), Members: ms, Join: m.joining,
-		ElectionTicks: s.ElectionTicks, HeartbeatTicks: 1, RequestTimeoutTicks: requestTimeoutTicks,
-		SnapshotCount: s.SnapshotCount, SnapshotCatchUpEntries: s.CatchUp,
-		CheckpointMinBytes:   s.CheckpointMinBytes,
-		AutoCompaction:       s.autoCompaction(),
-		LeaseCheckpointTicks: s.LeaseCheckpointTicks,
-		QuotaBackendBytes:    s.QuotaBytes,
-		ProposalEpoch:        m.rng.Uint64() &^ (1<<32 - 1),
-		ClusterVersion:       "3.7.0",
-		PlantedBug:           m.w.opts.PlantedBug,
-		OnApply:              func(index, term uint64, data []byte) { m.w.checks.applied(m, index, term, data) },
-	}
-}
-
 // start opens the member's disk: a new member the first time, a restart
 // after a crash.
 func (m *member) start() error {
 	m.inc++
-	m.cfg = m.config()
 	var err error
+	if m.cfg, err = m.config(); err != nil {
+		return err
+	}
 	m.with(func() {
 		m.node, m.disk, err = disk.Open(m.fs, "data", m.cfg, disk.Options{SegmentBytes: m.segmentBytes})
 	})
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", m.name, err)
 	}
-	m.d, err = driver.New(driver.Config{Node: m.node, Disk: m.disk, Env: (*env)(m), Transport: (*transport)(m), Observer: (*observer)(m)})
+	m.startInstruments()
+	m.d, err = driver.New(driver.Config{Node: m.node, Disk: m.disk, Env: (*env)(m), Transport: (*transport)(m),
+		Observer: observers{(*observer)(m), m.inst.Observer()}})
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", m.name, err)
 	}
 	m.up, m.paused, m.held, m.deferred = true, false, false, nil
 	m.snapIn = newSnapIn(m)
-	m.startFrontend()
+	if err := m.startFrontend(); err != nil {
+		return err
+	}
+	m.startHealthProbes()
 	m.startCorruptChecks()
 	m.clock.startTicker(m.w.now)
 	m.scheduleTick()
@@ -188,6 +170,8 @@ func (m *member) with(f func()) {
 	if m.node != nil && m.up {
 		m.drain()
 		m.front.Publish()
+		m.inst.Publish(m.node)
+		m.w.checks.checkMetrics(m)
 	}
 }
 
@@ -305,7 +289,7 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 		return
 	}
 	m.durableLast = m.d.Durable()
-	m.up, m.paused, m.held, m.node, m.disk, m.d, m.front, m.svc, m.guard = false, false, false, nil, nil, nil, nil, nil, nil
+	m.up, m.paused, m.held, m.node, m.disk, m.d, m.front, m.svc, m.guard, m.inst = false, false, false, nil, nil, nil, nil, nil, nil, nil
 	m.inc++
 	m.wakeWaits()
 	m.deferred = nil

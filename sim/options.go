@@ -43,6 +43,10 @@ type Options struct {
 	// starts, so that every client logs in and sends a token: "on",
 	// "off", or "" for a third of the seeds, chosen from the seed.
 	AuthOn string `json:",omitempty"`
+	// AuthToken is the members' --auth-token kind with auth on: "simple",
+	// "jwt", or "" for half the seeds each, chosen from the seed
+	// (authtoken.go).
+	AuthToken string `json:",omitempty"`
 	// CorruptCheck turns the corruption checks (corruptcheck.go) "on" or
 	// "off"; empty draws each from the seed.
 	CorruptCheck string `json:",omitempty"`
@@ -159,6 +163,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: keep-faulty must be on, off or empty (from the seed), not %q", o.KeepFaulty)
 	case o.AuthOn != "" && o.AuthOn != "on" && o.AuthOn != "off":
 		return fmt.Errorf("sim: auth-on must be on, off or empty (from the seed), not %q", o.AuthOn)
+	case o.AuthToken != "" && o.AuthToken != "simple" && o.AuthToken != "jwt":
+		return fmt.Errorf("sim: auth-token must be simple, jwt or empty (from the seed), not %q", o.AuthToken)
 	case o.CorruptCheck != "" && o.CorruptCheck != "on" && o.CorruptCheck != "off":
 		return fmt.Errorf("sim: corrupt-check must be on, off or empty (from the seed), not %q", o.CorruptCheck)
 	case o.LargeStore != "" && o.LargeStore != "on" && o.LargeStore != "off":
@@ -197,6 +203,9 @@ func (o Options) String() string {
 	}
 	if o.AuthOn != "" {
 		s += " --auth-on " + o.AuthOn
+	}
+	if o.AuthToken != "" {
+		s += " --auth-token " + o.AuthToken
 	}
 	if o.LargeStore != "" {
 		s += " --large-store " + o.LargeStore

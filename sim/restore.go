@@ -39,9 +39,6 @@ const (
 // epoch, none of them the first cluster's.
 const restoredClusterIDBase = 0x5e570e00
 
-// firstClusterID is the cluster id the world starts with.
-const firstClusterID = 0xdeca
-
 // restores reports whether the world's operators restore the cluster: as
 // the option says, or, left empty, for a quarter of the seeds with
 // operators (a hash of the seed, so no component's draws shift). Without
@@ -87,10 +84,11 @@ func (w *World) keepBackup(ss *snapshotStream) {
 	}
 }
 
-// clusterID is the current epoch's cluster id.
+// clusterID is the current epoch's cluster id, which members added at
+// runtime join: the first as etcd derives it from its members' ids.
 func (w *World) clusterID() uint64 {
 	if w.epoch == 0 {
-		return firstClusterID
+		return clusterIDOf(w.opts.Members)
 	}
 	return restoredClusterIDBase + uint64(w.epoch)
 }
@@ -163,7 +161,10 @@ func (m *member) restoreData(members []core.Member, backup []byte, bump int64) e
 	m.fs.SectorBytes = wal.SectorBytes
 	m.joining, m.learner, m.initial = false, false, members
 	m.broken, m.refused, m.garbage, m.garbageArmed, m.durableLast = 0, false, nil, 0, 0
-	cfg := m.config()
+	cfg, err := m.config()
+	if err != nil {
+		return err
+	}
 	opts := core.RestoreOptions{BumpRevision: bump, MarkCompacted: true}
 	return disk.Restore(m.fs, "data", cfg, backup, opts, disk.Options{SegmentBytes: m.segmentBytes})
 }

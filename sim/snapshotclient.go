@@ -65,17 +65,21 @@ func snapshotHandler() grpc.StreamHandler {
 	panic("sim: etcd's Maintenance service has no Snapshot stream")
 }
 
-// snapshotCall is a Snapshot stream on m into ss, through the guard (a
-// learner serves snapshots, as etcd's does) and the Maintenance service's
-// real handler, as a task; the answer's Msg is the stream's last
-// response, the SHA-256 of the rest.
+// snapshotCall is a Snapshot stream on m into ss, through the server's
+// metrics interceptor, the guard (a learner serves snapshots, as etcd's
+// does) and the Maintenance service's real handler, as a task; the
+// answer's Msg is the stream's last response, the SHA-256 of the rest.
 func (m *member) snapshotCall(ss *snapshotStream) serviceCall {
 	h := snapshotHandler()
 	return func(token string, cb func(core.Response)) {
+		in := m.inst
 		m.spawnCall(token, cb, func(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard) (proto.Message, error) {
-			err := guard.Stream(ctx, snapshotMethod, func(ctx context.Context) error {
-				ss.ctx = ctx
-				return h(svc.Maintenance, ss)
+			ss.ctx = ctx
+			err := in.Stream(svc.Maintenance, ss, &grpc.StreamServerInfo{FullMethod: snapshotMethod, IsServerStream: true}, func(srv any, metered grpc.ServerStream) error {
+				return guard.Stream(ctx, snapshotMethod, func(ctx context.Context) error {
+					ss.ctx = ctx
+					return h(srv, metered)
+				})
 			})
 			if err != nil {
 				return nil, err

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/driver"
+	"github.com/detcd/detcd/grpcsvc"
+)
+
+// Instruments are what a member shows of itself off its loop: the state
+// the loop last published (status.go), the cluster version it applied,
+// etcd's metrics, and the health endpoints over them. They open no
+// socket and start no goroutine: New installs them on the real runtime,
+// and the simulator installs them on every simulated member, so that
+// both run this code.
+type Instruments struct {
+	status  *memberStatus
+	version *clusterVersion
+	metrics *metrics
+	// timeout bounds a health check's read: etcd's request timeout (0:
+	// no bound but the member's own).
+	timeout time.Duration
+}
+
+// NewInstruments makes the instruments of member id configured by cfg;
+// members is the membership the member last saw, read when scraped.
+func NewInstruments(cfg *Config, id uint64, members func() []core.Member) *Instruments {
+	in := &Instruments{status: &memberStatus{id: id}, version: newClusterVersion(), timeout: cfg.requestTimeout()}
+	in.metrics = newMetrics(metricSources{cfg: cfg, status: in.status, members: members,
+		peer: newPeerMetrics(), wal: newWALMetrics(), version: in.version})
+	return in
+}
+
+// SimulatedTime takes the wall-clock deadline off the health checks'
+// reads: in simulated time the member's own request timeout, in ticks,
+// ends them, and a wall-clock one would make a run depend on the speed of
+// the machine that runs it.
+func (in *Instruments) SimulatedTime() { in.timeout = 0 }
+
+// Observer is the driver.Observer that feeds the log's disk metrics.
+func (in *Instruments) Observer() driver.Observer { return in.metrics.wal }
+
+// Publish makes what a turn of the loop left visible off the loop: the
+// member's status, its leader changes and alarms, the cluster version.
+// On the loop, after every turn.
+func (in *Instruments) Publish(n *core.Node) {
+	p := publishedOf(n)
+	if in.status.store(p) {
+		in.metrics.leaderChanges.Inc()
+	}
+	in.metrics.alarms.publish(p.alarms)
+	in.version.set(n.ClusterVersion())
+}
+
+// Unary is the unary interceptor that counts etcd's request metrics: the
+// gRPC server's, and the simulator's around its calls of the services.
+func (in *Instruments) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return in.metrics.unary(ctx, req, info, handler)
+}
+
+// Stream is the stream interceptor that counts etcd's metrics of
+// streams and of what they carry.
+func (in *Instruments) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return in.metrics.stream(srv, ss, info, handler)
+}
+
+// healthChecks are the health endpoints' checks of the member whose
+// requests b serves.
+func (in *Instruments) healthChecks(b grpcsvc.Backend) *healthChecks {
+	return &healthChecks{backend: b, status: in.status, timeout: in.timeout, metrics: in.metrics.health}
+}
+
+// VersionHandler serves etcd's /version.
+func (in *Instruments) VersionHandler() http.Handler { return in.version.handler() }
+
+// HealthHandler serves etcd's /health, /livez and /readyz (with their
+// checks' paths) for the member whose requests b serves.
+func (in *Instruments) HealthHandler(b grpcsvc.Backend) http.Handler {
+	mux := http.NewServeMux()
+	in.healthChecks(b).addRoutes(mux)
+	return mux
+}
