@@ -13,7 +13,7 @@ import (
 // leader's transfer, of another index, resumes from what arrived, so
 // only the rest crosses the link; the same seed gives the same trace.
 func TestSnapshotResumesAfterLeaderCrash(t *testing.T) {
-	sf, err := ReadSeedFile("../testdata/seeds/snapshot-resumed-after-leader-crash-43.seed")
+	sf, err := ReadSeedFile("../testdata/seeds/snapshot-resumed-after-leader-crash-95.seed")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,17 +21,18 @@ func TestSnapshotResumesAfterLeaderCrash(t *testing.T) {
 	if err := sf.Check(res); err != nil {
 		t.Fatal(err)
 	}
-	broke := regexp.MustCompile(`m2>m1 snapshot (\d+) broke off \(the sender crashed\) after (\d+) of`).FindStringSubmatch(trace)
+	broke := regexp.MustCompile(`(m\d)>(m\d) snapshot (\d+) broke off \(the sender crashed\) after (\d+) of`).FindStringSubmatch(trace)
 	if broke == nil {
 		t.Fatal("the leader's transfer did not break off with its crash")
 	}
-	resumed := regexp.MustCompile(`m3>m1 snapshot (\d+) \(\d+ bytes, \d+ with the store's pre-fill, (\d+) held from partial ` + broke[1] + `;`).FindStringSubmatch(trace)
-	if resumed == nil || resumed[1] == broke[1] {
-		t.Fatalf("the next leader's transfer did not resume from partial %s: %v", broke[1], resumed)
+	from, to, index := broke[1], broke[2], broke[3]
+	resumed := regexp.MustCompile(`(m\d)>` + to + ` snapshot (\d+) \(\d+ bytes, \d+ with the store's pre-fill, (\d+) held from partial ` + index + `;`).FindStringSubmatch(trace)
+	if resumed == nil || resumed[1] == from || resumed[2] == index {
+		t.Fatalf("another leader's transfer did not resume from partial %s: %v", index, resumed)
 	}
 	// All that arrived is held, but for the chunk that arrived in part.
-	held, _ := strconv.ParseInt(resumed[2], 10, 64)
-	arrived, _ := strconv.ParseInt(broke[2], 10, 64)
+	held, _ := strconv.ParseInt(resumed[3], 10, 64)
+	arrived, _ := strconv.ParseInt(broke[4], 10, 64)
 	if held > arrived || held < arrived-2*snapresume.ChunkBytes {
 		t.Fatalf("held %d bytes of the %d that arrived", held, arrived)
 	}
