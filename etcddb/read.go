@@ -161,11 +161,11 @@ func readState(tx *bolt.Tx) (*core.ExchangeState, error) {
 		}
 	}
 	each(bucketMembers, func(k, v []byte) error {
-		var m etcdMember
+		var m Member
 		if err := json.Unmarshal(v, &m); err != nil {
 			return err
 		}
-		ex.Members = append(ex.Members, m.member())
+		ex.Members = append(ex.Members, m.Core())
 		return nil
 	})
 	each(bucketMembersRemoved, func(k, _ []byte) error {

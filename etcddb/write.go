@@ -185,7 +185,7 @@ func writeState(tx *bolt.Tx, ex *core.ExchangeState) error {
 		putJSON(bucketCluster, clusterDowngradeKey, downgradeInfo{TargetVersion: ex.DowngradeTarget, Enabled: true})
 	}
 	for _, m := range ex.Members {
-		putJSON(bucketMembers, memberKey(m.ID), fromMember(m))
+		putJSON(bucketMembers, memberKey(m.ID), FromMember(m))
 	}
 	for _, id := range ex.Removed {
 		put(bucketMembersRemoved, memberKey(id), []byte("removed"))
@@ -209,9 +209,10 @@ func writeState(tx *bolt.Tx, ex *core.ExchangeState) error {
 	return err
 }
 
-// etcdMember is a member as etcd's members bucket holds it (etcd's
-// membership.Member, with its field order).
-type etcdMember struct {
+// Member is a member as etcd writes it in JSON, in its members bucket
+// and on its peers' GET /members (etcd's membership.Member, with its
+// field order).
+type Member struct {
 	ID         uint64   `json:"id"`
 	PeerURLs   []string `json:"peerURLs"`
 	IsLearner  bool     `json:"isLearner,omitempty"`
@@ -219,11 +220,13 @@ type etcdMember struct {
 	ClientURLs []string `json:"clientURLs,omitempty"`
 }
 
-func fromMember(m core.Member) etcdMember {
-	return etcdMember{ID: m.ID, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner, Name: m.Name, ClientURLs: m.ClientURLs}
+// FromMember is m as etcd writes it.
+func FromMember(m core.Member) Member {
+	return Member{ID: m.ID, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner, Name: m.Name, ClientURLs: m.ClientURLs}
 }
 
-func (m etcdMember) member() core.Member {
+// Core is the member as core holds it.
+func (m Member) Core() core.Member {
 	return core.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
 }
 

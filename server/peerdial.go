@@ -18,6 +18,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/etcddb"
 )
 
 // peerDialer owns how this member reaches others on their peer URLs: the
@@ -158,13 +159,13 @@ func (d peerDialer) fetchClusterFrom(ctx context.Context, peerURL string) (clust
 	if err != nil {
 		return clusterInfo{}, err
 	}
-	var ms []etcdMember
+	var ms []etcddb.Member
 	if err := json.Unmarshal(b, &ms); err != nil {
 		return clusterInfo{}, fmt.Errorf("bad members answer: %w", err)
 	}
 	ci := clusterInfo{ClusterID: id}
 	for _, m := range ms {
-		ci.Members = append(ci.Members, core.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
+		ci.Members = append(ci.Members, m.Core())
 	}
 	return ci, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/etcddb"
 )
 
 // The peer listeners' HTTP/1.1 server (peerwire.go lists its endpoints)
@@ -141,14 +142,20 @@ func (s *peerStream) finish(err error) error {
 	return s.send(frameStatus, why)
 }
 
-// serveStream takes a sender's stream of messages.
-func (t *peerTransport) serveStream(w http.ResponseWriter, r *http.Request) {
-	from, ok := t.checkPeer(w, r)
-	if !ok {
-		return
+// acceptPeer checks a peer's request and takes its stream; ok is false
+// if it was refused (and answered) or broke.
+func (t *peerTransport) acceptPeer(w http.ResponseWriter, r *http.Request) (from uint64, s *peerStream, ok bool) {
+	if from, ok = t.checkPeer(w, r); !ok {
+		return 0, nil, false
 	}
 	s, err := acceptStream(w, r)
-	if err != nil {
+	return from, s, err == nil
+}
+
+// serveStream takes a sender's stream of messages.
+func (t *peerTransport) serveStream(w http.ResponseWriter, r *http.Request) {
+	from, s, ok := t.acceptPeer(w, r)
+	if !ok {
 		return
 	}
 	if err := t.receiveMessages(s, from); err != nil {
@@ -160,16 +167,12 @@ func (t *peerTransport) serveStream(w http.ResponseWriter, r *http.Request) {
 // pathSnapshotResume, and answers with its verdict.
 func (t *peerTransport) serveSnapshot(resumable bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		from, ok := t.checkPeer(w, r)
+		from, s, ok := t.acceptPeer(w, r)
 		if !ok {
 			return
 		}
-		s, err := acceptStream(w, r)
-		if err != nil {
-			return
-		}
 		done := t.metrics.snapshotStarted(&t.metrics.snapReceive, hexID(from))
-		err = t.receiveSnapshot(r.Context(), s, resumable)
+		err := t.receiveSnapshot(r.Context(), s, resumable)
 		done(err)
 		_ = s.finish(err)
 	}
@@ -194,9 +197,9 @@ func (t *peerTransport) serveMembers(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(headerClusterID, hexID(t.clusterID))
 	ms := t.memberList()
 	slices.SortFunc(ms, func(a, b core.Member) int { return cmp.Compare(a.ID, b.ID) })
-	out := make([]etcdMember, 0, len(ms))
+	out := make([]etcddb.Member, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, etcdMember{ID: m.ID, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner, Name: m.Name, ClientURLs: m.ClientURLs})
+		out = append(out, etcddb.FromMember(m))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)

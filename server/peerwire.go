@@ -93,15 +93,6 @@ type clusterInfo struct {
 	Members   []core.Member
 }
 
-// etcdMember is a member as etcd's GET /members shows it.
-type etcdMember struct {
-	ID         uint64   `json:"id"`
-	PeerURLs   []string `json:"peerURLs"`
-	IsLearner  bool     `json:"isLearner,omitempty"`
-	Name       string   `json:"name,omitempty"`
-	ClientURLs []string `json:"clientURLs,omitempty"`
-}
-
 // setPeerHeaders names the cluster, the sender and the receiver (0: any).
 func setPeerHeaders(h http.Header, clusterID, from, to uint64) {
 	h.Set(headerClusterID, hexID(clusterID))
