@@ -22,18 +22,7 @@ func restoreOptions(seed uint64) Options {
 // passes every check, replays, and restores with etcd's semantics: each
 // epoch's cluster starts at the bumped revision, compacted there.
 func TestRestoreEpochs(t *testing.T) {
-	o := restoreOptions(5)
-	w, err := New(o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := w.Run()
-	if !res.OK() {
-		t.Fatalf("%v\n  replay: detcd-sim run %s", res.Failures, o)
-	}
-	if again := run(t, o); again.TraceHash != res.TraceHash {
-		t.Fatalf("a run with restores does not replay: trace %s, then %s", res.TraceHash, again.TraceHash)
-	}
+	w := runPassingTwice(t, restoreOptions(5))
 	c := w.checks
 	if len(c.restores) < 2 || w.epoch != len(c.restores) {
 		t.Fatalf("%d restores, epoch %d: want at least 2", len(c.restores), w.epoch)

@@ -26,6 +26,24 @@ func run(t testing.TB, o Options) *Result {
 	return w.Run()
 }
 
+// runPassingTwice runs o, which must pass every check, then again, which
+// must give the same trace; it returns the first run's world.
+func runPassingTwice(t *testing.T, o Options) *World {
+	t.Helper()
+	w, err := New(o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := w.Run()
+	if !res.OK() {
+		t.Fatalf("%v\n  replay: detcd-sim run %s", res.Failures, o)
+	}
+	if again := run(t, o); again.TraceHash != res.TraceHash {
+		t.Fatalf("seed %d does not replay: trace %s, then %s", o.Seed, res.TraceHash, again.TraceHash)
+	}
+	return w
+}
+
 func short(seed uint64) Options {
 	o := DefaultOptions()
 	o.Seed, o.Duration = seed, 10*time.Second

@@ -111,17 +111,7 @@ func TestKeysAtAndDiff(t *testing.T) {
 func TestRestoreDrill(t *testing.T) {
 	o := SwarmOptions()
 	o.Seed, o.Duration, o.Operators = 11, 20*time.Second, 2
-	w, err := New(o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := w.Run()
-	if !res.OK() {
-		t.Fatalf("%v\n  replay: detcd-sim run %s", res.Failures, o)
-	}
-	if again := run(t, o); again.TraceHash != res.TraceHash {
-		t.Fatalf("a run with backups does not replay: trace %s, then %s", res.TraceHash, again.TraceHash)
-	}
+	w := runPassingTwice(t, o)
 	c := w.checks
 	if c.snap.last == nil || len(c.snap.lastContent.KVs) == 0 || len(c.snap.lastContent.Leases) == 0 {
 		t.Fatalf("no backup with keys and leases taken (%d backups)", c.snap.taken)
