@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,8 +22,8 @@ import (
 )
 
 // cuttingProxy forwards connections to a member's peer port and closes
-// the first one that carries more than cutBytes towards it: a snapshot
-// stream broken mid-transfer. It keeps the first bytes of each connection
+// the first snapshot stream that carries more than cutBytes towards it:
+// a snapshot stream broken mid-transfer. It keeps the first bytes of each connection
 // towards the member.
 type cuttingProxy struct {
 	ln       net.Listener
@@ -86,21 +87,29 @@ func (p *cuttingProxy) serve() {
 	}
 }
 
-// forward copies in to out, cutting both once more than cutBytes passed,
-// on the first connection that gets there.
+// forward copies in to out, cutting both once more than cutBytes of a
+// snapshot stream passed, on the first connection that gets there: the
+// raft message streams, which may carry as much while the learner
+// catches up, are left alone.
 func (p *cuttingProxy) forward(in, out net.Conn) {
 	defer out.Close()
 	buf := make([]byte, 64<<10)
 	var n int64
+	first, snapshot := true, false
 	for {
 		k, err := in.Read(buf)
 		if k > 0 {
-			if n == 0 {
+			if first {
 				p.mu.Lock()
 				p.heads = append(p.heads, string(buf[:min(k, proxyHeadBytesMax)]))
 				p.mu.Unlock()
+				first = false
 			}
-			n += int64(k)
+			// A connection may carry other requests before a snapshot's.
+			snapshot = snapshot || bytes.Contains(buf[:k], []byte("POST "+pathSnapshot))
+			if snapshot {
+				n += int64(k)
+			}
 			if n > p.cutBytes && p.cut.CompareAndSwap(false, true) {
 				in.Close()
 				return
