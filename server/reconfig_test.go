@@ -40,6 +40,14 @@ func TestStrictReconfigCheck(t *testing.T) {
 			if err != nil {
 				t.Fatalf("learner add: %v", err)
 			}
+			// The follower answered once it applied the addition; the
+			// leader may not have yet, and raft's leader drops a
+			// configuration change proposed while another is unapplied
+			// (etcd's as well: the proposal then times out). A
+			// linearizable member list on the leader waits for it.
+			if _, err := leader.MemberList(c); err != nil {
+				t.Fatalf("member list: %v", err)
+			}
 			if _, err := follower.MemberRemove(c, l.Member.ID); err != nil {
 				t.Fatalf("learner remove: %v", err)
 			}
