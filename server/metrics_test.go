@@ -93,14 +93,15 @@ func TestMetricsSnapshots(t *testing.T) {
 	behind := (lead + 1) % 3
 	tc.stop(behind)
 	cli := tc.client(lead)
-	for i := range 50 {
+	const puts = 200
+	for i := range puts {
 		if _, err := cli.Put(ctx(t), fmt.Sprintf("k%d", i), "v"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	tc.start(behind)
 	b := tc.servers[behind]
-	for deadline := time.Now().Add(20 * time.Second); b.Rev() < 51 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(20 * time.Second); b.Rev() < puts+1 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	sent := testutil.ToFloat64(tc.servers[lead].metrics.peer.snapSend.success.WithLabelValues(hexID(b.node.ID())))
