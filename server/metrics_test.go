@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -101,14 +103,36 @@ func TestMetricsSnapshots(t *testing.T) {
 	}
 	tc.start(behind)
 	b := tc.servers[behind]
-	for deadline := time.Now().Add(20 * time.Second); b.Rev() < puts+1 && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
+	// The counters are bumped when the transfer's HTTP exchange ends, which
+	// may come after the member applied the snapshot; and a leader elected
+	// meanwhile sends it instead: so wait for the counts, by any peer.
+	var sent, received float64
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		sent, received = 0, counterSum(b.metrics.peer.snapReceive.success)
+		for i, s := range tc.servers {
+			if i != behind {
+				sent += counterSum(s.metrics.peer.snapSend.success)
+			}
+		}
+		if sent >= 1 && received >= 1 && b.Rev() >= puts+1 {
+			return
+		}
 	}
-	sent := testutil.ToFloat64(tc.servers[lead].metrics.peer.snapSend.success.WithLabelValues(hexID(b.node.ID())))
-	received := testutil.ToFloat64(b.metrics.peer.snapReceive.success.WithLabelValues(hexID(tc.servers[lead].node.ID())))
-	if sent < 1 || received < 1 {
-		t.Fatalf("snapshots sent %v, received %v (member at revision %d)", sent, received, b.Rev())
+	t.Fatalf("snapshots sent %v, received %v (member at revision %d)", sent, received, b.Rev())
+}
+
+// counterSum adds up a counter's series, whatever their labels.
+func counterSum(v *prometheus.CounterVec) float64 {
+	ch := make(chan prometheus.Metric, 16)
+	go func() { v.Collect(ch); close(ch) }()
+	var sum float64
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err == nil {
+			sum += d.GetCounter().GetValue()
+		}
 	}
+	return sum
 }
 
 // TestMetricsLearnerPromoteFailure: a refused promotion is counted by its
