@@ -60,7 +60,7 @@ func (c *Checker) initialMismatches(local mvcc.KVHash, peers []PeerHash) (mismat
 		switch {
 		case p.Reply == nil:
 			notes = append(notes, warnNote("cannot fetch hash from remote peer", "remote-peer-id", peer, "local-member-revision", int64(local.Rev), "err", p.Err))
-		case p.Reply.Hash == local.Hash:
+		case local.Agrees(p.Reply.Hash): // either flavor: see mvcc.KVHash.Alt
 		case p.Reply.CompactRevision == int64(local.CompactRev) || c.bug(core.BugCorruptCompactRevMismatch): // planted: another compaction counts
 			notes = append(notes, warnNote("found different hash values from remote peer", "remote-peer-id", peer, "local-member-revision", int64(local.Rev),
 				"local-member-hash", local.Hash, "remote-peer-hash", p.Reply.Hash, "compact-revision", p.Reply.CompactRevision))
@@ -92,7 +92,7 @@ func (c *Checker) periodicSuspect(h, h2 mvcc.KVHash, rev2 int64, peers []PeerHas
 			n = warnNote("revision from follower must be less than or equal to leader's", "leader-revision", rev2, "follower-revision", p.Reply.Revision, "follower-peer-id", peer)
 		case p.Reply.CompactRevision > int64(h2.CompactRev):
 			n = warnNote("compact revision from follower must be less than or equal to leader's", "leader-compact-revision", int64(h2.CompactRev), "follower-compact-revision", p.Reply.CompactRevision, "follower-peer-id", peer)
-		case p.Reply.CompactRevision == int64(h.CompactRev) && p.Reply.Hash != h.Hash:
+		case p.Reply.CompactRevision == int64(h.CompactRev) && !h.Agrees(p.Reply.Hash):
 			n = warnNote("same compact revision then hashes must match", "leader-hash", h.Hash, "follower-hash", p.Reply.Hash, "follower-peer-id", peer)
 		default:
 			continue
@@ -118,7 +118,11 @@ func (c *Checker) compactHashVerdict(leader mvcc.KVHash, peers []PeerHash) (alar
 			continue
 		}
 		checked++
-		byHash[p.Reply.Hash] = append(byHash[p.Reply.Hash], p.ID)
+		h := p.Reply.Hash
+		if leader.Agrees(h) {
+			h = leader.Hash // the peer had not compacted yet: see mvcc.KVHash.Alt
+		}
+		byHash[h] = append(byHash[h], p.ID)
 	}
 	if len(byHash) == 1 {
 		all = checked == len(peers)

@@ -16,7 +16,7 @@ func reply(id uint64, rev, compactRev int64, hash uint32) PeerHash {
 func noReply(id uint64) PeerHash { return PeerHash{ID: id, Err: errors.New("unreachable")} }
 
 func TestInitialMismatches(t *testing.T) {
-	local := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 10}
+	local := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 10, Alt: 7}
 	for _, c := range []struct {
 		name  string
 		peers []PeerHash
@@ -31,10 +31,25 @@ func TestInitialMismatches(t *testing.T) {
 			t.Errorf("%s: %d mismatches, want %d", c.name, got, c.want)
 		}
 	}
+	// Only deletions at revision 10: a peer that compacted there answers
+	// the hash it kept, the other flavor (mvcc.KVHash.Alt).
+	local.Alt = 9
+	for _, c := range []struct {
+		name  string
+		peers []PeerHash
+		want  int
+	}{
+		{"the kept flavor agrees", []PeerHash{reply(2, 10, 3, 9), reply(3, 10, 3, 7)}, 0},
+		{"a third hash does not", []PeerHash{reply(2, 10, 3, 9), reply(3, 10, 3, 8)}, 1},
+	} {
+		if got, _ := (&Checker{}).initialMismatches(local, c.peers); got != c.want {
+			t.Errorf("%s: %d mismatches, want %d", c.name, got, c.want)
+		}
+	}
 }
 
 func TestPeriodicSuspect(t *testing.T) {
-	h := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 10}
+	h := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 10, Alt: 9}
 	for _, c := range []struct {
 		name    string
 		h2      mvcc.KVHash
@@ -44,7 +59,8 @@ func TestPeriodicSuspect(t *testing.T) {
 		wantHit bool
 	}{
 		{"all agree", h, 10, []PeerHash{reply(2, 10, 3, 7), reply(3, 9, 3, 7)}, 0, false},
-		{"leader's own hash changed", mvcc.KVHash{Hash: 8, CompactRev: 3, Rev: 10}, 10, nil, 1, true},
+		{"a follower that compacted at 10 answers the other flavor", h, 10, []PeerHash{reply(2, 10, 3, 9)}, 0, false},
+		{"leader's own hash changed", mvcc.KVHash{Hash: 8, CompactRev: 3, Rev: 10, Alt: 8}, 10, nil, 1, true},
 		{"follower ahead of the leader", h, 10, []PeerHash{reply(2, 11, 3, 7)}, 2, true},
 		{"follower compacted past the leader", h, 10, []PeerHash{reply(2, 10, 4, 7)}, 2, true},
 		{"follower's hash differs: the first one only", h, 10, []PeerHash{noReply(2), reply(3, 10, 3, 8), reply(4, 10, 3, 9)}, 3, true},
@@ -58,7 +74,7 @@ func TestPeriodicSuspect(t *testing.T) {
 }
 
 func TestCompactHashVerdict(t *testing.T) {
-	leader := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 5}
+	leader := mvcc.KVHash{Hash: 7, CompactRev: 3, Rev: 5, Alt: 6}
 	for _, c := range []struct {
 		name      string
 		peers     []PeerHash
@@ -68,6 +84,7 @@ func TestCompactHashVerdict(t *testing.T) {
 		{"all agree", []PeerHash{reply(2, 9, 3, 7), reply(3, 9, 3, 7)}, nil, true, true},
 		{"one skipped: try an older revision", []PeerHash{reply(2, 9, 3, 7), noReply(3)}, nil, false, false},
 		{"other compaction skipped", []PeerHash{reply(2, 9, 3, 7), reply(3, 9, 4, 1)}, nil, false, false},
+		{"a follower not yet compacted answers the other flavor", []PeerHash{reply(2, 9, 3, 6), reply(3, 9, 3, 7)}, nil, true, true},
 		{"a follower differs", []PeerHash{reply(2, 9, 3, 7), reply(3, 9, 3, 8)}, []uint64{3}, true, false},
 		{"the leader differs", []PeerHash{reply(2, 9, 3, 8), reply(3, 9, 3, 8)}, []uint64{1}, true, false},
 		{"two minorities", []PeerHash{reply(2, 9, 3, 7), reply(3, 9, 3, 7), reply(4, 9, 3, 8), reply(5, 9, 3, 9)}, []uint64{4, 5}, true, false},

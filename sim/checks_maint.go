@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
 )
 
 // The maintenance checks judge the operators' answers (maintclient.go),
@@ -235,9 +236,31 @@ func (c *checkers) checkHashKV(m *member, r *pb.HashKVResponse) {
 		c.maint.hashes[key] = hashSeen{hash: r.Hash, member: m.name, at: c.w.now}
 		return
 	}
-	if p.hash != r.Hash {
+	if p.hash != r.Hash && !slices.Contains(hashFlavors(m, r), p.hash) {
 		c.fail("operator: HashKV at revision %d (compacted at %d): %s answered %x at %dus, %s %x", r.HashRevision, r.CompactRevision, p.member, p.hash, p.at, m.name, r.Hash)
 	}
+}
+
+// hashFlavors are the hashes m's data gives at r's revisions in both of
+// etcd's flavors (mvcc.KVHash.Alt), when m can still tell: from the hash
+// it kept if it compacted at r's revision, else from its view if it has
+// not compacted since. Else r's hash alone.
+func hashFlavors(m *member, r *pb.HashKVResponse) []uint32 {
+	if m.node == nil {
+		return []uint32{r.Hash}
+	}
+	rev, compact := mvcc.Revision(r.HashRevision), mvcc.Revision(r.CompactRevision)
+	for _, h := range m.node.CompactionHashes() {
+		if h.Rev == rev && h.CompactRev == compact && h.Agrees(r.Hash) {
+			return []uint32{h.Hash, h.Alt}
+		}
+	}
+	if v := m.node.HashView(); v.CompactRev() == compact {
+		if h, err := v.HashKV(rev); err == nil && h.Agrees(r.Hash) {
+			return []uint32{h.Hash, h.Alt}
+		}
+	}
+	return []uint32{r.Hash}
 }
 
 // checkMoved: a member answers a leadership move once it led (in its

@@ -14,7 +14,18 @@ type KVHash struct {
 	Hash       uint32
 	CompactRev Revision
 	Rev        Revision
+	// Alt is the hash of the other flavor at the same revisions: etcd's
+	// HashKV and the hash it keeps when it compacts at Rev differ when the
+	// only changes at Rev are deletions (see hashAt), so a member that
+	// compacted at Rev and one that did not answer differently for the
+	// same data. A peer's hash equal to Alt agrees. Alt equals Hash when
+	// the flavors agree; it never goes on the wire.
+	Alt uint32
 }
+
+// Agrees reports whether a peer's hash at the same revision and
+// compaction revision is one this data gives, of either flavor.
+func (h KVHash) Agrees(peer uint32) bool { return peer == h.Hash || peer == h.Alt }
 
 // HashKV hashes the key space at revision rev (0: the view's revision) the
 // way etcd 3.7 does, so that a detcd member and an etcd member holding the
@@ -47,12 +58,14 @@ func (v *View) hashAt(rev Revision, compaction bool) KVHash {
 	// unless it is a tombstone, and hashes it only while it is still the
 	// key's newest at rev, except that when nothing is kept at rev it
 	// hashes every kept revision. A compaction keeps the tombstones at
-	// its own revision too, so for its hash they count as kept.
+	// its own revision too, so for its hash they count as kept: the two
+	// flavors differ when the only revisions at rev are tombstones.
 	var kept, current []record
-	anyLive := false
+	anyLive, tombAtRev := false, false
 	v.tree.Ascend(func(it item) bool {
 		r, live := it.at(rev)
-		anyLive = anyLive || live || compaction && r != "" && recMod(r) == rev
+		anyLive = anyLive || live
+		tombAtRev = tombAtRev || !live && r != "" && recMod(r) == rev
 		if s, ok := it.at(c); ok {
 			kept = append(kept, s)
 			if live && recMod(r) == recMod(s) {
@@ -61,10 +74,30 @@ func (v *View) hashAt(rev Revision, compaction bool) KVHash {
 		}
 		return true
 	})
-	if anyLive {
-		kept = current
+	one := func(records []record) KVHash {
+		slices.SortFunc(records, compareRev)
+		sum := v.hashRecords(records, rev)
+		return KVHash{Hash: sum, CompactRev: c, Rev: rev, Alt: sum}
 	}
+	switch {
+	case anyLive:
+		return one(current)
+	case !tombAtRev:
+		return one(kept)
+	}
+	// current is empty here: the compaction's flavor hashes no kept record.
 	slices.SortFunc(kept, compareRev)
+	h, alt := v.hashRecords(kept, rev), v.hashRecords(nil, rev)
+	if compaction {
+		h, alt = alt, h
+	}
+	return KVHash{Hash: h, CompactRev: c, Rev: rev, Alt: alt}
+}
+
+// hashRecords is etcd's CRC32C over its bucket name, then the kept records
+// at or below rev, then every record above the compaction point up to rev,
+// each as its backend key and encoded KeyValue.
+func (v *View) hashRecords(kept []record, rev Revision) uint32 {
 	h := crc32.New(castagnoli)
 	h.Write([]byte("key"))
 	var enc bucketEncoder
@@ -83,12 +116,12 @@ func (v *View) hashAt(rev Revision, compaction bool) KVHash {
 			write(r)
 		}
 	}
-	v.scanHot(max(c, 0), func(r record) bool {
+	v.scanHot(max(v.compactRev, 0), func(r record) bool {
 		if recMod(r) > rev {
 			return false
 		}
 		write(r)
 		return true
 	})
-	return KVHash{Hash: h.Sum32(), CompactRev: c, Rev: rev}
+	return h.Sum32()
 }
