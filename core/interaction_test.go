@@ -233,6 +233,10 @@ func (e *env) handle(t *testing.T, d *datadriven.TestData) string {
 		e.printf("cut off: %v", e.ids(d))
 	case "heal":
 		e.side = nil
+	case "peer-lost":
+		// peer-lost A B: A's transport saw its stream to B break.
+		e.up(e.id(d, 0)).driver().ReportPeerLost(e.id(d, 1))
+		e.printf("%d lost its stream to %d", e.id(d, 0), e.id(d, 1))
 	case "checkpoint":
 		e.up(e.id(d, 0)).node().ForceCheckpoint()
 	case "crash":

@@ -2,10 +2,12 @@ package core
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -208,16 +210,25 @@ func (n *Node) moveLeader(r Request) {
 
 // handOff moves leadership, before this member stops, to the voter in
 // contact whose log matches the leader's furthest (the lowest id on a
-// tie): it can take over soonest.
+// tie): it can take over soonest. If raft gives up on it (it did not take
+// over within an election timeout: it may have stopped a moment before,
+// unseen yet), the next voter in contact gets its turn.
 func (n *Node) handOff(r Request) {
-	if target := n.handOffTarget(); target != 0 {
-		n.moveLeader(Request{ID: r.ID, MoveLeader: &pb.MoveLeaderRequest{TargetID: target}})
+	target := n.handOffTarget(nil)
+	if target == 0 {
+		n.respond(r.ID, &pb.MoveLeaderResponse{Header: n.header(0)}, nil)
 		return
 	}
-	n.respond(r.ID, &pb.MoveLeaderResponse{Header: n.header(0)}, nil)
+	n.log.Info("leadership transfer starting", "transferee", fmt.Sprintf("%x", target))
+	n.moveLeader(Request{ID: r.ID, MoveLeader: &pb.MoveLeaderRequest{TargetID: target}})
+	if i := len(n.transfers) - 1; i >= 0 && n.transfers[i].req == r.ID {
+		n.transfers[i].tried = []uint64{target}
+	}
 }
 
-func (n *Node) handOffTarget() uint64 {
+// handOffTarget picks the voter in contact, but those tried, whose log
+// matches the leader's furthest.
+func (n *Node) handOffTarget(tried []uint64) uint64 {
 	if !n.isLeader() {
 		return 0
 	}
@@ -225,7 +236,7 @@ func (n *Node) handOffTarget() uint64 {
 	var best, bestMatch uint64
 	for _, id := range n.st.confState.GetVoters() {
 		pr, ok := progress[id]
-		if id == n.cfg.ID || !ok || !n.peerActive(id) {
+		if id == n.cfg.ID || !ok || !n.peerActive(id) || slices.Contains(tried, id) {
 			continue
 		}
 		if best == 0 || pr.Match > bestMatch || pr.Match == bestMatch && id < best {
@@ -239,9 +250,13 @@ type transfer struct {
 	req      RequestID
 	target   uint64
 	deadline int64
+	// tried are the transferees of a hand-off so far (nil: a MoveLeader,
+	// which names its one target).
+	tried []uint64
 }
 
-// checkTransfers answers leader transfers that finished or timed out.
+// checkTransfers answers leader transfers that finished or timed out,
+// and moves a hand-off that raft gave up on to its next transferee.
 func (n *Node) checkTransfers() {
 	keep := n.transfers[:0]
 	for _, t := range n.transfers {
@@ -250,6 +265,15 @@ func (n *Node) checkTransfers() {
 			n.respond(t.req, &pb.MoveLeaderResponse{Header: n.header(0)}, nil)
 		case t.deadline <= n.ticks:
 			n.respond(t.req, nil, ErrTimeoutLeaderTransfer)
+		case t.tried != nil && n.isLeader() && n.rn.BasicStatus().LeadTransferee == raft.None:
+			if next := n.handOffTarget(t.tried); next != 0 {
+				n.log.Info("leadership transfer starting", "transferee", fmt.Sprintf("%x", next), "gave-up-on", fmt.Sprintf("%x", t.target))
+				t.target, t.tried = next, append(t.tried, next)
+				n.rn.TransferLeader(next)
+				keep = append(keep, t)
+			} else {
+				n.respond(t.req, nil, ErrTimeoutLeaderTransfer)
+			}
 		default:
 			keep = append(keep, t)
 		}

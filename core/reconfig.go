@@ -57,6 +57,9 @@ func (a peerActivity) heard(peer uint64, now, gap int64) {
 	a.last[peer] = now
 }
 
+// lost ends peer's run of contact: its stream broke.
+func (a peerActivity) lost(peer uint64) { delete(a.last, peer) }
+
 // active reports whether peer was heard from within the last gap ticks.
 func (a peerActivity) active(peer uint64, now, gap int64) bool {
 	last, ok := a.last[peer]
@@ -74,6 +77,16 @@ func (n *Node) peerHeard(peer uint64) {
 	if peer != 0 && peer != n.cfg.ID {
 		n.activity.heard(peer, n.ticks, max(int64(n.cfg.ElectionTicks), int64(connReadTimeoutMs/n.cfg.TickMs)))
 	}
+}
+
+// ReportPeerLost tells the node that a peer's stream broke (it stopped,
+// or the network cut it): raft stops pipelining to it, and its run of
+// contact ends at once rather than after connReadTimeoutMs of silence, as
+// etcd's transport marks a peer inactive. A stopping leader then does not
+// hand its leadership to a member that stopped a moment before.
+func (n *Node) ReportPeerLost(peer uint64) {
+	n.rn.ReportUnreachable(peer)
+	n.activity.lost(peer)
 }
 
 // peerActive reports whether this member hears from peer now (itself

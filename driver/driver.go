@@ -125,6 +125,9 @@ func (d *Driver) ReportSnapshot(to uint64, ok bool) { d.node.ReportSnapshot(to, 
 // ReportUnreachable tells the node a peer could not be reached.
 func (d *Driver) ReportUnreachable(to uint64) { d.node.ReportUnreachable(to) }
 
+// ReportPeerLost tells the node a peer's stream broke.
+func (d *Driver) ReportPeerLost(peer uint64) { d.node.ReportPeerLost(peer) }
+
 // OpenWatch opens a watch stream whose responses go to sink.
 func (d *Driver) OpenWatch(id watch.StreamID, sink Sink) {
 	d.sinks[id] = sink

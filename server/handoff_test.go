@@ -37,9 +37,12 @@ func TestStopHandsOffLeadership(t *testing.T) {
 	if got := tc.raftTerm(next); got != term+1 {
 		t.Errorf("term after the hand-off %d, want %d", got, term+1)
 	}
-	// Not tested: stopping the new leader at once. The member stopped a
-	// moment ago still counts as in contact for an election timeout, and
-	// may be chosen (its log is as far along), so that hand-off can time
-	// out (etcd's transport sees the stream close; detcd's core does not
-	// yet).
+
+	// The new leader, alone with a follower, hands over as well: the
+	// member stopped a moment ago is out of contact (its stream broke),
+	// so it is not the one chosen. The last member has nothing to hand.
+	tc.stop(next)
+	if !strings.Contains(logs[next].String(), "leadership transferred before stopping") {
+		t.Fatalf("the second leader did not hand its leadership over; its log:\n%s", logs[next].String())
+	}
 }

@@ -126,7 +126,7 @@ func (p *peer) send(f *[]byte) bool {
 
 // unreachable tells the loop a peer's stream broke.
 func (t *peerTransport) unreachable(id uint64) {
-	t.loop.PostPeer(func() { t.drv.ReportUnreachable(id) })
+	t.loop.PostPeer(func() { t.drv.ReportPeerLost(id) })
 }
 
 // sendSnapshot streams a snapshot to a peer off the loop and reports the
