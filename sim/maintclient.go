@@ -150,6 +150,13 @@ func (o *operator) send(k maintKind) {
 	default:
 		stream = &snapshotStream{}
 	}
+	o.run(m, k, c, target, stream)
+}
+
+// run makes one call, prepared by send, and hands its answer to the
+// checks.
+func (o *operator) run(m *member, k maintKind, c rpc, target uint64, stream *snapshotStream) {
+	w := o.w
 	run := m.unaryCall(c)
 	if stream != nil {
 		run = m.snapshotCall(stream)
@@ -169,8 +176,24 @@ func (o *operator) send(k maintKind) {
 		if stream != nil && resp.Err == nil {
 			w.keepBackup(stream)
 		}
+		if k == maintDefragment && resp.Err == nil {
+			o.hashAfterDefrag(m)
+		}
 		o.react(resp)
 	})
+}
+
+// hashAfterDefrag is what an operator runs after a defragmentation
+// (etcdctl endpoint hashkv --cluster): HashKV on every member at the
+// defragmented member's revision, which the HashKV check compares.
+func (o *operator) hashAfterDefrag(m *member) {
+	if !m.up || m.node == nil {
+		return
+	}
+	rev := int64(m.node.Rev())
+	for _, mm := range o.w.live() {
+		o.run(mm, maintHashKV, maintRPC("HashKV", &pb.HashKVRequest{Revision: rev}, pb.MaintenanceServer.HashKV), 0, nil)
+	}
 }
 
 // react learns the leader from a status, and starts a recovery when an
