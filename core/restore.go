@@ -15,9 +15,11 @@ import (
 
 // RestoreBackup turns a backup (the state Maintenance.Snapshot streams,
 // without its trailing hash; padding after the state is ignored) into the first checkpoint of a member of a
-// new cluster, as etcdutl snapshot restore does: the key space, leases
-// and cluster version are kept; the members, alarms and raft state are the
-// new cluster's, from cfg. The checkpoint is at raft index len(members),
+// new cluster, as etcdutl snapshot restore does: the key space, leases,
+// alarms and cluster version are kept (a backup taken under NOSPACE
+// restores a cluster that refuses writes until the alarm is disarmed, as
+// etcd's does); the members and raft state are the new cluster's, from
+// cfg. The checkpoint is at raft index len(members),
 // term 1, as if each member had been added by a conf change, so every
 // member restored from the same backup starts from the same log. The
 // checkpoint's content is meta followed by kv, which aliases backup: a
@@ -46,6 +48,7 @@ func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64
 		clusterVersion:  old.clusterVersion,
 		downgradeTarget: old.downgradeTarget,
 		auth:            old.auth,
+		alarms:          old.alarms,
 	}
 	// The list is kept in id order, as conf changes build it.
 	slices.SortFunc(st.members.list, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/detcd/detcd/core"
@@ -306,5 +307,48 @@ func TestSnapshotTempsRemovedAtStart(t *testing.T) {
 	removeSnapshotTemps(dir, slog.New(slog.DiscardHandler))
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
 		t.Fatalf("%s still there after start-up clean-up: %v", left, err)
+	}
+}
+
+// TestSnapshotRestoreKeepsAlarms: a backup taken under NOSPACE restores a
+// cluster that still has the alarm and refuses writes until it is
+// disarmed, as etcdutl snapshot restore's does (checked against etcd
+// 3.7.3: its alarm list and status show the backup's alarm after a
+// restore, and a put fails with "database space exceeded").
+func TestSnapshotRestoreKeepsAlarms(t *testing.T) {
+	_, cli := testServer(t, t.TempDir(), func(c *Config) { c.QuotaBackendBytes = 8 << 20 })
+	value := strings.Repeat("v", 64<<10)
+	var full error
+	for i := 0; i < 1000 && full == nil; i++ {
+		_, full = cli.Put(ctx(t), fmt.Sprintf("k%d", i%4), value)
+	}
+	if !errors.Is(full, rpctypes.ErrNoSpace) {
+		t.Fatalf("writing past the quota: %v", full)
+	}
+	if a, err := cli.AlarmList(ctx(t)); err != nil || len(a.Alarms) != 1 {
+		t.Fatalf("alarm list before the backup: %v %v", a, err)
+	}
+	file, _ := saveSnapshot(t, cli)
+
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.InitialCluster = dir, "default=http://127.0.0.1:2380"
+	cfg.InitialAdvertisePeerURLs = []string{"http://127.0.0.1:2380"}
+	if err := Restore(cfg, file, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, restored := testServer(t, dir, nil)
+	alarms, err := restored.AlarmList(ctx(t))
+	if err != nil || len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm.String() != "NOSPACE" {
+		t.Fatalf("alarm list after the restore: %v %v", alarms, err)
+	}
+	if _, err := restored.Put(ctx(t), "small", "x"); !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("a write after the restore: %v", err)
+	}
+	if _, err := restored.AlarmDisarm(ctx(t), (*clientv3.AlarmMember)(alarms.Alarms[0])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restored.Put(ctx(t), "small", "x"); err != nil {
+		t.Fatalf("a write once disarmed (default quota): %v", err)
 	}
 }

@@ -66,7 +66,9 @@ func (c *checkers) restored(p restorePoint) {
 		c.leaseLog.ckpts[l.ID] = []leaseCkpt{{remaining: l.RemainingTTL}}
 	}
 	// The stop took every member down, and every transfer with it; the
-	// restore clears the alarms, as a disarm would.
+	// alarms are the backup's now (etcd's restore keeps them), which may
+	// have none: a NOSPACE listed before the restore says nothing about
+	// writes after it, as if disarmed.
 	c.quorum.flights, c.quorum.allTouchedUntil = nil, max(c.quorum.allTouchedUntil, p.at)
 	c.maint.disarms = append(c.maint.disarms, &disarmSent{sent: p.at, answeredAt: p.at})
 	c.perm.states, c.perm.newest = map[permPos]*permState{}, nil
