@@ -289,6 +289,7 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 		return
 	}
 	m.durableLast = m.d.Durable()
+	m.closePeerStreams()
 	m.up, m.paused, m.held, m.node, m.disk, m.d, m.front, m.svc, m.guard, m.inst = false, false, false, nil, nil, nil, nil, nil, nil, nil
 	m.inc++
 	m.wakeWaits()
@@ -308,6 +309,30 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 	m.workPending = false
 	m.fs.Crash(tear)
 	m.w.trace.logf(m.w.now, "%s crash", m.name)
+}
+
+// closePeerStreams: a dead process's peer streams close, and each peer
+// that its FIN reaches sees its stream to it break, as the server's
+// transport reports it (ReportPeerLost): its run of contact ends at once.
+func (m *member) closePeerStreams() {
+	w := m.w
+	epoch := w.epoch
+	for _, p := range w.members {
+		if p == m || !p.up {
+			continue
+		}
+		times := w.net.Send(m.id, p.id, w.now)
+		if len(times) == 0 {
+			continue // lost or cut: the peer finds out by silence
+		}
+		w.schedule(times[0], p.event(func() {
+			if !w.sameEpoch(epoch) {
+				return
+			}
+			w.trace.logf(w.now, "%s lost its stream to %s", p.name, m.name)
+			p.d.ReportPeerLost(m.id)
+		}))
+	}
 }
 
 func (m *member) pause() {
