@@ -249,7 +249,8 @@ func (r *SnapshotReceiver) remove(ps []snapresume.Partial) {
 
 // ResumeWriter is the sending side: it cuts a snapshot's content into
 // snapresume chunks and hands each to Send, or, for a chunk the offer
-// holds, its index to Skip. Memory: one chunk.
+// holds, its index to Skip. Memory: one chunk, reused, so Send must not
+// keep the slice it gets past its return.
 type ResumeWriter struct {
 	Offer snapresume.Offer
 	Send  func([]byte) error
@@ -262,7 +263,8 @@ type ResumeWriter struct {
 
 func (rw *ResumeWriter) Write(p []byte) (int, error) {
 	if rw.w == nil {
-		rw.w = &chunk.Writer{Size: snapresume.ChunkBytes, Send: rw.chunk}
+		// Send and Skip keep no chunk: the stream writes it out at once.
+		rw.w = &chunk.Writer{Size: snapresume.ChunkBytes, Send: rw.chunk, Reuse: true}
 	}
 	return rw.w.Write(p)
 }

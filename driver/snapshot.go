@@ -19,9 +19,11 @@ import (
 // simulator's network) writes the content through a SnapshotReceiver into
 // a temporary checkpoint file, checking it against the SnapshotSum the
 // leader sends after it, and hands the sealed file to StepSnapshot. A job
-// off the loop decodes it (core.PrepareSnapshot); the node then switches
-// to the new state on the loop, and the file becomes the checkpoint at
-// its index by a rename.
+// off the loop reads it back and checks it (core.CheckSnapshot); the node
+// takes it on the loop, and the file becomes the checkpoint at its index
+// by a rename, after which the member answers raft for it. Another job
+// then decodes it (IncomingSnapshot.Prepare), and the node switches to
+// the new state on the loop (Node.SnapshotPrepared).
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -157,18 +159,17 @@ func (r *SnapshotReceiver) Abort() {
 }
 
 // StepSnapshot hands the node a received snapshot: a job off the loop
-// reads and decodes the file, then the node takes it on the loop and
-// done gets the outcome (nil once the node installs it), on the loop.
-// Until then the member answers its peers and serves its old state.
+// reads the file back and checks it, then the node takes it on the loop
+// and done gets the outcome (nil once the node took it), on the loop. The
+// member answers its peers and serves its old state until the new one is
+// decoded (loadSnapshot).
 func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
-	cfg := d.node.Config()
-	start := d.env.Now()
-	var prep *core.PreparedSnapshot
+	var in *core.IncomingSnapshot
 	d.env.Background(Job{
-		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: f.Bytes, HoldsLoop: bug(cfg, core.BugSnapshotLoadOnLoop), Run: func() error {
+		Steps: []Step{{Kind: StepSnapshotCheck, Bytes: f.Bytes, HoldsLoop: d.planted(core.BugSnapshotLoadOnLoop), Run: func() error {
 			content, err := d.disk.ReadReceived(f.Name, f.Index)
 			if err == nil {
-				prep, err = core.PrepareSnapshot(content, cfg, f.Name)
+				in, err = core.CheckSnapshot(content, f.Name)
 			}
 			if err != nil {
 				_ = d.disk.RemoveReceived(f.Name) // the error says what went wrong
@@ -180,19 +181,42 @@ func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
 				err = errorf("snapshot %d: the member failed", f.Index)
 			}
 			if err == nil {
-				if err = d.node.StepSnapshot(f.Msg, prep); err != nil {
+				if err = d.node.StepSnapshot(f.Msg, in); err != nil {
 					d.removeReceived(f.Name)
 				}
 			}
 			switch {
 			case errors.Is(err, core.ErrSnapshotRefused):
-				d.log.Info("snapshot from the leader not needed", "index", f.Index)
+				d.log.Info("snapshot from the leader not needed", "index", f.Index, "err", err)
 			case err != nil:
 				d.log.Warn("snapshot from the leader not installed", "index", f.Index, "err", err)
 			default:
-				d.log.Info("snapshot from the leader prepared", "index", f.Index, "bytes", f.Bytes, "took", d.env.Now().Sub(start).Round(1e6).String())
+				d.log.Info("snapshot from the leader taken", "index", f.Index, "bytes", f.Bytes)
 			}
 			done(err)
+		},
+	})
+}
+
+// loadSnapshot decodes, off the loop, a snapshot the node took and made
+// durable (Ready.Load), and hands the new state to the node.
+func (d *Driver) loadSnapshot(in *core.IncomingSnapshot) {
+	cfg := d.node.Config()
+	start := d.env.Now()
+	var p *core.PreparedSnapshot
+	d.env.Background(Job{
+		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: in.Bytes, HoldsLoop: bug(cfg, core.BugSnapshotLoadOnLoop), Run: func() (err error) {
+			p, err = in.Prepare(cfg)
+			return err
+		}}},
+		Done: func(err error) {
+			if d.failed {
+				return
+			}
+			d.node.SnapshotPrepared(p, err)
+			if err == nil {
+				d.log.Info("snapshot from the leader loaded", "index", in.Index, "bytes", in.Bytes, "took", d.env.Now().Sub(start).Round(1e6).String())
+			}
 		},
 	})
 }
