@@ -33,10 +33,10 @@ type cuttingProxy struct {
 	// holdAfterCut has the cut close every later connection at once,
 	// until held is cleared: the member is out of reach.
 	holdAfterCut, held atomic.Bool
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    []net.Conn // to close at the end
-	heads    []string   // each connection's first read towards the member
+	wg                 sync.WaitGroup
+	mu                 sync.Mutex
+	conns              []net.Conn // to close at the end
+	heads              []string   // each connection's first read towards the member
 }
 
 // proxyHeadBytesMax bounds what the proxy keeps of a connection's head.
