@@ -35,40 +35,49 @@ type OutgoingSnapshot struct {
 // state. The entries committed meanwhile wait, in raft's log, to be
 // applied on top of the new state; reads wait for them as for any apply.
 
-// IncomingSnapshot is a snapshot's content as the leader streamed it, read
-// back and checked off the loop by CheckSnapshot, not yet decoded.
+// IncomingSnapshot is a snapshot the leader streamed, its file sealed and
+// the head of its content checked by CheckSnapshot, not yet decoded.
 type IncomingSnapshot struct {
 	// Index is the raft index the state is at.
 	Index uint64
 	// Bytes is the content's size.
 	Bytes int64
-	// File names the sealed checkpoint file the content was read from; the
-	// node hands it back in Persist.Snapshot for the driver to install as
-	// the checkpoint at Index. Core never opens it.
-	File    string
-	content []byte
+	// File names the sealed checkpoint file the content is in; the node
+	// hands it back in Persist.Snapshot for the driver to install as the
+	// checkpoint at Index. Core never opens it.
+	File string
 }
 
-// CheckSnapshot checks that content (a checkpoint's, as
-// OutgoingSnapshot.Write writes it) is well formed, without decoding the
-// key space into a store: its header decodes and the key space's records
-// are framed right. It is pure, so a driver runs it off the loop. content
-// is kept, not copied, as the new key space's memory: the caller must not
-// change it afterwards. file is what IncomingSnapshot.File will say.
-func CheckSnapshot(content []byte, file string) (*IncomingSnapshot, error) {
-	st, _, kvAt, err := decodeMeta(content)
+// CheckSnapshot checks the head of a snapshot's content (a checkpoint's,
+// as OutgoingSnapshot.Write writes it), bytes long in all: its header
+// decodes, and so does the key space's, and if head is the whole content
+// the key space's records are framed right. It reads no more than head,
+// so a driver checks a large snapshot without reading it back from disk;
+// what it does not check, PrepareSnapshot does. A head that ends inside
+// the header fails with ErrSnapshotHeadShort. It is pure, so a driver runs
+// it off the loop. file is what IncomingSnapshot.File will say.
+func CheckSnapshot(head []byte, bytes int64, file string) (*IncomingSnapshot, error) {
+	whole := int64(len(head)) == bytes
+	st, _, kvAt, err := decodeMeta(head)
 	if err == nil {
-		err = mvcc.CheckFraming(content[kvAt:])
+		if whole {
+			err = mvcc.CheckFraming(head[kvAt:])
+		} else {
+			err = mvcc.CheckHeader(head[kvAt:])
+		}
 	}
-	if err != nil {
+	switch {
+	case err != nil && !whole:
+		return nil, fmt.Errorf("%w (%d of %d bytes): %v", ErrSnapshotHeadShort, len(head), bytes, err)
+	case err != nil:
 		return nil, fmt.Errorf("core: snapshot from the leader: %w", errors.Join(ErrCorrupt, err))
 	}
-	return &IncomingSnapshot{Index: st.index, Bytes: int64(len(content)), File: file, content: content}, nil
+	return &IncomingSnapshot{Index: st.index, Bytes: bytes, File: file}, nil
 }
 
 // PreparedSnapshot is a state a leader streamed, decoded off the loop by
-// Prepare, so that switching to it takes the loop only for the switch. It
-// is immutable until the node takes it.
+// PrepareSnapshot, so that switching to it takes the loop only for the
+// switch. It is immutable until the node takes it.
 type PreparedSnapshot struct {
 	index  uint64
 	st     applied
@@ -76,11 +85,21 @@ type PreparedSnapshot struct {
 	lessor *lease.Lessor
 }
 
-// Prepare decodes the snapshot's content into a new state, for a node
-// with configuration cfg (Node.Config). It is pure and touches no node, so
-// a driver runs it off the loop, as long as decoding takes.
-func (in *IncomingSnapshot) Prepare(cfg Config) (*PreparedSnapshot, error) {
-	st, kv, lessor, err := loadCheckpoint(in.content, cfg.lessorConfig())
+// PrepareSnapshot decodes the content of the snapshot in (read back from
+// the checkpoint it became) into a new state, for a node with
+// configuration cfg (Node.Config). It is pure and touches no node, so a
+// driver runs it off the loop, as long as decoding takes. content is kept,
+// not copied, as the new key space's memory: the caller must not change
+// it afterwards.
+func PrepareSnapshot(in *IncomingSnapshot, content []byte, cfg Config) (*PreparedSnapshot, error) {
+	_, _, kvAt, err := decodeMeta(content)
+	if err == nil {
+		err = mvcc.CheckFraming(content[kvAt:])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("core: snapshot %d from the leader: %w", in.Index, errors.Join(ErrCorrupt, err))
+	}
+	st, kv, lessor, err := loadCheckpoint(content, cfg.lessorConfig())
 	if err != nil {
 		return nil, fmt.Errorf("core: snapshot %d from the leader: %w", in.Index, err)
 	}
@@ -150,9 +169,10 @@ func (n *Node) StepSnapshot(m *raftpb.Message, in *IncomingSnapshot) error {
 
 // SnapshotPrepared hands the node the state Ready.Load asked for,
 // decoded (or why it could not be): the node switches to it and applies
-// the entries committed since. Content that was checked and durable but
-// does not decode leaves the member without a state to apply to: it
-// fails.
+// the entries committed since. Content that matched the leader's sum and
+// whose head checked, but that does not decode, leaves the member without
+// a state to apply to: it fails, as etcd's does on a database it cannot
+// open.
 func (n *Node) SnapshotPrepared(p *PreparedSnapshot, err error) {
 	in := n.loading
 	switch {

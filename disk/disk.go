@@ -333,6 +333,12 @@ func (d *Disk) ReceivedLeftovers() []wal.ReceivedTemp {
 	return slices.SortedFunc(slices.Values(d.leftovers), func(a, b wal.ReceivedTemp) int { return cmp.Compare(a.Seq, b.Seq) })
 }
 
+// ReadCheckpoint reads and verifies the checkpoint of index and returns
+// its content. It may run on any goroutine.
+func (d *Disk) ReadCheckpoint(index uint64) ([]byte, error) {
+	return wal.ReadCheckpoint(d.fs, d.snapDir, index)
+}
+
 // ReadReceived reads and verifies a sealed received snapshot file of index
 // and returns its content. It may run on any goroutine.
 func (d *Disk) ReadReceived(name string, index uint64) ([]byte, error) {

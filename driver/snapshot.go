@@ -74,10 +74,30 @@ func (s *SnapshotSummer) Sum() SnapshotSum { return s.sum }
 // time), never touching the node. One from SnapshotPartials.Receive may
 // resume from a partial (snapresume.go).
 type SnapshotReceiver struct {
-	msg *raftpb.Message
-	cw  *wal.CheckpointWriter
-	sum SnapshotSummer
+	msg  *raftpb.Message
+	cw   *wal.CheckpointWriter
+	sum  SnapshotSummer
+	head headKeeper
 	resume
+}
+
+// SnapshotHeadMax is how much of a snapshot's content a receiver keeps in
+// memory as it arrives, for core.CheckSnapshot: the header of any state
+// but one with a great many leases or users, whose file is read back.
+const SnapshotHeadMax = 4 << 20
+
+// headKeeper passes content through to w and keeps its first
+// SnapshotHeadMax bytes.
+type headKeeper struct {
+	w    io.Writer
+	head []byte
+}
+
+func (h *headKeeper) Write(p []byte) (int, error) {
+	if k := min(len(p), SnapshotHeadMax-len(h.head)); k > 0 {
+		h.head = append(h.head, p[:k]...)
+	}
+	return h.w.Write(p)
 }
 
 // ReceivedFile is a snapshot received into a sealed checkpoint file,
@@ -87,6 +107,9 @@ type ReceivedFile struct {
 	Index uint64
 	Name  string
 	Bytes int64
+	// Head is the content's first SnapshotHeadMax bytes (all of it, if
+	// shorter).
+	Head []byte
 }
 
 // ReceiveSnapshot starts receiving the content streamed beside m, a
@@ -100,7 +123,8 @@ func ReceiveSnapshot(dk *disk.Disk, m *raftpb.Message) (*SnapshotReceiver, error
 		return nil, errorf("receiving a snapshot: %w", err)
 	}
 	r := &SnapshotReceiver{msg: m, cw: cw}
-	r.sum.W = cw
+	r.head.w = cw
+	r.sum.W = &r.head
 	return r, nil
 }
 
@@ -142,7 +166,7 @@ func (r *SnapshotReceiver) Finish(want SnapshotSum) (*ReceivedFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ReceivedFile{Msg: r.msg, Index: index, Name: r.cw.Name(), Bytes: got.Bytes}, nil
+	return &ReceivedFile{Msg: r.msg, Index: index, Name: r.cw.Name(), Bytes: got.Bytes, Head: r.head.head}, nil
 }
 
 // Abort gives up a transfer that broke off. With SnapshotPartials its
@@ -159,17 +183,22 @@ func (r *SnapshotReceiver) Abort() {
 }
 
 // StepSnapshot hands the node a received snapshot: a job off the loop
-// reads the file back and checks it, then the node takes it on the loop
-// and done gets the outcome (nil once the node took it), on the loop. The
+// checks the head of its content (the file is read back only for a head
+// longer than the receiver kept), then the node takes it on the loop and
+// done gets the outcome (nil once the node took it), on the loop. The
 // member answers its peers and serves its old state until the new one is
 // decoded (loadSnapshot).
 func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
 	var in *core.IncomingSnapshot
 	d.env.Background(Job{
-		Steps: []Step{{Kind: StepSnapshotCheck, Bytes: f.Bytes, HoldsLoop: d.planted(core.BugSnapshotLoadOnLoop), Run: func() error {
-			content, err := d.disk.ReadReceived(f.Name, f.Index)
-			if err == nil {
-				in, err = core.CheckSnapshot(content, f.Name)
+		Steps: []Step{{Kind: StepSnapshotCheck, Bytes: int64(len(f.Head)), HoldsLoop: d.planted(core.BugSnapshotLoadOnLoop), Run: func() error {
+			var err error
+			in, err = core.CheckSnapshot(f.Head, f.Bytes, f.Name)
+			if errors.Is(err, core.ErrSnapshotHeadShort) {
+				var content []byte
+				if content, err = d.disk.ReadReceived(f.Name, f.Index); err == nil {
+					in, err = core.CheckSnapshot(content, f.Bytes, f.Name)
+				}
 			}
 			if err != nil {
 				_ = d.disk.RemoveReceived(f.Name) // the error says what went wrong
@@ -198,15 +227,20 @@ func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
 	})
 }
 
-// loadSnapshot decodes, off the loop, a snapshot the node took and made
-// durable (Ready.Load), and hands the new state to the node.
+// loadSnapshot reads back and decodes, off the loop, a snapshot the node
+// took and made durable as the checkpoint at its index (Ready.Load), and
+// hands the new state to the node. No other checkpoint is written while
+// it loads, so that one stays.
 func (d *Driver) loadSnapshot(in *core.IncomingSnapshot) {
 	cfg := d.node.Config()
 	start := d.env.Now()
 	var p *core.PreparedSnapshot
 	d.env.Background(Job{
-		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: in.Bytes, HoldsLoop: bug(cfg, core.BugSnapshotLoadOnLoop), Run: func() (err error) {
-			p, err = in.Prepare(cfg)
+		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: in.Bytes, HoldsLoop: bug(cfg, core.BugSnapshotLoadOnLoop), Run: func() error {
+			content, err := d.disk.ReadCheckpoint(in.Index)
+			if err == nil {
+				p, err = core.PrepareSnapshot(in, content, cfg)
+			}
 			return err
 		}}},
 		Done: func(err error) {

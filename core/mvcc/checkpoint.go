@@ -168,6 +168,13 @@ func readHeader(data []byte) (rev, compactRev Revision, p int, err error) {
 	return Revision(r), Revision(c1) - 1, p, err
 }
 
+// CheckHeader checks that data starts with the header of checkpoint
+// content as WriteTo writes it.
+func CheckHeader(data []byte) error {
+	_, _, _, err := readHeader(data)
+	return err
+}
+
 // CheckFraming checks that data starts with checkpoint content as WriteTo
 // writes it, framed right: its header, then its two sections of valid
 // records, each ending with its marker. It builds nothing, so it takes a
