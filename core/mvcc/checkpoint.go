@@ -75,9 +75,22 @@ func (v *View) WriteTo(w io.Writer) (int64, error) {
 }
 
 type countWriter struct {
-	w   io.Writer
+	w   *bufio.Writer
 	n   int64
 	err error
+}
+
+// WriteString writes a record without the copy io.WriteString makes for
+// a writer without it: a snapshot to a peer writes the whole store, and
+// on a large heap those copies pile up as garbage while it streams.
+func (c *countWriter) WriteString(s string) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.WriteString(s)
+	c.n += int64(n)
+	c.err = err
+	return n, err
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
