@@ -190,21 +190,29 @@ func (r *SnapshotReceiver) Abort() {
 // decoded (loadSnapshot).
 func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
 	var in *core.IncomingSnapshot
+	check := Step{Kind: StepSnapshotCheck, Bytes: int64(len(f.Head))}
+	if d.planted(core.BugSnapshotLoadOnLoop) {
+		// planted: the whole file is read back on the loop before the
+		// member answers anything, as before issue 18
+		check = Step{Kind: StepSnapshotLoad, Bytes: f.Bytes, HoldsLoop: true}
+		f.Head = nil
+	}
+	check.Run = func() error {
+		var err error
+		in, err = core.CheckSnapshot(f.Head, f.Bytes, f.Name)
+		if errors.Is(err, core.ErrSnapshotHeadShort) {
+			var content []byte
+			if content, err = d.disk.ReadReceived(f.Name, f.Index); err == nil {
+				in, err = core.CheckSnapshot(content, f.Bytes, f.Name)
+			}
+		}
+		if err != nil {
+			_ = d.disk.RemoveReceived(f.Name) // the error says what went wrong
+		}
+		return err
+	}
 	d.env.Background(Job{
-		Steps: []Step{{Kind: StepSnapshotCheck, Bytes: int64(len(f.Head)), HoldsLoop: d.planted(core.BugSnapshotLoadOnLoop), Run: func() error {
-			var err error
-			in, err = core.CheckSnapshot(f.Head, f.Bytes, f.Name)
-			if errors.Is(err, core.ErrSnapshotHeadShort) {
-				var content []byte
-				if content, err = d.disk.ReadReceived(f.Name, f.Index); err == nil {
-					in, err = core.CheckSnapshot(content, f.Bytes, f.Name)
-				}
-			}
-			if err != nil {
-				_ = d.disk.RemoveReceived(f.Name) // the error says what went wrong
-			}
-			return err
-		}}},
+		Steps: []Step{check},
 		Done: func(err error) {
 			if err == nil && d.failed {
 				err = errorf("snapshot %d: the member failed", f.Index)
