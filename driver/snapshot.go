@@ -19,11 +19,12 @@ import (
 // simulator's network) writes the content through a SnapshotReceiver into
 // a temporary checkpoint file, checking it against the SnapshotSum the
 // leader sends after it, and hands the sealed file to StepSnapshot. A job
-// off the loop reads it back and checks it (core.CheckSnapshot); the node
-// takes it on the loop, and the file becomes the checkpoint at its index
-// by a rename, after which the member answers raft for it. Another job
-// then decodes it (IncomingSnapshot.Prepare), and the node switches to
-// the new state on the loop (Node.SnapshotPrepared).
+// off the loop checks the head of the content the receiver kept
+// (core.CheckSnapshot); the node takes it on the loop, and the file
+// becomes the checkpoint at its index by a rename, after which the member
+// answers raft for it. Another job then reads it back and decodes it
+// (core.PrepareSnapshot), and the node switches to the new state on the
+// loop (Node.SnapshotPrepared).
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
