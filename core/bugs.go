@@ -58,8 +58,9 @@ const (
 	// BugAuthLeaseRevokeUnchecked lets any user revoke a lease, whatever
 	// keys it holds: its keys are deleted without write permission.
 	BugAuthLeaseRevokeUnchecked = "auth-lease-revoke-unchecked"
-	// BugSnapshotLoadOnLoop has the driver read and decode a snapshot
-	// from the leader on the member's loop, as detcd did before issue 18:
+	// BugSnapshotLoadOnLoop has the driver read back and decode a
+	// snapshot from the leader on the member's loop, as detcd did before
+	// issue 18:
 	// for as long as that takes, the member answers nothing, heartbeats
 	// included (driver.Step.HoldsLoop).
 	BugSnapshotLoadOnLoop = "snapshot-load-on-loop"

@@ -33,7 +33,8 @@ type checkpointer struct {
 }
 
 func (c *checkpointer) maybeStart(n *Node) {
-	if c.inflight || n.failed != nil {
+	// A snapshot loading is the next checkpoint already.
+	if c.inflight || n.failed != nil || n.loading != nil {
 		return
 	}
 	if n.st.index <= c.lastIndex {
@@ -100,7 +101,7 @@ func (n *Node) CheckpointDone(index uint64, size int64, err error) {
 // ForceCheckpoint asks for a checkpoint in the next Ready, whatever the
 // log size: for tests.
 func (n *Node) ForceCheckpoint() {
-	if !n.ckpt.inflight && n.st.index > n.ckpt.lastIndex {
+	if !n.ckpt.inflight && n.loading == nil && n.st.index > n.ckpt.lastIndex {
 		n.out.Checkpoint = n.checkpointNow()
 	}
 }
@@ -120,7 +121,7 @@ func (n *Node) StopCheckpoint() {
 // and not yet started: what a stopping driver waits for.
 func (n *Node) CheckpointBusy() bool {
 	c := &n.ckpt
-	return n.failed == nil && (c.inflight || c.wanted && n.st.index > c.lastIndex)
+	return n.failed == nil && (c.inflight || c.wanted && n.loading == nil && n.st.index > c.lastIndex)
 }
 
 // The state besides the key space, at the head of a checkpoint:

@@ -46,6 +46,9 @@ var (
 	// ErrSnapshotRefused: raft did not take a leader's snapshot (it is
 	// not ahead of the log); the member's peers never see it.
 	ErrSnapshotRefused = errors.New("core: snapshot refused by raft")
+	// ErrSnapshotHeadShort: the head of a snapshot's content handed to
+	// CheckSnapshot ends inside its header; check the whole content.
+	ErrSnapshotHeadShort = errors.New("core: snapshot head shorter than its header")
 	// Downgrade jobs.
 	ErrWrongDowngradeVersionFormat   = errors.New("core: wrong downgrade target version format")
 	ErrInvalidDowngradeTargetVersion = errors.New("core: invalid downgrade target version")

@@ -26,8 +26,10 @@ type ioOp struct {
 	id        uint64
 	responses []*raftpb.Message
 	commit    uint64
-	// release is what an installed snapshot made redundant, once durable.
+	// release is what an installed snapshot made redundant, once durable;
+	// load is that snapshot, to decode then.
 	release *Release
+	load    *IncomingSnapshot
 }
 
 // append turns a MsgStorageAppend into (part of) the Ready's Persist.
@@ -38,13 +40,14 @@ func (p *pendingIO) append(n *Node, m *raftpb.Message) {
 		n.out.Persist = per
 	}
 	var release *Release
+	var load *IncomingSnapshot
 	if snap := m.GetSnapshot(); snap != nil && !raft.IsEmptySnap(snap) {
 		if !n.installSnapshot(snap, per) {
 			return
 		}
 		per.Sync = true
 		index := snap.GetMetadata().GetIndex()
-		release = &Release{WALBefore: index + 1, CheckpointsBefore: index}
+		release, load = &Release{WALBefore: index + 1, CheckpointsBefore: index}, n.loading
 	}
 	ents := m.GetEntries()
 	if len(ents) > 0 {
@@ -56,7 +59,7 @@ func (p *pendingIO) append(n *Node, m *raftpb.Message) {
 	for _, e := range ents {
 		per.Entries = append(per.Entries, wal.Entry{Term: e.GetTerm(), Index: e.GetIndex(), Type: uint8(e.GetType()), Data: e.GetData()})
 	}
-	op := ioOp{responses: m.GetResponses(), release: release}
+	op := ioOp{responses: m.GetResponses(), release: release, load: load}
 	if m.Term != nil {
 		hs := wal.HardState{Term: m.GetTerm(), Vote: m.GetVote(), Commit: m.GetCommit()}
 		if hs.Term != p.last.Term || hs.Vote != p.last.Vote {
@@ -91,6 +94,9 @@ func (p *pendingIO) persisted(n *Node, id uint64) {
 		n.stepLocal(op.responses)
 		if op.release != nil {
 			n.out.Release = op.release
+		}
+		if op.load != nil {
+			n.out.Load = op.load
 		}
 		k++
 	}

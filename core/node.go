@@ -62,8 +62,13 @@ type Node struct {
 	activity peerActivity
 
 	out Ready
-	// incoming is a prepared snapshot waiting for raft to accept it.
-	incoming *PreparedSnapshot
+	// incoming is a snapshot's content waiting for raft to accept it;
+	// loading one raft took, being decoded off the loop, while heldApply
+	// holds raft's apply messages that came since, in order (raft hands
+	// out at most MaxCommittedSizePerReady of entries before their apply
+	// is acknowledged, which bounds them).
+	incoming, loading *IncomingSnapshot
+	heldApply         []*raftpb.Message
 	// transfers are leadership transfers waiting to finish.
 	transfers []transfer
 	// hashes are the key space's hashes at the last compactions; physical
@@ -363,9 +368,11 @@ func (n *Node) processRaft() {
 			case raft.LocalAppendThread:
 				n.io.append(n, m)
 			case raft.LocalApplyThread:
-				n.apply(m.GetEntries())
-				n.stepLocal(m.GetResponses())
-				n.maybeCampaign()
+				if n.loading != nil {
+					n.heldApply = append(n.heldApply, m)
+				} else {
+					n.applyMsg(m)
+				}
 			default:
 				if m.GetType() == raftpb.MsgSnap {
 					n.sendSnapshot(m)
@@ -375,6 +382,14 @@ func (n *Node) processRaft() {
 			}
 		}
 	}
+}
+
+// applyMsg applies the committed entries of raft's apply message m and
+// tells raft.
+func (n *Node) applyMsg(m *raftpb.Message) {
+	n.apply(m.GetEntries())
+	n.stepLocal(m.GetResponses())
+	n.maybeCampaign()
 }
 
 func (n *Node) softState(ss *raft.SoftState) {

@@ -36,6 +36,10 @@ type Ready struct {
 	Checkpoint *Checkpoint
 	// Release lists files made redundant by a durable checkpoint.
 	Release *Release
+	// Load is a snapshot from the leader, now durable as the checkpoint at
+	// its index: the driver decodes it off the loop (Prepare) and hands
+	// the result to Node.SnapshotPrepared.
+	Load *IncomingSnapshot
 	// Hashes are key-space hashes to compute off the loop, at each
 	// compaction, as etcd stores them for its corruption checks: the
 	// driver calls Node.CompactionHash with each result.
@@ -80,7 +84,7 @@ type Release struct {
 // IsEmpty reports whether the Ready holds nothing to do.
 func (rd *Ready) IsEmpty() bool {
 	return rd.Persist == nil && len(rd.Hashes) == 0 && len(rd.Messages) == 0 && len(rd.Responses) == 0 && len(rd.Snapshots) == 0 && len(rd.Watch) == 0 && len(rd.Peer) == 0 &&
-		rd.Checkpoint == nil && rd.Release == nil && !rd.More
+		rd.Checkpoint == nil && rd.Release == nil && rd.Load == nil && !rd.More
 }
 
 // HashJob is a hash of the key space at Rev to compute from View.

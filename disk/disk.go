@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,9 @@ type Disk struct {
 	log     *slog.Logger
 	// received numbers the snapshots received, for unique file names.
 	received atomic.Uint64
+	// keepReceived and leftovers: Options.KeepReceived.
+	keepReceived bool
+	leftovers    []wal.ReceivedTemp
 }
 
 // meta is what the log records about whose log it is.
@@ -41,7 +45,12 @@ type Options struct {
 	// UnsafeWALRepair cuts a corrupt record from the last log segment, and
 	// everything after it, instead of refusing to start (logged at WARN).
 	UnsafeWALRepair bool
-	Logger          *slog.Logger
+	// KeepReceived leaves, at a restart, the files of snapshots received
+	// and not installed (transfers that broke off, or the member stopped
+	// before it took one) for ReceivedLeftovers: the next transfer
+	// resumes from them. Without it they are removed.
+	KeepReceived bool
+	Logger       *slog.Logger
 }
 
 // ErrLogMissing is wrapped by the error for a data directory whose log is
@@ -138,7 +147,7 @@ func Open(fsys wal.FS, dir string, cfg core.Config, opts Options) (*core.Node, *
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Disk{fs: fsys, dir: dir, walDir: path.Join(dir, "member", "wal"), snapDir: path.Join(dir, "member", "snap"), log: log}
+	d := &Disk{fs: fsys, dir: dir, walDir: path.Join(dir, "member", "wal"), snapDir: path.Join(dir, "member", "snap"), log: log, keepReceived: opts.KeepReceived}
 	wopts := wal.Options{Dir: d.walDir, SegmentBytes: opts.SegmentBytes, UnsafeRepair: opts.UnsafeWALRepair, Bug: cfg.PlantedBug}
 	exists, err := HasLog(fsys, dir)
 	if err != nil {
@@ -179,7 +188,7 @@ func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
 	if err := d.fs.MkdirAll(d.snapDir); err != nil {
 		return nil, fmt.Errorf("disk: create %s: %w", d.snapDir, err)
 	}
-	if err := wal.RemoveCheckpointTemps(d.fs, d.snapDir); err != nil {
+	if err := d.removeTemps(); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
 	idxs, err := wal.ListCheckpoints(d.fs, d.snapDir)
@@ -298,6 +307,36 @@ func (d *Disk) Write(p *core.Persist) error {
 func (d *Disk) ReceiveSnapshot(index uint64) (*wal.CheckpointWriter, error) {
 	name := wal.ReceiveTempName(d.snapDir, index, d.received.Add(1))
 	return wal.CreateCheckpoint(d.fs, d.snapDir, index, name)
+}
+
+// removeTemps removes what unfinished checkpoint writes left, and the
+// received snapshots' files unless the disk keeps them.
+func (d *Disk) removeTemps() error {
+	if !d.keepReceived {
+		return wal.RemoveCheckpointTemps(d.fs, d.snapDir)
+	}
+	left, err := wal.RemoveWriteTemps(d.fs, d.snapDir)
+	for _, l := range left {
+		// New files must not take a name a kept one has.
+		if l.Seq > d.received.Load() {
+			d.received.Store(l.Seq)
+		}
+	}
+	d.leftovers = left
+	return err
+}
+
+// ReceivedLeftovers lists the received snapshots' files a restart found
+// (Options.KeepReceived), oldest first by their number: the caller keeps
+// or removes them.
+func (d *Disk) ReceivedLeftovers() []wal.ReceivedTemp {
+	return slices.SortedFunc(slices.Values(d.leftovers), func(a, b wal.ReceivedTemp) int { return cmp.Compare(a.Seq, b.Seq) })
+}
+
+// ReadCheckpoint reads and verifies the checkpoint of index and returns
+// its content. It may run on any goroutine.
+func (d *Disk) ReadCheckpoint(index uint64) ([]byte, error) {
+	return wal.ReadCheckpoint(d.fs, d.snapDir, index)
 }
 
 // ReadReceived reads and verifies a sealed received snapshot file of index

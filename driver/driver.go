@@ -209,6 +209,9 @@ func (d *Driver) carryOut(rd core.Ready) {
 	if c := rd.Checkpoint; c != nil {
 		d.writeCheckpoint(c)
 	}
+	if rd.Load != nil {
+		d.loadSnapshot(rd.Load)
+	}
 	for _, h := range rd.Hashes {
 		d.hash(h)
 	}

@@ -39,11 +39,14 @@ const (
 	StepCheckpoint
 	// StepHash hashes the key space for the corruption checks.
 	StepHash
-	// StepSnapshotLoad reads and decodes a snapshot received from the
-	// leader (Step.Bytes of content).
+	// StepSnapshotLoad decodes a snapshot received from the leader
+	// (Step.Bytes of content).
 	StepSnapshotLoad
 	// StepRemove removes a file the member no longer needs.
 	StepRemove
+	// StepSnapshotCheck reads back and checks a snapshot received from
+	// the leader (Step.Bytes of content), before the node takes it.
+	StepSnapshotCheck
 )
 
 func (k StepKind) String() string {
@@ -60,6 +63,8 @@ func (k StepKind) String() string {
 		return "snapshot-load"
 	case StepRemove:
 		return "remove"
+	case StepSnapshotCheck:
+		return "snapshot-check"
 	}
 	return "step?"
 }
@@ -68,7 +73,8 @@ func (k StepKind) String() string {
 type Step struct {
 	Kind StepKind
 	// Bytes is how much data the step handles, where its time depends on
-	// it (StepSnapshotLoad), for the simulator's latencies.
+	// it (StepSnapshotLoad, StepSnapshotCheck), for the simulator's
+	// latencies.
 	Bytes int64
 	// HoldsLoop says the step runs on the loop, which does nothing else
 	// until it is over: only a planted bug (core.BugSnapshotLoadOnLoop)

@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +51,9 @@ type LoopConfig struct {
 	// StopCheckpointMax bounds the wait for a stop's checkpoint; zero is
 	// DefaultStopCheckpointMax.
 	StopCheckpointMax time.Duration
+	// BeforeStep, if set, runs off the loop before each background step,
+	// with its kind: a test holds a step there, as a slow disk would.
+	BeforeStep func(StepKind)
 }
 
 // Validate reports a LoopConfig that cannot run.
@@ -102,6 +106,15 @@ func (l *Loop) Fail(err error) { l.cfg.Fatal(err) }
 // its completion waits for the loop ahead of new requests; a job with a
 // step that holds the loop runs on it, now.
 func (l *Loop) Background(j Job) {
+	if hook := l.cfg.BeforeStep; hook != nil {
+		j.Steps = slices.Clone(j.Steps)
+		for i, s := range j.Steps {
+			j.Steps[i].Run = func() error {
+				hook(s.Kind)
+				return s.Run()
+			}
+		}
+	}
 	if j.holdsLoop() {
 		j.Done(j.RunSteps())
 		return

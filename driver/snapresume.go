@@ -40,6 +40,33 @@ type SnapshotPartials struct {
 // NewSnapshotPartials keeps partials on dk.
 func NewSnapshotPartials(dk *disk.Disk) *SnapshotPartials { return &SnapshotPartials{dk: dk} }
 
+// Adopt takes the received files a restart found
+// (disk.Disk.ReceivedLeftovers) as partials, within
+// snapresume.PartialsMax, and removes the others: a transfer the restart
+// broke off resumes from what arrived before it. Their term is unknown
+// (0), which only makes Pick prefer the largest; the chunks are checked
+// by their digests as for any partial. Call it before any transfer.
+func (ps *SnapshotPartials) Adopt(left []wal.ReceivedTemp) []snapresume.Partial {
+	var found []snapresume.Partial
+	for _, l := range left {
+		f, err := ps.dk.OpenPartial(l.Name)
+		if err != nil {
+			_ = ps.dk.RemoveReceived(l.Name) // not resumable; a leftover goes at the next start
+			continue
+		}
+		found = append(found, snapresume.Partial{Name: l.Name, Index: l.Index, Bytes: f.Bytes()})
+		f.Close()
+	}
+	keep, drop := snapresume.Keep(found)
+	for _, p := range drop {
+		_ = ps.dk.RemoveReceived(p.Name)
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.kept = keep
+	return slices.Clone(keep)
+}
+
 // Kept lists the partials kept now.
 func (ps *SnapshotPartials) Kept() []snapresume.Partial {
 	ps.mu.Lock()
@@ -54,6 +81,7 @@ type resume struct {
 	cut       atomic.Bool   // a newer transfer cut this one
 	released  chan struct{} // closed once the file is kept or gone
 	cutOthers []*SnapshotReceiver
+	before    []*SnapshotReceiver    // the same sender's, in progress when r began
 	base      *wal.PartialCheckpoint // the partial resumed from
 	from      snapresume.Partial
 	offer     snapresume.Offer
@@ -81,9 +109,15 @@ func (ps *SnapshotPartials) Receive(m *raftpb.Message) (*SnapshotReceiver, error
 		r.cw.Abort()
 		return nil, errorf("snapshot from a leader of term %d while a later leader's streams", m.GetTerm())
 	}
-	for _, i := range cut {
-		ps.active[i].cut.Store(true)
-		r.cutOthers = append(r.cutOthers, ps.active[i])
+	for i, o := range ps.active {
+		if slices.Contains(cut, i) {
+			o.cut.Store(true)
+			r.cutOthers = append(r.cutOthers, o)
+		} else {
+			// The sender's own: it gave that one up to start this one,
+			// and the stream's end may not have reached us yet.
+			r.before = append(r.before, o)
+		}
 	}
 	ps.active = append(ps.active, r)
 	return r, nil
@@ -93,11 +127,12 @@ func transferOf(m *raftpb.Message) snapresume.Transfer {
 	return snapresume.Transfer{From: m.GetFrom(), Term: m.GetTerm()}
 }
 
-// Cut returns, for each transfer r cut, a channel closed once that one
-// kept its file, for Offer to pick.
+// Cut returns, for each transfer r cut, and each earlier one from the
+// same sender, a channel closed once that one kept its file, for Offer
+// to pick.
 func (r *SnapshotReceiver) Cut() []<-chan struct{} {
 	var out []<-chan struct{}
-	for _, o := range r.cutOthers {
+	for _, o := range append(slices.Clone(r.cutOthers), r.before...) {
 		out = append(out, o.released)
 	}
 	return out
@@ -249,7 +284,8 @@ func (r *SnapshotReceiver) remove(ps []snapresume.Partial) {
 
 // ResumeWriter is the sending side: it cuts a snapshot's content into
 // snapresume chunks and hands each to Send, or, for a chunk the offer
-// holds, its index to Skip. Memory: one chunk.
+// holds, its index to Skip. Memory: one chunk, reused, so Send must not
+// keep the slice it gets past its return.
 type ResumeWriter struct {
 	Offer snapresume.Offer
 	Send  func([]byte) error
@@ -262,7 +298,8 @@ type ResumeWriter struct {
 
 func (rw *ResumeWriter) Write(p []byte) (int, error) {
 	if rw.w == nil {
-		rw.w = &chunk.Writer{Size: snapresume.ChunkBytes, Send: rw.chunk}
+		// Send and Skip keep no chunk: the stream writes it out at once.
+		rw.w = &chunk.Writer{Size: snapresume.ChunkBytes, Send: rw.chunk, Reuse: true}
 	}
 	return rw.w.Write(p)
 }

@@ -19,9 +19,12 @@ import (
 // simulator's network) writes the content through a SnapshotReceiver into
 // a temporary checkpoint file, checking it against the SnapshotSum the
 // leader sends after it, and hands the sealed file to StepSnapshot. A job
-// off the loop decodes it (core.PrepareSnapshot); the node then switches
-// to the new state on the loop, and the file becomes the checkpoint at
-// its index by a rename.
+// off the loop checks the head of the content the receiver kept
+// (core.CheckSnapshot); the node takes it on the loop, and the file
+// becomes the checkpoint at its index by a rename, after which the member
+// answers raft for it. Another job then reads it back and decodes it
+// (core.PrepareSnapshot), and the node switches to the new state on the
+// loop (Node.SnapshotPrepared).
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -72,10 +75,30 @@ func (s *SnapshotSummer) Sum() SnapshotSum { return s.sum }
 // time), never touching the node. One from SnapshotPartials.Receive may
 // resume from a partial (snapresume.go).
 type SnapshotReceiver struct {
-	msg *raftpb.Message
-	cw  *wal.CheckpointWriter
-	sum SnapshotSummer
+	msg  *raftpb.Message
+	cw   *wal.CheckpointWriter
+	sum  SnapshotSummer
+	head headKeeper
 	resume
+}
+
+// SnapshotHeadMax is how much of a snapshot's content a receiver keeps in
+// memory as it arrives, for core.CheckSnapshot: the header of any state
+// but one with a great many leases or users, whose file is read back.
+const SnapshotHeadMax = 4 << 20
+
+// headKeeper passes content through to w and keeps its first
+// SnapshotHeadMax bytes.
+type headKeeper struct {
+	w    io.Writer
+	head []byte
+}
+
+func (h *headKeeper) Write(p []byte) (int, error) {
+	if k := min(len(p), SnapshotHeadMax-len(h.head)); k > 0 {
+		h.head = append(h.head, p[:k]...)
+	}
+	return h.w.Write(p)
 }
 
 // ReceivedFile is a snapshot received into a sealed checkpoint file,
@@ -85,6 +108,9 @@ type ReceivedFile struct {
 	Index uint64
 	Name  string
 	Bytes int64
+	// Head is the content's first SnapshotHeadMax bytes (all of it, if
+	// shorter).
+	Head []byte
 }
 
 // ReceiveSnapshot starts receiving the content streamed beside m, a
@@ -98,7 +124,8 @@ func ReceiveSnapshot(dk *disk.Disk, m *raftpb.Message) (*SnapshotReceiver, error
 		return nil, errorf("receiving a snapshot: %w", err)
 	}
 	r := &SnapshotReceiver{msg: m, cw: cw}
-	r.sum.W = cw
+	r.head.w = cw
+	r.sum.W = &r.head
 	return r, nil
 }
 
@@ -140,7 +167,7 @@ func (r *SnapshotReceiver) Finish(want SnapshotSum) (*ReceivedFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ReceivedFile{Msg: r.msg, Index: index, Name: r.cw.Name(), Bytes: got.Bytes}, nil
+	return &ReceivedFile{Msg: r.msg, Index: index, Name: r.cw.Name(), Bytes: got.Bytes, Head: r.head.head}, nil
 }
 
 // Abort gives up a transfer that broke off. With SnapshotPartials its
@@ -157,42 +184,82 @@ func (r *SnapshotReceiver) Abort() {
 }
 
 // StepSnapshot hands the node a received snapshot: a job off the loop
-// reads and decodes the file, then the node takes it on the loop and
-// done gets the outcome (nil once the node installs it), on the loop.
-// Until then the member answers its peers and serves its old state.
+// checks the head of its content (the file is read back only for a head
+// longer than the receiver kept), then the node takes it on the loop and
+// done gets the outcome (nil once the node took it), on the loop. The
+// member answers its peers and serves its old state until the new one is
+// decoded (loadSnapshot).
 func (d *Driver) StepSnapshot(f *ReceivedFile, done func(error)) {
-	cfg := d.node.Config()
-	start := d.env.Now()
-	var prep *core.PreparedSnapshot
+	var in *core.IncomingSnapshot
+	check := Step{Kind: StepSnapshotCheck, Bytes: int64(len(f.Head))}
+	if d.planted(core.BugSnapshotLoadOnLoop) {
+		// planted: the whole file is read back on the loop before the
+		// member answers anything, as before issue 18
+		check = Step{Kind: StepSnapshotLoad, Bytes: f.Bytes, HoldsLoop: true}
+		f.Head = nil
+	}
+	check.Run = func() error {
+		var err error
+		in, err = core.CheckSnapshot(f.Head, f.Bytes, f.Name)
+		if errors.Is(err, core.ErrSnapshotHeadShort) {
+			var content []byte
+			if content, err = d.disk.ReadReceived(f.Name, f.Index); err == nil {
+				in, err = core.CheckSnapshot(content, f.Bytes, f.Name)
+			}
+		}
+		if err != nil {
+			_ = d.disk.RemoveReceived(f.Name) // the error says what went wrong
+		}
+		return err
+	}
 	d.env.Background(Job{
-		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: f.Bytes, HoldsLoop: bug(cfg, core.BugSnapshotLoadOnLoop), Run: func() error {
-			content, err := d.disk.ReadReceived(f.Name, f.Index)
-			if err == nil {
-				prep, err = core.PrepareSnapshot(content, cfg, f.Name)
-			}
-			if err != nil {
-				_ = d.disk.RemoveReceived(f.Name) // the error says what went wrong
-			}
-			return err
-		}}},
+		Steps: []Step{check},
 		Done: func(err error) {
 			if err == nil && d.failed {
 				err = errorf("snapshot %d: the member failed", f.Index)
 			}
 			if err == nil {
-				if err = d.node.StepSnapshot(f.Msg, prep); err != nil {
+				if err = d.node.StepSnapshot(f.Msg, in); err != nil {
 					d.removeReceived(f.Name)
 				}
 			}
 			switch {
 			case errors.Is(err, core.ErrSnapshotRefused):
-				d.log.Info("snapshot from the leader not needed", "index", f.Index)
+				d.log.Info("snapshot from the leader not needed", "index", f.Index, "err", err)
 			case err != nil:
 				d.log.Warn("snapshot from the leader not installed", "index", f.Index, "err", err)
 			default:
-				d.log.Info("snapshot from the leader prepared", "index", f.Index, "bytes", f.Bytes, "took", d.env.Now().Sub(start).Round(1e6).String())
+				d.log.Info("snapshot from the leader taken", "index", f.Index, "bytes", f.Bytes)
 			}
 			done(err)
+		},
+	})
+}
+
+// loadSnapshot reads back and decodes, off the loop, a snapshot the node
+// took and made durable as the checkpoint at its index (Ready.Load), and
+// hands the new state to the node. No other checkpoint is written while
+// it loads, so that one stays.
+func (d *Driver) loadSnapshot(in *core.IncomingSnapshot) {
+	cfg := d.node.Config()
+	start := d.env.Now()
+	var p *core.PreparedSnapshot
+	d.env.Background(Job{
+		Steps: []Step{{Kind: StepSnapshotLoad, Bytes: in.Bytes, HoldsLoop: bug(cfg, core.BugSnapshotLoadOnLoop), Run: func() error {
+			content, err := d.disk.ReadCheckpoint(in.Index)
+			if err == nil {
+				p, err = core.PrepareSnapshot(in, content, cfg)
+			}
+			return err
+		}}},
+		Done: func(err error) {
+			if d.failed {
+				return
+			}
+			d.node.SnapshotPrepared(p, err)
+			if err == nil {
+				d.log.Info("snapshot from the leader loaded", "index", in.Index, "bytes", in.Bytes, "took", d.env.Now().Sub(start).Round(1e6).String())
+			}
 		},
 	})
 }

@@ -287,7 +287,7 @@ func TestMemberAddJoinRestart(t *testing.T) {
 
 // join starts a member added with MemberAdd, as etcd's
 // --initial-cluster-state existing does, and returns its index.
-func (tc *testCluster) join(name, client, peer string) int {
+func (tc *testCluster) join(name, client, peer string, mods ...func(*Config)) int {
 	tc.t.Helper()
 	cfg := DefaultConfig()
 	cfg.Name, cfg.DataDir = name, tc.t.TempDir()
@@ -297,6 +297,9 @@ func (tc *testCluster) join(name, client, peer string) int {
 	cfg.InitialClusterState = "existing"
 	cfg.Logger = tc.cfgs[0].Logger
 	cfg.BcryptCost = tc.cfgs[0].BcryptCost
+	for _, mod := range mods {
+		mod(&cfg)
+	}
 	tc.cfgs = append(tc.cfgs, cfg)
 	tc.servers = append(tc.servers, nil)
 	i := len(tc.servers) - 1

@@ -122,6 +122,9 @@ type Config struct {
 	LogOutput io.Writer `json:"-"`
 	// IgnoredFlags are etcd flags given that have no effect in detcd.
 	IgnoredFlags []string
+
+	// beforeStep is the loop's driver.LoopConfig.BeforeStep: tests only.
+	beforeStep func(driver.StepKind)
 }
 
 // DefaultConfig is etcd's defaults: a single member named "default" on

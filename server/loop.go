@@ -11,7 +11,7 @@ import (
 
 // newDriver puts the node on the one driver, with the real runtime.
 func (s *Server) newDriver(o opened) error {
-	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.life.die, AfterTurn: s.afterTurn})
+	loop, err := driver.NewLoop(driver.LoopConfig{Tick: s.cfg.HeartbeatInterval, Fatal: s.life.die, AfterTurn: s.afterTurn, BeforeStep: s.cfg.beforeStep})
 	if err != nil {
 		return err
 	}

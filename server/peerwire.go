@@ -114,9 +114,21 @@ func peerIDHeader(h http.Header, name string) (uint64, error) {
 
 // writeFrame writes a frame, its length first, in one write.
 func writeFrame(w io.Writer, kind byte, payload []byte) error {
-	_, err := w.Write(appendFrame(nil, kind, payload))
+	// The head and the payload go apart: a snapshot's 1 MiB chunks are
+	// never copied into a frame of their own, which on a leader with a
+	// large heap would pile up as garbage for as long as the GC lets it.
+	var head [frameHeadBytes]byte
+	binary.BigEndian.PutUint32(head[:], uint32(1+len(payload)))
+	head[4] = kind
+	if _, err := w.Write(head[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
 	return err
 }
+
+// frameHeadBytes is a frame's length and kind.
+const frameHeadBytes = 4 + 1
 
 // appendFrame appends a frame of kind with payload to b.
 func appendFrame(b []byte, kind byte, payload []byte) []byte {

@@ -112,7 +112,7 @@ func open(cfg *Config, log *slog.Logger) (opened, error) {
 		return opened{}, err
 	}
 	start := time.Now()
-	if o.node, o.disk, err = disk.Open(fsys, ".", ccfg, disk.Options{Logger: log, UnsafeWALRepair: cfg.UnsafeWALRepair}); err != nil {
+	if o.node, o.disk, err = disk.Open(fsys, ".", ccfg, disk.Options{Logger: log, UnsafeWALRepair: cfg.UnsafeWALRepair, KeepReceived: true}); err != nil {
 		return opened{}, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	log.Info("opened data directory", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())

@@ -30,10 +30,13 @@ type cuttingProxy struct {
 	to       string
 	cutBytes int64
 	cut      atomic.Bool
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    []net.Conn // to close at the end
-	heads    []string   // each connection's first read towards the member
+	// holdAfterCut has the cut close every later connection at once,
+	// until held is cleared: the member is out of reach.
+	holdAfterCut, held atomic.Bool
+	wg                 sync.WaitGroup
+	mu                 sync.Mutex
+	conns              []net.Conn // to close at the end
+	heads              []string   // each connection's first read towards the member
 }
 
 // proxyHeadBytesMax bounds what the proxy keeps of a connection's head.
@@ -73,6 +76,10 @@ func (p *cuttingProxy) serve() {
 		if err != nil {
 			return
 		}
+		if p.held.Load() {
+			in.Close()
+			continue
+		}
 		out, err := net.Dial("tcp", p.to)
 		if err != nil {
 			in.Close()
@@ -111,6 +118,7 @@ func (p *cuttingProxy) forward(in, out net.Conn) {
 				n += int64(k)
 			}
 			if n > p.cutBytes && p.cut.CompareAndSwap(false, true) {
+				p.held.Store(p.holdAfterCut.Load())
 				in.Close()
 				return
 			}
@@ -148,6 +156,15 @@ func resumedBytes(t *testing.T, logs string) []int64 {
 // least the chunks that arrived whole, past the first, together from its
 // partial file, and catches up.
 func TestSnapshotTransferResumes(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) { testSnapshotTransferResumes(t, restart) })
+	}
+}
+
+// testSnapshotTransferResumes is TestSnapshotTransferResumes; with
+// restart, the learner restarts after the cut, before the next stream
+// reaches it, and resumes from the partial it finds on its disk.
+func testSnapshotTransferResumes(t *testing.T, restart bool) {
 	tc := newTestClusterWith(t, 1, "http", func(c *Config) { c.SnapshotCount, c.SnapshotCatchUpEntries = 100, 10 })
 	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -163,6 +180,7 @@ func TestSnapshotTransferResumes(t *testing.T) {
 	ports := freePorts(t, 2)
 	const cutBytes = 4 * snapresume.ChunkBytes
 	proxy := newCuttingProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[1]), cutBytes)
+	proxy.holdAfterCut.Store(restart)
 	advertised := "http://" + proxy.ln.Addr().String()
 	err := retryWhile(t, "member add", func() error {
 		_, err := cli.MemberAddAsLearner(c, []string{advertised})
@@ -183,9 +201,25 @@ func TestSnapshotTransferResumes(t *testing.T) {
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	tc.cfgs = append(tc.cfgs, cfg)
 	tc.servers = append(tc.servers, nil)
-	tc.start(len(tc.servers) - 1)
+	learner := len(tc.servers) - 1
+	tc.start(learner)
+	if restart {
+		// Once the learner took what came before the cut, and kept it.
+		for !strings.Contains(logs.String(), "receiving a snapshot failed") {
+			if c.Err() != nil {
+				t.Fatalf("the learner never lost a snapshot stream (the proxy cut one: %v)", proxy.cut.Load())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		tc.stop(learner)
+		tc.start(learner)
+		if !strings.Contains(logs.String(), "kept a partial snapshot from before the restart") {
+			t.Fatalf("the restarted learner kept no partial snapshot; its log:\n%s", logs)
+		}
+		proxy.held.Store(false)
+	}
 
-	lcli := tc.client(len(tc.servers) - 1)
+	lcli := tc.client(learner)
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		g, err := lcli.Get(c, "k", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
 		if err == nil && g.Count == keys {
@@ -199,6 +233,7 @@ func TestSnapshotTransferResumes(t *testing.T) {
 		t.Fatal("the proxy never cut a stream: the snapshot is smaller than the test needs")
 	}
 	got := resumedBytes(t, logs.String())
+
 	t.Logf("the learner received snapshots resuming %v bytes", got)
 	// The cut came after cutBytes: at least the chunks but the last one
 	// in flight arrived whole, and all but the first (whose head names

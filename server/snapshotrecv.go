@@ -42,8 +42,9 @@ const (
 	frameStatus = frameHeld + 1
 )
 
-// snapshotCutWaitMax bounds how long a transfer waits for the one it cut
-// to keep its file; past it, it starts without that file.
+// snapshotCutWaitMax bounds how long a transfer waits for the one it cut,
+// or the same sender's earlier one, to keep its file; past it, it starts
+// without that file.
 const snapshotCutWaitMax = 5 * time.Second
 
 // receiveSnapshotContent takes the content that follows m on s into a
@@ -86,8 +87,9 @@ func (t *peerTransport) receiveSnapshotContent(ctx context.Context, s *peerStrea
 	return nil
 }
 
-// sendOffer waits (bounded) for the transfers r cut to keep their files,
-// then offers the sender what r may resume from.
+// sendOffer waits (bounded) for the transfers r cut, and the sender's
+// earlier one whose end may not have shown here yet, to keep their
+// files, then offers the sender what r may resume from.
 func (t *peerTransport) sendOffer(ctx context.Context, s *peerStream, r *driver.SnapshotReceiver) error {
 	wait, cancel := context.WithTimeout(ctx, snapshotCutWaitMax)
 	defer cancel()

@@ -117,6 +117,68 @@ func TestLearnerJoinsBySnapshot(t *testing.T) {
 	}
 }
 
+// TestVoterJoinKeepsWrites: a voter added to a one-member cluster makes
+// the quorum two of two, and its snapshot takes long to load (a hook
+// holds the decode): the leader's writes still succeed meanwhile, as the
+// new member answers raft for the snapshot once it is durable and for
+// the entries after it, and it ends with the leader's state once the
+// load goes on.
+func TestVoterJoinKeepsWrites(t *testing.T) {
+	tc := newTestClusterWith(t, 1, "http", func(c *Config) { c.SnapshotCount, c.SnapshotCatchUpEntries = 100, 10 })
+	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cli := tc.client(tc.leader())
+	const keys = 500
+	for i := range keys {
+		if _, err := cli.Put(c, fmt.Sprintf("k%05d", i), strings.Repeat("v", 1024)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	loading, release := make(chan struct{}), make(chan struct{})
+	var loadingOnce, releaseOnce sync.Once
+	releaseLoad := func() { releaseOnce.Do(func() { close(release) }) }
+	defer releaseLoad()
+	holdLoad := func(k driver.StepKind) {
+		if k == driver.StepSnapshotLoad {
+			loadingOnce.Do(func() { close(loading) })
+			<-release
+		}
+	}
+	ports := freePorts(t, 2)
+	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	err := retryWhile(t, "member add", func() error {
+		_, err := cli.MemberAdd(c, []string{peer})
+		return err
+	}, rpctypes.ErrGRPCUnhealthy)
+	if err != nil {
+		t.Fatalf("member add: %v", err)
+	}
+	joiner := tc.join("m1", client, peer, func(cfg *Config) { cfg.beforeStep = holdLoad })
+	select {
+	case <-loading:
+	case <-c.Done():
+		t.Fatal("the new member never started loading a snapshot")
+	}
+	for i := range 3 {
+		if _, err := cli.Put(c, fmt.Sprintf("during%d", i), "x"); err != nil {
+			t.Fatalf("put %d on the leader while the new voter loads its snapshot: %v", i, err)
+		}
+	}
+	releaseLoad()
+	jcli := tc.client(joiner)
+	for ; ; time.Sleep(50 * time.Millisecond) {
+		g, err := jcli.Get(c, "", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
+		if err == nil && g.Count == keys+3 {
+			break
+		}
+		if c.Err() != nil {
+			t.Fatalf("the new member never caught up: %v %v", g, err)
+		}
+	}
+}
+
 // snapshotStream opens a snapshot stream on path to member s as member
 // 99 and sends a MsgSnap of index and term.
 func snapshotStream(t *testing.T, c context.Context, tc *testCluster, path string, index, term uint64) *peerCall {

@@ -70,6 +70,9 @@ func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer,
 func (t *peerTransport) attach(loop *driver.Loop, drv *driver.Driver, d *disk.Disk, hashes hashFunc) {
 	t.loop, t.drv, t.disk, t.hashes = loop, drv, d, hashes
 	t.partials = driver.NewSnapshotPartials(d)
+	for _, p := range t.partials.Adopt(d.ReceivedLeftovers()) {
+		t.log.Info("kept a partial snapshot from before the restart", "file", p.Name, "index", p.Index, "bytes", p.Bytes)
+	}
 }
 
 // listen serves the peer endpoints on the peer URLs, over TLS on https

@@ -88,7 +88,8 @@ func (m *member) stepLatency(s driver.Step) int64 {
 	case driver.StepCheckpoint:
 		return 4 * m.diskLatency()
 	case driver.StepSnapshotLoad:
-		// Read back and decoded at the disk's rate (snapbw.go).
+		// Read back and decoded at the disk's rate (snapbw.go); the head
+		// checked before (StepSnapshotCheck) was in memory.
 		return m.diskLatency() + netsim.TransferUs(m.w.snapshotBytes(s.Bytes), m.w.settings.DiskBytesPerSec)
 	}
 	return 0

@@ -62,7 +62,10 @@ type joinRecord struct {
 	TermAfter     uint64  `json:"leader_term_after"`
 	Puts          int     `json:"probe_puts"`
 	PutsFailed    int     `json:"probe_puts_failed"`
-	Err           string  `json:"error,omitempty"`
+	// StallSec is the longest time the leader took no write: the longest
+	// gap between the probe's start, its successful puts and its end.
+	StallSec float64 `json:"longest_write_stall_s"`
+	Err      string  `json:"error,omitempty"`
 }
 
 func (r *joinRecord) failed() bool { return r.Err != "" || r.JoinSec == 0 }
@@ -136,7 +139,7 @@ func (cf *compareFlags) joinTest(name, bin string, round int, stdout io.Writer) 
 	}
 	probe := startJoinProbe(cli)
 	err = rec.waitCaughtUp(cli, m0, m1, t0, cf.joinTimeout)
-	rec.Puts, rec.PutsFailed = probe.stop()
+	rec.Puts, rec.PutsFailed, rec.StallSec = probe.stop()
 	cpu1, _ := procCPU(m0.pid())
 	rec.LeaderCPUSec = (cpu1 - cpu0).Seconds()
 	if st, serr := endpointStatus(cli, m0.endpoint()); serr == nil {
@@ -223,8 +226,8 @@ func (r *joinRecord) waitCaughtUp(cli *clientv3.Client, m0, m1 *instance, t0 tim
 }
 
 func (r *joinRecord) line() string {
-	return fmt.Sprintf("%d keys, leader data dir %.0f MiB: caught up %.2fs after the member add (%s); new member peak RSS %.0f MiB, CPU %.1fs; leader CPU %.1fs, RSS %.0f MiB before, peak %.0f MiB, term %d -> %d; %d of %d puts on the leader failed",
-		r.Keys, r.LeaderDirMiB, r.JoinSec, r.kind(), r.JoinerHWMMiB, r.JoinerCPUSec, r.LeaderCPUSec, r.LeaderRSSMiB, r.LeaderPeakMiB, r.TermBefore, r.TermAfter, r.PutsFailed, r.Puts)
+	return fmt.Sprintf("%d keys, leader data dir %.0f MiB: caught up %.2fs after the member add (%s); new member peak RSS %.0f MiB, CPU %.1fs; leader CPU %.1fs, RSS %.0f MiB before, peak %.0f MiB, term %d -> %d; %d of %d puts on the leader failed, longest write stall %.1fs",
+		r.Keys, r.LeaderDirMiB, r.JoinSec, r.kind(), r.JoinerHWMMiB, r.JoinerCPUSec, r.LeaderCPUSec, r.LeaderRSSMiB, r.LeaderPeakMiB, r.TermBefore, r.TermAfter, r.PutsFailed, r.Puts, r.StallSec)
 }
 
 func (r *joinRecord) kind() string {
@@ -238,10 +241,14 @@ func (r *joinRecord) kind() string {
 type joinProbe struct {
 	done, finished chan struct{}
 	puts, failed   int
+	// lastOK is when the last put succeeded (the start before any);
+	// stall is the longest gap seen between two such times.
+	lastOK time.Time
+	stall  time.Duration
 }
 
 func startJoinProbe(cli *clientv3.Client) *joinProbe {
-	p := &joinProbe{done: make(chan struct{}), finished: make(chan struct{})}
+	p := &joinProbe{done: make(chan struct{}), finished: make(chan struct{}), lastOK: time.Now()}
 	go func() {
 		defer close(p.finished)
 		tick := time.NewTicker(joinProbeEvery)
@@ -255,6 +262,8 @@ func startJoinProbe(cli *clientv3.Client) *joinProbe {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if _, err := cli.Put(ctx, "join-probe", strconv.Itoa(p.puts)); err != nil {
 				p.failed++
+			} else {
+				p.succeeded(time.Now())
 			}
 			cancel()
 			p.puts++
@@ -263,24 +272,31 @@ func startJoinProbe(cli *clientv3.Client) *joinProbe {
 	return p
 }
 
-func (p *joinProbe) stop() (puts, failed int) {
+// succeeded records a put that succeeded at t.
+func (p *joinProbe) succeeded(t time.Time) {
+	p.stall = max(p.stall, t.Sub(p.lastOK))
+	p.lastOK = t
+}
+
+func (p *joinProbe) stop() (puts, failed int, stallSec float64) {
 	close(p.done)
 	<-p.finished
-	return p.puts, p.failed
+	p.succeeded(time.Now())
+	return p.puts, p.failed, p.stall.Seconds()
 }
 
 func printJoinTable(w io.Writer, recs []joinRecord, cf compareFlags) {
 	fmt.Fprintf(w, "\n== join: %d keys of %d bytes on one member, then `member add` (%s) and the new member started; join = the add to the new member's revision reaching the leader's, with a put on the leader every %v ==\n",
 		cf.joinKeys, joinValueBytes, map[bool]string{false: "voter", true: "--learner"}[cf.joinLearner], joinProbeEvery)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tround\tleader data dir MiB\tjoin s\tnew member peak RSS MiB\tnew member CPU s\tleader CPU s\tleader RSS before MiB\tleader peak RSS MiB\tleader term\tputs failed\terror\t")
+	fmt.Fprintln(tw, "server\tround\tleader data dir MiB\tjoin s\tnew member peak RSS MiB\tnew member CPU s\tleader CPU s\tleader RSS before MiB\tleader peak RSS MiB\tleader term\tputs failed\twrite stall s\terror\t")
 	for _, r := range recs {
 		errS := ""
 		if r.Err != "" {
 			errS = strings.SplitN(r.Err, "\n", 2)[0]
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\t%d -> %d\t%d/%d\t%s\t\n", r.Server, r.Round, r.LeaderDirMiB, r.JoinSec,
-			r.JoinerHWMMiB, r.JoinerCPUSec, r.LeaderCPUSec, r.LeaderRSSMiB, r.LeaderPeakMiB, r.TermBefore, r.TermAfter, r.PutsFailed, r.Puts, errS)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\t%d -> %d\t%d/%d\t%.1f\t%s\t\n", r.Server, r.Round, r.LeaderDirMiB, r.JoinSec,
+			r.JoinerHWMMiB, r.JoinerCPUSec, r.LeaderCPUSec, r.LeaderRSSMiB, r.LeaderPeakMiB, r.TermBefore, r.TermAfter, r.PutsFailed, r.Puts, r.StallSec, errS)
 	}
 	tw.Flush()
 }

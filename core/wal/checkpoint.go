@@ -314,25 +314,56 @@ func ListCheckpoints(fsys FS, dir string) ([]uint64, error) {
 // RemoveCheckpointTemps removes temporary files of checkpoint writes that
 // never finished. Call it before any checkpoint writer starts.
 func RemoveCheckpointTemps(fsys FS, dir string) error {
+	_, err := removeCheckpointTemps(fsys, dir, false)
+	return err
+}
+
+// ReceivedTemp is a received snapshot's temporary file that a restart
+// found: a partial a transfer that broke off kept, or one that arrived
+// whole and was not installed. Seq is the number ReceiveTempName gave it.
+type ReceivedTemp struct {
+	Name  string
+	Index uint64
+	Seq   uint64
+}
+
+// RemoveWriteTemps is RemoveCheckpointTemps, except that it leaves the
+// files of received snapshots and lists them, for a transfer to resume
+// from.
+func RemoveWriteTemps(fsys FS, dir string) ([]ReceivedTemp, error) {
+	return removeCheckpointTemps(fsys, dir, true)
+}
+
+func removeCheckpointTemps(fsys FS, dir string, keepReceived bool) ([]ReceivedTemp, error) {
 	names, err := fsys.List(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("wal: list checkpoints in %s: %w", dir, err)
+		return nil, fmt.Errorf("wal: list checkpoints in %s: %w", dir, err)
 	}
+	var kept []ReceivedTemp
 	for _, n := range names {
 		base, ok := strings.CutSuffix(n, tmpSuffix)
+		var seq string
 		if i := strings.LastIndex(base, receiveInfix); ok && i >= 0 {
-			base = base[:i]
+			base, seq = base[:i], base[i+len(receiveInfix):]
 		}
-		if _, isCkpt := parseCheckpointName(base); ok && isCkpt {
-			if err := fsys.Remove(path.Join(dir, n)); err != nil {
-				return fmt.Errorf("wal: remove checkpoint leftover %s: %w", n, err)
+		index, isCkpt := parseCheckpointName(base)
+		if !ok || !isCkpt {
+			continue
+		}
+		if keepReceived && seq != "" {
+			if k, err := strconv.ParseUint(seq, 10, 64); err == nil {
+				kept = append(kept, ReceivedTemp{Name: path.Join(dir, n), Index: index, Seq: k})
+				continue
 			}
 		}
+		if err := fsys.Remove(path.Join(dir, n)); err != nil {
+			return nil, fmt.Errorf("wal: remove checkpoint leftover %s: %w", n, err)
+		}
 	}
-	return nil
+	return kept, nil
 }
 
 // RemoveCheckpoint removes the checkpoint of index, durably.

@@ -4,11 +4,15 @@
 package chunk
 
 // Writer buffers what is written and hands Send each full chunk of Size
-// bytes; Flush sends what is left. Send owns the slice it gets.
+// bytes; Flush sends what is left. Send owns the slice it gets, unless
+// Reuse is set.
 type Writer struct {
 	Size int
 	Send func([]byte) error
-	buf  []byte
+	// Reuse says Send keeps no slice past its return: one buffer serves
+	// every chunk, so a stream of any length allocates one chunk.
+	Reuse bool
+	buf   []byte
 }
 
 func (w *Writer) Write(p []byte) (int, error) {
@@ -36,5 +40,8 @@ func (w *Writer) Flush() error {
 	}
 	b := w.buf
 	w.buf = nil
+	if w.Reuse {
+		w.buf = b[:0]
+	}
 	return w.Send(b)
 }

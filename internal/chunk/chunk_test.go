@@ -2,6 +2,7 @@ package chunk
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -24,5 +25,30 @@ func TestWriter(t *testing.T) {
 		if !bytes.Equal(got[i], want[i]) {
 			t.Fatalf("chunk %d: %q, want %q", i, got[i], want[i])
 		}
+	}
+}
+
+// TestWriterReuse: with Reuse, every chunk comes in the one buffer, and
+// the chunks are still cut right.
+func TestWriterReuse(t *testing.T) {
+	var got []string
+	var first *byte
+	w := &Writer{Size: 4, Reuse: true, Send: func(b []byte) error {
+		if first == nil {
+			first = &b[0]
+		} else if &b[0] != first {
+			t.Fatal("a chunk in a new buffer")
+		}
+		got = append(got, string(b))
+		return nil
+	}}
+	if _, err := w.Write([]byte("abcdefghij")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"abcd", "efgh", "ij"}; !slices.Equal(got, want) {
+		t.Fatalf("chunks %q, want %q", got, want)
 	}
 }
