@@ -9,24 +9,27 @@ import (
 
 // Memory: the key space lives in the Go heap, mostly in large
 // pointer-free slabs that are cheap for the collector to scan but that
-// GOGC=100 would let the heap double beyond. The server therefore runs
-// with a generous GOGC and a soft memory limit a little above what the
-// runtime needs now: the live heap, the runtime's own memory (stacks,
-// metadata, fragmentation: the limit counts them too), and a headroom
-// for new garbage. The headroom is as small as the collector's CPU
-// allows: a collection costs about the same whatever the headroom (it
-// marks the live heap), and the headroom decides how often one runs, so
-// the headroom follows the collector's measured share of the process's
-// CPU towards memGCCPUTargetPercent. It stays between memHeadroomMinBytes
-// and the larger of memHeadroomMaxBytes and memHeadroomMaxLivePercent of
-// the live heap, so memory stays bounded by about 1.5 times the live heap
-// at worst. (At 1M revisions a collection marks about a million small
-// chain nodes of the index, ~90 ms of one core, and the server allocates
-// ~10 KB per put, mostly in gRPC: the old fixed 32 MiB of room meant a
-// collection every few hundred milliseconds, a third of the CPU.)
-// GOGC or GOMEMLIMIT set in the environment win.
+// GOGC=100 would let the heap double beyond. The server therefore sets
+// GOGC itself, so that the heap may grow by a headroom above the live
+// heap before the next collection. The headroom is as small as the
+// collector's CPU allows: a collection costs about the same whatever the
+// headroom (it marks the live heap), and the headroom decides how often
+// one runs, so the headroom follows the collector's measured share of the
+// process's CPU towards memGCCPUTargetPercent. It stays between
+// memHeadroomMinBytes and the larger of memHeadroomMaxBytes and
+// memHeadroomMaxLivePercent of the live heap, so memory stays bounded by
+// about 1.5 times the live heap at worst.
+//
+// The headroom is a GOGC, not a soft memory limit: a limit just above the
+// heap binds all the time, and the runtime then hands freed pages back to
+// the system as soon as a collection frees them and faults them in again
+// for the next allocations (madvise and page faults were an eighth of a
+// grown store's CPU per put). Under GOGC the runtime keeps about a tenth
+// above the heap goal mapped instead.
+//
+// GOGC set in the environment wins; GOMEMLIMIT in the environment still
+// caps the heap as the runtime does.
 const (
-	memGCPercent          = 400
 	memHeadroomMinBytes   = 32 << 20
 	memHeadroomMaxBytes   = 128 << 20
 	memHeadroomStartBytes = 64 << 20
@@ -38,16 +41,17 @@ const (
 	// memHeadroomStepMax bounds how much one adjustment may grow or
 	// shrink the headroom, against a burst of garbage swinging it.
 	memHeadroomStepMax = 2
-	memLimitEvery      = time.Second
+	// memLiveMinBytes is the live heap GOGC is computed on when the heap
+	// is smaller, the runtime's own minimum heap: a fresh server with next
+	// to nothing live gets no more than the headroom.
+	memLiveMinBytes = 4 << 20
+	memLimitEvery   = time.Second
 )
 
 // memSample is what the policy reads from the runtime.
 type memSample struct {
 	// liveBytes is the heap marked live by the last collection.
 	liveBytes int64
-	// runtimeBytes is the memory the limit counts that is neither heap
-	// objects nor free heap: stacks, metadata, fragmentation.
-	runtimeBytes int64
 	// gcCycles counts finished collections.
 	gcCycles uint64
 	// gcCPU and busyCPU are the collector's and the whole process's CPU
@@ -55,7 +59,7 @@ type memSample struct {
 	gcCPUSeconds, busyCPUSeconds float64
 }
 
-// memPolicy turns samples into soft memory limits.
+// memPolicy turns samples into GOGC percents.
 type memPolicy struct {
 	headroomBytes int64
 	// since is the sample the collector's CPU share is measured from: it
@@ -67,9 +71,9 @@ func newMemPolicy(first memSample) *memPolicy {
 	return &memPolicy{headroomBytes: memHeadroomStartBytes, since: first}
 }
 
-// limit adjusts the headroom to the collector's CPU share since the last
-// adjustment and returns the memory limit for now.
-func (p *memPolicy) limit(now memSample) int64 {
+// gcPercent adjusts the headroom to the collector's CPU share since the
+// last adjustment and returns the GOGC that gives it.
+func (p *memPolicy) gcPercent(now memSample) int {
 	busy := now.busyCPUSeconds - p.since.busyCPUSeconds
 	if now.gcCycles > p.since.gcCycles && busy > 0 {
 		share := 100 * (now.gcCPUSeconds - p.since.gcCPUSeconds) / busy
@@ -78,17 +82,13 @@ func (p *memPolicy) limit(now memSample) int64 {
 		p.since = now
 	}
 	p.headroomBytes = min(max(p.headroomBytes, memHeadroomMinBytes), max(memHeadroomMaxBytes, now.liveBytes*memHeadroomMaxLivePercent/100))
-	return now.runtimeBytes + now.liveBytes + p.headroomBytes
+	return int(p.headroomBytes * 100 / max(now.liveBytes, memLiveMinBytes))
 }
 
 // memMetrics are the runtime metrics a memSample is made of, in the
 // order readMemSample reads them.
 var memMetrics = []string{
 	"/gc/heap/live:bytes",
-	"/memory/classes/total:bytes",
-	"/memory/classes/heap/released:bytes",
-	"/memory/classes/heap/free:bytes",
-	"/memory/classes/heap/objects:bytes",
 	"/gc/cycles/total:gc-cycles",
 	"/cpu/classes/gc/total:cpu-seconds",
 	"/cpu/classes/total:cpu-seconds",
@@ -99,7 +99,8 @@ var memMetrics = []string{
 // the metrics.
 func readMemSample(s []rtmetrics.Sample) (memSample, bool) {
 	rtmetrics.Read(s)
-	u := make([]int64, 6)
+	const uints = 2
+	u := make([]int64, uints)
 	for i := range u {
 		if s[i].Value.Kind() != rtmetrics.KindUint64 {
 			return memSample{}, false
@@ -108,28 +109,23 @@ func readMemSample(s []rtmetrics.Sample) (memSample, bool) {
 	}
 	f := make([]float64, 3)
 	for i := range f {
-		if s[6+i].Value.Kind() != rtmetrics.KindFloat64 {
+		if s[uints+i].Value.Kind() != rtmetrics.KindFloat64 {
 			return memSample{}, false
 		}
-		f[i] = s[6+i].Value.Float64()
+		f[i] = s[uints+i].Value.Float64()
 	}
-	live, total, released, free, objects := u[0], u[1], u[2], u[3], u[4]
 	return memSample{
-		liveBytes:      live,
-		runtimeBytes:   max(total-released-free-objects, 0),
-		gcCycles:       uint64(u[5]),
+		liveBytes:      u[0],
+		gcCycles:       uint64(u[1]),
 		gcCPUSeconds:   f[0],
 		busyCPUSeconds: f[1] - f[2],
 	}, true
 }
 
-// runMemLimit sets GOGC and keeps the memory limit above the live heap
-// until stopping is closed.
+// runMemLimit keeps GOGC at the headroom above the live heap until
+// stopping is closed.
 func runMemLimit(stopping <-chan struct{}) {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(memGCPercent)
-	}
-	if os.Getenv("GOMEMLIMIT") != "" {
+	if os.Getenv("GOGC") != "" {
 		return
 	}
 	samples := make([]rtmetrics.Sample, len(memMetrics))
@@ -148,10 +144,9 @@ func runMemLimit(stopping <-chan struct{}) {
 		if !ok {
 			return
 		}
-		debug.SetMemoryLimit(policy.limit(now))
+		debug.SetGCPercent(policy.gcPercent(now))
 		select {
 		case <-stopping:
-			debug.SetMemoryLimit(-1)
 			return
 		case <-t.C:
 		}

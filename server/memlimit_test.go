@@ -10,8 +10,9 @@ import (
 // CPU share: it grows while collections take more than the target (a
 // large heap collected back to back), shrinks while they take less, by at
 // most memHeadroomStepMax per adjustment, only once a collection has
-// finished since the last one, and within its bounds; the limit also
-// covers the runtime's own memory.
+// finished since the last one, and within its bounds; GOGC is the
+// headroom in percent of the live heap, of at least the runtime's
+// minimum heap.
 func TestMemPolicy(t *testing.T) {
 	const mib = 1 << 20
 	type step struct {
@@ -20,51 +21,53 @@ func TestMemPolicy(t *testing.T) {
 		wantHeadroomMiB              int64
 	}
 	cases := []struct {
-		name      string
-		liveMiB   int64
-		runtimeMB int64
-		steps     []step
+		name    string
+		liveMiB int64
+		steps   []step
 	}{
-		{"collector busy on a large heap: the room grows to half the live heap", 600, 20, []step{
+		{"collector busy on a large heap: the room grows to half the live heap", 600, []step{
 			{3, 10, true, 128},
 			{6, 20, true, 256},
 			{9, 30, true, 300},
 			{12, 40, true, 300},
 		}},
-		{"collector idle: the room shrinks to its minimum", 600, 20, []step{
+		{"collector idle: the room shrinks to its minimum", 600, []step{
 			{0.1, 10, true, 32},
 			{0.2, 20, true, 32},
 		}},
-		{"on target: the room stays", 300, 20, []step{
+		{"on target: the room stays", 300, []step{
 			{0.5, 10, true, 64},
 			{1.0, 20, true, 64},
 		}},
-		{"no collection finished: no adjustment, however the CPU went", 300, 20, []step{
+		{"no collection finished: no adjustment, however the CPU went", 300, []step{
 			{5, 10, false, 64},
 			{9, 11, false, 64},
 		}},
-		{"a small heap may get memHeadroomMaxBytes", 10, 5, []step{
+		{"a small heap may get memHeadroomMaxBytes", 10, []step{
 			{3, 10, true, 128},
 			{6, 20, true, 128},
 		}},
-		{"the window runs from the last adjustment", 300, 20, []step{
+		{"the window runs from the last adjustment", 300, []step{
 			{0, 10, false, 64},
 			// 1 s of collection over 20 s: 5%.
 			{1, 20, true, 64},
 		}},
+		{"a heap below the runtime's minimum counts as the minimum", 1, []step{
+			{0, 10, true, 32},
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			now := memSample{liveBytes: c.liveMiB * mib, runtimeBytes: c.runtimeMB * mib}
+			now := memSample{liveBytes: c.liveMiB * mib}
 			p := newMemPolicy(now)
 			for i, s := range c.steps {
 				if s.newCycle {
 					now.gcCycles++
 				}
 				now.gcCPUSeconds, now.busyCPUSeconds = s.gcCPUSeconds, s.busyCPUSeconds
-				got := p.limit(now)
-				if want := (c.runtimeMB + c.liveMiB + s.wantHeadroomMiB) * mib; got != want {
-					t.Fatalf("step %d: limit %d MiB, want %d MiB (headroom %d MiB)", i, got/mib, want/mib, s.wantHeadroomMiB)
+				got := p.gcPercent(now)
+				if want := int(s.wantHeadroomMiB * 100 / max(c.liveMiB, memLiveMinBytes/mib)); got != want {
+					t.Fatalf("step %d: GOGC %d, want %d (headroom %d MiB)", i, got, want, s.wantHeadroomMiB)
 				}
 			}
 		})
@@ -80,7 +83,7 @@ func TestReadMemSample(t *testing.T) {
 	}
 	runtime.GC()
 	s, ok := readMemSample(samples)
-	if !ok || s.liveBytes <= 0 || s.runtimeBytes <= 0 || s.gcCycles == 0 || s.busyCPUSeconds <= 0 {
+	if !ok || s.liveBytes <= 0 || s.gcCycles == 0 || s.busyCPUSeconds <= 0 {
 		t.Fatalf("sample %+v, ok %v", s, ok)
 	}
 }

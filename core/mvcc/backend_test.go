@@ -99,14 +99,14 @@ func checkBackend(t interface{ Fatalf(string, ...any) }, s *Store) {
 		want += b
 	}
 	s.tree.Ascend(func(it item) bool {
-		for _, r := range it.records() {
+		for _, r := range s.links.records(it) {
 			add(r)
 		}
 		return true
 	})
 	if j := s.jobs.head(); j != nil {
-		for n := j.dead; n != nil; n = n.next {
-			add(n.rec)
+		for d := j.dead; d.ok; d.next(&s.links) {
+			add(d.rec)
 		}
 	}
 	if s.backendInUse != want || s.backendSize < want {

@@ -52,7 +52,7 @@ func (v *View) WriteTo(w io.Writer) (int64, error) {
 		io.WriteString(cw, r)
 	}
 	v.tree.Ascend(func(it item) bool {
-		if s, ok := it.kept(v.compactRev); ok {
+		if s, ok := v.hx.kept(it, v.compactRev); ok {
 			put(s)
 		}
 		return cw.err == nil
@@ -115,11 +115,11 @@ func Load(data []byte) (*Store, int, error) {
 	s.rev, s.compactRev = rev, compactRev
 	s.physRev = s.compactRev
 	coldStart := p
-	coldEnd, err := checkSection(data, p, func(r record) error {
+	coldEnd, err := checkSection(data, p, func(r record, _ int) error {
 		if m := recMod(r); m > s.compactRev || recTombstone(r) && m != s.compactRev {
 			return fmt.Errorf("%w: cold record at revision %d", ErrBadCheckpoint, recMod(r))
 		}
-		if _, dup := s.tree.ReplaceOrInsert(item{rec: r}); dup {
+		if _, dup := s.tree.ReplaceOrInsert(coldItem(r, s.compactRev)); dup {
 			return fmt.Errorf("%w: key twice in cold section", ErrBadCheckpoint)
 		}
 		s.backendAdd(r)
@@ -130,21 +130,24 @@ func Load(data []byte) (*Store, int, error) {
 	}
 	hotStart := coldEnd + 1
 	last := s.compactRev
-	hotEnd, err := checkSection(data, hotStart, func(r record) error {
+	// The hot section becomes the first hot slab, number 0.
+	hotEnd, err := checkSection(data, hotStart, func(r record, off int) error {
 		m := recMod(r)
 		if m < s.compactRev || m > s.rev || m < last {
 			return fmt.Errorf("%w: hot record at revision %d out of order", ErrBadCheckpoint, m)
 		}
 		last = m
 		if m == s.compactRev {
-			return nil // indexed from the cold section; kept here for watchers
+			// Indexed from the cold section; kept here for watchers.
+			s.links.add(0, off-hotStart, noOrd)
+			return nil
 		}
 		s.backendAdd(r)
-		if it, ok := s.tree.Get(probe(recKey(r))); ok {
-			s.tree.ReplaceOrInsert(it.pushed(r))
-		} else {
-			s.tree.ReplaceOrInsert(item{rec: r})
+		it, ok := s.tree.Get(probe(recKey(r)))
+		if !ok {
+			it = item{ord: noOrd}
 		}
+		s.tree.ReplaceOrInsert(it.pushed(r, s.links.add(0, off-hotStart, it.ord)))
 		return nil
 	})
 	if err != nil {
@@ -155,6 +158,7 @@ func Load(data []byte) (*Store, int, error) {
 	if hotEnd > hotStart {
 		first := recMod(firstRecord(data[hotStart:hotEnd]))
 		s.hot.adopt(data[hotStart:hotEnd], first)
+		s.links.addSlab(s.hot.slabs[0].buf)
 	}
 	return s, hotEnd + 1, nil
 }
@@ -198,7 +202,7 @@ func CheckFraming(data []byte) error {
 	if err != nil {
 		return err
 	}
-	none := func(record) error { return nil }
+	none := func(record, int) error { return nil }
 	coldEnd, err := checkSection(data, p, none)
 	if err != nil {
 		return err
@@ -214,8 +218,9 @@ func firstRecord(buf []byte) record {
 }
 
 // checkSection validates the records of a section starting at off, calls
-// fn on each, and returns the offset of the section's end marker.
-func checkSection(data []byte, off int, fn func(r record) error) (int, error) {
+// fn on each with the offset of its length prefix, and returns the offset
+// of the section's end marker.
+func checkSection(data []byte, off int, fn func(r record, off int) error) (int, error) {
 	for {
 		if off >= len(data) {
 			return 0, fmt.Errorf("%w: section runs past the end", ErrBadCheckpoint)
@@ -232,7 +237,7 @@ func checkSection(data []byte, off int, fn func(r record) error) (int, error) {
 		if !validRecord(b) {
 			return 0, fmt.Errorf("%w: bad record at offset %d", ErrBadCheckpoint, start)
 		}
-		if err := fn(asRecord(b)); err != nil {
+		if err := fn(asRecord(b), off); err != nil {
 			return 0, err
 		}
 		off = start + int(n)

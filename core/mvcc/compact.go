@@ -24,7 +24,7 @@ type job struct {
 	// dead is the rest of a chain compaction cut out of the index whose
 	// records are still to be accounted for: a long history is let go a
 	// budget at a time like everything else.
-	dead *node
+	dead deadChain
 	// next is the cold series a rewrite fills.
 	next slabSeries
 	// done is called when the job finishes.
@@ -159,7 +159,7 @@ func (s *Store) stepCompact(j *job, budget int) (int, bool) {
 		used := s.compactKey(j, it)
 		return used + s.letGo(j, budget-used)
 	})
-	if !walked || j.dead != nil {
+	if !walked || j.dead.ok {
 		return 0, false
 	}
 	return max(budget, 0), s.finishCompact(j)
@@ -170,18 +170,17 @@ func (s *Store) stepCompact(j *job, budget int) (int, bool) {
 // ones can go), and everything older goes. A tombstone stays only if it is
 // at the target itself, as in etcd since 3.5.16 (etcd #18089): a watcher
 // starting at the target still gets the delete. The next compaction drops
-// it. The dropped records are left in j.dead for letGo. compactKey returns
-// the records it visited and copied.
+// it. The records newer than the target stay where they are: the new item
+// stops following their links at the target. The dropped records are
+// left in j.dead for letGo. compactKey returns the records it visited and
+// copied.
 func (s *Store) compactKey(j *job, it item) int {
-	// Find the newest record at or below the target without copying the
-	// chain: most keys need nothing.
 	above, visited := 0, 1
-	r, older := it.rec, it.prev
+	r, o, ok := it.rec, it.ord, true
 	for recMod(r) > j.target {
-		if older == nil {
+		if r, o, ok = s.links.older(it, o); !ok {
 			return visited // created after the target
 		}
-		r, older = older.rec, older.next
 		above++
 		visited++
 	}
@@ -189,38 +188,52 @@ func (s *Store) compactKey(j *job, it item) int {
 	if planted.Enabled && s.Bug == planted.MVCCCompactKeepsTooFew && above > 0 {
 		drop = true // planted: the value at the target goes when newer ones exist
 	}
-	hot := recMod(r) > s.physRev
-	if !hot && older == nil && !drop {
+	hot := o != noOrd
+	if !hot && !drop {
 		return visited // compacted before: its kept record is cold already
 	}
-	kept := make([]record, 0, above+1)
-	for rec, n := it.rec, it.prev; len(kept) < above; rec, n = n.rec, n.next {
-		kept = append(kept, rec)
-	}
-	j.dead = older
+	j.dead = deadChain{it: it, ord: o}
+	j.dead.next(&s.links)
+	cold, copied := r, 0
 	switch {
 	case drop:
 		s.forget(r)
+		cold = ""
 	case hot:
-		kept = append(kept, s.appendCold(r))
+		cold, copied = s.appendCold(r), 1
+	}
+	switch {
+	case above > 0:
+		s.tree.ReplaceOrInsert(item{rec: it.rec, ord: it.ord, cold: cold, low: j.target})
+	case cold != "":
+		s.tree.ReplaceOrInsert(coldItem(cold, j.target))
 	default:
-		kept = append(kept, r)
-	}
-	if len(kept) == 0 {
 		s.tree.Delete(it)
-	} else {
-		s.tree.ReplaceOrInsert(itemOf(kept))
 	}
-	return visited + len(kept)
+	return visited + copied
+}
+
+// deadChain is the rest of a key's chain that compaction cut off: the
+// records of it older than the one of ordinal ord.
+type deadChain struct {
+	it  item
+	ord uint64
+	rec record
+	ok  bool
+}
+
+// next moves to the next older record.
+func (d *deadChain) next(hx *hotIndex) {
+	d.rec, d.ord, d.ok = hx.older(d.it, d.ord)
 }
 
 // letGo accounts for up to budget records of the chain compaction cut off
 // last, and returns how many it did.
 func (s *Store) letGo(j *job, budget int) int {
 	n := 0
-	for ; j.dead != nil && n < budget; n++ {
+	for ; j.dead.ok && n < budget; n++ {
 		s.forget(j.dead.rec)
-		j.dead = j.dead.next
+		j.dead.next(&s.links)
 	}
 	return n
 }
@@ -242,6 +255,9 @@ func (s *Store) finishCompact(j *job) bool {
 		drop++
 	}
 	s.hot.dropFront(drop)
+	if len(s.hot.slabs) > 0 {
+		s.links.dropBefore(s.hot.seq0, s.hot.slabs[0].firstOrd)
+	}
 	s.physRev = j.target
 	if s.cold.bytes > 2*s.coldLive+coldRewriteSlackBytes && !s.rewriteQueued() {
 		s.jobs.push(&job{kind: jobRewriteCold})
@@ -262,13 +278,16 @@ func (s *Store) rewriteQueued() bool {
 // key order, so that the old cold slabs can be dropped.
 func (s *Store) stepRewrite(j *job, budget int) (int, bool) {
 	budget, walked := s.walkKeys(j, budget, func(it item, _ int) int {
-		recs := it.records()
-		last := len(recs) - 1
-		if recMod(recs[last]) <= s.physRev {
-			recs[last] = copyRecord(&j.next, recs[last])
-			s.tree.ReplaceOrInsert(itemOf(recs))
+		if it.cold == "" {
+			return 1
 		}
-		return len(recs)
+		c := copyRecord(&j.next, it.cold)
+		if it.ord == noOrd {
+			it.rec = c
+		}
+		it.cold = c
+		s.tree.ReplaceOrInsert(it)
+		return 2
 	})
 	if !walked {
 		return 0, false
@@ -293,7 +312,7 @@ func (s *Store) appendCold(r record) record {
 }
 
 func copyRecord(ss *slabSeries, r record) record {
-	dst := ss.append(len(r), 0)
+	dst, _, _ := ss.append(len(r), 0)
 	copy(dst, r)
 	return asRecord(dst)
 }

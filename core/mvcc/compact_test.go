@@ -183,7 +183,7 @@ func del(s *Store, key string) {
 func checkColdLive(t interface{ Fatalf(string, ...any) }, s *Store) {
 	var want int64
 	s.tree.Ascend(func(it item) bool {
-		for _, r := range it.records() {
+		for _, r := range s.links.records(it) {
 			if recMod(r) <= s.physRev {
 				want += recordFootprint(r)
 			}
@@ -306,7 +306,7 @@ func physicalState(s *Store) string {
 		s.rev, s.compactRev, s.physRev, len(s.hot.slabs), s.coldLive, s.cold.bytes, s.backendInUse, s.backendSize, s.Pending())
 	s.tree.Ascend(func(it item) bool {
 		b.WriteString(it.key())
-		for _, r := range it.records() {
+		for _, r := range s.links.records(it) {
 			h, _, v := decodeRecord(r)
 			fmt.Fprintf(&b, " %d.%d=%q", h.mod, h.sub, v)
 			if recMod(r) <= s.physRev {

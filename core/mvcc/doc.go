@@ -10,15 +10,17 @@
 // revision. The cold slabs hold, for each key, the one revision at or below
 // the compaction point that compaction keeps, relocated out of the hot log
 // so that whole hot slabs can be dropped. The index is a google/btree of
-// small items, one per key, holding the newest record of the key and an
-// immutable list of its older records, newest first.
+// small items, one per key, holding the newest record of the key, its cold
+// record and its place in the hot log; each hot record links to the key's
+// revision before it through pointer-free tables (links.go), so older
+// revisions cost the garbage collector nothing to mark.
 //
 // Invariants:
 //   - Records are immutable once written; slabs are only appended to, and a
 //     slab's backing array is never reallocated, so record strings that
 //     alias it stay valid for as long as anyone holds them.
-//   - Items and chain nodes are immutable once in the tree: a change
-//     replaces the item. This is what makes btree.Clone a valid snapshot for
+//   - Items and links are immutable once written: a change replaces the
+//     item. This is what makes btree.Clone a valid snapshot for
 //     readers on other goroutines.
 //   - A key's chain is ordered by strictly decreasing revision, and every
 //     revision above the compaction point is present in it.

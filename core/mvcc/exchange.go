@@ -70,7 +70,7 @@ func (e *bucketEncoder) entry(r record) (key, value []byte) {
 func (v *View) ExportBucket(fn func(key, value []byte) error) error {
 	var cold []record
 	v.tree.Ascend(func(it item) bool {
-		if r, ok := it.kept(v.compactRev); ok && recMod(r) < v.compactRev {
+		if r, ok := v.hx.kept(it, v.compactRev); ok && recMod(r) < v.compactRev {
 			cold = append(cold, r)
 		}
 		return true
@@ -149,12 +149,12 @@ func (im *BucketImporter) Add(key, value []byte) error {
 // alloc returns n bytes of the current slab, or of a new one.
 func (im *BucketImporter) alloc(n int) []byte {
 	if im.slab != nil {
-		if b, ok := im.slab.put(n); ok {
+		if b, _, ok := im.slab.put(n); ok {
 			return b
 		}
 	}
 	im.slab = newSlab(n)
-	b, _ := im.slab.put(n)
+	b, _, _ := im.slab.put(n)
 	return b
 }
 

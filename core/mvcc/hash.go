@@ -63,10 +63,10 @@ func (v *View) hashAt(rev Revision, compaction bool) KVHash {
 	var kept, current []record
 	anyLive, tombAtRev := false, false
 	v.tree.Ascend(func(it item) bool {
-		r, live := it.at(rev)
+		r, live := v.hx.at(it, rev)
 		anyLive = anyLive || live
 		tombAtRev = tombAtRev || !live && r != "" && recMod(r) == rev
-		if s, ok := it.at(c); ok {
+		if s, ok := v.hx.at(it, c); ok {
 			kept = append(kept, s)
 			if live && recMod(r) == recMod(s) {
 				current = append(current, s)

@@ -52,7 +52,7 @@ func (s *Store) checkRevisions() error {
 
 func (s *Store) checkItem(it item) error {
 	key := it.key()
-	recs := it.records()
+	recs := s.links.records(it)
 	belowPhys := 0
 	for i, r := range recs {
 		h, k, _ := decodeRecord(r)

@@ -16,8 +16,9 @@ func TestCheckInvariantsBites(t *testing.T) {
 	// replace swaps key a's newest record for one with header h.
 	replace := func(s *Store, h recHeader) {
 		it, _ := s.get([]byte("a"))
-		r := s.appendHot(&h, []byte("a"), []byte("x"))
-		s.tree.ReplaceOrInsert(item{rec: r, prev: it.prev})
+		prev := s.links.link(it.ord).prev
+		r, o := s.appendHot(&h, []byte("a"), []byte("x"), prev)
+		s.tree.ReplaceOrInsert(it.pushed(r, o))
 	}
 	for _, tc := range []struct {
 		name    string

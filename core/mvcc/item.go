@@ -6,28 +6,31 @@ import "github.com/google/btree"
 // against tree depth (larger is shallower).
 const btreeDegree = 32
 
-// item is the index entry of one key: its newest record and the older
-// ones. Items are values in the btree and are replaced, never changed.
+// item is the index entry of one key: its newest record and where the
+// older ones are. Items are values in the btree and are replaced, never
+// changed. The older revisions are reached through the hot log's links
+// (links.go) from ord down to the first record at or below low, below
+// which the key's history is cold: its one record at or below the
+// compaction point, if compaction kept one.
 type item struct {
-	rec  record // newest revision of the key, possibly a tombstone
-	prev *node  // older revisions, newest first
+	rec record // newest revision of the key, possibly a tombstone
+	// cold is the key's record in the cold slabs, "" if none; rec itself
+	// when it is the only one.
+	cold record
+	// ord is rec's ordinal in the hot log, noOrd if rec is cold.
+	ord uint64
+	// low is the compaction target the key was last compacted to.
+	low Revision
 }
 
-// node is one older revision in a key's chain. Nodes are shared between
-// the store and its views, so they are never changed once linked.
-type node struct {
-	rec  record
-	next *node
-}
-
-// probeMark marks an item that only carries a key to search for: its rec
+// probeOrd marks an item that only carries a key to search for: its rec
 // field is the bare key, not a record.
-var probeMark = &node{}
+const probeOrd = noOrd - 1
 
-func probe(key string) item { return item{rec: key, prev: probeMark} }
+func probe(key string) item { return item{rec: key, ord: probeOrd} }
 
 func (it item) key() string {
-	if it.prev == probeMark {
+	if it.ord == probeOrd {
 		return it.rec
 	}
 	return recKey(it.rec)
@@ -39,51 +42,16 @@ func newTree() *btree.BTreeG[item] {
 	return btree.NewG[item](btreeDegree, itemLess)
 }
 
-// at returns the key's record at revision rev: the newest with a main
-// revision at or below rev. ok is false if there is none or it is a
-// tombstone, that is, if the key did not exist at rev.
-func (it item) at(rev Revision) (r record, ok bool) {
-	if recMod(it.rec) <= rev {
-		return it.rec, !recTombstone(it.rec)
-	}
-	for n := it.prev; n != nil; n = n.next {
-		if recMod(n.rec) <= rev {
-			return n.rec, !recTombstone(n.rec)
-		}
-	}
-	return "", false
-}
-
-// kept returns the record a compaction at rev keeps of the key: its newest
-// at or below rev, unless that is a tombstone older than rev. ok is false
-// if it keeps none.
-func (it item) kept(rev Revision) (r record, ok bool) {
-	r, live := it.at(rev)
-	return r, live || r != "" && recMod(r) == rev
-}
-
 // live reports whether the key exists now.
 func (it item) live() bool { return !recTombstone(it.rec) }
 
-// pushed returns the item with r as its newest record.
-func (it item) pushed(r record) item {
-	return item{rec: r, prev: &node{rec: it.rec, next: it.prev}}
+// pushed returns the item with r, of hot ordinal o, as its newest record.
+func (it item) pushed(r record, o uint64) item {
+	return item{rec: r, ord: o, cold: it.cold, low: it.low}
 }
 
-// records returns the chain newest first, for rebuilding it.
-func (it item) records() []record {
-	out := []record{it.rec}
-	for n := it.prev; n != nil; n = n.next {
-		out = append(out, n.rec)
-	}
-	return out
-}
-
-// itemOf builds an item from records ordered newest first.
-func itemOf(recs []record) item {
-	var prev *node
-	for i := len(recs) - 1; i >= 1; i-- {
-		prev = &node{rec: recs[i], next: prev}
-	}
-	return item{rec: recs[0], prev: prev}
+// coldItem is the item of a key whose only record is the cold record r,
+// kept by a compaction at low.
+func coldItem(r record, low Revision) item {
+	return item{rec: r, cold: r, ord: noOrd, low: low}
 }

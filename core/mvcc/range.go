@@ -36,7 +36,9 @@ type RangeResult struct {
 // reader reads one tree at one revision. The store's reader uses the live
 // tree from the loop; a view's uses its frozen clone from any goroutine.
 type reader struct {
-	tree       *btree.BTreeG[item]
+	tree *btree.BTreeG[item]
+	// hx finds the older revisions the tree's items link to.
+	hx         hotIndex
 	rev        Revision
 	compactRev Revision
 	// bug is the store's planted bug.
@@ -66,7 +68,7 @@ func (rd reader) rangeKeys(key, end []byte, ro RangeOptions) (*RangeResult, erro
 		if reached && !ro.WithTotalCount && !ro.CountOnly {
 			return false
 		}
-		r, ok := it.at(rev)
+		r, ok := rd.hx.at(it, rev)
 		if planted.Enabled && rd.bug == planted.MVCCTombstoneVisible && r != "" {
 			ok = true // planted: a tombstone read as the key
 		}

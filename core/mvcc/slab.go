@@ -17,19 +17,22 @@ type slab struct {
 	// first is the revision of the first record written to the slab; the
 	// hot log uses it to find where a revision starts.
 	first Revision
+	// firstOrd is the ordinal of the slab's first record in the hot log.
+	firstOrd uint64
 }
 
 // put writes a record of size n, prefixed with its length, and returns the
-// record's bytes to be filled in. ok is false when the slab is too full.
-func (s *slab) put(n int) (dst []byte, ok bool) {
+// record's bytes to be filled in and the offset of the length prefix. ok
+// is false when the slab is too full.
+func (s *slab) put(n int) (dst []byte, off int, ok bool) {
 	total := uvarintLen(uint64(n)) + n
-	off := len(s.buf)
+	off = len(s.buf)
 	if off+total > cap(s.buf) {
-		return nil, false
+		return nil, 0, false
 	}
 	s.buf = s.buf[:off+total]
 	p := off + binary.PutUvarint(s.buf[off:], uint64(n))
-	return s.buf[p : p+n], true
+	return s.buf[p : p+n], off, true
 }
 
 // newSlab allocates a slab that can hold at least one record of size n.
@@ -69,25 +72,33 @@ func slabRecords(buf []byte, off int, fn func(r record, next int) bool) int {
 // slabSeries is an append-only list of slabs.
 type slabSeries struct {
 	slabs []*slab
+	// seq0 is the sequence number of slabs[0]: slabs are numbered in the
+	// order they were added.
+	seq0 uint64
 	// bytes is the capacity of every slab in the series: what the series
 	// costs in memory.
 	bytes int64
 }
 
-// append writes a record of size n and returns its bytes to fill in.
-func (ss *slabSeries) append(n int, first Revision) []byte {
+// append writes a record of size n and returns its bytes to fill in, and
+// the offset of its length prefix in the last slab; fresh says a new
+// slab was started for it.
+func (ss *slabSeries) append(n int, first Revision) (dst []byte, off int, fresh bool) {
 	if k := len(ss.slabs); k > 0 {
-		if dst, ok := ss.slabs[k-1].put(n); ok {
-			return dst
+		if dst, off, ok := ss.slabs[k-1].put(n); ok {
+			return dst, off, false
 		}
 	}
 	s := newSlab(n)
 	s.first = first
 	ss.slabs = append(ss.slabs, s)
 	ss.bytes += int64(cap(s.buf))
-	dst, _ := s.put(n)
-	return dst
+	dst, off, _ = s.put(n)
+	return dst, off, true
 }
+
+// lastSeq is the sequence number of the last slab.
+func (ss *slabSeries) lastSeq() uint64 { return ss.seq0 + uint64(len(ss.slabs)) - 1 }
 
 // adopt appends an existing, already filled region as a read-only slab.
 // Checkpoint loading uses it so that file memory becomes slab memory
@@ -107,6 +118,7 @@ func (ss *slabSeries) dropFront(k int) {
 		ss.slabs[i] = nil
 	}
 	ss.slabs = append(ss.slabs[:0], ss.slabs[k:]...)
+	ss.seq0 += uint64(k)
 }
 
 // frozen returns a copy of the series' slab headers as they are now, for a

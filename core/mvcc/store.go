@@ -18,6 +18,8 @@ type Store struct {
 
 	hot  slabSeries
 	cold slabSeries
+	// links find the hot log's records by ordinal (links.go).
+	links hotIndex
 	// coldLive is the bytes of cold records still referenced by the index;
 	// cold.bytes - coldLive is garbage that a rewrite would return.
 	coldLive int64
@@ -66,7 +68,7 @@ func (s *Store) Size() int64 { return s.backendSize }
 func (s *Store) SizeInUse() int64 { return s.backendInUse }
 
 func (s *Store) reader(rev Revision) reader {
-	return reader{tree: s.tree, rev: rev, compactRev: s.compactRev, bug: s.Bug}
+	return reader{tree: s.tree, hx: s.links, rev: rev, compactRev: s.compactRev, bug: s.Bug}
 }
 
 // Range reads the current state (or a past revision) of the key space.

@@ -19,7 +19,7 @@ type View struct {
 // space changes.
 func (s *Store) View() *View {
 	if s.view == nil {
-		s.view = &View{reader: reader{tree: s.tree.Clone(), rev: s.rev, compactRev: s.compactRev, bug: s.Bug}, physRev: s.physRev}
+		s.view = &View{reader: reader{tree: s.tree.Clone(), hx: s.links, rev: s.rev, compactRev: s.compactRev, bug: s.Bug}, physRev: s.physRev}
 	}
 	return s.view
 }

@@ -65,12 +65,11 @@ func (t *Txn) Put(key, value []byte, lease LeaseID) {
 	if oldLease != lease {
 		t.leases = append(t.leases, LeaseChange{Key: string(key), Old: oldLease, New: lease})
 	}
-	r := s.appendHot(&h, key, value)
-	if found {
-		s.tree.ReplaceOrInsert(old.pushed(r))
-	} else {
-		s.tree.ReplaceOrInsert(item{rec: r})
+	if !found {
+		old = item{ord: noOrd}
 	}
+	r, o := s.appendHot(&h, key, value, old.ord)
+	s.tree.ReplaceOrInsert(old.pushed(r, o))
 	t.changes = append(t.changes, r)
 }
 
@@ -90,8 +89,8 @@ func (t *Txn) DeleteRange(key, end []byte) int64 {
 			t.leases = append(t.leases, LeaseChange{Key: k, Old: oh.lease})
 		}
 		h := recHeader{tombstone: true, mod: t.begin + 1, sub: int64(len(t.changes))}
-		r := s.appendHot(&h, bytesOf(it.key()), nil)
-		s.tree.ReplaceOrInsert(it.pushed(r))
+		r, o := s.appendHot(&h, bytesOf(it.key()), nil, it.ord)
+		s.tree.ReplaceOrInsert(it.pushed(r, o))
 		t.changes = append(t.changes, r)
 	}
 	return int64(len(doomed))
@@ -110,12 +109,18 @@ func (t *Txn) End() Revision {
 	return t.s.rev
 }
 
-// appendHot writes a record at the end of the hot log.
-func (s *Store) appendHot(h *recHeader, key, value []byte) record {
+// appendHot writes a record at the end of the hot log, linked to the
+// key's record of ordinal prev, and returns it and its ordinal.
+func (s *Store) appendHot(h *recHeader, key, value []byte, prev uint64) (record, uint64) {
 	n := recordSize(h, len(key), len(value))
-	dst := s.hot.append(n, h.mod)
+	dst, off, fresh := s.hot.append(n, h.mod)
+	if fresh {
+		sl := s.hot.slabs[len(s.hot.slabs)-1]
+		sl.firstOrd = s.links.next
+		s.links.addSlab(sl.buf)
+	}
 	encodeRecord(dst, h, key, value)
 	r := asRecord(dst)
 	s.backendAdd(r)
-	return r
+	return r, s.links.add(s.hot.lastSeq(), off, prev)
 }
