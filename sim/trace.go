@@ -30,6 +30,23 @@ func (t *tracer) logf(now int64, format string, args ...any) {
 	t.buf = appendTime(t.buf[:0], now)
 	start := len(t.buf)
 	t.buf = fmt.Appendf(t.buf, format, args...)
+	t.end(now, start)
+}
+
+// log records a line of the parts joined, at virtual time now: logf's
+// line for "%s%s..." without fmt, for the lines of every message.
+func (t *tracer) log(now int64, parts ...string) {
+	t.buf = appendTime(t.buf[:0], now)
+	start := len(t.buf)
+	for _, p := range parts {
+		t.buf = append(t.buf, p...)
+	}
+	t.end(now, start)
+}
+
+// end finishes the line in buf, whose text starts at start: it hashes
+// it, writes it and shows it to onLine.
+func (t *tracer) end(now int64, start int) {
 	t.buf = append(t.buf, '\n')
 	t.h.Write(t.buf)
 	t.lines++

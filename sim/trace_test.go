@@ -3,6 +3,8 @@ package sim
 import (
 	"fmt"
 	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // TestAppendTime: the trace's time prefix is fmt's, digit for digit, so
@@ -15,3 +17,27 @@ func TestAppendTime(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribe: a raft message's trace text is fmt's, so recorded trace
+// hashes do not move.
+func TestDescribe(t *testing.T) {
+	for _, m := range []*raftpb.Message{
+		{},
+		{Type: raftpb.MsgApp.Enum(), Term: ptr(uint64(3)), Index: ptr(uint64(17)), LogTerm: ptr(uint64(2)), Commit: ptr(uint64(16)), Entries: make([]*raftpb.Entry, 2)},
+		{Type: raftpb.MsgAppResp.Enum(), Term: ptr(uint64(3)), Index: ptr(uint64(17)), Reject: ptr(true)},
+		{Type: raftpb.MessageType(99).Enum()},
+	} {
+		want := fmt.Sprintf("%s t%d i%d lt%d c%d", m.GetType(), m.GetTerm(), m.GetIndex(), m.GetLogTerm(), m.GetCommit())
+		if n := len(m.GetEntries()); n > 0 {
+			want += fmt.Sprintf(" ents%d", n)
+		}
+		if m.GetReject() {
+			want += " reject"
+		}
+		if got := describe(m); got != want {
+			t.Errorf("describe = %q, want %q", got, want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
