@@ -58,10 +58,8 @@ type Node struct {
 	// duplicated one is not carried out twice.
 	peerSeen map[uint64][]uint64
 	// activity is when this member heard from each peer, for the strict
-	// reconfiguration check; lastSent the tick it last sent each peer
-	// anything, for the link heartbeats.
+	// reconfiguration check.
 	activity peerActivity
-	lastSent map[uint64]int64
 
 	out Ready
 	// incoming is a prepared snapshot waiting for raft to accept it.
@@ -158,7 +156,7 @@ func newNode(cfg Config, kv *mvcc.Store, storage *raft.MemoryStorage) *Node {
 	n.watch.Bug = cfg.PlantedBug
 	n.lessor = lease.New(cfg.lessorConfig())
 	n.forwards, n.peerWaits, n.peerSeen = map[uint64]forward{}, map[RequestID]peerOrigin{}, map[uint64][]uint64{}
-	n.activity, n.lastSent = newPeerActivity(), map[uint64]int64{}
+	n.activity = newPeerActivity()
 	// A leader may still answer what this member forwarded before a
 	// restart: the new run's sequence numbers must not meet those.
 	n.nextSeq = cfg.ProposalEpoch
@@ -344,7 +342,6 @@ func (n *Node) Ready() Ready {
 	n.checkInvariants()
 	rd := n.out
 	n.out = Ready{}
-	n.noteSent(&rd)
 	return rd
 }
 

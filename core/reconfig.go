@@ -22,37 +22,18 @@ const healthIntervalMs = 5000
 // by its machine, does not restart the health interval.
 const connReadTimeoutMs = 5000
 
-// sendLinkHeartbeats sends a link heartbeat (a PeerMessage with nothing
-// in it) every quarter of an election timeout to every other member this
-// one sent nothing since the last round: followers exchange nothing
-// else, and a follower that becomes leader must know which of them it
-// has been in contact with, as etcd's members know from the streams
-// their transport keeps open to every peer. A link that carried a
-// message needs none, as a stream that carried data is known alive.
+// sendLinkHeartbeats sends every other member a link heartbeat (a
+// PeerMessage with nothing in it) every quarter of an election timeout:
+// followers exchange nothing else, and a follower that becomes leader
+// must know which of them it has been in contact with, as etcd's members
+// know from the streams their transport keeps open to every peer.
 func (n *Node) sendLinkHeartbeats() {
-	every := max(int64(n.cfg.ElectionTicks)/4, 1)
-	if n.ticks%every != 0 {
+	if n.ticks%max(int64(n.cfg.ElectionTicks)/4, 1) != 0 {
 		return
 	}
 	for _, m := range n.st.members.list {
-		if m.ID != n.cfg.ID && n.lastSent[m.ID] <= n.ticks-every {
+		if m.ID != n.cfg.ID {
 			n.out.Peer = append(n.out.Peer, &PeerMessage{From: n.cfg.ID, To: m.ID})
-			n.lastSent[m.ID] = n.ticks
-		}
-	}
-}
-
-// noteSent records the tick at which rd's messages go to their peers. A
-// link heartbeat counts from its round, noted when it was made: a driver
-// that ticks many times before it takes a Ready must not make the next
-// round skip the peer for heartbeats of rounds already past.
-func (n *Node) noteSent(rd *Ready) {
-	for _, m := range rd.Messages {
-		n.lastSent[m.GetTo()] = n.ticks
-	}
-	for _, m := range rd.Peer {
-		if !m.isLink() {
-			n.lastSent[m.To] = n.ticks
 		}
 	}
 }
