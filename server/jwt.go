@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -21,6 +22,29 @@ type jwtTokens struct {
 	verifyKey any
 	ttl       time.Duration
 	now       func() time.Time // the clock tokens expire by
+	// verified are tokens whose signature checked out, with their
+	// claims: a signature never changes, so a token seen again is only
+	// checked against the clock, as jwt.Parse would. Every request with
+	// auth on carries a token; handlers verify from many goroutines.
+	mu       sync.Mutex
+	verified map[string]verifiedToken
+}
+
+// verifiedToken is what a token with a good signature claims.
+type verifiedToken struct {
+	user     string
+	rev      uint64
+	exp, nbf time.Time // nbf zero: none
+}
+
+// jwtVerifiedMax bounds the verified tokens kept: past it the cache
+// starts again empty (a client's next token verifies in full once).
+const jwtVerifiedMax = 4096
+
+// validAt reports whether the token is good at now, as jwt.Parse's
+// checks of exp and nbf (with no leeway) judge it.
+func (v verifiedToken) validAt(now time.Time) bool {
+	return now.Before(v.exp) && (v.nbf.IsZero() || !now.Before(v.nbf))
 }
 
 // jwtDefaultTTL is etcd's.
@@ -142,21 +166,56 @@ func (t *jwtTokens) Sign(user string, rev uint64) (string, error) {
 	return jwt.NewWithClaims(t.method, claims).SignedString(t.signKey)
 }
 
-// verify returns the user and auth revision of a valid, unexpired token.
+// Verify returns the user and auth revision of a valid, unexpired token.
 func (t *jwtTokens) Verify(token string) (string, uint64, bool) {
-	parsed, err := jwt.Parse(token, func(*jwt.Token) (any, error) { return t.verifyKey, nil },
-		jwt.WithValidMethods([]string{t.method.Alg()}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(t.now))
-	if err != nil || !parsed.Valid {
+	now := t.now()
+	t.mu.Lock()
+	v, seen := t.verified[token]
+	t.mu.Unlock()
+	if !seen {
+		var ok bool
+		if v, ok = t.parse(token, now); !ok {
+			return "", 0, false
+		}
+		t.remember(token, v)
+	}
+	if !v.validAt(now) {
 		return "", 0, false
+	}
+	return v.user, v.rev, true
+}
+
+// parse checks a token in full at now: signature, method, claims.
+func (t *jwtTokens) parse(token string, now time.Time) (verifiedToken, bool) {
+	parsed, err := jwt.Parse(token, func(*jwt.Token) (any, error) { return t.verifyKey, nil },
+		jwt.WithValidMethods([]string{t.method.Alg()}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(func() time.Time { return now }))
+	if err != nil || !parsed.Valid {
+		return verifiedToken{}, false
 	}
 	claims, ok := parsed.Claims.(jwt.MapClaims)
 	if !ok {
-		return "", 0, false
+		return verifiedToken{}, false
 	}
 	user, ok1 := claims["username"].(string)
 	rev, ok2 := claims["revision"].(float64)
-	if !ok1 || !ok2 || user == "" {
-		return "", 0, false
+	exp, err1 := claims.GetExpirationTime()
+	nbf, err2 := claims.GetNotBefore()
+	if !ok1 || !ok2 || user == "" || exp == nil || err1 != nil || err2 != nil {
+		return verifiedToken{}, false
 	}
-	return user, uint64(rev), true
+	v := verifiedToken{user: user, rev: uint64(rev), exp: exp.Time}
+	if nbf != nil {
+		v.nbf = nbf.Time
+	}
+	return v, true
+}
+
+// remember keeps a token that verified, within jwtVerifiedMax.
+func (t *jwtTokens) remember(token string, v verifiedToken) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.verified == nil || len(t.verified) >= jwtVerifiedMax {
+		t.verified = map[string]verifiedToken{}
+	}
+	t.verified[token] = v
 }

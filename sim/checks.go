@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,8 +39,11 @@ type checkers struct {
 	tickStalls [][2]int64
 	// leaseLog is what the lease checks learn from the log.
 	leaseLog leaseLog
-	// entries records what was applied at each index, by any member.
+	// entries records what was applied at each index, by any member;
+	// decoded keeps the requests of recent entries, decoded once for
+	// every member that applies them.
 	entries map[uint64][32]byte
+	decoded [decodedMax]decodedEntry
 	// lastRev is each client's newest revision from a linearizable op.
 	lastRev map[int]int64
 	// maxRev is the newest revision any operation has shown.
@@ -127,26 +131,18 @@ func (c *checkers) observe(m *member) {
 // applied checks that every member applies the same entry at an index.
 func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 	c.perm.sample(m)
-	// r is the entry's request, decoded once for every checker; nil for
-	// an empty entry, a snapshot, or what is not a request.
-	var r *pb.InternalRaftRequest
-	if len(data) > 0 {
-		r = new(pb.InternalRaftRequest)
-		if proto.Unmarshal(data, r) != nil {
-			r = nil
-		}
+	if data == nil {
+		// A snapshot: its entries were checked where they were applied.
+		c.maintApplied(m, index, true, nil)
+		c.noteLeaseEntry(m, index, term, true, nil)
+		c.snapApplied(m, index)
+		return
 	}
-	c.maintApplied(m, index, data == nil, r)
+	sum := entrySum(term, data)
+	r := c.decode(index, sum, data)
+	c.maintApplied(m, index, false, r)
 	c.noteLeaseEntry(m, index, term, len(data) == 0, r)
 	c.snapApplied(m, index)
-	if data == nil {
-		return // a snapshot: its entries were checked where they were applied
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%d/", term)
-	h.Write(data)
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
 	prev, ok := c.entries[index]
 	if ok && prev != sum {
 		c.fail("%s applied a different entry at index %d (term %d)", m.name, index, term)
@@ -155,6 +151,50 @@ func (c *checkers) applied(m *member, index, term uint64, data []byte) {
 		c.noteApplied(m, r)
 	}
 	c.entries[index] = sum
+}
+
+// entrySum identifies an entry by its term and data.
+func entrySum(term uint64, data []byte) [32]byte {
+	h := sha256.New()
+	var b [24]byte
+	h.Write(strconv.AppendUint(b[:0], term, 10))
+	h.Write([]byte{'/'})
+	h.Write(data)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// decodedMax bounds the decoded requests the checkers keep: the members
+// apply an entry within a few indexes of each other, but for one
+// restarting or catching up, which decodes again.
+const decodedMax = 1024
+
+// decodedEntry is the request of the entry at index with sum; nil for an
+// empty entry or what is not a request.
+type decodedEntry struct {
+	index uint64
+	sum   [32]byte
+	r     *pb.InternalRaftRequest
+}
+
+// decode returns the request of the entry at index, decoded once for
+// every checker and every member that applies the same entry (the
+// checkers only read it).
+func (c *checkers) decode(index uint64, sum [32]byte, data []byte) *pb.InternalRaftRequest {
+	if len(data) == 0 {
+		return nil
+	}
+	d := &c.decoded[index%decodedMax]
+	if d.index == index && d.sum == sum {
+		return d.r
+	}
+	r := new(pb.InternalRaftRequest)
+	if proto.Unmarshal(data, r) != nil {
+		r = nil
+	}
+	*d = decodedEntry{index: index, sum: sum, r: r}
+	return r
 }
 
 // op records a finished operation and checks that a client's revisions

@@ -2,7 +2,7 @@ package sim
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -140,25 +140,31 @@ type observer member
 func (o *observer) Ready(rd *core.Ready) {
 	w := o.w
 	if p := rd.Persist; p != nil {
-		w.trace.logf(w.now, "%s write #%d%s sync=%v", o.name, p.ID, describePersist(p), p.Sync)
+		w.trace.log(w.now, o.name, " write #", strconv.FormatUint(p.ID, 10), describePersist(p), " sync=", strconv.FormatBool(p.Sync))
 	}
 	for _, out := range rd.Watch {
 		w.trace.logf(w.now, "%s stream %d watch %d: %s", o.name, out.Stream, out.Resp.WatchId, describeWatch(out.Resp))
 	}
 }
 
+// describePersist is a write's trace text: " entries %d-%d",
+// " hs t%d v%d c%d" and " snapshot %d" where they apply; without fmt, as
+// it runs for every write.
 func describePersist(p *core.Persist) string {
-	desc := ""
+	b := make([]byte, 0, 64)
 	if n := len(p.Entries); n > 0 {
-		desc = fmt.Sprintf(" entries %d-%d", p.Entries[0].Index, p.Entries[n-1].Index)
+		b = appendField(b, " entries ", p.Entries[0].Index)
+		b = appendField(b, "-", p.Entries[n-1].Index)
 	}
 	if hs := p.HardState; hs != nil {
-		desc += fmt.Sprintf(" hs t%d v%d c%d", hs.Term, hs.Vote, hs.Commit)
+		b = appendField(b, " hs t", hs.Term)
+		b = appendField(b, " v", hs.Vote)
+		b = appendField(b, " c", hs.Commit)
 	}
 	if p.Snapshot != nil {
-		desc += fmt.Sprintf(" snapshot %d", p.Snapshot.Index)
+		b = appendField(b, " snapshot ", p.Snapshot.Index)
 	}
-	return desc
+	return string(b)
 }
 
 // Wrote implements driver.Observer.
@@ -168,7 +174,9 @@ func (o *observer) Wrote(*core.Persist, time.Duration) {}
 func (o *observer) Synced(time.Duration) {}
 
 // Durable implements driver.Observer.
-func (o *observer) Durable(id uint64) { o.w.trace.logf(o.w.now, "%s durable #%d", o.name, id) }
+func (o *observer) Durable(id uint64) {
+	o.w.trace.log(o.w.now, o.name, " durable #", strconv.FormatUint(id, 10))
+}
 
 // Checkpointed implements driver.Observer.
 func (o *observer) Checkpointed(index uint64, size int64, _ time.Duration, err error) {

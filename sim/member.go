@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -359,14 +360,31 @@ func (m *member) runDeferred() {
 	}
 }
 
-// describe formats a raft message for the trace.
+// describe formats a raft message for the trace, as
+// "%s t%d i%d lt%d c%d" of its type, term, index, log term and commit,
+// then " ents%d" and " reject" where they apply; without fmt, as it
+// runs for every message.
 func describe(msg *raftpb.Message) string {
-	s := fmt.Sprintf("%s t%d i%d lt%d c%d", msg.GetType(), msg.GetTerm(), msg.GetIndex(), msg.GetLogTerm(), msg.GetCommit())
+	b := make([]byte, 0, 64)
+	t := msg.GetType()
+	if name, ok := raftpb.MessageType_name[int32(t)]; ok {
+		b = append(b, name...)
+	} else {
+		b = append(b, t.String()...)
+	}
+	b = appendField(b, " t", msg.GetTerm())
+	b = appendField(b, " i", msg.GetIndex())
+	b = appendField(b, " lt", msg.GetLogTerm())
+	b = appendField(b, " c", msg.GetCommit())
 	if n := len(msg.GetEntries()); n > 0 {
-		s += fmt.Sprintf(" ents%d", n)
+		b = appendField(b, " ents", uint64(n))
 	}
 	if msg.GetReject() {
-		s += " reject"
+		b = append(b, " reject"...)
 	}
-	return s
+	return string(b)
+}
+
+func appendField(b []byte, name string, v uint64) []byte {
+	return strconv.AppendUint(append(b, name...), v, 10)
 }

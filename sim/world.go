@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -335,7 +336,7 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 	if len(times) == 0 {
 		w.stats.Dropped++
 		d := describe(rm)
-		w.trace.logf(w.now, "%s>m%d drop %s", from.name, to, d)
+		w.trace.log(w.now, from.name, ">m", strconv.FormatUint(to, 10), " drop ", d)
 		w.noteDrop(from, to, d)
 		return
 	}
@@ -365,7 +366,7 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 			}
 			target.event(func() {
 				d := describe(m)
-				w.trace.logf(w.now, "%s>%s %s", from.name, target.name, d)
+				w.trace.log(w.now, from.name, ">", target.name, " ", d)
 				w.noteMessage(from, target, sent, d)
 				target.d.Step(m)
 			})()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -72,6 +73,7 @@ func cmdRun(args []string) int {
 	note := fs.String("note", "", "why the seed is kept, for --save")
 	reportDir := fs.String("report", "sim-failures", "if the run fails, write its timeline and history as HTML pages into this directory (\"\" for none)")
 	shrinkTime := fs.Duration("shrink", 0, "if the run fails, shrink its fault schedule for up to this much wall time and print the shrunk replay")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof reads it)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -95,9 +97,6 @@ func cmdRun(args []string) int {
 		return 2
 	}
 	o = w.Options() // the world the seed drew, as flags that pin it
-	if *reportDir != "" {
-		w.EnableTimeline()
-	}
 	if !*asJSON {
 		fmt.Printf("detcd-sim run %s\nsettings: %s\n", o, w.Settings())
 		last := time.Now()
@@ -108,7 +107,13 @@ func cmdRun(args []string) int {
 			}
 		}
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	res := w.Run()
+	stopProfile()
 	if *asJSON {
 		json.NewEncoder(os.Stdout).Encode(res)
 	} else {
@@ -126,7 +131,7 @@ func cmdRun(args []string) int {
 	}
 	var pages sim.ReportPaths
 	if *reportDir != "" {
-		if pages, err = w.WriteReport(*reportDir, reportBase(o)); err != nil {
+		if pages, err = writeReport(o, res, *reportDir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -145,6 +150,50 @@ func cmdRun(args []string) int {
 		printShrunk(os.Stdout, s)
 	}
 	return 1
+}
+
+// startCPUProfile profiles the process into path until the returned stop
+// is called; with no path it does nothing. The profile covers only the
+// world's run, so its percentages are the simulator's and not the flags'
+// parsing or the report's writing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// writeReport runs a failed world again, the same options making the
+// same run, with its timeline recorded, and writes its pages into dir.
+// Only a failed run pays for the timeline, which would cost every run a
+// tenth of its time (a row for every message delivered). The trace hash
+// confirms the second run is the first.
+func writeReport(o sim.Options, first *sim.Result, dir string) (sim.ReportPaths, error) {
+	w, err := sim.New(o, nil)
+	if err != nil {
+		return sim.ReportPaths{}, fmt.Errorf("report: %w", err)
+	}
+	w.EnableTimeline()
+	again := w.Run()
+	pages, err := w.WriteReport(dir, reportBase(o))
+	if err != nil {
+		return pages, fmt.Errorf("report: %w", err)
+	}
+	if again.TraceHash != first.TraceHash {
+		return pages, fmt.Errorf("report: the run again, to record its timeline, had trace hash %s, the first run %s: the simulator is not deterministic", again.TraceHash, first.TraceHash)
+	}
+	return pages, nil
 }
 
 // expectOf is a seed file's expectation for a result: pass, or the first
