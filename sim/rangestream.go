@@ -45,7 +45,7 @@ type rangeStream struct {
 	chunks []*pb.RangeResponse
 }
 
-var _ inProcessStream = (*rangeStream)(nil)
+var _ grpc.ServerStream = (*rangeStream)(nil)
 
 // RecvMsg reads the call's one request.
 func (s *rangeStream) RecvMsg(m any) error {
@@ -79,9 +79,9 @@ func (s *rangeStream) joined() *pb.RangeResponse {
 func (m *member) rangeStreamCall(r *pb.RangeRequest) serviceCall {
 	return func(token string, cb func(core.Response)) {
 		m.spawnCall(token, cb, func(ctx context.Context, _ *grpcsvc.Services, _ *grpcsvc.Guard) (proto.Message, error) {
-			ss := &rangeStream{req: r}
+			ss := &rangeStream{streamBase: streamBase{ctx}, req: r}
 			info := &grpc.StreamServerInfo{FullMethod: rangeStreamMethod, IsServerStream: true}
-			if err := m.runStream(ctx, rangeStreamRPC, ss, info); err != nil {
+			if err := m.runStream(rangeStreamRPC, ss, info); err != nil {
 				return nil, err
 			}
 			return ss.joined(), nil

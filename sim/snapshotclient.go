@@ -33,7 +33,7 @@ type snapshotStream struct {
 	bytes  int
 }
 
-var _ inProcessStream = (*snapshotStream)(nil)
+var _ grpc.ServerStream = (*snapshotStream)(nil)
 
 // RecvMsg reads the call's one request, which for Snapshot is empty.
 func (s *snapshotStream) RecvMsg(any) error { return nil }
@@ -59,7 +59,8 @@ var snapshotRPC = streamRPC{snapshotMethod, func(s *grpcsvc.Services) any { retu
 func (m *member) snapshotCall(ss *snapshotStream) serviceCall {
 	return func(token string, cb func(core.Response)) {
 		m.spawnCall(token, cb, func(ctx context.Context, _ *grpcsvc.Services, _ *grpcsvc.Guard) (proto.Message, error) {
-			err := m.runStream(ctx, snapshotRPC, ss, &grpc.StreamServerInfo{FullMethod: snapshotMethod, IsServerStream: true})
+			ss.ctx = ctx
+			err := m.runStream(snapshotRPC, ss, &grpc.StreamServerInfo{FullMethod: snapshotMethod, IsServerStream: true})
 			if err != nil {
 				return nil, err
 			}

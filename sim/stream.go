@@ -73,36 +73,23 @@ func streamHandler(desc *grpc.ServiceDesc, name string) grpc.StreamHandler {
 	panic("sim: etcd's " + desc.ServiceName + " service has no stream " + name)
 }
 
-// streamBase is what every in-process server stream shares: the context
-// its handler sees (the client's, then the guard's), and headers and
-// trailers, which no simulated client reads.
+// streamBase is what every in-process server stream shares: the
+// stream's context, and headers and trailers, which no simulated client
+// reads.
 type streamBase struct{ ctx context.Context }
 
 func (s *streamBase) Context() context.Context     { return s.ctx }
 func (s *streamBase) SetHeader(metadata.MD) error  { return nil }
 func (s *streamBase) SendHeader(metadata.MD) error { return nil }
 func (s *streamBase) SetTrailer(metadata.MD)       {}
-func (s *streamBase) setContext(ctx context.Context) {
-	s.ctx = ctx
-}
-
-// inProcessStream is a server stream whose handler the simulator runs.
-type inProcessStream interface {
-	grpc.ServerStream
-	setContext(context.Context)
-}
 
 // runStream runs rpc's handler on ss, in the running task, through the
-// server's metrics interceptor and the guard, as the gRPC server chains
-// them: the handler sees the guard's context.
-func (m *member) runStream(ctx context.Context, rpc streamRPC, ss inProcessStream, info *grpc.StreamServerInfo) error {
-	in, guard, srv := m.inst, m.guard, rpc.srv(m.svc)
-	ss.setContext(ctx)
-	return in.Stream(srv, ss, info, func(srv any, metered grpc.ServerStream) error {
-		return guard.Stream(ctx, rpc.method, func(ctx context.Context) error {
-			ss.setContext(ctx)
-			return rpc.h(srv, metered)
-		})
+// server's metrics interceptor and the guard's, as the gRPC server chains
+// them.
+func (m *member) runStream(rpc streamRPC, ss grpc.ServerStream, info *grpc.StreamServerInfo) error {
+	srv, guard := rpc.srv(m.svc), m.guard.StreamInterceptor()
+	return m.inst.Stream(srv, ss, info, func(srv any, metered grpc.ServerStream) error {
+		return guard(srv, metered, info, rpc.h)
 	})
 }
 
@@ -121,7 +108,8 @@ func (s *serverStream) SendMsg(m any) error { return s.send(m) }
 // serveStream runs rpc's handler on m, as a task, on a stream from a
 // client whose context is ctx (the client cancels it when it hangs up);
 // ended gets, after the network, the error the stream ended with (nil:
-// the handler ended it cleanly).
+// the handler ended it cleanly). As gRPC's, the stream's context ends
+// with its handler: a receive side still waiting then sees it.
 func (m *member) serveStream(ctx context.Context, rpc streamRPC, ss *serverStream, ended func(error)) {
 	w, guard := m.w, m.guard
 	if !m.up || guard == nil {
@@ -131,7 +119,10 @@ func (m *member) serveStream(ctx context.Context, rpc streamRPC, ss *serverStrea
 	ss.in.m, ss.in.inc = m, m.inc
 	info := &grpc.StreamServerInfo{FullMethod: rpc.method, IsClientStream: true, IsServerStream: true}
 	w.spawn(func() {
-		err := m.runStream(ctx, rpc, ss, info)
+		var finished context.CancelFunc
+		ss.ctx, finished = context.WithCancel(ctx)
+		err := m.runStream(rpc, ss, info)
+		ss.in.hangUp(finished)
 		w.after(w.settings.Net.LatencyMinUs, func() { ended(err) })
 	})
 }
@@ -184,9 +175,9 @@ func (q *inbox) recv(ctx context.Context, m proto.Message) error {
 	return nil
 }
 
-// hangUp is the client canceling the stream, after the network: its
-// context ends, and the member's waits wake to see it, as the real
-// runtime's waits watch their contexts.
+// hangUp ends the stream's context with cancel (the client hung up, or
+// the handler returned), and wakes the member's waits to see it, as the
+// real runtime's waits watch their contexts.
 func (q *inbox) hangUp(cancel context.CancelFunc) {
 	cancel()
 	if m := q.m; m != nil && m.inc == q.inc {
