@@ -94,8 +94,8 @@ func (m *member) runStream(rpc streamRPC, ss grpc.ServerStream, info *grpc.Strea
 }
 
 // serverStream is a bidirectional stream in process: the handler's Recv
-// takes what the client's messages that reached the member (in), its
-// Send goes through send.
+// takes the client's messages that reached the member (in), its Send
+// goes through send.
 type serverStream struct {
 	streamBase
 	in   *inbox
