@@ -23,6 +23,9 @@ type Runtime interface {
 	Post(ctx context.Context, fn func()) error
 	// NewSignal returns a one-shot signal for a handler to wait on.
 	NewSignal() Signal
+	// Go runs fn, a handler's helper (a stream's receive side), apart
+	// from the handler: a goroutine, or a task of the simulated world.
+	Go(fn func())
 }
 
 // Await runs start on the loop and waits until start's work calls done,
@@ -240,6 +243,12 @@ func (f *Frontend) SnapshotScratch() (string, func(), error) {
 	}
 	return grpcsvc.TempDirScratch(f.cfg.SnapshotDir)
 }
+
+// Go implements grpcsvc.Backend.
+func (f *Frontend) Go(fn func()) { f.rt.Go(fn) }
+
+// NewSignal implements grpcsvc.Backend.
+func (f *Frontend) NewSignal() grpcsvc.Signal { return f.rt.NewSignal() }
 
 // NewMemberID implements grpcsvc.Backend.
 func (f *Frontend) NewMemberID(peerURLs []string) uint64 { return f.cfg.NewMemberID(peerURLs) }

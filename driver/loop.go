@@ -158,6 +158,9 @@ func (l *Loop) PostPeer(fn func()) bool {
 	}
 }
 
+// Go implements Runtime: fn runs on a goroutine of its own.
+func (l *Loop) Go(fn func()) { go fn() }
+
 // NewSignal implements Runtime.
 func (l *Loop) NewSignal() Signal { return chanSignal{ch: make(chan struct{}, 1), stopped: l.stopped} }
 

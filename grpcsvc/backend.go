@@ -51,6 +51,19 @@ type Backend interface {
 	// has room for the state (TempDirScratch); the simulator's is in
 	// memory.
 	SnapshotScratch() (path string, remove func(), err error)
+	// Go runs fn apart from the handler that calls it, as a stream's
+	// receive side runs apart from its send side: on a goroutine of its
+	// own in the server, as a task of the world in the simulator.
+	Go(fn func())
+	// NewSignal returns a one-shot signal for a handler to wait on.
+	NewSignal() Signal
+}
+
+// Signal is a one-shot wait (the driver's): Fire ends Wait, which also
+// ends when ctx does, or with core.ErrStopped when the member stops.
+type Signal interface {
+	Fire()
+	Wait(ctx context.Context) error
 }
 
 // Caller is who sends a request: User, whose credentials date from auth

@@ -4,11 +4,12 @@
 // that maps core's errors to etcd's rpctypes errors, so clients see the
 // codes and messages etcd gives.
 //
-// The stream handlers (Watch, LeaseKeepAlive) are goroutine plumbing
-// around sessions (WatchSession, KeepAliveSession) whose steps make every
-// decision, and the guard's checks run for streams opened in process
-// (Guard.Stream): the simulator drives the same steps and checks from its
-// tasks, with no goroutines.
+// The stream handlers (Watch, LeaseKeepAlive) are plumbing around
+// sessions (WatchSession, KeepAliveSession) whose steps make every
+// decision. Their receive side runs apart through Backend.Go and their
+// waits are Backend.NewSignal's, never channels: the server runs them on
+// goroutines, the simulator as tasks, calling the handlers themselves on
+// in-process streams, through the guard's checks (Guard.Stream).
 //
 // Lock and Election (lock.go) are the exception, as in etcd: they are
 // clientv3's concurrency package on a client whose calls go straight to

@@ -51,6 +51,11 @@ func NewGuard(role Role) *Guard {
 	return &Guard{role: role, streams: map[*leaderStream]struct{}{}}
 }
 
+// StreamInterceptor is the guard's stream interceptor, which
+// ServerOptions installs: the simulator chains it as the gRPC server
+// does.
+func (g *Guard) StreamInterceptor() grpc.StreamServerInterceptor { return g.stream }
+
 // ServerOptions installs the guard's interceptors.
 func (g *Guard) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream)}

@@ -33,42 +33,36 @@ func (s *LeaseService) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest
 }
 
 // LeaseKeepAlive renews leases as the stream asks, one at a time, as etcd
-// does: goroutine plumbing around a KeepAliveSession, whose steps decide
-// everything.
+// does: plumbing around a KeepAliveSession, whose steps decide
+// everything. As etcd's, the steps (receive, renew, answer) run apart
+// from the handler (Backend.Go: a goroutine in the server, a task in the
+// simulator, which runs this handler on its in-process streams), and the
+// handler waits for them to end the stream, or for its context to end
+// (the client left, or the guard ended a stream that requires a leader),
+// whichever comes first: not the client's next keep-alive.
 func (s *LeaseService) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
 	sess := s.OpenKeepAlive(stream.Send)
-	type recv struct {
-		req *pb.LeaseKeepAliveRequest
-		err error
-	}
-	// Receiving on its own goroutine lets the stream end as soon as its
-	// context does (the guard ends streams that require a leader), not at
-	// the client's next keep-alive.
-	reqs := make(chan recv)
-	go func() {
+	ended := s.b.NewSignal()
+	// err is written before ended fires, and read only once it has.
+	var err error
+	s.b.Go(func() {
 		for {
-			req, err := stream.Recv()
-			select {
-			case reqs <- recv{req, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
+			req, rerr := stream.Recv()
+			if done, serr := sess.Step(ctx, req, rerr); done {
+				err = serr
+				ended.Fire()
 				return
 			}
 		}
-	}()
-	for {
-		select {
-		case r := <-reqs:
-			if done, err := sess.Step(ctx, r.req, r.err); done {
-				return err
-			}
-		case <-ctx.Done():
+	})
+	if werr := ended.Wait(ctx); werr != nil {
+		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		return toGRPC(werr)
 	}
+	return err
 }
 
 // KeepAliveSession is one keep-alive stream's server side, step by step:

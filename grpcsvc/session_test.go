@@ -75,6 +75,50 @@ func TestKeepAliveSessionStep(t *testing.T) {
 	}
 }
 
+// The fake members run helpers as the real runtime does, on goroutines,
+// and signal on channels.
+func (b *keepAliveMember) Go(fn func())      { go fn() }
+func (b *keepAliveMember) NewSignal() Signal { return make(chanSignal, 1) }
+func (b *watchMember) Go(fn func())          { go fn() }
+
+type chanSignal chan struct{}
+
+func (s chanSignal) Fire() {
+	select {
+	case s <- struct{}{}:
+	default:
+	}
+}
+
+func (s chanSignal) Wait(ctx context.Context) error {
+	select {
+	case <-s:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestLeaseKeepAliveHandlerEndsWithItsContext: the handler ends when its
+// context does (the client left, or the guard ended a stream that
+// requires a leader), while its receive side still waits for the
+// client's next keep-alive.
+func TestLeaseKeepAliveHandlerEndsWithItsContext(t *testing.T) {
+	s := &LeaseService{b: &keepAliveMember{ttl: 9}}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream := startPipe(ctx, s.LeaseKeepAlive)
+	if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := stream.Recv(); err != nil || resp.ID != 1 {
+		t.Fatalf("keep-alive: %v, %v", resp, err)
+	}
+	cancel()
+	if resp, err := stream.Recv(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("after the context ended: %v, %v; want %v", resp, err, context.Canceled)
+	}
+}
+
 // TestLeaseKeepAliveHandler: the gRPC handler runs the session's steps
 // over its stream: an answer per request, and a clean end when the
 // client is done sending.

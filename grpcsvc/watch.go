@@ -130,8 +130,11 @@ func (w *WatchSession) deliver(ctx context.Context, outs []watch.Out) error {
 // Close ends the session.
 func (w *WatchSession) Close() { w.ws.Close() }
 
-// Watch serves one bidirectional watch stream: goroutine plumbing around
-// a WatchSession, whose steps decide everything.
+// Watch serves one bidirectional watch stream: plumbing around a
+// WatchSession, whose steps decide everything. The receive side runs
+// apart (Backend.Go: a goroutine in the server, a task in the simulator,
+// which runs this handler on its in-process streams); a receive that
+// fails cancels the context the send side waits with.
 func (s *WatchService) Watch(stream pb.Watch_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -140,7 +143,7 @@ func (s *WatchService) Watch(stream pb.Watch_WatchServer) error {
 		return err
 	}
 	defer sess.Close()
-	go func() {
+	s.b.Go(func() {
 		for {
 			req, err := stream.Recv()
 			more, err := sess.Receive(ctx, req, err)
@@ -151,7 +154,7 @@ func (s *WatchService) Watch(stream pb.Watch_WatchServer) error {
 				return
 			}
 		}
-	}()
+	})
 	for {
 		if err := sess.Step(ctx); err != nil {
 			return err

@@ -126,10 +126,9 @@ func (r *corruptRuntime) PeerHashes(rev int64) []corrupt.PeerHash {
 		}
 		p := corrupt.PeerHash{ID: m.ID}
 		for _, u := range m.PeerURLs {
-			var hr hashKVReply
-			req := hashKVRequest{ClusterID: r.peers.clusterID, Revision: rev}
-			if hr, p.Err = r.peers.dialer.askHashKV(u, req, r.timeout); p.Err == nil {
-				p.Reply = &corrupt.Reply{Revision: hr.Revision, CompactRevision: hr.CompactRevision, Hash: hr.Hash}
+			var reply corrupt.Reply
+			if reply, p.Err = r.peers.dialer.askHashKV(u, r.peers.clusterID, rev, r.timeout); p.Err == nil {
+				p.Reply = &reply
 				break
 			}
 			r.log.Warn("failed hash kv request", "remote-peer-endpoint", u, "requested-revision", rev, "err", p.Err)

@@ -12,12 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-
-	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/etcddb"
 )
 
@@ -168,68 +164,6 @@ func (d peerDialer) fetchClusterFrom(ctx context.Context, peerURL string) (clust
 		ci.Members = append(ci.Members, m.Core())
 	}
 	return ci, nil
-}
-
-// hashKVRequest asks a peer for its hash at a revision (0: its current).
-type hashKVRequest struct {
-	ClusterID uint64
-	Revision  int64
-}
-
-// hashKVReply is a peer's HashKVResponse.
-type hashKVReply struct {
-	// Revision is the peer's current revision (the response header's).
-	Revision        int64
-	Hash            uint32
-	CompactRevision int64
-	HashRevision    int64
-}
-
-// askHashKV asks the member at a peer URL for its hash at rev (etcd's
-// GET /members/hashkv), waiting at most timeout.
-func (d peerDialer) askHashKV(peerURL string, req hashKVRequest, timeout time.Duration) (hashKVReply, error) {
-	c, err := d.client(peerURL)
-	if err != nil {
-		return hashKVReply{}, err
-	}
-	defer c.CloseIdleConnections()
-	in, err := json.Marshal(&pb.HashKVRequest{Revision: req.Revision})
-	if err != nil {
-		return hashKVReply{}, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	h := http.Header{"Content-Type": {"application/json"}, headerClusterID: {hexID(req.ClusterID)}}
-	b, _, err := c.get(ctx, pathHashKV, in, h)
-	if err != nil {
-		return hashKVReply{}, hashKVError(err)
-	}
-	var r pb.HashKVResponse
-	if err := json.Unmarshal(b, &r); err != nil {
-		return hashKVReply{}, fmt.Errorf("bad hash reply: %w", err)
-	}
-	return hashKVReply{Revision: r.GetHeader().GetRevision(), Hash: r.Hash, CompactRevision: r.CompactRevision, HashRevision: r.HashRevision}, nil
-}
-
-// hashKVError reads etcd's errors from a peer's hash answer.
-func hashKVError(err error) error {
-	var se *peerStatusError
-	if !errors.As(err, &se) {
-		return err
-	}
-	for _, known := range []struct {
-		code int
-		err  error
-	}{
-		{http.StatusBadRequest, core.ErrCompacted},
-		{http.StatusBadRequest, core.ErrFutureRev},
-		{http.StatusPreconditionFailed, errClusterMismatch},
-	} {
-		if se.code == known.code && strings.Contains(se.text, known.err.Error()) {
-			return known.err
-		}
-	}
-	return fmt.Errorf("unknown error: %w", err)
 }
 
 // peerCall is a stream this member opened to a peer: frames out in the

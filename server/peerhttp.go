@@ -51,7 +51,9 @@ func (t *peerTransport) handler() http.Handler {
 	mux.HandleFunc(pathSnapshotResume, t.serveSnapshot(true))
 	mux.HandleFunc(pathProbing, serveProbing)
 	mux.HandleFunc(pathMembers, t.serveMembers)
-	mux.HandleFunc(pathHashKV, t.serveHashKV)
+	mux.HandleFunc(pathHashKV, func(w http.ResponseWriter, r *http.Request) {
+		HashKVHandler{Log: t.log, ClusterID: t.clusterID, Hashes: t.hashes}.ServeHTTP(w, r)
+	})
 	mux.Handle(pathVersion, t.version.handler())
 	return mux
 }

@@ -2,12 +2,9 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -16,16 +13,12 @@ import (
 )
 
 // The receive side of the peer transport: the streams of raft and
-// member-to-member messages and of snapshots, handed to the loop, and
-// etcd's hash requests.
+// member-to-member messages and of snapshots, handed to the loop (etcd's
+// hash requests: hashkv.go).
 
 // hashFunc is this member's hash at rev (0: its current revision), and
 // its current revision.
 type hashFunc func(ctx context.Context, rev int64) (mvcc.KVHash, int64, error)
-
-// hashKVRequestBytesMax bounds a hash request's body (etcd's is a
-// revision in JSON).
-const hashKVRequestBytesMax = 4 << 10
 
 // receiveMessages hands a sender's messages to the loop until its stream
 // ends, or its sender is removed from the cluster: it then opens another,
@@ -71,41 +64,4 @@ func (t *peerTransport) receiveSnapshot(ctx context.Context, s *peerStream, resu
 		return errors.New("snapshot stream without its MsgSnap")
 	}
 	return t.receiveSnapshotContent(ctx, s, m, resumable)
-}
-
-// serveHashKV answers etcd's GET /members/hashkv: this member's hash at
-// the revision asked (0: its current), etcd's errors as etcd's.
-func (t *peerTransport) serveHashKV(w http.ResponseWriter, r *http.Request) {
-	if !onlyGet(w, r) {
-		return
-	}
-	if got := r.Header.Get(headerClusterID); got != "" && got != hexID(t.clusterID) {
-		http.Error(w, errClusterMismatch.Error(), http.StatusPreconditionFailed)
-		return
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, hashKVRequestBytesMax))
-	if err != nil {
-		http.Error(w, "error reading body", http.StatusBadRequest)
-		return
-	}
-	var req pb.HashKVRequest
-	if err := json.Unmarshal(b, &req); err != nil {
-		http.Error(w, "error unmarshalling request", http.StatusBadRequest)
-		return
-	}
-	h, rev, err := t.hashes(r.Context(), req.Revision)
-	if err != nil {
-		t.log.Warn("failed to get hashKV", "requested-revision", req.Revision, "err", err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	out, err := json.Marshal(&pb.HashKVResponse{Header: &pb.ResponseHeader{Revision: rev}, Hash: h.Hash,
-		CompactRevision: int64(h.CompactRev), HashRevision: int64(h.Rev)})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set(headerClusterID, hexID(t.clusterID))
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(out)
 }

@@ -317,8 +317,12 @@ func (c *client) issue() {
 	}
 	c.pending = finish
 	m := w.members[c.target]
+	call := m.unaryCall(requestRPC(op.Req))
+	if r := op.Req.Range; r != nil && streamable(r) && c.rng.IntN(rangeStreamOdds) == 0 {
+		op.Stream, call = true, m.rangeStreamCall(r)
+	}
 	w.after(c.latency(), m.event(func() {
-		w.callAs(m, l, op.Req, func(r core.Response) {
+		w.runAs(m, l, call, func(r core.Response) {
 			w.after(c.latency(), func() { finish(&r) })
 		})
 	}))

@@ -7,13 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/corrupt"
 	"github.com/detcd/detcd/driver"
+	"github.com/detcd/detcd/server"
 )
 
 // The corruption checks (package corrupt) on the simulated members, the
@@ -22,8 +26,10 @@ import (
 // time, when the run's settings turn them on (the server's
 // InitialCorruptCheck and CompactHashCheck gates, --corrupt-check-time,
 // --compact-hash-check-time). A member asks its peers for their hashes
-// over the simulated network, and a peer answers with corrupt.LocalHash
-// on its loop, as the server's peer endpoint does.
+// over the simulated network, with the server's request, and a peer
+// answers with the server's handler of etcd's /members/hashkv
+// (corrupt.LocalHash on its loop); the asking member reads the answer
+// as the server does, etcd's errors included.
 
 // drawCorruptChecks turns each corruption check on for half the seeds,
 // or all of them on or off as the option pins it. It draws last, so the
@@ -109,7 +115,14 @@ func (r *corruptRuntime) ask(to uint64, rev int64) (*corrupt.Reply, error) {
 		}
 	}
 	w.after(w.settings.ClientTimeoutUs, func() { finish(nil, errPeerTimeout) })
-	w.carry(r.m.id, to, func() { w.answerHash(to, r.m.id, rev, finish) })
+	if int(to) <= len(w.members) {
+		// The request the server sends, to the peer's URL.
+		req, rerr := server.NewHashKVRequest(context.Background(), peerURL(w.members[to-1].name), r.m.cfg.ClusterID, rev)
+		if rerr != nil {
+			return nil, rerr
+		}
+		w.carry(r.m.id, to, func() { w.answerHash(to, r.m.id, req, finish) })
+	}
 	t.park()
 	return reply, err
 }
@@ -133,24 +146,34 @@ func (w *World) carry(from, to uint64, fn func()) {
 }
 
 // answerHash is a peer's hash endpoint: member id answers from's request
-// with corrupt.LocalHash on its loop, in a task, and sends the answer
-// back.
-func (w *World) answerHash(id, from uint64, rev int64, finish func(*corrupt.Reply, error)) {
+// with the server's handler (corrupt.LocalHash on its loop), in a task,
+// and sends the answer back, which the asking member reads as the
+// server does. A member that died meanwhile does not answer.
+func (w *World) answerHash(id, from uint64, req *http.Request, finish func(*corrupt.Reply, error)) {
 	m := w.members[id-1]
 	if !m.up || m.svc == nil {
 		return
 	}
 	rt := &corruptRuntime{m: m, inc: m.inc}
+	h := server.HashKVHandler{Log: m.corruptLog(), ClusterID: m.cfg.ClusterID,
+		Hashes: func(ctx context.Context, rev int64) (mvcc.KVHash, int64, error) {
+			return corrupt.LocalHash(ctx, rt.OnLoop, rev)
+		}}
 	w.spawn(func() {
-		h, cur, err := corrupt.LocalHash(context.Background(), rt.OnLoop, rev)
-		if errors.Is(err, core.ErrStopped) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if m.inc != rt.inc || !m.up {
 			return // the process died: no answer
 		}
-		var reply *corrupt.Reply
-		if err == nil {
-			reply = &corrupt.Reply{Revision: cur, CompactRevision: int64(h.CompactRev), Hash: h.Hash}
-		}
-		w.carry(id, from, func() { finish(reply, err) })
+		resp := rec.Result()
+		w.carry(id, from, func() {
+			reply, err := server.ReadHashKVAnswer(resp)
+			if err != nil {
+				finish(nil, err)
+				return
+			}
+			finish(&reply, nil)
+		})
 	})
 }
 

@@ -70,6 +70,8 @@ type Op struct {
 	// restore sets.
 	Epoch    int
 	Restored *groupState
+	// Stream: a range sent as a RangeStream, its chunks joined.
+	Stream bool
 
 	// Outputs.
 	Unknown bool
@@ -122,7 +124,11 @@ func (o *Op) String() string {
 		return fmt.Sprintf("restore of group %d in epoch %d at %dus: floor %d", o.Group, o.Epoch, o.Call, o.Restored.floor)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "c%d %s %s @m%d [%d,", o.Client, opNames[o.Kind], describeRequest(o.Req), o.Member+1, o.Call)
+	kind := opNames[o.Kind]
+	if o.Stream {
+		kind += "-stream"
+	}
+	fmt.Fprintf(&b, "c%d %s %s @m%d [%d,", o.Client, kind, describeRequest(o.Req), o.Member+1, o.Call)
 	if o.Unknown {
 		b.WriteString("?] unknown")
 		return b.String()

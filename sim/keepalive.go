@@ -4,8 +4,6 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/status"
 
 	"github.com/detcd/detcd/core"
 )
@@ -20,16 +18,13 @@ import (
 type kaStream struct {
 	c *leaseClient
 	m *member
-	// inc is the member's incarnation the handler runs in.
-	inc int
 	// ended is set once the client knows the stream ended, or left it.
 	ended bool
-	// cancel ends the handler's context, once it runs: the client hung up.
+	// cancel ends the stream's context: the client hung up.
 	cancel context.CancelFunc
-	// reqs reached the member and wait for the handler's Recv; arrived
-	// is the handler waiting for one.
-	reqs    []*pb.LeaseKeepAliveRequest
-	arrived *signal
+	// srv is the stream as the handler has it: the keep-alives that
+	// reached the member wait in its inbox.
+	srv *serverStream
 	// answer takes the answer to the keep-alive in flight.
 	answer func(*core.Response)
 }
@@ -66,6 +61,9 @@ func (c *leaseClient) openKeepAlive() *kaStream {
 	w := c.w
 	m := c.member()
 	s := &kaStream{c: c, m: m}
+	var ctx context.Context
+	ctx, s.cancel = context.WithCancel(context.Background())
+	s.srv = &serverStream{in: &inbox{}, send: s.send}
 	w.trace.logf(w.now, "l%d opens a keep-alive stream on %s", c.id, m.name)
 	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
 		w.with(m, c.login, func(token string, failed *core.Response) {
@@ -74,61 +72,20 @@ func (c *leaseClient) openKeepAlive() *kaStream {
 			case failed != nil:
 				s.closed(failed.Err)
 			default:
-				m.serveStream(streamContext(token, true), keepAliveMethod, s.serve, s.closed)
+				m.serveStream(streamContext(ctx, token, true), keepAliveRPC, s.srv, s.closed)
 			}
 		})
 	}))
 	return s
 }
 
-// serve is the stream's gRPC handler, LeaseKeepAlive: the session's
-// steps over what the client sends.
-func (s *kaStream) serve(ctx context.Context) error {
-	if s.ended {
-		return errStreamGone
-	}
-	ctx, s.cancel = context.WithCancel(ctx)
-	s.inc = s.m.inc
-	sess := s.m.svc.Lease.OpenKeepAlive(s.send)
-	for {
-		req, err := s.recv(ctx)
-		if done, err := sess.Step(ctx, req, err); done {
-			return err
-		}
-	}
-}
-
-// recv is the handler's Recv: the next request that reached the member,
-// or the error gRPC's gives when the client hung up, or the member's
-// when it stopped.
-func (s *kaStream) recv(ctx context.Context) (*pb.LeaseKeepAliveRequest, error) {
-	for len(s.reqs) == 0 {
-		s.arrived = s.m.newSignal(s.inc)
-		if err := s.arrived.Wait(ctx); err != nil {
-			s.arrived = nil
-			if ctx.Err() != nil {
-				return nil, status.FromContextError(ctx.Err()).Err()
-			}
-			return nil, rpctypes.ErrGRPCStopped
-		}
-	}
-	req := s.reqs[0]
-	s.reqs = s.reqs[1:]
-	return req, nil
-}
-
 // deliver is a request reaching the member.
-func (s *kaStream) deliver(req *pb.LeaseKeepAliveRequest) {
-	s.reqs = append(s.reqs, req)
-	if a := s.arrived; a != nil {
-		s.arrived = nil
-		a.Fire()
-	}
-}
+func (s *kaStream) deliver(req *pb.LeaseKeepAliveRequest) { s.srv.in.put(req) }
 
 // send is the handler's Send: the answer reaches the client after the
 // network.
-func (s *kaStream) send(r *pb.LeaseKeepAliveResponse) error {
+func (s *kaStream) send(msg any) error {
+	r := msg.(*pb.LeaseKeepAliveResponse)
 	if s.ended {
 		return errStreamGone
 	}
@@ -151,16 +108,7 @@ func (s *kaStream) leave() {
 	s.ended = true
 	w := s.c.w
 	w.trace.logf(w.now, "l%d hangs up its keep-alive stream on %s", s.c.id, s.m.name)
-	w.after(w.settings.Net.LatencyMinUs, func() {
-		if s.cancel == nil {
-			return // the handler never ran, or sees ended when it does
-		}
-		s.cancel()
-		if a := s.arrived; a != nil {
-			s.arrived = nil
-			a.wake()
-		}
-	})
+	w.after(w.settings.Net.LatencyMinUs, func() { s.srv.in.hangUp(s.cancel) })
 }
 
 // closed is the client learning that the stream ended with err: the

@@ -6,7 +6,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
@@ -29,17 +28,12 @@ var errSnapshotTooLarge = errors.New("sim: snapshot stream above snapshotBytesMa
 // snapshot save` does, with no flow control (the operator reads as fast
 // as the member sends).
 type snapshotStream struct {
-	ctx    context.Context
+	streamBase
 	chunks []*pb.SnapshotResponse
 	bytes  int
 }
 
 var _ grpc.ServerStream = (*snapshotStream)(nil)
-
-func (s *snapshotStream) Context() context.Context     { return s.ctx }
-func (s *snapshotStream) SetHeader(metadata.MD) error  { return nil }
-func (s *snapshotStream) SendHeader(metadata.MD) error { return nil }
-func (s *snapshotStream) SetTrailer(metadata.MD)       {}
 
 // RecvMsg reads the call's one request, which for Snapshot is empty.
 func (s *snapshotStream) RecvMsg(any) error { return nil }
@@ -54,33 +48,19 @@ func (s *snapshotStream) SendMsg(m any) error {
 	return nil
 }
 
-// snapshotHandler is etcd's generated handler of the Snapshot stream,
-// which the gRPC server calls: it reads the request and wraps the stream.
-func snapshotHandler() grpc.StreamHandler {
-	for _, sd := range pb.Maintenance_ServiceDesc.Streams {
-		if sd.StreamName == "Snapshot" {
-			return sd.Handler
-		}
-	}
-	panic("sim: etcd's Maintenance service has no Snapshot stream")
-}
+// snapshotRPC is the Snapshot stream of a member's services.
+var snapshotRPC = streamRPC{snapshotMethod, func(s *grpcsvc.Services) any { return s.Maintenance },
+	streamHandler(&pb.Maintenance_ServiceDesc, "Snapshot")}
 
 // snapshotCall is a Snapshot stream on m into ss, through the server's
 // metrics interceptor, the guard (a learner serves snapshots, as etcd's
 // does) and the Maintenance service's real handler, as a task; the
 // answer's Msg is the stream's last response, the SHA-256 of the rest.
 func (m *member) snapshotCall(ss *snapshotStream) serviceCall {
-	h := snapshotHandler()
 	return func(token string, cb func(core.Response)) {
-		in := m.inst
-		m.spawnCall(token, cb, func(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard) (proto.Message, error) {
+		m.spawnCall(token, cb, func(ctx context.Context, _ *grpcsvc.Services, _ *grpcsvc.Guard) (proto.Message, error) {
 			ss.ctx = ctx
-			err := in.Stream(svc.Maintenance, ss, &grpc.StreamServerInfo{FullMethod: snapshotMethod, IsServerStream: true}, func(srv any, metered grpc.ServerStream) error {
-				return guard.Stream(ctx, snapshotMethod, func(ctx context.Context) error {
-					ss.ctx = ctx
-					return h(srv, metered)
-				})
-			})
+			err := m.runStream(snapshotRPC, ss, &grpc.StreamServerInfo{FullMethod: snapshotMethod, IsServerStream: true})
 			if err != nil {
 				return nil, err
 			}

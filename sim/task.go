@@ -128,6 +128,27 @@ func (r *taskRuntime) Post(ctx context.Context, fn func()) error {
 // NewSignal implements driver.Runtime.
 func (r *taskRuntime) NewSignal() driver.Signal { return r.m.newSignal(r.inc) }
 
+// Go implements driver.Runtime: fn starts as a task of its own, as the
+// member's next event (a task cannot start another while it runs), and
+// only in this incarnation: a crash ends a process's goroutines. When it
+// ends (a stream's receive side that failed has canceled the context its
+// handler waits with), the member's waits are woken to see their
+// contexts, as the real runtime's waits watch them.
+func (r *taskRuntime) Go(fn func()) {
+	m := r.m
+	m.w.schedule(m.w.now, func() {
+		if m.inc != r.inc || !m.up {
+			return
+		}
+		m.w.spawn(func() {
+			fn()
+			if m.inc == r.inc {
+				m.w.schedule(m.w.now, m.wakeWaits)
+			}
+		})
+	})
+}
+
 // newSignal is a wait on incarnation inc of the member.
 func (m *member) newSignal(inc int) *signal {
 	m.w.nextSignal++

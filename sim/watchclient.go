@@ -9,11 +9,9 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/status"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/watch"
-	"github.com/detcd/detcd/grpcsvc"
 )
 
 // watchClient is a simulated client with one watcher: it watches a key,
@@ -28,7 +26,7 @@ type watchClient struct {
 	member *member
 	stream watch.StreamID
 	open   bool
-	// srv is the open stream's server side, once its handler runs.
+	// srv is the open stream's server side.
 	srv *watchServer
 	// requireLeader: the client's streams require a leader, as
 	// Kubernetes' do (clientv3.WithRequireLeader).
@@ -142,7 +140,11 @@ func (c *watchClient) connect(from int64) {
 	}
 	stream := c.stream
 	w.trace.logf(w.now, "w%d watch [%s,%s) from %d on %s (stream %d)", c.id, c.key, c.end, from, m.name, stream)
-	create := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &watchServer{cancel: cancel, serverStream: &serverStream{in: &inbox{},
+		send: func(msg any) error { return c.send(stream, msg.(*pb.WatchResponse)) }}}
+	c.srv = srv
+	srv.in.put(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: req}})
 	w.after(c.w.settings.Net.LatencyMinUs, m.event(func() {
 		w.with(m, c.login, func(token string, failed *core.Response) {
 			if c.stream != stream || !c.open {
@@ -152,8 +154,7 @@ func (c *watchClient) connect(from int64) {
 				c.retry(from)
 				return
 			}
-			m.serveStream(streamContext(token, c.requireLeader), watchMethod,
-				func(ctx context.Context) error { return c.serve(ctx, m, stream, create) },
+			m.serveStream(streamContext(ctx, token, c.requireLeader), watchRPC, srv.serverStream,
 				func(err error) { c.ended(stream, err) })
 		})
 	}))
@@ -169,63 +170,24 @@ func (c *watchClient) retry(from int64) {
 	c.w.after(c.w.between(10_000, 500_000), func() { c.connect(from) })
 }
 
-// watchServer is a stream's server side: its session, and the context
-// its handler runs with.
+// watchServer is a stream's server side, as the Watch handler has it,
+// and the client's cancel of the stream's context.
 type watchServer struct {
-	m      *member
-	inc    int
-	sess   *grpcsvc.WatchSession
-	ctx    context.Context
+	*serverStream
 	cancel context.CancelFunc
 }
 
-// serve is the stream's gRPC handler, Watch, as a task: open the
-// session, take the client's create, then send what the member has until
-// the stream ends.
-func (c *watchClient) serve(ctx context.Context, m *member, stream watch.StreamID, create *pb.WatchRequest) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sess, err := m.svc.Watch.Open(ctx, func(r *pb.WatchResponse) error { return c.send(stream, r) })
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	if c.stream != stream || !c.open {
-		return errStreamGone
-	}
-	c.srv = &watchServer{m: m, inc: m.inc, sess: sess, ctx: ctx, cancel: cancel}
-	c.srv.take(create, nil)
-	for {
-		if err := sess.Step(ctx); err != nil {
-			return err
-		}
-	}
-}
-
-// take is the handler's receive side taking what the client sent: a
-// request, or the error of a client that hung up. An error ends the
-// stream: the handler's send side, which may wait on the member unaware
-// of its context, is woken to see it.
-func (s *watchServer) take(req *pb.WatchRequest, recvErr error) {
-	if _, err := s.sess.Receive(s.ctx, req, recvErr); err != nil {
-		s.cancel()
-		if s.m.inc == s.inc {
-			s.m.wakeWaits()
-		}
-	}
-}
-
-// errClientCanceled is what the handler's Recv gets when its client
-// cancels the stream, as gRPC's.
-var errClientCanceled = status.FromContextError(context.Canceled).Err()
+// opened says whether the handler opened its session: it took the
+// client's create.
+func (s *watchServer) opened() bool { return s.in.taken > 0 }
 
 // leave is the client giving up its stream: after the network, the
-// handler's Recv fails, as gRPC's does when its client cancels.
+// stream's context ends, as gRPC's does when its client cancels.
 func (c *watchClient) leave() {
 	c.open = false
 	if srv := c.srv; srv != nil {
 		w := c.w
-		w.after(w.settings.Net.LatencyMinUs, func() { w.spawn(func() { srv.take(nil, errClientCanceled) }) })
+		w.after(w.settings.Net.LatencyMinUs, func() { srv.in.hangUp(srv.cancel) })
 	}
 }
 
@@ -237,7 +199,7 @@ func (c *watchClient) ended(stream watch.StreamID, err error) {
 		return
 	}
 	c.w.trace.logf(c.w.now, "w%d stream %d ended: %v", c.id, stream, err)
-	if c.srv == nil {
+	if !c.srv.opened() {
 		if authRefused(err) {
 			c.login.forget()
 		}
@@ -281,14 +243,14 @@ func (c *watchClient) scheduleProgressRequest(stream watch.StreamID) {
 		if !c.open || c.stream != stream || c.w.stopping {
 			return
 		}
-		if srv := c.srv; srv != nil && !c.canceling {
+		if srv := c.srv; srv.opened() && !c.canceling && len(srv.in.msgs) < inboxMax {
 			req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}
 			if c.watchID >= 0 && c.rng.IntN(cancelOdds) == 0 {
 				c.canceling = true
 				c.w.trace.logf(c.w.now, "w%d cancels watcher %d (stream %d)", c.id, c.watchID, stream)
 				req = &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CancelRequest{CancelRequest: &pb.WatchCancelRequest{WatchId: c.watchID}}}
 			}
-			srv.m.event(func() { c.w.spawn(func() { srv.take(req, nil) }) })()
+			c.member.event(func() { srv.in.put(req) })()
 		}
 		c.scheduleProgressRequest(stream)
 	})
