@@ -65,14 +65,7 @@ func TestBackendSizeLikeEtcdsFile(t *testing.T) {
 		t.Fatalf("compacted to 10 keys: size %d (was %d), in use %d", s.Size(), full, s.SizeInUse())
 	}
 	inUse := s.SizeInUse()
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	loaded, _, err := Load(buf.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
+	loaded := reloaded(t, s)
 	if loaded.SizeInUse() != inUse {
 		t.Fatalf("loaded: in use %d, before %d", loaded.SizeInUse(), inUse)
 	}

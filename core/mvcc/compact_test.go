@@ -1,7 +1,6 @@
 package mvcc
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -116,14 +115,7 @@ func TestCompactKeepsTombstoneAtCompactRev(t *testing.T) {
 				t.Fatalf("%d keys in the index, want %d", s.Keys(), tc.wantKeys)
 			}
 			checkColdLive(t, s)
-			var buf bytes.Buffer
-			if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-				t.Fatal(err)
-			}
-			loaded, _, err := Load(buf.Bytes())
-			if err != nil {
-				t.Fatal(err)
-			}
+			loaded := reloaded(t, s)
 			check("checkpoint", loaded)
 			if loaded.Keys() != tc.wantKeys {
 				t.Fatalf("%d keys in the loaded index, want %d", loaded.Keys(), tc.wantKeys)

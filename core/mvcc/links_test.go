@@ -78,14 +78,7 @@ func TestViewsReadAcrossSlabDrops(t *testing.T) {
 			return old.Range(key, nil, RangeOptions{Rev: rev})
 		}, rev)
 	}
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	loaded, _, err := Load(buf.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
+	loaded := reloaded(t, s)
 	for rev := s.CompactRev(); rev <= s.Rev(); rev++ {
 		check("store", func(key []byte, rev Revision) (*RangeResult, error) {
 			return s.Range(key, nil, RangeOptions{Rev: rev})
@@ -100,4 +93,18 @@ func TestViewsReadAcrossSlabDrops(t *testing.T) {
 	if err := loaded.CheckInvariants(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// reloaded is s written as a checkpoint and loaded back.
+func reloaded(t *testing.T, s *Store) *Store {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	loaded, _, err := Load(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loaded
 }
