@@ -191,7 +191,8 @@ func (n *Node) pbMembers() []*pb.Member {
 }
 
 // moveLeader hands leadership to another voter and answers once it has it.
-func (n *Node) moveLeader(r Request) {
+// tried, for a hand-off, are the transferees so far (nil: a MoveLeader).
+func (n *Node) moveLeader(r Request, tried []uint64) {
 	target := r.MoveLeader.TargetID
 	switch {
 	case !n.isLeader():
@@ -204,7 +205,7 @@ func (n *Node) moveLeader(r Request) {
 		n.respond(r.ID, &pb.MoveLeaderResponse{Header: n.header(0)}, nil)
 		return
 	}
-	n.transfers = append(n.transfers, transfer{req: r.ID, target: target, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks)})
+	n.transfers = append(n.transfers, transfer{req: r.ID, target: target, deadline: n.ticks + int64(n.cfg.RequestTimeoutTicks), tried: tried})
 	n.rn.TransferLeader(target)
 }
 
@@ -220,10 +221,7 @@ func (n *Node) handOff(r Request) {
 		return
 	}
 	n.log.Info("leadership transfer starting", "transferee", fmt.Sprintf("%x", target))
-	n.moveLeader(Request{ID: r.ID, MoveLeader: &pb.MoveLeaderRequest{TargetID: target}})
-	if i := len(n.transfers) - 1; i >= 0 && n.transfers[i].req == r.ID {
-		n.transfers[i].tried = []uint64{target}
-	}
+	n.moveLeader(Request{ID: r.ID, MoveLeader: &pb.MoveLeaderRequest{TargetID: target}}, []uint64{target})
 }
 
 // handOffTarget picks the voter in contact, but those tried, whose log

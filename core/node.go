@@ -299,7 +299,7 @@ func (n *Node) Request(r Request) {
 	case r.MemberPromote != nil:
 		n.memberPromote(r)
 	case r.MoveLeader != nil:
-		n.moveLeader(r)
+		n.moveLeader(r, nil)
 	case r.HandOff:
 		n.handOff(r)
 	case r.Downgrade != nil:

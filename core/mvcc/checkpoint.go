@@ -87,17 +87,18 @@ func (c *countWriter) WriteString(s string) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	n, err := c.w.WriteString(s)
-	c.n += int64(n)
-	c.err = err
-	return n, err
+	return c.counted(c.w.WriteString(s))
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	n, err := c.w.Write(p)
+	return c.counted(c.w.Write(p))
+}
+
+// counted adds a write's bytes and keeps its error, which ends writing.
+func (c *countWriter) counted(n int, err error) (int, error) {
 	c.n += int64(n)
 	c.err = err
 	return n, err
