@@ -104,14 +104,14 @@ func (n *Node) leaseTick() {
 		return
 	}
 	for _, id := range n.lessor.Expired(n.ticks, n.cfg.lessorConfig().RevokesPerTick) {
-		n.proposeInternal(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: int64(id)}}, nil)
+		n.proposeAsLeader(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: int64(id)}})
 	}
 	if cps := n.lessor.DueCheckpoints(n.ticks, leaseCheckpointBatchMax); len(cps) > 0 {
 		req := &pb.LeaseCheckpointRequest{}
 		for _, c := range cps {
 			req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: int64(c.ID), Remaining_TTL: c.Remaining})
 		}
-		n.proposeInternal(&pb.InternalRaftRequest{LeaseCheckpoint: req}, nil)
+		n.proposeAsLeader(&pb.InternalRaftRequest{LeaseCheckpoint: req})
 	}
 }
 

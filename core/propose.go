@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3"
@@ -37,6 +38,14 @@ type proposal struct {
 	then func(proto.Message, error)
 	// cc, if set, is a membership change to propose instead of data.
 	cc *raftpb.ConfChangeV2
+	// leaderTerm, if set, is the term of the leadership that decided the
+	// proposal (a lease's expiry, lease checkpoints): it goes to raft only
+	// from this member as leader in that term, and is dropped, never
+	// queued or forwarded, otherwise. etcd's leader likewise revokes an
+	// expired lease only while it still leads. A revoke carried over to
+	// the next leader would end a lease that leader has restarted and
+	// renewed since; the next leader decides expiry on its own clock.
+	leaderTerm uint64
 }
 
 func (ps *proposals) init(cfg Config) {
@@ -89,6 +98,16 @@ func (n *Node) proposeInternal(ir *pb.InternalRaftRequest, then func(proto.Messa
 	n.proposeRequest(0, ir, then)
 }
 
+// proposeAsLeader proposes what only the leader of this term decides:
+// see proposal.leaderTerm.
+func (n *Node) proposeAsLeader(ir *pb.InternalRaftRequest) {
+	before := len(n.props.batch)
+	n.proposeInternal(ir, nil)
+	if b := n.props.batch; len(b) > before {
+		b[len(b)-1].leaderTerm = n.rn.BasicStatus().GetTerm()
+	}
+}
+
 func (n *Node) proposeRequest(req RequestID, ir *pb.InternalRaftRequest, then func(proto.Message, error)) {
 	ps := &n.props
 	ps.next++
@@ -132,10 +151,10 @@ func (n *Node) proposeData(p *proposal) {
 // does for one entry; raft takes or drops the batch as a whole.
 func (n *Node) flushProposals() {
 	b := n.props.batch
-	if len(b) == 0 {
+	n.props.batch = nil
+	if b = n.dropStaleLeaderWork(b); len(b) == 0 {
 		return
 	}
-	n.props.batch = nil
 	ents := make([]*raftpb.Entry, len(b))
 	for i, p := range b {
 		ents[i] = &raftpb.Entry{Data: p.data}
@@ -146,8 +165,30 @@ func (n *Node) flushProposals() {
 	}
 }
 
+// dropStaleLeaderWork ends the proposals of a leadership this member no
+// longer holds (it stepped down since, say on a message from a newer
+// term) and returns the rest.
+func (n *Node) dropStaleLeaderWork(b []*proposal) []*proposal {
+	if !slices.ContainsFunc(b, func(p *proposal) bool { return p.leaderTerm != 0 }) {
+		return b
+	}
+	st := n.rn.BasicStatus()
+	leading := st.RaftState == raft.StateLeader
+	return slices.DeleteFunc(b, func(p *proposal) bool {
+		stale := p.leaderTerm != 0 && (!leading || p.leaderTerm != st.GetTerm())
+		if stale {
+			n.props.finish(n, p.id, nil, ErrNotLeader)
+		}
+		return stale
+	})
+}
+
 func (n *Node) proposed(p *proposal, err error) {
 	switch {
+	case err == raft.ErrProposalDropped && p.leaderTerm != 0:
+		// Raft refused it here (a leadership transfer is under way):
+		// the leader decides again if it keeps leading.
+		n.props.finish(n, p.id, nil, err)
 	case err == raft.ErrProposalDropped:
 		n.props.queued = append(n.props.queued, p)
 	case err != nil:
