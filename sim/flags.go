@@ -39,8 +39,11 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
 }
 
 // ParseOptions reads run options from flags, as Options.String prints them.
+// What the flags leave out is drawn from the seed, as `detcd-sim run`
+// does, so that a seed file's line replays the world the command line
+// gives.
 func ParseOptions(args []string) (Options, error) {
-	o := DefaultOptions()
+	o := SwarmOptions()
 	fs := flag.NewFlagSet("options", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	finish := o.RegisterFlags(fs)

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"flag"
 	"strings"
 	"testing"
 
@@ -168,5 +169,28 @@ func TestSwarmDraws(t *testing.T) {
 	}
 	if len(shapes) < 20 {
 		t.Errorf("40 seeds drew only %d world shapes", len(shapes))
+	}
+}
+
+// TestSeedLineLeavesOutAsTheCommandLine: a seed file's run line and the
+// same flags on `detcd-sim run` give one world; what a line leaves out is
+// drawn from the seed in both.
+func TestSeedLineLeavesOutAsTheCommandLine(t *testing.T) {
+	line := "--seed 7 --members 3 --clients 8 --watchers 3 --leases 2"
+	parsed, err := ParseOptions(strings.Fields(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := SwarmOptions()
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	finish := cli.RegisterFlags(fs)
+	if err := fs.Parse(strings.Fields(line)); err != nil {
+		t.Fatal(err)
+	}
+	if err := finish(); err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Operators != Drawn || parsed.String() != cli.String() {
+		t.Fatalf("seed line parses as %s, the command line as %s", parsed, cli)
 	}
 }
