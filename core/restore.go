@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"io"
 	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -13,32 +14,69 @@ import (
 	"github.com/detcd/detcd/core/mvcc"
 )
 
-// RestoreBackup turns a backup (the state Maintenance.Snapshot streams,
-// without its trailing hash; padding after the state is ignored) into the first checkpoint of a member of a
+// Backup is a backup to restore, read as it is written: Head is the
+// state without the key space (as BackupHeader encodes it, or a backup's
+// bytes begin), WriteKV writes the key space as checkpoint content. A
+// restore streams the key space from the backup's file into the new
+// checkpoint, never holding it.
+type Backup struct {
+	Head    []byte
+	WriteKV func(io.Writer) error
+}
+
+// BackupOf is the backup whose bytes are b (the state Maintenance.Snapshot
+// streams, without its trailing hash; padding after the state is
+// ignored), checked whole first.
+func BackupOf(b []byte) (Backup, error) {
+	_, _, kvAt, err := decodeMeta(b)
+	if err != nil {
+		return Backup{}, err
+	}
+	_, _, _, kv, err := loadBackup(b)
+	if err != nil {
+		return Backup{}, err
+	}
+	return Backup{Head: b[:kvAt], WriteKV: writing(kv)}, nil
+}
+
+// writing is what writes b.
+func writing(b []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	}
+}
+
+// RestoreBackup turns a backup into the first checkpoint of a member of a
 // new cluster, as etcdutl snapshot restore does: the key space, leases,
 // alarms and cluster version are kept (a backup taken under NOSPACE
 // restores a cluster that refuses writes until the alarm is disarmed, as
 // etcd's does); the members and raft state are the new cluster's, from
-// cfg. The checkpoint is at raft index len(members),
-// term 1, as if each member had been added by a conf change, so every
-// member restored from the same backup starts from the same log. The
-// checkpoint's content is meta followed by kv, which aliases backup: a
-// restore of a large store writes it out without a copy.
-func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64, meta, kv []byte, err error) {
+// cfg. The checkpoint is at raft index len(members), term 1, as if each
+// member had been added by a conf change, so every member restored from
+// the same backup starts from the same log. The checkpoint's content is
+// meta followed by what writeKV writes: the backup's key space, streamed
+// as it is read, unless opts change it.
+func RestoreBackup(b Backup, cfg Config, opts RestoreOptions) (index uint64, meta []byte, writeKV func(io.Writer) error, err error) {
 	// etcdutl takes --bump-revision and --mark-compacted only together.
 	if opts.BumpRevision < 0 || (opts.BumpRevision > 0) != opts.MarkCompacted {
 		return 0, nil, nil, fmt.Errorf("core: restore: --bump-revision must be positive and goes with --mark-compacted")
 	}
-	old, leases, store, kvPart, err := loadBackup(backup)
+	if len(cfg.Members) == 0 {
+		return 0, nil, nil, fmt.Errorf("core: restore: no members")
+	}
+	old, leases, kvAt, err := decodeMeta(b.Head)
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	if opts.MarkCompacted {
-		// planted: the bump without the compaction
-		kvPart = bumpAndCompact(store, mvcc.Revision(opts.BumpRevision), !cfg.bug(BugRestoreSkipsMarkCompacted))
+	if kvAt != len(b.Head) {
+		return 0, nil, nil, fmt.Errorf("%w: backup head of %d bytes holds %d of state", ErrCorrupt, len(b.Head), kvAt)
 	}
-	if len(cfg.Members) == 0 {
-		return 0, nil, nil, fmt.Errorf("core: restore: no members")
+	writeKV = b.WriteKV
+	if opts.MarkCompacted {
+		if writeKV, err = bumpedKV(b, mvcc.Revision(opts.BumpRevision), !cfg.bug(BugRestoreSkipsMarkCompacted)); err != nil {
+			return 0, nil, nil, err
+		}
 	}
 	st := applied{
 		index:           uint64(len(cfg.Members)),
@@ -61,7 +99,22 @@ func RestoreBackup(backup []byte, cfg Config, opts RestoreOptions) (index uint64
 	if cfg.bug(BugRestoreDropsLeases) { // planted: the leases are left behind
 		leases = nil
 	}
-	return st.index, encodeMeta(&st, leases), kvPart, nil
+	return st.index, encodeMeta(&st, leases), writeKV, nil
+}
+
+// bumpedKV loads the backup's key space, raises its revision by bump and
+// compacts there (planted: only the bump), and returns what writes it.
+func bumpedKV(b Backup, bump mvcc.Revision, compact bool) (func(io.Writer) error, error) {
+	var whole bytes.Buffer
+	whole.Write(b.Head)
+	if err := b.WriteKV(&whole); err != nil {
+		return nil, err
+	}
+	_, _, store, _, err := loadBackup(whole.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	return writing(bumpAndCompact(store, bump, compact)), nil
 }
 
 // RestoreOptions are etcdutl's: BumpRevision raises the revision, so that

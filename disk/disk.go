@@ -420,7 +420,7 @@ func (c *counter) Write(p []byte) (int, error) {
 // member of a new cluster whose state is backup (core.RestoreBackup): a
 // checkpoint and a log that commits up to it. The member then starts
 // from dir as from any restart.
-func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, ropts core.RestoreOptions, opts Options) error {
+func Restore(fsys wal.FS, dir string, cfg core.Config, backup core.Backup, ropts core.RestoreOptions, opts Options) error {
 	walDir, snapDir := path.Join(dir, "member", "wal"), path.Join(dir, "member", "snap")
 	exists, err := HasLog(fsys, dir)
 	if err != nil {
@@ -429,7 +429,7 @@ func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, ropts core
 	if exists {
 		return fmt.Errorf("disk: %s already holds a log: restore into a new data directory", walDir)
 	}
-	index, head, kv, err := core.RestoreBackup(backup, cfg, ropts)
+	index, head, writeKV, err := core.RestoreBackup(backup, cfg, ropts)
 	if err != nil {
 		return err
 	}
@@ -440,8 +440,7 @@ func Restore(fsys wal.FS, dir string, cfg core.Config, backup []byte, ropts core
 		if _, err := w.Write(head); err != nil {
 			return err
 		}
-		_, err := w.Write(kv)
-		return err
+		return writeKV(w)
 	})
 	if err != nil {
 		return fmt.Errorf("disk: restore checkpoint: %w", err)

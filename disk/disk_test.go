@@ -154,7 +154,7 @@ func TestRestoreRefusesLeftovers(t *testing.T) {
 	m := memfs.New()
 	must(t, m.MkdirAll("data"))
 	checkpoint(t, m, 1000)
-	err := disk.Restore(m, "data", config(), nil, core.RestoreOptions{}, disk.Options{})
+	err := disk.Restore(m, "data", config(), core.Backup{}, core.RestoreOptions{}, disk.Options{})
 	if !errors.Is(err, disk.ErrLogMissing) || !strings.Contains(err.Error(), "restore into a new data directory") {
 		t.Fatalf("Restore = %v, want ErrLogMissing", err)
 	}

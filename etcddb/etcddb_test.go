@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,7 +56,24 @@ func TestRoundTrip(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("the state through etcd's file:\n%x\nwant\n%x", got, want)
 		}
+		if streamed := openedBackup(t, path); !bytes.Equal(streamed, want) {
+			t.Fatalf("the state streamed from etcd's file:\n%x\nwant\n%x", streamed, want)
+		}
 	})
+}
+
+// openedBackup is the backup OpenBackup streams from the file at path.
+func openedBackup(t *rapid.T, path string) []byte {
+	b, done, err := OpenBackup(path)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer done()
+	got := bytes.NewBuffer(bytes.Clone(b.Head))
+	if err := b.WriteKV(got); err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	return got.Bytes()
 }
 
 var genKey = rapid.SampledFrom([]string{"a", "b", "ba", "c", "\x00", "\xff"})
@@ -197,6 +215,9 @@ func TestReadBackupRefuses(t *testing.T) {
 		if _, err := ReadBackup(path); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
+		if err := streamBackup(path); !errors.Is(err, tc.want) {
+			t.Errorf("%s, streamed: %v, want %v", tc.name, err, tc.want)
+		}
 	}
 	notBolt := filepath.Join(t.TempDir(), "db")
 	if err := os.WriteFile(notBolt, bytes.Repeat([]byte("x"), 8192), 0o600); err != nil {
@@ -205,4 +226,18 @@ func TestReadBackupRefuses(t *testing.T) {
 	if _, err := ReadBackup(notBolt); !errors.Is(err, ErrNotEtcd) {
 		t.Errorf("a file that is not bolt: %v", err)
 	}
+	if err := streamBackup(notBolt); !errors.Is(err, ErrNotEtcd) {
+		t.Errorf("a file that is not bolt, streamed: %v", err)
+	}
+}
+
+// streamBackup opens the file at path with OpenBackup and streams its key
+// space nowhere, for the error.
+func streamBackup(path string) error {
+	b, done, err := OpenBackup(path)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return b.WriteKV(io.Discard)
 }

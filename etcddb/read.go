@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -35,37 +36,27 @@ func IsBolt(head []byte) bool {
 }
 
 // ReadBackup reads etcd's database file at path (without a snapshot's
-// trailing hash) into a detcd backup, as core.RestoreBackup and
+// trailing hash) into a detcd backup, as core.BackupOf and
 // core.StatBackup take it. The file is checked as etcdutl snapshot status
 // checks it, and must have etcd's schema.
 func ReadBackup(path string) ([]byte, error) {
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	switch {
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("etcd database %s is locked: is its etcd member still running?", path)
-	case err != nil:
-		return nil, fmt.Errorf("%w: %v", ErrNotEtcd, err)
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
 	}
 	defer db.Close()
 	var backup []byte
 	err = db.View(func(tx *bolt.Tx) error {
-		var problems []string
-		for err := range tx.Check() {
-			problems = append(problems, err.Error())
-		}
-		if len(problems) > 0 {
-			return fmt.Errorf("bolt integrity check failed: %s", strings.Join(problems, "; "))
-		}
-		ex, err := readState(tx)
+		ex, header, err := checkedState(tx)
 		if err != nil {
 			return err
 		}
-		header, err := core.BackupHeader(ex)
-		if err != nil {
+		var im mvcc.BucketImporter
+		if err := tx.Bucket(bucketKey).ForEach(im.Add); err != nil {
 			return err
 		}
-		backup, err = appendKeys(header, tx, ex.CompactRev)
-		return err
+		backup = im.AppendCheckpoint(header, mvcc.Revision(ex.CompactRev))
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd database %s: %w", path, err)
@@ -73,13 +64,82 @@ func ReadBackup(path string) ([]byte, error) {
 	return backup, nil
 }
 
-// appendKeys appends the key bucket's key space to b.
-func appendKeys(b []byte, tx *bolt.Tx, compactRev int64) ([]byte, error) {
-	var im mvcc.BucketImporter
-	if err := tx.Bucket(bucketKey).ForEach(im.Add); err != nil {
-		return nil, err
+// OpenBackup opens etcd's database file at path, checked as ReadBackup
+// checks it, as a backup to restore whose key space is streamed from the
+// file as the restore writes it: a restore of a store of any size holds
+// a buffer of it, not all of it. done ends the read; call it after the
+// restore.
+func OpenBackup(path string) (b core.Backup, done func() error, err error) {
+	db, err := openDB(path)
+	if err != nil {
+		return b, nil, err
 	}
-	return im.AppendCheckpoint(b, mvcc.Revision(compactRev)), nil
+	tx, err := db.Begin(false)
+	if err != nil {
+		db.Close()
+		return b, nil, fmt.Errorf("etcd database %s: %w", path, err)
+	}
+	done = func() error {
+		tx.Rollback() // a read-only transaction: nothing to undo
+		return db.Close()
+	}
+	ex, header, err := checkedState(tx)
+	if err != nil {
+		done()
+		return b, nil, fmt.Errorf("etcd database %s: %w", path, err)
+	}
+	keys := tx.Bucket(bucketKey)
+	b = core.Backup{Head: header, WriteKV: func(w io.Writer) error {
+		bw := mvcc.NewBucketWriter(w, mvcc.Revision(ex.CompactRev), lastRevision(keys))
+		if err := keys.ForEach(bw.Add); err != nil {
+			return fmt.Errorf("etcd database %s: %w", path, err)
+		}
+		if err := bw.Close(); err != nil {
+			return fmt.Errorf("etcd database %s: %w", path, err)
+		}
+		return nil
+	}}
+	return b, done, nil
+}
+
+// openDB opens etcd's database file read-only.
+func openDB(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("etcd database %s is locked: is its etcd member still running?", path)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrNotEtcd, err)
+	}
+	return db, nil
+}
+
+// checkedState checks the file's pages as etcdutl snapshot status does,
+// then reads all but the key space and encodes it as a backup's head.
+func checkedState(tx *bolt.Tx) (*core.ExchangeState, []byte, error) {
+	var problems []string
+	for err := range tx.Check() {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return nil, nil, fmt.Errorf("bolt integrity check failed: %s", strings.Join(problems, "; "))
+	}
+	ex, err := readState(tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	header, err := core.BackupHeader(ex)
+	return ex, header, err
+}
+
+// lastRevision is the main revision of the key bucket's last key, 0 if it
+// has none (a malformed key fails when the bucket is read).
+func lastRevision(keys *bolt.Bucket) mvcc.Revision {
+	k, _ := keys.Cursor().Last()
+	if len(k) < 8 {
+		return 0
+	}
+	return mvcc.Revision(binary.BigEndian.Uint64(k[:8]))
 }
 
 // readState reads all but the key space, checking the schema.

@@ -19,7 +19,8 @@ import (
 // and its SHA-256, as `etcdctl snapshot save` writes from etcd or detcd
 // (the hash is checked unless opts.SkipHashCheck), or a stopped etcd
 // member's member/snap/db (which has none), or a backup in detcd's older
-// format of its own. Every member of the new cluster is restored from
+// format of its own. The key space is streamed from the file into the
+// new member's checkpoint, so memory stays flat whatever its size. Every member of the new cluster is restored from
 // the same file, then started with the same flags and
 // --initial-cluster-state new. On an error no data directory is left.
 func Restore(cfg Config, path string, opts RestoreOptions) error {
@@ -30,10 +31,11 @@ func Restore(cfg Config, path string, opts RestoreOptions) error {
 	if opts.SkipHashCheck {
 		check = etcddb.HashSkipped
 	}
-	state, err := etcddb.ReadSnapshot(path, check)
+	backup, done, err := etcddb.OpenSnapshot(path, check)
 	if err != nil {
 		return err
 	}
+	defer done()
 	ccfg, err := cfg.CoreConfig(0, cfg.Logger)
 	if err != nil {
 		return err
@@ -43,7 +45,7 @@ func Restore(cfg Config, path string, opts RestoreOptions) error {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	ropts := core.RestoreOptions{BumpRevision: opts.BumpRevision, MarkCompacted: opts.MarkCompacted}
-	if err := disk.Restore(diskfs.New(cfg.DataDir), ".", ccfg, state, ropts, disk.Options{}); err != nil {
+	if err := disk.Restore(diskfs.New(cfg.DataDir), ".", ccfg, backup, ropts, disk.Options{}); err != nil {
 		if errors.Is(statErr, fs.ErrNotExist) {
 			// Leave no partial data directory behind.
 			os.RemoveAll(cfg.DataDir)

@@ -165,8 +165,12 @@ func (m *member) restoreData(members []core.Member, backup []byte, bump int64) e
 	if err != nil {
 		return err
 	}
+	b, err := core.BackupOf(backup)
+	if err != nil {
+		return err
+	}
 	opts := core.RestoreOptions{BumpRevision: bump, MarkCompacted: true}
-	return disk.Restore(m.fs, "data", cfg, backup, opts, disk.Options{SegmentBytes: m.segmentBytes})
+	return disk.Restore(m.fs, "data", cfg, b, opts, disk.Options{SegmentBytes: m.segmentBytes})
 }
 
 // sameEpoch reports whether something sent in epoch e still has a

@@ -41,7 +41,11 @@ func (c *checkers) restoreDrill(m *member, backup []byte, want core.BackupConten
 	cfg.ID = cfg.Members[0].ID
 	fsys := memfs.New()
 	opts := disk.Options{SegmentBytes: m.segmentBytes}
-	if err := disk.Restore(fsys, "data", cfg, backup, core.RestoreOptions{}, opts); err != nil {
+	b, err := core.BackupOf(backup)
+	if err == nil {
+		err = disk.Restore(fsys, "data", cfg, b, core.RestoreOptions{}, opts)
+	}
+	if err != nil {
 		c.fail("snapshot: restoring %s's backup at revision %d: %v", m.name, want.Revision, err)
 		return
 	}

@@ -114,36 +114,50 @@ type BucketImporter struct {
 
 // Add decodes one key bucket entry.
 func (im *BucketImporter) Add(key, value []byte) error {
-	if len(key) != bucketKeyBytes && (len(key) != bucketKeyBytes+1 || key[bucketKeyBytes] != 't') || key[8] != '_' {
-		return fmt.Errorf("%w: key %x is not a revision", ErrBadBucket, key)
+	h, k, v, err := decodeBucketEntry(key, value, len(im.recs) > 0, im.lastMod, im.lastSub)
+	if err != nil {
+		return err
 	}
-	h := recHeader{
+	im.add(&h, k, v)
+	return nil
+}
+
+func (im *BucketImporter) add(h *recHeader, k, v []byte) {
+	b := im.alloc(recordSize(h, len(k), len(v)))
+	encodeRecord(b, h, k, v)
+	im.recs = append(im.recs, asRecord(b))
+	im.lastMod, im.lastSub = h.mod, h.sub
+}
+
+// decodeBucketEntry decodes and checks one key bucket entry; after says
+// whether an entry (at revision lastMod.lastSub) came before it.
+func decodeBucketEntry(key, value []byte, after bool, lastMod Revision, lastSub int64) (h recHeader, k, v []byte, err error) {
+	if len(key) != bucketKeyBytes && (len(key) != bucketKeyBytes+1 || key[bucketKeyBytes] != 't') || key[8] != '_' {
+		return h, nil, nil, fmt.Errorf("%w: key %x is not a revision", ErrBadBucket, key)
+	}
+	h = recHeader{
 		tombstone: len(key) > bucketKeyBytes,
 		mod:       Revision(binary.BigEndian.Uint64(key[:8])),
 		sub:       int64(binary.BigEndian.Uint64(key[9:])),
 	}
-	if h.mod < 1 || h.sub < 0 || len(im.recs) > 0 && cmp.Or(cmp.Compare(h.mod, im.lastMod), cmp.Compare(h.sub, im.lastSub)) <= 0 {
-		return fmt.Errorf("%w: revision %d.%d out of order", ErrBadBucket, h.mod, h.sub)
+	if h.mod < 1 || h.sub < 0 || after && cmp.Or(cmp.Compare(h.mod, lastMod), cmp.Compare(h.sub, lastSub)) <= 0 {
+		return h, nil, nil, fmt.Errorf("%w: revision %d.%d out of order", ErrBadBucket, h.mod, h.sub)
 	}
 	kv, err := decodeBucketKV(value)
 	if err != nil {
-		return fmt.Errorf("%w: revision %d.%d: %v", ErrBadBucket, h.mod, h.sub, err)
+		return h, nil, nil, fmt.Errorf("%w: revision %d.%d: %v", ErrBadBucket, h.mod, h.sub, err)
 	}
 	if len(kv.key) == 0 {
-		return fmt.Errorf("%w: revision %d.%d has no key", ErrBadBucket, h.mod, h.sub)
+		return h, nil, nil, fmt.Errorf("%w: revision %d.%d has no key", ErrBadBucket, h.mod, h.sub)
 	}
 	if !h.tombstone {
 		h.create, h.version, h.lease = Revision(kv.create), kv.version, LeaseID(kv.leaseID)
 		if kv.mod != int64(h.mod) || h.create < 1 || h.create > h.mod || h.version < 1 || h.lease < 0 {
-			return fmt.Errorf("%w: revision %d.%d holds key %q create %d mod %d version %d lease %d",
+			return h, nil, nil, fmt.Errorf("%w: revision %d.%d holds key %q create %d mod %d version %d lease %d",
 				ErrBadBucket, h.mod, h.sub, kv.key, kv.create, kv.mod, kv.version, kv.leaseID)
 		}
 	}
-	b := im.alloc(recordSize(&h, len(kv.key), len(kv.value)))
-	encodeRecord(b, &h, kv.key, kv.value)
-	im.recs = append(im.recs, asRecord(b))
-	im.lastMod, im.lastSub = h.mod, h.sub
-	return nil
+	return h, kv.key, kv.value, nil
 }
 
 // alloc returns n bytes of the current slab, or of a new one.
@@ -165,14 +179,33 @@ func (im *BucketImporter) alloc(n int) []byte {
 // remove (etcd compacts in the background, so its file may still hold
 // them) are dropped. b grows once, to the content's size.
 func (im *BucketImporter) AppendCheckpoint(b []byte, compactRev Revision) []byte {
-	rev := max(1, im.lastMod, compactRev)
+	cold, hot := im.sections(compactRev)
+	b = slices.Grow(b, checkpointHeadBytes+sectionBytes(cold)+sectionBytes(hot))
+	b = appendCheckpointHead(b, max(1, im.lastMod, compactRev), compactRev)
+	b = appendSection(b, cold)
+	return appendSection(b, hot)
+}
+
+// checkpointHeadBytes bounds the size of appendCheckpointHead's output.
+const checkpointHeadBytes = 3 * binary.MaxVarintLen64
+
+func appendCheckpointHead(b []byte, rev, compactRev Revision) []byte {
+	b = binary.AppendUvarint(b, checkpointFormat)
+	b = binary.AppendUvarint(b, uint64(rev))
+	return binary.AppendUvarint(b, uint64(compactRev+1))
+}
+
+// sections splits the records into a checkpoint's two sections: cold,
+// each key's newest record at or below compactRev that a compaction there
+// keeps, in key order; hot, every record from compactRev on, in revision
+// order.
+func (im *BucketImporter) sections(compactRev Revision) (cold, hot []record) {
 	newest := map[string]record{}
 	for _, r := range im.recs {
 		if recMod(r) <= compactRev {
 			newest[recKey(r)] = r
 		}
 	}
-	var cold []record
 	for _, r := range newest { //core:maporder-ok: sorted below
 		if !recTombstone(r) || recMod(r) == compactRev {
 			cold = append(cold, r)
@@ -180,13 +213,7 @@ func (im *BucketImporter) AppendCheckpoint(b []byte, compactRev Revision) []byte
 	}
 	slices.SortFunc(cold, func(a, b record) int { return cmp.Compare(recKey(a), recKey(b)) })
 	i, _ := slices.BinarySearchFunc(im.recs, compactRev, func(r record, c Revision) int { return cmp.Compare(recMod(r), c) })
-	hot := im.recs[i:]
-	b = slices.Grow(b, 3*binary.MaxVarintLen64+sectionBytes(cold)+sectionBytes(hot))
-	b = binary.AppendUvarint(b, checkpointFormat)
-	b = binary.AppendUvarint(b, uint64(rev))
-	b = binary.AppendUvarint(b, uint64(compactRev+1))
-	b = appendSection(b, cold)
-	return appendSection(b, hot)
+	return cold, im.recs[i:]
 }
 
 // sectionBytes is the size appendSection gives recs.

@@ -370,6 +370,18 @@ func bucketRoundTrip(t *rapid.T, s *Store) *Store {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("key space through etcd's key bucket:\n%x\nwant\n%x", got, want.Bytes())
 	}
+	// The same, streamed as a restore writes it.
+	var streamed bytes.Buffer
+	bw := NewBucketWriter(&streamed, snap.CompactRev(), im.lastMod)
+	if err := snap.ExportBucket(bw.Add); err != nil {
+		t.Fatalf("stream the key bucket: %v", err)
+	}
+	if err := bw.Close(); err != nil {
+		t.Fatalf("stream the key bucket: %v", err)
+	}
+	if !bytes.Equal(streamed.Bytes(), want.Bytes()) {
+		t.Fatalf("key space streamed from etcd's key bucket:\n%x\nwant\n%x", streamed.Bytes(), want.Bytes())
+	}
 	loaded, _, err := Load(got)
 	if err != nil {
 		t.Fatalf("load: %v", err)
