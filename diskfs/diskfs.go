@@ -25,6 +25,23 @@ func New(root string) wal.FS {
 	return &diskFS{root: root}
 }
 
+// hugeBufferMinBytes is the smallest buffer AllocBuffer backs with huge
+// pages: below it the faults saved are too few to matter.
+const hugeBufferMinBytes = 8 << 20
+
+// AllocBuffer is a buffer of n bytes that, if large, the kernel backs with
+// huge pages as it is first written: reading a 1 GB checkpoint into it
+// takes about a thousand page faults instead of a quarter million, a few
+// seconds of system time on a busy machine. Advice the kernel refuses
+// costs only those faults.
+func (d *diskFS) AllocBuffer(n int) []byte {
+	b := make([]byte, n)
+	if n >= hugeBufferMinBytes {
+		adviseHugePages(b)
+	}
+	return b
+}
+
 func (d *diskFS) path(op, name string) (string, error) {
 	c := path.Clean(name)
 	if !fs.ValidPath(c) {

@@ -109,7 +109,8 @@ func TestPreallocate(t *testing.T) {
 
 func TestCheckpoint(t *testing.T) {
 	fsys := diskfs.New(t.TempDir())
-	content := bytes.Repeat([]byte("checkpoint "), 300000) // a few chunks
+	// Chunks enough to be read into a buffer of huge pages (AllocBuffer).
+	content := bytes.Repeat([]byte("checkpoint "), 1_000_000)
 	must(t, wal.WriteCheckpoint(fsys, "snap", 12, func(w io.Writer) error {
 		_, err := w.Write(content)
 		return err
@@ -125,6 +126,24 @@ func TestCheckpoint(t *testing.T) {
 		t.Fatal("content differs")
 	}
 	must(t, wal.RemoveCheckpoint(fsys, "snap", 12))
+}
+
+// AllocBuffer gives zeroed buffers of the size asked, small or backed by
+// huge pages.
+func TestAllocBuffer(t *testing.T) {
+	a, ok := diskfs.New(t.TempDir()).(wal.BufferAllocator)
+	if !ok {
+		t.Fatal("diskfs allocates no buffers")
+	}
+	for _, n := range []int{0, 1, 4096, 8<<20 + 1, 19 << 20} {
+		b := a.AllocBuffer(n)
+		if zeroed := !bytes.ContainsFunc(b, func(r rune) bool { return r != 0 }); len(b) != n || !zeroed {
+			t.Fatalf("AllocBuffer(%d): %d bytes, zeroed %v", n, len(b), zeroed)
+		}
+		for i := range b {
+			b[i] = byte(i)
+		}
+	}
 }
 
 func TestEscapingNamesRejected(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // datasync goes through the raw connection rather than File.Fd, which would
@@ -49,4 +50,18 @@ func fallocate(f *os.File, size int64) error {
 		return nil
 	}
 	return serr
+}
+
+// adviseHugePages asks for huge pages for b's whole 2 MiB extents
+// (transparent huge pages in "madvise" mode, the common default, give them
+// only to memory so advised).
+func adviseHugePages(b []byte) {
+	const huge = 2 << 20
+	start := (uintptr(unsafe.Pointer(unsafe.SliceData(b))) + huge - 1) &^ (huge - 1)
+	end := (uintptr(unsafe.Pointer(unsafe.SliceData(b))) + uintptr(len(b))) &^ (huge - 1)
+	if end <= start {
+		return
+	}
+	lo := int(start - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	_ = syscall.Madvise(b[lo:lo+int(end-start)], syscall.MADV_HUGEPAGE) // advice only
 }

@@ -406,7 +406,7 @@ func ReadCheckpointFile(fsys FS, name string, index uint64) ([]byte, error) {
 	case size > maxSize:
 		return nil, corruptf(name, 0, "checkpoint of %d bytes exceeds the largest possible (%d)", size, maxSize)
 	}
-	b := make([]byte, size)
+	b := allocBuffer(fsys, int(size))
 	if n, err := f.ReadAt(b, 0); n < len(b) {
 		if err == nil {
 			err = io.ErrUnexpectedEOF
