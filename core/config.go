@@ -30,7 +30,7 @@ const (
 	// ticks; drivers set it from their tick length.
 	DefaultRequestTimeoutTicks = 50
 	// CompactionStepRecordsMax is how many records physical compaction
-	// and defragmentation visit per Ready (mvcc.Store.Step's units), so
+	// and defragmentation visit per StepBackground (mvcc.Store.Step's units), so
 	// that a large compaction never stalls the loop: a request waits for
 	// one such step at most, well under a millisecond. etcd deletes 1000
 	// revisions per batch of its compaction by default, too.

@@ -86,11 +86,14 @@ func (s soloTransport) SendSnapshot(snap core.OutgoingSnapshot) {
 func (m *member) settle() {
 	m.t.Helper()
 	for i := 0; i < 10000; i++ {
-		m.drv.Process()
+		more := m.drv.Process()
 		if m.env.Err != nil {
 			m.t.Fatalf("driver: %v", m.env.Err)
 		}
-		if !m.env.RunPending() {
+		if more {
+			m.drv.StepBackground()
+		}
+		if !m.env.RunPending() && !more {
 			return
 		}
 	}

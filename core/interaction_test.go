@@ -514,11 +514,13 @@ func (e *env) status(id uint64) {
 	e.printf("%s", s)
 }
 
-// processReady has the member's driver carry out one Ready; the
-// observer prints what it holds. The log writer's turn waits for sync;
-// checkpoints and hashes are done right after, and printed.
+// processReady has the member's driver take a step of background work,
+// if any is pending, and carry out one Ready; the observer prints what
+// it holds. The log writer's turn waits for sync; checkpoints and hashes
+// are done right after, and printed.
 func (e *env) processReady(m *imember) bool {
 	mark := e.out.Len()
+	m.driver().StepBackground()
 	did, more := m.driver().ProcessReady()
 	if !did {
 		// Raft's state moved without anything to carry out.
@@ -727,10 +729,11 @@ func (m *imember) runJobs() {
 	}
 }
 
-// Background implements driver.Env: a log writer's turn waits for sync,
-// other work for the end of the Ready.
+// Background implements driver.Env: a log writer's turn, and the removal
+// of the files it released, wait for sync, other work for the end of the
+// Ready.
 func (m *imember) Background(j driver.Job) {
-	if j.Steps[0].Kind == driver.StepWALWrite {
+	if k := j.Steps[0].Kind; k == driver.StepWALWrite || k == driver.StepRemove {
 		m.walTurns = append(m.walTurns, j)
 	} else {
 		m.jobs = append(m.jobs, j)

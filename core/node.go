@@ -318,11 +318,21 @@ func (n *Node) Request(r Request) {
 	}
 }
 
-// Ready collects everything the driver must do now.
-func (n *Node) Ready() Ready {
+// StepBackground does one bounded step, CompactionStepRecordsMax records,
+// of the background work Ready.More announced: physical compaction and
+// defragmentation. The driver paces these steps in turns of their own,
+// apart from the turns that serve requests, as etcd's compaction sleeps
+// between its batches: a request then waits for at most one step, and
+// the work leaves the loop idle between steps instead of adding a step
+// to every request's turn.
+func (n *Node) StepBackground() {
 	if n.kv.Pending() {
 		n.kv.Step(CompactionStepRecordsMax)
 	}
+}
+
+// Ready collects everything the driver must do now.
+func (n *Node) Ready() Ready {
 	n.props.retry(n)
 	n.flushProposals()
 	n.processRaft()

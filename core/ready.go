@@ -44,8 +44,9 @@ type Ready struct {
 	// compaction, as etcd stores them for its corruption checks: the
 	// driver calls Node.CompactionHash with each result.
 	Hashes []HashJob
-	// More reports background work (physical compaction): the driver should
-	// call Ready again soon even if nothing else happens.
+	// More reports background work (physical compaction, watchers
+	// catching up): the driver should call Node.StepBackground and then
+	// Ready again soon even if nothing else happens.
 	More bool
 }
 

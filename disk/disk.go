@@ -382,10 +382,39 @@ func (d *Disk) WriteCheckpoint(c *core.Checkpoint) (int64, error) {
 	return size, err
 }
 
-// Release removes what a durable checkpoint made redundant.
-func (d *Disk) Release(r *core.Release) error {
+// Removal is what durable checkpoints made redundant: log segments
+// already taken off the log (Detach) and checkpoints below an index,
+// for Remove to delete.
+type Removal struct {
+	segments          []string
+	checkpointsBefore uint64
+}
+
+// Empty reports whether the removal has nothing to delete.
+func (r *Removal) Empty() bool { return len(r.segments) == 0 && r.checkpointsBefore == 0 }
+
+// Add appends a later removal to r, so that one Remove deletes both in
+// order.
+func (r *Removal) Add(later Removal) {
+	r.segments = append(r.segments, later.segments...)
+	r.checkpointsBefore = max(r.checkpointsBefore, later.checkpointsBefore)
+}
+
+// Detach takes the log segments rel makes redundant off the log, with
+// the log's writer: it only updates the log's books, and Remove deletes
+// the files later, off the writer, whose next fsync need not wait for a
+// few hundred MB of files to go.
+func (d *Disk) Detach(rel *core.Release) (Removal, error) {
+	segs, err := d.w.DetachTo(rel.WALBefore)
+	return Removal{segments: segs, checkpointsBefore: rel.CheckpointsBefore}, err
+}
+
+// Remove deletes what r names, log segments oldest first. It may run on
+// any goroutine while the log is written; removals must run one at a
+// time, in the order of their Detach.
+func (d *Disk) Remove(r Removal) error {
 	var errs []error
-	if err := d.w.ReleaseTo(r.WALBefore); err != nil {
+	if err := wal.RemoveSegments(d.fs, r.segments); err != nil {
 		errs = append(errs, err)
 	}
 	idxs, err := wal.ListCheckpoints(d.fs, d.snapDir)
@@ -393,7 +422,7 @@ func (d *Disk) Release(r *core.Release) error {
 		errs = append(errs, err)
 	}
 	for _, i := range idxs {
-		if i < r.CheckpointsBefore {
+		if i < r.checkpointsBefore {
 			if err := wal.RemoveCheckpoint(d.fs, d.snapDir, i); err != nil {
 				errs = append(errs, err)
 			}

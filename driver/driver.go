@@ -166,8 +166,8 @@ func (d *Driver) serveViews() {
 
 // Process carries out the node's Readys until it has nothing more to do
 // now. It reports whether the node has background work (physical
-// compaction) for which the runtime should call Process again soon, even
-// if nothing else happens.
+// compaction) for which the runtime should call StepBackground and
+// Process again soon, even if nothing else happens.
 func (d *Driver) Process() (more bool) {
 	for {
 		did, m := d.ProcessReady()
@@ -175,6 +175,16 @@ func (d *Driver) Process() (more bool) {
 		if !did {
 			return more
 		}
+	}
+}
+
+// StepBackground does one bounded step of the node's background work
+// (core.Node.StepBackground); Process then carries out what it led to.
+// The runtime calls it in a turn of its own, paced apart from the turns
+// that serve requests.
+func (d *Driver) StepBackground() {
+	if !d.failed {
+		d.node.StepBackground()
 	}
 }
 

@@ -26,11 +26,13 @@ const (
 	PeerInboxMax = 4096
 	// doneMax bounds completed background work waiting for the loop.
 	doneMax = 64
-	// BackgroundPause is how long the loop waits for an event between
-	// two steps of the node's background work (physical compaction), as
-	// etcd pauses between its compaction batches: the work yields to
-	// requests instead of competing with them for the CPU.
-	BackgroundPause = time.Millisecond
+	// BackgroundInterval is the time from one step of the node's
+	// background work (physical compaction, defragmentation) to the next,
+	// as etcd sleeps between its compaction batches: each step is a turn
+	// of its own, taken on this schedule whatever requests come, so the
+	// work neither waits for a quiet moment that a steady load never
+	// leaves nor adds itself to the turns that serve requests.
+	BackgroundInterval = 2 * time.Millisecond
 	// DefaultStopCheckpointMax bounds how long a stop waits for the
 	// checkpoint it writes (Driver.StopCheckpoint) to be durable, well
 	// within the time service managers give a stop (systemd: 90 s,
@@ -200,20 +202,28 @@ func (l *Loop) Run(d *Driver) {
 	defer close(l.stopped)
 	ticker := time.NewTicker(l.cfg.Tick)
 	defer ticker.Stop()
-	pause := time.NewTimer(BackgroundPause)
+	pause := time.NewTimer(BackgroundInterval)
 	defer pause.Stop()
 	more := false
+	// nextStep is when the next step of background work is due; only a
+	// step moves it, so that events cannot put the work off.
+	nextStep := time.Now()
 	for {
 		var resume <-chan time.Time // nil: wait for an event
 		if more {
-			pause.Reset(BackgroundPause)
+			pause.Reset(time.Until(nextStep))
 			resume = pause.C
 		}
-		if !l.wait(ticker.C, resume) {
+		stepped, ok := l.wait(ticker.C, resume)
+		if !ok {
 			l.shutdown()
 			return
 		}
-		l.drain()
+		if stepped {
+			nextStep = time.Now().Add(BackgroundInterval)
+		} else {
+			l.drain()
+		}
 		more = d.Process()
 		if l.cfg.AfterTurn != nil {
 			l.cfg.AfterTurn()
@@ -221,9 +231,10 @@ func (l *Loop) Run(d *Driver) {
 	}
 }
 
-// wait blocks for the next event and runs it, or until resume fires;
-// false once the loop should stop.
-func (l *Loop) wait(tick, resume <-chan time.Time) bool {
+// wait blocks for the next event and runs it, or until resume fires and
+// then takes a step of the node's background work (stepped); ok is false
+// once the loop should stop.
+func (l *Loop) wait(tick, resume <-chan time.Time) (stepped, ok bool) {
 	inbox := l.inbox
 	if l.d.Saturated() {
 		inbox = nil
@@ -238,10 +249,12 @@ func (l *Loop) wait(tick, resume <-chan time.Time) bool {
 	case <-tick:
 		l.d.Tick()
 	case <-resume:
+		l.d.StepBackground()
+		return true, true
 	case <-l.stopping:
-		return false
+		return false, false
 	}
-	return true
+	return false, true
 }
 
 // drain runs every other event waiting, so that they share this turn's

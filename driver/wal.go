@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/detcd/detcd/core"
+	"github.com/detcd/detcd/disk"
 )
 
 // WALBatchMax is the most log writes one turn of the log writer takes:
@@ -26,6 +27,11 @@ type walOp struct {
 type walWriter struct {
 	queue []walOp
 	busy  bool
+	// removing is set while a job deletes files durable checkpoints made
+	// redundant; next gathers the ones released meanwhile, for the job
+	// after it. One job at a time keeps log segments going oldest first.
+	removing bool
+	next     disk.Removal
 	// written is where the log ends after the writes handed to the
 	// writer; durable where it ended at the last successful fsync: a
 	// restart must come back with at least that much.
@@ -36,8 +42,11 @@ type walWriter struct {
 // should take no new requests until a turn completes.
 func (d *Driver) Saturated() bool { return len(d.wal.queue) >= WALQueueMax }
 
-// WALIdle reports that every log write handed over is done.
-func (d *Driver) WALIdle() bool { return !d.wal.busy && len(d.wal.queue) == 0 }
+// WALIdle reports that every log write handed over is done, and every
+// file released removed.
+func (d *Driver) WALIdle() bool {
+	return !d.wal.busy && len(d.wal.queue) == 0 && !d.wal.removing && d.wal.next.Empty()
+}
 
 // Written is the index the log ends at after the writes handed to the
 // writer; Durable the index it ended at after the last fsync.
@@ -80,7 +89,11 @@ func (w *walWriter) turn(d *Driver) {
 	// Writes queued after the batch moved w.written on; this turn covers
 	// the log up to the batch's own end.
 	end := batchEnd(batch, w.durable)
-	steps := []Step{{Kind: StepWALWrite, Run: func() error { return d.writeBatch(batch, sync) }}}
+	var released disk.Removal
+	steps := []Step{{Kind: StepWALWrite, Run: func() (err error) {
+		released, err = d.writeBatch(batch, sync)
+		return err
+	}}}
 	if sync {
 		fsync := Step{Kind: StepWALSync, Run: d.syncLog}
 		if d.planted(core.BugWALSyncBeforeFlush) {
@@ -97,6 +110,7 @@ func (w *walWriter) turn(d *Driver) {
 		if sync {
 			w.durable = end
 		}
+		w.remove(d, released)
 		w.busy = false
 		if last != 0 {
 			d.obs.Durable(last)
@@ -125,29 +139,52 @@ func batchEnd(batch []walOp, prev uint64) uint64 {
 }
 
 // writeBatch runs off the loop: it hands a turn's records to the file
-// system, unsynced, and removes what durable checkpoints made redundant.
-func (d *Driver) writeBatch(batch []walOp, sync bool) error {
+// system, unsynced, and takes off the log what durable checkpoints made
+// redundant, returning the files to remove.
+func (d *Driver) writeBatch(batch []walOp, sync bool) (disk.Removal, error) {
+	var released disk.Removal
 	for _, op := range batch {
 		if p := op.persist; p != nil {
 			start := d.env.Now()
 			if err := d.disk.Write(p); err != nil {
-				return errorf("log write: %w", err)
+				return released, errorf("log write: %w", err)
 			}
 			d.obs.Wrote(p, d.env.Now().Sub(start))
 		}
 		if r := op.release; r != nil {
-			if err := d.disk.Release(r); err != nil {
+			rm, err := d.disk.Detach(r)
+			if err != nil {
 				d.log.Warn("releasing old log files", "err", err)
 			}
+			released.Add(rm)
 		}
 	}
 	if !sync {
-		return nil
+		return released, nil
 	}
 	if err := d.disk.WriteOut(); err != nil {
-		return errorf("log write: %w", err)
+		return released, errorf("log write: %w", err)
 	}
-	return nil
+	return released, nil
+}
+
+// remove deletes the files released, in a job of its own after those
+// released before: the log's next write and fsync do not wait for it.
+func (w *walWriter) remove(d *Driver, released disk.Removal) {
+	w.next.Add(released)
+	if w.removing || w.next.Empty() {
+		return
+	}
+	rm := w.next
+	w.next = disk.Removal{}
+	w.removing = true
+	d.env.Background(Job{Steps: []Step{{Kind: StepRemove, Run: func() error { return d.disk.Remove(rm) }}}, Done: func(err error) {
+		if err != nil {
+			d.log.Warn("removing old log files and checkpoints", "err", err)
+		}
+		w.removing = false
+		w.remove(d, disk.Removal{})
+	}})
 }
 
 // syncLog runs off the loop: the turn's fsync.

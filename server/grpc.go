@@ -24,7 +24,7 @@ type clientGRPC struct {
 	closeLocal func()
 }
 
-func newClientGRPC(cfg *Config, b grpcsvc.Backend, role grpcsvc.Role, m *metrics) *clientGRPC {
+func newClientGRPC(cfg *Config, b grpcsvc.Backend, role grpcsvc.Role, m *metrics, mem *memReleaser) *clientGRPC {
 	g := &clientGRPC{guard: grpcsvc.NewGuard(role)}
 	opts := append(grpcsvc.ServerOptions(grpcsvc.Options{
 		MaxRequestBytes:      cfg.MaxRequestBytes,
@@ -32,7 +32,7 @@ func newClientGRPC(cfg *Config, b grpcsvc.Backend, role grpcsvc.Role, m *metrics
 		KeepaliveMinTime:     cfg.GRPCKeepAliveMinTime,
 		KeepaliveInterval:    cfg.GRPCKeepAliveInterval,
 		KeepaliveTimeout:     cfg.GRPCKeepAliveTimeout,
-	}), grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), m.unary),
+	}), grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), m.unary, mem.afterDefragment),
 		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), m.stream))
 	opts = append(opts, g.guard.ServerOptions()...)
 	g.srv = grpc.NewServer(opts...)

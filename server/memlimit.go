@@ -1,10 +1,15 @@
 package server
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
 )
 
 // Memory: the key space lives in the Go heap, mostly in large
@@ -45,7 +50,13 @@ const (
 	// is smaller, the runtime's own minimum heap: a fresh server with next
 	// to nothing live gets no more than the headroom.
 	memLiveMinBytes = 4 << 20
-	memLimitEvery   = time.Second
+	// memLimitEvery is how often the headroom follows the collector's
+	// CPU share.
+	memLimitEvery = time.Second
+	// memLiveEvery is how often GOGC follows the live heap: soon after a
+	// compaction drops most of it, or the collector would run back to
+	// back with the old percentage of a heap that is gone.
+	memLiveEvery = 100 * time.Millisecond
 )
 
 // memSample is what the policy reads from the runtime.
@@ -81,6 +92,12 @@ func (p *memPolicy) gcPercent(now memSample) int {
 		p.headroomBytes = int64(float64(p.headroomBytes) * factor)
 		p.since = now
 	}
+	return p.percent(now)
+}
+
+// percent is the GOGC that gives the headroom above the live heap now,
+// the headroom kept within its bounds.
+func (p *memPolicy) percent(now memSample) int {
 	p.headroomBytes = min(max(p.headroomBytes, memHeadroomMinBytes), max(memHeadroomMaxBytes, now.liveBytes*memHeadroomMaxLivePercent/100))
 	return int(p.headroomBytes * 100 / max(now.liveBytes, memLiveMinBytes))
 }
@@ -137,18 +154,81 @@ func runMemLimit(stopping <-chan struct{}) {
 		return
 	}
 	policy := newMemPolicy(first)
-	t := time.NewTicker(memLimitEvery)
-	defer t.Stop()
+	live := time.NewTicker(memLiveEvery)
+	defer live.Stop()
+	adjustAt := time.Now().Add(memLimitEvery)
+	set := -1
 	for {
 		now, ok := readMemSample(samples)
 		if !ok {
 			return
 		}
-		debug.SetGCPercent(policy.gcPercent(now))
+		gogc := policy.percent(now)
+		if t := time.Now(); !t.Before(adjustAt) {
+			gogc = policy.gcPercent(now)
+			adjustAt = t.Add(memLimitEvery)
+		}
+		if gogc != set {
+			debug.SetGCPercent(gogc)
+			set = gogc
+		}
 		select {
 		case <-stopping:
 			return
-		case <-t.C:
+		case <-live.C:
 		}
+	}
+}
+
+// memReleaser hands the heap's free pages back to the system after a
+// defragmentation, whose purpose is to give space back, instead of over
+// the next minute as the runtime's background scavenger does once
+// collections have found the compacted slabs dead. It costs a collection
+// of the live heap, on a goroutine of its own, off the loop.
+type memReleaser struct {
+	log *slog.Logger
+	// kick holds at most one request: releases asked for while one runs
+	// are one more.
+	kick chan struct{}
+}
+
+func newMemReleaser(log *slog.Logger) *memReleaser {
+	return &memReleaser{log: log, kick: make(chan struct{}, 1)}
+}
+
+// release asks for the free pages to go back to the system; it never
+// waits.
+func (r *memReleaser) release() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// afterDefragment is a unary interceptor that asks for a release once a
+// defragmentation succeeded.
+func (r *memReleaser) afterDefragment(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err == nil && info.FullMethod == pb.Maintenance_Defragment_FullMethodName {
+		r.release()
+	}
+	return resp, err
+}
+
+// run releases what is asked until stopping is closed.
+func (r *memReleaser) run(stopping <-chan struct{}) {
+	released := []rtmetrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
+	for {
+		select {
+		case <-stopping:
+			return
+		case <-r.kick:
+		}
+		rtmetrics.Read(released)
+		before, start := released[0].Value.Uint64(), time.Now()
+		debug.FreeOSMemory()
+		rtmetrics.Read(released)
+		r.log.Info("returned free memory to the system after a defragmentation",
+			"bytes", int64(released[0].Value.Uint64())-int64(before), "took", time.Since(start).Round(time.Millisecond).String())
 	}
 }

@@ -1,9 +1,15 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
 )
 
 // TestMemPolicy: the headroom above the live heap follows the collector's
@@ -85,5 +91,50 @@ func TestReadMemSample(t *testing.T) {
 	s, ok := readMemSample(samples)
 	if !ok || s.liveBytes <= 0 || s.gcCycles == 0 || s.busyCPUSeconds <= 0 {
 		t.Fatalf("sample %+v, ok %v", s, ok)
+	}
+}
+
+// TestMemPolicyFollowsLiveHeap: GOGC follows a drop of the live heap (a
+// compaction letting most of it go) at once, keeping the headroom in
+// bytes: with the old percentage of a heap that is gone the collector
+// would run back to back.
+func TestMemPolicyFollowsLiveHeap(t *testing.T) {
+	const mib = 1 << 20
+	p := newMemPolicy(memSample{liveBytes: 300 * mib})
+	for _, c := range []struct {
+		liveMiB  int64
+		wantGOGC int
+	}{
+		{300, memHeadroomStartBytes * 100 / (300 * mib)},
+		{50, memHeadroomStartBytes * 100 / (50 * mib)},
+		{400, memHeadroomStartBytes * 100 / (400 * mib)},
+	} {
+		if got := p.percent(memSample{liveBytes: c.liveMiB * mib}); got != c.wantGOGC {
+			t.Errorf("live heap %d MiB: GOGC %d, want %d", c.liveMiB, got, c.wantGOGC)
+		}
+	}
+}
+
+// TestMemReleaserAfterDefragment: a defragmentation that succeeded asks
+// for one release; others, failed calls and further asks while one is
+// waiting never block the call.
+func TestMemReleaserAfterDefragment(t *testing.T) {
+	r := newMemReleaser(slog.New(slog.DiscardHandler))
+	call := func(method string, err error) {
+		_, got := r.afterDefragment(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: method},
+			func(context.Context, any) (any, error) { return nil, err })
+		if got != err {
+			t.Fatalf("%s: the call's error became %v", method, got)
+		}
+	}
+	call(pb.KV_Put_FullMethodName, nil)
+	call(pb.Maintenance_Defragment_FullMethodName, errors.New("refused"))
+	if len(r.kick) != 0 {
+		t.Fatal("a release asked for without a defragmentation")
+	}
+	call(pb.Maintenance_Defragment_FullMethodName, nil)
+	call(pb.Maintenance_Defragment_FullMethodName, nil)
+	if len(r.kick) != 1 {
+		t.Fatalf("%d releases waiting after two defragmentations, want one", len(r.kick))
 	}
 }

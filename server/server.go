@@ -45,6 +45,7 @@ type Server struct {
 	api     *clientGRPC    // etcd's gRPC API; nil before Start (grpc.go)
 	web     *httpEndpoints // etcd's HTTP endpoints (http.go)
 	corrupt *corruptChecks // (corrupt.go)
+	mem     *memReleaser   // hands freed memory back after a defragmentation (memlimit.go)
 }
 
 // opened is a member's data directory, opened, and what New read for it.
@@ -126,13 +127,15 @@ func (s *Server) Start() error {
 		s.closeListeners()
 		return err
 	}
-	s.api = newClientGRPC(&s.cfg, s.Frontend, s.status, s.metrics)
+	s.mem = newMemReleaser(s.log)
+	s.api = newClientGRPC(&s.cfg, s.Frontend, s.status, s.metrics, s.mem)
 	if err := s.web.startClient(s.api.srv); err != nil {
 		s.closeListeners()
 		return err
 	}
 	go s.loop.Run(s.drv)
 	go runMemLimit(s.life.stopping)
+	go s.mem.run(s.life.stopping)
 	go s.api.monitorLeader(s.cfg.ElectionTimeout, s.life.stopping)
 	if gates, _ := s.cfg.gates(); gates["InitialCorruptCheck"] && s.life.restarted {
 		if err := s.corrupt.initial(); err != nil {

@@ -229,7 +229,10 @@ func (m *member) scheduleWork() {
 		return
 	}
 	m.workPending = true
-	m.w.after(1_000, m.event(func() { m.workPending = false }))
+	m.w.after(1_000, m.event(func() {
+		m.workPending = false
+		m.d.StepBackground()
+	}))
 }
 
 func (m *member) diskLatency() int64 {

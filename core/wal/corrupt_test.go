@@ -186,7 +186,7 @@ func TestIndexGap(t *testing.T) {
 
 // Segments deleted from the front or the middle of the log are refused
 // with an error that says what is missing, unless a checkpoint covers
-// them (as after ReleaseTo).
+// them (as after DetachTo and RemoveSegments).
 func TestMissingSegments(t *testing.T) {
 	tests := []struct {
 		name string

@@ -353,23 +353,36 @@ func (w *WAL) Sync() error {
 	return nil
 }
 
-// ReleaseTo removes the oldest segments whose every entry has an index below
-// index; never the segment being written. The caller guarantees that a
-// durable checkpoint covers them.
-func (w *WAL) ReleaseTo(index uint64) error {
+// DetachTo takes the oldest segments whose every entry has an index below
+// index off the log, never the segment being written, and returns their
+// paths, oldest first, for RemoveSegments. The caller guarantees that a
+// durable checkpoint covers them. Until they are removed they stay on
+// disk, below the checkpoint, as after a crash right after it was made
+// durable: a restart skips them.
+func (w *WAL) DetachTo(index uint64) ([]string, error) {
 	if err := w.usable(); err != nil {
-		return err
+		return nil, err
 	}
 	// A segment's surviving entries all lie below the next segment's first
-	// index. Oldest first, with the directory synced after each removal, so
-	// a crash can never leave a hole in the sequence.
+	// index.
+	var paths []string
 	for len(w.segs) > 1 && w.segs[1].first <= index {
-		name := path.Join(w.dir, w.segs[0].name())
-		if err := w.fs.Remove(name); err != nil {
+		paths = append(paths, path.Join(w.dir, w.segs[0].name()))
+		w.segs = w.segs[1:]
+	}
+	return paths, nil
+}
+
+// RemoveSegments removes segments DetachTo took off the log, in the order
+// given (oldest first), with their directory synced after each removal,
+// so that a crash can never leave a hole in the sequence. It touches
+// nothing the log's writer does, so it may run while the log is written.
+func RemoveSegments(fsys FS, paths []string) error {
+	for _, name := range paths {
+		if err := fsys.Remove(name); err != nil {
 			return fmt.Errorf("wal: release %s: %w", name, err)
 		}
-		w.segs = w.segs[1:]
-		if err := w.fs.SyncDir(w.dir); err != nil {
+		if err := fsys.SyncDir(path.Dir(name)); err != nil {
 			return fmt.Errorf("wal: release %s: %w", name, err)
 		}
 	}

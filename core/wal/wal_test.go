@@ -204,7 +204,7 @@ func TestLargeBatchSpansSegments(t *testing.T) {
 	}
 }
 
-func TestReleaseTo(t *testing.T) {
+func TestDetachAndRemoveSegments(t *testing.T) {
 	const segBytes = 512
 	m := memfs.New()
 	w := create(t, m, segBytes)
@@ -221,7 +221,12 @@ func TestReleaseTo(t *testing.T) {
 	}
 
 	const release = 50
-	must(t, w.ReleaseTo(release))
+	detached, err := w.DetachTo(release)
+	must(t, err)
+	if got := segments(t, m); len(got) != len(before) {
+		t.Fatalf("detaching removed files: the directory holds %q, before %q", got, before)
+	}
+	must(t, wal.RemoveSegments(m, detached))
 	after := w.SegmentNames()
 	if got := segments(t, m); len(got) != len(after) {
 		t.Fatalf("directory holds %q, WAL thinks %q", got, after)
@@ -239,7 +244,9 @@ func TestReleaseTo(t *testing.T) {
 	}
 
 	// Releasing everything keeps the segment being written.
-	must(t, w.ReleaseTo(1<<40))
+	detached, err = w.DetachTo(1 << 40)
+	must(t, err)
+	must(t, wal.RemoveSegments(m, detached))
 	if got := segments(t, m); len(got) != 1 || got[0] != before[len(before)-1] {
 		t.Fatalf("after releasing everything: %q", got)
 	}
@@ -253,7 +260,7 @@ func TestReleaseTo(t *testing.T) {
 		t.Fatalf("hard state %+v, want %+v", rec.HardState, *hs)
 	}
 	// An index the released segments were needed for is a gap.
-	_, _, err := wal.Open(m, opts(segBytes), 10)
+	_, _, err = wal.Open(m, opts(segBytes), 10)
 	checkCorrupt(t, err, before[len(before)-1], -1)
 }
 
