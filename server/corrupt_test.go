@@ -193,6 +193,12 @@ func TestCorruptChecksRaiseAlarm(t *testing.T) {
 			if hr.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"reason":"ALARM CORRUPT"`) {
 				t.Fatalf("/health with CORRUPT raised: %d %s", hr.StatusCode, body)
 			}
+			// What etcd's e2e TestHTTPLivezReadyzHandler "corrupt" case
+			// asks of the member whose data differs: alive, not ready.
+			checkHealthGets(t, tc.servers[i].Addrs()[0], []healthGet{
+				{"GET", "/livez?verbose=true", 200, []string{"[+]serializable_read ok"}, nil},
+				{"GET", "/readyz", 503, []string{"[+]serializable_read ok", "[-]data_corruption failed: alarm activated: CORRUPT"}, nil},
+			})
 			// The checks raise the alarm again while the member is there,
 			// as etcd's do: take it out, then clear the alarm. A check that
 			// had its answer before may still raise it once more.
