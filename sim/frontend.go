@@ -196,5 +196,24 @@ func routeAuth(a pb.AuthServer, ir *pb.InternalRaftRequest) (string, proto.Messa
 	case ir.AuthUserRevokeRole != nil:
 		return p + "UserRevokeRole", ir.AuthUserRevokeRole, unary(a.UserRevokeRole)
 	}
+	return routeAuthRead(a, ir)
+}
+
+// routeAuthRead routes a read of the auth store to its Auth service
+// method.
+func routeAuthRead(a pb.AuthServer, ir *pb.InternalRaftRequest) (string, proto.Message, grpc.UnaryHandler) {
+	const p = "/etcdserverpb.Auth/"
+	switch {
+	case ir.AuthUserGet != nil:
+		return p + "UserGet", ir.AuthUserGet, unary(a.UserGet)
+	case ir.AuthUserList != nil:
+		return p + "UserList", ir.AuthUserList, unary(a.UserList)
+	case ir.AuthRoleGet != nil:
+		return p + "RoleGet", ir.AuthRoleGet, unary(a.RoleGet)
+	case ir.AuthRoleList != nil:
+		return p + "RoleList", ir.AuthRoleList, unary(a.RoleList)
+	case ir.AuthStatus != nil:
+		return p + "AuthStatus", ir.AuthStatus, unary(a.AuthStatus)
+	}
 	return "", nil, nil
 }
