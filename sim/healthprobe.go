@@ -14,14 +14,15 @@ import (
 // Health probes: a monitor asks every member, once a second of its
 // incarnation, etcd's HTTP endpoints, as a load balancer or Kubernetes
 // does, in turn /health, /readyz, /livez, /health?serializable=true and
-// /version, and every 15 s /metrics, as Prometheus does, from a
-// browser's origin. The server's client handler (server.Instruments.ClientHandler,
-// with --cors) answers, run as a task in the world over the member's
-// Frontend, so their reads wait in virtual time. A member that says it
-// is healthy after a linearizable read must have applied everything
-// committed anywhere when the probe was sent (checkHealthy); /version
-// must name the cluster version the member applied (checkVersion);
-// /metrics must show what the metrics' collectors hold (checkScrape);
+// /version; and /metrics 5 s after the member starts and every 30 s
+// then, as Prometheus does; all from a browser's origin. The server's
+// client handler (server.Instruments.ClientHandler, with --cors)
+// answers, run as a task in the world over the member's Frontend, so its
+// reads wait in virtual time. A member that says it is healthy after a
+// linearizable read must have applied everything committed anywhere when
+// the probe was sent (checkHealthy); /version must name the cluster
+// version the member applied (checkVersion); /metrics must show what the
+// metrics' collectors hold (checkScrape);
 // every answer carries the CORS header --cors asks for (checkCORS).
 
 // healthProbeEveryUs is how often a member is probed.
@@ -37,7 +38,11 @@ var healthProbePaths = []struct {
 // metricsScrapeEveryUs is how often a member's /metrics is scraped,
 // apart from the probes: a scrape and its parse cost what a hundred
 // probes do.
-const metricsScrapeEveryUs = 15_000_000
+const metricsScrapeEveryUs = 30_000_000
+
+// metricsFirstScrapeUs is when a member's first scrape comes, after it
+// starts: soon, as Prometheus scrapes a target it has just found.
+const metricsFirstScrapeUs = 5_000_000
 
 // probeOrigin is the browser origin the probes come from.
 const probeOrigin = "http://sim-dashboard"
@@ -68,17 +73,17 @@ func (m *member) startHealthProbes() {
 		})
 	}
 	probe(0)
-	var scrape func()
-	scrape = func() {
-		m.w.after(metricsScrapeEveryUs, func() {
+	var scrape func(afterUs int64)
+	scrape = func(afterUs int64) {
+		m.w.after(afterUs, func() {
 			if m.inc != inc || !m.up {
 				return
 			}
 			m.scrapeMetrics(h)
-			scrape()
+			scrape(metricsScrapeEveryUs)
 		})
 	}
-	scrape()
+	scrape(metricsFirstScrapeUs)
 }
 
 // scrapeMetrics scrapes the member's /metrics.
