@@ -1,14 +1,15 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // Readings are values of a member's etcd metrics as a scrape of /metrics
@@ -45,22 +46,35 @@ func (in *Instruments) Read() Readings {
 	})
 }
 
-// ScrapeReadings reads the readings from a scrape of /metrics (the text
-// exposition): the simulator's check that the exposition shows what the
-// collectors hold.
-func ScrapeReadings(exposition io.Reader) (Readings, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(exposition)
-	if err != nil {
-		return Readings{}, fmt.Errorf("metrics: %w", err)
-	}
-	return readingsOf(func(name string) float64 {
-		if f := families[name]; f != nil && len(f.Metric) == 1 {
-			return dtoValue(f.Metric[0])
+// ScrapeReadings reads the readings from a scrape of /metrics: the
+// answer's headers (its Content-Type names the exposition format, text or
+// delimited protobuf, as Prometheus negotiates it) and body. It is the
+// simulator's check that the exposition shows what the collectors hold.
+func ScrapeReadings(h http.Header, body io.Reader) (Readings, error) {
+	families := map[string]*dto.MetricFamily{}
+	dec := expfmt.NewDecoder(body, expfmt.ResponseFormat(h))
+	for range scrapeFamiliesMax {
+		f := &dto.MetricFamily{}
+		err := dec.Decode(f)
+		if errors.Is(err, io.EOF) {
+			return readingsOf(func(name string) float64 {
+				if f := families[name]; f != nil && len(f.Metric) == 1 {
+					return dtoValue(f.Metric[0])
+				}
+				return math.NaN()
+			}), nil
 		}
-		return math.NaN()
-	}), nil
+		if err != nil {
+			return Readings{}, fmt.Errorf("metrics: %w", err)
+		}
+		families[f.GetName()] = f
+	}
+	return Readings{}, fmt.Errorf("metrics: more than %d metric families", scrapeFamiliesMax)
 }
+
+// scrapeFamiliesMax bounds the metric families a scrape is read for: a
+// member has about two hundred.
+const scrapeFamiliesMax = 10_000
 
 // readingsOf reads each reading by its metric's name from value.
 func readingsOf(value func(name string) float64) Readings {

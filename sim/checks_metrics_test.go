@@ -61,20 +61,27 @@ func TestInstrumentsChecked(t *testing.T) {
 // header, fail them.
 func checkScrapeBites(t *testing.T, w *World, up *member) {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	up.inst.ClientHandler(&up.flags, up.front).ServeHTTP(rec, probeRequest(metricsURL))
-	body := rec.Body.String()
 	had := len(w.checks.failures)
-	w.checks.checkCORS(up, "/metrics", rec.Header())
-	w.checks.checkScrape(up, rec)
-	if len(w.checks.failures) != had {
-		t.Fatalf("the member's own scrape: failures %v", w.checks.failures[had:])
+	var rec *httptest.ResponseRecorder
+	var body string // the text exposition, scraped last
+	for _, format := range scrapeFormats {
+		rec = httptest.NewRecorder()
+		req := probeRequest(metricsURL)
+		req.Header.Set("Accept", string(format))
+		up.inst.ClientHandler(&up.flags, up.front).ServeHTTP(rec, req)
+		body = rec.Body.String()
+		w.checks.checkCORS(up, "/metrics", rec.Header())
+		w.checks.checkScrape(up, rec)
+		if len(w.checks.failures) != had {
+			t.Fatalf("the member's own scrape in %s: failures %v", format, w.checks.failures[had:])
+		}
 	}
 	const rev = "\netcd_debugging_mvcc_current_revision "
 	if !strings.Contains(body, rev) {
 		t.Fatalf("the scrape lacks %q:\n%s", rev, body)
 	}
 	bad := httptest.NewRecorder()
+	bad.Header().Set("Content-Type", rec.Header().Get("Content-Type"))
 	bad.WriteString(strings.Replace(body, rev, rev+"1", 1))
 	w.checks.checkScrape(up, bad)
 	w.checks.checkCORS(up, "/metrics", http.Header{})

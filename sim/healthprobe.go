@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/detcd/detcd/server"
 )
 
@@ -15,7 +17,8 @@ import (
 // incarnation, etcd's HTTP endpoints, as a load balancer or Kubernetes
 // does, in turn /health, /readyz, /livez, /health?serializable=true and
 // /version; and /metrics 5 s after the member starts and every 30 s
-// then, as Prometheus does; all from a browser's origin. The server's
+// then, as Prometheus does, in protobuf and text in turn; all from a
+// browser's origin. The server's
 // client handler (server.Instruments.ClientHandler, with --cors)
 // answers, run as a task in the world over the member's Frontend, so its
 // reads wait in virtual time. A member that says it is healthy after a
@@ -73,25 +76,31 @@ func (m *member) startHealthProbes() {
 		})
 	}
 	probe(0)
-	var scrape func(afterUs int64)
-	scrape = func(afterUs int64) {
+	var scrape func(n int, afterUs int64)
+	scrape = func(n int, afterUs int64) {
 		m.w.after(afterUs, func() {
 			if m.inc != inc || !m.up {
 				return
 			}
-			m.scrapeMetrics(h)
-			scrape(metricsScrapeEveryUs)
+			m.scrapeMetrics(h, scrapeFormats[n%len(scrapeFormats)])
+			scrape(n+1, metricsScrapeEveryUs)
 		})
 	}
-	scrape(metricsFirstScrapeUs)
+	scrape(0, metricsFirstScrapeUs)
 }
 
-// scrapeMetrics scrapes the member's /metrics.
-func (m *member) scrapeMetrics(h http.Handler) {
+// scrapeFormats are the exposition formats the scrapes ask for, in
+// turn: delimited protobuf, cheaper to read, and text.
+var scrapeFormats = []expfmt.Format{expfmt.FmtProtoDelim, expfmt.FmtText}
+
+// scrapeMetrics scrapes the member's /metrics in format.
+func (m *member) scrapeMetrics(h http.Handler, format expfmt.Format) {
 	w, inc := m.w, m.inc
+	req := probeRequest(metricsURL)
+	req.Header.Set("Accept", string(format))
 	w.spawn(func() {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, probeRequest(metricsURL))
+		h.ServeHTTP(rec, req)
 		if m.inc == inc && m.up {
 			w.checks.checkCORS(m, metricsURL.Path, rec.Header())
 			w.checks.checkScrape(m, rec)
@@ -175,7 +184,7 @@ func (c *checkers) checkScrape(m *member, rec *httptest.ResponseRecorder) {
 		c.fail("metrics: %s answered /metrics %d: %s", m.name, rec.Code, strings.TrimSpace(rec.Body.String()))
 		return
 	}
-	got, err := server.ScrapeReadings(rec.Body)
+	got, err := server.ScrapeReadings(rec.Header(), rec.Body)
 	if want := m.inst.Read(); err != nil || got != want {
 		c.fail("metrics: %s's /metrics shows %+v (%v), its collectors hold %+v", m.name, got, err, want)
 	}
