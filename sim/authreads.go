@@ -52,17 +52,20 @@ func (c *authClient) readsNow() bool {
 // authRead judges an answered auth read sent to m at call.
 func (p *permChecker) authRead(m *member, call int64, ir *pb.InternalRaftRequest, resp proto.Message) {
 	op := &Op{Member: m.idx, Call: call, Return: p.w.now}
-	states := p.met(op, true)
-	for _, st := range states {
+	had := p.met(op, false)
+	if len(had) == 0 {
+		return // the member's states are not known: nothing to judge
+	}
+	// The states new enough for a linearizable read: none, if the
+	// member had only states older than a change applied before the
+	// call.
+	for _, st := range p.met(op, true) {
 		if st.shows(ir, resp) {
 			return
 		}
 	}
-	if len(states) == 0 {
-		return // the member's states are not known: nothing to judge
-	}
-	p.w.checks.fail("auth: %s answered %s with %s [%d,%d], which no auth state it had meanwhile (revisions %d to %d) shows",
-		m.name, describeAuthRead(ir), describeAuthAnswer(resp), op.Call, op.Return, states[0].pos.rev, states[len(states)-1].pos.rev)
+	p.w.checks.fail("auth: %s answered %s with %s [%d,%d], which no auth state it had meanwhile (revisions %d to %d) at or after the newest applied before the call shows",
+		m.name, describeAuthRead(ir), describeAuthAnswer(resp), op.Call, op.Return, had[0].pos.rev, had[len(had)-1].pos.rev)
 }
 
 // shows says whether resp is what st answers to the read ir.
