@@ -327,6 +327,13 @@ func (n *Node) proposeAuth(r Request) {
 		return
 	}
 	ir := proto.Clone(r.Auth).(*pb.InternalRaftRequest)
+	if n.bug(BugAuthReadLocal) && (ir.AuthUserGet != nil || ir.AuthUserList != nil || ir.AuthRoleGet != nil || ir.AuthRoleList != nil || ir.AuthStatus != nil) {
+		// planted: a read of the auth store answered from this member's
+		// own store, without raft: a member behind answers stale.
+		resp, err := n.applyAuth(ir, 0)
+		n.respond(r.ID, resp, err)
+		return
+	}
 	rev := r.authRev
 	if ir.Authenticate != nil {
 		rev = ir.GetHeader().GetAuthRevision() // the one the password was checked at

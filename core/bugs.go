@@ -58,6 +58,10 @@ const (
 	// BugAuthLeaseRevokeUnchecked lets any user revoke a lease, whatever
 	// keys it holds: its keys are deleted without write permission.
 	BugAuthLeaseRevokeUnchecked = "auth-lease-revoke-unchecked"
+	// BugAuthReadLocal answers reads of the auth store (user and role
+	// get and list, auth status) from the member's own store at once,
+	// without raft: a member behind, or cut off, answers stale.
+	BugAuthReadLocal = "auth-read-local"
 	// BugSnapshotLoadOnLoop has the driver read back and decode a
 	// snapshot from the leader on the member's loop, as detcd did before
 	// issue 18:
@@ -139,7 +143,7 @@ var PlantedBugs = []string{
 	BugLeaseRenewNoRefresh, BugLeaseRevokeKeepsKeys, BugLeaseExpiresEarly, BugLeasePromoteFullTTL,
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
 	BugPutDivergesEvenMember, BugCorruptCompactRevMismatch,
-	BugAuthPrevKVUnchecked, BugAuthTxnNestedUnchecked, BugAuthLeaseRevokeUnchecked,
+	BugAuthPrevKVUnchecked, BugAuthTxnNestedUnchecked, BugAuthLeaseRevokeUnchecked, BugAuthReadLocal,
 }
 
 func validateBug(name string) error {

@@ -59,7 +59,7 @@ type Options struct {
 // Register adds etcd's services, Lock and Election included, and the
 // gRPC health service to srv. closeLocal ends the in-process client Lock
 // and Election work through; call it once srv has stopped.
-func Register(srv *grpc.Server, b Backend) (hs *health.Server, closeLocal func()) {
+func Register(srv grpc.ServiceRegistrar, b Backend) (hs *health.Server, closeLocal func()) {
 	svc := NewServices(b)
 	pb.RegisterKVServer(srv, svc.KV)
 	pb.RegisterMaintenanceServer(srv, svc.Maintenance)

@@ -90,7 +90,7 @@ func (h *httpEndpoints) stop() {
 // grpcOrHTTP hands gRPC requests that came through net/http (HTTP/2 over
 // TLS) to the gRPC server, and the rest to etcd's HTTP endpoints.
 func (h *httpEndpoints) grpcOrHTTP(grpcSrv *grpc.Server) http.Handler {
-	endpoints := h.withCORS(h.clientHandler())
+	endpoints := h.endpoints()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		grpcOnly, httpOnly := h.lis.splitAt(r)
 		if !httpOnly && r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
@@ -108,6 +108,10 @@ func (h *httpEndpoints) grpcOrHTTP(grpcSrv *grpc.Server) http.Handler {
 		endpoints.ServeHTTP(w, r)
 	})
 }
+
+// endpoints are etcd's HTTP endpoints on the client addresses, with
+// --cors's headers.
+func (h *httpEndpoints) endpoints() http.Handler { return h.withCORS(h.clientHandler()) }
 
 // withCORS adds etcd's CORS headers for the origins --cors allows ("*",
 // the default, allows any) and answers preflight requests.

@@ -75,13 +75,11 @@ func (in *Instruments) healthChecks(b grpcsvc.Backend) *healthChecks {
 	return &healthChecks{backend: b, status: in.status, timeout: in.timeout, metrics: in.metrics.health}
 }
 
-// VersionHandler serves etcd's /version.
-func (in *Instruments) VersionHandler() http.Handler { return in.version.handler() }
-
-// HealthHandler serves etcd's /health, /livez and /readyz (with their
-// checks' paths) for the member whose requests b serves.
-func (in *Instruments) HealthHandler(b grpcsvc.Backend) http.Handler {
-	mux := http.NewServeMux()
-	in.healthChecks(b).addRoutes(mux)
-	return mux
+// ClientHandler serves etcd's HTTP endpoints on the client URLs, as cfg
+// configures them (--cors, --enable-pprof), for the member whose requests
+// b serves: /version, /metrics, /health, /livez, /readyz and /debug/vars.
+// The server serves it behind its listeners, with the JSON gateway (which
+// dials the gRPC server); the simulator calls it as a task.
+func (in *Instruments) ClientHandler(cfg *Config, b grpcsvc.Backend) http.Handler {
+	return newHTTPEndpoints(cfg, in.metrics.reg, in.healthChecks(b), nil, in.version).endpoints()
 }

@@ -15,7 +15,8 @@ import (
 // clients work: the auth store must come out the same on every member,
 // whatever the faults (the convergence check compares it), through
 // restarts, checkpoints and snapshots. It never enables auth, which would
-// refuse the other clients' requests.
+// refuse the other clients' requests. With auth on, it also reads the
+// auth store (authreads.go).
 type authClient struct {
 	w   *World
 	id  int
@@ -43,10 +44,14 @@ func (c *authClient) issue() {
 	c.seq++
 	live := w.live()
 	m := live[c.rng.IntN(len(live))]
-	r := core.Request{Auth: c.next()}
-	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
-		w.callAs(m, c.login, r, func(core.Response) {})
-	}))
+	if c.readsNow() {
+		w.after(w.settings.Net.LatencyMinUs, m.event(func() { c.sendRead(m) }))
+	} else {
+		r := core.Request{Auth: c.next()}
+		w.after(w.settings.Net.LatencyMinUs, m.event(func() {
+			w.callAs(m, c.login, r, func(core.Response) {})
+		}))
+	}
 	w.after(200_000+c.rng.Int64N(800_000), c.issue)
 }
 

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -15,8 +17,10 @@ import (
 
 // TestInstrumentsChecked: every member runs the server's instruments,
 // the metrics check reads them, and members answer health probes
-// healthy; a put the metrics count that no client was served, and a
-// /version that names another cluster version, fail the checks.
+// healthy; a put the metrics count that no client was served, a
+// /version that names another cluster version, a /metrics scrape that
+// shows other values than the collectors hold, and an answer without the
+// CORS header fail the checks.
 func TestInstrumentsChecked(t *testing.T) {
 	o := short(3)
 	o.Duration = 5 * time.Second
@@ -48,6 +52,41 @@ func TestInstrumentsChecked(t *testing.T) {
 	w.checks.checkVersion(up, []byte(`{"etcdserver":"3.7.3","etcdcluster":"3.6.0","storage":"3.6.0"}`))
 	if !slices.ContainsFunc(w.checks.failures, func(f string) bool { return strings.HasPrefix(f, "version: ") }) {
 		t.Errorf("/version naming a cluster version the member did not apply: failures %v, want the version check's", w.checks.failures)
+	}
+	checkScrapeBites(t, w, up)
+}
+
+// checkScrapeBites: the member's own scrape passes the scrape and CORS
+// checks; one with a value changed, and an answer without the CORS
+// header, fail them.
+func checkScrapeBites(t *testing.T, w *World, up *member) {
+	t.Helper()
+	had := len(w.checks.failures)
+	var rec *httptest.ResponseRecorder
+	var body string // the text exposition, scraped last
+	for _, format := range scrapeFormats {
+		rec = httptest.NewRecorder()
+		req := probeRequest(metricsURL)
+		req.Header.Set("Accept", string(format))
+		up.inst.ClientHandler(&up.flags, up.front).ServeHTTP(rec, req)
+		body = rec.Body.String()
+		w.checks.checkCORS(up, "/metrics", rec.Header())
+		w.checks.checkScrape(up, rec)
+		if len(w.checks.failures) != had {
+			t.Fatalf("the member's own scrape in %s: failures %v", format, w.checks.failures[had:])
+		}
+	}
+	const rev = "\netcd_debugging_mvcc_current_revision "
+	if !strings.Contains(body, rev) {
+		t.Fatalf("the scrape lacks %q:\n%s", rev, body)
+	}
+	bad := httptest.NewRecorder()
+	bad.Header().Set("Content-Type", rec.Header().Get("Content-Type"))
+	bad.WriteString(strings.Replace(body, rev, rev+"1", 1))
+	w.checks.checkScrape(up, bad)
+	w.checks.checkCORS(up, "/metrics", http.Header{})
+	if got := w.checks.failures[had:]; len(got) != 2 || !strings.HasPrefix(got[0], "metrics: ") || !strings.HasPrefix(got[1], "http: ") {
+		t.Errorf("a scrape showing another revision and an answer without CORS: failures %v, want the scrape and CORS checks'", got)
 	}
 }
 

@@ -32,7 +32,11 @@ func (m *member) startFrontend() error {
 		return fmt.Errorf("%s: %w", m.name, err)
 	}
 	m.front = driver.NewFrontend(m.d, rt, fcfg)
-	m.svc = grpcsvc.NewServices(m.front)
+	m.svc = newRegistry()
+	// The health service Register returns is the server's answer to
+	// gRPC health checks, which no simulated client makes; Lock and
+	// Election's in-process client holds nothing to close.
+	grpcsvc.Register(m.svc, m.front)
 	m.guard = grpcsvc.NewGuard(m.front)
 	m.monitorLeader()
 	return nil
@@ -52,14 +56,13 @@ func memberIDFromURL(peerURLs []string) uint64 {
 	return id
 }
 
-// rpc is one unary call of a member's services: given them, the gRPC
-// method's name, its request and the service's handler (nil when the
-// services have no method for it).
-type rpc func(svc *grpcsvc.Services) (method string, req proto.Message, h grpc.UnaryHandler)
+// rpc is one unary call of a member's services: the gRPC method's full
+// name and its request.
+type rpc func() (method string, req proto.Message)
 
 // requestRPC is the call that serves r.
 func requestRPC(r core.Request) rpc {
-	return func(svc *grpcsvc.Services) (string, proto.Message, grpc.UnaryHandler) { return route(svc, r) }
+	return func() (string, proto.Message) { return route(r) }
 }
 
 // call runs r through the member's gRPC services, with r's token.
@@ -73,7 +76,7 @@ func (m *member) call(r core.Request, cb func(core.Response)) {
 // the world, the response (Msg) or etcd's gRPC error (Err).
 func (m *member) invoke(token string, c rpc, cb func(core.Response)) {
 	in := m.inst
-	m.spawnCall(token, cb, func(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard) (proto.Message, error) {
+	m.spawnCall(token, cb, func(ctx context.Context, svc *registry, guard *grpcsvc.Guard) (proto.Message, error) {
 		return serve(ctx, svc, guard, in, c)
 	})
 }
@@ -89,7 +92,7 @@ func (m *member) unaryCall(c rpc) serviceCall {
 
 // spawnCall runs handle in a task with the token in its context, as gRPC
 // hands a call to a handler, and gives its answer to cb as an event.
-func (m *member) spawnCall(token string, cb func(core.Response), handle func(context.Context, *grpcsvc.Services, *grpcsvc.Guard) (proto.Message, error)) {
+func (m *member) spawnCall(token string, cb func(core.Response), handle func(context.Context, *registry, *grpcsvc.Guard) (proto.Message, error)) {
 	w, svc, guard := m.w, m.svc, m.guard
 	if !m.up || svc == nil {
 		w.schedule(w.now, func() { cb(core.Response{Err: rpctypes.ErrGRPCStopped}) })
@@ -105,96 +108,102 @@ func (m *member) spawnCall(token string, cb func(core.Response), handle func(con
 	})
 }
 
-// unary is a service method as the guard calls it.
-func unary[Req, Resp proto.Message](fn func(context.Context, Req) (Resp, error)) grpc.UnaryHandler {
-	return func(ctx context.Context, req any) (any, error) {
-		resp, err := fn(ctx, req.(Req))
-		if err != nil {
-			return nil, err
-		}
-		return resp, nil
-	}
-}
-
 // errNoService: the simulator sent a request it has no service call for.
 var errNoService = errors.New("sim: no service for the request")
 
 // serve calls, through the metrics' interceptor and the guard, as the
 // gRPC server chains them, the service method c names.
-func serve(ctx context.Context, svc *grpcsvc.Services, guard *grpcsvc.Guard, in *instruments, c rpc) (proto.Message, error) {
-	method, req, h := c(svc)
-	if h == nil {
-		return nil, fmt.Errorf("%w: %v", errNoService, req)
+func serve(ctx context.Context, svc *registry, guard *grpcsvc.Guard, in *instruments, c rpc) (proto.Message, error) {
+	method, req := c()
+	if req == nil {
+		return nil, fmt.Errorf("%w: %s", errNoService, method)
 	}
-	resp, err := in.unary(ctx, method, req, func(ctx context.Context, req any) (any, error) { return guard.Unary(ctx, method, req, h) })
-	if err != nil {
-		return nil, err
-	}
-	return resp.(proto.Message), nil
+	return svc.call(ctx, method, req, func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return in.unary(ctx, info.FullMethod, req, func(ctx context.Context, req any) (any, error) { return guard.Unary(ctx, info.FullMethod, req, h) })
+	})
 }
 
-// route names the gRPC method for r, its request message and the handler.
-func route(svc *grpcsvc.Services, r core.Request) (string, proto.Message, grpc.UnaryHandler) {
+// route names the gRPC method for r and its request message.
+func route(r core.Request) (string, proto.Message) {
 	switch {
 	case r.Range != nil:
-		return "/etcdserverpb.KV/Range", r.Range, unary(svc.KV.Range)
+		return "/etcdserverpb.KV/Range", r.Range
 	case r.Put != nil:
-		return "/etcdserverpb.KV/Put", r.Put, unary(svc.KV.Put)
+		return "/etcdserverpb.KV/Put", r.Put
 	case r.DeleteRange != nil:
-		return "/etcdserverpb.KV/DeleteRange", r.DeleteRange, unary(svc.KV.DeleteRange)
+		return "/etcdserverpb.KV/DeleteRange", r.DeleteRange
 	case r.Txn != nil:
-		return "/etcdserverpb.KV/Txn", r.Txn, unary(svc.KV.Txn)
+		return "/etcdserverpb.KV/Txn", r.Txn
 	case r.Compaction != nil:
-		return "/etcdserverpb.KV/Compact", r.Compaction, unary(svc.KV.Compact)
+		return "/etcdserverpb.KV/Compact", r.Compaction
 	case r.LeaseGrant != nil:
-		return "/etcdserverpb.Lease/LeaseGrant", r.LeaseGrant, unary(svc.Lease.LeaseGrant)
+		return "/etcdserverpb.Lease/LeaseGrant", r.LeaseGrant
 	case r.LeaseRevoke != nil:
-		return "/etcdserverpb.Lease/LeaseRevoke", r.LeaseRevoke, unary(svc.Lease.LeaseRevoke)
+		return "/etcdserverpb.Lease/LeaseRevoke", r.LeaseRevoke
 	case r.LeaseTimeToLive != nil:
-		return "/etcdserverpb.Lease/LeaseTimeToLive", r.LeaseTimeToLive, unary(svc.Lease.LeaseTimeToLive)
+		return "/etcdserverpb.Lease/LeaseTimeToLive", r.LeaseTimeToLive
 	case r.LeaseLeases:
-		return "/etcdserverpb.Lease/LeaseLeases", &pb.LeaseLeasesRequest{}, unary(svc.Lease.LeaseLeases)
+		return "/etcdserverpb.Lease/LeaseLeases", &pb.LeaseLeasesRequest{}
 	case r.MemberAdd != nil:
-		return "/etcdserverpb.Cluster/MemberAdd", r.MemberAdd, unary(svc.Cluster.MemberAdd)
+		return "/etcdserverpb.Cluster/MemberAdd", r.MemberAdd
 	case r.MemberRemove != nil:
-		return "/etcdserverpb.Cluster/MemberRemove", r.MemberRemove, unary(svc.Cluster.MemberRemove)
+		return "/etcdserverpb.Cluster/MemberRemove", r.MemberRemove
 	case r.MemberPromote != nil:
-		return "/etcdserverpb.Cluster/MemberPromote", r.MemberPromote, unary(svc.Cluster.MemberPromote)
+		return "/etcdserverpb.Cluster/MemberPromote", r.MemberPromote
 	case r.MemberList != nil:
-		return "/etcdserverpb.Cluster/MemberList", r.MemberList, unary(svc.Cluster.MemberList)
+		return "/etcdserverpb.Cluster/MemberList", r.MemberList
 	case r.Auth != nil:
-		return routeAuth(svc.Auth, r.Auth)
+		return routeAuth(r.Auth)
 	}
-	return "", nil, nil
+	return "", nil
 }
 
 // routeAuth routes an auth change to its Auth service method.
-func routeAuth(a pb.AuthServer, ir *pb.InternalRaftRequest) (string, proto.Message, grpc.UnaryHandler) {
+func routeAuth(ir *pb.InternalRaftRequest) (string, proto.Message) {
 	const p = "/etcdserverpb.Auth/"
 	switch {
 	case ir.Authenticate != nil:
 		req := &pb.AuthenticateRequest{Name: ir.Authenticate.Name, Password: ir.Authenticate.Password}
-		return p + "Authenticate", req, unary(a.Authenticate)
+		return p + "Authenticate", req
 	case ir.AuthEnable != nil:
-		return p + "AuthEnable", ir.AuthEnable, unary(a.AuthEnable)
+		return p + "AuthEnable", ir.AuthEnable
 	case ir.AuthUserAdd != nil:
-		return p + "UserAdd", ir.AuthUserAdd, unary(a.UserAdd)
+		return p + "UserAdd", ir.AuthUserAdd
 	case ir.AuthUserDelete != nil:
-		return p + "UserDelete", ir.AuthUserDelete, unary(a.UserDelete)
+		return p + "UserDelete", ir.AuthUserDelete
 	case ir.AuthUserChangePassword != nil:
-		return p + "UserChangePassword", ir.AuthUserChangePassword, unary(a.UserChangePassword)
+		return p + "UserChangePassword", ir.AuthUserChangePassword
 	case ir.AuthRoleAdd != nil:
-		return p + "RoleAdd", ir.AuthRoleAdd, unary(a.RoleAdd)
+		return p + "RoleAdd", ir.AuthRoleAdd
 	case ir.AuthRoleDelete != nil:
-		return p + "RoleDelete", ir.AuthRoleDelete, unary(a.RoleDelete)
+		return p + "RoleDelete", ir.AuthRoleDelete
 	case ir.AuthRoleGrantPermission != nil:
-		return p + "RoleGrantPermission", ir.AuthRoleGrantPermission, unary(a.RoleGrantPermission)
+		return p + "RoleGrantPermission", ir.AuthRoleGrantPermission
 	case ir.AuthRoleRevokePermission != nil:
-		return p + "RoleRevokePermission", ir.AuthRoleRevokePermission, unary(a.RoleRevokePermission)
+		return p + "RoleRevokePermission", ir.AuthRoleRevokePermission
 	case ir.AuthUserGrantRole != nil:
-		return p + "UserGrantRole", ir.AuthUserGrantRole, unary(a.UserGrantRole)
+		return p + "UserGrantRole", ir.AuthUserGrantRole
 	case ir.AuthUserRevokeRole != nil:
-		return p + "UserRevokeRole", ir.AuthUserRevokeRole, unary(a.UserRevokeRole)
+		return p + "UserRevokeRole", ir.AuthUserRevokeRole
 	}
-	return "", nil, nil
+	return routeAuthRead(ir)
+}
+
+// routeAuthRead routes a read of the auth store to its Auth service
+// method.
+func routeAuthRead(ir *pb.InternalRaftRequest) (string, proto.Message) {
+	const p = "/etcdserverpb.Auth/"
+	switch {
+	case ir.AuthUserGet != nil:
+		return p + "UserGet", ir.AuthUserGet
+	case ir.AuthUserList != nil:
+		return p + "UserList", ir.AuthUserList
+	case ir.AuthRoleGet != nil:
+		return p + "RoleGet", ir.AuthRoleGet
+	case ir.AuthRoleList != nil:
+		return p + "RoleList", ir.AuthRoleList
+	case ir.AuthStatus != nil:
+		return p + "AuthStatus", ir.AuthStatus
+	}
+	return "", nil
 }

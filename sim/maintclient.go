@@ -1,16 +1,13 @@
 package sim
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/grpcsvc"
 )
 
 // operator plays a cluster's operator at the Maintenance service, as
@@ -130,21 +127,21 @@ func (o *operator) send(k maintKind) {
 	var stream *snapshotStream
 	switch k {
 	case maintStatus:
-		c = maintRPC("Status", &pb.StatusRequest{}, pb.MaintenanceServer.Status)
+		c = maintRPC("Status", &pb.StatusRequest{})
 	case maintAlarms:
 		c = alarmRPC(&pb.AlarmRequest{Action: pb.AlarmRequest_GET})
 	case maintDefragment:
-		c = maintRPC("Defragment", &pb.DefragmentRequest{}, pb.MaintenanceServer.Defragment)
+		c = maintRPC("Defragment", &pb.DefragmentRequest{})
 	case maintHash:
-		c = maintRPC("Hash", &pb.HashRequest{}, pb.MaintenanceServer.Hash)
+		c = maintRPC("Hash", &pb.HashRequest{})
 	case maintHashKV:
-		c = maintRPC("HashKV", &pb.HashKVRequest{Revision: o.hashRevision()}, pb.MaintenanceServer.HashKV)
+		c = maintRPC("HashKV", &pb.HashKVRequest{Revision: o.hashRevision()})
 	case maintMoveLeader:
 		if o.leader != 0 && int(o.leader) <= len(w.members) && o.rng.IntN(4) > 0 {
 			m = w.members[o.leader-1]
 		}
 		target = o.voter()
-		c = maintRPC("MoveLeader", &pb.MoveLeaderRequest{TargetID: target}, pb.MaintenanceServer.MoveLeader)
+		c = maintRPC("MoveLeader", &pb.MoveLeaderRequest{TargetID: target})
 	case maintLeases:
 		c = leasesRPC()
 	default:
@@ -192,7 +189,7 @@ func (o *operator) hashAfterDefrag(m *member) {
 	}
 	rev := int64(m.node.Rev())
 	for _, mm := range o.w.live() {
-		o.run(mm, maintHashKV, maintRPC("HashKV", &pb.HashKVRequest{Revision: rev}, pb.MaintenanceServer.HashKV), 0, nil)
+		o.run(mm, maintHashKV, maintRPC("HashKV", &pb.HashKVRequest{Revision: rev}), 0, nil)
 	}
 }
 
@@ -282,16 +279,12 @@ func (w *World) runWithin(m *member, l *login, run serviceCall, timeoutUs int64,
 	w.after(timeoutUs, func() { finish(nil) })
 }
 
-// maintRPC is a call of the Maintenance service's method name, served
-// by method.
-func maintRPC[Req, Resp proto.Message](name string, req Req, method func(pb.MaintenanceServer, context.Context, Req) (Resp, error)) rpc {
-	return func(svc *grpcsvc.Services) (string, proto.Message, grpc.UnaryHandler) {
-		s := svc.Maintenance
-		return "/etcdserverpb.Maintenance/" + name, req, unary(func(ctx context.Context, r Req) (Resp, error) { return method(s, ctx, r) })
-	}
+// maintRPC is a call of the Maintenance service's method name.
+func maintRPC(name string, req proto.Message) rpc {
+	return func() (string, proto.Message) { return "/etcdserverpb.Maintenance/" + name, req }
 }
 
-func alarmRPC(r *pb.AlarmRequest) rpc { return maintRPC("Alarm", r, pb.MaintenanceServer.Alarm) }
+func alarmRPC(r *pb.AlarmRequest) rpc { return maintRPC("Alarm", r) }
 
 // leasesRPC lists the leases (Lease.LeaseLeases, etcdctl lease list).
 func leasesRPC() rpc { return requestRPC(core.Request{LeaseLeases: true}) }
@@ -471,7 +464,7 @@ func (o *operator) defragmentAll(ms []*member, done func()) {
 		return
 	}
 	call := o.newCall(m, maintDefragment)
-	o.call(m, maintRPC("Defragment", &pb.DefragmentRequest{}, pb.MaintenanceServer.Defragment), func(resp *core.Response) {
+	o.call(m, maintRPC("Defragment", &pb.DefragmentRequest{}), func(resp *core.Response) {
 		if resp != nil {
 			w.trace.logf(w.now, "o%d defragment %s: %s", o.id, m.name, outcome(resp))
 			w.checks.maintAnswer(call, resp)

@@ -48,7 +48,7 @@ type member struct {
 	// healthyProbes counts the health probes the member answered healthy
 	// after a linearizable read (healthprobe.go).
 	healthyProbes int
-	svc           *grpcsvc.Services
+	svc           *registry
 	guard         *grpcsvc.Guard
 	waits         map[uint64]*signal
 	rng           *rand.Rand

@@ -15,8 +15,7 @@ import (
 const rangeStreamMethod = "/etcdserverpb.KV/RangeStream"
 
 // rangeStreamRPC is the RangeStream stream of a member's services.
-var rangeStreamRPC = streamRPC{rangeStreamMethod, func(s *grpcsvc.Services) any { return s.KV },
-	streamHandler(&pb.KV_ServiceDesc, "RangeStream")}
+var rangeStreamRPC = streamRPC{rangeStreamMethod}
 
 // rangeStreamOdds: one range in rangeStreamOdds that RangeStream serves
 // (its sort order is none or by key, ascending) goes as one, as
@@ -78,7 +77,7 @@ func (s *rangeStream) joined() *pb.RangeResponse {
 // task; the answer's Msg is the chunks joined.
 func (m *member) rangeStreamCall(r *pb.RangeRequest) serviceCall {
 	return func(token string, cb func(core.Response)) {
-		m.spawnCall(token, cb, func(ctx context.Context, _ *grpcsvc.Services, _ *grpcsvc.Guard) (proto.Message, error) {
+		m.spawnCall(token, cb, func(ctx context.Context, _ *registry, _ *grpcsvc.Guard) (proto.Message, error) {
 			ss := &rangeStream{streamBase: streamBase{ctx}, req: r}
 			info := &grpc.StreamServerInfo{FullMethod: rangeStreamMethod, IsServerStream: true}
 			if err := m.runStream(rangeStreamRPC, ss, info); err != nil {

@@ -49,8 +49,7 @@ func (s *snapshotStream) SendMsg(m any) error {
 }
 
 // snapshotRPC is the Snapshot stream of a member's services.
-var snapshotRPC = streamRPC{snapshotMethod, func(s *grpcsvc.Services) any { return s.Maintenance },
-	streamHandler(&pb.Maintenance_ServiceDesc, "Snapshot")}
+var snapshotRPC = streamRPC{snapshotMethod}
 
 // snapshotCall is a Snapshot stream on m into ss, through the server's
 // metrics interceptor, the guard (a learner serves snapshots, as etcd's
@@ -58,7 +57,7 @@ var snapshotRPC = streamRPC{snapshotMethod, func(s *grpcsvc.Services) any { retu
 // answer's Msg is the stream's last response, the SHA-256 of the rest.
 func (m *member) snapshotCall(ss *snapshotStream) serviceCall {
 	return func(token string, cb func(core.Response)) {
-		m.spawnCall(token, cb, func(ctx context.Context, _ *grpcsvc.Services, _ *grpcsvc.Guard) (proto.Message, error) {
+		m.spawnCall(token, cb, func(ctx context.Context, _ *registry, _ *grpcsvc.Guard) (proto.Message, error) {
 			ss.ctx = ctx
 			err := m.runStream(snapshotRPC, ss, &grpc.StreamServerInfo{FullMethod: snapshotMethod, IsServerStream: true})
 			if err != nil {

@@ -3,14 +3,11 @@ package sim
 import (
 	"context"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/detcd/detcd/grpcsvc"
 )
 
 // Streams (watch, lease keep-alive) reach a member as gRPC streams do: a
@@ -46,32 +43,14 @@ func streamContext(ctx context.Context, token string, requireLeader bool) contex
 	return metadata.NewIncomingContext(ctx, metadata.Pairs(kv...))
 }
 
-// streamRPC is a stream of a member's services: its gRPC name, and the
-// service and etcd's generated handler the gRPC server calls for it.
-type streamRPC struct {
-	method string
-	srv    func(*grpcsvc.Services) any
-	h      grpc.StreamHandler
-}
+// streamRPC is a stream of a member's services, by its full gRPC name.
+type streamRPC struct{ method string }
 
 // The streams the simulated clients open.
 var (
-	watchRPC = streamRPC{watchMethod, func(s *grpcsvc.Services) any { return s.Watch },
-		streamHandler(&pb.Watch_ServiceDesc, "Watch")}
-	keepAliveRPC = streamRPC{keepAliveMethod, func(s *grpcsvc.Services) any { return s.Lease },
-		streamHandler(&pb.Lease_ServiceDesc, "LeaseKeepAlive")}
+	watchRPC     = streamRPC{watchMethod}
+	keepAliveRPC = streamRPC{keepAliveMethod}
 )
-
-// streamHandler is etcd's generated handler of a service's stream, which
-// the gRPC server calls: it wraps the stream in the service's typed one.
-func streamHandler(desc *grpc.ServiceDesc, name string) grpc.StreamHandler {
-	for _, sd := range desc.Streams {
-		if sd.StreamName == name {
-			return sd.Handler
-		}
-	}
-	panic("sim: etcd's " + desc.ServiceName + " service has no stream " + name)
-}
 
 // streamBase is what every in-process server stream shares: the
 // stream's context, and headers and trailers, which no simulated client
@@ -87,9 +66,13 @@ func (s *streamBase) SetTrailer(metadata.MD)       {}
 // server's metrics interceptor and the guard's, as the gRPC server chains
 // them.
 func (m *member) runStream(rpc streamRPC, ss grpc.ServerStream, info *grpc.StreamServerInfo) error {
-	srv, guard := rpc.srv(m.svc), m.guard.StreamInterceptor()
-	return m.inst.Stream(srv, ss, info, func(srv any, metered grpc.ServerStream) error {
-		return guard(srv, metered, info, rpc.h)
+	s, err := m.svc.stream(rpc.method)
+	if err != nil {
+		return err
+	}
+	guard := m.guard.StreamInterceptor()
+	return m.inst.Stream(s.impl, ss, info, func(srv any, metered grpc.ServerStream) error {
+		return guard(srv, metered, info, s.h)
 	})
 }
 
