@@ -347,17 +347,7 @@ func TestSteppedMatchesOneStep(t *testing.T) {
 						break
 					}
 				}
-				both(func(s *Store) {
-					tx := s.Write()
-					for _, op := range ops {
-						if op.del {
-							tx.DeleteRange([]byte(op.key), endBytes(op.end, op.hasEnd))
-						} else {
-							tx.Put([]byte(op.key), []byte(op.value), LeaseID(op.lease))
-						}
-					}
-					tx.End()
-				})
+				both(func(s *Store) { writeOps(s, ops) })
 			},
 			"compact": func(t *rapid.T) {
 				rev := Revision(rapid.IntRange(int(oneStep.CompactRev())+1, int(oneStep.Rev())+1).Draw(t, "rev"))

@@ -226,15 +226,7 @@ func TestStoreAgainstModel(t *testing.T) {
 						ops = append(ops, op)
 					}
 				}
-				tx := s.Write()
-				for _, op := range ops {
-					if op.del {
-						tx.DeleteRange([]byte(op.key), endBytes(op.end, op.hasEnd))
-					} else {
-						tx.Put([]byte(op.key), []byte(op.value), LeaseID(op.lease))
-					}
-				}
-				rev := tx.End()
+				rev := writeOps(s, ops)
 				m.apply(ops)
 				if int64(rev) != m.rev() {
 					t.Fatalf("store at rev %d, model at %d", rev, m.rev())
@@ -350,6 +342,19 @@ func TestStoreAgainstModel(t *testing.T) {
 			},
 		})
 	})
+}
+
+// writeOps writes ops in one transaction and returns its revision.
+func writeOps(s *Store, ops []modelOp) Revision {
+	tx := s.Write()
+	for _, op := range ops {
+		if op.del {
+			tx.DeleteRange([]byte(op.key), endBytes(op.end, op.hasEnd))
+		} else {
+			tx.Put([]byte(op.key), []byte(op.value), LeaseID(op.lease))
+		}
+	}
+	return tx.End()
 }
 
 // bucketRoundTrip writes the store's key space as etcd's key bucket,
