@@ -186,8 +186,10 @@ func (n *Node) dropStaleLeaderWork(b []*proposal) []*proposal {
 func (n *Node) proposed(p *proposal, err error) {
 	switch {
 	case err == raft.ErrProposalDropped && p.leaderTerm != 0:
-		// Raft refused it here (a leadership transfer is under way):
-		// the leader decides again if it keeps leading.
+		// Raft refused it here (a leadership transfer is under way).
+		// An expiry revoke comes again at the lessor's retry if the
+		// leader keeps leading; dropped checkpoints are not retried, as
+		// etcd's are not: the next renewal or promotion schedules them.
 		n.props.finish(n, p.id, nil, err)
 	case err == raft.ErrProposalDropped:
 		n.props.queued = append(n.props.queued, p)

@@ -17,8 +17,8 @@ import (
 // Backup is a backup to restore, read as it is written: Head is the
 // state without the key space (as BackupHeader encodes it, or a backup's
 // bytes begin), WriteKV writes the key space as checkpoint content. A
-// restore streams the key space from the backup's file into the new
-// checkpoint, never holding it.
+// restore of etcd's file streams the key space into the new checkpoint
+// as it reads it (mvcc.BucketWriter says what it holds meanwhile).
 type Backup struct {
 	Head    []byte
 	WriteKV func(io.Writer) error

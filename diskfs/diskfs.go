@@ -32,14 +32,27 @@ const hugeBufferMinBytes = 8 << 20
 // AllocBuffer is a buffer of n bytes that, if large, the kernel backs with
 // huge pages as it is first written: reading a 1 GB checkpoint into it
 // takes about a thousand page faults instead of a quarter million, a few
-// seconds of system time on a busy machine. Advice the kernel refuses
-// costs only those faults.
+// seconds of system time on a busy machine. The advice is given only
+// where transparent huge pages are in "madvise" mode (elsewhere it is
+// either not needed or not heeded); advice the kernel refuses costs only
+// those faults.
 func (d *diskFS) AllocBuffer(n int) []byte {
 	b := make([]byte, n)
 	if n >= hugeBufferMinBytes {
-		adviseHugePages(b)
+		adviseHugePages(b, true)
 	}
 	return b
+}
+
+// BufferFilled takes the advice back once the buffer is read: the range
+// is Go heap, which the runtime reuses after the buffer dies, and left
+// advised its later faults could stall on the kernel compacting memory
+// and its freed pages be gathered into huge ones again. Pages already
+// huge stay so.
+func (d *diskFS) BufferFilled(b []byte) {
+	if len(b) >= hugeBufferMinBytes {
+		adviseHugePages(b, false)
+	}
 }
 
 func (d *diskFS) path(op, name string) (string, error) {

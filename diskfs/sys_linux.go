@@ -3,6 +3,8 @@ package diskfs
 import (
 	"errors"
 	"os"
+	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -52,16 +54,30 @@ func fallocate(f *os.File, size int64) error {
 	return serr
 }
 
-// adviseHugePages asks for huge pages for b's whole 2 MiB extents
-// (transparent huge pages in "madvise" mode, the common default, give them
-// only to memory so advised).
-func adviseHugePages(b []byte) {
+// thpMadvise reports whether transparent huge pages are given only to
+// memory advised so ("madvise" mode, the common default), read once.
+var thpMadvise = sync.OnceValue(func() bool {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	return err == nil && strings.Contains(string(b), "[madvise]")
+})
+
+// adviseHugePages asks for huge pages for b's whole 2 MiB extents, or
+// (on false) takes the request back.
+func adviseHugePages(b []byte, on bool) {
+	if !thpMadvise() {
+		return
+	}
 	const huge = 2 << 20
-	start := (uintptr(unsafe.Pointer(unsafe.SliceData(b))) + huge - 1) &^ (huge - 1)
-	end := (uintptr(unsafe.Pointer(unsafe.SliceData(b))) + uintptr(len(b))) &^ (huge - 1)
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	start := (base + huge - 1) &^ (huge - 1)
+	end := (base + uintptr(len(b))) &^ (huge - 1)
 	if end <= start {
 		return
 	}
-	lo := int(start - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
-	_ = syscall.Madvise(b[lo:lo+int(end-start)], syscall.MADV_HUGEPAGE) // advice only
+	advice := syscall.MADV_HUGEPAGE
+	if !on {
+		advice = syscall.MADV_NOHUGEPAGE
+	}
+	lo := int(start - base)
+	_ = syscall.Madvise(b[lo:lo+int(end-start)], advice) // advice only
 }

@@ -66,9 +66,9 @@ func ReadBackup(path string) ([]byte, error) {
 
 // OpenBackup opens etcd's database file at path, checked as ReadBackup
 // checks it, as a backup to restore whose key space is streamed from the
-// file as the restore writes it: a restore of a store of any size holds
-// a buffer of it, not all of it. done ends the read; call it after the
-// restore.
+// file as the restore writes it: a restore holds a buffer of it and the
+// records at or below the compaction point (mvcc.BucketWriter), not the
+// whole store. done ends the read; call it after the restore.
 func OpenBackup(path string) (b core.Backup, done func() error, err error) {
 	db, err := openDB(path)
 	if err != nil {

@@ -78,8 +78,9 @@ func (in *Instruments) healthChecks(b grpcsvc.Backend) *healthChecks {
 // ClientHandler serves etcd's HTTP endpoints on the client URLs, as cfg
 // configures them (--cors, --enable-pprof), for the member whose requests
 // b serves: /version, /metrics, /health, /livez, /readyz and /debug/vars.
-// The server serves it behind its listeners, with the JSON gateway (which
-// dials the gRPC server); the simulator calls it as a task.
+// They are the endpoints the server serves (newHTTPEndpoints), without
+// the JSON gateway, which dials the gRPC server; the simulator calls the
+// handler as a task.
 func (in *Instruments) ClientHandler(cfg *Config, b grpcsvc.Backend) http.Handler {
 	return newHTTPEndpoints(cfg, in.metrics.reg, in.healthChecks(b), nil, in.version).endpoints()
 }

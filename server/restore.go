@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/disk"
@@ -19,10 +20,13 @@ import (
 // and its SHA-256, as `etcdctl snapshot save` writes from etcd or detcd
 // (the hash is checked unless opts.SkipHashCheck), or a stopped etcd
 // member's member/snap/db (which has none), or a backup in detcd's older
-// format of its own. The key space is streamed from the file into the
-// new member's checkpoint, so memory stays flat whatever its size. Every member of the new cluster is restored from
-// the same file, then started with the same flags and
-// --initial-cluster-state new. On an error no data directory is left.
+// format of its own. The key space after the compaction point is
+// streamed from the file into the new member's checkpoint, never held
+// (what is at or below it is, and with opts.MarkCompacted all of it).
+// Every member of the new cluster is restored from the same file, then
+// started with the same flags and --initial-cluster-state new. On an
+// error no data directory is left (in one that was there, no member
+// directory).
 func Restore(cfg Config, path string, opts RestoreOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -40,15 +44,21 @@ func Restore(cfg Config, path string, opts RestoreOptions) error {
 	if err != nil {
 		return err
 	}
+	member := filepath.Join(cfg.DataDir, "member")
 	_, statErr := os.Stat(cfg.DataDir)
+	_, memberErr := os.Stat(member)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	ropts := core.RestoreOptions{BumpRevision: opts.BumpRevision, MarkCompacted: opts.MarkCompacted}
 	if err := disk.Restore(diskfs.New(cfg.DataDir), ".", ccfg, backup, ropts, disk.Options{}); err != nil {
-		if errors.Is(statErr, fs.ErrNotExist) {
-			// Leave no partial data directory behind.
+		// Leave no partial data directory behind: a bucket entry that
+		// does not decode fails the restore halfway through writing.
+		switch {
+		case errors.Is(statErr, fs.ErrNotExist):
 			os.RemoveAll(cfg.DataDir)
+		case errors.Is(memberErr, fs.ErrNotExist):
+			os.RemoveAll(member)
 		}
 		return fmt.Errorf("snapshot %s: %w", path, err)
 	}

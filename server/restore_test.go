@@ -210,8 +210,8 @@ func TestSnapshotRestoreFormats(t *testing.T) {
 		content    []byte
 	}{
 		{"garbage", "neither etcd's database file nor a detcd backup", withHash(bytes.Repeat([]byte{0xfe}, 4096))},
-		{"bolt without etcd's buckets", "no \"key\" bucket", withHash(boltFile(t, "other"))},
-		{"bolt with only the key bucket", "no \"meta\" bucket", withHash(boltFile(t, "key"))},
+		{"bolt without etcd's buckets", "no \"key\" bucket", withHash(boltFile(t, map[string]map[string]string{"other": nil}))},
+		{"bolt with only the key bucket", "no \"meta\" bucket", withHash(boltFile(t, map[string]map[string]string{"key": nil}))},
 	} {
 		file := filepath.Join(t.TempDir(), "bad.db")
 		if err := os.WriteFile(file, tc.content, 0o600); err != nil {
@@ -228,6 +228,25 @@ func TestSnapshotRestoreFormats(t *testing.T) {
 		if _, _, err := SnapshotStatus(file); err == nil {
 			t.Errorf("%s: status accepted it", tc.name)
 		}
+	}
+}
+
+// A bucket entry that does not decode fails the restore halfway through
+// writing the checkpoint; restored into a directory that was there, the
+// restore leaves no member directory in it.
+func TestSnapshotRestoreFailsHalfway(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.db")
+	content := withHash(boltFile(t, map[string]map[string]string{"meta": nil, "key": {"x": "y"}}))
+	if err := os.WriteFile(file, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	err := Restore(restoreCfg(dir), file, RestoreOptions{})
+	if err == nil || !strings.Contains(err.Error(), "is not a revision") || !strings.Contains(err.Error(), file) {
+		t.Fatalf("restore: %v, want the bad entry and the file named", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "member")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed restore left %s/member (%v)", dir, err)
 	}
 }
 
@@ -264,8 +283,8 @@ func withHash(b []byte) []byte {
 	return append(slices.Clone(b), h[:]...)
 }
 
-// boltFile is a bolt database with the named empty buckets.
-func boltFile(t *testing.T, buckets ...string) []byte {
+// boltFile is a bolt database with the buckets and entries given.
+func boltFile(t *testing.T, buckets map[string]map[string]string) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "bolt.db")
 	db, err := bolt.Open(path, 0o600, nil)
@@ -273,9 +292,15 @@ func boltFile(t *testing.T, buckets ...string) []byte {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range buckets {
-			if _, err := tx.CreateBucket([]byte(b)); err != nil {
+		for name, entries := range buckets {
+			b, err := tx.CreateBucket([]byte(name))
+			if err != nil {
 				return err
+			}
+			for k, v := range entries {
+				if err := b.Put([]byte(k), []byte(v)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

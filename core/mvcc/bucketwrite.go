@@ -12,10 +12,12 @@ const bucketWriteBufBytes = 1 << 20
 
 // BucketWriter writes etcd's key bucket, read in key (that is, revision)
 // order, as checkpoint content, the bytes BucketImporter.AppendCheckpoint
-// appends, to a writer as the entries come. Only the records at or below
-// the compaction point wait in memory (the cold section, which comes
-// first, is each key's newest of them); every record after goes out at
-// once. A restore of a large store so never holds its key space.
+// appends, to a writer as the entries come. The records at or below the
+// compaction point wait in memory, values and all: the cold section comes
+// first, each key's newest of them in key order, and the bucket gives
+// them in revision order. Every record after the compaction point goes
+// out at once. A restore of a store never compacted so holds none of its
+// key space; one compacted near its last revision holds most of it.
 type BucketWriter struct {
 	w                   *bufio.Writer
 	compactRev, lastMod Revision

@@ -406,11 +406,8 @@ func ReadCheckpointFile(fsys FS, name string, index uint64) ([]byte, error) {
 	case size > maxSize:
 		return nil, corruptf(name, 0, "checkpoint of %d bytes exceeds the largest possible (%d)", size, maxSize)
 	}
-	b := allocBuffer(fsys, int(size))
-	if n, err := f.ReadAt(b, 0); n < len(b) {
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
+	b, err := readWhole(fsys, f, int(size))
+	if err != nil {
 		return nil, fmt.Errorf("wal: read checkpoint %s: %w", name, err)
 	}
 	return verifyCheckpoint(name, index, b)

@@ -29,17 +29,35 @@ type FS interface {
 // BufferAllocator is an FS that allocates the buffer a whole file is read
 // into (a checkpoint, which the key space then lives in). diskfs backs a
 // large one with huge pages, so that reading a checkpoint of gigabytes
-// takes a page fault per 2 MiB instead of per 4 KiB.
+// takes a page fault per 2 MiB instead of per 4 KiB. BufferFilled tells
+// it the read is done, so that it can take back advice that would
+// otherwise stay on memory the Go heap reuses.
 type BufferAllocator interface {
 	AllocBuffer(n int) []byte
+	BufferFilled(b []byte)
 }
 
-// allocBuffer is a buffer of n bytes from fsys if it allocates them.
-func allocBuffer(fsys FS, n int) []byte {
-	if a, ok := fsys.(BufferAllocator); ok {
-		return a.AllocBuffer(n)
+// readWhole reads f's first n bytes, into a buffer from fsys if it
+// allocates them.
+func readWhole(fsys FS, f File, n int) ([]byte, error) {
+	a, _ := fsys.(BufferAllocator)
+	var b []byte
+	if a != nil {
+		b = a.AllocBuffer(n)
+	} else {
+		b = make([]byte, n)
 	}
-	return make([]byte, n)
+	got, err := f.ReadAt(b, 0)
+	if a != nil {
+		a.BufferFilled(b)
+	}
+	if got == n {
+		return b, nil
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return nil, err
 }
 
 // File is an open file. Read and Write share one offset, as with os.File;
