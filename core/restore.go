@@ -18,7 +18,8 @@ import (
 // state without the key space (as BackupHeader encodes it, or a backup's
 // bytes begin), WriteKV writes the key space as checkpoint content. A
 // restore of etcd's file streams the key space into the new checkpoint
-// as it reads it (mvcc.BucketWriter says what it holds meanwhile).
+// as it reads it, holding only the keys at or below the compaction point
+// (mvcc.BucketWriter).
 type Backup struct {
 	Head    []byte
 	WriteKV func(io.Writer) error

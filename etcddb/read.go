@@ -67,8 +67,8 @@ func ReadBackup(path string) ([]byte, error) {
 // OpenBackup opens etcd's database file at path, checked as ReadBackup
 // checks it, as a backup to restore whose key space is streamed from the
 // file as the restore writes it: a restore holds a buffer of it and the
-// records at or below the compaction point (mvcc.BucketWriter), not the
-// whole store. done ends the read; call it after the restore.
+// keys at or below the compaction point (mvcc.BucketWriter), not the
+// store. done ends the read; call it after the restore.
 func OpenBackup(path string) (b core.Backup, done func() error, err error) {
 	db, err := openDB(path)
 	if err != nil {
@@ -90,16 +90,38 @@ func OpenBackup(path string) (b core.Backup, done func() error, err error) {
 	}
 	keys := tx.Bucket(bucketKey)
 	b = core.Backup{Head: header, WriteKV: func(w io.Writer) error {
-		bw := mvcc.NewBucketWriter(w, mvcc.Revision(ex.CompactRev), lastRevision(keys))
-		if err := keys.ForEach(bw.Add); err != nil {
-			return fmt.Errorf("etcd database %s: %w", path, err)
-		}
-		if err := bw.Close(); err != nil {
+		if err := streamKeys(w, keys, mvcc.Revision(ex.CompactRev)); err != nil {
 			return fmt.Errorf("etcd database %s: %w", path, err)
 		}
 		return nil
 	}}
 	return b, done, nil
+}
+
+// streamKeys writes the key bucket as checkpoint content, reading it
+// twice (mvcc.BucketWriter): up to the compaction point for where each
+// key's newest record is, then from it on.
+func streamKeys(w io.Writer, keys *bolt.Bucket, compactRev mvcc.Revision) error {
+	bw := mvcc.NewBucketWriter(w, compactRev, lastRevision(keys))
+	c := keys.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		more, err := bw.NoteCold(k, v)
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+	}
+	if err := bw.WriteCold(keys.Get); err != nil {
+		return err
+	}
+	for k, v := c.Seek(bw.HotStart()); k != nil; k, v = c.Next() {
+		if err := bw.Add(k, v); err != nil {
+			return err
+		}
+	}
+	return bw.Close()
 }
 
 // openDB opens etcd's database file read-only.

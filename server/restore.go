@@ -20,9 +20,9 @@ import (
 // and its SHA-256, as `etcdctl snapshot save` writes from etcd or detcd
 // (the hash is checked unless opts.SkipHashCheck), or a stopped etcd
 // member's member/snap/db (which has none), or a backup in detcd's older
-// format of its own. The key space after the compaction point is
-// streamed from the file into the new member's checkpoint, never held
-// (what is at or below it is, and with opts.MarkCompacted all of it).
+// format of its own. The key space is streamed from the file into the
+// new member's checkpoint, never held (with opts.MarkCompacted it is, to
+// compact it).
 // Every member of the new cluster is restored from the same file, then
 // started with the same flags and --initial-cluster-state new. On an
 // error no data directory is left (in one that was there, no member

@@ -2,34 +2,55 @@ package mvcc
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // bucketWriteBufBytes is the buffer between a BucketWriter and its writer.
 const bucketWriteBufBytes = 1 << 20
 
-// BucketWriter writes etcd's key bucket, read in key (that is, revision)
-// order, as checkpoint content, the bytes BucketImporter.AppendCheckpoint
-// appends, to a writer as the entries come. The records at or below the
-// compaction point wait in memory, values and all: the cold section comes
-// first, each key's newest of them in key order, and the bucket gives
-// them in revision order. Every record after the compaction point goes
-// out at once. A restore of a store never compacted so holds none of its
-// key space; one compacted near its last revision holds most of it.
+// BucketWriter writes etcd's key bucket as checkpoint content, the bytes
+// BucketImporter.AppendCheckpoint appends, to a writer as it reads the
+// bucket, in two passes, so that a restore never holds the key space:
+//
+//  1. NoteCold, for the entries at or below the compaction point, in key
+//     (that is, revision) order: it remembers, of each key, only where
+//     its newest record is;
+//  2. WriteCold writes the head and the cold section, which comes first
+//     and in key order: each of those newest records, fetched by its
+//     revision;
+//  3. Add, for every entry from the compaction point on (HotStart), in
+//     order: each goes out at once;
+//  4. Close.
+//
+// What it holds meanwhile is the keys at or below the compaction point
+// and their revisions, not their values.
 type BucketWriter struct {
 	w                   *bufio.Writer
 	compactRev, lastMod Revision
-	// cold holds the records at or below compactRev until the first one
-	// after it, when the head and the cold section are written.
-	cold    BucketImporter
+	// cold maps each key at or below compactRev to its newest record's
+	// place in the bucket.
+	cold    map[string]coldRef
 	started bool
 	scratch []byte
-	// n counts the entries added, for the order check.
-	n       int
+	// seen counts the entries of the current pass, for the order check;
+	// prevMod and prevSub are the last one's revision.
+	seen    int
 	prevMod Revision
 	prevSub int64
+	// last is the newest revision read in either pass, for Close's check.
+	last Revision
+}
+
+// coldRef is where a key's newest record at or below the compaction
+// point is: its bucket key, and whether it is a tombstone.
+type coldRef struct {
+	bucketKey string
+	mod       Revision
+	tombstone bool
 }
 
 // NewBucketWriter writes to w the key bucket of a store compacted at
@@ -37,74 +58,129 @@ type BucketWriter struct {
 // is empty). lastMod is in the content's head, before the records: the
 // caller reads it from the bucket's last key, and Close checks it.
 func NewBucketWriter(w io.Writer, compactRev, lastMod Revision) *BucketWriter {
-	return &BucketWriter{w: bufio.NewWriterSize(w, bucketWriteBufBytes), compactRev: compactRev, lastMod: lastMod}
+	return &BucketWriter{
+		w:          bufio.NewWriterSize(w, bucketWriteBufBytes),
+		compactRev: compactRev, lastMod: lastMod,
+		cold: map[string]coldRef{},
+	}
 }
 
-// Add decodes one key bucket entry and writes it, or keeps it if it is at
-// or below the compaction point.
+// decode decodes one entry of the current pass, checking its order.
+func (bw *BucketWriter) decode(key, value []byte) (recHeader, []byte, []byte, error) {
+	h, k, v, err := decodeBucketEntry(key, value, bw.seen > 0, bw.prevMod, bw.prevSub)
+	if err != nil {
+		return h, nil, nil, err
+	}
+	if h.mod > bw.lastMod {
+		return h, nil, nil, fmt.Errorf("%w: revision %d after the bucket's last, %d", ErrBadBucket, h.mod, bw.lastMod)
+	}
+	bw.seen++
+	bw.prevMod, bw.prevSub = h.mod, h.sub
+	bw.last = max(bw.last, h.mod)
+	return h, k, v, nil
+}
+
+// NoteCold reads one entry of the first pass. more is false, and the
+// entry not taken, once the entries pass the compaction point.
+func (bw *BucketWriter) NoteCold(key, value []byte) (more bool, err error) {
+	if bw.started {
+		return false, fmt.Errorf("mvcc: NoteCold after WriteCold")
+	}
+	if len(key) >= 8 && Revision(binary.BigEndian.Uint64(key[:8])) > bw.compactRev {
+		return false, nil
+	}
+	h, k, _, err := bw.decode(key, value)
+	if err != nil {
+		return false, err
+	}
+	bw.cold[string(k)] = coldRef{bucketKey: string(key), mod: h.mod, tombstone: h.tombstone}
+	return true, nil
+}
+
+// WriteCold writes the head and the cold section: each key's newest
+// record at or below the compaction point that a compaction there keeps
+// (a tombstone only at that point), in key order. get returns the value
+// the bucket holds at a bucket key NoteCold saw.
+func (bw *BucketWriter) WriteCold(get func(bucketKey []byte) []byte) error {
+	if bw.started {
+		return fmt.Errorf("mvcc: WriteCold twice")
+	}
+	bw.started = true
+	keys := make([]string, 0, len(bw.cold))
+	for k, ref := range bw.cold { //core:maporder-ok: sorted below
+		if !ref.tombstone || ref.mod == bw.compactRev {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, cmp.Compare[string])
+	head := appendCheckpointHead(make([]byte, 0, checkpointHeadBytes), max(1, bw.lastMod, bw.compactRev), bw.compactRev)
+	if _, err := bw.w.Write(head); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		ref := bw.cold[k]
+		h, key, value, err := decodeBucketEntry([]byte(ref.bucketKey), get([]byte(ref.bucketKey)), false, 0, 0)
+		if err != nil {
+			return err
+		}
+		if string(key) != k || h.mod != ref.mod {
+			return fmt.Errorf("%w: revision %d.%d changed between reads", ErrBadBucket, h.mod, h.sub)
+		}
+		if err := bw.writeRecord(&h, key, value); err != nil {
+			return err
+		}
+	}
+	bw.cold = nil
+	bw.seen = 0 // the second pass checks its own order
+	return bw.w.WriteByte(0)
+}
+
+// HotStart is the bucket key the second pass starts at: the compaction
+// point's first.
+func (bw *BucketWriter) HotStart() []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(max(bw.compactRev, 0)))
+	return binary.BigEndian.AppendUint64(append(b, '_'), 0)
+}
+
+// Add reads one entry of the second pass, from the compaction point on,
+// and writes it.
 func (bw *BucketWriter) Add(key, value []byte) error {
-	h, k, v, err := decodeBucketEntry(key, value, bw.n > 0, bw.prevMod, bw.prevSub)
+	if !bw.started {
+		return fmt.Errorf("mvcc: Add before WriteCold")
+	}
+	h, k, v, err := bw.decode(key, value)
 	if err != nil {
 		return err
 	}
-	bw.n++
-	bw.prevMod, bw.prevSub = h.mod, h.sub
-	if h.mod > bw.lastMod {
-		return fmt.Errorf("%w: revision %d after the bucket's last, %d", ErrBadBucket, h.mod, bw.lastMod)
+	if h.mod < bw.compactRev {
+		return fmt.Errorf("%w: revision %d below the compaction point %d in the second pass", ErrBadBucket, h.mod, bw.compactRev)
 	}
-	if h.mod <= bw.compactRev {
-		bw.cold.add(&h, k, v)
-		return nil
-	}
-	if err := bw.start(); err != nil {
-		return err
-	}
-	size := recordSize(&h, len(k), len(v))
+	return bw.writeRecord(&h, k, v)
+}
+
+func (bw *BucketWriter) writeRecord(h *recHeader, k, v []byte) error {
+	size := recordSize(h, len(k), len(v))
 	if cap(bw.scratch) < size {
 		bw.scratch = make([]byte, size)
 	}
 	rec := bw.scratch[:size]
-	encodeRecord(rec, &h, k, v)
-	return bw.writeRecord(rec)
-}
-
-// start writes the head and the cold section, and the hot section's
-// records at the compaction point, once.
-func (bw *BucketWriter) start() error {
-	if bw.started {
-		return nil
-	}
-	bw.started = true
-	cold, hot := bw.cold.sections(bw.compactRev)
-	head := appendCheckpointHead(make([]byte, 0, checkpointHeadBytes), max(1, bw.lastMod, bw.compactRev), bw.compactRev)
-	if _, err := bw.w.Write(appendSection(head, cold)); err != nil {
-		return err
-	}
-	for _, r := range hot {
-		if err := bw.writeRecord([]byte(r)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (bw *BucketWriter) writeRecord(rec []byte) error {
+	encodeRecord(rec, h, k, v)
 	var n [binary.MaxVarintLen64]byte
-	if _, err := bw.w.Write(n[:binary.PutUvarint(n[:], uint64(len(rec)))]); err != nil {
+	if _, err := bw.w.Write(n[:binary.PutUvarint(n[:], uint64(size))]); err != nil {
 		return err
 	}
 	_, err := bw.w.Write(rec)
 	return err
 }
 
-// Close writes what is left and flushes. It fails if the bucket's newest
+// Close ends the hot section and flushes. It fails if the bucket's newest
 // revision was not the lastMod given.
 func (bw *BucketWriter) Close() error {
-	if bw.prevMod != bw.lastMod {
-		return fmt.Errorf("%w: the bucket ends at revision %d, not %d", ErrBadBucket, bw.prevMod, bw.lastMod)
+	if !bw.started {
+		return fmt.Errorf("mvcc: Close before WriteCold")
 	}
-	if err := bw.start(); err != nil {
-		return err
+	if bw.last != bw.lastMod {
+		return fmt.Errorf("%w: the bucket ends at revision %d, not %d", ErrBadBucket, bw.last, bw.lastMod)
 	}
 	if err := bw.w.WriteByte(0); err != nil { // the hot section's end
 		return err
