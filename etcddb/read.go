@@ -102,7 +102,11 @@ func OpenBackup(path string) (b core.Backup, done func() error, err error) {
 // twice (mvcc.BucketWriter): up to the compaction point for where each
 // key's newest record is, then from it on.
 func streamKeys(w io.Writer, keys *bolt.Bucket, compactRev mvcc.Revision) error {
-	bw := mvcc.NewBucketWriter(w, compactRev, lastRevision(keys))
+	lastMod, err := lastRevision(keys)
+	if err != nil {
+		return err
+	}
+	bw := mvcc.NewBucketWriter(w, compactRev, lastMod)
 	c := keys.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		more, err := bw.NoteCold(k, v)
@@ -155,13 +159,16 @@ func checkedState(tx *bolt.Tx) (*core.ExchangeState, []byte, error) {
 }
 
 // lastRevision is the main revision of the key bucket's last key, 0 if it
-// has none (a malformed key fails when the bucket is read).
-func lastRevision(keys *bolt.Bucket) mvcc.Revision {
+// has none.
+func lastRevision(keys *bolt.Bucket) (mvcc.Revision, error) {
 	k, _ := keys.Cursor().Last()
-	if len(k) < 8 {
-		return 0
+	switch {
+	case k == nil:
+		return 0, nil
+	case len(k) < 8:
+		return 0, fmt.Errorf("%w: key %x is not a revision", mvcc.ErrBadBucket, k)
 	}
-	return mvcc.Revision(binary.BigEndian.Uint64(k[:8]))
+	return mvcc.Revision(binary.BigEndian.Uint64(k[:8])), nil
 }
 
 // readState reads all but the key space, checking the schema.

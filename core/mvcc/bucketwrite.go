@@ -119,7 +119,8 @@ func (bw *BucketWriter) WriteCold(get func(bucketKey []byte) []byte) error {
 	}
 	for _, k := range keys {
 		ref := bw.cold[k]
-		h, key, value, err := decodeBucketEntry([]byte(ref.bucketKey), get([]byte(ref.bucketKey)), false, 0, 0)
+		bk := []byte(ref.bucketKey)
+		h, key, value, err := decodeBucketEntry(bk, get(bk), false, 0, 0)
 		if err != nil {
 			return err
 		}
