@@ -29,15 +29,11 @@ type Backup struct {
 // streams, without its trailing hash; padding after the state is
 // ignored), checked whole first.
 func BackupOf(b []byte) (Backup, error) {
-	_, _, kvAt, err := decodeMeta(b)
+	_, _, _, kvAt, kvEnd, err := loadBackup(b)
 	if err != nil {
 		return Backup{}, err
 	}
-	_, _, _, kv, err := loadBackup(b)
-	if err != nil {
-		return Backup{}, err
-	}
-	return Backup{Head: b[:kvAt], WriteKV: writing(kv)}, nil
+	return Backup{Head: b[:kvAt], WriteKV: writing(b[kvAt:kvEnd])}, nil
 }
 
 // writing is what writes b.
@@ -111,7 +107,7 @@ func bumpedKV(b Backup, bump mvcc.Revision, compact bool) (func(io.Writer) error
 	if err := b.WriteKV(&whole); err != nil {
 		return nil, err
 	}
-	_, _, store, _, err := loadBackup(whole.Bytes())
+	_, _, store, _, _, err := loadBackup(whole.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +146,7 @@ type BackupStatus struct {
 
 // StatBackup reads a backup's status.
 func StatBackup(backup []byte) (BackupStatus, error) {
-	_, _, kv, _, err := loadBackup(backup)
+	_, _, kv, _, _, err := loadBackup(backup)
 	if err != nil {
 		return BackupStatus{}, err
 	}
@@ -179,7 +175,7 @@ type BackupContent struct {
 // ReadBackupContent reads a backup's content, for checks that compare it
 // with the state it should hold.
 func ReadBackupContent(backup []byte) (BackupContent, error) {
-	st, ls, kv, _, err := loadBackup(backup)
+	st, ls, kv, _, _, err := loadBackup(backup)
 	if err != nil {
 		return BackupContent{}, err
 	}
@@ -195,18 +191,19 @@ func ReadBackupContent(backup []byte) (BackupContent, error) {
 	return c, nil
 }
 
-// loadBackup decodes a backup's state and loads its key space; kvPart is
-// the key space's encoding within backup (padding after it is ignored).
-func loadBackup(backup []byte) (st applied, ls []*lease.Lease, kv *mvcc.Store, kvPart []byte, err error) {
-	st, ls, kvAt, err := decodeMeta(backup)
+// loadBackup decodes a backup's state and loads its key space;
+// backup[kvAt:kvEnd] is the key space's encoding (padding after it is
+// ignored).
+func loadBackup(backup []byte) (st applied, ls []*lease.Lease, kv *mvcc.Store, kvAt, kvEnd int, err error) {
+	st, ls, kvAt, err = decodeMeta(backup)
 	if err != nil {
-		return st, nil, nil, nil, err
+		return st, nil, nil, 0, 0, err
 	}
 	kv, kvBytes, err := mvcc.Load(backup[kvAt:])
 	if err != nil {
-		return st, nil, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return st, nil, nil, 0, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	return st, ls, kv, backup[kvAt : kvAt+kvBytes], nil
+	return st, ls, kv, kvAt, kvAt + kvBytes, nil
 }
 
 // IsBackup reports whether b starts as a backup in detcd's own format
