@@ -45,4 +45,29 @@ func TestStopHandsOffLeadership(t *testing.T) {
 	if !strings.Contains(logs[next].String(), "leadership transferred before stopping") {
 		t.Fatalf("the second leader did not hand its leadership over; its log:\n%s", logs[next].String())
 	}
+	// It leads still, unless check-quorum deposed it already; either
+	// way it says why it hands nothing over.
+	last := 3 - lead - next
+	tc.stop(last)
+	if got := logs[last].String(); !strings.Contains(got, "leadership transfer before stopping failed") &&
+		!strings.Contains(got, "skipped leadership transfer; local server is not leader") {
+		t.Errorf("the last member's log does not say why it handed nothing over:\n%s", got)
+	}
+}
+
+// TestStopSingleMemberSkipsHandOff: a single voter has no one to hand its
+// leadership to, and says so as etcd does, instead of claiming a transfer.
+func TestStopSingleMemberSkipsHandOff(t *testing.T) {
+	log := &logBuffer{}
+	tc := newTestClusterWith(t, 1, "http", func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(log, nil))
+	})
+	tc.stop(tc.leader())
+	got := log.String()
+	if want := "skipped leadership transfer for single voting member cluster"; !strings.Contains(got, want) {
+		t.Errorf("log lacks %q:\n%s", want, got)
+	}
+	if strings.Contains(got, "leadership transferred") {
+		t.Errorf("a single member claims a transfer:\n%s", got)
+	}
 }
