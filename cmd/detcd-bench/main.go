@@ -30,6 +30,8 @@ Load commands (against any etcd v3 endpoint: detcd or etcd):
   compact  a fill of 1M revisions over 100k keys, then puts at 1000/s while
            they are compacted (physically) and the store defragmented:
            the puts' latency in each phase
+  latency  one client, one request at a time: a bare gRPC echo, gets and a
+           put on one connection, and one fsync, for what a request adds
   wait     polls until the endpoint serves a linearizable get; prints the time
 
 Driver:
@@ -77,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runLease(rest, stdout, stderr)
 	case "compact":
 		return runCompact(rest, stdout, stderr)
+	case "latency":
+		return runLatency(rest, stdout, stderr)
 	case "wait":
 		return runWait(rest, stdout, stderr)
 	case "compare":
