@@ -34,8 +34,7 @@ func (m *member) startFrontend() error {
 	m.front = driver.NewFrontend(m.d, rt, fcfg)
 	m.svc = newRegistry()
 	// The health service Register returns is the server's answer to
-	// gRPC health checks, which no simulated client makes; Lock and
-	// Election's in-process client holds nothing to close.
+	// gRPC health checks, which no simulated client makes.
 	grpcsvc.Register(m.svc, m.front)
 	m.guard = grpcsvc.NewGuard(m.front)
 	m.monitorLeader()
