@@ -35,11 +35,12 @@ func TestPlantedBugs(t *testing.T) {
 		core.BugMVCCCompactKeepsTooFew: "all",
 		core.BugAuthPrevKVUnchecked:    "all",
 		core.BugAuthTxnNestedUnchecked: "all",
+		core.BugLockSkipsWait:          "all",
 	}
 	// authOn are the bugs only users of limited permissions meet.
 	authOn := map[string]bool{core.BugAuthPrevKVUnchecked: true, core.BugAuthTxnNestedUnchecked: true}
 	for _, bug := range []string{core.BugAckBeforeFsync, core.BugStaleRead, core.BugCompareGreaterOrEqual, core.BugMVCCRangeLimitOffByOne, core.BugMVCCCompactKeepsTooFew,
-		core.BugAuthPrevKVUnchecked, core.BugAuthTxnNestedUnchecked} {
+		core.BugAuthPrevKVUnchecked, core.BugAuthTxnNestedUnchecked, core.BugLockSkipsWait} {
 		t.Run(bug, func(t *testing.T) {
 			faults, err := ParseFaults(mixes[bug])
 			if err != nil {
