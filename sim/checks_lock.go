@@ -188,6 +188,9 @@ func (c *checkers) checkLockEpoch(e int, h *history) {
 		}})
 	}
 	for _, s := range c.locks.seen {
+		if s.epoch != e || !s.sameEpoch {
+			continue
+		}
 		if s.kv == nil {
 			c.fail("election: %s told x%d of no key for %s", s.what, s.client, s.name)
 			continue
@@ -202,7 +205,7 @@ func (c *checkers) checkLockEpoch(e int, h *history) {
 				s.what, s.client, key, s.name, s.kv.Value, mod, rev+1, s.lo)
 			continue
 		}
-		if !in(s.epoch, s.sameEpoch, rev) {
+		if rev < h.baseRev || rev > h.scannedTo {
 			continue
 		}
 		qs = append(qs, lockQuery{rev, func(live map[string]*mvccpb.KeyValue) {
