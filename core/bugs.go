@@ -62,6 +62,10 @@ const (
 	// get and list, auth status) from the member's own store at once,
 	// without raft: a member behind, or cut off, answers stale.
 	BugAuthReadLocal = "auth-read-local"
+	// BugLockSkipsWait has the Lock service (grpcsvc) grant a lock as
+	// soon as the caller's key is in line, without waiting for the keys
+	// before it to be deleted: two holders at once.
+	BugLockSkipsWait = "lock-skips-wait"
 	// BugSnapshotLoadOnLoop has the driver read back and decode a
 	// snapshot from the leader on the member's loop, as detcd did before
 	// issue 18:
@@ -144,6 +148,7 @@ var PlantedBugs = []string{
 	BugWALSyncSkipped, BugWALCutNoSync, BugWALSyncBeforeFlush,
 	BugPutDivergesEvenMember, BugCorruptCompactRevMismatch,
 	BugAuthPrevKVUnchecked, BugAuthTxnNestedUnchecked, BugAuthLeaseRevokeUnchecked, BugAuthReadLocal,
+	BugLockSkipsWait,
 }
 
 func validateBug(name string) error {

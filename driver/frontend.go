@@ -89,6 +89,9 @@ type Frontend struct {
 	learner         atomic.Bool
 	view            atomic.Pointer[publishedView]
 
+	// bug is the planted bug the node's config names (detcdbugs builds).
+	bug string
+
 	tokens     tokenCache
 	nextStream atomic.Uint64
 	// sinks are the open watch streams, for Drain.
@@ -105,6 +108,9 @@ type publishedView struct {
 // NewFrontend returns the handlers' side of d, reaching it through rt.
 func NewFrontend(d *Driver, rt Runtime, cfg FrontendConfig) *Frontend {
 	f := &Frontend{cfg: cfg, rt: rt, d: d, sinks: map[watch.StreamID]*watchSink{}}
+	if core.PlantedBugsAvailable() {
+		f.bug = d.node.Config().PlantedBug
+	}
 	f.Publish()
 	return f
 }
@@ -243,6 +249,10 @@ func (f *Frontend) SnapshotScratch() (string, func(), error) {
 	}
 	return grpcsvc.TempDirScratch(f.cfg.SnapshotDir)
 }
+
+// PlantedBug names the bug the member plants, for the services whose
+// bugs are planted outside core (detcdbugs builds; "" in others).
+func (f *Frontend) PlantedBug() string { return f.bug }
 
 // Go implements grpcsvc.Backend.
 func (f *Frontend) Go(fn func()) { f.rt.Go(fn) }

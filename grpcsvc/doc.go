@@ -11,8 +11,8 @@
 // goroutines, the simulator as tasks, calling the handlers themselves on
 // in-process streams, through the guard's checks (Guard.Stream).
 //
-// Lock and Election (lock.go) are the exception, as in etcd: they are
-// clientv3's concurrency package on a client whose calls go straight to
-// this package's KV, Lease and Watch services with the caller's context
-// (inproc.go), and they answer with that client's errors.
+// Lock and Election (lock.go) make the calls etcd's make through
+// clientv3's concurrency package, straight to this package's KV and Lease
+// services and the Backend's watch streams, with the caller's context;
+// their waits are signals too, and they answer with clientv3's errors.
 package grpcsvc

@@ -57,9 +57,8 @@ type Options struct {
 }
 
 // Register adds etcd's services, Lock and Election included, and the
-// gRPC health service to srv. closeLocal ends the in-process client Lock
-// and Election work through; call it once srv has stopped.
-func Register(srv grpc.ServiceRegistrar, b Backend) (hs *health.Server, closeLocal func()) {
+// gRPC health service to srv.
+func Register(srv grpc.ServiceRegistrar, b Backend) *health.Server {
 	svc := NewServices(b)
 	pb.RegisterKVServer(srv, svc.KV)
 	pb.RegisterMaintenanceServer(srv, svc.Maintenance)
@@ -67,12 +66,11 @@ func Register(srv grpc.ServiceRegistrar, b Backend) (hs *health.Server, closeLoc
 	pb.RegisterWatchServer(srv, svc.Watch)
 	pb.RegisterLeaseServer(srv, svc.Lease)
 	pb.RegisterAuthServer(srv, svc.Auth)
-	local := inProcessClient(svc.KV, svc.Lease, svc.Watch)
-	v3lockpb.RegisterLockServer(srv, &lockServer{c: local})
-	v3electionpb.RegisterElectionServer(srv, &electionServer{c: local})
-	hs = health.NewServer()
+	v3lockpb.RegisterLockServer(srv, svc.Lock)
+	v3electionpb.RegisterElectionServer(srv, svc.Election)
+	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	return hs, func() { local.Close() }
+	return hs
 }
 
 func mvccRev(r int64) mvcc.Revision { return mvcc.Revision(r) }

@@ -2,6 +2,8 @@ package grpcsvc
 
 import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 )
 
 // Services are etcd's v3 services over one member. Register serves them
@@ -14,16 +16,22 @@ type Services struct {
 	Auth        pb.AuthServer
 	Cluster     pb.ClusterServer
 	Maintenance pb.MaintenanceServer
+	Lock        v3lockpb.LockServer
+	Election    v3electionpb.ElectionServer
 }
 
 // NewServices returns the services over b.
 func NewServices(b Backend) *Services {
+	kv, lease := &kvServer{b: b}, &LeaseService{b: b}
+	c := &concurrency{b: b, kv: kv, lease: lease}
 	return &Services{
-		KV:          &kvServer{b: b},
-		Lease:       &LeaseService{b: b},
+		KV:          kv,
+		Lease:       lease,
 		Watch:       &WatchService{b: b},
 		Auth:        &authServer{b: b},
 		Cluster:     &clusterServer{b: b},
 		Maintenance: &maintenanceServer{b: b},
+		Lock:        &lockServer{c: c},
+		Election:    &electionServer{c: c},
 	}
 }

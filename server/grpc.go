@@ -20,8 +20,6 @@ type clientGRPC struct {
 	srv   *grpc.Server
 	hs    *health.Server
 	guard *grpcsvc.Guard
-	// closeLocal ends the in-process client of Lock and Election.
-	closeLocal func()
 }
 
 func newClientGRPC(cfg *Config, b grpcsvc.Backend, role grpcsvc.Role, m *metrics, mem *memReleaser) *clientGRPC {
@@ -36,7 +34,7 @@ func newClientGRPC(cfg *Config, b grpcsvc.Backend, role grpcsvc.Role, m *metrics
 		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), m.stream))
 	opts = append(opts, g.guard.ServerOptions()...)
 	g.srv = grpc.NewServer(opts...)
-	g.hs, g.closeLocal = grpcsvc.Register(g.srv, b)
+	g.hs = grpcsvc.Register(g.srv, b)
 	m.grpc.InitializeMetrics(g.srv)
 	return g
 }

@@ -204,9 +204,6 @@ func (s *Server) Stop() error {
 			s.api.stop()
 		}
 		s.web.stop()
-		if s.api != nil {
-			s.api.closeLocal()
-		}
 		s.peers.stopServing()
 		s.closeListeners()
 		close(s.life.stopping)

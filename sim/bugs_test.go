@@ -35,11 +35,12 @@ func TestPlantedBugs(t *testing.T) {
 		core.BugMVCCCompactKeepsTooFew: "all",
 		core.BugAuthPrevKVUnchecked:    "all",
 		core.BugAuthTxnNestedUnchecked: "all",
+		core.BugLockSkipsWait:          "all",
 	}
 	// authOn are the bugs only users of limited permissions meet.
 	authOn := map[string]bool{core.BugAuthPrevKVUnchecked: true, core.BugAuthTxnNestedUnchecked: true}
 	for _, bug := range []string{core.BugAckBeforeFsync, core.BugStaleRead, core.BugCompareGreaterOrEqual, core.BugMVCCRangeLimitOffByOne, core.BugMVCCCompactKeepsTooFew,
-		core.BugAuthPrevKVUnchecked, core.BugAuthTxnNestedUnchecked} {
+		core.BugAuthPrevKVUnchecked, core.BugAuthTxnNestedUnchecked, core.BugLockSkipsWait} {
 		t.Run(bug, func(t *testing.T) {
 			faults, err := ParseFaults(mixes[bug])
 			if err != nil {
@@ -87,7 +88,7 @@ func TestPlantedBugsGuarded(t *testing.T) {
 		names["planted."+k] = v
 	}
 	guarded := map[string]bool{}
-	err := walkGo([]string{"../core", "../corrupt", "../driver"}, func(p string, d fs.DirEntry, err error) error {
+	err := walkGo([]string{"../core", "../corrupt", "../driver", "../grpcsvc"}, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 			return err
 		}
@@ -112,7 +113,7 @@ func TestPlantedBugsGuarded(t *testing.T) {
 			t.Errorf("planted bug %s listed twice", bug)
 		}
 		if !guarded[bug] {
-			t.Errorf("planted bug %s is checked nowhere in core, corrupt or driver", bug)
+			t.Errorf("planted bug %s is checked nowhere in core, corrupt, driver or grpcsvc", bug)
 		}
 	}
 }

@@ -60,6 +60,8 @@ type checkers struct {
 	corruptRaised bool
 	// perm judges answers by the users' permissions (checks_perm.go).
 	perm *permChecker
+	// locks are the Lock and Election answers (checks_lock.go).
+	locks lockChecks
 	// Linearizability is porcupine's verdict: "ok", "illegal", "unknown".
 	Linearizability string
 	// linInfo is porcupine's account of the check, for WriteHistoryHTML.
@@ -114,6 +116,7 @@ func (c *checkers) observe(m *member) {
 		return
 	}
 	c.observeQuorum(m)
+	c.locks.noteApplied(m.node.Rev())
 	if m.node.Leader() != m.id {
 		return
 	}
@@ -319,6 +322,7 @@ func (c *checkers) final() {
 		c.checkWatches()
 		c.checkLeases()
 		c.checkLeasePerms()
+		c.checkLocks()
 	}
 	c.checkCompactions()
 	c.checkCorruptMissed()

@@ -33,7 +33,9 @@
 // snapshot restore` does (checks_snapshot.go, restoredrill.go); in some
 // worlds an operator restores the whole running cluster from its newest
 // backup, and the checkers hold each epoch to etcd's restore
-// (restore.go, checks_epoch.go). Snapshots take their size
+// (restore.go, checks_epoch.go). Lock clients lock and run for leader
+// through the Lock and Election services, and their answers are judged
+// against the key space's history (lockclient.go, checks_lock.go). Snapshots take their size
 // over the link's bandwidth and the disk's rate, and a quarter of the
 // worlds have a large store, modelled in sizes only (snapbw.go).
 //

@@ -19,6 +19,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) func() error {
 	fs.IntVar(&o.LeaseClients, "leases", o.LeaseClients, "simulated clients that each hold a lease with keys on it (-1: drawn from the seed)")
 	fs.IntVar(&o.AuthClients, "auth", o.AuthClients, "simulated administrators changing users, roles and permissions")
 	fs.IntVar(&o.Operators, "operators", o.Operators, "simulated operators calling the Maintenance service and recovering from NOSPACE (-1: drawn from the seed)")
+	fs.IntVar(&o.LockClients, "locks", o.LockClients, "simulated clients taking locks and running for leader through the Lock and Election services (-1: drawn from the seed)")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "simulated length of the safety phase (faults on)")
 	fs.DurationVar(&o.Liveness, "liveness", o.Liveness, "bound on the liveness phase: members must converge within it")
 	fs.StringVar(&o.KeepFaulty, "keep-faulty", o.KeepFaulty, "whether the liveness phase leaves a minority of voters crashed or cut off: on, off, or empty for a quarter of the seeds")

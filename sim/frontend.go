@@ -34,8 +34,7 @@ func (m *member) startFrontend() error {
 	m.front = driver.NewFrontend(m.d, rt, fcfg)
 	m.svc = newRegistry()
 	// The health service Register returns is the server's answer to
-	// gRPC health checks, which no simulated client makes; Lock and
-	// Election's in-process client holds nothing to close.
+	// gRPC health checks, which no simulated client makes.
 	grpcsvc.Register(m.svc, m.front)
 	m.guard = grpcsvc.NewGuard(m.front)
 	m.monitorLeader()
@@ -93,12 +92,17 @@ func (m *member) unaryCall(c rpc) serviceCall {
 // spawnCall runs handle in a task with the token in its context, as gRPC
 // hands a call to a handler, and gives its answer to cb as an event.
 func (m *member) spawnCall(token string, cb func(core.Response), handle func(context.Context, *registry, *grpcsvc.Guard) (proto.Message, error)) {
+	m.spawnCallIn(context.Background(), token, cb, handle)
+}
+
+// spawnCallIn is spawnCall for a client whose call's context is ctx: the
+// client cancels it when it hangs up.
+func (m *member) spawnCallIn(ctx context.Context, token string, cb func(core.Response), handle func(context.Context, *registry, *grpcsvc.Guard) (proto.Message, error)) {
 	w, svc, guard := m.w, m.svc, m.guard
 	if !m.up || svc == nil {
 		w.schedule(w.now, func() { cb(core.Response{Err: rpctypes.ErrGRPCStopped}) })
 		return
 	}
-	ctx := context.Background()
 	if token != "" {
 		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", token))
 	}

@@ -64,7 +64,7 @@ func (c *leaseClient) openKeepAlive() *kaStream {
 	var ctx context.Context
 	ctx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &serverStream{in: &inbox{}, send: s.send}
-	w.trace.logf(w.now, "l%d opens a keep-alive stream on %s", c.id, m.name)
+	w.trace.logf(w.now, "%s%d opens a keep-alive stream on %s", c.tag(), c.id, m.name)
 	w.after(w.settings.Net.LatencyMinUs, m.event(func() {
 		w.with(m, c.login, func(token string, failed *core.Response) {
 			switch {
@@ -107,7 +107,7 @@ func (s *kaStream) leave() {
 	}
 	s.ended = true
 	w := s.c.w
-	w.trace.logf(w.now, "l%d hangs up its keep-alive stream on %s", s.c.id, s.m.name)
+	w.trace.logf(w.now, "%s%d hangs up its keep-alive stream on %s", s.c.tag(), s.c.id, s.m.name)
 	w.after(w.settings.Net.LatencyMinUs, func() { s.srv.in.hangUp(s.cancel) })
 }
 
@@ -119,7 +119,7 @@ func (s *kaStream) closed(err error) {
 	}
 	s.ended = true
 	c := s.c
-	c.w.trace.logf(c.w.now, "l%d keep-alive stream on %s ended: %v", c.id, s.m.name, err)
+	c.w.trace.logf(c.w.now, "%s%d keep-alive stream on %s ended: %v", c.tag(), c.id, s.m.name, err)
 	if authRefused(err) {
 		c.login.forget()
 	}

@@ -24,6 +24,17 @@ type leaseClient struct {
 	login, limited *login
 	// ka is the holder's keep-alive stream.
 	ka *kaStream
+	// locker, if true, makes this the keep-alive side of a lock client
+	// (lockclient.go): its trace lines name it so.
+	locker bool
+}
+
+// tag names the client's kind in the trace.
+func (c *leaseClient) tag() string {
+	if c.locker {
+		return "x"
+	}
+	return "l"
 }
 
 // leaseRecord is what a client knows of one of its leases.

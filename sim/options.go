@@ -27,6 +27,11 @@ type Options struct {
 	// NOSPACE alarm (0 in runs from before they existed; Drawn: the
 	// seed decides). With operators, some seeds draw a small quota.
 	Operators int `json:",omitempty"`
+	// LockClients are clients taking locks and running for leader
+	// through the Lock and Election services, on leases they keep alive
+	// (lockclient.go); 0 in runs from before they existed, Drawn: the
+	// seed decides.
+	LockClients int `json:",omitempty"`
 	// Duration is the safety phase: the workload runs under faults.
 	Duration time.Duration
 	// Faults is the fault mix.
@@ -83,9 +88,10 @@ type ScheduledFault struct {
 }
 
 // DefaultOptions are a fixed world's: 3 members, 8 clients, 3 watchers, 2
-// lease clients (the settings are still drawn from the seed).
+// lease clients, 2 lock clients (the settings are still drawn from the
+// seed).
 func DefaultOptions() Options {
-	return Options{Members: 3, Clients: 8, Watchers: 3, LeaseClients: 2, Duration: 60 * time.Second, Faults: AllFaults, Liveness: 60 * time.Second}
+	return Options{Members: 3, Clients: 8, Watchers: 3, LeaseClients: 2, LockClients: 2, Duration: 60 * time.Second, Faults: AllFaults, Liveness: 60 * time.Second}
 }
 
 // Drawn marks a world-shape option (Members, Clients: 0; Watchers,
@@ -93,11 +99,11 @@ func DefaultOptions() Options {
 const Drawn = -1
 
 // SwarmOptions are detcd-sim's defaults: each seed draws its own world
-// (members, clients, watchers, lease clients, operators), as swarm
-// testing does.
+// (members, clients, watchers, lease clients, operators, lock clients),
+// as swarm testing does.
 func SwarmOptions() Options {
 	o := DefaultOptions()
-	o.Members, o.Clients, o.Watchers, o.LeaseClients, o.Operators = 0, 0, Drawn, Drawn, Drawn
+	o.Members, o.Clients, o.Watchers, o.LeaseClients, o.Operators, o.LockClients = 0, 0, Drawn, Drawn, Drawn, Drawn
 	return o
 }
 
@@ -108,7 +114,8 @@ func (o Options) drawShape(r *rand.Rand) Options {
 	u := r.Float64()
 	clients := min(int(math.Exp2(8*u*u)), clientsMax) // skewed to few: median 4
 	watchers, leasers := r.IntN(6), r.IntN(5)
-	operators := r.IntN(3) // drawn last, so the draws above stay as they were
+	operators := r.IntN(3) // drawn after the above, so their draws stay as they were
+	lockers := r.IntN(4)
 	if o.Members == 0 {
 		o.Members = members
 	}
@@ -123,6 +130,9 @@ func (o Options) drawShape(r *rand.Rand) Options {
 	}
 	if o.Operators == Drawn {
 		o.Operators = operators
+	}
+	if o.LockClients == Drawn {
+		o.LockClients = lockers
 	}
 	return o
 }
@@ -155,6 +165,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("sim: auth clients must be in 0..%d", clientsMax)
 	case o.Operators < Drawn || o.Operators > clientsMax:
 		return fmt.Errorf("sim: operators must be in 0..%d (-1: drawn)", clientsMax)
+	case o.LockClients < Drawn || o.LockClients > clientsMax:
+		return fmt.Errorf("sim: lock clients must be in 0..%d (-1: drawn)", clientsMax)
 	case o.Duration <= 0 || o.Duration > durationMax:
 		return fmt.Errorf("sim: duration must be in (0, %v]", durationMax)
 	case o.Liveness <= 0:
@@ -197,7 +209,7 @@ func (o Options) String() string {
 		s += fmt.Sprintf(" --auth %d", o.AuthClients)
 	}
 	// Always: with no flag the seed draws them, so a pinned 0 must show.
-	s += fmt.Sprintf(" --operators %d", o.Operators)
+	s += fmt.Sprintf(" --operators %d --locks %d", o.Operators, o.LockClients)
 	if o.KeepFaulty != "" {
 		s += " --keep-faulty " + o.KeepFaulty
 	}

@@ -35,6 +35,8 @@ type World struct {
 	admins   []*authClient
 	// operators call the Maintenance service (maintclient.go).
 	operators []*operator
+	// lockers call the Lock and Election services (lockclient.go).
+	lockers []*lockClient
 	// nextStream names watch streams across the world.
 	nextStream watch.StreamID
 	// Request handlers running as tasks (task.go): the one running, all
@@ -135,6 +137,9 @@ func New(opts Options, trace io.Writer) (*World, error) {
 	// Last, so that the components above draw as they did before.
 	for i := 0; i < opts.Operators; i++ {
 		w.operators = append(w.operators, newOperator(w, i))
+	}
+	for i := 0; i < opts.LockClients; i++ {
+		w.lockers = append(w.lockers, newLockClient(w, i))
 	}
 	return w, nil
 }
@@ -238,6 +243,9 @@ func (w *World) startWorkload() {
 	}
 	for _, o := range w.operators {
 		o.start()
+	}
+	for _, c := range w.lockers {
+		c.start()
 	}
 }
 

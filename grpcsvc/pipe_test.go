@@ -5,88 +5,13 @@ import (
 	"errors"
 	"io"
 	"sync"
-	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
-
-// inProcessClient is a clientv3 client whose KV, Lease and Watch calls go
-// straight to this member's services, as etcd's v3client does for its Lock
-// and Election services: each call runs with the caller's context, so the
-// caller's token, TLS certificate and deadline apply to what Lock and
-// Election do for it, and no interceptor runs twice.
-func inProcessClient(kv pb.KVServer, lease pb.LeaseServer, w pb.WatchServer) *clientv3.Client {
-	c := clientv3.NewCtxClient(context.Background())
-	c.KV = clientv3.NewKVFromKVClient(kvDirect{kv}, c)
-	// A second is what NewLeaseFromLeaseClient takes for "clientv3's
-	// default first keep-alive timeout", as etcd's v3client asks.
-	c.Lease = clientv3.NewLeaseFromLeaseClient(leaseDirect{lease}, c, time.Second)
-	c.Watcher = clientv3.NewWatchFromWatchClient(watchDirect{w}, c)
-	return c
-}
-
-// errNoRangeStream: Lock and Election never stream ranges.
-var errNoRangeStream = status.Error(codes.Unimplemented, "RangeStream is not served in process")
-
-type kvDirect struct{ s pb.KVServer }
-
-func (c kvDirect) Range(ctx context.Context, r *pb.RangeRequest, _ ...grpc.CallOption) (*pb.RangeResponse, error) {
-	return c.s.Range(ctx, r)
-}
-
-func (c kvDirect) RangeStream(context.Context, *pb.RangeRequest, ...grpc.CallOption) (grpc.ServerStreamingClient[pb.RangeStreamResponse], error) {
-	return nil, errNoRangeStream
-}
-
-func (c kvDirect) Put(ctx context.Context, r *pb.PutRequest, _ ...grpc.CallOption) (*pb.PutResponse, error) {
-	return c.s.Put(ctx, r)
-}
-
-func (c kvDirect) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest, _ ...grpc.CallOption) (*pb.DeleteRangeResponse, error) {
-	return c.s.DeleteRange(ctx, r)
-}
-
-func (c kvDirect) Txn(ctx context.Context, r *pb.TxnRequest, _ ...grpc.CallOption) (*pb.TxnResponse, error) {
-	return c.s.Txn(ctx, r)
-}
-
-func (c kvDirect) Compact(ctx context.Context, r *pb.CompactionRequest, _ ...grpc.CallOption) (*pb.CompactionResponse, error) {
-	return c.s.Compact(ctx, r)
-}
-
-type leaseDirect struct{ s pb.LeaseServer }
-
-func (c leaseDirect) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest, _ ...grpc.CallOption) (*pb.LeaseGrantResponse, error) {
-	return c.s.LeaseGrant(ctx, r)
-}
-
-func (c leaseDirect) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest, _ ...grpc.CallOption) (*pb.LeaseRevokeResponse, error) {
-	return c.s.LeaseRevoke(ctx, r)
-}
-
-func (c leaseDirect) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest, _ ...grpc.CallOption) (*pb.LeaseTimeToLiveResponse, error) {
-	return c.s.LeaseTimeToLive(ctx, r)
-}
-
-func (c leaseDirect) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest, _ ...grpc.CallOption) (*pb.LeaseLeasesResponse, error) {
-	return c.s.LeaseLeases(ctx, r)
-}
-
-func (c leaseDirect) LeaseKeepAlive(ctx context.Context, _ ...grpc.CallOption) (grpc.BidiStreamingClient[pb.LeaseKeepAliveRequest, pb.LeaseKeepAliveResponse], error) {
-	return startPipe(ctx, c.s.LeaseKeepAlive), nil
-}
-
-type watchDirect struct{ s pb.WatchServer }
-
-func (c watchDirect) Watch(ctx context.Context, _ ...grpc.CallOption) (grpc.BidiStreamingClient[pb.WatchRequest, pb.WatchResponse], error) {
-	return startPipe(ctx, c.s.Watch), nil
-}
 
 // pipe is one in-process bidirectional stream: the handler runs on a
 // goroutine of its own with a server end, the caller holds the client
