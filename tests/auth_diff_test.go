@@ -213,7 +213,7 @@ func open(name, user, pass string) func(*authSession) string {
 func authScenario() []authStep {
 	var steps []authStep
 	for _, part := range [][]authStep{
-		authSetupSteps(), authAliceSteps(), authMaintenanceSteps(), authLeaseRuleSteps(), authRangeEndSteps(),
+		authSetupSteps(), authAliceSteps(), authLockSteps(), authMaintenanceSteps(), authLeaseRuleSteps(), authRangeEndSteps(),
 		authTokenRevisionSteps(), authRevokeSteps(), authTeardownSteps(),
 	} {
 		steps = append(steps, part...)
