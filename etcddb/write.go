@@ -46,10 +46,15 @@ var (
 // etcd 3.7's, major.minor.0 as etcd stores it.
 const StorageVersion = "3.7.0"
 
-// keysPerTx bounds a bolt transaction of Write: bolt keeps a transaction's
-// dirty pages in memory until it commits, so one transaction for the
-// whole key space would hold a second copy of it.
-const keysPerTx = 10000
+// txKeysMax and txBytesMax bound a bolt transaction of Write: bolt keeps
+// a transaction's dirty pages in memory until it commits (and Write a
+// copy of its values), so one transaction for the whole key space would
+// hold a second and a third copy of it. The byte bound matters for large
+// values: 10,000 values of 64 KiB are 640 MiB.
+const (
+	txKeysMax  = 10000
+	txBytesMax = 64 << 20
+)
 
 // keyBucketFill is the fill of the key bucket's pages. Its keys are
 // written in order, so pages need little room for inserts; etcd uses the
@@ -73,14 +78,16 @@ func Write(path string, ex *core.ExchangeState, kv *mvcc.View) (err error) {
 	if err := db.Update(func(tx *bolt.Tx) error { return writeState(tx, ex) }); err != nil {
 		return fmt.Errorf("etcddb: %w", err)
 	}
-	if err := writeKeys(db, kv); err != nil {
+	if _, err := writeKeys(db, kv, txKeysMax, txBytesMax); err != nil {
 		return fmt.Errorf("etcddb: key bucket: %w", err)
 	}
 	return nil
 }
 
-// writeKeys fills the key bucket in transactions of keysPerTx entries.
-func writeKeys(db *bolt.DB, kv *mvcc.View) error {
+// writeKeys fills the key bucket in transactions of at most keysMax
+// entries and about bytesMax bytes of values; it returns how many it
+// committed.
+func writeKeys(db *bolt.DB, kv *mvcc.View, keysMax, bytesMax int) (txs int, err error) {
 	var tx *bolt.Tx
 	var b *bolt.Bucket
 	begin := func() (err error) {
@@ -92,29 +99,34 @@ func writeKeys(db *bolt.DB, kv *mvcc.View) error {
 		return nil
 	}
 	if err := begin(); err != nil {
-		return err
+		return 0, err
 	}
 	defer func() { _ = tx.Rollback() }() // after a commit, a no-op
-	n := 0
+	n, bytes := 0, 0
 	var values arena
-	err := kv.ExportBucket(func(k, v []byte) error {
-		if n == keysPerTx {
+	err = kv.ExportBucket(func(k, v []byte) error {
+		if n == keysMax || bytes >= bytesMax {
 			if err := tx.Commit(); err != nil {
 				return err
 			}
+			txs++
 			if err := begin(); err != nil {
 				return err
 			}
-			n, values = 0, arena{}
+			n, bytes, values = 0, 0, arena{}
 		}
 		n++
+		bytes += len(k) + len(v)
 		// bolt copies the key but keeps the value until the commit.
 		return b.Put(k, values.copy(v))
 	})
 	if err != nil {
-		return err
+		return txs, err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return txs, err
+	}
+	return txs + 1, nil
 }
 
 // arenaBlockBytes is the size of an arena's blocks.
