@@ -113,7 +113,8 @@ func writeKeys(db *bolt.DB, kv *mvcc.View, keysMax, bytesMax int) (txs int, err 
 			if err := begin(); err != nil {
 				return err
 			}
-			n, bytes, values = 0, 0, arena{}
+			n, bytes = 0, 0
+			values.reset()
 		}
 		n++
 		bytes += len(k) + len(v)
@@ -133,16 +134,43 @@ func writeKeys(db *bolt.DB, kv *mvcc.View, keysMax, bytesMax int) (txs int, err 
 const arenaBlockBytes = 1 << 20
 
 // arena keeps copies of byte slices in large blocks, so that a
-// transaction's values cost a few allocations instead of one each.
-type arena struct{ block []byte }
+// transaction's values cost a few allocations instead of one each. reset
+// reuses the blocks for the next transaction: one that has committed no
+// longer refers to its values, and a store of gigabytes would otherwise
+// leave that much garbage behind, which a heap the size of the store
+// pays for in collections.
+type arena struct {
+	blocks [][]byte
+	// next is the block copies go to.
+	next int
+}
 
 func (a *arena) copy(b []byte) []byte {
-	if cap(a.block)-len(a.block) < len(b) {
-		a.block = make([]byte, 0, max(arenaBlockBytes, len(b)))
+	if len(b) > arenaBlockBytes {
+		return append([]byte(nil), b...)
 	}
-	start := len(a.block)
-	a.block = append(a.block, b...)
-	return a.block[start:len(a.block):len(a.block)]
+	for ; a.next < len(a.blocks); a.next++ {
+		if blk := a.blocks[a.next]; cap(blk)-len(blk) >= len(b) {
+			break
+		}
+	}
+	if a.next == len(a.blocks) {
+		a.blocks = append(a.blocks, make([]byte, 0, arenaBlockBytes))
+	}
+	blk := a.blocks[a.next]
+	start := len(blk)
+	blk = append(blk, b...)
+	a.blocks[a.next] = blk
+	return blk[start:len(blk):len(blk)]
+}
+
+// reset empties the blocks for reuse: the copies made so far must no
+// longer be used.
+func (a *arena) reset() {
+	for i := range a.blocks {
+		a.blocks[i] = a.blocks[i][:0]
+	}
+	a.next = 0
 }
 
 // writeState creates every bucket and writes all but the key space.
