@@ -51,7 +51,7 @@ test-large:
 # restarted, joined by a learner that is then promoted, backed up with
 # etcdctl snapshot save, restored with detcd snapshot restore and started;
 # times, peak RSS, data dirs, a probe writer's failures and the leader's
-# term changes. About 10 minutes; needs 5 x HUGE_MB of free disk in
+# term changes. 7-10 minutes here; needs 5 x HUGE_MB of free disk in
 # /tmp and about 2.3 x HUGE_MB of free memory (leader and learner each
 # hold the store in their heap). HUGE_SERVER=etcd runs etcd 3.7.3 the same
 # way. Not part of make test.
