@@ -25,7 +25,11 @@ type Disk struct {
 // Restart rebuilds a member from its disk. Committed entries after the
 // checkpoint are applied here directly (up to the first membership change,
 // which raft must see), so a restart costs one pass over the log and keeps
-// only etcd's catch-up window of entries in memory.
+// only etcd's catch-up window of entries in memory. It takes d.Entries
+// over: an entry applied and outside that window is cleared as soon as it
+// is applied, so that the log's buffers are freed while the key space
+// grows, and a restart's heap peaks near the store's size, not near the
+// store and the log together (gigabytes on a store of large values).
 func Restart(cfg Config, d Disk) (*Node, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -63,7 +67,8 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 	if hs.Commit > lastIndex {
 		return nil, fmt.Errorf("%w: the hard state commits index %d, but the checkpoint and the log end at %d", ErrCorrupt, hs.Commit, lastIndex)
 	}
-	for _, e := range ents {
+	for i := range ents {
+		e := ents[i]
 		if e.Index > hs.Commit && !n.bug(BugRestartAppliesUncommitted) || raftpb.EntryType(e.Type) != raftpb.EntryNormal { // planted: replays entries past the commit index
 			break
 		}
@@ -77,6 +82,11 @@ func Restart(cfg Config, d Disk) (*Node, error) {
 		n.ckpt.logBytes += int64(len(e.Data))
 		if cfg.OnApply != nil {
 			cfg.OnApply(e.Index, e.Term, e.Data)
+		}
+		// The entry the catch-up window has just left is raft's no more
+		// (the log is contiguous from the checkpoint on).
+		if c := cfg.SnapshotCatchUpEntries; uint64(i) >= c {
+			ents[uint64(i)-c].Data = nil
 		}
 	}
 	// Keep the catch-up window (and everything not yet applied) for raft.

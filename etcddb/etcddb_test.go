@@ -241,3 +241,59 @@ func streamBackup(path string) error {
 	defer done()
 	return b.WriteKV(io.Discard)
 }
+
+// TestWriteKeysBoundsTransactions: the key bucket is written in
+// transactions bounded by bytes as well as by keys, so that a store of
+// large values (8 GiB of 64 KiB values) never has a transaction's worth
+// of gigabytes in memory; every value arrives whole though each
+// transaction reuses the buffers of the one before.
+func TestWriteKeysBoundsTransactions(t *testing.T) {
+	s := mvcc.New()
+	const keys, valueBytes = 10, 1000
+	for i := range keys {
+		tx := s.Write()
+		tx.Put(fmt.Appendf(nil, "k%02d", i), bytes.Repeat([]byte{byte('a' + i)}, valueBytes), 0)
+		tx.End()
+	}
+	kv := s.Snapshot()
+	for _, c := range []struct{ keysMax, bytesMax, want int }{
+		{keysMax: 100, bytesMax: 1 << 20, want: 1},
+		{keysMax: 4, bytesMax: 1 << 20, want: 3},
+		// Three entries reach 2,500 bytes: a transaction each three.
+		{keysMax: 100, bytesMax: 2500, want: 4},
+		{keysMax: 100, bytesMax: 1, want: keys},
+	} {
+		db, err := bolt.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(func(tx *bolt.Tx) error { return writeState(tx, &core.ExchangeState{}) }); err != nil {
+			t.Fatal(err)
+		}
+		txs, err := writeKeys(db, kv, c.keysMax, c.bytesMax)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if txs != c.want {
+			t.Errorf("at most %d keys and %d bytes a transaction: %d transactions, want %d", c.keysMax, c.bytesMax, txs, c.want)
+		}
+		// Each value whole, though the transactions reuse their buffers.
+		n := 0
+		err = db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketKey).ForEach(func(_, v []byte) error {
+				if !bytes.Contains(v, bytes.Repeat([]byte{byte('a' + n)}, valueBytes)) {
+					t.Errorf("entry %d does not hold its value", n)
+				}
+				n++
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != keys {
+			t.Errorf("%d keys in the key bucket, want %d", n, keys)
+		}
+		db.Close()
+	}
+}

@@ -46,10 +46,15 @@ var (
 // etcd 3.7's, major.minor.0 as etcd stores it.
 const StorageVersion = "3.7.0"
 
-// keysPerTx bounds a bolt transaction of Write: bolt keeps a transaction's
-// dirty pages in memory until it commits, so one transaction for the
-// whole key space would hold a second copy of it.
-const keysPerTx = 10000
+// txKeysMax and txBytesMax bound a bolt transaction of Write: bolt keeps
+// a transaction's dirty pages in memory until it commits (and Write a
+// copy of its values), so one transaction for the whole key space would
+// hold a second and a third copy of it. The byte bound matters for large
+// values: 10,000 values of 64 KiB are 640 MiB.
+const (
+	txKeysMax  = 10000
+	txBytesMax = 64 << 20
+)
 
 // keyBucketFill is the fill of the key bucket's pages. Its keys are
 // written in order, so pages need little room for inserts; etcd uses the
@@ -73,14 +78,16 @@ func Write(path string, ex *core.ExchangeState, kv *mvcc.View) (err error) {
 	if err := db.Update(func(tx *bolt.Tx) error { return writeState(tx, ex) }); err != nil {
 		return fmt.Errorf("etcddb: %w", err)
 	}
-	if err := writeKeys(db, kv); err != nil {
+	if _, err := writeKeys(db, kv, txKeysMax, txBytesMax); err != nil {
 		return fmt.Errorf("etcddb: key bucket: %w", err)
 	}
 	return nil
 }
 
-// writeKeys fills the key bucket in transactions of keysPerTx entries.
-func writeKeys(db *bolt.DB, kv *mvcc.View) error {
+// writeKeys fills the key bucket in transactions of at most keysMax
+// entries and about bytesMax bytes of values; it returns how many it
+// committed.
+func writeKeys(db *bolt.DB, kv *mvcc.View, keysMax, bytesMax int) (txs int, err error) {
 	var tx *bolt.Tx
 	var b *bolt.Bucket
 	begin := func() (err error) {
@@ -92,45 +99,78 @@ func writeKeys(db *bolt.DB, kv *mvcc.View) error {
 		return nil
 	}
 	if err := begin(); err != nil {
-		return err
+		return 0, err
 	}
 	defer func() { _ = tx.Rollback() }() // after a commit, a no-op
-	n := 0
+	n, bytes := 0, 0
 	var values arena
-	err := kv.ExportBucket(func(k, v []byte) error {
-		if n == keysPerTx {
+	err = kv.ExportBucket(func(k, v []byte) error {
+		if n == keysMax || bytes >= bytesMax {
 			if err := tx.Commit(); err != nil {
 				return err
 			}
+			txs++
 			if err := begin(); err != nil {
 				return err
 			}
-			n, values = 0, arena{}
+			n, bytes = 0, 0
+			values.reset()
 		}
 		n++
+		bytes += len(k) + len(v)
 		// bolt copies the key but keeps the value until the commit.
 		return b.Put(k, values.copy(v))
 	})
 	if err != nil {
-		return err
+		return txs, err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return txs, err
+	}
+	return txs + 1, nil
 }
 
 // arenaBlockBytes is the size of an arena's blocks.
 const arenaBlockBytes = 1 << 20
 
 // arena keeps copies of byte slices in large blocks, so that a
-// transaction's values cost a few allocations instead of one each.
-type arena struct{ block []byte }
+// transaction's values cost a few allocations instead of one each. reset
+// reuses the blocks for the next transaction: one that has committed no
+// longer refers to its values, and a store of gigabytes would otherwise
+// leave that much garbage behind, which a heap the size of the store
+// pays for in collections.
+type arena struct {
+	blocks [][]byte
+	// next is the block copies go to.
+	next int
+}
 
 func (a *arena) copy(b []byte) []byte {
-	if cap(a.block)-len(a.block) < len(b) {
-		a.block = make([]byte, 0, max(arenaBlockBytes, len(b)))
+	if len(b) > arenaBlockBytes {
+		return append([]byte(nil), b...)
 	}
-	start := len(a.block)
-	a.block = append(a.block, b...)
-	return a.block[start:len(a.block):len(a.block)]
+	for ; a.next < len(a.blocks); a.next++ {
+		if blk := a.blocks[a.next]; cap(blk)-len(blk) >= len(b) {
+			break
+		}
+	}
+	if a.next == len(a.blocks) {
+		a.blocks = append(a.blocks, make([]byte, 0, arenaBlockBytes))
+	}
+	blk := a.blocks[a.next]
+	start := len(blk)
+	blk = append(blk, b...)
+	a.blocks[a.next] = blk
+	return blk[start:len(blk):len(blk)]
+}
+
+// reset empties the blocks for reuse: the copies made so far must no
+// longer be used.
+func (a *arena) reset() {
+	for i := range a.blocks {
+		a.blocks[i] = a.blocks[i][:0]
+	}
+	a.next = 0
 }
 
 // writeState creates every bucket and writes all but the key space.

@@ -113,7 +113,16 @@ func open(cfg *Config, log *slog.Logger) (opened, error) {
 		return opened{}, err
 	}
 	start := time.Now()
-	if o.node, o.disk, err = disk.Open(fsys, ".", ccfg, disk.Options{Logger: log, UnsafeWALRepair: cfg.UnsafeWALRepair, KeepReceived: true}); err != nil {
+	// A restart loads gigabytes on a large store (the checkpoint, the
+	// log after it, the key space it rebuilds): the heap keeps the
+	// running server's headroom meanwhile, not GOGC=100's, which let an
+	// 8 GiB store's restart reach twice its size. Start runs the policy
+	// from then on.
+	opening := make(chan struct{})
+	go runMemLimit(opening)
+	o.node, o.disk, err = disk.Open(fsys, ".", ccfg, disk.Options{Logger: log, UnsafeWALRepair: cfg.UnsafeWALRepair, KeepReceived: true})
+	close(opening)
+	if err != nil {
 		return opened{}, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	log.Info("opened data directory", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
