@@ -26,8 +26,8 @@ func TestPlantedBugsShrink(t *testing.T) {
 			o := DefaultOptions()
 			o.Seed, o.Duration, o.PlantedBug, o.Faults = tc.seed, 20*time.Second, tc.bug, tc.faults
 			// The seeds were picked for runs without auth, corruption
-			// checks or a large store.
-			o.AuthOn, o.CorruptCheck, o.LargeStore = "off", "off", "off"
+			// checks, a large store or lock clients.
+			o.AuthOn, o.CorruptCheck, o.LargeStore, o.LockClients = "off", "off", "off", 0
 			failed := run(t, o)
 			if failed.OK() || len(failed.Injected) < 4 {
 				t.Fatalf("the planted bug's run passed or had few faults (%d): %v", len(failed.Injected), failed.Failures)
