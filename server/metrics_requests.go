@@ -60,9 +60,9 @@ type requestMetrics struct {
 	// WithLabelValues makes a series appear): WithLabelValues hashes its
 	// labels and takes a lock on every call.
 	timed map[string]*[2]atomic.Pointer[methodTimers]
-	// callers are clientRequests' counters of unary calls by client API
-	// version, filled in as versions come.
-	callers *sync.Map // string -> prometheus.Counter
+	// callers are clientRequests' counters of unary and stream calls by
+	// client API version, filled in as versions come.
+	callers *[2]sync.Map // string -> prometheus.Counter
 }
 
 // methodTimers are the histograms a method's calls of one outcome go to.
@@ -90,13 +90,17 @@ func (r *requestMetrics) timers(method string, ok bool) *methodTimers {
 	return o
 }
 
-// unaryCalls is clientRequests' counter of unary calls from clients of
-// API version v.
-func (r *requestMetrics) unaryCalls(v string) prometheus.Counter {
-	if c, ok := r.callers.Load(v); ok {
+// calls is clientRequests' counter of unary calls (or streams) from
+// clients of API version v.
+func (r *requestMetrics) calls(stream bool, v string) prometheus.Counter {
+	kind, m := "unary", &r.callers[0]
+	if stream {
+		kind, m = "stream", &r.callers[1]
+	}
+	if c, ok := m.Load(v); ok {
 		return c.(prometheus.Counter)
 	}
-	c, _ := r.callers.LoadOrStore(v, r.clientRequests.WithLabelValues("unary", v))
+	c, _ := m.LoadOrStore(v, r.clientRequests.WithLabelValues(kind, v))
 	return c.(prometheus.Counter)
 }
 
@@ -111,7 +115,7 @@ func newRequestMetrics() requestMetrics {
 	timed["Range"] = new([2]atomic.Pointer[methodTimers])
 	return requestMetrics{
 		timed:             timed,
-		callers:           new(sync.Map),
+		callers:           new([2]sync.Map),
 		clientRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_server_client_requests_total", Help: "The total number of client requests per client version."}, []string{"type", "client_api_version"}),
 		grpcReceived:      counter("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients."),
 		grpcSent:          counter("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients."),
@@ -213,7 +217,7 @@ var writeMethods = map[string]bool{
 // unary counts a finished unary call.
 func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	r := &m.req
-	r.unaryCalls(apiVersion(ctx)).Inc()
+	r.calls(false, apiVersion(ctx)).Inc()
 	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
 	write := writeMethods[method] && strings.HasPrefix(info.FullMethod, "/etcdserverpb.")
 	if write {
@@ -330,7 +334,7 @@ func (r *requestMetrics) countTxn(q *pb.TxnRequest, resp *pb.TxnResponse) int {
 // stream counts a stream call and, by wrapping its stream, its messages.
 func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	r := &m.req
-	r.clientRequests.WithLabelValues("stream", apiVersion(ss.Context())).Inc()
+	r.calls(true, apiVersion(ss.Context())).Inc()
 	ms := &meteredStream{ServerStream: ss, r: r}
 	watch := info.FullMethod == "/etcdserverpb.Watch/Watch"
 	if watch {
