@@ -29,9 +29,10 @@ type Runtime interface {
 }
 
 // Await runs start on the loop and waits until start's work calls done,
-// which it may do at once or from a later turn (an answer, a view): the
-// one way a handler, the server's timers or the simulator's tasks wait
-// for the loop. It ends early when ctx does or the member stops.
+// which it may do at once or from a later turn (an answer, a view): how
+// a handler, the server's timers or the simulator's tasks wait for the
+// loop (Frontend.Do, every request's path, does the same steps with
+// fewer allocations). It ends early when ctx does or the member stops.
 func Await(ctx context.Context, rt Runtime, start func(done func())) error {
 	sig := rt.NewSignal()
 	if err := rt.Post(ctx, func() { start(sig.Fire) }); err != nil {
