@@ -49,12 +49,15 @@ func (n *Node) apply(ents []*raftpb.Entry) {
 }
 
 func (n *Node) applyNormal(e *raftpb.Entry) {
-	var r pb.InternalRaftRequest
-	if err := proto.Unmarshal(e.GetData(), &r); err != nil {
-		n.fail(fmt.Errorf("%w: entry %d does not decode: %v", ErrCorrupt, e.GetIndex(), err))
-		return
+	r := n.props.own(e.GetData())
+	if r == nil {
+		r = new(pb.InternalRaftRequest)
+		if err := proto.Unmarshal(e.GetData(), r); err != nil {
+			n.fail(fmt.Errorf("%w: entry %d does not decode: %v", ErrCorrupt, e.GetIndex(), err))
+			return
+		}
 	}
-	msg, err := n.applyRequest(&r, e.GetIndex())
+	msg, err := n.applyRequest(r, e.GetIndex())
 	if h := r.GetHeader(); h != nil {
 		n.props.finish(n, h.GetID(), msg, err)
 	}

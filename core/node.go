@@ -62,6 +62,9 @@ type Node struct {
 	activity peerActivity
 
 	out Ready
+	// spareResponses is the Responses slice of the last Ready handed
+	// out, which the next Ready reuses.
+	spareResponses []Response
 	// incoming is a snapshot's content waiting for raft to accept it;
 	// loading one raft took, being decoded off the loop, while heldApply
 	// holds raft's apply messages that came since, in order (raft hands
@@ -331,7 +334,8 @@ func (n *Node) StepBackground() {
 	}
 }
 
-// Ready collects everything the driver must do now.
+// Ready collects everything the driver must do now. Its Responses are
+// the driver's until the next call of Ready, which reuses their slice.
 func (n *Node) Ready() Ready {
 	n.props.retry(n)
 	n.flushProposals()
@@ -356,7 +360,12 @@ func (n *Node) Ready() Ready {
 	n.out.Messages = coalesceMessages(n.out.Messages)
 	n.checkInvariants()
 	rd := n.out
-	n.out = Ready{}
+	// The responses' slice of the Ready before this one is free again
+	// (its responses were carried out): reuse it rather than grow a new
+	// one every turn.
+	clear(n.spareResponses)
+	n.out = Ready{Responses: n.spareResponses[:0]}
+	n.spareResponses = rd.Responses
 	return rd
 }
 

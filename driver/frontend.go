@@ -29,9 +29,10 @@ type Runtime interface {
 }
 
 // Await runs start on the loop and waits until start's work calls done,
-// which it may do at once or from a later turn (an answer, a view): the
-// one way a handler, the server's timers or the simulator's tasks wait
-// for the loop. It ends early when ctx does or the member stops.
+// which it may do at once or from a later turn (an answer, a view): how
+// a handler, the server's timers or the simulator's tasks wait for the
+// loop (Frontend.Do, every request's path, does the same steps with
+// fewer allocations). It ends early when ctx does or the member stops.
 func Await(ctx context.Context, rt Runtime, start func(done func())) error {
 	sig := rt.NewSignal()
 	if err := rt.Post(ctx, func() { start(sig.Fire) }); err != nil {
@@ -142,23 +143,40 @@ func (f *Frontend) CompactRev() int64 { return f.compactRev.Load() }
 // Do implements grpcsvc.Backend. It waits only for its own answer and the
 // caller's context: a stopping member answers every request it took.
 func (f *Frontend) Do(ctx context.Context, r core.Request) (core.Response, error) {
-	if err := f.credentials(ctx, &r); err != nil {
+	c := &call{f: f, r: r}
+	if err := f.credentials(ctx, &c.r); err != nil {
 		return core.Response{ID: r.ID, Err: err}, nil
 	}
-	var resp core.Response
-	err := Await(ctx, f.rt, func(done func()) {
-		f.d.Request(r, func(x core.Response) {
-			resp = x
-			// Published before the caller wakes: what it does next (a
-			// read off the loop, say) sees at least what this answer saw.
-			f.Publish()
-			done()
-		})
-	})
-	if err != nil {
+	// Await's work, in fewer allocations: this is every request's path.
+	c.sig = f.rt.NewSignal()
+	if err := f.rt.Post(ctx, c.start); err != nil {
 		return core.Response{}, err
 	}
-	return resp, nil
+	if err := c.sig.Wait(ctx); err != nil {
+		return core.Response{}, err
+	}
+	return c.resp, nil
+}
+
+// call is a request of Do on its way through the loop and back: one
+// allocation holds what the handler and the loop share.
+type call struct {
+	f    *Frontend
+	r    core.Request
+	resp core.Response
+	sig  Signal
+}
+
+// start hands the request to the driver; on the loop.
+func (c *call) start() { c.f.d.Request(c.r, c.answer) }
+
+// answer takes the response; on the loop.
+func (c *call) answer(x core.Response) {
+	c.resp = x
+	// Published before the caller wakes: what it does next (a read off
+	// the loop, say) sees at least what this answer saw.
+	c.f.Publish()
+	c.sig.Fire()
 }
 
 // credentials fills in who sends r: the token the client sent (a JWT is

@@ -37,7 +37,10 @@ func (c *clusterVersion) set(v string) {
 		}
 		old = *p
 	}
-	c.current.Store(&v)
+	// A copy: taking v's address would move v to the heap on every
+	// call, and this runs after every turn of the loop.
+	applied := v
+	c.current.Store(&applied)
 	if old != v {
 		c.gauge.WithLabelValues(version.Cluster(old)).Set(0)
 	}

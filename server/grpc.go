@@ -31,7 +31,8 @@ func newClientGRPC(cfg *Config, b grpcsvc.Backend, role grpcsvc.Role, m *metrics
 		KeepaliveInterval:    cfg.GRPCKeepAliveInterval,
 		KeepaliveTimeout:     cfg.GRPCKeepAliveTimeout,
 	}), grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), m.unary, mem.afterDefragment),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), m.stream))
+		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), m.stream),
+		grpc.ForceServerCodecV2(m.req.codec()))
 	opts = append(opts, g.guard.ServerOptions()...)
 	g.srv = grpc.NewServer(opts...)
 	g.hs = grpcsvc.Register(g.srv, b)

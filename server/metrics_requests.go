@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,9 +12,11 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // requestMetrics are etcd's metrics of what clients ask for, counted as
@@ -51,13 +54,68 @@ type requestMetrics struct {
 	watchSendProgress          prometheus.Histogram
 	watchSendEvents            prometheus.Histogram
 	watchSendPerEvent          prometheus.Histogram
+
+	// timed are the latency histograms of each method timed (writes and
+	// Range) by success, each looked up once, on its first use (as
+	// WithLabelValues makes a series appear): WithLabelValues hashes its
+	// labels and takes a lock on every call.
+	timed map[string]*[2]atomic.Pointer[methodTimers]
+	// callers are clientRequests' counters of unary and stream calls by
+	// client API version, filled in as versions come.
+	callers *[2]sync.Map // string -> prometheus.Counter
+}
+
+// methodTimers are the histograms a method's calls of one outcome go to.
+type methodTimers struct {
+	apply, request, rng prometheus.Observer // rng: Range's alone
+}
+
+// timers are the histograms of method's calls with outcome ok; method
+// is one of writeMethods or Range.
+func (r *requestMetrics) timers(method string, ok bool) *methodTimers {
+	t := r.timed[method]
+	i := 0
+	if ok {
+		i = 1
+	}
+	if o := t[i].Load(); o != nil {
+		return o
+	}
+	success := strconv.FormatBool(ok)
+	o := &methodTimers{apply: r.applySeconds.WithLabelValues("v3", method, success), request: r.requestSeconds.WithLabelValues(method, success)}
+	if method == "Range" {
+		o.rng = r.rangeSeconds.WithLabelValues(success)
+	}
+	t[i].Store(o)
+	return o
+}
+
+// calls is clientRequests' counter of unary calls (or streams) from
+// clients of API version v.
+func (r *requestMetrics) calls(stream bool, v string) prometheus.Counter {
+	kind, m := "unary", &r.callers[0]
+	if stream {
+		kind, m = "stream", &r.callers[1]
+	}
+	if c, ok := m.Load(v); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := m.LoadOrStore(v, r.clientRequests.WithLabelValues(kind, v))
+	return c.(prometheus.Counter)
 }
 
 func newRequestMetrics() requestMetrics {
 	vec := func(name, help string, labels ...string) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: secondsBuckets}, labels)
 	}
+	timed := make(map[string]*[2]atomic.Pointer[methodTimers])
+	for method := range writeMethods {
+		timed[method] = new([2]atomic.Pointer[methodTimers])
+	}
+	timed["Range"] = new([2]atomic.Pointer[methodTimers])
 	return requestMetrics{
+		timed:             timed,
+		callers:           new([2]sync.Map),
 		clientRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etcd_server_client_requests_total", Help: "The total number of client requests per client version."}, []string{"type", "client_api_version"}),
 		grpcReceived:      counter("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients."),
 		grpcSent:          counter("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients."),
@@ -123,11 +181,31 @@ func apiVersion(ctx context.Context) string {
 	return "unknown"
 }
 
-func protoSize(m any) float64 {
-	if msg, ok := m.(proto.Message); ok {
-		return float64(proto.Size(msg))
+// byteCounter is the client port's gRPC codec, gRPC's own proto codec
+// that counts the bytes of every message it decodes and encodes, as
+// etcd's codec counts them: gRPC hands it the bytes, where measuring a
+// message with proto.Size walked the whole message again.
+type byteCounter struct {
+	encoding.CodecV2
+	received, sent prometheus.Counter
+}
+
+func (c byteCounter) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := c.CodecV2.Marshal(v)
+	if err == nil {
+		c.sent.Add(float64(b.Len()))
 	}
-	return 0
+	return b, err
+}
+
+func (c byteCounter) Unmarshal(data mem.BufferSlice, v any) error {
+	c.received.Add(float64(data.Len()))
+	return c.CodecV2.Unmarshal(data, v)
+}
+
+// codec is the gRPC codec that counts the client port's bytes.
+func (r *requestMetrics) codec() encoding.CodecV2 {
+	return byteCounter{CodecV2: encoding.GetCodecV2(grpcproto.Name), received: r.grpcReceived, sent: r.grpcSent}
 }
 
 // writeMethods are the unary calls that go through raft as proposals.
@@ -139,8 +217,7 @@ var writeMethods = map[string]bool{
 // unary counts a finished unary call.
 func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	r := &m.req
-	r.clientRequests.WithLabelValues("unary", apiVersion(ctx)).Inc()
-	r.grpcReceived.Add(protoSize(req))
+	r.calls(false, apiVersion(ctx)).Inc()
 	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
 	write := writeMethods[method] && strings.HasPrefix(info.FullMethod, "/etcdserverpb.")
 	if write {
@@ -161,15 +238,15 @@ func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	if err != nil {
 		r.failed(write, req, err)
 	} else {
-		r.grpcSent.Add(protoSize(resp))
 		r.succeeded(method, req, resp, took)
 	}
 	if write || method == "Range" {
-		r.applySeconds.WithLabelValues("v3", method, strconv.FormatBool(err == nil)).Observe(took.Seconds())
-		r.requestSeconds.WithLabelValues(method, strconv.FormatBool(err == nil)).Observe(took.Seconds())
-	}
-	if method == "Range" {
-		r.rangeSeconds.WithLabelValues(strconv.FormatBool(err == nil)).Observe(took.Seconds())
+		o := r.timers(method, err == nil)
+		o.apply.Observe(took.Seconds())
+		o.request.Observe(took.Seconds())
+		if o.rng != nil {
+			o.rng.Observe(took.Seconds())
+		}
 	}
 	return resp, err
 }
@@ -257,7 +334,7 @@ func (r *requestMetrics) countTxn(q *pb.TxnRequest, resp *pb.TxnResponse) int {
 // stream counts a stream call and, by wrapping its stream, its messages.
 func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	r := &m.req
-	r.clientRequests.WithLabelValues("stream", apiVersion(ss.Context())).Inc()
+	r.calls(true, apiVersion(ss.Context())).Inc()
 	ms := &meteredStream{ServerStream: ss, r: r}
 	watch := info.FullMethod == "/etcdserverpb.Watch/Watch"
 	if watch {
@@ -273,20 +350,12 @@ func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	return err
 }
 
-// meteredStream counts a stream's bytes, and a watch stream's watchers
-// and events, a keep-alive stream's renewals.
+// meteredStream counts a watch stream's watchers and events, a
+// keep-alive stream's renewals (the codec counts the bytes).
 type meteredStream struct {
 	grpc.ServerStream
 	r        *requestMetrics
 	watchers atomic.Int64 // open on this stream
-}
-
-func (s *meteredStream) RecvMsg(m any) error {
-	err := s.ServerStream.RecvMsg(m)
-	if err == nil {
-		s.r.grpcReceived.Add(protoSize(m))
-	}
-	return err
 }
 
 func (s *meteredStream) SendMsg(m any) error {
@@ -295,7 +364,6 @@ func (s *meteredStream) SendMsg(m any) error {
 	if err != nil {
 		return err
 	}
-	s.r.grpcSent.Add(protoSize(m))
 	switch resp := m.(type) {
 	case *pb.WatchResponse:
 		s.countWatch(resp, time.Since(start))

@@ -65,6 +65,14 @@ func TestMetricsCountWork(t *testing.T) {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
+	// The codec counts every message's bytes, the watch stream's too;
+	// each request above is a few bytes at least.
+	if got := testutil.ToFloat64(r.grpcReceived); got < 8*2 {
+		t.Errorf("etcd_network_client_grpc_received_bytes_total = %v, want the requests' bytes", got)
+	}
+	if got := testutil.ToFloat64(r.grpcSent); got < 8*10 {
+		t.Errorf("etcd_network_client_grpc_sent_bytes_total = %v, want the responses' bytes", got)
+	}
 }
 
 // TestMetricsPeers: the traffic between members shows, by member id, in

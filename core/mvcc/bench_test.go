@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"sync"
@@ -72,24 +73,49 @@ func BenchmarkPutNew(b *testing.B) {
 }
 
 // BenchmarkPutExisting: one transaction per op overwriting one of 10k or
-// 1M existing keys, scattered. History grows (nothing compacts).
+// 1M existing keys, scattered. History grows (nothing compacts). Keys are
+// "key/%016x" (a long shared prefix, as Kubernetes' keys have), or with
+// keys=.../varint 16 bytes holding i as a varint, as etcd's benchmark tool
+// writes them.
 func BenchmarkPutExisting(b *testing.B) {
 	for _, n := range []int{10_000, 1_000_000} {
-		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			s := filledStore(n)
-			b.ReportAllocs()
-			b.SetBytes(benchValSize)
-			var k []byte
-			var i uint64
-			for b.Loop() {
-				k = benchKey(k, mix(i, n))
-				i++
-				t := s.Write()
-				t.Put(k, benchValue, 0)
-				t.End()
+		for _, varint := range []bool{false, true} {
+			name := fmt.Sprintf("keys=%d", n)
+			key := benchKey
+			if varint {
+				name += "/varint"
+				key = benchVarintKey
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				s := New()
+				var k []byte
+				for i := range n {
+					k = key(k, uint64(i))
+					t := s.Write()
+					t.Put(k, benchValue, 0)
+					t.End()
+				}
+				b.ReportAllocs()
+				b.SetBytes(benchValSize)
+				var i uint64
+				for b.Loop() {
+					k = key(k, mix(i, n))
+					i++
+					t := s.Write()
+					t.Put(k, benchValue, 0)
+					t.End()
+				}
+			})
+		}
 	}
+}
+
+// benchVarintKey writes i as a varint into a 16-byte key, as etcd's
+// benchmark tool makes its keys.
+func benchVarintKey(dst []byte, i uint64) []byte {
+	dst = append(dst[:0], make([]byte, 16)...)
+	binary.PutVarint(dst, int64(i))
+	return dst
 }
 
 // BenchmarkRangeOne: a single-key Range on the store among 100k keys.
@@ -294,6 +320,37 @@ func BenchmarkCompact(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*revs), "ns/rev")
 			b.ReportMetric(float64(steps)/float64(b.N), "steps/op")
+		})
+	}
+}
+
+// BenchmarkIndexGet: finding a key's index entry among 100k keys, as every
+// put does first, scattered.
+func BenchmarkIndexGet(b *testing.B) {
+	const n = 100_000
+	for _, varint := range []bool{false, true} {
+		name, key := "keys=100000", benchKey
+		if varint {
+			name, key = name+"/varint", benchVarintKey
+		}
+		b.Run(name, func(b *testing.B) {
+			s := New()
+			var k []byte
+			for i := range n {
+				k = key(k, uint64(i))
+				t := s.Write()
+				t.Put(k, benchValue, 0)
+				t.End()
+			}
+			b.ReportAllocs()
+			var i uint64
+			for b.Loop() {
+				k = key(k, mix(i, n))
+				i++
+				if _, ok := s.get(k); !ok {
+					b.Fatalf("key %q missing", k)
+				}
+			}
 		})
 	}
 }

@@ -204,7 +204,7 @@ func (s *Store) compactKey(j *job, it item) int {
 	}
 	switch {
 	case above > 0:
-		s.tree.ReplaceOrInsert(item{rec: it.rec, ord: it.ord, cold: cold, low: j.target})
+		s.tree.ReplaceOrInsert(item{rec: it.rec, ord: it.ord, cold: cold, low: j.target, pfx: it.pfx})
 	case cold != "":
 		s.tree.ReplaceOrInsert(coldItem(cold, j.target))
 	default:

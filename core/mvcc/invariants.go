@@ -52,6 +52,9 @@ func (s *Store) checkRevisions() error {
 
 func (s *Store) checkItem(it item) error {
 	key := it.key()
+	if it.pfx != keyPrefix(key) {
+		return fmt.Errorf("mvcc: key %q has prefix %#x in the index, not %#x", key, it.pfx, keyPrefix(key))
+	}
 	recs := s.links.records(it)
 	belowPhys := 0
 	for i, r := range recs {
