@@ -34,11 +34,14 @@ func benchKey(dst []byte, i uint64) []byte {
 }
 
 // filledStore returns a store holding keys 0..n-1, one revision each.
-func filledStore(n int) *Store {
+func filledStore(n int) *Store { return filledStoreOf(n, benchKey) }
+
+// filledStoreOf is filledStore with keys made by key.
+func filledStoreOf(n int, key func([]byte, uint64) []byte) *Store {
 	s := New()
 	var k []byte
 	for i := range n {
-		k = benchKey(k, uint64(i))
+		k = key(k, uint64(i))
 		t := s.Write()
 		t.Put(k, benchValue, 0)
 		t.End()
@@ -87,14 +90,8 @@ func BenchmarkPutExisting(b *testing.B) {
 				key = benchVarintKey
 			}
 			b.Run(name, func(b *testing.B) {
-				s := New()
+				s := filledStoreOf(n, key)
 				var k []byte
-				for i := range n {
-					k = key(k, uint64(i))
-					t := s.Write()
-					t.Put(k, benchValue, 0)
-					t.End()
-				}
 				b.ReportAllocs()
 				b.SetBytes(benchValSize)
 				var i uint64
@@ -334,14 +331,8 @@ func BenchmarkIndexGet(b *testing.B) {
 			name, key = name+"/varint", benchVarintKey
 		}
 		b.Run(name, func(b *testing.B) {
-			s := New()
+			s := filledStoreOf(n, key)
 			var k []byte
-			for i := range n {
-				k = key(k, uint64(i))
-				t := s.Write()
-				t.Put(k, benchValue, 0)
-				t.End()
-			}
 			b.ReportAllocs()
 			var i uint64
 			for b.Loop() {
