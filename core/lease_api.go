@@ -45,10 +45,14 @@ func (n *Node) serveLease(r Request) {
 		if l.RemainingTTL > 0 && !n.cfg.LeaseCheckpointDisabled {
 			// Clear the checkpointed TTL through raft first, or a leader
 			// change would restore it and cut the renewed lease short.
-			id := r.ID
+			id, lid := r.ID, lease.ID(ka.ID)
+			n.noteClearing(lid, 1)
 			n.proposeInternal(&pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
 				Checkpoints: []*pb.LeaseCheckpoint{{ID: ka.ID, Remaining_TTL: 0}},
-			}}, func(proto.Message, error) { n.renew(id, ka.ID) })
+			}}, func(proto.Message, error) {
+				n.noteClearing(lid, -1)
+				n.renew(id, ka.ID)
+			})
 			return
 		}
 		n.renew(r.ID, ka.ID)
@@ -106,12 +110,30 @@ func (n *Node) leaseTick() {
 	for _, id := range n.lessor.Expired(n.ticks, n.cfg.lessorConfig().RevokesPerTick) {
 		n.proposeAsLeader(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: int64(id)}})
 	}
-	if cps := n.lessor.DueCheckpoints(n.ticks, leaseCheckpointBatchMax); len(cps) > 0 {
-		req := &pb.LeaseCheckpointRequest{}
-		for _, c := range cps {
-			req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: int64(c.ID), Remaining_TTL: c.Remaining})
+	req := &pb.LeaseCheckpointRequest{}
+	for _, c := range n.lessor.DueCheckpoints(n.ticks, leaseCheckpointBatchMax) {
+		// A renewal's cleared checkpoint is on its way: this one, taken
+		// from the expiry before the renewal, would be applied after it
+		// and restore the old remaining TTL to the next leader. The
+		// clearing's apply schedules the next checkpoint.
+		if n.clearing[c.ID] > 0 {
+			continue
 		}
+		req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: int64(c.ID), Remaining_TTL: c.Remaining})
+	}
+	if len(req.Checkpoints) > 0 {
 		n.proposeAsLeader(&pb.InternalRaftRequest{LeaseCheckpoint: req})
+	}
+}
+
+// noteClearing counts a renewal's cleared checkpoint proposed (+1) or
+// done with (-1).
+func (n *Node) noteClearing(id lease.ID, d int) {
+	if n.clearing == nil {
+		n.clearing = map[lease.ID]int{}
+	}
+	if n.clearing[id] += d; n.clearing[id] <= 0 {
+		delete(n.clearing, id)
 	}
 }
 
@@ -122,6 +144,9 @@ const leaseCheckpointBatchMax = 1000
 func (n *Node) leadershipChanged(wasLeader bool) {
 	if !n.isLeader() && wasLeader {
 		n.lessor.Demote()
+		// A clearing still on its way is the next leader's to apply;
+		// this member takes no checkpoints until it leads again.
+		n.clearing = nil
 	}
 }
 

@@ -42,6 +42,10 @@ type Node struct {
 	watch  *watch.Hub
 	// lessor holds the leases; only the leader expires them.
 	lessor *lease.Lessor
+	// clearing counts, by lease, the renewals whose cleared checkpoint is
+	// on its way through raft: no periodic checkpoint is taken of such a
+	// lease meanwhile (see leaseTick).
+	clearing map[lease.ID]int
 	// tokens are the simple tokens this member handed out.
 	tokens *auth.Tokens
 
