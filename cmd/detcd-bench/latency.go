@@ -191,17 +191,12 @@ func timeFsyncs(dir string, n, recordBytes int) ([]time.Duration, error) {
 	return ds, nil
 }
 
-// quantiles of ds, in microseconds.
+// quantiles of ds, in microseconds (pct's nearest rank).
 func quantiles(ds []time.Duration) Quantile {
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	at := func(q float64) float64 {
-		if len(s) == 0 {
-			return 0
-		}
-		return float64(s[min(len(s)-1, int(q*float64(len(s))))].Nanoseconds()) / 1e3
-	}
-	return Quantile{P50us: at(0.50), P90us: at(0.90), P99us: at(0.99)}
+	us := func(p int) float64 { return pct(s, p) * 1e3 }
+	return Quantile{P50us: us(50), P90us: us(90), P99us: us(99)}
 }
 
 func (r *LatencyResult) text() string {
