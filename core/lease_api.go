@@ -49,8 +49,17 @@ func (n *Node) serveLease(r Request) {
 			n.noteClearing(lid, 1)
 			n.proposeInternal(&pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
 				Checkpoints: []*pb.LeaseCheckpoint{{ID: ka.ID, Remaining_TTL: 0}},
-			}}, func(proto.Message, error) {
+			}}, func(_ proto.Message, err error) {
 				n.noteClearing(lid, -1)
+				if err != nil {
+					// As etcd's Renew: no renewal without the clearing.
+					// Its entry may yet commit (a timeout), but until
+					// then a new leader would restart the lease from
+					// the old checkpoint, short of what the answer
+					// promised.
+					n.respond(id, nil, err)
+					return
+				}
 				n.renew(id, ka.ID)
 			})
 			return

@@ -37,6 +37,10 @@ type Lease struct {
 	keys         map[string]struct{}
 	// revokeAt is when an expired lease's revoke may be proposed again.
 	revokeAt int64
+	// checkpointAt is the tick of the lease's one pending checkpoint on
+	// the primary (0: none); the checkpoint heap's other entries for it
+	// are stale.
+	checkpointAt int64
 }
 
 // Keys returns the attached keys, sorted.
@@ -295,7 +299,12 @@ func (le *Lessor) scheduleCheckpoint(l *Lease, now int64) {
 	if le.cfg.CheckpointTicks <= 0 || l.remainingSeconds()*le.cfg.TicksPerSecond <= le.cfg.CheckpointTicks {
 		return
 	}
-	heap.Push(&le.checkpoints, timed{at: now + le.cfg.CheckpointTicks, id: l.ID})
+	// The newest schedule replaces the one before: without that, every
+	// applied checkpoint (a renewal's clearing among them) would add a
+	// chain of its own, and the lease would be checkpointed once per
+	// chain each interval. etcd's lessor lets them pile up so.
+	l.checkpointAt = now + le.cfg.CheckpointTicks
+	heap.Push(&le.checkpoints, timed{at: l.checkpointAt, id: l.ID})
 }
 
 // Checkpoint is a remaining TTL to record through raft.
@@ -313,9 +322,10 @@ func (le *Lessor) DueCheckpoints(now int64, limit int) []Checkpoint {
 	for len(out) < limit && len(le.checkpoints) > 0 && le.checkpoints[0].at <= now {
 		t := heap.Pop(&le.checkpoints).(timed)
 		l := le.leases[t.id]
-		if l == nil || l.expiry <= now {
+		if l == nil || t.at != l.checkpointAt || l.expiry <= now {
 			continue
 		}
+		l.checkpointAt = 0
 		if rem := le.Remaining(l, now); rem < l.TTL {
 			out = append(out, Checkpoint{ID: l.ID, Remaining: rem})
 		}

@@ -92,6 +92,30 @@ func TestCheckpointedLeaseIsNotRenewedToFull(t *testing.T) {
 	}
 }
 
+// A lease has one pending checkpoint: each applied checkpoint (a
+// renewal's clearing among them) reschedules it, not adds another.
+func TestCheckpointsDoNotPileUp(t *testing.T) {
+	le := testLessor()
+	le.Promote(0, 0)
+	le.Grant(1, 1000, 0)
+	le.Checkpoint(1, 0, 100) // a renewal's clearing, applied
+	if cps := le.DueCheckpoints(3000, 10); len(cps) != 0 {
+		t.Fatalf("checkpoints at 300 s, rescheduled at 10 s to 310 s: %+v", cps)
+	}
+	cps := le.DueCheckpoints(3100, 10)
+	if len(cps) != 1 {
+		t.Fatalf("checkpoints at 310 s: %+v, want one", cps)
+	}
+	le.Checkpoint(1, cps[0].Remaining, 3100)
+	le.Checkpoint(1, cps[0].Remaining, 3100) // the same tick twice
+	if cps := le.DueCheckpoints(6200, 10); len(cps) != 1 {
+		t.Fatalf("checkpoints at 620 s: %+v, want one", cps)
+	}
+	if n := len(le.checkpoints); n != 0 {
+		t.Fatalf("%d checkpoint timers left, want none", n)
+	}
+}
+
 func TestPromoteSpreadsExpiries(t *testing.T) {
 	le := New(Config{TicksPerSecond: 10, RevokesPerTick: 10}) // 75 per second after spreading
 	for i := 1; i <= 1000; i++ {
