@@ -31,11 +31,17 @@ type Runtime interface {
 // Await runs start on the loop and waits until start's work calls done,
 // which it may do at once or from a later turn (an answer, a view): how
 // a handler, the server's timers or the simulator's tasks wait for the
-// loop (Frontend.Do, every request's path, does the same steps with
-// fewer allocations). It ends early when ctx does or the member stops.
+// loop. It ends early when ctx does or the member stops.
 func Await(ctx context.Context, rt Runtime, start func(done func())) error {
 	sig := rt.NewSignal()
-	if err := rt.Post(ctx, func() { start(sig.Fire) }); err != nil {
+	return postAndWait(ctx, rt, sig, func() { start(sig.Fire) })
+}
+
+// postAndWait runs fn on the loop and waits for sig, which fn's work
+// fires: Await's steps, which Frontend.Do takes with a signal and a
+// start of its own, allocated with its request.
+func postAndWait(ctx context.Context, rt Runtime, sig Signal, fn func()) error {
+	if err := rt.Post(ctx, fn); err != nil {
 		return err
 	}
 	return sig.Wait(ctx)
@@ -147,12 +153,10 @@ func (f *Frontend) Do(ctx context.Context, r core.Request) (core.Response, error
 	if err := f.credentials(ctx, &c.r); err != nil {
 		return core.Response{ID: r.ID, Err: err}, nil
 	}
-	// Await's work, in fewer allocations: this is every request's path.
+	// Not Await, whose closures would cost allocations on every
+	// request's path: c holds the signal and the start.
 	c.sig = f.rt.NewSignal()
-	if err := f.rt.Post(ctx, c.start); err != nil {
-		return core.Response{}, err
-	}
-	if err := c.sig.Wait(ctx); err != nil {
+	if err := postAndWait(ctx, f.rt, c.sig, c.start); err != nil {
 		return core.Response{}, err
 	}
 	return c.resp, nil
