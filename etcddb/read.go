@@ -128,6 +128,51 @@ func streamKeys(w io.Writer, keys *bolt.Bucket, compactRev mvcc.Revision) error 
 	return bw.Close()
 }
 
+// statBackup reads etcd's database file at path, checked as ReadBackup
+// checks it, for what the store restored from it reports.
+func statBackup(path string) (core.BackupStatus, error) {
+	db, err := openDB(path)
+	if err != nil {
+		return core.BackupStatus{}, err
+	}
+	defer db.Close()
+	var st mvcc.BucketStatus
+	err = db.View(func(tx *bolt.Tx) error {
+		ex, _, err := checkedState(tx)
+		if err != nil {
+			return err
+		}
+		st, err = statKeys(tx.Bucket(bucketKey), mvcc.Revision(ex.CompactRev))
+		return err
+	})
+	if err != nil {
+		return core.BackupStatus{}, fmt.Errorf("etcd database %s: %w", path, err)
+	}
+	return core.BackupStatus{Revision: int64(st.Rev), CompactRevision: int64(st.CompactRev), Keys: st.Keys, Hash: st.Hash}, nil
+}
+
+// statKeys reads the key bucket in mvcc.BucketStat's passes.
+func statKeys(keys *bolt.Bucket, compactRev mvcc.Revision) (mvcc.BucketStatus, error) {
+	lastMod, err := lastRevision(keys)
+	if err != nil {
+		return mvcc.BucketStatus{}, err
+	}
+	bs := mvcc.NewBucketStat(compactRev, lastMod)
+	if err := keys.ForEach(bs.Note); err != nil {
+		return mvcc.BucketStatus{}, err
+	}
+	if err := bs.HashCold(keys.Get); err != nil {
+		return mvcc.BucketStatus{}, err
+	}
+	c := keys.Cursor()
+	for k, v := c.Seek(bs.HotStart()); k != nil; k, v = c.Next() {
+		if err := bs.HashHot(k, v); err != nil {
+			return mvcc.BucketStatus{}, err
+		}
+	}
+	return bs.Status()
+}
+
 // openDB opens etcd's database file read-only.
 func openDB(path string) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})

@@ -49,6 +49,29 @@ func OpenSnapshot(path string, check HashCheck) (b core.Backup, done func() erro
 	return b, func() error { return nil }, nil
 }
 
+// StatSnapshot reads a snapshot file, checked as ReadSnapshot checks it,
+// for `detcd snapshot status`: what the store restored from it reports.
+// etcd's database file is read in passes (mvcc.BucketStat), holding its
+// keys and their revisions, not the store.
+func StatSnapshot(path string, check HashCheck) (core.BackupStatus, error) {
+	bolt, size, err := inspectSnapshot(path, check)
+	if err != nil {
+		return core.BackupStatus{}, err
+	}
+	if bolt {
+		return statBackup(path)
+	}
+	whole, err := readDetcdBackup(path, size)
+	if err != nil {
+		return core.BackupStatus{}, err
+	}
+	st, err := core.StatBackup(whole)
+	if err != nil {
+		return st, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	return st, nil
+}
+
 // inspectSnapshot checks a snapshot file's trailing SHA-256 as check says
 // and tells its format: etcd's database file (bolt) or not, and the size
 // of its content without the hash.

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -75,51 +74,17 @@ type RestoreOptions struct {
 }
 
 // SnapshotStatus reads a snapshot file's status, checking its hash if it
-// has one (a member's database file has none). The key space is streamed
-// from the file, as a restore streams it, into a scratch checkpoint file
-// beside it (as large as the key space; in the temporary directory if
-// that fails), which is then mapped and read in place: the status of an
-// 8 GiB backup holds the files' pages, which the kernel can take back,
-// and the key index, not a copy of the store in the heap.
+// has one (a member's database file has none). etcd's database file is
+// read in passes that hold its keys and their revisions, not the store
+// (etcddb.StatSnapshot): no scratch copy, no heap the size of the store.
 func SnapshotStatus(path string) (core.BackupStatus, int64, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return core.BackupStatus{}, 0, fmt.Errorf("snapshot: %w", err)
 	}
-	backup, done, err := etcddb.OpenSnapshot(path, etcddb.HashIfPresent)
+	st, err := etcddb.StatSnapshot(path, etcddb.HashIfPresent)
 	if err != nil {
-		return core.BackupStatus{}, 0, err
-	}
-	defer done()
-	scratch, err := os.CreateTemp(filepath.Dir(path), ".detcd-status-*")
-	if err != nil {
-		if scratch, err = os.CreateTemp("", "detcd-status-*"); err != nil {
-			return core.BackupStatus{}, 0, fmt.Errorf("snapshot: %w", err)
-		}
-	}
-	defer os.Remove(scratch.Name())
-	defer scratch.Close()
-	w := bufio.NewWriterSize(scratch, statusBufferBytes)
-	if _, err := w.Write(backup.Head); err != nil {
-		return core.BackupStatus{}, 0, fmt.Errorf("snapshot: %w", err)
-	}
-	if err := backup.WriteKV(w); err != nil {
-		return core.BackupStatus{}, 0, err
-	}
-	if err := w.Flush(); err != nil {
-		return core.BackupStatus{}, 0, fmt.Errorf("snapshot: %w", err)
-	}
-	state, unmap, err := mapFile(scratch)
-	if err != nil {
-		return core.BackupStatus{}, 0, fmt.Errorf("snapshot: %w", err)
-	}
-	defer unmap()
-	st, err := core.StatBackup(state)
-	if err != nil {
-		return st, 0, fmt.Errorf("snapshot %s: %w", path, err)
+		return st, 0, err
 	}
 	return st, fi.Size(), nil
 }
-
-// statusBufferBytes is the write buffer of SnapshotStatus's scratch file.
-const statusBufferBytes = 1 << 20

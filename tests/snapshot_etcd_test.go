@@ -429,7 +429,8 @@ var snapHistories = flag.Int("snaphist.n", 4, "TestSnapshotHistories: how many g
 // deletes, multi-key transactions, compactions, lease grants, revokes and
 // attached keys, users, roles, permissions, auth enabled last), detcd's
 // snapshot restored into detcd and, through etcdutl, into the real etcd
-// reproduces detcd's state. Each restore starts servers, so the histories
+// reproduces detcd's state, and `detcd snapshot status` of it reports
+// detcd's revision and HashKV. Each restore starts servers, so the histories
 // are drawn as examples (seeds 0 to -snaphist.n - 1) rather than by
 // rapid.Check, which would run hundreds; a failure names its seed.
 func TestSnapshotHistories(t *testing.T) {
@@ -441,6 +442,9 @@ func TestSnapshotHistories(t *testing.T) {
 			runSnapHistory(t, addr, h)
 			want := readSnapState(t, addr)
 			file := saveSnap(t, addr)
+			if st, _, err := server.SnapshotStatus(file); err != nil || st.Revision != want.Rev || st.Hash != want.Hash {
+				t.Errorf("detcd snapshot status of history %d: %+v %v; want revision %d, HashKV %d", seed, st, err, want.Rev, want.Hash)
+			}
 			for name, got := range map[string]string{
 				"detcd": restoreIntoDetcd(t, file, server.RestoreOptions{}),
 				"etcd":  restoreIntoEtcd(t, file),

@@ -138,8 +138,11 @@ func (bw *BucketWriter) WriteCold(get func(bucketKey []byte) []byte) error {
 
 // HotStart is the bucket key the second pass starts at: the compaction
 // point's first.
-func (bw *BucketWriter) HotStart() []byte {
-	b := binary.BigEndian.AppendUint64(nil, uint64(max(bw.compactRev, 0)))
+func (bw *BucketWriter) HotStart() []byte { return hotStart(bw.compactRev) }
+
+// hotStart is the bucket key of a compaction point's first revision.
+func hotStart(compactRev Revision) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(max(compactRev, 0)))
 	return binary.BigEndian.AppendUint64(append(b, '_'), 0)
 }
 

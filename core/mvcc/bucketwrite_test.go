@@ -59,10 +59,61 @@ func TestBucketWriterUncompacted(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("compacted at %d: streamed\n%x\nwant\n%x", compactRev, got, want)
 		}
-		if _, _, err := Load(want); err != nil {
+		loaded, _, err := Load(want)
+		if err != nil {
 			t.Fatalf("compacted at %d: load: %v", compactRev, err)
 		}
+		checkBucketStat(t, entries, loaded, last)
 	}
+}
+
+// checkBucketStat: BucketStat, reading the entries, reports what the
+// store loaded from them answers.
+func checkBucketStat(t interface{ Fatalf(string, ...any) }, entries []bucketEntryBytes, loaded *Store, lastMod Revision) {
+	got, err := statEntries(entries, loaded.CompactRev(), lastMod)
+	if err != nil {
+		t.Fatalf("compacted at %d: stat: %v", loaded.CompactRev(), err)
+	}
+	if want := storeStatus(t, loaded); got != want {
+		t.Fatalf("compacted at %d: stat of the bucket %+v, of the loaded store %+v", loaded.CompactRev(), got, want)
+	}
+}
+
+// storeStatus is what a store reports that BucketStat reports.
+func storeStatus(t interface{ Fatalf(string, ...any) }, s *Store) BucketStatus {
+	h, err := s.Snapshot().HashKV(0)
+	if err != nil {
+		t.Fatalf("hash: %v", err)
+	}
+	res, err := s.Range([]byte{}, []byte{}, RangeOptions{CountOnly: true})
+	if err != nil {
+		t.Fatalf("count: %v", err)
+	}
+	return BucketStatus{Rev: s.Rev(), CompactRev: s.CompactRev(), Keys: res.Count, Hash: h.Hash}
+}
+
+// statEntries reads the key bucket entries, in order, through a
+// BucketStat's passes, as `snapshot status` reads etcd's file.
+func statEntries(entries []bucketEntryBytes, compactRev, lastMod Revision) (BucketStatus, error) {
+	values := map[string][]byte{}
+	bs := NewBucketStat(compactRev, lastMod)
+	for _, e := range entries {
+		values[string(e.k)] = e.v
+		if err := bs.Note(e.k, e.v); err != nil {
+			return BucketStatus{}, err
+		}
+	}
+	if err := bs.HashCold(func(k []byte) []byte { return values[string(k)] }); err != nil {
+		return BucketStatus{}, err
+	}
+	for _, e := range entries {
+		if bytes.Compare(e.k, bs.HotStart()) >= 0 {
+			if err := bs.HashHot(e.k, e.v); err != nil {
+				return BucketStatus{}, err
+			}
+		}
+	}
+	return bs.Status()
 }
 
 // bucketEntryBytes is a key bucket entry.

@@ -31,16 +31,21 @@ var ErrBadBucket = errors.New("mvcc: malformed key bucket entry")
 // contents are overwritten) with kv as scratch.
 func bucketEntry(kb, vb []byte, kv *mvccpb.KeyValue, r record) (key, value []byte) {
 	hdr, k, v := decodeRecord(r)
+	return bucketEntryOf(kb, vb, kv, &hdr, bytesOf(k), bytesOf(v))
+}
+
+// bucketEntryOf encodes a record's parts as its key bucket entry.
+func bucketEntryOf(kb, vb []byte, kv *mvccpb.KeyValue, hdr *recHeader, k, v []byte) (key, value []byte) {
 	kb = binary.BigEndian.AppendUint64(kb[:0], uint64(hdr.mod))
 	kb = append(kb, '_')
 	kb = binary.BigEndian.AppendUint64(kb, uint64(hdr.sub))
 	kv.Reset()
-	kv.Key = bytesOf(k)
+	kv.Key = k
 	if hdr.tombstone {
 		kb = append(kb, 't')
 	} else {
 		kv.CreateRevision, kv.ModRevision, kv.Version = int64(hdr.create), int64(hdr.mod), hdr.version
-		kv.Value, kv.Lease = bytesOf(v), int64(hdr.lease)
+		kv.Value, kv.Lease = v, int64(hdr.lease)
 	}
 	vb, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(vb[:0], kv)
 	if err != nil {

@@ -344,20 +344,6 @@ func TestStoreAgainstModel(t *testing.T) {
 	})
 }
 
-// streamBucket writes the view's key bucket through a BucketWriter, as a
-// restore reads etcd's file.
-func streamBucket(snap *View, lastMod Revision) ([]byte, error) {
-	var entries []bucketEntryBytes
-	err := snap.ExportBucket(func(k, v []byte) error {
-		entries = append(entries, bucketEntryBytes{bytes.Clone(k), bytes.Clone(v)})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return streamEntries(entries, snap.CompactRev(), lastMod)
-}
-
 // writeOps writes ops in one transaction and returns its revision.
 func writeOps(s *Store, ops []modelOp) Revision {
 	tx := s.Write()
@@ -389,8 +375,18 @@ func bucketRoundTrip(t *rapid.T, s *Store) *Store {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("key space through etcd's key bucket:\n%x\nwant\n%x", got, want.Bytes())
 	}
-	// The same, streamed as a restore writes it.
-	streamed, err := streamBucket(snap, im.lastMod)
+	// The same, streamed as a restore writes it; and its status read as
+	// `snapshot status` reads it.
+	var entries []bucketEntryBytes
+	err = snap.ExportBucket(func(k, v []byte) error {
+		entries = append(entries, bucketEntryBytes{bytes.Clone(k), bytes.Clone(v)})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBucketStat(t, entries, s, im.lastMod)
+	streamed, err := streamEntries(entries, snap.CompactRev(), im.lastMod)
 	if err != nil {
 		t.Fatalf("stream the key bucket: %v", err)
 	}
