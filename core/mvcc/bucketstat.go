@@ -28,13 +28,9 @@ import (
 // the bucket answers: the same selection as View.hashAt at the store's
 // revision, over the same encoding.
 type BucketStat struct {
-	compactRev, lastMod Revision
-	keys                map[string]*statKey
-	// seen, prevMod and prevSub check each pass's order, as BucketWriter.
-	seen    int
-	prevMod Revision
-	prevSub int64
-	last    Revision
+	compactRev Revision
+	bucketPass
+	keys    map[string]*statKey
 	hashing bool
 	h       hash.Hash32
 	enc     bucketEncoder
@@ -62,22 +58,7 @@ type BucketStatus struct {
 // NewBucketStat reads a key bucket compacted at compactRev (-1: never)
 // whose newest revision is lastMod (0: empty), as NewBucketWriter.
 func NewBucketStat(compactRev, lastMod Revision) *BucketStat {
-	return &BucketStat{compactRev: compactRev, lastMod: lastMod, keys: map[string]*statKey{}}
-}
-
-// decode decodes one entry of the current pass, checking its order.
-func (bs *BucketStat) decode(key, value []byte) (recHeader, []byte, []byte, error) {
-	h, k, v, err := decodeBucketEntry(key, value, bs.seen > 0, bs.prevMod, bs.prevSub)
-	if err != nil {
-		return h, nil, nil, err
-	}
-	if h.mod > bs.lastMod {
-		return h, nil, nil, fmt.Errorf("%w: revision %d after the bucket's last, %d", ErrBadBucket, h.mod, bs.lastMod)
-	}
-	bs.seen++
-	bs.prevMod, bs.prevSub = h.mod, h.sub
-	bs.last = max(bs.last, h.mod)
-	return h, k, v, nil
+	return &BucketStat{compactRev: compactRev, bucketPass: bucketPass{lastMod: lastMod}, keys: map[string]*statKey{}}
 }
 
 // Note reads one entry of the first pass, which takes the whole bucket.
@@ -113,8 +94,8 @@ func (bs *BucketStat) HashCold(get func(bucketKey []byte) []byte) error {
 	if bs.hashing {
 		return fmt.Errorf("mvcc: HashCold twice")
 	}
-	if bs.last != bs.lastMod {
-		return fmt.Errorf("%w: the bucket ends at revision %d, not %d", ErrBadBucket, bs.last, bs.lastMod)
+	if err := bs.checkEnd(); err != nil {
+		return err
 	}
 	bs.hashing = true
 	anyLive := false

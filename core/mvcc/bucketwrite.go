@@ -29,20 +29,14 @@ const bucketWriteBufBytes = 1 << 20
 // What it holds meanwhile is the keys at or below the compaction point
 // and their revisions, not their values.
 type BucketWriter struct {
-	w                   *bufio.Writer
-	compactRev, lastMod Revision
+	w          *bufio.Writer
+	compactRev Revision
+	bucketPass
 	// cold maps each key at or below compactRev to its newest record's
 	// place in the bucket.
 	cold    map[string]coldRef
 	started bool
 	scratch []byte
-	// seen counts the entries of the current pass, for the order check;
-	// prevMod and prevSub are the last one's revision.
-	seen    int
-	prevMod Revision
-	prevSub int64
-	// last is the newest revision read in either pass, for Close's check.
-	last Revision
 }
 
 // coldRef is where a key's newest record at or below the compaction
@@ -60,24 +54,45 @@ type coldRef struct {
 func NewBucketWriter(w io.Writer, compactRev, lastMod Revision) *BucketWriter {
 	return &BucketWriter{
 		w:          bufio.NewWriterSize(w, bucketWriteBufBytes),
-		compactRev: compactRev, lastMod: lastMod,
+		compactRev: compactRev, bucketPass: bucketPass{lastMod: lastMod},
 		cold: map[string]coldRef{},
 	}
 }
 
-// decode decodes one entry of the current pass, checking its order.
-func (bw *BucketWriter) decode(key, value []byte) (recHeader, []byte, []byte, error) {
-	h, k, v, err := decodeBucketEntry(key, value, bw.seen > 0, bw.prevMod, bw.prevSub)
+// bucketPass decodes the entries of a pass over the key bucket, checking
+// their order and that none is past lastMod, the revision the caller read
+// from the bucket's last key.
+type bucketPass struct {
+	lastMod Revision
+	// seen counts the entries of the current pass, for the order check;
+	// prevMod and prevSub are the last one's revision.
+	seen    int
+	prevMod Revision
+	prevSub int64
+	// last is the newest revision read in any pass, for the end's check.
+	last Revision
+}
+
+func (p *bucketPass) decode(key, value []byte) (recHeader, []byte, []byte, error) {
+	h, k, v, err := decodeBucketEntry(key, value, p.seen > 0, p.prevMod, p.prevSub)
 	if err != nil {
 		return h, nil, nil, err
 	}
-	if h.mod > bw.lastMod {
-		return h, nil, nil, fmt.Errorf("%w: revision %d after the bucket's last, %d", ErrBadBucket, h.mod, bw.lastMod)
+	if h.mod > p.lastMod {
+		return h, nil, nil, fmt.Errorf("%w: revision %d after the bucket's last, %d", ErrBadBucket, h.mod, p.lastMod)
 	}
-	bw.seen++
-	bw.prevMod, bw.prevSub = h.mod, h.sub
-	bw.last = max(bw.last, h.mod)
+	p.seen++
+	p.prevMod, p.prevSub = h.mod, h.sub
+	p.last = max(p.last, h.mod)
 	return h, k, v, nil
+}
+
+// checkEnd fails if the bucket's newest revision was not lastMod.
+func (p *bucketPass) checkEnd() error {
+	if p.last != p.lastMod {
+		return fmt.Errorf("%w: the bucket ends at revision %d, not %d", ErrBadBucket, p.last, p.lastMod)
+	}
+	return nil
 }
 
 // NoteCold reads one entry of the first pass. more is false, and the
@@ -183,8 +198,8 @@ func (bw *BucketWriter) Close() error {
 	if !bw.started {
 		return fmt.Errorf("mvcc: Close before WriteCold")
 	}
-	if bw.last != bw.lastMod {
-		return fmt.Errorf("%w: the bucket ends at revision %d, not %d", ErrBadBucket, bw.last, bw.lastMod)
+	if err := bw.checkEnd(); err != nil {
+		return err
 	}
 	if err := bw.w.WriteByte(0); err != nil { // the hot section's end
 		return err
