@@ -19,8 +19,8 @@ const (
 	// CheckpointChunkBytes is how much content each trailer crc covers, so
 	// that damage is located to a chunk.
 	CheckpointChunkBytes = 1 << 20
-	// CheckpointBytesMax caps a checkpoint's content: it is read whole into
-	// memory, and the key space it holds lives in memory anyway.
+	// CheckpointBytesMax caps a checkpoint's content: it is read or mapped
+	// whole, and the key space it holds lives in memory anyway.
 	CheckpointBytesMax = 32 << 30
 	// CheckpointBufferBytesMax is the write buffer in front of the file.
 	CheckpointBufferBytesMax = 1 << 20

@@ -49,11 +49,14 @@ type BufferAllocator interface {
 // sees all of those; an unmap while one is left would turn a read into a
 // fault. So only a restart maps its checkpoint (MapCheckpoint, once per data
 // directory opened) and a snapshot install still reads into the heap: a
-// process holds at most one mapping, and the file it maps, once a later
-// checkpoint replaces it and it is removed, keeps its disk space until the
-// process exits. Nothing writes a checkpoint file in place (each is written
-// under a temporary name and renamed), so the file under the mapping never
-// shrinks, which would make a read of the cut-off pages fault (SIGBUS).
+// server process holds at most one mapping, and the file it maps, once a
+// later checkpoint replaces it and it is removed, keeps its disk space
+// until the process exits. Nothing writes a checkpoint file in place (each
+// is written under a temporary name and renamed), so the file under the
+// mapping never shrinks, which would make a read of the cut-off pages
+// fault (SIGBUS). What remains, as with etcd's mapped bolt file: a disk
+// that fails to read back a page the kernel evicted faults the process
+// instead of returning an error.
 type Mapper interface {
 	// Map maps f's first n bytes read only.
 	Map(f File, n int) ([]byte, error)
