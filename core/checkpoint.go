@@ -115,9 +115,10 @@ func (n *Node) ForceCheckpoint() {
 // for 0.5 GB of log), but it writes the whole state, and the state is at
 // most the last checkpoint and the log together: with less log than that,
 // the stop would spend more than the restart saves. After 1M puts of 1 KiB
-// (a 1.0 GB state, 0.5 GB of it in the log) writing it made the stop 4.5-5.8
-// s and the restart 3.1-3.4 s; without it the stop takes milliseconds and
-// the restart 4.2-7.4 s (load 7). Nothing is lost either way: the log is
+// (a 1.0 GB state, 0.5 GB of it in the log) writing it made the stop 4.3-5.8
+// s (2.7-3.7 s of CPU) and the restart 3.1-6.3 s (1.5-2.7 s); without it
+// the stop takes milliseconds and the restart 3.0-10.9 s (2.5-3.2 s of
+// CPU; load 4-8). Nothing is lost either way: the log is
 // durable, and the node writes the checkpoint after the restart, off the
 // loop, once the log reaches its usual bound (checkpointer.maybeStart).
 func (n *Node) StopCheckpoint() {
