@@ -4,7 +4,7 @@ import "testing"
 
 // TestStopCheckpoint: at a clean stop the node wants a checkpoint only
 // when the log applied since the last one began is at least
-// StopCheckpointMinBytes. A checkpoint in flight is that beginning: the
+// StopCheckpointMinBytes and at least the last checkpoint's size. A checkpoint in flight is that beginning: the
 // stop waits for it (busy) and wants another only if that much log came
 // after it.
 func TestStopCheckpoint(t *testing.T) {
@@ -20,6 +20,8 @@ func TestStopCheckpoint(t *testing.T) {
 		{name: "large tail", ckpt: checkpointer{logBytes: minBytes, lastIndex: 5}, wantWanted: true, wantBusy: true},
 		{name: "in flight, small tail after", ckpt: checkpointer{logBytes: 10, lastIndex: 5, inflight: true}, wantBusy: true},
 		{name: "in flight, large tail after", ckpt: checkpointer{logBytes: minBytes, lastIndex: 5, inflight: true}, wantWanted: true, wantBusy: true},
+		{name: "tail below the last checkpoint", ckpt: checkpointer{logBytes: 5 * minBytes, lastIndex: 5, lastSize: 5*minBytes + 1}},
+		{name: "tail as big as the last checkpoint", ckpt: checkpointer{logBytes: 5 * minBytes, lastIndex: 5, lastSize: 5 * minBytes}, wantWanted: true, wantBusy: true},
 		{name: "nothing since the last", ckpt: checkpointer{logBytes: minBytes, lastIndex: 10}, wantWanted: true},
 		{name: "failed member", ckpt: checkpointer{logBytes: minBytes, lastIndex: 5}, failed: true, wantWanted: true},
 	}

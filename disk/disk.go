@@ -199,7 +199,7 @@ func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
 	var after uint64
 	if len(idxs) > 0 {
 		after = idxs[len(idxs)-1]
-		if disk.Checkpoint, err = wal.ReadCheckpoint(d.fs, d.snapDir, after); err != nil {
+		if disk.Checkpoint, err = wal.MapCheckpoint(d.fs, d.snapDir, after); err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
 	}

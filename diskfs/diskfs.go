@@ -55,6 +55,23 @@ func (d *diskFS) BufferFilled(b []byte) {
 	}
 }
 
+// Map maps f's first n bytes read only (wal.Mapper): a restart's
+// checkpoint, which the loaded store then aliases, served from the page
+// cache as etcd's bolt file is, instead of read into n bytes of fresh
+// memory that the kernel would first have to zero. The mapping is never
+// unmapped (see wal.Mapper for why and what bounds it). A zero n maps
+// nothing.
+func (d *diskFS) Map(f wal.File, n int) ([]byte, error) {
+	ff, ok := f.(*file)
+	if !ok {
+		return nil, fmt.Errorf("diskfs: map: %T is not a diskfs file", f)
+	}
+	if n == 0 {
+		return []byte{}, nil
+	}
+	return mapFile(ff.f, n)
+}
+
 func (d *diskFS) path(op, name string) (string, error) {
 	c := path.Clean(name)
 	if !fs.ValidPath(c) {

@@ -8,4 +8,8 @@
 // leaves the offset alone; where the file system cannot do that it is a
 // no-op. Files are created with mode 0600 and directories with 0700, as
 // etcd does for its data directory.
+//
+// Map (wal.Mapper) maps a restart's checkpoint read only and shared, with
+// MAP_POPULATE as etcd maps its bolt file; on other systems it declines
+// and the checkpoint is read.
 package diskfs

@@ -19,8 +19,8 @@ const (
 	// CheckpointChunkBytes is how much content each trailer crc covers, so
 	// that damage is located to a chunk.
 	CheckpointChunkBytes = 1 << 20
-	// CheckpointBytesMax caps a checkpoint's content: it is read whole into
-	// memory, and the key space it holds lives in memory anyway.
+	// CheckpointBytesMax caps a checkpoint's content: it is read or mapped
+	// whole, and the key space it holds lives in memory anyway.
 	CheckpointBytesMax = 32 << 30
 	// CheckpointBufferBytesMax is the write buffer in front of the file.
 	CheckpointBufferBytesMax = 1 << 20
@@ -389,6 +389,18 @@ func ReadCheckpoint(fsys FS, dir string, index uint64) ([]byte, error) {
 // ReadCheckpointFile is ReadCheckpoint of the file name, which must hold
 // the checkpoint of index: a sealed temporary file, say.
 func ReadCheckpointFile(fsys FS, name string, index uint64) ([]byte, error) {
+	return loadCheckpointFile(fsys, name, index, readWhole)
+}
+
+// MapCheckpoint is ReadCheckpoint, except that the content is the file
+// mapped read only where fsys maps (Mapper): what a restart loads its store
+// from. The mapping is never unmapped, so call it once per data directory
+// opened, not for snapshots that come and go.
+func MapCheckpoint(fsys FS, dir string, index uint64) ([]byte, error) {
+	return loadCheckpointFile(fsys, checkpointName(dir, index), index, mapWhole)
+}
+
+func loadCheckpointFile(fsys FS, name string, index uint64, load func(FS, File, int) ([]byte, error)) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open checkpoint %s: %w", name, err)
@@ -406,7 +418,7 @@ func ReadCheckpointFile(fsys FS, name string, index uint64) ([]byte, error) {
 	case size > maxSize:
 		return nil, corruptf(name, 0, "checkpoint of %d bytes exceeds the largest possible (%d)", size, maxSize)
 	}
-	b, err := readWhole(fsys, f, int(size))
+	b, err := load(fsys, f, int(size))
 	if err != nil {
 		return nil, fmt.Errorf("wal: read checkpoint %s: %w", name, err)
 	}

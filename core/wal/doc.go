@@ -63,7 +63,9 @@
 // crc32c of the crc table and the footer fields before it, magic
 // "detcdend"), all little-endian. It is written under a .tmp name, synced
 // and renamed, so a visible checkpoint is complete and any defect in it,
-// a short file included, is corruption.
+// a short file included, is corruption. A restart maps the file where the
+// FS can (Mapper, MapCheckpoint) instead of reading it; the checks are the
+// same.
 //
 // The package is pure: no goroutines, locks, clocks or os access. A WAL is
 // used from one goroutine; the checkpoint functions touch only their own

@@ -37,6 +37,31 @@ type BufferAllocator interface {
 	BufferFilled(b []byte)
 }
 
+// Mapper is an FS that can map a file read only, so that a checkpoint the
+// key space then lives in is the file's clean page cache, which the kernel
+// may evict and read back, instead of fresh anonymous memory that it must
+// zero and the read then fill (most of a large restart's time). diskfs
+// maps with mmap; memfs, the simulator's, has no mapping and reads.
+//
+// A mapping is never unmapped. The store loaded from it hands its records
+// out, aliased, to views, range responses being encoded, watch events
+// queued for slow streams and the lessor's key sets, and no reference count
+// sees all of those; an unmap while one is left would turn a read into a
+// fault. So only a restart maps its checkpoint (MapCheckpoint, once per data
+// directory opened) and a snapshot install still reads into the heap: a
+// server process holds at most one mapping, and the file it maps, once a
+// later checkpoint replaces it and it is removed, keeps its disk space
+// until the process exits. Nothing writes a checkpoint file in place (each
+// is written under a temporary name and renamed), so the file under the
+// mapping never shrinks, which would make a read of the cut-off pages
+// fault (SIGBUS). What remains, as with etcd's mapped bolt file: a disk
+// that fails to read back a page the kernel evicted faults the process
+// instead of returning an error.
+type Mapper interface {
+	// Map maps f's first n bytes read only.
+	Map(f File, n int) ([]byte, error)
+}
+
 // readWhole reads f's first n bytes, into a buffer from fsys if it
 // allocates them.
 func readWhole(fsys FS, f File, n int) ([]byte, error) {
@@ -58,6 +83,18 @@ func readWhole(fsys FS, f File, n int) ([]byte, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return nil, err
+}
+
+// mapWhole maps f's first n bytes if fsys maps, and reads them otherwise
+// or where the mapping fails (a file system without mmap, say): reading
+// costs time, never correctness.
+func mapWhole(fsys FS, f File, n int) ([]byte, error) {
+	if m, ok := fsys.(Mapper); ok {
+		if b, err := m.Map(f, n); err == nil {
+			return b, nil
+		}
+	}
+	return readWhole(fsys, f, n)
 }
 
 // File is an open file. Read and Write share one offset, as with os.File;
