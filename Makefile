@@ -116,7 +116,7 @@ vet:
 	$(GO) vet ./...
 
 # Benchmarks: numbers to read, never pass/fail. `make bench` is the Go
-# benchmarks of core (~1 min), a short load run against detcd alone
+# benchmarks of core and grpcsvc (~1 min), a short load run against detcd alone
 # (~4 min, with the watch and lease loads) and a 3-member cluster of detcd
 # side by side with one of etcd 3.7.3 (~2 min; +3 min to build
 # bin/etcd-ref if missing); `make bench-compare` runs detcd
@@ -129,7 +129,7 @@ vet:
 bench: bench-go bench-load bench-cluster
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./grpcsvc/
 
 bench-tool:
 	$(GO) build -o $(BIN)/detcd-bench ./cmd/detcd-bench

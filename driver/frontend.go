@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -77,7 +78,29 @@ type FrontendConfig struct {
 	CertUsers bool
 	// NewMemberID chooses the id of a member added at runtime.
 	NewMemberID func(peerURLs []string) uint64
+	// WatchBatchGap, if positive (and WatchClock set), is the least time
+	// between two batches of a busy watch stream's responses: see
+	// watchSink.Next. The server sets DefaultWatchBatchGap; the simulator
+	// leaves it off.
+	WatchBatchGap time.Duration
+	// WatchClock tells the time and waits for WatchBatchGap: the real
+	// runtime (Loop).
+	WatchClock Clock
 }
+
+// Clock is wall time for a runtime that has it.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d, or until ctx ends (with its error).
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// DefaultWatchBatchGap is the server's WatchBatchGap: etcd's own
+// batching delay (it retries every 10 ms the watchers whose stream's
+// queue of 128 responses was full), enough to merge a fast writer's
+// revisions a dozen or more to a response on a stream that carries a
+// thousand watchers, while a stream that keeps up never waits.
+const DefaultWatchBatchGap = 10 * time.Millisecond
 
 // Frontend is a member's grpcsvc.Backend: what etcd's services call, over
 // the one driver. Handlers call it from their own goroutines (tasks);

@@ -101,6 +101,18 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 // Now implements Env.
 func (l *Loop) Now() time.Time { return time.Now() }
 
+// Sleep implements Clock.
+func (l *Loop) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Fail implements Env.
 func (l *Loop) Fail(err error) { l.cfg.Fatal(err) }
 

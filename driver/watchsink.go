@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -22,7 +23,16 @@ type watchSink struct {
 	done  bool
 	// wake is what the handler waits on while the queue is empty.
 	wake Signal
+	// behind and lastAt are what Next saw of the batch it returned last,
+	// and when (Next's own: the stream's one sender calls it).
+	behind bool
+	lastAt time.Time
 }
+
+// watchBusyOuts is how many responses, at least, a batch of a stream
+// that fell behind holds. One that keeps up with its watchers' events
+// takes a revision's responses at a time.
+const watchBusyOuts = 64
 
 // OpenWatch implements grpcsvc.Backend.
 func (f *Frontend) OpenWatch(ctx context.Context) (grpcsvc.WatchStream, error) {
@@ -74,8 +84,62 @@ func (w *watchSink) Credit(ctx context.Context, bytes int) error {
 	return w.f.rt.Post(ctx, func() { w.f.d.WatchCredit(w.id, bytes) })
 }
 
-// Next waits for the stream's next responses.
+// Next waits for the stream's next responses. A stream that fell behind
+// its watchers' events (its last batch held at least watchBusyOuts
+// responses, of more than one revision) takes the next no sooner than
+// WatchBatchGap after the last: what comes meanwhile goes out merged,
+// several revisions to a watcher's response (grpcsvc's coalesce; the
+// watchers that ran out of the stream's credit meanwhile catch up with
+// many events each), fewer and larger messages for the same events. A
+// client's cost is mostly per response, so that is what lets one stream
+// with a thousand watchers keep up with a fast writer. A stream that
+// keeps up takes each revision as soon as it comes.
 func (w *watchSink) Next(ctx context.Context) ([]watch.Out, error) {
+	c, gap := w.f.cfg.WatchClock, w.f.cfg.WatchBatchGap
+	if c == nil || gap <= 0 {
+		return w.next(ctx)
+	}
+	if w.behind {
+		if rest := gap - c.Now().Sub(w.lastAt); rest > 0 {
+			if err := c.Sleep(ctx, rest); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out, err := w.next(ctx)
+	// Two revisions in a batch taken at once make a stream behind; one
+	// that waited stays so while its batches span more than the gap and
+	// the sending around it explain (three revisions or more), and a
+	// steady rate of about one revision per gap does not keep it there.
+	need := int64(2)
+	if w.behind {
+		need = 3
+	}
+	w.behind, w.lastAt = len(out) >= watchBusyOuts && revisionSpan(out) >= need, c.Now()
+	return out, err
+}
+
+// revisionSpan is how many revisions the events of outs span, from the
+// oldest to the newest (0 without events).
+func revisionSpan(outs []watch.Out) int64 {
+	var lo, hi int64
+	for _, o := range outs {
+		for _, ev := range o.Resp.Events {
+			r := ev.Kv.ModRevision
+			if lo == 0 || r < lo {
+				lo = r
+			}
+			hi = max(hi, r)
+		}
+	}
+	if hi == 0 {
+		return 0
+	}
+	return hi - lo + 1
+}
+
+// next waits for the stream's next responses and takes them all.
+func (w *watchSink) next(ctx context.Context) ([]watch.Out, error) {
 	for {
 		w.mu.Lock()
 		out, done := w.queue, w.done

@@ -6,7 +6,9 @@
 //
 // The stream handlers (Watch, LeaseKeepAlive) are plumbing around
 // sessions (WatchSession, KeepAliveSession) whose steps make every
-// decision. Their receive side runs apart through Backend.Go and their
+// decision. Their receive side runs apart through Backend.Go (a
+// keep-alive stream's only where the guard may end its context:
+// StreamEndsApart) and their
 // waits are Backend.NewSignal's, never channels: the server runs them on
 // goroutines, the simulator as tasks, calling the handlers themselves on
 // in-process streams, through the guard's checks (Guard.Stream).

@@ -139,7 +139,7 @@ func (g *Guard) Stream(ctx context.Context, method string, handler func(context.
 	if g.role.Leader() == 0 {
 		return rpctypes.ErrGRPCNoLeader
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.WithValue(ctx, endsApartKey{}, true))
 	gs := &leaderStream{cancel: cancel}
 	g.mu.Lock()
 	g.streams[gs] = struct{}{}
@@ -154,6 +154,16 @@ func (g *Guard) Stream(ctx context.Context, method string, handler func(context.
 	}
 	return err
 }
+
+// endsApartKey marks the context of a stream the guard may end.
+type endsApartKey struct{}
+
+// StreamEndsApart reports whether ctx, a stream handler's, may end while
+// the stream stays open: the guard ends a stream that requires a leader
+// once the member has been without one for long (CheckLeader), and a
+// handler waiting in the stream's Recv would not see that. Any other
+// stream's context ends with the stream, and its Recv returns then.
+func StreamEndsApart(ctx context.Context) bool { return ctx.Value(endsApartKey{}) != nil }
 
 // CheckLeader is called once per election timeout: after NoLeaderChecksMax
 // calls in a row without a leader, it ends every stream that requires one.

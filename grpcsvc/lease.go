@@ -34,15 +34,29 @@ func (s *LeaseService) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest
 
 // LeaseKeepAlive renews leases as the stream asks, one at a time, as etcd
 // does: plumbing around a KeepAliveSession, whose steps decide
-// everything. As etcd's, the steps (receive, renew, answer) run apart
-// from the handler (Backend.Go: a goroutine in the server, a task in the
-// simulator, which runs this handler on its in-process streams), and the
-// handler waits for them to end the stream, or for its context to end
-// (the client left, or the guard ended a stream that requires a leader),
-// whichever comes first: not the client's next keep-alive.
+// everything. The handler has to end when its context does (the client
+// left, or the guard ended a stream that requires a leader), not at the
+// client's next keep-alive. A Recv waiting for that keep-alive sees the
+// stream's own end, not the guard's: where the guard may end the context
+// apart from the stream (StreamEndsApart), the steps (receive, renew,
+// answer) run apart from the handler, as etcd's always do (Backend.Go: a
+// goroutine in the server, a task in the simulator, which runs this
+// handler on its in-process streams), and the handler waits for them to
+// end the stream or for its context to end, whichever comes first.
+// Elsewhere (clientv3's KeepAliveOnce: a stream per keep-alive) nothing
+// but the stream ends the context, and the handler runs the steps
+// itself: no goroutine, and no signal, per stream.
 func (s *LeaseService) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
 	sess := s.OpenKeepAlive(stream.Send)
+	if !StreamEndsApart(ctx) {
+		for {
+			req, rerr := stream.Recv()
+			if done, err := sess.Step(ctx, req, rerr); done {
+				return err
+			}
+		}
+	}
 	ended := s.b.NewSignal()
 	// err is written before ended fires, and read only once it has.
 	var err error

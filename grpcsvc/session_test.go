@@ -100,9 +100,8 @@ func (s chanSignal) Wait(ctx context.Context) error {
 }
 
 // TestLeaseKeepAliveHandlerEndsWithItsContext: the handler ends when its
-// context does (the client left, or the guard ended a stream that
-// requires a leader), while its receive side still waits for the
-// client's next keep-alive.
+// context does, the client gone, while it waits for the client's next
+// keep-alive.
 func TestLeaseKeepAliveHandlerEndsWithItsContext(t *testing.T) {
 	s := &LeaseService{b: &keepAliveMember{ttl: 9}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -114,8 +113,70 @@ func TestLeaseKeepAliveHandlerEndsWithItsContext(t *testing.T) {
 		t.Fatalf("keep-alive: %v, %v", resp, err)
 	}
 	cancel()
-	if resp, err := stream.Recv(); !errors.Is(err, context.Canceled) {
-		t.Fatalf("after the context ended: %v, %v; want %v", resp, err, context.Canceled)
+	if resp, err := stream.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("after the context ended: %v, %v; want code %v", resp, err, codes.Canceled)
+	}
+}
+
+// kaGuardedStream is a keep-alive stream with the context the guard gave
+// its handler.
+type kaGuardedStream struct {
+	pb.Lease_LeaseKeepAliveServer
+	ctx context.Context
+}
+
+func (s kaGuardedStream) Context() context.Context { return s.ctx }
+
+// TestLeaseKeepAliveHandlerEndedByGuard: a stream that requires a leader
+// ends with etcd's "no leader" once the guard ends it, though nothing
+// ends the stream's Recv, which waits for the client's next keep-alive:
+// the handler then runs its receive side apart.
+func TestLeaseKeepAliveHandlerEndedByGuard(t *testing.T) {
+	s := &LeaseService{b: &keepAliveMember{ttl: 9}}
+	role := &fakeRole{leader: 1}
+	g := NewGuard(role)
+	stream := startPipe(requireLeaderCtx(), func(ss pb.Lease_LeaseKeepAliveServer) error {
+		return g.Stream(ss.Context(), "/etcdserverpb.Lease/LeaseKeepAlive", func(ctx context.Context) error {
+			if !StreamEndsApart(ctx) {
+				t.Error("the guard's context of a stream that requires a leader does not say it may end apart")
+			}
+			return s.LeaseKeepAlive(kaGuardedStream{ss, ctx})
+		})
+	})
+	if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := stream.Recv(); err != nil || resp.ID != 1 {
+		t.Fatalf("keep-alive: %v, %v", resp, err)
+	}
+	role.leader = 0
+	for range NoLeaderChecksMax {
+		g.CheckLeader()
+	}
+	if resp, err := stream.Recv(); !errors.Is(err, rpctypes.ErrGRPCNoLeader) {
+		t.Fatalf("after the guard ended the stream: %v, %v; want %v", resp, err, rpctypes.ErrGRPCNoLeader)
+	}
+}
+
+// TestStreamEndsApart: only the guard's contexts of streams that require
+// a leader may end while the stream stays open.
+func TestStreamEndsApart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want bool
+	}{
+		{"requires a leader", requireLeaderCtx(), true},
+		{"does not", context.Background(), false},
+	} {
+		var got bool
+		err := NewGuard(&fakeRole{leader: 1}).Stream(tc.ctx, "/etcdserverpb.Lease/LeaseKeepAlive", func(ctx context.Context) error {
+			got = StreamEndsApart(ctx)
+			return nil
+		})
+		if err != nil || got != tc.want {
+			t.Errorf("%s: StreamEndsApart %v (%v), want %v", tc.name, got, err, tc.want)
+		}
 	}
 }
 

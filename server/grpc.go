@@ -30,13 +30,13 @@ func newClientGRPC(cfg *Config, b grpcsvc.Backend, role grpcsvc.Role, m *metrics
 		KeepaliveMinTime:     cfg.GRPCKeepAliveMinTime,
 		KeepaliveInterval:    cfg.GRPCKeepAliveInterval,
 		KeepaliveTimeout:     cfg.GRPCKeepAliveTimeout,
-	}), grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), m.unary, mem.afterDefragment),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), m.stream),
+	}), grpc.ChainUnaryInterceptor(m.grpc.unary, m.unary, mem.afterDefragment),
+		grpc.ChainStreamInterceptor(m.grpc.stream, m.stream),
 		grpc.ForceServerCodecV2(m.req.codec()))
 	opts = append(opts, g.guard.ServerOptions()...)
 	g.srv = grpc.NewServer(opts...)
 	g.hs = grpcsvc.Register(g.srv, b)
-	m.grpc.InitializeMetrics(g.srv)
+	m.grpc.initialize(g.srv)
 	return g
 }
 

@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"strconv"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -20,7 +19,7 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	grpc *grpcprom.ServerMetrics
+	grpc *grpcMetrics
 
 	wal           *walMetrics
 	leaderChanges prometheus.Counter
@@ -77,7 +76,7 @@ func boolValue(b bool) float64 {
 func newMetrics(src metricSources) *metrics {
 	m := &metrics{
 		reg:           prometheus.NewRegistry(),
-		grpc:          grpcprom.NewServerMetrics(),
+		grpc:          newGRPCMetrics(),
 		wal:           src.wal,
 		leaderChanges: counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen."),
 		health:        newHealthMetrics(),
@@ -86,7 +85,8 @@ func newMetrics(src metricSources) *metrics {
 		alarms:        newAlarmGauge(),
 		state:         stateGauges(src),
 	}
-	m.reg.MustRegister(m.grpc, m.wal.fsync, m.wal.write, m.wal.bytes, m.leaderChanges, m.alarms)
+	m.reg.MustRegister(m.grpc.collectors()...)
+	m.reg.MustRegister(m.wal.fsync, m.wal.write, m.wal.bytes, m.leaderChanges, m.alarms)
 	m.health.register(m.reg)
 	m.req.register(m.reg)
 	m.peer.register(m.reg)
