@@ -79,12 +79,15 @@ type FrontendConfig struct {
 	// NewMemberID chooses the id of a member added at runtime.
 	NewMemberID func(peerURLs []string) uint64
 	// WatchBatchGap, if positive (and WatchClock set), is the least time
-	// between two batches of a busy watch stream's responses: see
-	// watchSink.Next. The server sets DefaultWatchBatchGap; the simulator
-	// leaves it off.
+	// between two batches of a busy watch stream's responses, one whose
+	// last batch held at least WatchBusyOuts responses: see
+	// watchSink.Next. The server sets DefaultWatchBatchGap and
+	// DefaultWatchBusyOuts; the simulator draws both, smaller outs for
+	// its streams of a few watchers.
 	WatchBatchGap time.Duration
+	WatchBusyOuts int
 	// WatchClock tells the time and waits for WatchBatchGap: the real
-	// runtime (Loop).
+	// runtime (Loop), or the simulator's virtual time.
 	WatchClock Clock
 }
 
@@ -101,6 +104,11 @@ type Clock interface {
 // revisions a dozen or more to a response on a stream that carries a
 // thousand watchers, while a stream that keeps up never waits.
 const DefaultWatchBatchGap = 10 * time.Millisecond
+
+// DefaultWatchBusyOuts is the server's WatchBusyOuts: a stream that keeps
+// up with its watchers' events takes a revision's responses at a time,
+// fewer than this on all but the busiest streams.
+const DefaultWatchBusyOuts = 64
 
 // Frontend is a member's grpcsvc.Backend: what etcd's services call, over
 // the one driver. Handlers call it from their own goroutines (tasks);

@@ -29,11 +29,6 @@ type watchSink struct {
 	lastAt time.Time
 }
 
-// watchBusyOuts is how many responses, at least, a batch of a stream
-// that fell behind holds. One that keeps up with its watchers' events
-// takes a revision's responses at a time.
-const watchBusyOuts = 64
-
 // OpenWatch implements grpcsvc.Backend.
 func (f *Frontend) OpenWatch(ctx context.Context) (grpcsvc.WatchStream, error) {
 	id := watch.StreamID(f.nextStream.Add(1))
@@ -85,7 +80,7 @@ func (w *watchSink) Credit(ctx context.Context, bytes int) error {
 }
 
 // Next waits for the stream's next responses. A stream that fell behind
-// its watchers' events (its last batch held at least watchBusyOuts
+// its watchers' events (its last batch held at least WatchBusyOuts
 // responses, of more than one revision) takes the next no sooner than
 // WatchBatchGap after the last: what comes meanwhile goes out merged,
 // several revisions to a watcher's response (grpcsvc's coalesce; the
@@ -115,7 +110,7 @@ func (w *watchSink) Next(ctx context.Context) ([]watch.Out, error) {
 	if w.behind {
 		need = 3
 	}
-	w.behind, w.lastAt = len(out) >= watchBusyOuts && revisionSpan(out) >= need, c.Now()
+	w.behind, w.lastAt = len(out) >= max(w.f.cfg.WatchBusyOuts, 1) && revisionSpan(out) >= need, c.Now()
 	return out, err
 }
 

@@ -37,7 +37,7 @@ func batch(n int, revs ...int64) []watch.Out {
 }
 
 // TestWatchSinkBatchGap: a stream that fell behind (a batch of at least
-// watchBusyOuts responses over two revisions) takes its next batch no
+// DefaultWatchBusyOuts responses over two revisions) takes its next batch no
 // sooner than the gap after the last; one that keeps up never waits; one
 // that waited goes on waiting only while its batches span three
 // revisions or more; without a clock (the simulator) nothing waits.
@@ -52,7 +52,7 @@ func TestWatchSinkBatchGap(t *testing.T) {
 		wantSlept []time.Duration
 	}{
 		{"keeps up: one revision a batch", true, [][]watch.Out{batch(1000, 5), batch(1000, 6), batch(1000, 7)}, 3 * time.Millisecond, nil},
-		{"few responses", true, [][]watch.Out{batch(watchBusyOuts-1, 5, 6), batch(10, 7)}, 0, nil},
+		{"few responses", true, [][]watch.Out{batch(DefaultWatchBusyOuts-1, 5, 6), batch(10, 7)}, 0, nil},
 		{"behind", true, [][]watch.Out{batch(256, 5, 6), batch(256, 7, 8, 9), batch(256, 10)}, 3 * time.Millisecond, []time.Duration{7 * time.Millisecond, 7 * time.Millisecond}},
 		{"behind, then a revision per gap", true, [][]watch.Out{batch(256, 5, 6), batch(256, 7, 8), batch(256, 9)}, 4 * time.Millisecond, []time.Duration{6 * time.Millisecond}},
 		{"merged revisions in one response", true, [][]watch.Out{append(batch(100, 5), watch.Out{Resp: &pb.WatchResponse{Events: []*mvccpb.Event{{Kv: &mvccpb.KeyValue{ModRevision: 5}}, {Kv: &mvccpb.KeyValue{ModRevision: 6}}}}}), batch(100, 7)}, 0, []time.Duration{gap}},
@@ -60,7 +60,7 @@ func TestWatchSinkBatchGap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := &fakeClock{now: time.Unix(1000, 0)}
-			f := &Frontend{cfg: FrontendConfig{WatchBatchGap: gap}}
+			f := &Frontend{cfg: FrontendConfig{WatchBatchGap: gap, WatchBusyOuts: DefaultWatchBusyOuts}}
 			if tc.clock {
 				f.cfg.WatchClock = clock
 			}

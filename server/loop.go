@@ -24,7 +24,7 @@ func (s *Server) newDriver(o opened) error {
 	fcfg := s.cfg.FrontendConfig(s.newMemberID)
 	fcfg.CertUsers = o.tls.client != nil
 	fcfg.Tokens = o.tokens
-	fcfg.WatchBatchGap, fcfg.WatchClock = driver.DefaultWatchBatchGap, loop
+	fcfg.WatchBatchGap, fcfg.WatchBusyOuts, fcfg.WatchClock = driver.DefaultWatchBatchGap, driver.DefaultWatchBusyOuts, loop
 	s.Frontend = driver.NewFrontend(d, loop, fcfg)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -27,6 +28,9 @@ func (m *member) startFrontend() error {
 	rt := &taskRuntime{m: m, inc: m.inc}
 	fcfg := m.flags.FrontendConfig(memberIDFromURL)
 	fcfg.SnapshotScratch = func() (string, func(), error) { return memFile(nil) }
+	st := m.w.settings
+	fcfg.WatchBatchGap, fcfg.WatchBusyOuts = time.Duration(st.WatchBatchGapUs)*time.Microsecond, st.WatchBusyOuts
+	fcfg.WatchClock = watchClock{rt}
 	var err error
 	if fcfg.Tokens, err = m.flags.TokenProvider(readKeyFile, m.w.virtualClock); err != nil {
 		return fmt.Errorf("%s: %w", m.name, err)
@@ -210,4 +214,18 @@ func routeAuthRead(ir *pb.InternalRaftRequest) (string, proto.Message) {
 		return p + "AuthStatus", ir.AuthStatus
 	}
 	return "", nil
+}
+
+// watchClock is a member's time as its watch streams' batching sees it
+// (driver.Clock): the member's local clock, and waits in virtual time as
+// the handler's task.
+type watchClock struct{ rt *taskRuntime }
+
+func (c watchClock) Now() time.Time { return time.UnixMicro(c.rt.m.clock.local(c.rt.m.w.now)) }
+
+func (c watchClock) Sleep(ctx context.Context, d time.Duration) error {
+	sig := c.rt.NewSignal()
+	m := c.rt.m
+	m.w.after(d.Microseconds(), m.event(sig.Fire)) // held back while paused, as its handlers are
+	return sig.Wait(ctx)
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // kaStream is a lease holder's keep-alive stream, as clientv3 keeps one
-// (requiring a leader): opened on a member when the holder has none, it
+// (requiring a leader; or, for a holder that renews once at a time, one
+// per keep-alive, without): opened on a member when the holder has none, it
 // carries the holder's keep-alives, one at a time, until it breaks (the
 // member crashed, refused or ended it, or a keep-alive went unanswered
 // and the holder hung up); the next keep-alive opens another, on a
@@ -42,6 +43,9 @@ func (c *leaseClient) renew(id int64, cb func(*core.Response)) {
 	done := false
 	s.answer = func(resp *core.Response) {
 		done = true
+		if c.once {
+			s.leave()
+		}
 		cb(resp)
 	}
 	req := &pb.LeaseKeepAliveRequest{ID: id}
@@ -72,7 +76,7 @@ func (c *leaseClient) openKeepAlive() *kaStream {
 			case failed != nil:
 				s.closed(failed.Err)
 			default:
-				m.serveStream(streamContext(ctx, token, true), keepAliveRPC, s.srv, s.closed)
+				m.serveStream(streamContext(ctx, token, !c.once), keepAliveRPC, s.srv, s.closed)
 			}
 		})
 	}))

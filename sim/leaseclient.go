@@ -24,6 +24,12 @@ type leaseClient struct {
 	login, limited *login
 	// ka is the holder's keep-alive stream.
 	ka *kaStream
+	// once makes the holder renew as clientv3's KeepAliveOnce does (and
+	// etcd's benchmark tool): a stream of its own for each keep-alive,
+	// hung up once answered, without require-leader metadata, where
+	// KeepAlive keeps one stream that requires a leader. The server runs
+	// the two differently (grpcsvc.LeaseKeepAlive).
+	once bool
 	// locker, if true, makes this the keep-alive side of a lock client
 	// (lockclient.go): its trace lines name it so.
 	locker bool
@@ -64,7 +70,9 @@ type leaseRecord struct {
 }
 
 func newLeaseClient(w *World, id int) *leaseClient {
-	return &leaseClient{w: w, id: id, rng: w.child(), login: newLogin(appUser)}
+	// Every other holder renews once at a time: fixed by its id, not
+	// drawn, so that no draw after it moves.
+	return &leaseClient{w: w, id: id, rng: w.child(), login: newLogin(appUser), once: id%2 == 1}
 }
 
 func (c *leaseClient) start() { c.w.after(c.w.between(0, 2_000_000), c.begin) }

@@ -72,6 +72,12 @@ type Settings struct {
 	// time between an operator's restores of the whole cluster from its
 	// newest backup; 0 elsewhere.
 	RestoreEveryUs int64
+	// WatchBatchGapUs and WatchBusyOuts are the members' watch batching
+	// (driver.FrontendConfig): a stream whose last batch held at least
+	// WatchBusyOuts responses of two revisions or more waits out the gap
+	// before its next. 0: off.
+	WatchBatchGapUs int64
+	WatchBusyOuts   int
 }
 
 // faultKinds counts the fault kinds.
@@ -138,6 +144,12 @@ func drawSettings(r *rand.Rand, o Options) Settings {
 	if every := between(restoreEveryMinUs, restoreEveryMaxUs); o.restores() {
 		s.RestoreEveryUs = every
 	}
+	// The watch batching is on for two thirds of the seeds, with fewer
+	// responses to a busy batch than the server's 64, which streams of a
+	// few watchers would never reach.
+	if gap, outs := between(2_000, 20_000), int(between(2, 8)); r.IntN(3) > 0 {
+		s.WatchBatchGapUs, s.WatchBusyOuts = gap, outs
+	}
 	return s
 }
 
@@ -159,7 +171,16 @@ func (s Settings) String() string {
 		s.Net.ReorderPerMille, s.Net.ReorderUs, s.Net.TailPerMille, s.Net.TailUs,
 		s.FsyncMinUs, s.FsyncMaxUs, s.ThinkMinUs, s.ThinkMaxUs, s.ClientTimeoutUs, s.SnapshotCount, s.CatchUp,
 		s.CheckpointMinBytes, s.FaultEveryUs, s.KeyGroups, s.KeysPerGroup, formatWeights(s.Weights), s.CompactLag,
-		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights, s.sizesString()) + s.corruptChecksString() + s.quotaString() + s.restoreString()
+		s.compactionString(), s.LeaseCheckpointTicks, s.LeaseTTLMax, s.FaultWeights, s.sizesString()) + s.corruptChecksString() + s.quotaString() + s.restoreString() + s.watchBatchString()
+}
+
+// watchBatchString prints the watch batching; runs without it print as
+// before.
+func (s Settings) watchBatchString() string {
+	if s.WatchBatchGapUs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; watch batch gap %dus after %d responses", s.WatchBatchGapUs, s.WatchBusyOuts)
 }
 
 // quotaString prints a drawn quota; runs without one print as before.
