@@ -115,8 +115,6 @@ func Load(data []byte) (*Store, int, error) {
 	s := New()
 	s.rev, s.compactRev = rev, compactRev
 	s.physRev = s.compactRev
-	tree, appendItem := appendableTree()
-	s.tree = tree
 	coldStart := p
 	var prev item
 	coldEnd, err := checkSection(data, p, func(r record, _ int) error {
@@ -124,13 +122,13 @@ func Load(data []byte) (*Store, int, error) {
 			return fmt.Errorf("%w: cold record at revision %d", ErrBadCheckpoint, recMod(r))
 		}
 		it := coldItem(r, s.compactRev)
-		// Strictly ascending keys, which appendItem needs, also rule
-		// out a key twice.
+		// WriteTo writes the cold section in key order: strictly
+		// ascending keys also rule out a key twice.
 		if prev.rec != "" && !itemLess(prev, it) {
 			return fmt.Errorf("%w: cold section out of key order or a key twice", ErrBadCheckpoint)
 		}
 		prev = it
-		appendItem(it)
+		s.tree.ReplaceOrInsert(it)
 		s.backendAdd(r)
 		return nil
 	})

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// TestLoadRefusesDamagedColdSection: Load builds the index from the cold
-// section assuming its keys ascend, so a section out of key order or with
-// a key twice must be refused, never loaded into a tree out of order.
+// TestLoadRefusesDamagedColdSection: WriteTo writes the cold section in
+// key order, so Load refuses one out of key order (which it loaded before,
+// the index sorting it) or with a key twice.
 func TestLoadRefusesDamagedColdSection(t *testing.T) {
 	s := New()
 	for _, k := range []string{"a", "b", "c", "d"} {

@@ -1,10 +1,6 @@
 package mvcc
 
-import (
-	"unsafe"
-
-	"github.com/google/btree"
-)
+import "github.com/google/btree"
 
 // btreeDegree balances node copies after a Clone (smaller is cheaper)
 // against tree depth (larger is shallower).
@@ -72,39 +68,6 @@ func itemLess(a, b item) bool {
 
 func newTree() *btree.BTreeG[item] {
 	return btree.NewG[item](btreeDegree, itemLess)
-}
-
-// appendableTree returns an empty index and a function that inserts an
-// item known to sort after every item already in it, as Load's cold
-// section, in key order, fills the index. google/btree has no bulk or
-// ordered-append path and its less function is fixed when the tree is
-// made, so the tree's less knows which item is being appended: every
-// comparison an insert makes involves it, and those are answered without
-// reading a key. That made most of the cost of loading a compacted
-// checkpoint (BenchmarkLoad): the keys of a real store often share their
-// first 8 bytes, so itemLess reads both records. Comparisons of two other
-// items, which an insert does not make, still go to itemLess, so the
-// order is itemLess's whatever the library does. After Load the less
-// costs itemLess one more load and branch.
-func appendableTree() (*btree.BTreeG[item], func(item)) {
-	var appending *byte // the appended item's record, nil between appends
-	less := func(a, b item) bool {
-		if appending != nil {
-			switch {
-			case unsafe.StringData(a.rec) == appending:
-				return false
-			case unsafe.StringData(b.rec) == appending:
-				return true
-			}
-		}
-		return itemLess(a, b)
-	}
-	t := btree.NewG[item](btreeDegree, less)
-	return t, func(it item) {
-		appending = unsafe.StringData(it.rec)
-		t.ReplaceOrInsert(it)
-		appending = nil
-	}
 }
 
 // live reports whether the key exists now.
