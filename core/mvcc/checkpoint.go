@@ -116,13 +116,19 @@ func Load(data []byte) (*Store, int, error) {
 	s.rev, s.compactRev = rev, compactRev
 	s.physRev = s.compactRev
 	coldStart := p
+	var prev item
 	coldEnd, err := checkSection(data, p, func(r record, _ int) error {
 		if m := recMod(r); m > s.compactRev || recTombstone(r) && m != s.compactRev {
 			return fmt.Errorf("%w: cold record at revision %d", ErrBadCheckpoint, recMod(r))
 		}
-		if _, dup := s.tree.ReplaceOrInsert(coldItem(r, s.compactRev)); dup {
-			return fmt.Errorf("%w: key twice in cold section", ErrBadCheckpoint)
+		it := coldItem(r, s.compactRev)
+		// WriteTo writes the cold section in key order: strictly
+		// ascending keys also rule out a key twice.
+		if prev.rec != "" && !itemLess(prev, it) {
+			return fmt.Errorf("%w: cold section out of key order or a key twice", ErrBadCheckpoint)
 		}
+		prev = it
+		s.tree.ReplaceOrInsert(it)
 		s.backendAdd(r)
 		return nil
 	})

@@ -315,22 +315,30 @@ func readSegmentFile(fsys FS, file string, last bool) ([]byte, int64, error) {
 		}
 		return b, size, nil
 	}
-	var b []byte
+	// Two passes: the first finds where the data ends, the second reads
+	// it into a buffer of its size. Growing one buffer while reading, as
+	// this did, copied the data about twice over and touched fresh pages
+	// for twice its size: half of a restart's CPU after a compaction left
+	// a checkpoint and a 37 MB tail in a 64 MB segment. The second pass
+	// reads from the page cache the first one filled.
 	chunk := make([]byte, min(size, readBufferBytesMax))
-	zeros := 0
+	var end int64
 	for off := int64(0); off < size; {
 		p := chunk[:min(size-off, readBufferBytesMax)]
 		if err := readAt(p, off); err != nil {
 			return nil, 0, err
 		}
-		if allZero(p) {
-			zeros += len(p)
-		} else {
-			b = append(b, make([]byte, zeros)...)
-			b = append(b, p...)
-			zeros = 0
-		}
 		off += int64(len(p))
+		if !allZero(p) {
+			end = off
+		}
+	}
+	if end == 0 {
+		return nil, size, nil
+	}
+	b := make([]byte, end)
+	if err := readAt(b, 0); err != nil {
+		return nil, 0, err
 	}
 	return b, size, nil
 }
