@@ -46,25 +46,33 @@ func keys(t *testing.T, v *mvcc.View) string {
 	return b.String()
 }
 
-// TestViewOutlivesMappedCheckpoint: a member restarted on a checkpoint
-// (mapped from its file) hands out a view; a later checkpoint then
-// replaces that file, which the release removes. The view, whose records
-// alias the removed file's mapping, still reads every key as before.
-func TestViewOutlivesMappedCheckpoint(t *testing.T) {
+// stoppedWithCheckpoint runs a member on a real disk in a new directory
+// and stops it after enough puts that the stop writes a checkpoint, which
+// the next start maps.
+func stoppedWithCheckpoint(t *testing.T) (string, wal.FS) {
 	dir := t.TempDir()
 	fsys := diskfs.New(dir)
 	l := startLooped(t, fsys, soloConfig(1, nil), time.Minute)
 	for i := 0; i < stopPutsMax; i++ {
 		l.put(t, fmt.Sprintf("k%03d", i))
 	}
-	l.stop(t) // writes the checkpoint the restart maps
+	l.stop(t)
+	return dir, fsys
+}
+
+// TestViewOutlivesMappedCheckpoint: a member restarted on a checkpoint
+// (mapped from its file) hands out a view; a later checkpoint then
+// replaces that file, which the release removes. The view, whose records
+// alias the removed file's mapping, still reads every key as before.
+func TestViewOutlivesMappedCheckpoint(t *testing.T) {
+	dir, fsys := stoppedWithCheckpoint(t)
 	snapDir := filepath.Join(dir, "data", "member", "snap")
 	first, err := filepath.Glob(filepath.Join(snapDir, "*.ckpt"))
 	if err != nil || len(first) != 1 {
 		t.Fatalf("checkpoints after the stop: %v %v", first, err)
 	}
 
-	l = startLooped(t, fsys, soloConfig(1, nil), time.Minute)
+	l := startLooped(t, fsys, soloConfig(1, nil), time.Minute)
 	if maps, err := os.ReadFile("/proc/self/maps"); err == nil && !strings.Contains(string(maps), first[0]) {
 		t.Fatalf("the restart did not map %s", first[0])
 	}
@@ -101,13 +109,7 @@ func TestViewOutlivesMappedCheckpoint(t *testing.T) {
 // TestDamagedMappedCheckpoint: a restart on a damaged checkpoint fails
 // with an error naming the file, never a fresh start.
 func TestDamagedMappedCheckpoint(t *testing.T) {
-	dir := t.TempDir()
-	fsys := diskfs.New(dir)
-	l := startLooped(t, fsys, soloConfig(1, nil), time.Minute)
-	for i := 0; i < stopPutsMax; i++ {
-		l.put(t, fmt.Sprintf("k%03d", i))
-	}
-	l.stop(t)
+	dir, fsys := stoppedWithCheckpoint(t)
 	ckpts, err := filepath.Glob(filepath.Join(dir, "data", "member", "snap", "*.ckpt"))
 	if err != nil || len(ckpts) != 1 {
 		t.Fatalf("checkpoints after the stop: %v %v", ckpts, err)
