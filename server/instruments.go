@@ -57,16 +57,28 @@ func (in *Instruments) Publish(n *core.Node) {
 	in.version.set(n.ClusterVersion())
 }
 
-// Unary is the unary interceptor that counts etcd's request metrics: the
-// gRPC server's, and the simulator's around its calls of the services.
+// Unary is the simulator's interceptor around its calls of the services:
+// the gRPC server's metrics, then etcd's request metrics, as the server
+// chains the two (newClientGRPC).
 func (in *Instruments) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	return in.metrics.unary(ctx, req, info, handler)
+	return in.metrics.grpc.unary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		return in.metrics.unary(ctx, req, info, handler)
+	})
 }
 
-// Stream is the stream interceptor that counts etcd's metrics of
-// streams and of what they carry.
+// Stream is Unary's stream interceptor: the gRPC server's metrics, then
+// etcd's metrics of streams and of what they carry.
 func (in *Instruments) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return in.metrics.stream(srv, ss, info, handler)
+	return in.metrics.grpc.stream(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
+		return in.metrics.stream(srv, ss, info, handler)
+	})
+}
+
+// ServeGRPC makes the gRPC server's metrics of the services at zero, as
+// a server starting with them shows them: the simulator's members, whose
+// services are not on a grpc.Server, call it with theirs.
+func (in *Instruments) ServeGRPC(services map[string]grpc.ServiceInfo) {
+	in.metrics.grpc.initialize(services)
 }
 
 // healthChecks are the health endpoints' checks of the member whose

@@ -53,10 +53,11 @@ func (g *grpcMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{g.started, g.handled, g.received, g.sent}
 }
 
-// initialize makes every method's series of srv, at zero, as etcd's
-// /metrics shows them before any call.
-func (g *grpcMetrics) initialize(srv *grpc.Server) {
-	for service, info := range srv.GetServiceInfo() { //detcd:maporder-ok: each method's series on its own
+// initialize makes every method's series of the services, at zero, as
+// etcd's /metrics shows them before any call: the gRPC server's
+// GetServiceInfo, or the simulator's registry of the same services.
+func (g *grpcMetrics) initialize(services map[string]grpc.ServiceInfo) {
+	for service, info := range services { //detcd:maporder-ok: each method's series on its own
 		for _, mi := range info.Methods {
 			m := g.newMethod(methodType(mi.IsClientStream, mi.IsServerStream), service, mi.Name)
 			g.methods["/"+service+"/"+mi.Name] = m

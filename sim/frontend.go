@@ -40,6 +40,7 @@ func (m *member) startFrontend() error {
 	// The health service Register returns is the server's answer to
 	// gRPC health checks, which no simulated client makes.
 	grpcsvc.Register(m.svc, m.front)
+	m.inst.ServeGRPC(m.svc.services)
 	m.guard = grpcsvc.NewGuard(m.front)
 	m.monitorLeader()
 	return nil

@@ -18,6 +18,8 @@ import (
 type registry struct {
 	unary   map[string]registered[grpc.MethodHandler]
 	streams map[string]registered[grpc.StreamHandler]
+	// services describes the methods as grpc.Server.GetServiceInfo does.
+	services map[string]grpc.ServiceInfo
 }
 
 // registered is one method's handler and the implementation it serves.
@@ -27,17 +29,22 @@ type registered[H any] struct {
 }
 
 func newRegistry() *registry {
-	return &registry{unary: map[string]registered[grpc.MethodHandler]{}, streams: map[string]registered[grpc.StreamHandler]{}}
+	return &registry{unary: map[string]registered[grpc.MethodHandler]{}, streams: map[string]registered[grpc.StreamHandler]{},
+		services: map[string]grpc.ServiceInfo{}}
 }
 
 // RegisterService implements grpc.ServiceRegistrar.
 func (r *registry) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	info := grpc.ServiceInfo{Metadata: desc.Metadata}
 	for _, md := range desc.Methods {
 		r.unary["/"+desc.ServiceName+"/"+md.MethodName] = registered[grpc.MethodHandler]{impl, md.Handler}
+		info.Methods = append(info.Methods, grpc.MethodInfo{Name: md.MethodName})
 	}
 	for _, sd := range desc.Streams {
 		r.streams["/"+desc.ServiceName+"/"+sd.StreamName] = registered[grpc.StreamHandler]{impl, sd.Handler}
+		info.Methods = append(info.Methods, grpc.MethodInfo{Name: sd.StreamName, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams})
 	}
+	r.services[desc.ServiceName] = info
 }
 
 // call calls the unary method named method with req, through interceptor.
