@@ -36,7 +36,7 @@ func newClientGRPC(cfg *Config, b grpcsvc.Backend, role grpcsvc.Role, m *metrics
 	opts = append(opts, g.guard.ServerOptions()...)
 	g.srv = grpc.NewServer(opts...)
 	g.hs = grpcsvc.Register(g.srv, b)
-	m.grpc.initialize(g.srv.GetServiceInfo())
+	m.grpc.initialize(g.srv.GetServiceInfo(), true)
 	return g
 }
 

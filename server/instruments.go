@@ -74,11 +74,12 @@ func (in *Instruments) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 	})
 }
 
-// ServeGRPC makes the gRPC server's metrics of the services at zero, as
-// a server starting with them shows them: the simulator's members, whose
-// services are not on a grpc.Server, call it with theirs.
+// ServeGRPC resolves the gRPC server's metrics of the services, at zero,
+// as a server starting with them does, except that each handled series is
+// made when a call first ends with its code: the simulator's members,
+// whose services are not on a grpc.Server, call it with theirs.
 func (in *Instruments) ServeGRPC(services map[string]grpc.ServiceInfo) {
-	in.metrics.grpc.initialize(services)
+	in.metrics.grpc.initialize(services, false)
 }
 
 // healthChecks are the health endpoints' checks of the member whose

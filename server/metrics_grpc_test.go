@@ -36,7 +36,7 @@ func TestGRPCMetrics(t *testing.T) {
 	g := newGRPCMetrics()
 	srv := grpc.NewServer()
 	pb.RegisterLeaseServer(srv, pb.UnimplementedLeaseServer{})
-	g.initialize(srv.GetServiceInfo())
+	g.initialize(srv.GetServiceInfo(), true)
 	if n := testutil.CollectAndCount(g.handled); n != 5*17 {
 		t.Fatalf("%d handled series before any call, want 5 methods x 17 codes", n)
 	}
