@@ -75,8 +75,8 @@ func (g *grpcMetrics) newMethod(typ, service, method string, allCodes bool) *met
 		received: g.received.WithLabelValues(typ, service, method),
 		sent:     g.sent.WithLabelValues(typ, service, method),
 	}
-	for c := range m.handled {
-		if allCodes {
+	if allCodes {
+		for c := range m.handled {
 			m.handled[c] = g.handled.WithLabelValues(typ, service, method, codes.Code(c).String())
 		}
 	}

@@ -1,7 +1,6 @@
 package mvcc
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"runtime"
@@ -355,19 +354,7 @@ func BenchmarkLoad(b *testing.B) {
 	const n = 100_000
 	for _, compacted := range []bool{true, false} {
 		b.Run(fmt.Sprintf("keys=100000/compacted=%v", compacted), func(b *testing.B) {
-			s := filledStore(n)
-			if compacted {
-				if err := s.Compact(s.Rev(), nil); err != nil {
-					b.Fatal(err)
-				}
-				for s.Step(1000) {
-				}
-			}
-			var buf bytes.Buffer
-			if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-				b.Fatal(err)
-			}
-			data := buf.Bytes()
+			data := checkpointOf(b, filledStore(n), compacted)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {

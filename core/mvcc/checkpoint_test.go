@@ -1,7 +1,6 @@
 package mvcc
 
 import (
-	"bytes"
 	"errors"
 	"testing"
 )
@@ -16,16 +15,7 @@ func TestLoadRefusesDamagedColdSection(t *testing.T) {
 		tx.Put([]byte(k), []byte("v-"+k), 0)
 		tx.End()
 	}
-	if err := s.Compact(s.Rev(), nil); err != nil {
-		t.Fatal(err)
-	}
-	for s.Step(1000) {
-	}
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
+	data := checkpointOf(t, s, true)
 	_, _, p, err := readHeader(data)
 	if err != nil {
 		t.Fatal(err)

@@ -98,13 +98,28 @@ func TestViewsReadAcrossSlabDrops(t *testing.T) {
 // reloaded is s written as a checkpoint and loaded back.
 func reloaded(t *testing.T, s *Store) *Store {
 	t.Helper()
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	loaded, _, err := Load(buf.Bytes())
+	loaded, _, err := Load(checkpointOf(t, s, false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return loaded
+}
+
+// checkpointOf is s written as a checkpoint; with compacted, after a
+// compaction at its last revision carried to the end (every record then
+// in the cold section).
+func checkpointOf(tb testing.TB, s *Store, compacted bool) []byte {
+	tb.Helper()
+	if compacted {
+		if err := s.Compact(s.Rev(), nil); err != nil {
+			tb.Fatal(err)
+		}
+		for s.Step(1000) {
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }
