@@ -104,7 +104,7 @@ func (m *member) spawnCall(token string, cb func(core.Response), handle func(con
 // client cancels it when it hangs up.
 func (m *member) spawnCallIn(ctx context.Context, token string, cb func(core.Response), handle func(context.Context, *registry, *grpcsvc.Guard) (proto.Message, error)) {
 	w, svc, guard := m.w, m.svc, m.guard
-	if !m.up || svc == nil {
+	if !m.serving() {
 		w.schedule(w.now, func() { cb(core.Response{Err: rpctypes.ErrGRPCStopped}) })
 		return
 	}

@@ -156,6 +156,14 @@ func (m *member) start() error {
 	return nil
 }
 
+// serving is whether clients' calls reach m: as the server serves its
+// client listeners only once the member has published its attributes,
+// a member that is up but not yet published (a new member still taking
+// its first snapshot) refuses them as a closed listener would.
+func (m *member) serving() bool {
+	return m.up && m.svc != nil && m.node != nil && m.node.Published()
+}
+
 // with calls into the node with this member's randomness in place of
 // crypto/rand.Reader, then carries out whatever the node wants done.
 func (m *member) with(f func()) {

@@ -95,7 +95,7 @@ func (s *serverStream) SendMsg(m any) error { return s.send(m) }
 // with its handler: a receive side still waiting then sees it.
 func (m *member) serveStream(ctx context.Context, rpc streamRPC, ss *serverStream, ended func(error)) {
 	w, guard := m.w, m.guard
-	if !m.up || guard == nil {
+	if !m.serving() || guard == nil {
 		w.after(w.settings.Net.LatencyMinUs, func() { ended(rpctypes.ErrGRPCStopped) })
 		return
 	}
