@@ -14,8 +14,10 @@ type Env interface {
 	// Background runs j's steps in order, off the loop, and then calls
 	// j.Done on the loop with the first step's error (nil if none failed;
 	// later steps do not run after a failure). The real runtime runs them
-	// on a goroutine; the simulator runs each step as an event of its
-	// own, after the latency its kind has on the simulated disk.
+	// on a goroutine (or, for a log write while it is idle, on the loop
+	// itself, Done right after: the order is the same); the simulator
+	// runs each step as an event of its own, after the latency its kind
+	// has on the simulated disk.
 	Background(j Job)
 	// Now is the runtime's time, for durations in logs and metrics only:
 	// no decision depends on it.
@@ -98,6 +100,17 @@ func (j Job) holdsLoop() bool {
 		}
 	}
 	return false
+}
+
+// logWrite says whether the job is a log write: its steps write or fsync
+// the log, nothing else.
+func (j Job) logWrite() bool {
+	for _, s := range j.Steps {
+		if s.Kind != StepWALWrite && s.Kind != StepWALSync {
+			return false
+		}
+	}
+	return len(j.Steps) > 0
 }
 
 // RunSteps runs the job's steps in order, up to the first that fails, and

@@ -126,6 +126,12 @@ type Frontend struct {
 	ticks           atomic.Int64
 	learner         atomic.Bool
 	view            atomic.Pointer[publishedView]
+	// viewRead is set by a serializable read since the loop last
+	// published a view: while reads come, Publish makes the view of each
+	// new revision before anyone asks, so that a read after a write does
+	// not wait for the loop; without them it makes none (a view makes
+	// the key space's next write copy what it changes).
+	viewRead atomic.Bool
 
 	// bug is the planted bug the node's config names (detcdbugs builds).
 	bug string
@@ -164,6 +170,17 @@ func (f *Frontend) Publish() {
 	f.perms.Store(n.AuthPerms())
 	f.ticks.Store(n.Ticks())
 	f.learner.Store(n.IsLearner())
+	if f.viewRead.Load() && !f.viewCurrent(f.view.Load()) && n.LocalReadsReady() {
+		v, hdr := n.View()
+		f.view.Store(&publishedView{view: v, hdr: hdr})
+		f.viewRead.Store(false)
+	}
+}
+
+// viewCurrent reports whether pv holds everything applied, as last
+// published.
+func (f *Frontend) viewCurrent(pv *publishedView) bool {
+	return pv != nil && int64(pv.view.Rev()) == f.rev.Load() && int64(pv.view.CompactRev()) == f.compactRev.Load()
 }
 
 // Leader is the member's leader as last published, 0 if none; with
@@ -241,7 +258,10 @@ func (f *Frontend) credentials(ctx context.Context, r *core.Request) error {
 // SerializableView implements grpcsvc.Backend: the published view if it
 // holds everything applied, else a new one from the loop.
 func (f *Frontend) SerializableView(ctx context.Context) (*mvcc.View, *pb.ResponseHeader, error) {
-	if pv := f.view.Load(); pv != nil && int64(pv.view.Rev()) == f.rev.Load() && int64(pv.view.CompactRev()) == f.compactRev.Load() {
+	if !f.viewRead.Load() {
+		f.viewRead.Store(true)
+	}
+	if pv := f.view.Load(); f.viewCurrent(pv) {
 		return pv.view, pv.hdr, nil
 	}
 	var pv publishedView

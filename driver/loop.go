@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detcd/detcd/core"
@@ -33,6 +34,14 @@ const (
 	// work neither waits for a quiet moment that a steady load never
 	// leaves nor adds itself to the turns that serve requests.
 	BackgroundInterval = 2 * time.Millisecond
+	// WALInlineMax is the longest the last log write (write and fsync)
+	// may have taken for the loop to carry out the next one itself, when
+	// it is idle, rather than hand it to a goroutine: an idle loop that
+	// writes its one request's entry itself spares that request two
+	// hand-offs between goroutines (to the writer and back), but a
+	// slow disk must not hold the loop, which ticks, sends heartbeats and
+	// serves reads meanwhile.
+	WALInlineMax = time.Millisecond
 	// DefaultStopCheckpointMax bounds how long a stop waits for the
 	// checkpoint it writes (Driver.StopCheckpoint) to be durable, well
 	// within the time service managers give a stop (systemd: 90 s,
@@ -71,7 +80,8 @@ func (c *LoopConfig) Validate() error {
 
 // Loop is the real runtime: one goroutine runs the Driver, ticks come
 // from a wall-clock ticker (which drops ticks while the loop is busy, as
-// time.Ticker does), background work runs on goroutines of its own.
+// time.Ticker does), background work runs on goroutines of its own,
+// except a log write that an idle loop carries out itself (Background).
 type Loop struct {
 	cfg      LoopConfig
 	d        *Driver
@@ -81,6 +91,16 @@ type Loop struct {
 	stopOnce sync.Once
 	stopping chan struct{}
 	stopped  chan struct{}
+
+	// idleTurn is set, on the loop, while the turn it is in has taken
+	// one event and nothing else: a log write handed over then waits in
+	// deferred for the turn's end, where the loop carries it out itself
+	// if it is still idle (finishTurn).
+	idleTurn bool
+	deferred *Job
+	// walTook is how long the last log write took (nanoseconds), inline
+	// or on a goroutine: WALInlineMax.
+	walTook atomic.Int64
 }
 
 // NewLoop returns a real runtime; Run starts it once its Driver exists.
@@ -118,7 +138,10 @@ func (l *Loop) Fail(err error) { l.cfg.Fatal(err) }
 
 // Background implements Env: the job runs on a goroutine of its own, and
 // its completion waits for the loop ahead of new requests; a job with a
-// step that holds the loop runs on it, now.
+// step that holds the loop runs on it, now. A log write handed over in a
+// turn that took one event waits for the turn's end, where the loop
+// writes it itself if it is still idle (finishTurn): the answer to a lone
+// request then costs no hand-off to a writer goroutine and back.
 func (l *Loop) Background(j Job) {
 	if hook := l.cfg.BeforeStep; hook != nil {
 		j.Steps = slices.Clone(j.Steps)
@@ -133,8 +156,23 @@ func (l *Loop) Background(j Job) {
 		j.Done(j.RunSteps())
 		return
 	}
+	if l.idleTurn && l.deferred == nil && j.logWrite() && l.cfg.BeforeStep == nil {
+		l.deferred = &j
+		return
+	}
+	l.spawn(j)
+}
+
+// spawn runs j on a goroutine of its own; its completion waits for the
+// loop ahead of new requests.
+func (l *Loop) spawn(j Job) {
+	log := j.logWrite()
 	go func() {
+		start := time.Now()
 		err := j.RunSteps()
+		if log {
+			l.walTook.Store(int64(time.Since(start)))
+		}
 		select {
 		case l.done <- func() { j.Done(err) }:
 		case <-l.stopped:
@@ -226,8 +264,10 @@ func (l *Loop) Run(d *Driver) {
 			pause.Reset(time.Until(nextStep))
 			resume = pause.C
 		}
+		l.idleTurn = true
 		stepped, ok := l.wait(ticker.C, resume)
 		if !ok {
+			l.idleTurn = false
 			l.shutdown()
 			return
 		}
@@ -236,7 +276,7 @@ func (l *Loop) Run(d *Driver) {
 		} else {
 			l.drain()
 		}
-		more = d.Process()
+		more = l.finishTurn(d.Process())
 		if l.cfg.AfterTurn != nil {
 			l.cfg.AfterTurn()
 		}
@@ -277,16 +317,56 @@ func (l *Loop) drain() {
 		if l.d.Saturated() {
 			inbox = nil
 		}
+		var fn func()
 		select {
-		case fn := <-l.done:
-			fn()
-		case fn := <-l.peers:
-			fn()
-		case fn := <-inbox:
-			fn()
+		case fn = <-l.done:
+		case fn = <-l.peers:
+		case fn = <-inbox:
 		default:
 			return
 		}
+		// A second event: the loop is not idle, and a log write held for
+		// the turn's end starts now, while the loop takes the others.
+		l.idleTurn = false
+		l.spawnDeferred()
+		fn()
+	}
+}
+
+// finishTurn ends a turn, given what its Process reported: a log write
+// held back (Background, in an idle turn) is carried out here, on the
+// loop, if nothing has arrived meanwhile and the last one was quick, and
+// the node then processes its outcome (the request's answer) in this
+// turn; otherwise it goes to a goroutine as any other. Either way it
+// starts only once the turn's Ready was carried out: its messages to
+// peers went out before the loop waits on the disk. It returns what the
+// node's latest Process reported.
+func (l *Loop) finishTurn(more bool) bool {
+	for l.deferred != nil {
+		if !l.quiet() || time.Duration(l.walTook.Load()) > WALInlineMax {
+			l.spawnDeferred()
+			break
+		}
+		j := *l.deferred
+		l.deferred = nil
+		start := time.Now()
+		err := j.RunSteps()
+		l.walTook.Store(int64(time.Since(start)))
+		j.Done(err)
+		more = l.d.Process()
+	}
+	l.idleTurn = false
+	return more
+}
+
+// quiet reports that no event waits for the loop.
+func (l *Loop) quiet() bool { return len(l.inbox) == 0 && len(l.peers) == 0 && len(l.done) == 0 }
+
+// spawnDeferred hands a log write held back to a goroutine.
+func (l *Loop) spawnDeferred() {
+	if j := l.deferred; j != nil {
+		l.deferred = nil
+		l.spawn(*j)
 	}
 }
 

@@ -23,9 +23,13 @@ goals). Each round sends, in turn, a bare gRPC echo (the health service's
 Check, which every etcd and detcd serves and answers from a map), a
 serializable get, a linearizable get and a put of --val-size bytes, all on
 the same connection, so that the machine's noise falls alike on each. Then
-it times --total appends of a put-sized record to a preallocated file in
---fsync-dir, each followed by fdatasync: one log write as a server makes it
-(put the directory on the server's disk).
+it times one append of a put-sized record to a preallocated file in
+--fsync-dir followed by fdatasync: one log write as a server makes it (put
+the directory on the server's disk), at the same pace as the server's, one
+a round, since a disk's flush time depends on what it did just before
+(back to back, this disk's p50 was 120-130 us; one a round, 180-210 us).
+An echo not timed ends the round, so that each timed request follows
+another, as the put follows a get.
 
 Reported: p50, p90 and p99 of each, and the overheads the goals are about:
 each get's p50 less the echo's (goal: within 20 us) and the put's p50 less
@@ -66,7 +70,7 @@ func runLatency(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("latency", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&lf.endpoints, "endpoints", "127.0.0.1:2379", "the client endpoint (host:port or http://host:port)")
-	fs.IntVar(&lf.total, "total", 2000, "rounds (each: an echo, two gets and a put), and fsyncs timed")
+	fs.IntVar(&lf.total, "total", 2000, "rounds (each: an echo, two gets, a put, a timed fsync and an echo not timed)")
 	fs.DurationVar(&lf.duration, "duration", 60*time.Second, "time limit of the rounds")
 	fs.IntVar(&lf.valSize, "val-size", 256, "the put's value size in bytes")
 	fs.StringVar(&lf.fsyncDir, "fsync-dir", ".", "where the fsync probe writes its scratch file (removed after)")
@@ -124,6 +128,11 @@ func measureLatency(lf latencyFlags) (*LatencyResult, error) {
 			return err
 		},
 	}
+	probe, err := newFsyncProbe(lf.fsyncDir, 64+len(key)+lf.valSize)
+	if err != nil {
+		return nil, fmt.Errorf("fsync probe: %w", err)
+	}
+	defer probe.close()
 	took := map[string][]time.Duration{}
 	deadline := time.Now().Add(lf.duration)
 	rounds := 0
@@ -135,9 +144,17 @@ func measureLatency(lf latencyFlags) (*LatencyResult, error) {
 			}
 			took[op] = append(took[op], d)
 		}
-	}
-	if took["fsync"], err = timeFsyncs(lf.fsyncDir, lf.total, 64+len(key)+lf.valSize); err != nil {
-		return nil, fmt.Errorf("fsync probe: %w", err)
+		d, err := probe.time()
+		if err != nil {
+			return nil, fmt.Errorf("fsync probe: %w", err)
+		}
+		took["fsync"] = append(took["fsync"], d)
+		// An echo not timed: the server idled through the probe, and the
+		// next round's echo must find it as awake as the put found it,
+		// right after a get.
+		if _, err := timeCall(calls["echo"]); err != nil {
+			return nil, fmt.Errorf("echo: %w", err)
+		}
 	}
 	res := &LatencyResult{Rounds: rounds, Ops: map[string]Quantile{}}
 	for op, ds := range took { //detcd:maporder-ok: each goes to its own entry
@@ -163,32 +180,47 @@ func timeCall(call func(context.Context) error) (time.Duration, error) {
 // segment is, so that each fdatasync flushes data, not the file's size.
 const fsyncFileBytes = 64 << 20
 
-// timeFsyncs appends n records of recordBytes to a preallocated scratch
-// file in dir, timing each write and fdatasync.
-func timeFsyncs(dir string, n, recordBytes int) ([]time.Duration, error) {
+// fsyncProbe appends records to a preallocated scratch file, timing each
+// write and fdatasync.
+type fsyncProbe struct {
+	f   *os.File
+	rec []byte
+	off int64
+}
+
+func newFsyncProbe(dir string, recordBytes int) (*fsyncProbe, error) {
 	f, err := os.CreateTemp(dir, "detcd-bench-fsync-*")
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
 	if err := preallocate(f, fsyncFileBytes); err != nil {
+		f.Close()
+		os.Remove(f.Name())
 		return nil, fmt.Errorf("%s: %w", filepath.Base(f.Name()), err)
 	}
-	rec := make([]byte, recordBytes)
-	ds := make([]time.Duration, 0, n)
-	for i := 0; i < n; i++ {
-		off := int64(i*recordBytes) % (fsyncFileBytes - int64(recordBytes))
-		start := time.Now()
-		if _, err := f.WriteAt(rec, off); err != nil {
-			return nil, err
-		}
-		if err := fdatasync(f); err != nil {
-			return nil, err
-		}
-		ds = append(ds, time.Since(start))
+	return &fsyncProbe{f: f, rec: make([]byte, recordBytes)}, nil
+}
+
+// time appends one record and fdatasyncs it.
+func (p *fsyncProbe) time() (time.Duration, error) {
+	if p.off+int64(len(p.rec)) > fsyncFileBytes {
+		p.off = 0
 	}
-	return ds, nil
+	start := time.Now()
+	if _, err := p.f.WriteAt(p.rec, p.off); err != nil {
+		return 0, err
+	}
+	if err := fdatasync(p.f); err != nil {
+		return 0, err
+	}
+	p.off += int64(len(p.rec))
+	return time.Since(start), nil
+}
+
+// close removes the scratch file.
+func (p *fsyncProbe) close() {
+	p.f.Close()
+	os.Remove(p.f.Name())
 }
 
 // quantiles of ds, in microseconds (pct's nearest rank).
