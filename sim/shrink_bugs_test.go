@@ -19,7 +19,7 @@ func TestPlantedBugsShrink(t *testing.T) {
 		seed   uint64
 		faults Faults
 	}{
-		{core.BugAckBeforeFsync, 3, FaultCrash | FaultTorn | FaultSlowDisk | FaultPowerLoss},
+		{core.BugAckBeforeFsync, 4, FaultCrash | FaultTorn | FaultSlowDisk | FaultPowerLoss},
 		{core.BugStaleRead, 2, FaultPartition | FaultOneWay},
 	} {
 		t.Run(tc.bug, func(t *testing.T) {
