@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/mvcc"
@@ -132,6 +133,12 @@ func (w *World) openLink(from, target *member) *peerLink {
 	w.spawn(func() {
 		h.ServeHTTP(resp, req)
 		l.open = false
+		if l.body.err == nil && target.inc == l.toInc && target.up && resp.code == http.StatusOK &&
+			!slices.Contains(target.node.RemovedMembers(), from.id) {
+			// Neither side ended it, and the sender is a member: the
+			// handler could not read what the server's sender wrote.
+			w.checks.fail("peer: %s's handler ended %s's stream", target.name, from.name)
+		}
 		if resp.code == http.StatusGone {
 			// The server's sender hears it was removed: it stops.
 			w.carry(target.id, from.id, from.event(func() {
