@@ -128,7 +128,13 @@ func (w *World) openLink(from, target *member) *peerLink {
 	if w.links == nil {
 		w.links = map[linkKey]*peerLink{}
 	}
-	w.links[linkKey{from.id, target.id}] = l
+	k := linkKey{from.id, target.id}
+	if old := w.links[k]; old != nil && old.open {
+		// A stream from an earlier incarnation of either end, whose end
+		// never reached this one: the connection times out.
+		old.body.closeWith(errConnReset)
+	}
+	w.links[k] = l
 	h, resp := target.peerIn.Handler(), newPeerResponse()
 	w.spawn(func() {
 		h.ServeHTTP(resp, req)
