@@ -25,7 +25,10 @@ import (
 // listeners serve it. The simulator runs it on its members, with
 // requests that cross its network and bodies that park its tasks: the
 // server's own decoding and checks of peer traffic, in virtual time.
-type PeerReceiver struct{ t *peerTransport }
+type PeerReceiver struct {
+	t *peerTransport
+	h http.Handler // made once: a mux per request would cost more than its traffic
+}
 
 // PeerReceiverConfig is what a PeerReceiver runs on.
 type PeerReceiverConfig struct {
@@ -60,11 +63,11 @@ func NewPeerReceiver(cfg PeerReceiverConfig) *PeerReceiver {
 	t := newPeerTransport(cfg.Log, cfg.ID, cfg.ClusterID, peerDialer{}, nil, in.metrics.peer, in.version)
 	t.loop, t.drv, t.disk, t.partials, t.hashes = cfg.Loop, cfg.Driver, cfg.Disk, cfg.Partials, cfg.Hashes
 	t.awaitReleased = cfg.AwaitReleased
-	return &PeerReceiver{t: t}
+	return &PeerReceiver{t: t, h: t.handler()}
 }
 
 // Handler serves the peer endpoints.
-func (p *PeerReceiver) Handler() http.Handler { return p.t.handler() }
+func (p *PeerReceiver) Handler() http.Handler { return p.h }
 
 // SyncMembers takes the membership the loop applied, which the streams
 // are checked against (a removed member's are refused) and /members
