@@ -147,7 +147,8 @@ func (w *World) carry(from, to uint64, fn func()) {
 // answerHash is a peer's hash endpoint: member id answers from's request
 // with the server's peer handler (corrupt.LocalHash on its loop, as
 // startPeerReceiver sets it), in a task, and sends the answer back,
-// which the asking member reads as the server does. A member that died meanwhile does not answer.
+// which the asking member reads as the server does. A member that died
+// meanwhile does not answer.
 func (w *World) answerHash(id, from uint64, req *http.Request, finish func(*corrupt.Reply, error)) {
 	m := w.members[id-1]
 	if !m.up || m.svc == nil {

@@ -322,7 +322,8 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 
 // closePeerStreams: a dead process's peer streams close, and each peer
 // that its FIN reaches sees its stream to it break, as the server's
-// transport reports it (ReportPeerLost): its run of contact ends at once.
+// transport reports it (ReportPeerLost): its run of contact ends at once;
+// the dead member's stream to it ends there (closeLinks).
 func (m *member) closePeerStreams() {
 	w := m.w
 	epoch := w.epoch
