@@ -191,12 +191,11 @@ func (d peerDialer) openStream(ctx context.Context, peerURL, path string, cluste
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, pr)
+	req, err := newPeerRequest(ctx, c.base+path, clusterID, from, to, pr)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	setPeerHeaders(req.Header, clusterID, from, to)
 	late := time.AfterFunc(peerDialTimeout, cancel)
 	resp, err := c.Do(req)
 	inTime := late.Stop()
@@ -241,8 +240,8 @@ func (c watchedConn) Close() error {
 func (c *peerCall) closeSend() error { return c.body.Close() }
 
 // result reads the receiver's verdict on a snapshot stream.
-func (c *peerCall) result() error {
-	b, err := c.recv()
+func (s *peerStream) result() error {
+	b, err := s.recv()
 	if err != nil {
 		return fmt.Errorf("snapshot stream broke before the receiver's answer: %w", noEOF(err))
 	}

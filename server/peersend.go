@@ -191,8 +191,12 @@ func (t *peerTransport) openSnapshotStream(peerURL string, snap core.OutgoingSna
 	return c, nil
 }
 
+// frameSource is the receiving end of a stream: a peerStream, or a
+// peerCall's.
+type frameSource interface{ recv() ([]byte, error) }
+
 // receiveOffer reads what the receiver holds of an earlier transfer.
-func receiveOffer(c *peerCall) (snapresume.Offer, error) {
+func receiveOffer(c frameSource) (snapresume.Offer, error) {
 	b, err := c.recv()
 	if err != nil {
 		return snapresume.Offer{}, noEOF(err)

@@ -70,19 +70,24 @@ func (t *peerTransport) receiveSnapshotContent(ctx context.Context, s *peerStrea
 		return err
 	}
 	t.log.Info("received a snapshot", "from", from, "index", f.Index, "bytes", f.Bytes, "resumed-bytes", held)
-	done := make(chan error, 1)
-	if err := t.loop.Post(ctx, func() { t.drv.StepSnapshot(f, func(err error) { done <- err }) }); err != nil {
+	var stepped error
+	done := t.loop.NewSignal()
+	if err := t.loop.Post(ctx, func() {
+		t.drv.StepSnapshot(f, func(err error) {
+			stepped = err
+			done.Fire()
+		})
+	}); err != nil {
 		_ = t.disk.RemoveReceived(f.Name) // the loop never got it
 		return err
 	}
-	select {
-	case err := <-done:
-		if err != nil && !errors.Is(err, core.ErrSnapshotRefused) {
-			return err
-		}
-	case <-ctx.Done():
-		// The loop still installs it: the leader learns from raft.
-		return ctx.Err()
+	if err := done.Wait(ctx); err != nil {
+		// The loop still installs it, if it runs: the leader learns from
+		// raft.
+		return err
+	}
+	if stepped != nil && !errors.Is(stepped, core.ErrSnapshotRefused) {
+		return stepped
 	}
 	return nil
 }
@@ -91,14 +96,7 @@ func (t *peerTransport) receiveSnapshotContent(ctx context.Context, s *peerStrea
 // earlier one whose end may not have shown here yet, to keep their
 // files, then offers the sender what r may resume from.
 func (t *peerTransport) sendOffer(ctx context.Context, s *peerStream, r *driver.SnapshotReceiver) error {
-	wait, cancel := context.WithTimeout(ctx, snapshotCutWaitMax)
-	defer cancel()
-	for _, c := range r.Cut() {
-		select {
-		case <-c:
-		case <-wait.Done():
-		}
-	}
+	t.awaitReleased(ctx, r.Cut())
 	offer, err := r.Offer()
 	if err != nil {
 		t.log.Warn("a partial snapshot is not resumable", "err", err)
@@ -107,6 +105,20 @@ func (t *peerTransport) sendOffer(ctx context.Context, s *peerStream, r *driver.
 		t.log.Info("resuming a snapshot transfer", "partial-index", p.Index, "partial-term", p.Term, "partial-bytes", p.Bytes)
 	}
 	return s.send(frameOffer, offer.Marshal())
+}
+
+// awaitReleased waits, within snapshotCutWaitMax, for each channel to
+// close: the real runtime's (PeerReceiverConfig.AwaitReleased is the
+// simulator's, in virtual time).
+func awaitReleased(ctx context.Context, released []<-chan struct{}) {
+	wait, cancel := context.WithTimeout(ctx, snapshotCutWaitMax)
+	defer cancel()
+	for _, c := range released {
+		select {
+		case <-c:
+		case <-wait.Done():
+		}
+	}
 }
 
 // receiveSnapshotFrames writes the content frames to r until the sum and

@@ -37,14 +37,21 @@ type peerTransport struct {
 	hashes hashFunc
 	// loop and drv are the one driver, which the receive side hands what
 	// it takes; set by attach before any traffic.
-	loop *driver.Loop
+	loop peerLoop
 	drv  *driver.Driver
 	// disk takes the snapshots the leader streams, as they arrive, and
 	// partials keeps those that broke off, to resume.
 	disk     *disk.Disk
 	partials *driver.SnapshotPartials
+	// awaitReleased waits for the snapshot transfers a new one cut to
+	// keep their files (snapshotrecv.go).
+	awaitReleased func(ctx context.Context, released []<-chan struct{})
 
 	senders peerSenders // the loop's
+	// membersVersion is the node's MembersVersion members follows; the
+	// loop's.
+	membersVersion uint64
+	membersSynced  bool
 
 	mu      sync.Mutex
 	members []core.Member // as the loop last applied them
@@ -55,15 +62,23 @@ type peerTransport struct {
 	listeners []net.Listener
 }
 
+// peerLoop is what the transport asks of the loop it carries messages
+// for: driver.Loop's, or, in the simulator, a member's events in virtual
+// time (PeerReceiver).
+type peerLoop interface {
+	Post(ctx context.Context, fn func()) error
+	PostPeer(fn func()) bool
+	NewSignal() driver.Signal
+}
+
 // peerSenders keeps a sender for every other member of the applied
 // membership.
 type peerSenders struct {
-	byID    map[uint64]*peer
-	version uint64 // the node's MembersVersion they follow
+	byID map[uint64]*peer
 }
 
 func newPeerTransport(log *slog.Logger, id, clusterID uint64, dialer peerDialer, serverTLS *tls.Config, m *peerMetrics, v *clusterVersion) *peerTransport {
-	return &peerTransport{log: log, id: id, clusterID: clusterID, dialer: dialer, serverTLS: serverTLS, metrics: m, version: v}
+	return &peerTransport{log: log, id: id, clusterID: clusterID, dialer: dialer, serverTLS: serverTLS, metrics: m, version: v, awaitReleased: awaitReleased}
 }
 
 // attach gives the transport the driver it carries messages for.
@@ -137,24 +152,13 @@ func (t *peerTransport) memberList() []core.Member {
 // syncPeers starts and stops senders as the membership changes; on the
 // loop.
 func (t *peerTransport) syncPeers() {
-	n := t.drv.Node()
-	v := n.MembersVersion()
-	if v == t.senders.version && t.senders.byID != nil {
+	ms, changed := t.syncMembers()
+	if !changed {
 		return
 	}
-	t.senders.version = v
 	if t.senders.byID == nil {
 		t.senders.byID = map[uint64]*peer{}
 	}
-	ms := n.Members()
-	if len(ms) == 0 {
-		// A member that joined (or restarted) has applied no membership
-		// yet: it must still answer the leader, or it never catches up.
-		ms = n.InitialMembers()
-	}
-	t.mu.Lock()
-	t.members, t.removed = ms, n.RemovedMembers()
-	t.mu.Unlock()
 	want := map[uint64]core.Member{}
 	for _, m := range ms {
 		if m.ID != t.id {
@@ -177,6 +181,27 @@ func (t *peerTransport) syncPeers() {
 		go p.run()
 		go p.probeRTT()
 	}
+}
+
+// syncMembers takes the membership the loop applied, if it changed since
+// the last call (changed); on the loop.
+func (t *peerTransport) syncMembers() (ms []core.Member, changed bool) {
+	n := t.drv.Node()
+	v := n.MembersVersion()
+	if v == t.membersVersion && t.membersSynced {
+		return nil, false
+	}
+	t.membersVersion, t.membersSynced = v, true
+	ms = n.Members()
+	if len(ms) == 0 {
+		// A member that joined (or restarted) has applied no membership
+		// yet: it must still answer the leader, or it never catches up.
+		ms = n.InitialMembers()
+	}
+	t.mu.Lock()
+	t.members, t.removed = ms, n.RemovedMembers()
+	t.mu.Unlock()
+	return ms, true
 }
 
 // isRemoved says whether a member was removed from the cluster.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/detcd/detcd/core"
-	"github.com/detcd/detcd/core/mvcc"
 	"github.com/detcd/detcd/corrupt"
 	"github.com/detcd/detcd/driver"
 	"github.com/detcd/detcd/server"
@@ -146,23 +145,20 @@ func (w *World) carry(from, to uint64, fn func()) {
 }
 
 // answerHash is a peer's hash endpoint: member id answers from's request
-// with the server's handler (corrupt.LocalHash on its loop), in a task,
-// and sends the answer back, which the asking member reads as the
-// server does. A member that died meanwhile does not answer.
+// with the server's peer handler (corrupt.LocalHash on its loop, as
+// startPeerReceiver sets it), in a task, and sends the answer back,
+// which the asking member reads as the server does. A member that died
+// meanwhile does not answer.
 func (w *World) answerHash(id, from uint64, req *http.Request, finish func(*corrupt.Reply, error)) {
 	m := w.members[id-1]
 	if !m.up || m.svc == nil {
 		return
 	}
-	rt := &corruptRuntime{m: m, inc: m.inc}
-	h := server.HashKVHandler{Log: m.corruptLog(), ClusterID: m.cfg.ClusterID,
-		Hashes: func(ctx context.Context, rev int64) (mvcc.KVHash, int64, error) {
-			return corrupt.LocalHash(ctx, rt.OnLoop, rev)
-		}}
+	inc, h := m.inc, m.peerIn.Handler()
 	w.spawn(func() {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		if m.inc != rt.inc || !m.up {
+		if m.inc != inc || !m.up {
 			return // the process died: no answer
 		}
 		resp := rec.Result()
@@ -265,20 +261,27 @@ func (m *member) checking(inc int, everyUs int64) bool {
 }
 
 // corruptLog writes the checks' log lines to the trace.
-func (m *member) corruptLog() *slog.Logger {
+func (m *member) corruptLog() *slog.Logger { return m.traceLog("corrupt check") }
+
+// traceLog writes the log lines of the server's code that runs on the
+// member to the trace, after what names it.
+func (m *member) traceLog(what string) *slog.Logger {
 	noTime := func(_ []string, a slog.Attr) slog.Attr {
 		if a.Key == slog.TimeKey {
 			return slog.Attr{}
 		}
 		return a
 	}
-	return slog.New(slog.NewTextHandler(traceWriter{m}, &slog.HandlerOptions{ReplaceAttr: noTime}))
+	return slog.New(slog.NewTextHandler(traceWriter{m, what}, &slog.HandlerOptions{ReplaceAttr: noTime}))
 }
 
 // traceWriter writes a member's log lines to the trace.
-type traceWriter struct{ m *member }
+type traceWriter struct {
+	m    *member
+	what string
+}
 
 func (t traceWriter) Write(b []byte) (int, error) {
-	t.m.w.trace.logf(t.m.w.now, "%s corrupt check: %s", t.m.name, strings.TrimSuffix(string(b), "\n"))
+	t.m.w.trace.logf(t.m.w.now, "%s %s: %s", t.m.name, t.what, strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
 }

@@ -72,6 +72,7 @@ func (m *member) startHealthProbes() {
 				return
 			}
 			m.probeHealth(h, n)
+			m.probePeer(n)
 			probe(n + 1)
 		})
 	}

@@ -39,6 +39,8 @@ type member struct {
 	d *driver.Driver
 	// snapIn is what the member takes of snapshots (snapresume.go).
 	snapIn *snapIn
+	// peerIn is the server's receive side of peer traffic (peerstream.go).
+	peerIn *server.PeerReceiver
 	// front and svc are the member's request path: etcd's services over
 	// the driver, as the server has them (frontend.go); waits are the
 	// tasks waiting on it; inst the server's metrics and health
@@ -138,6 +140,7 @@ func (m *member) start() error {
 	}
 	m.up, m.paused, m.held, m.deferred = true, false, false, nil
 	m.snapIn = newSnapIn(m)
+	m.startPeerReceiver()
 	if err := m.startFrontend(); err != nil {
 		return err
 	}
@@ -178,6 +181,7 @@ func (m *member) with(f func()) {
 	f()
 	if m.node != nil && m.up {
 		m.drain()
+		m.peerIn.SyncMembers()
 		m.front.Publish()
 		m.inst.Publish(m.node)
 		m.w.checks.checkMetrics(m)
@@ -302,6 +306,7 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 	}
 	m.durableLast = m.d.Durable()
 	m.closePeerStreams()
+	m.peerIn = nil
 	m.up, m.paused, m.held, m.node, m.disk, m.d, m.front, m.svc, m.guard, m.inst = false, false, false, nil, nil, nil, nil, nil, nil, nil
 	m.inc++
 	m.wakeWaits()
@@ -325,7 +330,8 @@ func (m *member) crashWith(tear func(name string, unsynced int) int) {
 
 // closePeerStreams: a dead process's peer streams close, and each peer
 // that its FIN reaches sees its stream to it break, as the server's
-// transport reports it (ReportPeerLost): its run of contact ends at once.
+// transport reports it (ReportPeerLost): its run of contact ends at once;
+// the dead member's stream to it ends there (closeLinks).
 func (m *member) closePeerStreams() {
 	w := m.w
 	epoch := w.epoch
@@ -337,6 +343,7 @@ func (m *member) closePeerStreams() {
 		if len(times) == 0 {
 			continue // lost or cut: the peer finds out by silence
 		}
+		w.schedule(times[0], func() { w.closeLinks(m, p) })
 		w.schedule(times[0], p.event(func() {
 			if !w.sameEpoch(epoch) {
 				return

@@ -13,6 +13,7 @@ import (
 	"github.com/detcd/detcd/core"
 	"github.com/detcd/detcd/core/watch"
 	"github.com/detcd/detcd/netsim"
+	"github.com/detcd/detcd/server"
 	"github.com/detcd/detcd/server/wire"
 )
 
@@ -48,8 +49,10 @@ type World struct {
 	rootLogin *login
 	// perm, with auth on, draws the users of limited permissions
 	// (permusers.go).
-	perm                 *permWorld
-	tasks                map[uint64]*task
+	perm  *permWorld
+	tasks map[uint64]*task
+	// links are the members' streams to each other (peerstream.go).
+	links                map[linkKey]*peerLink
 	nextTask, nextSignal uint64
 	taskRand             io.Reader
 	trace                *tracer
@@ -348,36 +351,29 @@ func (w *World) send(from *member, rm *raftpb.Message) {
 		w.noteDrop(from, to, d)
 		return
 	}
-	sent := w.now
-	// The message travels as the server's transport sends it: every copy
-	// delivered is decoded from the wire, never the sender's own.
+	if to == 0 || int(to) > len(w.members) {
+		return
+	}
+	sent, inc, target := w.now, from.inc, w.members[to-1]
+	// The message travels as the server's transport sends it, on the
+	// sender's stream to the target (peerstream.go): every copy delivered
+	// is decoded from the wire by the server's handler, never the
+	// sender's own.
 	b, err := wire.EncodeRaft(rm)
 	if err != nil {
 		w.checks.fail("%s: a raft message does not encode: %v", from.name, err)
 		return
 	}
+	frame, d := server.AppendPeerFrame(nil, b), describe(rm)
 	epoch := w.epoch
 	for _, at := range times {
-		if to == 0 || int(to) > len(w.members) {
-			continue
-		}
-		target := w.members[to-1]
 		w.schedule(at, func() {
-			if !w.net.Connected(from.id, to) || !w.sameEpoch(epoch) {
+			if !w.net.Connected(from.id, to) || !w.sameEpoch(epoch) || !w.deliverFrame(from, inc, target, frame) {
 				w.stats.Dropped++
 				return
 			}
-			m, _, err := wire.Decode(b)
-			if err != nil || m == nil {
-				w.checks.fail("%s: a raft message does not decode: %v", target.name, err)
-				return
-			}
-			target.event(func() {
-				d := describe(m)
-				w.trace.log(w.now, from.name, ">", target.name, " ", d)
-				w.noteMessage(from, target, sent, d)
-				target.d.Step(m)
-			})()
+			w.trace.log(w.now, from.name, ">", target.name, " ", d)
+			w.noteMessage(from, target, sent, d)
 		})
 	}
 }
@@ -400,37 +396,15 @@ func (w *World) sendPeer(from *member, pm *core.PeerMessage) {
 		w.checks.fail("%s: a peer message does not encode: %v", from.name, err)
 		return
 	}
+	frame, seq, inc := server.AppendPeerFrame(nil, b), pm.Seq, from.inc
 	epoch := w.epoch
 	for _, at := range times {
 		w.schedule(at, func() {
-			if !w.net.Connected(from.id, to) || !w.sameEpoch(epoch) {
-				return
+			if w.net.Connected(from.id, to) && w.sameEpoch(epoch) && w.deliverFrame(from, inc, target, frame) {
+				w.trace.logf(w.now, "%s>%s peer message %d", from.name, target.name, seq)
 			}
-			_, pm, err := wire.Decode(b)
-			if err != nil || pm == nil {
-				w.checks.fail("%s: a peer message does not decode: %v", target.name, err)
-				return
-			}
-			target.event(func() {
-				w.trace.logf(w.now, "%s>%s peer message %d", from.name, target.name, pm.Seq)
-				target.d.StepPeer(pm)
-			})()
 		})
 	}
-}
-
-// watchSnapshot fails a snapshot whose target crashed before it was
-// installed, checking every client timeout until it was reported.
-func (w *World) watchSnapshot(target *member, inc int, reported func() bool, fail func()) {
-	w.after(w.settings.ClientTimeoutUs, func() {
-		switch {
-		case reported():
-		case target.inc != inc:
-			fail()
-		default:
-			w.watchSnapshot(target, inc, reported, fail)
-		}
-	})
 }
 
 // Trace hash so far.
