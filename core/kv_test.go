@@ -248,7 +248,11 @@ func TestRestartReleasesAppliedLog(t *testing.T) {
 		t.Fatalf("checkpoints: %v %v", idxs, err)
 	}
 	var d core.Disk
-	if d.Checkpoint, err = wal.ReadCheckpoint(fs, snapDir, idxs[len(idxs)-1]); err != nil {
+	data, err := wal.ReadCheckpoint(fs, snapDir, idxs[len(idxs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Checkpoint, err = core.LoadCheckpoint(cfg, data); err != nil {
 		t.Fatal(err)
 	}
 	w, rec, err := wal.Open(fs, wal.Options{Dir: walDir, SegmentBytes: 1 << 20}, idxs[len(idxs)-1])
@@ -271,6 +275,10 @@ func TestRestartReleasesAppliedLog(t *testing.T) {
 	}
 	if n.AppliedIndex() != d.Entries[len(d.Entries)-1].Index {
 		t.Fatalf("applied %d, want the log's last index %d", n.AppliedIndex(), d.Entries[len(d.Entries)-1].Index)
+	}
+	// The restart took the loaded key space over: a second may not share it.
+	if _, err := core.Restart(cfg, d); err == nil {
+		t.Fatal("a second restart from the same loaded checkpoint was accepted")
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)

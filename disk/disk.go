@@ -195,13 +195,15 @@ func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
-	var disk core.Disk
 	var after uint64
+	loaded := func() (*core.LoadedCheckpoint, error) { return nil, nil }
 	if len(idxs) > 0 {
 		after = idxs[len(idxs)-1]
-		if disk.Checkpoint, err = wal.MapCheckpoint(d.fs, d.snapDir, after); err != nil {
+		data, err := wal.MapCheckpoint(d.fs, d.snapDir, after)
+		if err != nil {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
+		loaded = loadBeside(cfg, data)
 	}
 	w, rec, err := wal.Open(d.fs, wopts, after)
 	if err != nil {
@@ -257,13 +259,37 @@ func (d *Disk) restart(cfg core.Config, wopts wal.Options) (*core.Node, error) {
 		}
 		return core.New(cfg)
 	}
-	disk.HardState, disk.Entries = rec.HardState, rec.Entries
-	n, err := core.Restart(cfg, disk)
+	ckpt, err := loaded()
+	if err != nil {
+		return nil, fmt.Errorf("disk: checkpoint %s: %w", wal.CheckpointPath(d.snapDir, after), err)
+	}
+	n, err := core.Restart(cfg, core.Disk{Checkpoint: ckpt, HardState: rec.HardState, Entries: rec.Entries})
 	if err != nil {
 		return nil, err
 	}
 	d.log.Info("restarted member", "member", fmt.Sprintf("%x", m.MemberID), "checkpoint", after, "log-entries", len(rec.Entries))
 	return n, nil
+}
+
+// loadBeside decodes a checkpoint's content on a goroutine of its own, so
+// that it overlaps the restart's read of the log, and returns the wait
+// for it. Decoding reads the content alone (file access stays on the
+// caller's goroutine), so what it gives does not depend on the timing,
+// under the simulator too.
+func loadBeside(cfg core.Config, data []byte) func() (*core.LoadedCheckpoint, error) {
+	type result struct {
+		c   *core.LoadedCheckpoint
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := core.LoadCheckpoint(cfg, data)
+		done <- result{c, err}
+	}()
+	return func() (*core.LoadedCheckpoint, error) {
+		r := <-done
+		return r.c, r.err
+	}
 }
 
 func hasMember(ms []core.Member, id uint64) bool {

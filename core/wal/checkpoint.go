@@ -37,7 +37,8 @@ const (
 	checkpointFooterBytes = 8 + 8 + 4 + 4 + 8
 )
 
-func checkpointName(dir string, index uint64) string {
+// CheckpointPath is the file of the checkpoint at index in dir.
+func CheckpointPath(dir string, index uint64) string {
 	return path.Join(dir, fmt.Sprintf("%016x%s", index, checkpointSuffix))
 }
 
@@ -60,7 +61,7 @@ func parseCheckpointName(name string) (uint64, bool) {
 // only the final directory sync failed, so that a listed checkpoint is
 // always a durable one.
 func WriteCheckpoint(fsys FS, dir string, index uint64, write func(w io.Writer) error) error {
-	cw, err := CreateCheckpoint(fsys, dir, index, checkpointName(dir, index)+tmpSuffix)
+	cw, err := CreateCheckpoint(fsys, dir, index, CheckpointPath(dir, index)+tmpSuffix)
 	if err != nil {
 		return err
 	}
@@ -222,7 +223,7 @@ func (w *CheckpointWriter) Abort() {
 // when only the directory sync failed, so that a listed checkpoint is
 // always a durable one.
 func InstallCheckpoint(fsys FS, dir string, index uint64, tmp string) error {
-	final := checkpointName(dir, index)
+	final := CheckpointPath(dir, index)
 	if err := fsys.Rename(tmp, final); err != nil {
 		fsys.Remove(tmp)
 		return fmt.Errorf("wal: rename checkpoint %s: %w", tmp, err)
@@ -238,7 +239,7 @@ func InstallCheckpoint(fsys FS, dir string, index uint64, tmp string) error {
 // received into dir: unique, so that transfers of the same index never
 // share a file.
 func ReceiveTempName(dir string, index, seq uint64) string {
-	return fmt.Sprintf("%s%s%d%s", checkpointName(dir, index), receiveInfix, seq, tmpSuffix)
+	return fmt.Sprintf("%s%s%d%s", CheckpointPath(dir, index), receiveInfix, seq, tmpSuffix)
 }
 
 // receiveInfix marks a received checkpoint's temporary file.
@@ -368,7 +369,7 @@ func removeCheckpointTemps(fsys FS, dir string, keepReceived bool) ([]ReceivedTe
 
 // RemoveCheckpoint removes the checkpoint of index, durably.
 func RemoveCheckpoint(fsys FS, dir string, index uint64) error {
-	name := checkpointName(dir, index)
+	name := CheckpointPath(dir, index)
 	if err := fsys.Remove(name); err != nil {
 		return fmt.Errorf("wal: remove checkpoint %s: %w", name, err)
 	}
@@ -383,7 +384,7 @@ func RemoveCheckpoint(fsys FS, dir string, index uint64) error {
 // as memory without a copy. Damage, a short file included, fails with an
 // error wrapping ErrCorrupt that names the file and the offset.
 func ReadCheckpoint(fsys FS, dir string, index uint64) ([]byte, error) {
-	return ReadCheckpointFile(fsys, checkpointName(dir, index), index)
+	return ReadCheckpointFile(fsys, CheckpointPath(dir, index), index)
 }
 
 // ReadCheckpointFile is ReadCheckpoint of the file name, which must hold
@@ -397,7 +398,7 @@ func ReadCheckpointFile(fsys FS, name string, index uint64) ([]byte, error) {
 // from. The mapping is never unmapped, so call it once per data directory
 // opened, not for snapshots that come and go.
 func MapCheckpoint(fsys FS, dir string, index uint64) ([]byte, error) {
-	return loadCheckpointFile(fsys, checkpointName(dir, index), index, mapWhole)
+	return loadCheckpointFile(fsys, CheckpointPath(dir, index), index, mapWhole)
 }
 
 func loadCheckpointFile(fsys FS, name string, index uint64, load func(FS, File, int) ([]byte, error)) ([]byte, error) {
