@@ -104,9 +104,10 @@ type maintCall struct {
 var errLeaderTransferTimeout = status.Error(codes.Unknown, "etcdserver: request timed out, leader transfer took too long")
 
 // maintLegal are the errors any operator call may get: the call timed
-// out or its outcome is unknown, the member is stopped, a learner, busy,
-// or refused the credentials.
-var maintLegal = []error{rpctypes.ErrGRPCNotSupportedForLearner, rpctypes.ErrGRPCRequestTooManyRequests, errNotSent}
+// out or its outcome is unknown, the member is stopped, does not serve
+// (refused the connection), is a learner, busy, or refused the
+// credentials.
+var maintLegal = []error{rpctypes.ErrGRPCNotSupportedForLearner, rpctypes.ErrGRPCRequestTooManyRequests, errNotSent, errRefused}
 
 // maintLegalFor are the errors particular calls may get.
 var maintLegalFor = map[maintKind][]error{

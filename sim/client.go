@@ -370,6 +370,11 @@ func (c *client) record(op *Op, resp *core.Response) {
 		// again, as clientv3 does.
 		op.Failed = true
 		w.stats.OpsFailed++
+	case errors.Is(resp.Err, errRefused):
+		// The member refused the connection: nothing was sent.
+		op.Failed = true
+		w.stats.OpsFailed++
+		c.target = c.pick()
 	case errors.Is(resp.Err, rpctypes.ErrGRPCNotSupportedForLearner):
 		// A learner serves no such call, as etcd's: clientv3 moves to
 		// another endpoint.
@@ -407,6 +412,9 @@ func (c *client) loginFor(op *Op) *login {
 
 // definite errors say the request had no effect.
 func definite(err error) bool {
+	if errors.Is(err, errRefused) {
+		return true
+	}
 	for _, e := range []error{rpctypes.ErrGRPCTimeout, rpctypes.ErrGRPCTimeoutDueToLeaderFail, rpctypes.ErrGRPCNoLeader, rpctypes.ErrGRPCLeaderChanged, rpctypes.ErrGRPCStopped} {
 		if errors.Is(err, e) {
 			return false

@@ -94,6 +94,13 @@ func (m *member) unaryCall(c rpc) serviceCall {
 	return func(token string, cb func(core.Response)) { m.invoke(token, c, cb) }
 }
 
+// errRefused is what a call to a member that does not serve clients gets
+// (down, or not yet published): its listener refuses the connection, so
+// the call reached no handler and did nothing, a definite failure that
+// clientv3 retries on another endpoint. It wraps etcd's "server stopped"
+// for the clients that only know etcd's errors.
+var errRefused = errors.New("sim: connection refused")
+
 // spawnCall runs handle in a task with the token in its context, as gRPC
 // hands a call to a handler, and gives its answer to cb as an event.
 func (m *member) spawnCall(token string, cb func(core.Response), handle func(context.Context, *registry, *grpcsvc.Guard) (proto.Message, error)) {
@@ -105,7 +112,7 @@ func (m *member) spawnCall(token string, cb func(core.Response), handle func(con
 func (m *member) spawnCallIn(ctx context.Context, token string, cb func(core.Response), handle func(context.Context, *registry, *grpcsvc.Guard) (proto.Message, error)) {
 	w, svc, guard := m.w, m.svc, m.guard
 	if !m.serving() {
-		w.schedule(w.now, func() { cb(core.Response{Err: rpctypes.ErrGRPCStopped}) })
+		w.schedule(w.now, func() { cb(core.Response{Err: fmt.Errorf("%w: %w", errRefused, rpctypes.ErrGRPCStopped)}) })
 		return
 	}
 	if token != "" {
