@@ -37,7 +37,7 @@ type peerTransport struct {
 	hashes hashFunc
 	// loop and drv are the one driver, which the receive side hands what
 	// it takes; set by attach before any traffic.
-	loop peerLoop
+	loop PeerLoop
 	drv  *driver.Driver
 	// disk takes the snapshots the leader streams, as they arrive, and
 	// partials keeps those that broke off, to resume.
@@ -62,10 +62,10 @@ type peerTransport struct {
 	listeners []net.Listener
 }
 
-// peerLoop is what the transport asks of the loop it carries messages
+// PeerLoop is what the transport asks of the loop it carries messages
 // for: driver.Loop's, or, in the simulator, a member's events in virtual
 // time (PeerReceiver).
-type peerLoop interface {
+type PeerLoop interface {
 	Post(ctx context.Context, fn func()) error
 	PostPeer(fn func()) bool
 	NewSignal() driver.Signal
