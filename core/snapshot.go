@@ -235,6 +235,10 @@ func (n *Node) switchState(in *IncomingSnapshot, p *PreparedSnapshot) {
 	if n.bug(BugSnapshotKeepsMembers) {
 		st.members = n.st.members // planted: the snapshot's member list is ignored
 	}
+	// The membership's version counts changes for drivers, which compare
+	// it with the last they saw: the snapshot's own count (from its
+	// decoding) may equal the one it replaces with other members in it.
+	st.members.version = n.st.members.version + 1
 	n.kv, n.st, n.lessor = kv, st, p.lessor
 	n.watch.SetStore(kv, seen)
 	n.ckpt.lastIndex, n.ckpt.lastSize, n.ckpt.logBytes = in.Index, in.Bytes, 0
