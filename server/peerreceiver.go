@@ -39,7 +39,7 @@ type PeerReceiverConfig struct {
 	Instruments *Instruments
 	// Loop runs what the streams take on the member's loop: Post and
 	// PostPeer as driver.Loop's, and its waits.
-	Loop PeerLoop
+	Loop   PeerLoop
 	Driver *driver.Driver
 	Disk   *disk.Disk
 	// Partials keep the snapshots that broke off, to resume.
