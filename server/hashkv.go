@@ -108,11 +108,11 @@ func hashKVError(err error) error {
 	return fmt.Errorf("unknown error: %w", err)
 }
 
-// HashKVHandler answers etcd's GET /members/hashkv for a member of
+// hashKVHandler answers etcd's GET /members/hashkv for a member of
 // ClusterID: its hash at the revision asked (0: its current), from
-// Hashes, and etcd's errors as etcd's. The peer listeners serve it; the
-// simulator calls it in process.
-type HashKVHandler struct {
+// Hashes, and etcd's errors as etcd's. The peer endpoints' handler
+// serves it (peerhttp.go), on the listeners and in the simulator.
+type hashKVHandler struct {
 	Log       *slog.Logger
 	ClusterID uint64
 	// Hashes is the member's hash at a revision, and its current
@@ -120,7 +120,7 @@ type HashKVHandler struct {
 	Hashes func(ctx context.Context, rev int64) (h mvcc.KVHash, current int64, err error)
 }
 
-func (h HashKVHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h hashKVHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !onlyGet(w, r) {
 		return
 	}

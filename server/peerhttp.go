@@ -52,7 +52,7 @@ func (t *peerTransport) handler() http.Handler {
 	mux.HandleFunc(pathProbing, serveProbing)
 	mux.HandleFunc(pathMembers, t.serveMembers)
 	mux.HandleFunc(pathHashKV, func(w http.ResponseWriter, r *http.Request) {
-		HashKVHandler{Log: t.log, ClusterID: t.clusterID, Hashes: t.hashes}.ServeHTTP(w, r)
+		hashKVHandler{Log: t.log, ClusterID: t.clusterID, Hashes: t.hashes}.ServeHTTP(w, r)
 	})
 	mux.Handle(pathVersion, t.version.handler())
 	return mux

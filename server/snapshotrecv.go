@@ -42,10 +42,10 @@ const (
 	frameStatus = frameHeld + 1
 )
 
-// snapshotCutWaitMax bounds how long a transfer waits for the one it cut,
+// SnapshotCutWaitMax bounds how long a transfer waits for the one it cut,
 // or the same sender's earlier one, to keep its file; past it, it starts
 // without that file.
-const snapshotCutWaitMax = 5 * time.Second
+const SnapshotCutWaitMax = 5 * time.Second
 
 // receiveSnapshotContent takes the content that follows m on s into a
 // temporary checkpoint file, resuming from a partial one if resumable, and
@@ -107,11 +107,11 @@ func (t *peerTransport) sendOffer(ctx context.Context, s *peerStream, r *driver.
 	return s.send(frameOffer, offer.Marshal())
 }
 
-// awaitReleased waits, within snapshotCutWaitMax, for each channel to
+// awaitReleased waits, within SnapshotCutWaitMax, for each channel to
 // close: the real runtime's (PeerReceiverConfig.AwaitReleased is the
 // simulator's, in virtual time).
 func awaitReleased(ctx context.Context, released []<-chan struct{}) {
-	wait, cancel := context.WithTimeout(ctx, snapshotCutWaitMax)
+	wait, cancel := context.WithTimeout(ctx, SnapshotCutWaitMax)
 	defer cancel()
 	for _, c := range released {
 		select {

@@ -56,18 +56,15 @@ func (m *member) startPeerReceiver() {
 	m.peerIn.SyncMembers()
 }
 
-// snapshotCutWaitMaxUs bounds how long a snapshot transfer waits for
-// those it cut to keep their files, as the server's does (5s).
-const snapshotCutWaitMaxUs = 5_000_000
-
-// awaitReleasedPollUs is how often that wait looks again.
+// awaitReleasedPollUs is how often awaitReleased looks again.
 const awaitReleasedPollUs = 1_000
 
 // awaitReleased is the server's wait for the snapshot transfers a new one
 // cut to keep their files, in the running task: it looks every
-// awaitReleasedPollUs of virtual time, up to snapshotCutWaitMaxUs.
+// awaitReleasedPollUs of virtual time, up to the server's
+// SnapshotCutWaitMax.
 func (w *World) awaitReleased(_ context.Context, released []<-chan struct{}) {
-	for waited := int64(0); waited < snapshotCutWaitMaxUs; waited += awaitReleasedPollUs {
+	for waited := int64(0); waited < server.SnapshotCutWaitMax.Microseconds(); waited += awaitReleasedPollUs {
 		if allClosed(released) {
 			return
 		}
